@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from quotameter.catalog import service
+from quotameter.catalog.model import CatalogInvalid, catalog_to_json
+from quotameter.errors import Invalid
+from quotameter.store.engine import unit_of_work
+from quotameter.timeutil import to_us
+from quotameter.web import JSON, services
+
+router = APIRouter(tags=["catalog"])
+
+
+@router.put("/v1/catalog", response_class=JSON)
+async def put_catalog(request: Request) -> Any:
+    """Replace meters, plans and customers with one document; nothing changes if any part is wrong."""
+    svc = services(request)
+    try:
+        doc = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as err:
+        raise Invalid(f"body: not valid JSON ({err})") from None
+
+    def apply() -> service.Applied:
+        with unit_of_work(svc.engine) as conn:
+            return service.apply(conn, doc, svc.catalogs.current(conn), to_us(svc.now()))
+
+    try:
+        applied = await run_in_threadpool(apply)
+    except CatalogInvalid as err:
+        raise Invalid("catalog: invalid", errors=err.errors) from None
+    return {"version": applied.version, "rebuilt_meters": applied.changed_meters}
+
+
+@router.get("/v1/catalog", response_class=JSON)
+def get_catalog(request: Request) -> Any:
+    svc = services(request)
+    with svc.engine.connect() as conn:
+        loaded = svc.catalogs.current(conn)
+    return {"version": loaded.version, **catalog_to_json(loaded.spec)}

@@ -1,0 +1,19 @@
+"""All SQL for the catalog: each applied document is kept as a new version."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, func, insert, select
+
+from quotameter.store.tables import catalogs
+
+
+def latest_version(conn: Connection) -> int:
+    return conn.execute(select(func.max(catalogs.c.version))).scalar() or 0
+
+
+def document(conn: Connection, version: int) -> str:
+    return conn.execute(select(catalogs.c.document).where(catalogs.c.version == version)).scalar_one()
+
+
+def add(conn: Connection, version: int, doc: str, applied_us: int) -> None:
+    conn.execute(insert(catalogs).values(version=version, document=doc, applied_us=applied_us))

@@ -1,0 +1,24 @@
+"""Errors the API speaks, mapped to HTTP in one place (`server.py`)."""
+
+from __future__ import annotations
+
+
+class QuotameterError(Exception):
+    status = 400
+
+    def __init__(self, message: str, *, errors: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.errors = errors
+
+
+class NotFound(QuotameterError):
+    status = 404
+
+
+class Invalid(QuotameterError):
+    status = 422
+
+
+class PayloadTooLarge(QuotameterError):
+    status = 413

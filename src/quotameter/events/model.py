@@ -1,0 +1,81 @@
+"""CloudEvents 1.0 as quotameter takes them: the envelope, checked field by field."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from quotameter.meters.model import EventRejected
+from quotameter.timeutil import to_us
+
+_NO_CONTROL = r"^[^\x00-\x1f]+$"
+
+
+class CloudEvent(BaseModel):
+    # Unknown attributes are CloudEvents extensions: kept in the raw event, never an error.
+    model_config = ConfigDict(extra="allow")
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str = Field(min_length=1, max_length=512, pattern=_NO_CONTROL)
+    source: str = Field(min_length=1, max_length=512, pattern=_NO_CONTROL)
+    type: str = Field(min_length=1, max_length=256)
+    subject: str = Field(min_length=1, max_length=256)
+    time: AwareDatetime | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("id", "source", mode="before")
+    @classmethod
+    def _number_is_text(cls, v: object) -> object:
+        return str(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    @field_validator("time", mode="before")
+    @classmethod
+    def _rfc3339_only(cls, v: object) -> object:
+        # Without this, Pydantic would also take a bare number as Unix seconds.
+        if v is not None and not isinstance(v, (str, datetime)):
+            raise ValueError("must be an RFC 3339 timestamp string")
+        return v
+
+
+_event = TypeAdapter(CloudEvent)
+_instant = TypeAdapter(AwareDatetime)
+
+
+def describe(err: ValidationError) -> str:
+    """Pydantic's first error as 'field: reason'."""
+    first = err.errors(include_url=False)[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "event"
+    msg = first["msg"]
+    if first["type"] == "missing":
+        msg = "required"
+    elif first["type"] == "timezone_aware":
+        msg = "must carry a UTC offset (e.g. 2026-01-01T10:00:00Z)"
+    return f"{loc}: {msg}"
+
+
+def parse_event(obj: Any) -> CloudEvent:
+    if not isinstance(obj, dict):
+        raise EventRejected("event: must be a JSON object")
+    try:
+        return _event.validate_python(obj)
+    except ValidationError as err:
+        raise EventRejected(describe(err)) from None
+
+
+def parse_instant(value: Any, field: str) -> int:
+    if not isinstance(value, str):
+        raise EventRejected(f"{field}: required, an RFC 3339 timestamp")
+    try:
+        at = _instant.validate_python(value)
+    except ValidationError as err:
+        raise EventRejected(f"{field}: {describe(err).split(': ', 1)[1]}") from None
+    return checked_us(at, field)
+
+
+def checked_us(at: datetime, field: str) -> int:
+    us = to_us(at)
+    if us < 0:
+        raise EventRejected(f"{field}: must not be before 1970-01-01")
+    return us

@@ -1,0 +1,224 @@
+"""What one event means to one meter, and the pure aggregations over those meanings.
+
+`interpret` turns a validated event into the contribution it makes to a meter (or says
+why it cannot). The aggregate functions here are the definition of every meter kind: the
+incremental state kept in the database must always equal them applied to the raw events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import orjson
+
+from quotameter.catalog.model import DURATION_UNITS, MeterSpec
+from quotameter.meters.spans import US, Span, StreamEvent, replay, usage_us
+
+ZERO = Decimal(0)
+
+
+
+class EventRejected(ValueError):
+    """An event that cannot be counted; the message names the field and the reason."""
+
+
+def duration_unit_us(unit: str) -> int:
+    return DURATION_UNITS[unit] * US
+
+
+@dataclass(frozen=True, slots=True)
+class EventFacts:
+    """The parts of an accepted event that meters look at."""
+
+    customer: str
+    t: int
+    order_key: str  # source and id: ties between events at the same instant break on it
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Simple:
+    """A count / sum / max / latest / unique_count contribution."""
+
+    t: int
+    order_key: str
+    value: Decimal | None = None
+    unique: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GaugeChange:
+    t: int
+    order_key: str
+    set_value: Decimal | None
+    delta: Decimal | None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPoint:
+    stream_key: str
+    merge_key: str
+    t: int
+    action: str  # start | stop | heartbeat | span
+    order_key: str
+    end: int | None = None  # for a one-event span: its end (t is its start)
+
+
+Contribution = Simple | GaugeChange | StreamPoint
+
+
+def number(data: Mapping[str, Any], prop: str) -> Decimal:
+    if prop not in data:
+        raise EventRejected(f"data.{prop}: required by this event's meter")
+    raw = data[prop]
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str, Decimal)):
+        raise EventRejected(f"data.{prop}: must be a number (got {orjson.dumps(raw).decode()})")
+    try:
+        value = Decimal(str(raw))
+    except InvalidOperation:
+        raise EventRejected(f"data.{prop}: must be a number (got {raw!r})") from None
+    if not value.is_finite():
+        raise EventRejected(f"data.{prop}: must be a finite number (got {raw!r})")
+    return value
+
+
+def _key(data: Mapping[str, Any], prop: str) -> str:
+    raw = data.get(prop)
+    if raw is None or isinstance(raw, (dict, list, bool)) or raw == "":
+        raise EventRejected(f"data.{prop}: required, a non-empty string or number")
+    return str(raw)
+
+
+def interpret(spec: MeterSpec, ev: EventFacts, parse_instant) -> Contribution:  # type: ignore[no-untyped-def]
+    """The contribution of an event of this meter's type that passed its filter."""
+    kind = spec.aggregation
+    data = ev.data
+    if kind == "count":
+        return Simple(ev.t, ev.order_key)
+    if kind in ("sum", "max", "latest"):
+        return Simple(ev.t, ev.order_key, value=number(data, spec.value_property))  # type: ignore[arg-type]
+    if kind == "unique_count":
+        prop = spec.value_property
+        if prop not in data or data[prop] is None:  # type: ignore[operator]
+            raise EventRejected(f"data.{prop}: required by this event's meter")
+        return Simple(ev.t, ev.order_key, unique=orjson.dumps(data[prop], option=orjson.OPT_SORT_KEYS).decode())  # type: ignore[index]
+    if kind == "gauge":
+        set_value = number(data, spec.value_property) if spec.value_property and spec.value_property in data else None
+        delta = number(data, spec.delta_property) if spec.delta_property and spec.delta_property in data else None
+        if set_value is None and delta is None:
+            wanted = " or ".join(f"data.{p}" for p in (spec.value_property, spec.delta_property) if p)
+            raise EventRejected(f"{wanted}: required by this event's meter")
+        return GaugeChange(ev.t, ev.order_key, set_value, delta)
+    return _stream_point(spec, ev, parse_instant)
+
+
+def _stream_point(spec: MeterSpec, ev: EventFacts, parse_instant) -> StreamPoint:  # type: ignore[no-untyped-def]
+    data = ev.data
+    stream_key = _key(data, spec.stream_property)  # type: ignore[arg-type]
+    merge_key = stream_key
+    if spec.merge_property:
+        # A stream belongs to one merge key: the same stream name under two users is two streams.
+        merge_key = _key(data, spec.merge_property)
+        stream_key = f"{merge_key}\x01{stream_key}"
+    if "start" in data or "end" in data:
+        start = parse_instant(data.get("start"), "data.start")
+        end = parse_instant(data.get("end"), "data.end")
+        if end < start:
+            raise EventRejected("data.end: must not be before data.start")
+        return StreamPoint(stream_key, merge_key, start, "span", ev.order_key, end)
+    action = data.get("action")
+    if action not in ("start", "stop", "heartbeat"):
+        raise EventRejected(
+            f"data.action: must be start, stop or heartbeat, or the event must carry data.start and data.end "
+            f"(got {orjson.dumps(action).decode() if action is not None else 'nothing'})"
+        )
+    return StreamPoint(stream_key, merge_key, ev.t, action, ev.order_key)
+
+
+# --- the definitions every incremental path must agree with -------------------------------
+
+def latest_key(t: int, order_key: str) -> str:
+    return f"{t:020d}\x01{order_key}"
+
+
+def aggregate_simple(kind: str, items: Iterable[Simple]) -> Decimal:
+    items = list(items)
+    if kind == "count":
+        return Decimal(len(items))
+    if kind == "sum":
+        return sum((i.value for i in items), ZERO)  # type: ignore[misc]
+    if kind == "max":
+        return max((i.value for i in items), default=ZERO)  # type: ignore[type-var,arg-type]
+    if kind == "latest":
+        if not items:
+            return ZERO
+        return max(items, key=lambda i: (i.t, i.order_key)).value  # type: ignore[return-value]
+    if kind == "unique_count":
+        return Decimal(len({i.unique for i in items}))
+    raise ValueError(f"not a simple aggregation: {kind}")
+
+
+def gauge_levels(changes: Iterable[GaugeChange], start_level: Decimal = ZERO) -> list[tuple[GaugeChange, Decimal]]:
+    """Each change in event order with the level right after it. A set replaces, a delta adds."""
+    level = start_level
+    out = []
+    for c in sorted(changes, key=lambda c: (c.t, c.order_key)):
+        if c.set_value is not None:
+            level = c.set_value
+        if c.delta is not None:
+            level += c.delta
+        out.append((c, level))
+    return out
+
+
+def gauge_usage(changes: Iterable[GaugeChange], lo: int, hi: int) -> tuple[Decimal, Decimal]:
+    """(highest level held in [lo, hi), level at hi): the carried-in level counts too."""
+    carried = ZERO
+    highest: Decimal | None = None
+    current = ZERO
+    for change, level in gauge_levels(changes):
+        if change.t < lo:
+            carried = level
+        elif change.t < hi:
+            highest = level if highest is None else max(highest, level)
+        else:
+            break
+        current = level
+    return (carried if highest is None else max(carried, highest)), current
+
+
+def duration_usage(points: Iterable[StreamPoint], spec: MeterSpec, lo: int, hi: int, at: int) -> Decimal:
+    """Recompute a duration meter from its stream points alone."""
+    by_stream: dict[str, list[StreamPoint]] = {}
+    for p in points:
+        by_stream.setdefault(p.stream_key, []).append(p)
+    idle = spec.idle_timeout * US if spec.idle_timeout else None
+    spans_by_merge: dict[str, list[Span]] = {}
+    for pts in by_stream.values():
+        merge_key = pts[0].merge_key
+        spans = spans_by_merge.setdefault(merge_key, [])
+        spans.extend(Span(p.t, p.end, p.end) for p in pts if p.action == "span" and p.end > p.t)  # type: ignore[operator]
+        spans.extend(replay((StreamEvent(p.t, p.action, p.order_key) for p in pts if p.action != "span"), idle))  # type: ignore[arg-type]
+    return duration_quantity(spans_by_merge, spec, lo, hi, at)
+
+
+def duration_quantity(spans_by_merge: dict[str, list[Span]], spec: MeterSpec, lo: int, hi: int, at: int) -> Decimal:
+    idle = spec.idle_timeout * US if spec.idle_timeout else None
+    unit = spec.rounding.unit_seconds * US if spec.rounding else None
+    mode = spec.rounding.mode if spec.rounding else "ceil"
+    total = usage_us(spans_by_merge, lo, min(hi, at), at, idle_timeout_us=idle, unit_us=unit, mode=mode)
+    return to_unit(total, spec.unit)
+
+
+_MICRO = Decimal("0.000001")
+
+
+def to_unit(total_us: int, unit: str) -> Decimal:
+    """Microseconds in the meter's unit; unrounded minutes keep six decimals."""
+    quantity = Decimal(total_us) / Decimal(duration_unit_us(unit))
+    if quantity == quantity.to_integral_value():
+        return quantity.quantize(Decimal(1))
+    return quantity.quantize(_MICRO).normalize()

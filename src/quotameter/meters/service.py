@@ -1,0 +1,254 @@
+"""Meter use cases: fold new contributions into the incremental state, and read usage.
+
+`usage` reads the incremental state; `recompute_usage` derives the same number from the
+raw events alone. They must always agree (see tests/meters/test_incremental.py).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
+
+import orjson
+from sqlalchemy import Connection, select
+
+from quotameter.catalog.model import Catalog, MeterSpec
+from quotameter.events.model import parse_instant
+from quotameter.meters import repository as repo
+from quotameter.meters.model import (
+    Contribution,
+    EventFacts,
+    EventRejected,
+    GaugeChange,
+    Simple,
+    StreamPoint,
+    aggregate_simple,
+    duration_quantity,
+    duration_usage,
+    gauge_usage,
+    interpret,
+    latest_key,
+    to_unit,
+)
+from quotameter.meters.spans import US, Span, StreamEvent, clipped_length, extent, merge, replay, round_length
+from quotameter.store.engine import lock_keys
+from quotameter.store.tables import events
+
+SIMPLE = ("count", "sum", "max", "latest", "unique_count")
+
+
+def contributions(meters: Mapping[str, MeterSpec], event_type: str, facts: EventFacts) -> list[tuple[str, Contribution]]:
+    """What an event adds to each meter it belongs to; EventRejected if any meter cannot use it."""
+    out = []
+    for name, spec in meters.items():
+        if spec.event_type == event_type and spec.matches(facts.data):
+            out.append((name, interpret(spec, facts, parse_instant)))
+    return out
+
+
+def apply(conn: Connection, meters: Mapping[str, MeterSpec],
+          batch: Iterable[tuple[str, str, Contribution]]) -> None:
+    """Fold (meter, customer, contribution) triples into the incremental state."""
+    grouped: dict[tuple[str, str], list[Contribution]] = defaultdict(list)
+    for meter, customer, contribution in batch:
+        grouped[(meter, customer)].append(contribution)
+    stateful = [key for key in grouped if meters[key[0]].aggregation in ("gauge", "duration")]
+    lock_keys(conn, (f"{m}\x01{c}" for m, c in stateful))
+    for (meter, customer), items in sorted(grouped.items()):
+        spec = meters[meter]
+        kind = spec.aggregation
+        if kind == "unique_count":
+            repo.add_unique(conn, meter, customer, items)  # type: ignore[arg-type]
+        elif kind in SIMPLE:
+            repo.bump_buckets(conn, meter, customer, items, kind)  # type: ignore[arg-type]
+        elif kind == "gauge":
+            repo.add_gauge_changes(conn, meter, customer, items)  # type: ignore[arg-type]
+        else:
+            _apply_duration(conn, spec, meter, customer, items)  # type: ignore[arg-type]
+
+
+def _idle_us(spec: MeterSpec) -> int | None:
+    return spec.idle_timeout * US if spec.idle_timeout else None
+
+
+def _apply_duration(conn: Connection, spec: MeterSpec, meter: str, customer: str, points: Sequence[StreamPoint]) -> None:
+    repo.add_stream_points(conn, meter, customer, points)
+    windows: dict[str, list[int]] = {}
+
+    def widen(merge_key: str, start: int, end: int) -> None:
+        w = windows.setdefault(merge_key, [start, end])
+        w[0], w[1] = min(w[0], start), max(w[1], end)
+
+    by_stream: dict[str, list[StreamPoint]] = defaultdict(list)
+    for p in points:
+        if p.action == "span":
+            if p.end > p.t:  # type: ignore[operator]
+                repo.insert_spans(conn, meter, customer, p.stream_key, p.merge_key,
+                                  [Span(p.t, p.end, p.end)], explicit=True)
+                widen(p.merge_key, p.t, p.end)  # type: ignore[arg-type]
+        else:
+            by_stream[p.stream_key].append(p)
+
+    for stream_key, pts in by_stream.items():
+        merge_key = pts[0].merge_key
+        # Replay from the start of the last span that began before the earliest new event:
+        # the stream was closed just before that start, so the replay starts from a known state.
+        since = repo.last_span_start_before(conn, meter, customer, stream_key, min(p.t for p in pts))
+        actions = repo.stream_actions_from(conn, meter, customer, stream_key, since)
+        spans = replay((StreamEvent(r.t_us, r.action, r.order_key) for r in actions), _idle_us(spec))
+        removed = repo.replace_stream_spans(conn, meter, customer, stream_key, merge_key, since, spans)
+        for start, end in [*removed, *((s.start, s.end) for s in spans)]:
+            if end is not None:
+                widen(merge_key, start, end)
+
+    for merge_key, (lo, hi) in windows.items():
+        repo.remerge(conn, meter, customer, merge_key, lo, hi)
+
+
+# --- reads -----------------------------------------------------------------------------------
+
+def usage(conn: Connection, spec: MeterSpec, meter: str, customer: str, lo: int, hi: int, at: int) -> Decimal:
+    """The meter's quantity for [lo, hi) as known at instant `at` (events up to and at `at`)."""
+    kind = spec.aggregation
+    if kind == "duration":
+        return _duration_read(conn, spec, meter, customer, lo, hi, at)
+    end = min(hi, at + 1)
+    if end <= lo:
+        return Decimal(0)
+    if kind == "gauge":
+        return repo.gauge_read(conn, meter, customer, lo, end)[0]
+    if kind == "unique_count":
+        return _unique_read(conn, spec, meter, customer, lo, end)
+    return _simple_read(conn, spec, meter, customer, lo, end)
+
+
+def gauge_level(conn: Connection, meter: str, customer: str, at: int) -> Decimal:
+    return repo.gauge_read(conn, meter, customer, at, at + 1)[1]
+
+
+def _raw_simple(conn: Connection, spec: MeterSpec, customer: str, lo: int, hi: int) -> list[Simple]:
+    out = []
+    for row in repo.raw_events(conn, customer, spec.event_type, lo, hi):
+        item = _interpret_row(spec, customer, row)
+        if item is not None:
+            out.append(item)
+    return out  # type: ignore[return-value]
+
+
+def _interpret_row(spec: MeterSpec, customer: str, row) -> Contribution | None:  # type: ignore[no-untyped-def]
+    data = orjson.loads(row.data)
+    if not spec.matches(data):
+        return None
+    facts = EventFacts(customer, row.time_us, f"{row.source}\x01{row.event_id}", data)
+    try:
+        return interpret(spec, facts, parse_instant)
+    except EventRejected:
+        return None  # stored under an older definition of the meter: it does not count now
+
+
+def _simple_read(conn: Connection, spec: MeterSpec, meter: str, customer: str, lo: int, hi: int) -> Decimal:
+    kind = spec.aggregation
+    first, last = lo // repo.HOUR_US, (hi - 1) // repo.HOUR_US
+    partials: list[tuple[Decimal, str | None]] = []  # (value, latest key)
+    middle = repo.middle_aggregate(conn, meter, customer, kind, first, last)
+    if middle is not None:
+        partials.append(tuple(middle) if kind == "latest" else (middle, None))  # type: ignore[arg-type]
+    for row in repo.bucket_rows(conn, meter, customer, first, last):
+        if row.min_us >= lo and row.max_us < hi:
+            value = {"count": Decimal(row.n), "sum": row.total, "max": row.vmax, "latest": row.latest_value}[kind]
+            partials.append((value, row.latest_key))
+        else:
+            b = row.bucket * repo.HOUR_US
+            items = _raw_simple(conn, spec, customer, max(lo, b), min(hi, b + repo.HOUR_US))
+            if items:
+                top = max(items, key=lambda i: (i.t, i.order_key))
+                partials.append((aggregate_simple(kind, items), latest_key(top.t, top.order_key)))
+    if kind == "latest":
+        partials = [p for p in partials if p[1] is not None]
+        return Decimal(max(partials, key=lambda p: p[1])[0]) if partials else Decimal(0)  # type: ignore[arg-type,return-value]
+    values = [Decimal(v) for v, _ in partials]
+    if kind == "max":
+        return max(values, default=Decimal(0))
+    return sum(values, Decimal(0))
+
+
+def _unique_read(conn: Connection, spec: MeterSpec, meter: str, customer: str, lo: int, hi: int) -> Decimal:
+    inside = repo.unique_count_inside(conn, meter, customer, lo, hi)
+    edge_values: set[str] = set()
+    for a, b in repo.unique_edge_ranges(conn, meter, customer, lo, hi):
+        edge_values.update(i.unique for i in _raw_simple(conn, spec, customer, a, b))  # type: ignore[misc]
+    extra = edge_values - repo.unique_values_inside(conn, meter, customer, lo, hi, edge_values)
+    return Decimal(inside + len(extra))
+
+
+def _duration_read(conn: Connection, spec: MeterSpec, meter: str, customer: str, lo: int, hi: int, at: int) -> Decimal:
+    h = min(hi, at)
+    if h <= lo:
+        return Decimal(0)
+    unit = spec.rounding.unit_seconds * US if spec.rounding else None
+    mode = spec.rounding.mode if spec.rounding else "ceil"
+    total = repo.merged_total(conn, meter, customer, lo, h, unit, mode)
+    extents: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for row in repo.open_spans(conn, meter, customer, h):
+        iv = extent(Span(row.start_us, None, row.last_us), at, _idle_us(spec))
+        if iv is not None:
+            extents[row.merge_key].append(iv)
+    # Open streams join the closed merged spans they touch: re-merge just those.
+    for merge_key, ivs in extents.items():
+        closed = [(r.start_us, r.end_us) for r in repo.merged_overlapping(
+            conn, meter, customer, merge_key, min(s for s, _ in ivs), max(e for _, e in ivs))]
+        total -= sum(round_length(clipped_length(c, lo, h), unit, mode) for c in closed)
+        total += sum(round_length(clipped_length(m, lo, h), unit, mode) for m in merge([*ivs, *closed]))
+    return to_unit(total, spec.unit)
+
+
+# --- recomputation from raw events -------------------------------------------------------
+
+def raw_contributions(conn: Connection, spec: MeterSpec, customer: str) -> list[Contribution]:
+    e = events.c
+    rows = conn.execute(select(e.time_us, e.source, e.event_id, e.data)
+                        .where(e.subject == customer, e.type == spec.event_type))
+    return [c for row in rows if (c := _interpret_row(spec, customer, row)) is not None]
+
+
+def recompute_usage(conn: Connection, spec: MeterSpec, customer: str, lo: int, hi: int, at: int) -> Decimal:
+    """The same number as `usage`, from the raw events alone (slow; for checks and tests)."""
+    items = raw_contributions(conn, spec, customer)
+    return usage_of(spec, items, lo, hi, at)
+
+
+def usage_of(spec: MeterSpec, items: Sequence[Contribution], lo: int, hi: int, at: int) -> Decimal:
+    """The definition of a meter's quantity, over contributions held in memory."""
+    kind = spec.aggregation
+    if kind == "duration":
+        return duration_usage(items, spec, lo, hi, at)  # type: ignore[arg-type]
+    end = min(hi, at + 1)
+    if end <= lo:
+        return Decimal(0)
+    if kind == "gauge":
+        return gauge_usage(items, lo, end)[0]  # type: ignore[arg-type]
+    return aggregate_simple(kind, (i for i in items if lo <= i.t < end))  # type: ignore[union-attr]
+
+
+def rebuild(conn: Connection, catalog: Catalog, meter: str, chunk: int = 5000) -> int:
+    """Throw away a meter's incremental state and derive it again from the raw events."""
+    spec = catalog.meters[meter]
+    repo.clear_meter(conn, meter)
+    e = events.c
+    rows = conn.execute(select(e.subject, e.time_us, e.source, e.event_id, e.data)
+                        .where(e.type == spec.event_type).order_by(e.pk)).all()
+    count = 0
+    for i in range(0, len(rows), chunk):
+        batch = []
+        for row in rows[i:i + chunk]:
+            c = _interpret_row(spec, row.subject, row)
+            if c is not None:
+                batch.append((meter, row.subject, c))
+        apply(conn, {meter: spec}, batch)
+        count += len(batch)
+    return count
+
+
+__all__ = ["apply", "contributions", "usage", "recompute_usage", "usage_of", "rebuild", "gauge_level",
+           "duration_quantity"]

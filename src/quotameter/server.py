@@ -1,0 +1,63 @@
+"""The application: routers, error mapping, storage wiring."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+
+from quotameter import __version__
+from quotameter.catalog.api import router as catalog_router
+from quotameter.entitlements.api import router as entitlements_router
+from quotameter.errors import QuotameterError
+from quotameter.events.api import router as events_router
+from quotameter.settings import Settings
+from quotameter.store.engine import make_engine
+from quotameter.store.migrate import upgrade
+from quotameter.web import JSON, Services, system_clock
+
+log = logging.getLogger("quotameter")
+
+
+def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] = system_clock) -> FastAPI:
+    settings = settings or Settings()
+    engine = make_engine(settings.database_url)
+    upgrade(engine)
+    app = FastAPI(title="quotameter", version=__version__, default_response_class=JSON)
+    app.state.services = Services(engine, clock, settings.max_body_bytes, settings.max_batch)
+    app.include_router(catalog_router)
+    app.include_router(events_router)
+    app.include_router(entitlements_router)
+
+    @app.get("/healthz", tags=["health"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.exception_handler(QuotameterError)
+    async def _domain(_: Request, err: QuotameterError) -> JSON:
+        body: dict[str, object] = {"error": err.message}
+        if err.errors:
+            body["errors"] = err.errors
+        return JSON(body, status_code=err.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _request(_: Request, err: RequestValidationError) -> JSON:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"][1:]) or str(first["loc"][0])
+        return JSON({"error": f"{field}: {first['msg']}"}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, err: HTTPException) -> JSON:
+        return JSON({"error": str(err.detail)}, status_code=err.status_code)
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, err: Exception) -> JSON:
+        # The trace goes to the log, never to the client.
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSON({"error": "internal error; the server log has the details"}, status_code=500)
+
+    return app

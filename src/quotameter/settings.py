@@ -1,0 +1,18 @@
+"""Configuration from the environment (QUOTAMETER_*) and command-line flags."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from quotameter.store.engine import DEFAULT_URL
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="QUOTAMETER_")
+
+    database_url: str = DEFAULT_URL
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "info"
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_batch: int = 10_000

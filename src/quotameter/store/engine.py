@@ -1,0 +1,119 @@
+"""Engines for the embedded SQLite default and for PostgreSQL, and the unit of work."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import make_url
+
+DEFAULT_URL = "sqlite:///quotameter.sqlite3"
+
+
+def _dec_add(a: str | None, b: str | None) -> str | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return format(Decimal(a) + Decimal(b), "f")
+
+
+def _dec_max(a: str | None, b: str | None) -> str | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a if Decimal(a) >= Decimal(b) else b
+
+
+class _DecSum:
+    def __init__(self) -> None:
+        self.total: Decimal | None = None
+
+    def step(self, value: str | None) -> None:
+        if value is not None:
+            self.total = Decimal(value) + (self.total or 0)
+
+    def finalize(self) -> str | None:
+        return None if self.total is None else format(self.total, "f")
+
+
+class _DecMax:
+    def __init__(self) -> None:
+        self.best: Decimal | None = None
+
+    def step(self, value: str | None) -> None:
+        if value is not None and (self.best is None or Decimal(value) > self.best):
+            self.best = Decimal(value)
+
+    def finalize(self) -> str | None:
+        return None if self.best is None else format(self.best, "f")
+
+
+def _prepare_sqlite(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+    # pysqlite's own transaction handling would open a DEFERRED transaction and could then
+    # fail to upgrade it to a write lock; we issue BEGIN IMMEDIATE ourselves instead.
+    dbapi_conn.isolation_level = None
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    # FULL: an acknowledged batch survives a power cut, not only a process crash.
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+    dbapi_conn.create_function("dec_add", 2, _dec_add, deterministic=True)
+    dbapi_conn.create_function("dec_max", 2, _dec_max, deterministic=True)
+    dbapi_conn.create_aggregate("dec_sum", 1, _DecSum)  # type: ignore[arg-type]
+    dbapi_conn.create_aggregate("dec_maxagg", 1, _DecMax)  # type: ignore[arg-type]
+
+
+def _begin_immediate(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(url: str | None = None) -> Engine:
+    url = url or DEFAULT_URL
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False}, pool_size=8, max_overflow=8)
+        event.listen(engine, "connect", _prepare_sqlite)
+        event.listen(engine, "begin", _begin_immediate)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        if parsed.drivername == "postgresql":
+            url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+        return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    raise ValueError(f"QUOTAMETER_DATABASE_URL: unsupported database {parsed.get_backend_name()!r} "
+                     "(use sqlite:///path or postgresql+psycopg://…)")
+
+
+@contextmanager
+def unit_of_work(engine: Engine) -> Iterator[Connection]:
+    """One transaction: committed when the block ends, rolled back whole on any error.
+
+    Services take the connection and never commit; the request or the job owns this.
+    """
+    with engine.begin() as conn:
+        yield conn
+
+
+def lock_keys(conn: Connection, keys: Iterable[str]) -> None:
+    """Serialize writers of the same derived state across processes.
+
+    SQLite already serializes every write transaction (BEGIN IMMEDIATE). On PostgreSQL we
+    take transaction-scoped advisory locks, always in sorted order so that two batches
+    touching the same keys cannot deadlock.
+    """
+    if conn.dialect.name != "postgresql":
+        return
+    ids = sorted({int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "big", signed=True)
+                  for k in keys})
+    for lock_id in ids:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})

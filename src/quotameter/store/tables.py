@@ -1,0 +1,186 @@
+"""Every table quotameter keeps.
+
+Instants are stored as integer microseconds since the Unix epoch (UTC): exact, compact,
+and compared the same way by SQLite and PostgreSQL. Quantities that may be fractional are
+stored as exact decimals (see `Decimal` below).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal as PyDecimal
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.types import TypeDecorator
+
+def _ordered(length: int) -> String:
+    """A string that sorts by code point on both databases (PostgreSQL's default collation
+    would sort by language rules, and event order must not depend on the server's locale)."""
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class Decimal(TypeDecorator[PyDecimal]):
+    """An exact decimal on both databases.
+
+    PostgreSQL has NUMERIC. SQLite would silently turn NUMERIC into a float, so there it is
+    kept as text and arithmetic goes through the `dec_add`/`dec_max` functions registered on
+    each SQLite connection (see `store.engine`).
+    """
+
+    impl = Numeric
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect):  # type: ignore[no-untyped-def]
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(Text())
+        return dialect.type_descriptor(Numeric(precision=38, scale=12, asdecimal=True))
+
+    def process_bind_param(self, value, dialect):  # type: ignore[no-untyped-def]
+        if value is None:
+            return None
+        if dialect.name == "sqlite":
+            return format(PyDecimal(value), "f")
+        return PyDecimal(value)
+
+    def process_result_value(self, value, dialect):  # type: ignore[no-untyped-def]
+        if value is None:
+            return None
+        return PyDecimal(value).normalize() if not isinstance(value, PyDecimal) else value
+
+
+catalogs = Table(
+    "catalogs",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("document", Text, nullable=False),
+    Column("applied_us", BigInteger, nullable=False),
+)
+
+# The audit trail and the source of every recomputation.
+events = Table(
+    "events",
+    metadata,
+    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("source", String(512), nullable=False),
+    Column("event_id", String(512), nullable=False),
+    Column("type", String(256), nullable=False),
+    Column("subject", String(256), nullable=False),
+    Column("time_us", BigInteger, nullable=False),
+    Column("data", Text, nullable=False),
+    Column("received_us", BigInteger, nullable=False),
+    UniqueConstraint("source", "event_id"),
+    Index("ix_events_subject_type_time", "subject", "type", "time_us"),
+)
+
+# count / sum / max / latest, per meter, customer and UTC hour.
+buckets = Table(
+    "meter_buckets",
+    metadata,
+    Column("meter", String(128), nullable=False),
+    Column("customer", String(256), nullable=False),
+    Column("bucket", BigInteger, nullable=False),
+    Column("n", BigInteger, nullable=False),
+    Column("total", Decimal, nullable=True),
+    Column("vmax", Decimal, nullable=True),
+    Column("latest_key", _ordered(1100), nullable=True),
+    Column("latest_value", Decimal, nullable=True),
+    Column("min_us", BigInteger, nullable=False),
+    Column("max_us", BigInteger, nullable=False),
+    PrimaryKeyConstraint("meter", "customer", "bucket"),
+)
+
+unique_values = Table(
+    "meter_unique_values",
+    metadata,
+    Column("meter", String(128), nullable=False),
+    Column("customer", String(256), nullable=False),
+    Column("bucket", BigInteger, nullable=False),
+    Column("value", String(1024), nullable=False),
+    Column("min_us", BigInteger, nullable=False),
+    Column("max_us", BigInteger, nullable=False),
+    PrimaryKeyConstraint("meter", "customer", "bucket", "value"),
+)
+
+# One row per gauge event with the level right after it, in event order.
+gauge_points = Table(
+    "gauge_points",
+    metadata,
+    Column("meter", String(128), nullable=False),
+    Column("customer", String(256), nullable=False),
+    Column("t_us", BigInteger, nullable=False),
+    Column("order_key", _ordered(1100), nullable=False),
+    Column("set_value", Decimal, nullable=True),
+    Column("delta", Decimal, nullable=True),
+    Column("level", Decimal, nullable=False),
+    PrimaryKeyConstraint("meter", "customer", "t_us", "order_key"),
+)
+
+# The events of duration meters, projected onto their stream.
+stream_points = Table(
+    "stream_points",
+    metadata,
+    Column("meter", String(128), nullable=False),
+    Column("customer", String(256), nullable=False),
+    Column("stream_key", String(512), nullable=False),
+    Column("merge_key", String(512), nullable=False),
+    Column("t_us", BigInteger, nullable=False),
+    Column("rank", Integer, nullable=False),
+    Column("order_key", _ordered(1100), nullable=False),
+    Column("action", String(16), nullable=False),
+    Column("end_us", BigInteger, nullable=True),
+    PrimaryKeyConstraint("meter", "customer", "stream_key", "t_us", "rank", "order_key"),
+)
+
+# Spans derived from stream_points. end_us NULL = still open; last_us = its last event.
+stream_spans = Table(
+    "stream_spans",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("meter", String(128), nullable=False),
+    Column("customer", String(256), nullable=False),
+    Column("stream_key", String(512), nullable=False),
+    Column("merge_key", String(512), nullable=False),
+    Column("start_us", BigInteger, nullable=False),
+    Column("end_us", BigInteger, nullable=True),
+    Column("last_us", BigInteger, nullable=False),
+    Column("explicit", Boolean, nullable=False),
+    Index("ix_stream_spans_stream", "meter", "customer", "stream_key", "start_us"),
+    Index("ix_stream_spans_merge", "meter", "customer", "merge_key", "start_us"),
+    Index("ix_stream_spans_open", "meter", "customer", "end_us"),
+)
+
+# Unions of the closed spans of one merge key (a user): what gets rounded.
+merged_spans = Table(
+    "merged_spans",
+    metadata,
+    Column("meter", String(128), nullable=False),
+    Column("customer", String(256), nullable=False),
+    Column("merge_key", String(512), nullable=False),
+    Column("start_us", BigInteger, nullable=False),
+    Column("end_us", BigInteger, nullable=False),
+    PrimaryKeyConstraint("meter", "customer", "merge_key", "start_us"),
+    Index("ix_merged_spans_end", "meter", "customer", "end_us"),
+)
+
+DERIVED_TABLES = (buckets, unique_values, gauge_points, stream_points, stream_spans, merged_spans)

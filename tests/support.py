@@ -1,0 +1,49 @@
+"""Helpers for tests: the demo catalog, and events built by name."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime, timedelta, timezone
+from importlib.resources import files
+from typing import Any
+
+import yaml
+
+_ids = itertools.count(1)
+
+
+def demo_catalog(**extra_customers: dict[str, Any]) -> dict[str, Any]:
+    doc = yaml.safe_load(files("quotameter.demo").joinpath("catalog.yaml").read_text())
+    doc["customers"].update(extra_customers)
+    for cust in doc["customers"].values():
+        if "billing_anchor" in cust:
+            cust["billing_anchor"] = str(cust["billing_anchor"])
+    return doc
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
+
+
+def iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def event(type_: str, subject: str, time: datetime | str | None, source: str = "test", **data: Any) -> dict[str, Any]:
+    ev: dict[str, Any] = {"specversion": "1.0", "id": f"e{next(_ids)}", "source": source, "type": type_,
+                          "subject": subject, "data": data}
+    if time is not None:
+        ev["time"] = time if isinstance(time, str) else iso(time)
+    return ev
+
+
+def stream(type_: str, subject: str, start: datetime, end: datetime | None, **data: Any) -> list[dict[str, Any]]:
+    """A start event, and a stop event when `end` is given."""
+    out = [event(type_, subject, start, action="start", **data)]
+    if end is not None:
+        out.append(event(type_, subject, end, action="stop", **data))
+    return out
+
+
+def minutes(n: float) -> timedelta:
+    return timedelta(minutes=n)
