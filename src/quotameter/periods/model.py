@@ -99,12 +99,14 @@ def _monthly_period(at: datetime, anchor_day: int, zone: ZoneInfo) -> Period:
     # day (or before a midnight a DST gap pushed later) `at` is still in last
     # month's cycle, and clocks set back over midnight can repeat the end of a
     # day after the next period has already begun.
-    if at < _cycle_start(month, anchor_day, zone):
-        month -= 1
     start = _cycle_start(month, anchor_day, zone)
-    end = _cycle_start(month + 1, anchor_day, zone)
-    if at >= end:
-        start, end = end, _cycle_start(month + 2, anchor_day, zone)
+    if at < start:
+        month -= 1
+        start, end = _cycle_start(month, anchor_day, zone), start
+    else:
+        end = _cycle_start(month + 1, anchor_day, zone)
+        if at >= end:
+            start, end = end, _cycle_start(month + 2, anchor_day, zone)
     return Period(start, end)
 
 
@@ -152,7 +154,7 @@ def _clock_jump(wall: datetime, low: datetime, high: datetime, zone: ZoneInfo) -
 
 
 def _wall_time(instant: datetime, zone: ZoneInfo) -> datetime:
-    """The naive wall-clock reading of ``instant`` in ``zone``."""
+    """The naive wall-clock reading in ``zone`` of the UTC ``instant``."""
     return instant.astimezone(zone).replace(tzinfo=None)
 
 
