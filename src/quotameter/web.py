@@ -33,6 +33,9 @@ def dumps(content: Any) -> bytes:
 
 
 class JSON(JSONResponse):
+    """Endpoints return this directly, so Decimals reach the client as exact JSON numbers
+    (FastAPI's own encoder would turn them into floats or strings)."""
+
     def render(self, content: Any) -> bytes:
         return dumps(content)
 

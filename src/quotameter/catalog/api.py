@@ -33,7 +33,7 @@ async def put_catalog(request: Request) -> Any:
         applied = await run_in_threadpool(apply)
     except CatalogInvalid as err:
         raise Invalid("catalog: invalid", errors=err.errors) from None
-    return {"version": applied.version, "rebuilt_meters": applied.changed_meters}
+    return JSON({"version": applied.version, "rebuilt_meters": applied.changed_meters})
 
 
 @router.get("/v1/catalog", response_class=JSON)
@@ -41,4 +41,4 @@ def get_catalog(request: Request) -> Any:
     svc = services(request)
     with svc.engine.connect() as conn:
         loaded = svc.catalogs.current(conn)
-    return {"version": loaded.version, **catalog_to_json(loaded.spec)}
+    return JSON({"version": loaded.version, **catalog_to_json(loaded.spec)})

@@ -23,4 +23,4 @@ def get_balance(request: Request, customer: str, feature: str, at: str | None = 
     }
     if b.level is not None:
         out["level"] = b.level
-    return out
+    return JSON(out)

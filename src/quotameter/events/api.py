@@ -37,4 +37,4 @@ async def post_events(request: Request) -> Any:
         with unit_of_work(svc.engine) as conn:
             return ingest(conn, svc.catalogs.current(conn), items, to_us(svc.now()))
 
-    return (await run_in_threadpool(run)).as_dict()
+    return JSON((await run_in_threadpool(run)).as_dict())

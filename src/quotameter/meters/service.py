@@ -153,7 +153,8 @@ def _simple_read(conn: Connection, spec: MeterSpec, meter: str, customer: str, l
     partials: list[tuple[Decimal, str | None]] = []  # (value, latest key)
     middle = repo.middle_aggregate(conn, meter, customer, kind, first, last)
     if middle is not None:
-        partials.append(tuple(middle) if kind == "latest" else (middle, None))  # type: ignore[arg-type]
+        # For `latest` the repository answers the (key, value) of the newest event.
+        partials.append((middle[1], middle[0]) if kind == "latest" else (middle, None))  # type: ignore[index]
     for row in repo.bucket_rows(conn, meter, customer, first, last):
         if row.min_us >= lo and row.max_us < hi:
             value = {"count": Decimal(row.n), "sum": row.total, "max": row.vmax, "latest": row.latest_value}[kind]

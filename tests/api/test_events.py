@@ -1,0 +1,118 @@
+"""POST /v1/events: dedup, per-event rejection, batches, commit before the answer."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import orjson
+import pytest
+
+from support import at, demo_catalog, event, iso
+
+CATALOG = demo_catalog()
+CATALOG["meters"]["bytes"] = {"event_type": "upload", "aggregation": "sum", "value_property": "bytes"}
+CATALOG["plans"]["basic"]["entitlements"]["uploads"] = {"meter": "bytes"}
+WHEN = at("2026-03-10T09:00:00Z")
+
+
+@pytest.fixture
+def api(client):  # type: ignore[no-untyped-def]
+    assert client.put("/v1/catalog", json=CATALOG).status_code == 200
+    return client
+
+
+def sessions(client, when: str = "2026-03-20T00:00:00Z") -> Decimal:  # type: ignore[no-untyped-def]
+    r = client.get("/v1/customers/docs/entitlements/sessions", params={"at": when})
+    assert r.status_code == 200, r.text
+    return Decimal(str(r.json()["usage"]))
+
+
+def test_a_bad_event_is_reported_by_index_and_the_good_ones_are_kept(api) -> None:  # type: ignore[no-untyped-def]
+    good = [event("session.created", "docs", WHEN) for _ in range(3)]
+    missing_id = event("session.created", "docs", WHEN)
+    del missing_id["id"]
+    naive = event("session.created", "docs", "2026-03-10T09:00:00")
+    stranger = event("session.created", "nobody", WHEN)
+    no_bytes = event("upload", "acme", WHEN, size=3)
+    text_bytes = event("upload", "acme", WHEN, bytes="many")
+    batch = [good[0], missing_id, good[1], naive, stranger, no_bytes, text_bytes, "nope", good[2]]
+    r = api.post("/v1/events", json=batch)
+    assert r.status_code == 200
+    body = r.json()
+    assert body["accepted"] == 3 and body["duplicates"] == 0
+    assert body["rejected"] == [
+        {"index": 1, "error": "id: required"},
+        {"index": 3, "error": "time: must carry a UTC offset (e.g. 2026-01-01T10:00:00Z)"},
+        {"index": 4, "error": "subject: unknown customer 'nobody'"},
+        {"index": 5, "error": "data.bytes: required by this event's meter"},
+        {"index": 6, "error": "data.bytes: must be a number (got 'many')"},
+        {"index": 7, "error": "event: must be a JSON object"},
+    ]
+    assert sessions(api) == 3
+
+
+def test_a_repeat_is_a_duplicate_counted_once(api) -> None:  # type: ignore[no-untyped-def]
+    batch = [event("session.created", "docs", WHEN) for _ in range(4)]
+    first = api.post("/v1/events", json=batch + [batch[0]]).json()
+    assert (first["accepted"], first["duplicates"]) == (4, 1)
+    again = api.post("/v1/events", json=batch).json()
+    assert (again["accepted"], again["duplicates"], again["rejected"]) == (0, 4, [])
+    assert sessions(api) == 4
+
+
+def test_same_id_from_another_source_is_another_event(api) -> None:  # type: ignore[no-untyped-def]
+    a = event("session.created", "docs", WHEN, source="edge-1")
+    b = dict(a, source="edge-2")
+    assert api.post("/v1/events", json=[a, b]).json()["accepted"] == 2
+
+
+def test_one_event_alone_and_the_cloudevents_batch_content_type(api) -> None:  # type: ignore[no-untyped-def]
+    assert api.post("/v1/events", json=event("session.created", "docs", WHEN)).json()["accepted"] == 1
+    batch = [event("session.created", "docs", WHEN) for _ in range(2)]
+    r = api.post("/v1/events", content=orjson.dumps(batch),
+                 headers={"content-type": "application/cloudevents-batch+json"})
+    assert r.json()["accepted"] == 2
+    assert sessions(api) == 3
+
+
+def test_an_event_without_time_takes_the_receive_time(api, clock) -> None:  # type: ignore[no-untyped-def]
+    clock.now = at("2026-05-02T08:00:00Z")
+    api.post("/v1/events", json=event("session.created", "docs", None))
+    assert sessions(api, "2026-05-31T00:00:00Z") == 1
+    assert sessions(api, "2026-04-30T00:00:00Z") == 0
+    assert sessions(api, iso(clock.now)) == 1
+
+
+def test_decimal_values_are_summed_exactly(api) -> None:  # type: ignore[no-untyped-def]
+    api.post("/v1/events", json=[event("upload", "acme", WHEN, bytes=0.1) for _ in range(3)])
+    r = api.get("/v1/customers/acme/entitlements/uploads", params={"at": "2026-03-20T00:00:00Z"})
+    assert r.json()["usage"] == 0.3  # the JSON number 0.3, not 0.30000000000000004
+    assert b'"usage":0.3' in r.content
+
+
+def test_malformed_body_is_refused_with_the_reason(api) -> None:  # type: ignore[no-untyped-def]
+    r = api.post("/v1/events", content=b"[{", headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    assert r.json()["error"].startswith("body: not valid JSON")
+
+
+def test_an_acknowledged_event_is_committed(api, db_url, clock) -> None:  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    from quotameter.server import create_app
+    from quotameter.settings import Settings
+
+    api.post("/v1/events", json=[event("session.created", "docs", WHEN) for _ in range(5)])
+    fresh = create_app(Settings(database_url=db_url), clock=clock)  # another process, same database
+    with TestClient(fresh) as other:
+        assert sessions(other) == 5
+    fresh.state.services.engine.dispose()
+
+
+def test_balance_errors_name_the_field(api) -> None:  # type: ignore[no-untyped-def]
+    r = api.get("/v1/customers/nobody/entitlements/media")
+    assert (r.status_code, r.json()["error"]) == (404, "customer: unknown customer 'nobody'")
+    r = api.get("/v1/customers/acme/entitlements/sessions")
+    assert r.status_code == 404 and r.json()["error"].startswith("feature: plan 'basic' of customer 'acme' has no")
+    r = api.get("/v1/customers/acme/entitlements/media", params={"at": "2026-03-01T00:00:00"})
+    assert (r.status_code, r.json()["error"]) == (422, "at: must carry a UTC offset (e.g. 2026-01-01T10:00:00Z)")
