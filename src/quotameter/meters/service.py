@@ -237,18 +237,17 @@ def rebuild(conn: Connection, catalog: Catalog, meter: str, chunk: int = 5000) -
     spec = catalog.meters[meter]
     repo.clear_meter(conn, meter)
     e = events.c
-    rows = conn.execute(select(e.subject, e.time_us, e.source, e.event_id, e.data)
-                        .where(e.type == spec.event_type).order_by(e.pk)).all()
-    count = 0
-    for i in range(0, len(rows), chunk):
-        batch = []
-        for row in rows[i:i + chunk]:
-            c = _interpret_row(spec, row.subject, row)
-            if c is not None:
-                batch.append((meter, row.subject, c))
+    count, after = 0, -1
+    while True:
+        rows = conn.execute(select(e.pk, e.subject, e.time_us, e.source, e.event_id, e.data)
+                            .where(e.type == spec.event_type, e.pk > after).order_by(e.pk).limit(chunk)).all()
+        if not rows:
+            return count
+        after = rows[-1].pk
+        batch = [(meter, row.subject, c) for row in rows
+                 if (c := _interpret_row(spec, row.subject, row)) is not None]
         apply(conn, {meter: spec}, batch)
         count += len(batch)
-    return count
 
 
 __all__ = ["apply", "contributions", "usage", "recompute_usage", "usage_of", "rebuild", "gauge_level",
