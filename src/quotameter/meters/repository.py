@@ -184,6 +184,7 @@ def add_gauge_changes(conn: Connection, meter: str, customer: str, changes: Sequ
          "set_value": c.set_value, "delta": c.delta, "level": Decimal(0)} for c in changes])
     first = min(changes, key=lambda c: (c.t, c.order_key))
     new = {(c.t, c.order_key) for c in changes}
+    last_new = max(new)
     mine = (g.meter == meter, g.customer == customer)
     before = conn.execute(
         select(g.level).where(*mine, tuple_(g.t_us, g.order_key) < tuple_(first.t, first.order_key))
@@ -202,8 +203,8 @@ def add_gauge_changes(conn: Connection, meter: str, customer: str, changes: Sequ
         is_new = (t_us, order_key) in new
         if is_new or Decimal(old) != level:
             updates.append({"k_t": t_us, "k_o": order_key, "level": level})
-        elif set_value is not None:
-            break  # an untouched set pins the level: nothing after it moves
+        elif set_value is not None and (t_us, order_key) > last_new:
+            break  # an untouched set past every new point pins the level: nothing after it moves
     if updates:
         from sqlalchemy import bindparam
 
@@ -250,6 +251,23 @@ def last_span_start_before(conn: Connection, meter: str, customer: str, stream_k
         .order_by(s.start_us.desc()).limit(1)).scalar()
 
 
+def stream_tail(conn: Connection, meter: str, customer: str, stream_key: str) -> tuple[int, int, str] | None:
+    """The order position of the stream's last start/stop/heartbeat."""
+    p = stream_points.c
+    row = conn.execute(
+        select(p.t_us, p.rank, p.order_key)
+        .where(p.meter == meter, p.customer == customer, p.stream_key == stream_key, p.action != "span")
+        .order_by(p.t_us.desc(), p.rank.desc(), p.order_key.desc()).limit(1)).first()
+    return None if row is None else (row.t_us, row.rank, row.order_key)
+
+
+def open_span(conn: Connection, meter: str, customer: str, stream_key: str) -> Span | None:
+    s = stream_spans.c
+    row = conn.execute(select(s.start_us, s.last_us).where(
+        s.meter == meter, s.customer == customer, s.stream_key == stream_key, s.end_us.is_(None))).first()
+    return None if row is None else Span(row.start_us, None, row.last_us)
+
+
 def stream_actions_from(conn: Connection, meter: str, customer: str, stream_key: str, since: int | None) -> list:
     p = stream_points.c
     q = select(p.t_us, p.action, p.order_key).where(
@@ -260,12 +278,16 @@ def stream_actions_from(conn: Connection, meter: str, customer: str, stream_key:
 
 
 def replace_stream_spans(conn: Connection, meter: str, customer: str, stream_key: str, merge_key: str,
-                         since: int | None, spans: Sequence[Span]) -> list[tuple[int, int | None]]:
-    """Swap the derived spans of one stream from `since` on; returns the (start, end) of all removed."""
+                         since: int | None, spans: Sequence[Span], *, only_open: bool = False
+                         ) -> list[tuple[int, int | None]]:
+    """Swap the derived spans of one stream from `since` on (or just its open span);
+    returns the (start, end) of all removed."""
     s = stream_spans.c
     where = [s.meter == meter, s.customer == customer, s.stream_key == stream_key, s.explicit.is_(False)]
     if since is not None:
         where.append(s.start_us >= since)
+    if only_open:
+        where.append(s.end_us.is_(None))
     removed = [(r.start_us, r.end_us) for r in conn.execute(select(s.start_us, s.end_us).where(*where))]
     conn.execute(delete(stream_spans).where(*where))
     insert_spans(conn, meter, customer, stream_key, merge_key, spans, explicit=False)

@@ -73,7 +73,6 @@ def _idle_us(spec: MeterSpec) -> int | None:
 
 
 def _apply_duration(conn: Connection, spec: MeterSpec, meter: str, customer: str, points: Sequence[StreamPoint]) -> None:
-    repo.add_stream_points(conn, meter, customer, points)
     windows: dict[str, list[int]] = {}
 
     def widen(merge_key: str, start: int, end: int) -> None:
@@ -89,15 +88,26 @@ def _apply_duration(conn: Connection, spec: MeterSpec, meter: str, customer: str
                 widen(p.merge_key, p.t, p.end)  # type: ignore[arg-type]
         else:
             by_stream[p.stream_key].append(p)
+    tails = {key: repo.stream_tail(conn, meter, customer, key) for key in by_stream}
+    repo.add_stream_points(conn, meter, customer, points)
 
     for stream_key, pts in by_stream.items():
         merge_key = pts[0].merge_key
-        # Replay from the start of the last span that began before the earliest new event:
-        # the stream was closed just before that start, so the replay starts from a known state.
-        since = repo.last_span_start_before(conn, meter, customer, stream_key, min(p.t for p in pts))
-        actions = repo.stream_actions_from(conn, meter, customer, stream_key, since)
-        spans = replay((StreamEvent(r.t_us, r.action, r.order_key) for r in actions), _idle_us(spec))
-        removed = repo.replace_stream_spans(conn, meter, customer, stream_key, merge_key, since, spans)
+        new = sorted((StreamEvent(p.t, p.action, p.order_key) for p in pts),  # type: ignore[arg-type]
+                     key=StreamEvent.sort_key)
+        tail = tails[stream_key]
+        if tail is None or new[0].sort_key() > tail:
+            # In order (the usual case): carry on from the stream's open span, if any.
+            spans = replay(new, _idle_us(spec), repo.open_span(conn, meter, customer, stream_key))
+            removed = repo.replace_stream_spans(conn, meter, customer, stream_key, merge_key, None, spans,
+                                                only_open=True)
+        else:
+            # Late: replay from the start of the last span that began before the earliest new
+            # event; the stream was closed just before that start, a known state to begin from.
+            since = repo.last_span_start_before(conn, meter, customer, stream_key, new[0].t)
+            actions = repo.stream_actions_from(conn, meter, customer, stream_key, since)
+            spans = replay((StreamEvent(r.t_us, r.action, r.order_key) for r in actions), _idle_us(spec))
+            removed = repo.replace_stream_spans(conn, meter, customer, stream_key, merge_key, since, spans)
         for start, end in [*removed, *((s.start, s.end) for s in spans)]:
             if end is not None:
                 widen(merge_key, start, end)

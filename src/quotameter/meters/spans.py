@@ -41,8 +41,9 @@ class Span:
     last: int  # the stream's last event inside the span (idle timeout is counted from it)
 
 
-def replay(events: Iterable[StreamEvent], idle_timeout_us: int | None) -> list[Span]:
-    """Spans of one stream, starting from a closed stream.
+def replay(events: Iterable[StreamEvent], idle_timeout_us: int | None,
+           open_span: Span | None = None) -> list[Span]:
+    """Spans of one stream, from a closed stream (or from `open_span`, still open).
 
     - start opens the stream (a start while open only counts as a sign of life);
     - heartbeat keeps an open stream alive; stop closes it;
@@ -52,8 +53,8 @@ def replay(events: Iterable[StreamEvent], idle_timeout_us: int | None) -> list[S
     Zero-length spans are dropped: they count for nothing.
     """
     spans: list[Span] = []
-    open_start: int | None = None
-    last = 0
+    open_start: int | None = open_span.start if open_span else None
+    last = open_span.last if open_span else 0
     for ev in sorted(events, key=StreamEvent.sort_key):
         if open_start is not None and idle_timeout_us is not None and ev.t - last >= idle_timeout_us:
             _close(spans, open_start, last)
