@@ -9,6 +9,7 @@ from datetime import datetime
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from quotameter import __version__
 from quotameter.catalog.api import router as catalog_router
@@ -54,10 +55,36 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     async def _http(_: Request, err: HTTPException) -> JSON:
         return JSON({"error": str(err.detail)}, status_code=err.status_code)
 
-    @app.exception_handler(Exception)
-    async def _crash(request: Request, err: Exception) -> JSON:
-        # The trace goes to the log, never to the client.
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSON({"error": "internal error; the server log has the details"}, status_code=500)
-
+    app.add_middleware(CatchAll)
     return app
+
+
+class CatchAll:
+    """Answer an unexpected error with a JSON 500; the trace goes to the log, never to the client.
+
+    Starlette's own handler for Exception re-raises after answering, which makes uvicorn log
+    the error twice and drop the keep-alive connection; this middleware sits inside it.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
+            if started:
+                raise
+            response = JSON({"error": "internal error; the server log has the details"}, status_code=500)
+            await response(scope, receive, send)

@@ -116,3 +116,19 @@ def test_balance_errors_name_the_field(api) -> None:  # type: ignore[no-untyped-
     assert r.status_code == 404 and r.json()["error"].startswith("feature: plan 'basic' of customer 'acme' has no")
     r = api.get("/v1/customers/acme/entitlements/media", params={"at": "2026-03-01T00:00:00"})
     assert (r.status_code, r.json()["error"]) == (422, "at: must carry a UTC offset (e.g. 2026-01-01T10:00:00Z)")
+
+
+def test_an_unexpected_error_is_a_json_500_without_trace(api, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from quotameter.events import service
+
+    def boom(*_args, **_kwargs):  # type: ignore[no-untyped-def]
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(service.repository, "insert_new", boom)
+    from fastapi.testclient import TestClient
+
+    quiet = TestClient(api.app, raise_server_exceptions=False)
+    r = quiet.post("/v1/events", json=[event("session.created", "docs", WHEN)])
+    assert r.status_code == 500
+    assert r.json() == {"error": "internal error; the server log has the details"}
+    assert "secret" not in r.text

@@ -9,6 +9,7 @@ PostgreSQL.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -135,7 +136,8 @@ def _windows(draw_times: list[int]) -> list[tuple[int, int]]:
 
 
 @pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
-@settings(max_examples=70, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+# QUOTAMETER_PROPERTY_EXAMPLES=1000 for a longer soak than CI's.
+@settings(max_examples=int(os.environ.get("QUOTAMETER_PROPERTY_EXAMPLES", "70")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                    HealthCheck.too_slow])
 @given(data=scenario(), probe=st.lists(st.tuples(minute, micros), min_size=3, max_size=3))
 def test_incremental_usage_equals_recomputation(engine: Engine, data, probe) -> None:  # type: ignore[no-untyped-def]

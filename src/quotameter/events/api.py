@@ -7,10 +7,10 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from quotameter.errors import Invalid, PayloadTooLarge
-from quotameter.events.service import IngestResult, ingest
-from quotameter.store.engine import unit_of_work
+from quotameter.events.service import IngestResult, prepare, store
+from quotameter.store.engine import retry_transient, unit_of_work
 from quotameter.timeutil import to_us
-from quotameter.web import JSON, services
+from quotameter.web import JSON, Services, services
 
 router = APIRouter(tags=["events"])
 
@@ -32,9 +32,18 @@ async def post_events(request: Request) -> Any:
     items = payload if isinstance(payload, list) else [payload]
     if len(items) > svc.max_batch:
         raise PayloadTooLarge(f"body: {len(items)} events is over the batch limit of {svc.max_batch}")
+    return JSON((await run_in_threadpool(_ingest, svc, items)).as_dict())
 
-    def run() -> IngestResult:
-        with unit_of_work(svc.engine) as conn:
-            return ingest(conn, svc.catalogs.current(conn), items, to_us(svc.now()))
 
-    return JSON((await run_in_threadpool(run)).as_dict())
+@retry_transient
+def _ingest(svc: Services, items: list[Any]) -> IngestResult:
+    received = to_us(svc.now())
+    with svc.engine.connect() as conn:
+        catalog = svc.catalogs.current(conn)
+    # Checking the batch needs no lock: it happens before the write transaction opens.
+    prepared = prepare(catalog, items, received)
+    with unit_of_work(svc.engine) as conn:
+        in_force = svc.catalogs.current(conn)
+        if in_force.version != catalog.version:  # a catalog was applied meanwhile: check again
+            catalog, prepared = in_force, prepare(in_force, items, received)
+        return store(conn, catalog, prepared)

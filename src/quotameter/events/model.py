@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any, Literal
 
@@ -55,13 +56,56 @@ def describe(err: ValidationError) -> str:
     return f"{loc}: {msg}"
 
 
-def parse_event(obj: Any) -> CloudEvent:
+class Envelope:
+    """The attributes of an accepted event that quotameter uses."""
+
+    __slots__ = ("id", "source", "type", "subject", "time", "data")
+
+    def __init__(self, id: str, source: str, type: str, subject: str, time: datetime | None,
+                 data: dict[str, Any]) -> None:
+        self.id, self.source, self.type, self.subject, self.time, self.data = id, source, type, subject, time, data
+
+
+_CONTROL = re.compile(r"[\x00-\x1f]")
+
+
+def parse_event(obj: Any) -> Envelope:
+    """Check one event. The plain, well-formed shape is checked inline (this runs for every
+    event of every batch); anything else goes through the CloudEvent model, which either
+    accepts it or says exactly which field is wrong and why."""
+    if type(obj) is dict:
+        id_, source, type_, subject = obj.get("id"), obj.get("source"), obj.get("type"), obj.get("subject")
+        data, time = obj.get("data", _NO_DATA), obj.get("time")
+        if (obj.get("specversion", "1.0") == "1.0"
+                and type(id_) is str and type(source) is str and type(type_) is str and type(subject) is str
+                and 0 < len(id_) <= 512 and 0 < len(source) <= 512 and 0 < len(type_) <= 256
+                and 0 < len(subject) <= 256 and not _CONTROL.search(id_) and not _CONTROL.search(source)
+                and (type(data) is dict or data is _NO_DATA)):
+            if data is _NO_DATA:
+                data = {}
+            if time is None:
+                return Envelope(id_, source, type_, subject, None, data)
+            if type(time) is str:
+                try:
+                    at = datetime.fromisoformat(time)
+                except ValueError:
+                    at = None
+                if at is not None and at.tzinfo is not None:
+                    return Envelope(id_, source, type_, subject, at, data)
+    return _checked(obj)
+
+
+_NO_DATA: Any = object()
+
+
+def _checked(obj: Any) -> Envelope:
     if not isinstance(obj, dict):
         raise EventRejected("event: must be a JSON object")
     try:
-        return _event.validate_python(obj)
+        ev = _event.validate_python(obj)
     except ValidationError as err:
         raise EventRejected(describe(err)) from None
+    return Envelope(ev.id, ev.source, ev.type, ev.subject, ev.time, ev.data)
 
 
 def parse_instant(value: Any, field: str) -> int:

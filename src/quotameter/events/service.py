@@ -1,4 +1,8 @@
-"""Ingest: validate each event on its own, store the good ones once, fold them into meters."""
+"""Ingest: check each event on its own, store the good ones once, fold them into meters.
+
+`prepare` is pure and runs before the write transaction opens (so parsing a batch overlaps
+another batch's commit); `store` does the writes.
+"""
 
 from __future__ import annotations
 
@@ -25,36 +29,54 @@ class IngestResult:
         return {"accepted": self.accepted, "duplicates": self.duplicates, "rejected": self.rejected}
 
 
-def ingest(conn: Connection, catalog: LoadedCatalog, items: list[Any], received_us: int) -> IngestResult:
-    """Take a batch. A bad event is reported by its index and never costs the others."""
-    result = IngestResult()
-    rows: list[dict[str, Any]] = []
-    pending: dict[tuple[str, str], tuple[str, list[tuple[str, Contribution]]]] = {}
+@dataclass(slots=True)
+class Prepared:
+    catalog_version: int
+    rows: list[tuple[str, str, str, str, int, str, int]]  # in repository.COLUMNS order
+    found: dict[tuple[str, str], tuple[str, list[tuple[str, Contribution]]]]
+    rejected: list[dict[str, Any]]
+    repeats: int
+
+
+def prepare(catalog: LoadedCatalog, items: list[Any], received_us: int) -> Prepared:
+    """Check every event of a batch. A bad event is reported by its index, never costs the others."""
+    customers = catalog.spec.customers
+    rows: list[tuple[str, str, str, str, int, str, int]] = []
+    found: dict[tuple[str, str], tuple[str, list[tuple[str, Contribution]]]] = {}
+    rejected: list[dict[str, Any]] = []
+    repeats = 0
     for index, obj in enumerate(items):
         try:
             ev = parse_event(obj)
-            if ev.subject not in catalog.spec.customers:
+            if ev.subject not in customers:
                 raise EventRejected(f"subject: unknown customer {ev.subject!r}")
             t = checked_us(ev.time, "time") if ev.time is not None else received_us
             facts = EventFacts(ev.subject, t, f"{ev.source}\x01{ev.id}", ev.data)
-            found = meters.contributions(catalog.meters_for(ev.type), ev.type, facts)
+            contributions = meters.contributions(catalog.meters_for(ev.type), facts)
         except EventRejected as err:
-            result.rejected.append({"index": index, "error": str(err)})
+            rejected.append({"index": index, "error": str(err)})
             continue
         key = (ev.source, ev.id)
-        if key in pending:
-            result.duplicates += 1
+        if key in found:
+            repeats += 1
             continue
-        pending[key] = (ev.subject, found)
-        rows.append({"source": ev.source, "event_id": ev.id, "type": ev.type, "subject": ev.subject,
-                     "time_us": t, "data": orjson.dumps(ev.data).decode(), "received_us": received_us})
-    new = repository.insert_new(conn, rows)
-    result.accepted = len(new)
-    result.duplicates += len(rows) - len(new)
+        found[key] = (ev.subject, contributions)
+        rows.append((ev.source, ev.id, ev.type, ev.subject, t, orjson.dumps(ev.data).decode(), received_us))
+    return Prepared(catalog.version, rows, found, rejected, repeats)
+
+
+def store(conn: Connection, catalog: LoadedCatalog, prepared: Prepared) -> IngestResult:
+    new = repository.insert_new(conn, prepared.rows)
+    found = prepared.found
     meters.apply(conn, catalog.spec.meters, (
         (meter, subject, contribution)
         for key in new
-        for subject, found in (pending[key],)
-        for meter, contribution in found
+        for subject, contributions in (found[key],)
+        for meter, contribution in contributions
     ))
-    return result
+    return IngestResult(len(new), prepared.repeats + len(prepared.rows) - len(new), prepared.rejected)
+
+
+def ingest(conn: Connection, catalog: LoadedCatalog, items: list[Any], received_us: int) -> IngestResult:
+    """Prepare and store in one go (the write transaction is the caller's)."""
+    return store(conn, catalog, prepare(catalog, items, received_us))

@@ -29,7 +29,7 @@ def duration_unit_us(unit: str) -> int:
     return DURATION_UNITS[unit] * US
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EventFacts:
     """The parts of an accepted event that meters look at."""
 
@@ -39,7 +39,7 @@ class EventFacts:
     data: Mapping[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Simple:
     """A count / sum / max / latest / unique_count contribution."""
 
@@ -49,7 +49,7 @@ class Simple:
     unique: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GaugeChange:
     t: int
     order_key: str
@@ -57,7 +57,7 @@ class GaugeChange:
     delta: Decimal | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StreamPoint:
     stream_key: str
     merge_key: str

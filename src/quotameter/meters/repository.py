@@ -34,10 +34,11 @@ def _sql(conn: Connection) -> dict[str, str]:
 
 def bump_buckets(conn: Connection, meter: str, customer: str, items: Sequence[Simple], kind: str) -> None:
     rows: dict[int, dict] = {}
+    is_latest = kind == "latest"
     for it in items:
         b = it.t // HOUR_US
         row = rows.get(b)
-        key = latest_key(it.t, it.order_key)
+        key = latest_key(it.t, it.order_key) if is_latest else None
         if row is None:
             rows[b] = {"meter": meter, "customer": customer, "bucket": b, "n": 1,
                        "total": it.value if kind == "sum" else None,
@@ -51,7 +52,7 @@ def bump_buckets(conn: Connection, meter: str, customer: str, items: Sequence[Si
             row["total"] += it.value
         elif kind == "max":
             row["vmax"] = max(row["vmax"], it.value)
-        elif kind == "latest" and key > row["latest_key"]:
+        elif is_latest and key > row["latest_key"]:  # type: ignore[operator]
             row["latest_key"], row["latest_value"] = key, it.value
         row["min_us"] = min(row["min_us"], it.t)
         row["max_us"] = max(row["max_us"], it.t)
@@ -71,7 +72,8 @@ def bump_buckets(conn: Connection, meter: str, customer: str, items: Sequence[Si
         f"min_us = {s['least']}(meter_buckets.min_us, excluded.min_us), "
         f"max_us = {s['greatest']}(meter_buckets.max_us, excluded.max_us)"
     )
-    conn.execute(stmt, [_bind(conn, r) for r in rows.values()])
+    # Sorted: concurrent batches then lock shared bucket rows in the same order (no deadlock).
+    conn.execute(stmt, [_bind(conn, rows[b]) for b in sorted(rows)])
 
 
 def _bind(conn: Connection, row: dict) -> dict:
@@ -100,7 +102,7 @@ def add_unique(conn: Connection, meter: str, customer: str, items: Sequence[Simp
         "ON CONFLICT (meter, customer, bucket, value) DO UPDATE SET "
         f"min_us = {s['least']}(meter_unique_values.min_us, excluded.min_us), "
         f"max_us = {s['greatest']}(meter_unique_values.max_us, excluded.max_us)"
-    ), list(rows.values()))
+    ), [rows[k] for k in sorted(rows)])
 
 
 def bucket_rows(conn: Connection, meter: str, customer: str, first: int, last: int) -> list:

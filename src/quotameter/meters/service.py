@@ -38,13 +38,10 @@ from quotameter.store.tables import events
 SIMPLE = ("count", "sum", "max", "latest", "unique_count")
 
 
-def contributions(meters: Mapping[str, MeterSpec], event_type: str, facts: EventFacts) -> list[tuple[str, Contribution]]:
-    """What an event adds to each meter it belongs to; EventRejected if any meter cannot use it."""
-    out = []
-    for name, spec in meters.items():
-        if spec.event_type == event_type and spec.matches(facts.data):
-            out.append((name, interpret(spec, facts, parse_instant)))
-    return out
+def contributions(meters: Mapping[str, MeterSpec], facts: EventFacts) -> list[tuple[str, Contribution]]:
+    """What an event adds to each of the meters of its type; EventRejected if any cannot use it."""
+    return [(name, interpret(spec, facts, parse_instant)) for name, spec in meters.items()
+            if not spec.filter or spec.matches(facts.data)]
 
 
 def apply(conn: Connection, meters: Mapping[str, MeterSpec],

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 DEFAULT_URL = "sqlite:///quotameter.sqlite3"
 
@@ -102,6 +104,16 @@ def unit_of_work(engine: Engine) -> Iterator[Connection]:
     """
     with engine.begin() as conn:
         yield conn
+
+
+def _transient(err: BaseException) -> bool:
+    # PostgreSQL's deadlock_detected and serialization_failure: the transaction was rolled
+    # back whole, so running it again is safe (event ids make a retried ingest idempotent).
+    return isinstance(err, DBAPIError) and getattr(err.orig, "sqlstate", None) in {"40P01", "40001"}
+
+
+retry_transient = retry(retry=retry_if_exception(_transient), stop=stop_after_attempt(5),
+                        wait=wait_random_exponential(multiplier=0.01, max=0.5), reraise=True)
 
 
 def lock_keys(conn: Connection, keys: Iterable[str]) -> None:
