@@ -115,7 +115,8 @@ def app(db_url: str, clock: Clock):  # type: ignore[no-untyped-def]
     from quotameter.server import create_app
     from quotameter.settings import Settings
 
-    application = create_app(Settings(database_url=db_url), clock=clock)
+    # The scheduler thread is off: tests drive `scheduler.tick` with the injected clock.
+    application = create_app(Settings(database_url=db_url, scheduler=False), clock=clock)
     yield application
     application.state.services.engine.dispose()
 

@@ -22,3 +22,7 @@ class Invalid(QuotameterError):
 
 class PayloadTooLarge(QuotameterError):
     status = 413
+
+
+class Conflict(QuotameterError):
+    status = 409

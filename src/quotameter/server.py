@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
 
 from fastapi import FastAPI, Request
@@ -13,7 +14,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from quotameter import __version__
 from quotameter.catalog.api import router as catalog_router
+from quotameter.customers.api import router as customers_router
 from quotameter.entitlements.api import router as entitlements_router
+from quotameter.grants.api import router as grants_router
+from quotameter.notifications.api import router as notifications_router
+from quotameter.notifications.scheduler import Scheduler
 from quotameter.errors import QuotameterError
 from quotameter.events.api import router as events_router
 from quotameter.settings import Settings
@@ -28,11 +33,27 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     settings = settings or Settings()
     engine = make_engine(settings.database_url)
     upgrade(engine)
-    app = FastAPI(title="quotameter", version=__version__, default_response_class=JSON)
-    app.state.services = Services(engine, clock, settings.max_body_bytes, settings.max_batch)
+    services = Services(engine, clock, settings.max_body_bytes, settings.max_batch)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        scheduler = Scheduler(engine, services.catalogs, clock) if settings.scheduler else None
+        if scheduler is not None:
+            scheduler.start()
+        try:
+            yield
+        finally:
+            if scheduler is not None:
+                scheduler.stop()
+
+    app = FastAPI(title="quotameter", version=__version__, default_response_class=JSON, lifespan=lifespan)
+    app.state.services = services
     app.include_router(catalog_router)
     app.include_router(events_router)
     app.include_router(entitlements_router)
+    app.include_router(customers_router)
+    app.include_router(grants_router)
+    app.include_router(notifications_router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

@@ -16,3 +16,5 @@ class Settings(BaseSettings):
     log_level: str = "info"
     max_body_bytes: int = 10 * 1024 * 1024
     max_batch: int = 10_000
+    # Evaluate time-driven notices (open media streams) inside this process.
+    scheduler: bool = True

@@ -1,13 +1,29 @@
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.concurrency import run_in_threadpool
 
-from quotameter.entitlements.service import balance
-from quotameter.web import JSON, instant, services
+from quotameter.entitlements import model
+from quotameter.entitlements.service import balance, consume
+from quotameter.store.engine import retry_transient, unit_of_work
+from quotameter.timeutil import to_us
+from quotameter.web import JSON, Services, instant, services
 
 router = APIRouter(tags=["entitlements"])
+
+
+class CheckIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    amount: Decimal = Field(gt=0)
+    at: str | None = None
+
+
+class ConsumeIn(CheckIn):
+    id: str = Field(min_length=1, max_length=200)
 
 
 @router.get("/v1/customers/{customer}/entitlements/{feature}", response_class=JSON)
@@ -17,10 +33,33 @@ def get_balance(request: Request, customer: str, feature: str, at: str | None = 
     when = instant(at, "at", svc.now())
     with svc.engine.connect() as conn:
         b = balance(conn, svc.catalogs.current(conn), customer, feature, when)
-    out = {
-        "customer": b.customer, "feature": b.feature, "meter": b.meter, "unit": b.unit,
-        "usage": b.usage, "period": {"start": b.period.start, "end": b.period.end}, "at": b.at,
-    }
-    if b.level is not None:
-        out["level"] = b.level
-    return JSON(out)
+    return JSON(b.as_dict())
+
+
+@router.post("/v1/customers/{customer}/entitlements/{feature}/check", response_class=JSON)
+def check(request: Request, customer: str, feature: str, body: CheckIn) -> Any:
+    """May `amount` more be used now? Reads only; `consume` to record."""
+    svc = services(request)
+    when = instant(body.at, "at", svc.now())
+    with svc.engine.connect() as conn:
+        b = balance(conn, svc.catalogs.current(conn), customer, feature, when)
+    allowed, reason = model.allows(b.standing, body.amount)
+    return JSON({"allowed": allowed, "reason": reason, **b.as_dict()})
+
+
+@router.post("/v1/customers/{customer}/entitlements/{feature}/consume", response_class=JSON)
+async def post_consume(request: Request, customer: str, feature: str, body: ConsumeIn) -> Any:
+    """Check and record in one atomic step; refused (409) when not allowed; idempotent on `id`."""
+    svc = services(request)
+    result = await run_in_threadpool(_consume, svc, customer, feature, body)
+    payload = {"allowed": result.allowed, "reason": result.reason, "duplicate": result.duplicate,
+               **result.balance.as_dict()}
+    return JSON(payload, status_code=200 if result.allowed else 409)
+
+
+@retry_transient
+def _consume(svc: Services, customer: str, feature: str, body: ConsumeIn):  # type: ignore[no-untyped-def]
+    now = svc.now()
+    when = instant(body.at, "at", now)
+    with unit_of_work(svc.engine) as conn:
+        return consume(conn, svc.catalogs.current(conn), customer, feature, body.id, body.amount, when, to_us(now))

@@ -1,54 +1,176 @@
-"""Balance reads: a feature's usage for the period that contains an instant."""
+"""Balances, checks and consumption: a feature's standing at an instant, and using it."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import Connection
 
-from quotameter.catalog.model import CustomerSpec, EntitlementSpec, MeterSpec
+from quotameter.catalog.model import EntitlementSpec, MeterSpec
 from quotameter.catalog.service import LoadedCatalog
+from quotameter.customers import service as customers
+from quotameter.customers.service import CustomerView
+from quotameter.entitlements import model
+from quotameter.entitlements.model import Standing
 from quotameter.errors import NotFound
+from quotameter.grants import repository as grants
 from quotameter.meters import service as meters
 from quotameter.periods import Period, period_containing
 from quotameter.timeutil import to_us
+
+ONE_US = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
 class Balance:
     customer: str
     feature: str
+    plan: str
     meter: str
     unit: str
-    usage: Decimal
     period: Period
     at: datetime
-    level: Decimal | None  # gauges: the level held at `at`
+    standing: Standing
+
+    @property
+    def usage(self) -> Decimal:
+        return self.standing.usage
+
+    @property
+    def level(self) -> Decimal | None:
+        return self.standing.level
+
+    def as_dict(self) -> dict[str, object]:
+        s = self.standing
+        out: dict[str, object] = {
+            "customer": self.customer, "feature": self.feature, "plan": self.plan, "meter": self.meter,
+            "unit": self.unit, "usage": s.usage, "included": s.included, "granted": s.granted, "limit": s.limit,
+            "hard_limit": s.hard_limit, "remaining": s.remaining, "overage": s.overage,
+            "has_access": s.has_access, "period": {"start": self.period.start, "end": self.period.end},
+            "at": self.at,
+        }
+        if s.level is not None:
+            out["level"] = s.level
+        return out
 
 
-def resolve(catalog: LoadedCatalog, customer: str, feature: str) -> tuple[CustomerSpec, EntitlementSpec, MeterSpec]:
-    cust = catalog.spec.customers.get(customer)
-    if cust is None:
-        raise NotFound(f"customer: unknown customer {customer!r}")
-    plan = catalog.spec.plans[cust.plan]
-    ent = plan.entitlements.get(feature)
+def entitlement_of(view: CustomerView, feature: str) -> EntitlementSpec:
+    ent = view.plan.entitlements.get(feature)
     if ent is None:
-        known = ", ".join(sorted(plan.entitlements)) or "none"
-        raise NotFound(f"feature: plan {cust.plan!r} of customer {customer!r} has no feature {feature!r} "
+        known = ", ".join(sorted(view.plan.entitlements)) or "none"
+        raise NotFound(f"feature: plan {view.plan_name!r} of customer {view.key!r} has no feature {feature!r} "
                        f"(it has: {known})")
-    return cust, ent, catalog.spec.meters[ent.meter]
+    return ent
 
 
-def period_of(cust: CustomerSpec, ent: EntitlementSpec, at: datetime) -> Period:
-    return period_containing(ent.period, at, tz=cust.timezone, anchor=cust.billing_anchor)
+def period_of(view: CustomerView, ent: EntitlementSpec, at: datetime) -> Period:
+    return period_containing(ent.period, at, tz=view.spec.timezone, anchor=view.spec.billing_anchor)
 
 
 def balance(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, at: datetime) -> Balance:
-    cust, ent, meter = resolve(catalog, customer, feature)
-    period = period_of(cust, ent, at)
     at_us = to_us(at)
-    usage = meters.usage(conn, meter, ent.meter, customer, to_us(period.start), to_us(period.end), at_us)
+    view = customers.view(conn, catalog, customer, at_us)
+    ent = entitlement_of(view, feature)
+    meter = catalog.spec.meters[ent.meter]
+    period = period_of(view, ent, at)
+    start_us = to_us(period.start)
+    usage = meters.usage(conn, meter, ent.meter, customer, start_us, to_us(period.end), at_us)
     level = meters.gauge_level(conn, ent.meter, customer, at_us) if meter.aggregation == "gauge" else None
-    return Balance(customer, feature, ent.meter, meter.unit, usage, period, at, level)
+    seats = customers.highest_seats(conn, catalog, customer, start_us, at_us) if _per_seat(ent) else 0
+    granted = granted_in(conn, catalog, customer, feature, ent, period, at_us) if ent.allowance else Decimal(0)
+    standing = model.standing(ent, usage, level, seats, granted)
+    return Balance(customer, feature, view.plan_name, ent.meter, meter.unit, period, at, standing)
+
+
+def _per_seat(ent: EntitlementSpec) -> bool:
+    return ent.allowance is not None and ent.allowance.per_seat is not None
+
+
+def granted_in(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, ent: EntitlementSpec,
+               period: Period, at_us: int) -> Decimal:
+    """Grants in force: those of this period, plus the unused part of the previous period's
+    rollover grants (carried once: what they carry in does not roll again)."""
+    start_us = to_us(period.start)
+    bought = grants.total(conn, customer, feature, start_us, at_us)
+    previous_end = period.start - ONE_US
+    rollover = grants.total(conn, customer, feature, _previous_start(conn, catalog, customer, feature, previous_end),
+                            to_us(previous_end), rollover=True)
+    if rollover == 0:
+        return bought
+    before = balance(conn, catalog, customer, feature, previous_end).standing
+    assert before.limit is not None
+    unused = max(Decimal(0), before.limit - before.usage)
+    return bought + min(rollover, unused)
+
+
+def _previous_start(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, at: datetime) -> int:
+    view = customers.view(conn, catalog, customer, to_us(at))
+    ent = view.plan.entitlements.get(feature)
+    if ent is None:
+        return -1
+    return to_us(period_of(view, ent, at).start)
+
+
+def meter_of(catalog: LoadedCatalog, view: CustomerView, feature: str) -> tuple[EntitlementSpec, MeterSpec]:
+    ent = entitlement_of(view, feature)
+    return ent, catalog.spec.meters[ent.meter]
+
+
+@dataclass(frozen=True)
+class Consumption:
+    allowed: bool
+    reason: str
+    duplicate: bool
+    balance: Balance
+
+
+CONSUME_SOURCE = "quotameter.consume"
+
+
+def consume(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, request_id: str,
+            amount: Decimal, at: datetime, recorded_us: int) -> Consumption:
+    """Check and record in one step. Callers of the same customer and meter are serialized
+    (SQLite: the write transaction; PostgreSQL: an advisory lock), so the check always sees
+    every earlier consumption and a hard limit is never overshot. Idempotent on `request_id`."""
+    from quotameter.errors import Invalid
+    from quotameter.events import repository as event_store
+    from quotameter.events.service import prepare, store
+    from quotameter.store.engine import lock_keys
+
+    at_us = to_us(at)
+    view = customers.view(conn, catalog, customer, at_us)
+    ent, meter = meter_of(catalog, view, feature)
+    if meter.aggregation not in ("count", "sum"):
+        raise Invalid(f"feature: consume records usage of count and sum meters; meter {ent.meter!r} "
+                      f"is {meter.aggregation!r}, send its events instead")
+    if amount <= 0:
+        raise Invalid("amount: must be greater than 0")
+    if meter.aggregation == "count" and amount != amount.to_integral_value():
+        raise Invalid(f"amount: meter {ent.meter!r} counts whole events (got {amount})")
+    lock_keys(conn, [f"consume\x01{customer}\x01{ent.meter}"])
+    base_id = f"{customer}/{feature}/{request_id}"
+    if event_store.exists(conn, CONSUME_SOURCE, base_id):
+        return Consumption(True, "already recorded", True, balance(conn, catalog, customer, feature, at))
+    before = balance(conn, catalog, customer, feature, at)
+    allowed, reason = model.allows(before.standing, amount)
+    if not allowed:
+        return Consumption(False, reason, False, before)
+    data = {key: values[0] for key, values in meter.filter.items()}
+    if meter.aggregation == "sum":
+        events = [_event(base_id, meter.event_type, customer, at, {**data, meter.value_property: str(amount)})]
+    else:
+        events = [_event(base_id if k == 0 else f"{base_id}#{k + 1}", meter.event_type, customer, at, data)
+                  for k in range(int(amount))]
+    result = store(conn, catalog, prepare(catalog, events, recorded_us))
+    if result.rejected:
+        raise Invalid(f"amount: could not be recorded ({result.rejected[0]['error']})")
+    return Consumption(True, reason, False, balance(conn, catalog, customer, feature, at))
+
+
+def _event(event_id: str, type_: str, customer: str, at: datetime, data: dict[str, object]) -> dict[str, object]:
+    from quotameter.timeutil import rfc3339
+
+    return {"specversion": "1.0", "id": event_id, "source": CONSUME_SOURCE, "type": type_,
+            "subject": customer, "time": rfc3339(at), "data": data}

@@ -56,3 +56,12 @@ def _insert_postgresql(conn: Connection, rows: Sequence[Row]) -> set[tuple[str, 
     new = set(cur.fetchall())
     cur.execute("TRUNCATE events_in")
     return new
+
+
+def exists(conn: Connection, source: str, event_id: str) -> bool:
+    from sqlalchemy import select
+
+    from quotameter.store.tables import events
+
+    return conn.execute(select(events.c.pk).where(events.c.source == source, events.c.event_id == event_id)
+                        ).first() is not None

@@ -17,6 +17,9 @@ from quotameter.events import repository
 from quotameter.events.model import checked_us, parse_event
 from quotameter.meters import service as meters
 from quotameter.meters.model import Contribution, EventFacts, EventRejected
+from quotameter.notifications import scheduler
+from quotameter.notifications import service as notifications
+from quotameter.timeutil import from_us
 
 
 @dataclass(slots=True)
@@ -36,6 +39,7 @@ class Prepared:
     found: dict[tuple[str, str], tuple[str, list[tuple[str, Contribution]]]]
     rejected: list[dict[str, Any]]
     repeats: int
+    received_us: int
 
 
 def prepare(catalog: LoadedCatalog, items: list[Any], received_us: int) -> Prepared:
@@ -62,18 +66,24 @@ def prepare(catalog: LoadedCatalog, items: list[Any], received_us: int) -> Prepa
             continue
         found[key] = (ev.subject, contributions)
         rows.append((ev.source, ev.id, ev.type, ev.subject, t, orjson.dumps(ev.data).decode(), received_us))
-    return Prepared(catalog.version, rows, found, rejected, repeats)
+    return Prepared(catalog.version, rows, found, rejected, repeats, received_us)
 
 
 def store(conn: Connection, catalog: LoadedCatalog, prepared: Prepared) -> IngestResult:
     new = repository.insert_new(conn, prepared.rows)
     found = prepared.found
-    meters.apply(conn, catalog.spec.meters, (
-        (meter, subject, contribution)
-        for key in new
-        for subject, contributions in (found[key],)
-        for meter, contribution in contributions
-    ))
+    batch = [(meter, subject, contribution)
+             for key in new
+             for subject, contributions in (found[key],)
+             for meter, contribution in contributions]
+    meters.apply(conn, catalog.spec.meters, batch)
+    touched: dict[str, set[str]] = {}
+    for meter, subject, _ in batch:
+        touched.setdefault(subject, set()).add(meter)
+    now = from_us(prepared.received_us)
+    for customer, meter_names in sorted(touched.items()):
+        notifications.evaluate_all(conn, catalog, customer, now, prepared.received_us, meter_names)
+        scheduler.refresh_meters(conn, catalog, customer, meter_names, now)
     return IngestResult(len(new), prepared.repeats + len(prepared.rows) - len(new), prepared.rejected)
 
 

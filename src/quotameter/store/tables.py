@@ -184,3 +184,104 @@ merged_spans = Table(
 )
 
 DERIVED_TABLES = (buckets, unique_values, gauge_points, stream_points, stream_spans, merged_spans)
+
+# --- customers over time, grants, notices (entitlements) ---------------------------------
+
+# Seat counts as they changed: the one in force at t is the latest with effective_us <= t.
+seat_changes = Table(
+    "seat_changes",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("customer", String(256), nullable=False),
+    Column("effective_us", BigInteger, nullable=False),
+    Column("seats", Integer, nullable=False),
+    Column("recorded_us", BigInteger, nullable=False),
+    Index("ix_seat_changes_customer", "customer", "effective_us"),
+)
+
+# Subscriptions as they changed (by hand, by auto-upgrade, or by a new catalog).
+plan_changes = Table(
+    "plan_changes",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("customer", String(256), nullable=False),
+    Column("effective_us", BigInteger, nullable=False),
+    Column("plan", String(128), nullable=False),
+    Column("reason", String(32), nullable=False),
+    Column("recorded_us", BigInteger, nullable=False),
+    Index("ix_plan_changes_customer", "customer", "effective_us"),
+)
+
+# Admins, owner, members and auto_upgrade as changed through the API (over the catalog's).
+customer_settings = Table(
+    "customer_settings",
+    metadata,
+    Column("customer", String(256), primary_key=True),
+    Column("settings", Text, nullable=False),
+)
+
+# Extra allowance: top-up blocks bought, and operators' credits.
+grants = Table(
+    "grants",
+    metadata,
+    Column("customer", String(256), nullable=False),
+    Column("grant_id", String(256), nullable=False),
+    Column("feature", String(128), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("amount", Decimal, nullable=False),
+    Column("blocks", Integer, nullable=True),
+    Column("price", Decimal, nullable=True),
+    Column("rollover", Boolean, nullable=False),
+    Column("effective_us", BigInteger, nullable=False),
+    Column("period_start_us", BigInteger, nullable=False),
+    Column("expires_us", BigInteger, nullable=False),
+    Column("recorded_us", BigInteger, nullable=False),
+    PrimaryKeyConstraint("customer", "grant_id"),
+    Index("ix_grants_feature", "customer", "feature", "expires_us"),
+)
+
+# Which notice levels already fired in a period: the unique key makes each fire once,
+# also with several processes; deleting a row re-arms it.
+fired = Table(
+    "fired_thresholds",
+    metadata,
+    Column("customer", String(256), nullable=False),
+    Column("feature", String(128), nullable=False),
+    Column("period_start_us", BigInteger, nullable=False),
+    Column("key", String(64), nullable=False),
+    Column("at_us", BigInteger, nullable=False),
+    PrimaryKeyConstraint("customer", "feature", "period_start_us", "key"),
+)
+
+# The outbox: every notice recorded, delivered at least once by the delivery workers.
+notices = Table(
+    "notices",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("customer", String(256), nullable=False),
+    Column("feature", String(128), nullable=True),
+    Column("type", String(32), nullable=False),
+    Column("percent", Decimal, nullable=True),
+    Column("period_start_us", BigInteger, nullable=True),
+    Column("period_end_us", BigInteger, nullable=True),
+    Column("at_us", BigInteger, nullable=False),
+    Column("recipients", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_us", BigInteger, nullable=False),
+    Column("recorded_us", BigInteger, nullable=False),
+    Index("ix_notices_customer", "customer", "id"),
+    Index("ix_notices_due", "status", "next_attempt_us"),
+)
+
+# When time alone will next cross a notice level or a limit (open streams).
+wakeups = Table(
+    "wakeups",
+    metadata,
+    Column("customer", String(256), nullable=False),
+    Column("feature", String(128), nullable=False),
+    Column("due_us", BigInteger, nullable=False),
+    PrimaryKeyConstraint("customer", "feature"),
+    Index("ix_wakeups_due", "due_us"),
+)

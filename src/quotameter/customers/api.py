@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from quotameter.customers import repository, service
+from quotameter.notifications import scheduler
+from quotameter.notifications.service import evaluate_all
+from quotameter.store.engine import unit_of_work
+from quotameter.timeutil import from_us, to_us
+from quotameter.web import JSON, instant, services
+
+router = APIRouter(tags=["customers"])
+
+
+class CustomerPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seats: int | None = Field(default=None, ge=0)
+    admins: list[str] | None = None
+    owner: str | None = None
+    members: list[str] | None = None
+    auto_upgrade: bool | None = None
+    effective_at: str | None = None
+
+
+class SubscriptionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    plan: str = Field(min_length=1)
+    effective_at: str | None = None
+
+
+@router.get("/v1/customers/{customer}", response_class=JSON)
+def get_customer(request: Request, customer: str, at: str | None = None) -> Any:
+    svc = services(request)
+    when = instant(at, "at", svc.now())
+    with svc.engine.connect() as conn:
+        catalog = svc.catalogs.current(conn)
+        view = service.view(conn, catalog, customer, to_us(when))
+        seats = service.seats_at(conn, catalog, customer, to_us(when))
+        history = repository.plan_history(conn, customer)
+    return JSON({
+        "key": customer, "plan": view.plan_name, "seats": seats, "admins": view.spec.admins,
+        "owner": view.spec.owner, "members": view.spec.members, "timezone": view.spec.timezone,
+        "billing_anchor": view.spec.billing_anchor, "auto_upgrade": view.spec.auto_upgrade, "at": when,
+        "plan_changes": [{"plan": h.plan, "effective_at": from_us(h.effective_us), "reason": h.reason}
+                         for h in history],
+    })
+
+
+@router.patch("/v1/customers/{customer}", response_class=JSON)
+def patch_customer(request: Request, customer: str, body: CustomerPatch) -> Any:
+    """Seats (kept as history, effective at `effective_at`), contacts, auto_upgrade."""
+    svc = services(request)
+    now = svc.now()
+    when = instant(body.effective_at, "effective_at", now)
+    settings = body.model_dump(exclude_unset=True, exclude={"seats", "effective_at"})
+    with unit_of_work(svc.engine) as conn:
+        catalog = svc.catalogs.current(conn)
+        service.change(conn, catalog, customer, seats=body.seats, settings=settings,
+                       effective_us=to_us(when), recorded_us=to_us(now))
+        _after_change(conn, catalog, customer, when, now)
+    return get_customer(request, customer)
+
+
+@router.post("/v1/customers/{customer}/subscription", response_class=JSON)
+def change_subscription(request: Request, customer: str, body: SubscriptionIn) -> Any:
+    """Move to another plan at once (or at `effective_at`); the period's usage carries over."""
+    svc = services(request)
+    now = svc.now()
+    when = instant(body.effective_at, "effective_at", now)
+    with unit_of_work(svc.engine) as conn:
+        catalog = svc.catalogs.current(conn)
+        service.change_plan(conn, catalog, customer, body.plan, to_us(when), to_us(now))
+        _after_change(conn, catalog, customer, when, now)
+    return get_customer(request, customer)
+
+
+def _after_change(conn, catalog, customer, when, now) -> None:  # type: ignore[no-untyped-def]
+    """A limit may have moved: record what that means now, and when time will cross next."""
+    evaluate_all(conn, catalog, customer, max(when, now), to_us(now))
+    scheduler.refresh_meters(conn, catalog, customer, set(catalog.spec.meters), max(when, now))

@@ -1,0 +1,82 @@
+"""A customer as it stood at an instant: catalog values, changed by the recorded history."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection
+
+from quotameter.catalog.model import CustomerSpec, PlanSpec
+from quotameter.catalog.service import LoadedCatalog
+from quotameter.customers import repository
+from quotameter.errors import NotFound
+
+
+@dataclass(frozen=True)
+class CustomerView:
+    key: str
+    spec: CustomerSpec  # contact settings and auto_upgrade as in force now
+    plan_name: str  # the subscription at the instant asked about
+    plan: PlanSpec
+
+
+def view(conn: Connection, catalog: LoadedCatalog, customer: str, at_us: int) -> CustomerView:
+    spec = catalog.spec.customers.get(customer)
+    if spec is None:
+        raise NotFound(f"customer: unknown customer {customer!r}")
+    overrides = repository.settings(conn, customer)
+    if overrides:
+        spec = spec.model_copy(update=overrides)
+    plan_name = repository.plan_at(conn, customer, at_us) or spec.plan
+    plan = catalog.spec.plans.get(plan_name)
+    if plan is None:  # the plan was removed from the catalog since: fall back to the catalog's
+        plan_name, plan = spec.plan, catalog.spec.plans[spec.plan]
+    return CustomerView(customer, spec, plan_name, plan)
+
+
+def seats_at(conn: Connection, catalog: LoadedCatalog, customer: str, at_us: int) -> int:
+    found = repository.seats_at(conn, customer, at_us)
+    return catalog.spec.customers[customer].seats if found is None else found
+
+
+def highest_seats(conn: Connection, catalog: LoadedCatalog, customer: str, start_us: int, at_us: int) -> int:
+    """The highest paid-seat count from the period's start up to `at`."""
+    first = seats_at(conn, catalog, customer, start_us)
+    later = repository.max_seats_between(conn, customer, start_us, at_us)
+    return first if later is None else max(first, later)
+
+
+SETTINGS = ("admins", "owner", "members", "auto_upgrade")
+
+
+def change(conn: Connection, catalog: LoadedCatalog, customer: str, *, seats: int | None,
+           settings: dict[str, object], effective_us: int, recorded_us: int) -> None:
+    """Seat changes are kept as history; contact settings and auto_upgrade are current values."""
+    from pydantic import ValidationError
+
+    from quotameter.errors import Invalid
+
+    spec = catalog.spec.customers.get(customer)
+    if spec is None:
+        raise NotFound(f"customer: unknown customer {customer!r}")
+    if seats is not None:
+        repository.add_seats(conn, customer, seats, effective_us, recorded_us)
+    if settings:
+        merged = {**repository.settings(conn, customer), **settings}
+        try:
+            CustomerSpec.model_validate({**spec.model_dump(), **merged})
+        except ValidationError as err:
+            first = err.errors(include_url=False)[0]
+            raise Invalid(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+        repository.save_settings(conn, customer, merged)
+
+
+def change_plan(conn: Connection, catalog: LoadedCatalog, customer: str, plan: str, effective_us: int,
+                recorded_us: int, reason: str = "manual") -> None:
+    from quotameter.errors import Invalid
+
+    if customer not in catalog.spec.customers:
+        raise NotFound(f"customer: unknown customer {customer!r}")
+    if plan not in catalog.spec.plans:
+        raise Invalid(f"plan: unknown plan {plan!r} (known: {', '.join(sorted(catalog.spec.plans))})")
+    repository.add_plan(conn, customer, plan, effective_us, reason, recorded_us)

@@ -1,0 +1,125 @@
+"""The balance arithmetic of SPEC.md, as pure functions: no I/O, no clock.
+
+Every interface (HTTP, CLI, notices, invoices) shows numbers computed here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+
+from quotameter.catalog.model import Allowance, EntitlementSpec, Notify
+
+ZERO = Decimal(0)
+HUNDRED = Decimal(100)
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    usage: Decimal  # the period's quantity (for gauges: the highest level held in it)
+    level: Decimal | None  # gauges: the level now; enforcement compares this
+    included: Decimal | None  # None: unlimited
+    granted: Decimal
+    limit: Decimal | None
+    hard_limit: Decimal | None  # None: never blocked
+    remaining: Decimal | None
+    overage: Decimal
+    has_access: bool
+
+    @property
+    def gauge(self) -> bool:
+        return self.level is not None
+
+    @property
+    def enforced_quantity(self) -> Decimal:
+        return self.level if self.level is not None else self.usage
+
+
+def included(allowance: Allowance | None, seats: int) -> Decimal | None:
+    """The plan's allowance for the period; `seats` is the highest paid-seat count so far."""
+    if allowance is None:
+        return None
+    if allowance.fixed is not None:
+        return allowance.fixed
+    return allowance.per_seat * seats  # type: ignore[operator]
+
+
+def hard_limit(ent: EntitlementSpec, limit: Decimal | None) -> Decimal | None:
+    if limit is None or ent.enforcement == "none":
+        return None
+    if ent.enforcement == "soft":
+        return limit * (1 + (ent.slack or ZERO))
+    if ent.enforcement == "overage":
+        return None if ent.overage_limit is None else limit + ent.overage_limit
+    return limit
+
+
+def standing(ent: EntitlementSpec, usage: Decimal, level: Decimal | None, seats: int, granted: Decimal) -> Standing:
+    base = included(ent.allowance, seats)
+    limit = None if base is None else base + granted
+    hard = hard_limit(ent, limit)
+    enforced = level if level is not None else usage
+    return Standing(
+        usage=usage,
+        level=level,
+        included=base,
+        granted=granted,
+        limit=limit,
+        hard_limit=hard,
+        remaining=None if limit is None else max(ZERO, limit - usage),
+        overage=ZERO if limit is None else max(ZERO, usage - limit),
+        has_access=hard is None or enforced < hard,
+    )
+
+
+def allows(s: Standing, amount: Decimal) -> tuple[bool, str]:
+    """Whether `amount` more may be used now, and why (the reason is shown to people)."""
+    if amount <= 0:
+        raise ValueError("amount: must be greater than 0")
+    if s.hard_limit is None:
+        return True, "unlimited" if s.limit is None else "no hard limit"
+    after = s.enforced_quantity + amount
+    if after <= s.hard_limit:
+        return True, "within the limit"
+    if s.enforced_quantity >= s.hard_limit:
+        return False, f"the limit of {fmt(s.hard_limit)} is reached"
+    return False, (f"{fmt(amount)} more would exceed the limit of {fmt(s.hard_limit)} "
+                   f"({fmt(s.hard_limit - s.enforced_quantity)} left)")
+
+
+def fmt(value: Decimal) -> str:
+    text = format(value.normalize(), "f")
+    return text
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Threshold:
+    """A notice level of one entitlement. `key` names it in the fired-thresholds record."""
+
+    percent_used: Decimal  # where it fires, as percent of the limit used
+    kind: str  # usage.threshold | usage.exhausted
+    key: str
+
+
+def thresholds(notify: Notify | None) -> list[Threshold]:
+    if notify is None:
+        return []
+    out = {Threshold(Decimal(p), "usage.threshold", f"used:{p}") for p in notify.percent_used}
+    out |= {Threshold(HUNDRED - r, "usage.threshold", f"remaining:{r}") for r in notify.percent_remaining}
+    if notify.exhausted:
+        out.add(Threshold(HUNDRED, "usage.exhausted", "exhausted"))
+    return sorted(out)
+
+
+def reached(s: Standing, levels: Iterable[Threshold]) -> list[Threshold]:
+    """The notice levels the usage has reached (usage ≥ percent × limit)."""
+    if s.limit is None:
+        return []
+    return [t for t in levels if s.usage * HUNDRED >= t.percent_used * s.limit]
+
+
+def percent_used(s: Standing) -> Decimal | None:
+    if s.limit is None or s.limit == 0:
+        return None
+    return (s.usage * HUNDRED / s.limit).quantize(Decimal("0.01"))

@@ -1,0 +1,73 @@
+"""Top-ups and credits: extra allowance, effective at once, gone at the period's end
+unless it rolls over (then its unused part carries into the next period, once)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import Connection
+
+from quotameter.catalog.service import LoadedCatalog
+from quotameter.customers import service as customers
+from quotameter.entitlements.service import entitlement_of, period_of
+from quotameter.errors import Conflict, Invalid
+from quotameter.grants import repository
+from quotameter.periods import period_containing
+from quotameter.timeutil import to_us
+
+
+@dataclass(frozen=True)
+class GrantRequest:
+    customer: str
+    grant_id: str
+    feature: str
+    kind: str  # topup | credit
+    amount: Decimal | None = None  # credit
+    blocks: int | None = None  # topup
+    rollover: bool = False
+
+
+def add(conn: Connection, catalog: LoadedCatalog, req: GrantRequest, effective: datetime, recorded_us: int) -> tuple[dict, bool]:
+    """Record a grant; (the grant, created). Repeating an id returns the first grant."""
+    view = customers.view(conn, catalog, req.customer, to_us(effective))
+    ent = entitlement_of(view, req.feature)
+    if ent.allowance is None:
+        raise Invalid(f"feature: {req.feature!r} is unlimited on plan {view.plan_name!r}; there is nothing to add to")
+    price: Decimal | None = None
+    if req.kind == "topup":
+        if ent.topup is None:
+            raise Invalid(f"feature: plan {view.plan_name!r} sells no top-ups of {req.feature!r}")
+        if req.blocks is None or req.blocks < 1:
+            raise Invalid("blocks: must be a whole number of at least 1")
+        amount = ent.topup.block_size * req.blocks
+        price = ent.topup.price * req.blocks
+    else:
+        if req.amount is None or req.amount <= 0:
+            raise Invalid("amount: must be greater than 0")
+        amount = req.amount
+    period = period_of(view, ent, effective)
+    expires = period.end
+    if req.rollover:
+        expires = period_containing(ent.period, period.end, tz=view.spec.timezone,
+                                    anchor=view.spec.billing_anchor).end
+    row = {"customer": req.customer, "grant_id": req.grant_id, "feature": req.feature, "kind": req.kind,
+           "amount": amount, "blocks": req.blocks, "price": price, "rollover": req.rollover,
+           "effective_us": to_us(effective), "period_start_us": to_us(period.start),
+           "expires_us": to_us(expires), "recorded_us": recorded_us}
+    created = repository.add(conn, row)
+    stored = repository.get(conn, req.customer, req.grant_id)
+    if not created and (stored.feature, stored.kind, Decimal(stored.amount)) != (req.feature, req.kind, amount):
+        raise Conflict(f"id: {req.grant_id!r} was already used for another grant "
+                       f"({stored.kind} of {stored.amount} {stored.feature})")
+    return as_dict(stored), created
+
+
+def as_dict(row) -> dict:  # type: ignore[no-untyped-def]
+    from quotameter.timeutil import from_us
+
+    return {"id": row.grant_id, "feature": row.feature, "kind": row.kind, "amount": Decimal(row.amount),
+            "blocks": row.blocks, "price": None if row.price is None else f"{Decimal(row.price):.2f}",
+            "rollover": row.rollover, "effective_at": from_us(row.effective_us),
+            "expires_at": from_us(row.expires_us)}

@@ -1,0 +1,140 @@
+"""Time alone crosses levels while media streams stay open: find when, and be there.
+
+For each feature backed by a duration meter, `refresh` computes the next instant at which
+usage will reach a level not yet fired (a threshold, the limit, the hard limit). Usage of
+open streams only grows with time, so that instant is found by bisection over
+microseconds. The scheduler sleeps until the earliest such instant, evaluates there, and
+records the notice with that exact instant.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import Connection, Engine
+
+from quotameter.catalog.service import CatalogCache, LoadedCatalog
+from quotameter.customers import service as customers
+from quotameter.entitlements import model
+from quotameter.entitlements.service import balance, entitlement_of
+from quotameter.meters import service as meters
+from quotameter.notifications import repository as repo
+from quotameter.notifications.service import BLOCKED, evaluate
+from quotameter.store.engine import unit_of_work
+from quotameter.timeutil import from_us, to_us
+
+log = logging.getLogger("quotameter.scheduler")
+
+
+def next_crossing(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, now: datetime) -> int | None:
+    now_us = to_us(now)
+    view = customers.view(conn, catalog, customer, now_us)
+    ent = entitlement_of(view, feature)
+    meter = catalog.spec.meters[ent.meter]
+    if meter.aggregation != "duration":
+        return None
+    b = balance(conn, catalog, customer, feature, now)
+    s = b.standing
+    start_us, end_us = to_us(b.period.start), to_us(b.period.end)
+
+    def usage(t: int) -> Decimal:
+        return meters.usage(conn, meter, ent.meter, customer, start_us, end_us, t)
+
+    last = end_us - 1
+    if usage(last) <= s.usage:
+        return None  # nothing open: time alone changes nothing
+    targets = _targets(conn, customer, feature, start_us, s, ent, view)
+    goal = min((q for q in targets if q > s.usage), default=None)
+    if goal is None or usage(last) < goal:
+        return end_us  # open streams run into the next period: look again when it starts
+    lo, hi = now_us, last  # usage(lo) < goal <= usage(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if usage(mid) >= goal:
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def _targets(conn: Connection, customer: str, feature: str, start_us: int, s: model.Standing, ent, view) -> list[Decimal]:  # type: ignore[no-untyped-def]
+    if s.limit is None:
+        return []
+    done = repo.fired_keys(conn, customer, feature, start_us)
+    out = [t.percent_used * s.limit / model.HUNDRED for t in model.thresholds(ent.notify) if t.key not in done]
+    if s.hard_limit is not None and BLOCKED not in done:
+        out.append(s.hard_limit)
+    if view.spec.auto_upgrade and view.plan.next_plan:
+        out.append(s.limit)
+    return out
+
+
+def refresh(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, now: datetime) -> int | None:
+    due = next_crossing(conn, catalog, customer, feature, now)
+    repo.set_wakeup(conn, customer, feature, due)
+    return due
+
+
+def refresh_meters(conn: Connection, catalog: LoadedCatalog, customer: str, meter_names: set[str], now: datetime) -> None:
+    view = customers.view(conn, catalog, customer, to_us(now))
+    for feature, ent in view.plan.entitlements.items():
+        if ent.meter in meter_names and catalog.spec.meters[ent.meter].aggregation == "duration":
+            refresh(conn, catalog, customer, feature, now)
+
+
+def tick(engine: Engine, catalogs: CatalogCache, now: datetime, limit: int = 1000) -> int:
+    """Evaluate every wake-up due by `now`, each at its own instant, in time order (one
+    crossing may schedule the next, also due already); how many ran."""
+    ran = 0
+    while ran < limit:
+        with unit_of_work(engine) as conn:
+            catalog = catalogs.current(conn)
+            due = repo.due_wakeups(conn, to_us(now), limit=1)
+            if not due:
+                return ran
+            w = due[0]
+            at = from_us(w.due_us)
+            if w.customer in catalog.spec.customers:
+                evaluate(conn, catalog, w.customer, w.feature, at, to_us(now))
+                refresh(conn, catalog, w.customer, w.feature, at)
+            else:
+                repo.set_wakeup(conn, w.customer, w.feature, None)
+            ran += 1
+    return ran
+
+
+class Scheduler:
+    """The loop inside `serve`: sleeps until the next wake-up (checking at least every
+    `poll` seconds for wake-ups set by other processes)."""
+
+    def __init__(self, engine: Engine, catalogs: CatalogCache, clock: Callable[[], datetime], poll: float = 2.0):
+        self.engine, self.catalogs, self.clock, self.poll = engine, catalogs, clock, poll
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="quotameter-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                tick(self.engine, self.catalogs, self.clock())
+                with self.engine.connect() as conn:
+                    due = repo.next_wakeup(conn)
+            except Exception:  # noqa: BLE001 - keep the loop alive; the error is logged
+                log.exception("scheduler tick failed")
+                due = None
+            wait = self.poll
+            if due is not None:
+                wait = min(wait, max(0.0, (due - to_us(self.clock())) / 1e6))
+            self._stop.wait(wait)

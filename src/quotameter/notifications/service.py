@@ -1,0 +1,132 @@
+"""Deciding what to tell whom: thresholds, exhaustion, blocks, restores, auto-upgrades.
+
+`evaluate` compares a feature's standing with the levels already fired in the period and
+records a notice for each newly reached one (several at once are each recorded). A level
+no longer reached — a grant, seat or plan change lifted the limit — is re-armed.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import Connection
+
+from quotameter.catalog.model import EntitlementSpec
+from quotameter.catalog.service import LoadedCatalog
+from quotameter.customers import repository as customer_history
+from quotameter.customers import service as customers
+from quotameter.customers.service import CustomerView
+from quotameter.entitlements import model
+from quotameter.entitlements.service import Balance, balance, entitlement_of
+from quotameter.notifications import repository as repo
+from quotameter.timeutil import from_us, to_us
+
+BLOCKED = "blocked"
+MAX_UPGRADES = 10  # a next_plan chain is checked for cycles, this only bounds a long ladder
+
+
+def recipients(view: CustomerView, ent: EntitlementSpec | None, kind: str) -> dict[str, object]:
+    who = ent.notify.recipients if ent is not None and ent.notify is not None else "admins"
+    if kind in ("plan.upgrading", "plan.upgraded"):
+        who = "owner" if view.spec.owner else "admins"
+    email = _addresses(view, who)
+    out: dict[str, object] = {"email": email, "in_app": kind in ("access.blocked", "access.restored")}
+    if out["in_app"]:
+        out["members"] = list(view.spec.members)  # every member learns it in-app
+    return out
+
+
+def _addresses(view: CustomerView, who: str) -> list[str]:
+    if who == "owner":
+        return [view.spec.owner] if view.spec.owner else list(view.spec.admins)
+    if who == "members":
+        return list(dict.fromkeys([*view.spec.members, *view.spec.admins]))
+    return list(view.spec.admins) or ([view.spec.owner] if view.spec.owner else [])
+
+
+def _payload(b: Balance, **extra: object) -> dict[str, object]:
+    s = b.standing
+    body: dict[str, object] = {"plan": b.plan, "unit": b.unit, "usage": str(s.usage),
+                               "limit": None if s.limit is None else str(s.limit),
+                               "hard_limit": None if s.hard_limit is None else str(s.hard_limit)}
+    body.update(extra)
+    return body
+
+
+def evaluate(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, at: datetime,
+             recorded_us: int, depth: int = 0) -> list[int]:
+    """Record the notices a feature's standing at `at` calls for; their ids."""
+    b = balance(conn, catalog, customer, feature, at)
+    at_us = to_us(at)
+    view = customers.view(conn, catalog, customer, at_us)
+    ent = entitlement_of(view, feature)
+    period = (to_us(b.period.start), to_us(b.period.end))
+    ps = period[0]
+    s = b.standing
+    done = repo.fired_keys(conn, customer, feature, ps)
+    ids: list[int] = []
+
+    def note(kind: str, percent: Decimal | None, **extra: object) -> None:
+        ids.append(repo.record(conn, customer=customer, feature=feature, type=kind, percent=percent,
+                               period=period, at_us=at_us, recipients=recipients(view, ent, kind),
+                               payload=_payload(b, **extra), recorded_us=recorded_us))
+
+    levels = model.thresholds(ent.notify)
+    now_reached = model.reached(s, levels)
+    for key in done - {t.key for t in now_reached} - {BLOCKED}:
+        repo.rearm(conn, customer, feature, ps, key)
+    for level in now_reached:
+        if level.key not in done and repo.fire(conn, customer, feature, ps, level.key, at_us):
+            note(level.kind, level.percent_used)
+
+    next_plan = view.plan.next_plan
+    if (view.spec.auto_upgrade and next_plan and s.limit is not None and s.usage >= s.limit
+            and depth < MAX_UPGRADES and feature in catalog.spec.plans[next_plan].entitlements):
+        note("plan.upgrading", None, from_plan=view.plan_name, to_plan=next_plan)
+        customer_history.add_plan(conn, customer, next_plan, at_us, "auto_upgrade", recorded_us)
+        after = balance(conn, catalog, customer, feature, at)
+        ids.append(repo.record(conn, customer=customer, feature=feature, type="plan.upgraded", percent=None,
+                               period=period, at_us=at_us, recipients=recipients(view, ent, "plan.upgraded"),
+                               payload=_payload(after, from_plan=view.plan_name, to_plan=next_plan),
+                               recorded_us=recorded_us))
+        return ids + evaluate(conn, catalog, customer, feature, at, recorded_us, depth + 1)
+
+    if not s.has_access:
+        if BLOCKED not in done and repo.fire(conn, customer, feature, ps, BLOCKED, at_us):
+            note("access.blocked", model.percent_used(s))
+    elif BLOCKED in done and repo.rearm(conn, customer, feature, ps, BLOCKED):
+        note("access.restored", model.percent_used(s))
+    return ids
+
+
+def evaluate_all(conn: Connection, catalog: LoadedCatalog, customer: str, at: datetime, recorded_us: int,
+                 meters: set[str] | None = None) -> list[int]:
+    """Evaluate every feature of the customer's plan (or those backed by `meters`)."""
+    view = customers.view(conn, catalog, customer, to_us(at))
+    ids: list[int] = []
+    for feature, ent in sorted(view.plan.entitlements.items()):
+        if meters is None or ent.meter in meters:
+            if _watched(ent, view):
+                ids += evaluate(conn, catalog, customer, feature, at, recorded_us)
+    return ids
+
+
+def _watched(ent: EntitlementSpec, view: CustomerView) -> bool:
+    """Whether anything can ever be said about this entitlement."""
+    if ent.allowance is None:
+        return False
+    return ent.notify is not None or ent.enforcement != "none" or bool(view.spec.auto_upgrade and view.plan.next_plan)
+
+
+def as_dict(row) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    import orjson
+
+    out: dict[str, object] = {
+        "id": row.id, "type": row.type, "feature": row.feature, "percent": row.percent,
+        "period": None if row.period_start_us is None else {"start": from_us(row.period_start_us),
+                                                            "end": from_us(row.period_end_us)},
+        "at": from_us(row.at_us), "recipients": orjson.loads(row.recipients), "status": row.status,
+    }
+    out["details"] = orjson.loads(row.payload)
+    return out
