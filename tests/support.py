@@ -47,3 +47,42 @@ def stream(type_: str, subject: str, start: datetime, end: datetime | None, **da
 
 def minutes(n: float) -> timedelta:
     return timedelta(minutes=n)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    """`quotameter serve` in its own process; `url` once it said it is up."""
+
+    def __init__(self, database_url: str | None, cwd: str, **env: str) -> None:
+        import os
+        import subprocess
+        import sys
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        environ = {**os.environ, "QUOTAMETER_PORT": str(self.port), "QUOTAMETER_SCHEDULER": "false", **env}
+        environ.pop("QUOTAMETER_DATABASE_URL", None)
+        if database_url:
+            environ["QUOTAMETER_DATABASE_URL"] = database_url
+        self.proc = subprocess.Popen([sys.executable, "-m", "quotameter.cli", "serve"], cwd=cwd, env=environ,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.output: list[str] = []
+
+    def wait_ready(self) -> str:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:  # the process's own words; no sleeping
+            self.output.append(line)
+            if "Application startup complete" in line:
+                return "".join(self.output)
+        raise AssertionError("server exited before it was ready:\n" + "".join(self.output))
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)

@@ -18,7 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from fractions import Fraction
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from quotameter.meters.spans import Span, StreamEvent, extent, merge, replay, round_length, usage_us
@@ -172,24 +172,41 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     return Scenario(streams, completed, idle_s, lo, hi, at, unit, mode)
 
 
+def _one_user(*streams: list[tuple[int, str]]) -> list[tuple[str, list[tuple[int, str, str]]]]:
+    return [("u1", [(second, action, "") for second, action in evs]) for evs in streams]
+
+
 @settings(max_examples=400, deadline=None)
 @given(scenarios())
+# Ties that random draws reach only now and then:
+@example(Scenario(_one_user([(0, "start"), (30, "stop")], [(30, "start"), (60, "stop")]),
+                  [], None, 0, 3600, 3600, 60, "ceil"))  # two streams touching: one span
+@example(Scenario(_one_user([(0, "start"), (30, "start"), (30, "stop"), (60, "stop")]),
+                  [], None, 0, 3600, 3600, 60, "ceil"))  # stop and start at one instant
+@example(Scenario(_one_user([(0, "start"), (30, "stop")]), [], None, 0, 3600, 3600, 60, "nearest"))
+@example(Scenario(_one_user([(0, "start"), (10, "heartbeat")]), [], 20, 0, 3600, 30, None, "ceil"))
 def test_usage_equals_brute_force_oracle(sc: Scenario) -> None:
     assert usage_from_spans_py(sc) == oracle_seconds(sc) * US
 
 
-def test_oracle_reads_the_tie_rules_as_documented() -> None:
-    # The oracle is only as good as its reading of the rules: pin it on the ties.
-    def on(events: list[tuple[int, str]], idle: int | None, at: int) -> list[int]:
-        return [k for k, flag in enumerate(stream_on_seconds(events, idle, at)) if flag and k < at]
+def test_ties_as_documented_in_the_oracle_and_in_spans_py() -> None:
+    # The oracle is only as good as its reading of the rules: pin both on the ties.
+    def both(events: list[tuple[int, str]], idle: int | None, at: int) -> list[int]:
+        oracle = [k for k, flag in enumerate(stream_on_seconds(events, idle, at)) if flag and k < at]
+        idle_us = idle * US if idle is not None else None
+        extents = [iv for sp in replay([ev(s, a) for s, a in events], idle_us)
+                   if (iv := extent(sp, t(at), idle_us)) is not None]
+        spans_py = [k for start, end in merge(extents) for k in range(start // US - T0, end // US - T0)]
+        assert spans_py == oracle
+        return oracle
 
-    assert on([(2, "start"), (4, "stop"), (4, "start"), (6, "stop")], None, 10) == [2, 3, 4, 5]
-    assert on([(2, "start"), (4, "heartbeat"), (7, "heartbeat")], 3, 10) == [2, 3]
-    assert on([(2, "start"), (4, "heartbeat")], 3, 7) == [2, 3]  # time alone closes it at `at`
-    assert on([(2, "start"), (4, "heartbeat")], 3, 6) == [2, 3, 4, 5]
-    assert on([(1, "stop"), (1, "heartbeat"), (2, "start"), (3, "start"), (5, "stop")], 3, 9) == [2, 3, 4]
-    assert on([(2, "start"), (5, "stop")], 3, 9) == []  # closed at 2 by the timeout, then a zero-length span
-    assert on([(2, "start"), (2, "stop")], None, 4) == [2, 3]  # the stop comes first and finds it closed
+    assert both([(2, "start"), (4, "stop"), (4, "start"), (6, "stop")], None, 10) == [2, 3, 4, 5]
+    assert both([(2, "start"), (2, "stop")], None, 4) == [2, 3]  # the stop comes first and finds it closed
+    assert both([(2, "start"), (4, "heartbeat"), (7, "heartbeat")], 3, 10) == [2, 3]
+    assert both([(2, "start"), (4, "heartbeat")], 3, 7) == [2, 3]  # time alone closes it at `at`
+    assert both([(2, "start"), (4, "heartbeat")], 3, 6) == [2, 3, 4, 5]
+    assert both([(1, "stop"), (1, "heartbeat"), (2, "start"), (3, "start"), (5, "stop")], 3, 9) == [2, 3, 4]
+    assert both([(2, "start"), (5, "stop")], 3, 9) == []  # closed at 2 by the timeout: zero length
 
 
 # --- the reference cases ---------------------------------------------------------------------
@@ -245,6 +262,8 @@ def test_open_stream_accrues_up_to_the_instant_asked_about() -> None:
     assert minutes_used({"u1": [mic]}, at=450) == 8
     assert minutes_used({"u1": [mic]}, at=0) == 0
     assert minutes_used({"u1": [mic]}, at=-10) == 0
+    # A span stopped after `at` also counts only up to `at`.
+    assert minutes_used({"u1": [[ev(0, "start"), ev(600, "stop")]]}, at=450, unit=None) == Fraction(450, 60)
     # Heartbeats keep it open under an idle timeout.
     alive = [ev(0, "start"), ev(300, "heartbeat"), ev(600, "heartbeat"), ev(900, "heartbeat")]
     assert minutes_used({"u1": [alive]}, at=1000, idle=600, unit=None) == Fraction(1000, 60)

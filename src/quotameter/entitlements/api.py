@@ -59,7 +59,7 @@ async def post_consume(request: Request, customer: str, feature: str, body: Cons
 
 @retry_transient
 def _consume(svc: Services, customer: str, feature: str, body: ConsumeIn):  # type: ignore[no-untyped-def]
-    now = svc.now()
-    when = instant(body.at, "at", now)
     with unit_of_work(svc.engine) as conn:
+        now = svc.now()  # read inside the transaction: no later-stamped consumption is committed yet
+        when = instant(body.at, "at", now)
         return consume(conn, svc.catalogs.current(conn), customer, feature, body.id, body.amount, when, to_us(now))

@@ -69,14 +69,17 @@ def period_of(view: CustomerView, ent: EntitlementSpec, at: datetime) -> Period:
     return period_containing(ent.period, at, tz=view.spec.timezone, anchor=view.spec.billing_anchor)
 
 
-def balance(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, at: datetime) -> Balance:
+def balance(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, at: datetime,
+            *, whole_period: bool = False) -> Balance:
+    """The standing at `at`. With `whole_period`, usage counts every event recorded for the
+    period, also those timestamped after `at`: what enforcement must compare against."""
     at_us = to_us(at)
     view = customers.view(conn, catalog, customer, at_us)
     ent = entitlement_of(view, feature)
     meter = catalog.spec.meters[ent.meter]
     period = period_of(view, ent, at)
-    start_us = to_us(period.start)
-    usage = meters.usage(conn, meter, ent.meter, customer, start_us, to_us(period.end), at_us)
+    start_us, end_us = to_us(period.start), to_us(period.end)
+    usage = meters.usage(conn, meter, ent.meter, customer, start_us, end_us, end_us - 1 if whole_period else at_us)
     level = meters.gauge_level(conn, ent.meter, customer, at_us) if meter.aggregation == "gauge" else None
     seats = customers.highest_seats(conn, catalog, customer, start_us, at_us) if _per_seat(ent) else 0
     granted = granted_in(conn, catalog, customer, feature, ent, period, at_us) if ent.allowance else Decimal(0)
@@ -152,8 +155,10 @@ def consume(conn: Connection, catalog: LoadedCatalog, customer: str, feature: st
     lock_keys(conn, [f"consume\x01{customer}\x01{ent.meter}"])
     base_id = f"{customer}/{feature}/{request_id}"
     if event_store.exists(conn, CONSUME_SOURCE, base_id):
-        return Consumption(True, "already recorded", True, balance(conn, catalog, customer, feature, at))
-    before = balance(conn, catalog, customer, feature, at)
+        return Consumption(True, "already recorded", True,
+                           balance(conn, catalog, customer, feature, at, whole_period=True))
+    # Every consumption recorded before this lock was taken counts, whatever its timestamp.
+    before = balance(conn, catalog, customer, feature, at, whole_period=True)
     allowed, reason = model.allows(before.standing, amount)
     if not allowed:
         return Consumption(False, reason, False, before)
@@ -166,7 +171,7 @@ def consume(conn: Connection, catalog: LoadedCatalog, customer: str, feature: st
     result = store(conn, catalog, prepare(catalog, events, recorded_us))
     if result.rejected:
         raise Invalid(f"amount: could not be recorded ({result.rejected[0]['error']})")
-    return Consumption(True, reason, False, balance(conn, catalog, customer, feature, at))
+    return Consumption(True, reason, False, balance(conn, catalog, customer, feature, at, whole_period=True))
 
 
 def _event(event_id: str, type_: str, customer: str, at: datetime, data: dict[str, object]) -> dict[str, object]:
