@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, insert, select, text
 
 from quotameter.store.tables import catalogs
 
 
+_LATEST = text("SELECT max(version) FROM catalogs")
+
+
 def latest_version(conn: Connection) -> int:
-    return conn.execute(select(func.max(catalogs.c.version))).scalar() or 0
+    return conn.execute(_LATEST).scalar() or 0
 
 
 def document(conn: Connection, version: int) -> str:

@@ -5,22 +5,28 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, func, insert, select
+from sqlalchemy import Connection, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from quotameter.store.tables import customer_settings, plan_changes, seat_changes
 
 
+# Balance reads run these on every check: plain prepared text, no expression building.
+_SEATS_AT = text("SELECT seats FROM seat_changes WHERE customer = :c AND effective_us <= :t "
+                 "ORDER BY effective_us DESC, id DESC LIMIT 1")
+_MAX_SEATS = text("SELECT max(seats) FROM seat_changes WHERE customer = :c AND effective_us > :a "
+                  "AND effective_us <= :b")
+_PLAN_AT = text("SELECT plan FROM plan_changes WHERE customer = :c AND effective_us <= :t "
+                "ORDER BY effective_us DESC, id DESC LIMIT 1")
+_SETTINGS = text("SELECT settings FROM customer_settings WHERE customer = :c")
+
+
 def seats_at(conn: Connection, customer: str, t: int) -> int | None:
-    s = seat_changes.c
-    return conn.execute(select(s.seats).where(s.customer == customer, s.effective_us <= t)
-                        .order_by(s.effective_us.desc(), s.id.desc()).limit(1)).scalar()
+    return conn.execute(_SEATS_AT, {"c": customer, "t": t}).scalar()
 
 
 def max_seats_between(conn: Connection, customer: str, after: int, upto: int) -> int | None:
-    s = seat_changes.c
-    return conn.execute(select(func.max(s.seats)).where(
-        s.customer == customer, s.effective_us > after, s.effective_us <= upto)).scalar()
+    return conn.execute(_MAX_SEATS, {"c": customer, "a": after, "b": upto}).scalar()
 
 
 def add_seats(conn: Connection, customer: str, seats: int, effective_us: int, recorded_us: int) -> None:
@@ -29,9 +35,7 @@ def add_seats(conn: Connection, customer: str, seats: int, effective_us: int, re
 
 
 def plan_at(conn: Connection, customer: str, t: int) -> str | None:
-    p = plan_changes.c
-    return conn.execute(select(p.plan).where(p.customer == customer, p.effective_us <= t)
-                        .order_by(p.effective_us.desc(), p.id.desc()).limit(1)).scalar()
+    return conn.execute(_PLAN_AT, {"c": customer, "t": t}).scalar()
 
 
 def plan_history(conn: Connection, customer: str) -> list:
@@ -46,8 +50,7 @@ def add_plan(conn: Connection, customer: str, plan: str, effective_us: int, reas
 
 
 def settings(conn: Connection, customer: str) -> dict[str, Any]:
-    raw = conn.execute(select(customer_settings.c.settings)
-                       .where(customer_settings.c.customer == customer)).scalar()
+    raw = conn.execute(_SETTINGS, {"c": customer}).scalar()
     return orjson.loads(raw) if raw else {}
 
 

@@ -96,7 +96,9 @@ def granted_in(conn: Connection, catalog: LoadedCatalog, customer: str, feature:
     """Grants in force: those of this period, plus the unused part of the previous period's
     rollover grants (carried once: what they carry in does not roll again)."""
     start_us = to_us(period.start)
-    bought = grants.total(conn, customer, feature, start_us, at_us)
+    bought, carried = grants.in_force(conn, customer, feature, start_us, at_us)
+    if not carried:
+        return bought
     previous_end = period.start - ONE_US
     rollover = grants.total(conn, customer, feature, _previous_start(conn, catalog, customer, feature, previous_end),
                             to_us(previous_end), rollover=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from quotameter.store.tables import grants
@@ -21,6 +21,20 @@ def add(conn: Connection, row: dict) -> bool:
 def get(conn: Connection, customer: str, grant_id: str):  # type: ignore[no-untyped-def]
     g = grants.c
     return conn.execute(select(grants).where(g.customer == customer, g.grant_id == grant_id)).first()
+
+
+def in_force(conn: Connection, customer: str, feature: str, period_start_us: int, at_us: int) -> tuple[Decimal, bool]:
+    """(grants bought in this period in force at `at`, whether any earlier rollover grant
+    is still unexpired at the period's start): one query on the hot path of every check."""
+    rows = conn.execute(_IN_FORCE, {"c": customer, "f": feature, "ps": period_start_us}).all()
+    bought = sum((Decimal(r.amount) for r in rows if r.period_start_us == period_start_us and r.effective_us <= at_us),
+                 Decimal(0))
+    carried = any(r.rollover and r.period_start_us < period_start_us for r in rows)
+    return bought, carried
+
+
+_IN_FORCE = text("SELECT amount, period_start_us, effective_us, rollover FROM grants "
+                 "WHERE customer = :c AND feature = :f AND expires_us > :ps AND period_start_us <= :ps")
 
 
 def total(conn: Connection, customer: str, feature: str, period_start_us: int, at_us: int,

@@ -1,0 +1,145 @@
+"""Entitlement checks over HTTP: throughput and latency, against a trivial endpoint.
+
+    .venv/bin/python bench/check.py [--db sqlite|postgresql] [--clients 16] [--seconds 8]
+
+One real server process (the same launcher as bench/ingest.py) on a fresh database with
+the demo catalog and a month of usage for a pooled-media organization (per-seat allowance,
+a top-up, seat changes) and a session-quota customer. C client threads, each on its own
+keep-alive connection, send `POST …/entitlements/{feature}/check` for S seconds; then the
+same clients send `GET /healthz` (no database, no domain work) for S seconds: the baseline.
+It prints requests/s, p50 and p99 latency of both and the ratio of throughputs.
+
+Targets (issue 3): p99 under 5 ms at 16 concurrent clients, and at least half the trivial
+endpoint's throughput. Exit 0 either way: this is a measurement, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import socket
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+import orjson
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from ingest import Server, fresh_database  # noqa: E402
+from support import demo_catalog  # noqa: E402
+
+
+def load(base: str, now: datetime) -> None:
+    c = httpx.Client(base_url=base, timeout=60)
+    assert c.put("/v1/catalog", json=demo_catalog()).status_code == 200
+    start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    events = []
+    for i in range(2000):  # 2000 mic spans of 1 to 3 minutes over the month, 20 users
+        t = start + timedelta(minutes=17 * i)
+        if t >= now:
+            break
+        user = f"u{i % 20}"
+        for action, when in (("start", t), ("stop", t + timedelta(seconds=60 + i % 120))):
+            events.append({"specversion": "1.0", "id": f"m{i}{action}", "source": "bench", "type": "media.activity",
+                           "subject": "acme", "time": when.isoformat(),
+                           "data": {"user": user, "stream": f"{user}/mic", "kind": "mic", "action": action}})
+    for i in range(5000):
+        events.append({"specversion": "1.0", "id": f"s{i}", "source": "bench", "type": "session.created",
+                       "subject": "docs", "time": (start + (now - start) * i / 5000).isoformat(), "data": {}})
+    for i in range(0, len(events), 1000):
+        assert c.post("/v1/events", json=events[i:i + 1000]).json()["rejected"] == []
+    c.patch("/v1/customers/acme", json={"seats": 14, "effective_at": (start + timedelta(days=3)).isoformat()})
+    c.post("/v1/customers/acme/topups", json={"feature": "media", "blocks": 2, "id": "bench-topup"})
+    c.close()
+
+
+def hammer(port: int, method: str, path: str, bodies: list[bytes] | None, clients: int, seconds: float
+           ) -> tuple[int, list[float]]:
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    stop = threading.Event()
+    ready = threading.Barrier(clients + 1)
+
+    def worker(k: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn.connect()
+        conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        headers = {"Content-Type": "application/json"}
+        mine = latencies[k]
+        i = k
+        ready.wait()
+        while not stop.is_set():
+            body = bodies[i % len(bodies)] if bodies else None
+            t0 = time.perf_counter()
+            conn.request(method, path, body=body, headers=headers)
+            resp = conn.getresponse()
+            resp.read()
+            mine.append(time.perf_counter() - t0)
+            if resp.status != 200:
+                raise RuntimeError(f"{method} {path}: HTTP {resp.status}")
+            i += clients
+        conn.close()
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    ready.wait()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    flat = [x for xs in latencies for x in xs]
+    return len(flat), flat
+
+
+def pct(values: list[float], p: float) -> float:
+    return statistics.quantiles(values, n=1000)[int(p * 10) - 1] * 1000 if len(values) > 1 else float("nan")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    args = parser.parse_args()
+    now = datetime.now(timezone.utc)
+    with tempfile.TemporaryDirectory() as tmp, fresh_database(args.db, Path(tmp), "check") as url:
+        server = Server(url, Path(tmp))
+        try:
+            server.wait_healthy()
+            load(server.base, now)
+            bodies = [orjson.dumps({"amount": a}) for a in (1, 5, 30, 120)]
+            # warm up both paths
+            hammer(server.port, "POST", "/v1/customers/acme/entitlements/media/check", bodies, 2, 0.5)
+            n_check, lat_check = hammer(server.port, "POST", "/v1/customers/acme/entitlements/media/check",
+                                        bodies, args.clients, args.seconds)
+            n_sess, lat_sess = hammer(server.port, "POST", "/v1/customers/docs/entitlements/sessions/check",
+                                      bodies, args.clients, args.seconds)
+            n_base, lat_base = hammer(server.port, "GET", "/healthz", None, args.clients, args.seconds)
+        finally:
+            server.stop()
+    rows = [("check media (duration, per seat, top-up)", n_check, lat_check),
+            ("check sessions (count)", n_sess, lat_sess),
+            ("GET /healthz (baseline)", n_base, lat_base)]
+    base_rate = n_base / args.seconds
+    print(f"\nquotameter check: 1 server process, {args.db}, {args.clients} concurrent clients, "
+          f"{args.seconds:.0f} s each; 2 CPUs shared by client and server\n")
+    print(f"{'endpoint':44} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'vs base':>8}")
+    for name, n, lat in rows:
+        print(f"{name:44} {n / args.seconds:8.0f} {pct(lat, 50):8.2f} {pct(lat, 99):8.2f} "
+              f"{n / args.seconds / base_rate:8.2f}")
+    worst = max(pct(lat_check, 99), pct(lat_sess, 99))
+    ratio = min(n_check, n_sess) / n_base
+    print(f"\ntargets (issue 3): p99 < 5 ms at 16 clients: {'PASS' if worst < 5 else 'MISS'} "
+          f"(worst {worst:.2f} ms); throughput >= 0.5 x baseline: {'PASS' if ratio >= 0.5 else 'MISS'} ({ratio:.2f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
