@@ -37,7 +37,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        scheduler = Scheduler(engine, services.catalogs, clock) if settings.scheduler else None
+        scheduler = Scheduler(engine, services.catalogs, clock, services.evaluate_soon) if settings.scheduler else None
         if scheduler is not None:
             scheduler.start()
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -49,6 +50,7 @@ class Services:
         self.catalogs = CatalogCache()
         self.max_body_bytes = max_body_bytes
         self.max_batch = max_batch
+        self.evaluate_soon = threading.Event()  # wakes this process's scheduler after a batch
 
     def now(self) -> datetime:
         return self.clock()

@@ -162,7 +162,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     if idle_s is not None:
         at_choices.append(st.sampled_from(sorted({s + idle_s for _, evs in streams for s, _, _ in evs})))
     at = draw(st.one_of(at_choices))
-    if draw(st.sampled_from([True] * 9 + [False])):  # now and then a window that is empty or ends after `at`
+    if draw(st.sampled_from([True] * 9 + [False])):  # mostly a window open before `at`; now and then an empty one
         lo, hi = min(lo, hi), max(lo, hi)
         if lo >= at:
             lo = draw(st.integers(0, max(at - 1, 0)))

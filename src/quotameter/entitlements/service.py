@@ -155,6 +155,9 @@ def consume(conn: Connection, catalog: LoadedCatalog, customer: str, feature: st
     if meter.aggregation == "count" and amount != amount.to_integral_value():
         raise Invalid(f"amount: meter {ent.meter!r} counts whole events (got {amount})")
     lock_keys(conn, [f"consume\x01{customer}\x01{ent.meter}"])
+    from quotameter.notifications.scheduler import settle
+
+    settle(conn, catalog, customer, at)  # an auto-upgrade owed to earlier usage happens first
     base_id = f"{customer}/{feature}/{request_id}"
     if event_store.exists(conn, CONSUME_SOURCE, base_id):
         return Consumption(True, "already recorded", True,

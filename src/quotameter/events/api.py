@@ -32,7 +32,10 @@ async def post_events(request: Request) -> Any:
     items = payload if isinstance(payload, list) else [payload]
     if len(items) > svc.max_batch:
         raise PayloadTooLarge(f"body: {len(items)} events is over the batch limit of {svc.max_batch}")
-    return JSON((await run_in_threadpool(_ingest, svc, items)).as_dict())
+    result = await run_in_threadpool(_ingest, svc, items)
+    if result.accepted:
+        svc.evaluate_soon.set()
+    return JSON(result.as_dict())
 
 
 @retry_transient

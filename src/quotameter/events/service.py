@@ -17,9 +17,7 @@ from quotameter.events import repository
 from quotameter.events.model import checked_us, parse_event
 from quotameter.meters import service as meters
 from quotameter.meters.model import Contribution, EventFacts, EventRejected
-from quotameter.notifications import scheduler
-from quotameter.notifications import service as notifications
-from quotameter.timeutil import from_us
+from quotameter.notifications import repository as notices
 
 
 @dataclass(slots=True)
@@ -77,13 +75,8 @@ def store(conn: Connection, catalog: LoadedCatalog, prepared: Prepared) -> Inges
              for subject, contributions in (found[key],)
              for meter, contribution in contributions]
     meters.apply(conn, catalog.spec.meters, batch)
-    touched: dict[str, set[str]] = {}
-    for meter, subject, _ in batch:
-        touched.setdefault(subject, set()).add(meter)
-    now = from_us(prepared.received_us)
-    for customer, meter_names in sorted(touched.items()):
-        notifications.evaluate_all(conn, catalog, customer, now, prepared.received_us, meter_names)
-        scheduler.refresh_meters(conn, catalog, customer, meter_names, now)
+    # Notices are evaluated after the commit, once for many batches (see notifications.scheduler).
+    notices.mark_pending(conn, sorted({subject for _, subject, _ in batch}), prepared.received_us)
     return IngestResult(len(new), prepared.repeats + len(prepared.rows) - len(new), prepared.rejected)
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 
 import orjson
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, delete, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
-from quotameter.store.tables import fired, notices, wakeups
+from quotameter.store.tables import fired, notices, pending_evaluations, wakeups
 
 
 def _dialect(conn: Connection):  # type: ignore[no-untyped-def]
@@ -67,3 +67,30 @@ def next_wakeup(conn: Connection) -> int | None:
     from sqlalchemy import func
 
     return conn.execute(select(func.min(wakeups.c.due_us))).scalar()
+
+
+def mark_pending(conn: Connection, customers: list[str], since_us: int) -> None:
+    if customers:
+        stmt = _dialect(conn).insert(pending_evaluations).on_conflict_do_nothing()
+        conn.execute(stmt, [{"customer": c, "since_us": since_us} for c in sorted(customers)])
+
+
+def is_pending(conn: Connection, customer: str) -> bool:
+    return conn.execute(_IS_PENDING, {"c": customer}).first() is not None
+
+
+_IS_PENDING = text("SELECT 1 FROM pending_evaluations WHERE customer = :c")
+
+
+def take_pending(conn: Connection, customer: str | None, limit: int) -> list[str]:
+    """Claim pending customers (PostgreSQL: rows another evaluator holds are skipped)."""
+    p = pending_evaluations.c
+    q = select(p.customer).order_by(p.since_us).limit(limit)
+    if customer is not None:
+        q = q.where(p.customer == customer)
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update(skip_locked=True)
+    names = list(conn.execute(q).scalars())
+    if names:
+        conn.execute(delete(pending_evaluations).where(p.customer.in_(names)))
+    return names

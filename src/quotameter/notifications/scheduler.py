@@ -23,7 +23,7 @@ from quotameter.entitlements import model
 from quotameter.entitlements.service import balance, entitlement_of
 from quotameter.meters import service as meters
 from quotameter.notifications import repository as repo
-from quotameter.notifications.service import BLOCKED, evaluate
+from quotameter.notifications.service import BLOCKED, evaluate, evaluate_all
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import from_us, to_us
 
@@ -86,10 +86,38 @@ def refresh_meters(conn: Connection, catalog: LoadedCatalog, customer: str, mete
             refresh(conn, catalog, customer, feature, now)
 
 
+def settle(conn: Connection, catalog: LoadedCatalog, customer: str | None, now: datetime, limit: int = 200) -> int:
+    """Evaluate the customers whose usage changed since their last evaluation (one, or any)."""
+    names = repo.take_pending(conn, customer, limit)
+    durations = {name for name, m in catalog.spec.meters.items() if m.aggregation == "duration"}
+    for name in names:
+        if name in catalog.spec.customers:
+            evaluate_all(conn, catalog, name, now, to_us(now))
+            refresh_meters(conn, catalog, name, durations, now)
+    return len(names)
+
+
+def settle_before_read(engine: Engine, catalogs: CatalogCache, customer: str, now: datetime) -> None:
+    """Reads of balances and notices first settle the customer's pending evaluation, so they
+    always reflect every committed event (an auto-upgrade included). Costs one lookup when
+    nothing is pending."""
+    with engine.connect() as conn:
+        if not repo.is_pending(conn, customer):
+            return
+    with unit_of_work(engine) as conn:
+        settle(conn, catalogs.current(conn), customer, now)
+
+
 def tick(engine: Engine, catalogs: CatalogCache, now: datetime, limit: int = 1000) -> int:
     """Evaluate every wake-up due by `now`, each at its own instant, in time order (one
     crossing may schedule the next, also due already); how many ran."""
     ran = 0
+    while True:
+        with unit_of_work(engine) as conn:
+            settled = settle(conn, catalogs.current(conn), None, now)
+        if not settled:
+            break
+        ran += settled
     while ran < limit:
         with unit_of_work(engine) as conn:
             catalog = catalogs.current(conn)
@@ -111,9 +139,11 @@ class Scheduler:
     """The loop inside `serve`: sleeps until the next wake-up (checking at least every
     `poll` seconds for wake-ups set by other processes)."""
 
-    def __init__(self, engine: Engine, catalogs: CatalogCache, clock: Callable[[], datetime], poll: float = 2.0):
+    def __init__(self, engine: Engine, catalogs: CatalogCache, clock: Callable[[], datetime],
+                 wake: threading.Event, poll: float = 2.0):
         self.engine, self.catalogs, self.clock, self.poll = engine, catalogs, clock, poll
-        self._stop = threading.Event()
+        self.wake = wake  # set after each committed batch: evaluate without waiting for the poll
+        self._stopping = False
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -121,12 +151,14 @@ class Scheduler:
         self._thread.start()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping = True
+        self.wake.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stopping:
+            self.wake.clear()
             try:
                 tick(self.engine, self.catalogs, self.clock())
                 with self.engine.connect() as conn:
@@ -137,4 +169,4 @@ class Scheduler:
             wait = self.poll
             if due is not None:
                 wait = min(wait, max(0.0, (due - to_us(self.clock())) / 1e6))
-            self._stop.wait(wait)
+            self.wake.wait(wait)

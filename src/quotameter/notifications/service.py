@@ -103,12 +103,12 @@ def evaluate(conn: Connection, catalog: LoadedCatalog, customer: str, feature: s
 def evaluate_all(conn: Connection, catalog: LoadedCatalog, customer: str, at: datetime, recorded_us: int,
                  meters: set[str] | None = None) -> list[int]:
     """Evaluate every feature of the customer's plan (or those backed by `meters`)."""
-    view = customers.view(conn, catalog, customer, to_us(at))
     ids: list[int] = []
-    for feature, ent in sorted(view.plan.entitlements.items()):
-        if meters is None or ent.meter in meters:
-            if _watched(ent, view):
-                ids += evaluate(conn, catalog, customer, feature, at, recorded_us)
+    for feature in sorted(customers.view(conn, catalog, customer, to_us(at)).plan.entitlements):
+        view = customers.view(conn, catalog, customer, to_us(at))  # an auto-upgrade may have moved it
+        ent = view.plan.entitlements.get(feature)
+        if ent is not None and (meters is None or ent.meter in meters) and _watched(ent, view):
+            ids += evaluate(conn, catalog, customer, feature, at, recorded_us)
     return ids
 
 

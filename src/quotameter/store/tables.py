@@ -285,3 +285,13 @@ wakeups = Table(
     PrimaryKeyConstraint("customer", "feature"),
     Index("ix_wakeups_due", "due_us"),
 )
+
+# Customers whose usage changed since their notices were last evaluated. Written in the
+# same transaction as the events, so a crash cannot lose an evaluation; many batches for a
+# customer coalesce into one evaluation.
+pending_evaluations = Table(
+    "pending_evaluations",
+    metadata,
+    Column("customer", String(256), primary_key=True),
+    Column("since_us", BigInteger, nullable=False),
+)
