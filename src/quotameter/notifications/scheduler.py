@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
@@ -140,8 +141,11 @@ class Scheduler:
     `poll` seconds for wake-ups set by other processes)."""
 
     def __init__(self, engine: Engine, catalogs: CatalogCache, clock: Callable[[], datetime],
-                 wake: threading.Event, poll: float = 2.0):
+                 wake: threading.Event, poll: float = 2.0, coalesce: float = 0.1):
         self.engine, self.catalogs, self.clock, self.poll = engine, catalogs, clock, poll
+        # After a pass, let batches gather for this long: one evaluation per customer then
+        # covers all of them (a busy ingest would otherwise evaluate after every batch).
+        self.coalesce = coalesce
         self.wake = wake  # set after each committed batch: evaluate without waiting for the poll
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -169,4 +173,5 @@ class Scheduler:
             wait = self.poll
             if due is not None:
                 wait = min(wait, max(0.0, (due - to_us(self.clock())) / 1e6))
-            self.wake.wait(wait)
+            if self.wake.wait(wait) and not self._stopping:
+                time.sleep(self.coalesce)
