@@ -6,16 +6,20 @@ import threading
 from collections.abc import Callable
 from datetime import date, datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 
 from quotameter.catalog.service import CatalogCache
 from quotameter.errors import Invalid
 from quotameter.timeutil import rfc3339
+
+
+T = TypeVar("T")
 
 
 def _default(value: Any) -> Any:
@@ -51,9 +55,20 @@ class Services:
         self.max_body_bytes = max_body_bytes
         self.max_batch = max_batch
         self.evaluate_soon = threading.Event()  # wakes this process's scheduler after a batch
+        self.inline_reads = engine.dialect.name == "sqlite"
 
     def now(self) -> datetime:
         return self.clock()
+
+
+async def read(svc: Services, fn: Callable[..., T], *args: Any) -> T:
+    """Run a short read. On SQLite it runs on the event loop itself: the queries are local and
+    CPU-bound, and handing each to the threadpool made 16 concurrent clients fight over the
+    GIL (check p99 845 ms against 94 ms). On PostgreSQL every query waits on the network, so
+    the threadpool lets those waits overlap."""
+    if svc.inline_reads:
+        return fn(*args)
+    return await run_in_threadpool(fn, *args)
 
 
 def services(request: Request) -> Services:
