@@ -7,7 +7,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import httpx
-import pytest
 
 from support import ServerProcess, demo_catalog
 

@@ -60,7 +60,7 @@ def patch_customer(request: Request, customer: str, body: CustomerPatch) -> Any:
         catalog = svc.catalogs.current(conn)
         service.change(conn, catalog, customer, seats=body.seats, settings=settings,
                        effective_us=to_us(when), recorded_us=to_us(now))
-        _after_change(conn, catalog, customer, when, now)
+        after_change(conn, catalog, customer, when, now)
     return get_customer(request, customer)
 
 
@@ -73,11 +73,11 @@ def change_subscription(request: Request, customer: str, body: SubscriptionIn) -
     with unit_of_work(svc.engine) as conn:
         catalog = svc.catalogs.current(conn)
         service.change_plan(conn, catalog, customer, body.plan, to_us(when), to_us(now))
-        _after_change(conn, catalog, customer, when, now)
+        after_change(conn, catalog, customer, when, now)
     return get_customer(request, customer)
 
 
-def _after_change(conn, catalog, customer, when, now) -> None:  # type: ignore[no-untyped-def]
+def after_change(conn, catalog, customer, when, now) -> None:  # type: ignore[no-untyped-def]
     """A limit may have moved: record what that means now, and when time will cross next."""
     evaluate_all(conn, catalog, customer, max(when, now), to_us(now))
     scheduler.refresh_meters(conn, catalog, customer, set(catalog.spec.meters), max(when, now))

@@ -6,7 +6,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from quotameter.customers.api import _after_change
+from quotameter.customers.api import after_change
 from quotameter.grants import repository, service
 from quotameter.notifications import repository as notices
 from quotameter.store.engine import unit_of_work
@@ -72,5 +72,5 @@ def _grant(request: Request, req: service.GrantRequest, effective_at: str | None
                                period=None, at_us=to_us(when), recipients=recipients(view, ent, "topup.applied"),
                                payload={"blocks": req.blocks, "amount": str(grant["amount"]), "price": grant["price"]},
                                recorded_us=to_us(now))
-            _after_change(conn, catalog, req.customer, when, now)
+            after_change(conn, catalog, req.customer, when, now)
     return JSON({**grant, "created": created}, status_code=201 if created else 200)

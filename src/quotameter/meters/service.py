@@ -20,11 +20,9 @@ from quotameter.meters.model import (
     Contribution,
     EventFacts,
     EventRejected,
-    GaugeChange,
     Simple,
     StreamPoint,
     aggregate_simple,
-    duration_quantity,
     duration_usage,
     gauge_usage,
     interpret,
@@ -116,7 +114,9 @@ def _apply_duration(conn: Connection, spec: MeterSpec, meter: str, customer: str
 # --- reads -----------------------------------------------------------------------------------
 
 def usage(conn: Connection, spec: MeterSpec, meter: str, customer: str, lo: int, hi: int, at: int) -> Decimal:
-    """The meter's quantity for [lo, hi) as known at instant `at` (events up to and at `at`)."""
+    """The meter's quantity for [lo, hi) at instant `at`: events stamped up to and at `at`,
+    spans cut at `at`. Spans are derived from every event known now, so a stream that a
+    later event shows was idle counts as closed at its last event, also before `at`."""
     kind = spec.aggregation
     if kind == "duration":
         return _duration_read(conn, spec, meter, customer, lo, hi, at)
@@ -256,6 +256,3 @@ def rebuild(conn: Connection, catalog: Catalog, meter: str, chunk: int = 5000) -
         apply(conn, {meter: spec}, batch)
         count += len(batch)
 
-
-__all__ = ["apply", "contributions", "usage", "recompute_usage", "usage_of", "rebuild", "gauge_level",
-           "duration_quantity"]

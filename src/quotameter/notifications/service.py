@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
+import orjson
 from sqlalchemy import Connection
 
 from quotameter.catalog.model import EntitlementSpec
@@ -120,8 +121,6 @@ def _watched(ent: EntitlementSpec, view: CustomerView) -> bool:
 
 
 def as_dict(row) -> dict[str, object]:  # type: ignore[no-untyped-def]
-    import orjson
-
     out: dict[str, object] = {
         "id": row.id, "type": row.type, "feature": row.feature, "percent": row.percent,
         "period": None if row.period_start_us is None else {"start": from_us(row.period_start_us),
