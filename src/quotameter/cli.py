@@ -13,8 +13,8 @@ from quotameter.settings import Settings
 
 app = typer.Typer(help="Meter real-time media usage, enforce allowances live, bill it exactly.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)  # whole lines, also when piped
+err_console = Console(stderr=True, soft_wrap=True)
 
 DatabaseOpt = Annotated[Optional[str], typer.Option("--database-url", envvar="QUOTAMETER_DATABASE_URL",
                                                      help="sqlite:///path (default) or postgresql+psycopg://…")]
