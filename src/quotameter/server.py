@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     settings = settings or Settings()
     engine = make_engine(settings.database_url)
     upgrade(engine)
-    services = Services(engine, clock, settings.max_body_bytes, settings.max_batch)
+    services = Services(engine, clock, settings.max_body_bytes, settings.max_batch, settings.balance_cache)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -18,3 +18,5 @@ class Settings(BaseSettings):
     max_batch: int = 10_000
     # Evaluate time-driven notices (open media streams) inside this process.
     scheduler: bool = True
+    # Reuse computed balances while nothing they depend on changed (entitlements/cache.py).
+    balance_cache: bool = True

@@ -48,7 +48,10 @@ class JSON(JSONResponse):
 class Services:
     """Per-process wiring, on `app.state.services`."""
 
-    def __init__(self, engine: Engine, clock: Callable[[], datetime], max_body_bytes: int, max_batch: int) -> None:
+    def __init__(self, engine: Engine, clock: Callable[[], datetime], max_body_bytes: int, max_batch: int,
+                 balance_cache: bool = True) -> None:
+        from quotameter.entitlements.cache import BalanceCache
+
         self.engine = engine
         self.clock = clock
         self.catalogs = CatalogCache()
@@ -56,6 +59,7 @@ class Services:
         self.max_batch = max_batch
         self.evaluate_soon = threading.Event()  # wakes this process's scheduler after a batch
         self.inline_reads = engine.dialect.name == "sqlite"
+        self.balances = BalanceCache() if balance_cache else None
 
     def now(self) -> datetime:
         return self.clock()

@@ -8,6 +8,7 @@ import orjson
 from sqlalchemy import Connection, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
+from quotameter.customers import state
 from quotameter.store.tables import customer_settings, plan_changes, seat_changes
 
 
@@ -32,6 +33,7 @@ def max_seats_between(conn: Connection, customer: str, after: int, upto: int) ->
 def add_seats(conn: Connection, customer: str, seats: int, effective_us: int, recorded_us: int) -> None:
     conn.execute(insert(seat_changes).values(customer=customer, seats=seats, effective_us=effective_us,
                                              recorded_us=recorded_us))
+    state.bump(conn, [(customer, effective_us)])
 
 
 def plan_at(conn: Connection, customer: str, t: int) -> str | None:
@@ -47,6 +49,7 @@ def plan_history(conn: Connection, customer: str) -> list:
 def add_plan(conn: Connection, customer: str, plan: str, effective_us: int, reason: str, recorded_us: int) -> None:
     conn.execute(insert(plan_changes).values(customer=customer, plan=plan, effective_us=effective_us,
                                              reason=reason, recorded_us=recorded_us))
+    state.bump(conn, [(customer, effective_us)])
 
 
 def settings(conn: Connection, customer: str) -> dict[str, Any]:
@@ -59,3 +62,4 @@ def save_settings(conn: Connection, customer: str, values: dict[str, Any]) -> No
     doc = orjson.dumps(values).decode()
     stmt = dialect.insert(customer_settings).values(customer=customer, settings=doc)
     conn.execute(stmt.on_conflict_do_update(index_elements=["customer"], set_={"settings": doc}))
+    state.bump(conn, [(customer, 0)])

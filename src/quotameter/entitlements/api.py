@@ -48,7 +48,10 @@ def _balance(svc: Services, customer: str, feature: str, at: str | None):  # typ
     when = instant(at, "at", svc.now())
     settle_before_read(svc.engine, svc.catalogs, customer, svc.now())
     with svc.engine.connect() as conn:
-        return balance(conn, svc.catalogs.current(conn), customer, feature, when)
+        catalog = svc.catalogs.current(conn)
+        if svc.balances is None:
+            return balance(conn, catalog, customer, feature, when)
+        return svc.balances.balance(conn, catalog, customer, feature, when)
 
 
 @router.post("/v1/customers/{customer}/entitlements/{feature}/consume", response_class=JSON)

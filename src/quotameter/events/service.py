@@ -13,6 +13,7 @@ import orjson
 from sqlalchemy import Connection
 
 from quotameter.catalog.service import LoadedCatalog
+from quotameter.customers import state as customer_state
 from quotameter.events import repository
 from quotameter.events.model import checked_us, parse_event
 from quotameter.meters import service as meters
@@ -75,6 +76,15 @@ def store(conn: Connection, catalog: LoadedCatalog, prepared: Prepared) -> Inges
              for subject, contributions in (found[key],)
              for meter, contribution in contributions]
     meters.apply(conn, catalog.spec.meters, batch)
+    horizons: dict[str, int] = {}
+    for row in prepared.rows:
+        if (row[0], row[1]) in new:
+            horizons[row[3]] = max(horizons.get(row[3], 0), row[4])
+    for _, subject, contribution in batch:  # a one-event span reaches past its own time
+        end = getattr(contribution, "end", None)
+        if end is not None and end > horizons[subject]:
+            horizons[subject] = end
+    customer_state.bump(conn, horizons.items())
     # Notices are evaluated after the commit, once for many batches (see notifications.scheduler).
     notices.mark_pending(conn, sorted({subject for _, subject, _ in batch}), prepared.received_us)
     return IngestResult(len(new), prepared.repeats + len(prepared.rows) - len(new), prepared.rejected)

@@ -7,6 +7,7 @@ from decimal import Decimal
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
+from quotameter.customers import state
 from quotameter.store.tables import grants
 
 
@@ -15,7 +16,10 @@ def add(conn: Connection, row: dict) -> bool:
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     stmt = (dialect.insert(grants).values(**row).on_conflict_do_nothing(index_elements=["customer", "grant_id"])
             .returning(grants.c.grant_id))
-    return conn.execute(stmt).first() is not None
+    created = conn.execute(stmt).first() is not None
+    if created:
+        state.bump(conn, [(row["customer"], row["effective_us"])])
+    return created
 
 
 def get(conn: Connection, customer: str, grant_id: str):  # type: ignore[no-untyped-def]

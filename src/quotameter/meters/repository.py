@@ -371,3 +371,10 @@ def clear_meter(conn: Connection, meter: str, customer: str | None = None) -> No
         if customer is not None:
             where.append(table.c.customer == customer)
         conn.execute(delete(table).where(and_(*where)))
+
+
+_ANY_OPEN = text("SELECT 1 FROM stream_spans WHERE meter = :m AND customer = :c AND end_us IS NULL LIMIT 1")
+
+
+def any_open_span(conn: Connection, meter: str, customer: str) -> bool:
+    return conn.execute(_ANY_OPEN, {"m": meter, "c": customer}).first() is not None

@@ -295,3 +295,15 @@ pending_evaluations = Table(
     Column("customer", String(256), primary_key=True),
     Column("since_us", BigInteger, nullable=False),
 )
+
+# Bumped in the same transaction as every write that can move a customer's balances; the
+# horizon is the latest instant any of that data is stamped with (events, effective_at).
+# A process may reuse a balance it computed while the version is unchanged (see
+# entitlements.cache).
+customer_state = Table(
+    "customer_state",
+    metadata,
+    Column("customer", String(256), primary_key=True),
+    Column("version", BigInteger, nullable=False),
+    Column("horizon_us", BigInteger, nullable=False),
+)

@@ -1,0 +1,30 @@
+"""The per-customer change counter that lets processes cache balances safely."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import Connection, text
+
+_BUMP = {
+    "sqlite": text("INSERT INTO customer_state (customer, version, horizon_us) VALUES (:c, 1, :h) "
+                   "ON CONFLICT (customer) DO UPDATE SET version = customer_state.version + 1, "
+                   "horizon_us = max(customer_state.horizon_us, excluded.horizon_us)"),
+    "postgresql": text("INSERT INTO customer_state (customer, version, horizon_us) VALUES (:c, 1, :h) "
+                       "ON CONFLICT (customer) DO UPDATE SET version = customer_state.version + 1, "
+                       "horizon_us = GREATEST(customer_state.horizon_us, excluded.horizon_us)"),
+}
+_READ = text("SELECT version, horizon_us FROM customer_state WHERE customer = :c")
+
+
+def bump(conn: Connection, horizons: Iterable[tuple[str, int]]) -> None:
+    """Record that these customers' balance inputs changed, stamped up to the given instants.
+    Sorted, so concurrent writers take the row locks in the same order."""
+    rows = [{"c": c, "h": h} for c, h in sorted(horizons)]
+    if rows:
+        conn.execute(_BUMP[conn.dialect.name], rows)
+
+
+def read(conn: Connection, customer: str) -> tuple[int, int]:
+    row = conn.execute(_READ, {"c": customer}).first()
+    return (0, 0) if row is None else (row.version, row.horizon_us)

@@ -1,0 +1,69 @@
+"""Reuse a computed balance while nothing it depends on can have changed.
+
+A balance computed at instant t stays exact for any later instant of the same period when:
+- the catalog version and the customer's change counter (`customer_state.version`, bumped
+  in the same transaction as every event, grant, seat, plan or settings change) are the
+  ones read before computing it — so no write has committed since;
+- nothing the customer has is stamped after t (`horizon_us` ≤ t): no future-dated event,
+  seat change or grant can enter between t and the later instant;
+- no media stream is open (an open stream's usage grows with time alone).
+Reading the counter *before* the data makes a race safe: a write that lands in between is
+tagged with the older counter, so the next read recomputes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Connection
+
+from quotameter.catalog.service import LoadedCatalog
+from quotameter.customers import state
+from quotameter.entitlements.service import Balance, balance
+from quotameter.meters import repository as meter_store
+from quotameter.timeutil import to_us
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    catalog_version: int
+    version: int
+    computed_us: int
+    period_end_us: int
+    balance: Balance
+
+
+class BalanceCache:
+    def __init__(self, size: int = 10_000) -> None:
+        self._entries: OrderedDict[tuple[str, str], _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+        self._size = size
+        self.hits = 0
+
+    def balance(self, conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, at: datetime) -> Balance:
+        at_us = to_us(at)
+        version, horizon = state.read(conn, customer)
+        key = (customer, feature)
+        entry = self._entries.get(key)
+        if (entry is not None and entry.catalog_version == catalog.version and entry.version == version
+                and entry.computed_us <= at_us < entry.period_end_us):
+            self.hits += 1
+            return dataclasses.replace(entry.balance, at=at)
+        fresh = balance(conn, catalog, customer, feature, at)
+        if horizon <= at_us and not self._open_streams(conn, catalog, fresh):
+            with self._lock:
+                self._entries[key] = _Entry(catalog.version, version, at_us, to_us(fresh.period.end), fresh)
+                self._entries.move_to_end(key)
+                while len(self._entries) > self._size:
+                    self._entries.popitem(last=False)
+        return fresh
+
+    @staticmethod
+    def _open_streams(conn: Connection, catalog: LoadedCatalog, b: Balance) -> bool:
+        if catalog.spec.meters[b.meter].aggregation != "duration":
+            return False
+        return meter_store.any_open_span(conn, b.meter, b.customer)
