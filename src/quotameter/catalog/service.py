@@ -40,8 +40,10 @@ class CatalogCache:
         self._loaded = EMPTY
         self._lock = threading.Lock()
 
-    def current(self, conn: Connection) -> LoadedCatalog:
-        version = repository.latest_version(conn)
+    def current(self, conn: Connection, version: int | None = None) -> LoadedCatalog:
+        """The catalog in force; `version` when the caller already read it."""
+        if version is None:
+            version = repository.latest_version(conn)
         loaded = self._loaded
         if version == loaded.version:
             return loaded

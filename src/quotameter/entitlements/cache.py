@@ -44,23 +44,33 @@ class BalanceCache:
         self._size = size
         self.hits = 0
 
-    def balance(self, conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, at: datetime) -> Balance:
+    def balance(self, conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, at: datetime,
+                known: tuple[int, int] | None = None) -> Balance:
+        """`known`: the customer's (version, horizon) when the caller already read them."""
         at_us = to_us(at)
-        version, horizon = state.read(conn, customer)
-        key = (customer, feature)
-        entry = self._entries.get(key)
-        if (entry is not None and entry.catalog_version == catalog.version and entry.version == version
-                and entry.computed_us <= at_us < entry.period_end_us):
-            self.hits += 1
-            return dataclasses.replace(entry.balance, at=at)
+        version, horizon = known if known is not None else state.read(conn, customer)
+        hit = self.lookup(customer, feature, at, catalog.version, version)
+        if hit is not None:
+            return hit
         fresh = balance(conn, catalog, customer, feature, at)
         if horizon <= at_us and not self._open_streams(conn, catalog, fresh):
+            key = (customer, feature)
             with self._lock:
                 self._entries[key] = _Entry(catalog.version, version, at_us, to_us(fresh.period.end), fresh)
                 self._entries.move_to_end(key)
                 while len(self._entries) > self._size:
                     self._entries.popitem(last=False)
         return fresh
+
+    def lookup(self, customer: str, feature: str, at: datetime, catalog_version: int, version: int) -> Balance | None:
+        """The cached balance if it is still exact at `at` for these versions; no I/O."""
+        entry = self._entries.get((customer, feature))
+        at_us = to_us(at)
+        if (entry is not None and entry.catalog_version == catalog_version and entry.version == version
+                and entry.computed_us <= at_us < entry.period_end_us):
+            self.hits += 1
+            return dataclasses.replace(entry.balance, at=at)
+        return None
 
     @staticmethod
     def _open_streams(conn: Connection, catalog: LoadedCatalog, b: Balance) -> bool:
