@@ -39,6 +39,9 @@ class Prepared:
     rejected: list[dict[str, Any]]
     repeats: int
     received_us: int
+    # Per customer, the latest instant its events are stamped with (a repeat's instant was
+    # already counted when it was first stored, so all rows may be taken).
+    horizons: dict[str, int]
 
 
 def prepare(catalog: LoadedCatalog, items: list[Any], received_us: int) -> Prepared:
@@ -47,6 +50,7 @@ def prepare(catalog: LoadedCatalog, items: list[Any], received_us: int) -> Prepa
     rows: list[tuple[str, str, str, str, int, str, int]] = []
     found: dict[tuple[str, str], tuple[str, list[tuple[str, Contribution]]]] = {}
     rejected: list[dict[str, Any]] = []
+    horizons: dict[str, int] = {}
     repeats = 0
     for index, obj in enumerate(items):
         try:
@@ -64,8 +68,15 @@ def prepare(catalog: LoadedCatalog, items: list[Any], received_us: int) -> Prepa
             repeats += 1
             continue
         found[key] = (ev.subject, contributions)
+        latest = t
+        for _, contribution in contributions:
+            end = getattr(contribution, "end", None)  # a one-event span reaches past its own time
+            if end is not None and end > latest:
+                latest = end
+        if latest > horizons.get(ev.subject, -1):
+            horizons[ev.subject] = latest
         rows.append((ev.source, ev.id, ev.type, ev.subject, t, orjson.dumps(ev.data).decode(), received_us))
-    return Prepared(catalog.version, rows, found, rejected, repeats, received_us)
+    return Prepared(catalog.version, rows, found, rejected, repeats, received_us, horizons)
 
 
 def store(conn: Connection, catalog: LoadedCatalog, prepared: Prepared) -> IngestResult:
@@ -76,17 +87,10 @@ def store(conn: Connection, catalog: LoadedCatalog, prepared: Prepared) -> Inges
              for subject, contributions in (found[key],)
              for meter, contribution in contributions]
     meters.apply(conn, catalog.spec.meters, batch)
-    horizons: dict[str, int] = {}
-    for row in prepared.rows:
-        if (row[0], row[1]) in new:
-            horizons[row[3]] = max(horizons.get(row[3], 0), row[4])
-    for _, subject, contribution in batch:  # a one-event span reaches past its own time
-        end = getattr(contribution, "end", None)
-        if end is not None and end > horizons[subject]:
-            horizons[subject] = end
-    customer_state.bump(conn, horizons.items())
+    touched = {subject for subject, _ in (found[key] for key in new)}
+    customer_state.bump(conn, [(c, prepared.horizons[c]) for c in touched])
     # Notices are evaluated after the commit, once for many batches (see notifications.scheduler).
-    notices.mark_pending(conn, sorted({subject for _, subject, _ in batch}), prepared.received_us)
+    notices.mark_pending(conn, sorted(touched), prepared.received_us)
     return IngestResult(len(new), prepared.repeats + len(prepared.rows) - len(new), prepared.rejected)
 
 
