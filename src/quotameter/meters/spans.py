@@ -9,7 +9,6 @@ rounded on its own.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -138,9 +137,3 @@ def usage_us(
             total += round_length(clipped_length(merged, lo, hi), unit_us, mode)
     return total
 
-
-def group_by_merge_key(rows: Iterable[tuple[str, Span]]) -> dict[str, list[Span]]:
-    grouped: dict[str, list[Span]] = defaultdict(list)
-    for key, span in rows:
-        grouped[key].append(span)
-    return grouped
