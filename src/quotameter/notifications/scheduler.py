@@ -40,6 +40,8 @@ def next_crossing(conn: Connection, catalog: LoadedCatalog, customer: str, featu
         return None
     b = balance(conn, catalog, customer, feature, now)
     s = b.standing
+    if s.limit is None:
+        return None  # unlimited: no level to reach, in this period or any other
     start_us, end_us = to_us(b.period.start), to_us(b.period.end)
 
     def usage(t: int) -> Decimal:
