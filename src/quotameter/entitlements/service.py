@@ -33,6 +33,8 @@ class Balance:
     period: Period
     at: datetime
     standing: Standing
+    view: CustomerView  # the customer and plan as resolved for `at`
+    entitlement: EntitlementSpec
 
     @property
     def usage(self) -> Decimal:
@@ -79,12 +81,12 @@ def balance(conn: Connection, catalog: LoadedCatalog, customer: str, feature: st
     meter = catalog.spec.meters[ent.meter]
     period = period_of(view, ent, at)
     start_us, end_us = to_us(period.start), to_us(period.end)
-    usage = meters.usage(conn, meter, ent.meter, customer, start_us, end_us, end_us - 1 if whole_period else at_us)
-    level = meters.gauge_level(conn, ent.meter, customer, at_us) if meter.aggregation == "gauge" else None
+    usage, level = meters.usage_and_level(conn, meter, ent.meter, customer, start_us, end_us,
+                                          end_us - 1 if whole_period else at_us)
     seats = customers.highest_seats(conn, catalog, customer, start_us, at_us) if _per_seat(ent) else 0
     granted = granted_in(conn, catalog, customer, feature, ent, period, at_us) if ent.allowance else Decimal(0)
     standing = model.standing(ent, usage, level, seats, granted)
-    return Balance(customer, feature, view.plan_name, ent.meter, meter.unit, period, at, standing)
+    return Balance(customer, feature, view.plan_name, ent.meter, meter.unit, period, at, standing, view, ent)
 
 
 def _per_seat(ent: EntitlementSpec) -> bool:
@@ -100,8 +102,8 @@ def granted_in(conn: Connection, catalog: LoadedCatalog, customer: str, feature:
     if not carried:
         return bought
     previous_end = period.start - ONE_US
-    rollover = grants.total(conn, customer, feature, _previous_start(conn, catalog, customer, feature, previous_end),
-                            to_us(previous_end), rollover=True)
+    rollover = grants.rollover_total(conn, customer, feature,
+                                     _previous_start(conn, catalog, customer, feature, previous_end), to_us(previous_end))
     if rollover == 0:
         return bought
     before = balance(conn, catalog, customer, feature, previous_end).standing

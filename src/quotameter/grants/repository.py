@@ -41,16 +41,13 @@ _IN_FORCE = text("SELECT amount, period_start_us, effective_us, rollover FROM gr
                  "WHERE customer = :c AND feature = :f AND expires_us > :ps AND period_start_us <= :ps")
 
 
-def total(conn: Connection, customer: str, feature: str, period_start_us: int, at_us: int,
-          rollover: bool | None = None) -> Decimal:
-    """The grants bought in the period starting at `period_start_us`, in force at `at_us`."""
+def rollover_total(conn: Connection, customer: str, feature: str, period_start_us: int, at_us: int) -> Decimal:
+    """The rollover grants bought in the period starting at `period_start_us`, in force at `at_us`."""
     g = grants.c
-    q = select(func.coalesce(func.sum(g.amount), 0) if conn.dialect.name != "sqlite" else func.dec_sum(g.amount)
-               ).where(g.customer == customer, g.feature == feature, g.period_start_us == period_start_us,
-                       g.effective_us <= at_us)
-    if rollover is not None:
-        q = q.where(g.rollover.is_(rollover))
-    value = conn.execute(q).scalar()
+    amount = func.dec_sum(g.amount) if conn.dialect.name == "sqlite" else func.sum(g.amount)
+    value = conn.execute(select(amount).where(
+        g.customer == customer, g.feature == feature, g.period_start_us == period_start_us,
+        g.effective_us <= at_us, g.rollover.is_(True))).scalar()
     return Decimal(value) if value is not None else Decimal(0)
 
 

@@ -10,6 +10,7 @@ from sqlalchemy import Connection, and_, delete, func, insert, or_, select, text
 from quotameter.meters.model import GaugeChange, Simple, StreamPoint, latest_key
 from quotameter.meters.spans import Span
 from quotameter.store.tables import (
+    DERIVED_TABLES,
     buckets,
     events,
     gauge_points,
@@ -366,7 +367,7 @@ def merged_overlapping(conn: Connection, meter: str, customer: str, merge_key: s
 
 
 def clear_meter(conn: Connection, meter: str, customer: str | None = None) -> None:
-    for table in (buckets, unique_values, gauge_points, stream_points, stream_spans, merged_spans):
+    for table in DERIVED_TABLES:
         where = [table.c.meter == meter]
         if customer is not None:
             where.append(table.c.customer == customer)

@@ -130,8 +130,15 @@ def usage(conn: Connection, spec: MeterSpec, meter: str, customer: str, lo: int,
     return _simple_read(conn, spec, meter, customer, lo, end)
 
 
-def gauge_level(conn: Connection, meter: str, customer: str, at: int) -> Decimal:
-    return repo.gauge_read(conn, meter, customer, at, at + 1)[1]
+def usage_and_level(conn: Connection, spec: MeterSpec, meter: str, customer: str, lo: int, hi: int, at: int
+                    ) -> tuple[Decimal, Decimal | None]:
+    """`usage`, and for a gauge also the level held at `at` (both from one read)."""
+    if spec.aggregation != "gauge":
+        return usage(conn, spec, meter, customer, lo, hi, at), None
+    end = min(hi, at + 1)
+    if lo < end == at + 1:  # the window reaches `at`: its read ends with the level there
+        return repo.gauge_read(conn, meter, customer, lo, end)
+    return usage(conn, spec, meter, customer, lo, hi, at), repo.gauge_read(conn, meter, customer, at, at + 1)[1]
 
 
 def _raw_simple(conn: Connection, spec: MeterSpec, customer: str, lo: int, hi: int) -> list[Simple]:

@@ -21,7 +21,7 @@ from sqlalchemy import Connection, Engine
 from quotameter.catalog.service import CatalogCache, LoadedCatalog
 from quotameter.customers import service as customers
 from quotameter.entitlements import model
-from quotameter.entitlements.service import balance, entitlement_of
+from quotameter.entitlements.service import balance
 from quotameter.meters import service as meters
 from quotameter.notifications import repository as repo
 from quotameter.notifications.service import BLOCKED, evaluate, evaluate_all
@@ -33,12 +33,11 @@ log = logging.getLogger("quotameter.scheduler")
 
 def next_crossing(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, now: datetime) -> int | None:
     now_us = to_us(now)
-    view = customers.view(conn, catalog, customer, now_us)
-    ent = entitlement_of(view, feature)
+    b = balance(conn, catalog, customer, feature, now)
+    view, ent = b.view, b.entitlement
     meter = catalog.spec.meters[ent.meter]
     if meter.aggregation != "duration":
         return None
-    b = balance(conn, catalog, customer, feature, now)
     s = b.standing
     if s.limit is None:
         return None  # unlimited: no level to reach, in this period or any other

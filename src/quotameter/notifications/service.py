@@ -19,7 +19,7 @@ from quotameter.customers import repository as customer_history
 from quotameter.customers import service as customers
 from quotameter.customers.service import CustomerView
 from quotameter.entitlements import model
-from quotameter.entitlements.service import Balance, balance, entitlement_of
+from quotameter.entitlements.service import Balance, balance
 from quotameter.notifications import repository as repo
 from quotameter.timeutil import from_us, to_us
 
@@ -60,8 +60,7 @@ def evaluate(conn: Connection, catalog: LoadedCatalog, customer: str, feature: s
     """Record the notices a feature's standing at `at` calls for; their ids."""
     b = balance(conn, catalog, customer, feature, at)
     at_us = to_us(at)
-    view = customers.view(conn, catalog, customer, at_us)
-    ent = entitlement_of(view, feature)
+    view, ent = b.view, b.entitlement
     period = (to_us(b.period.start), to_us(b.period.end))
     ps = period[0]
     s = b.standing
