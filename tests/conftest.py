@@ -116,7 +116,7 @@ def app(db_url: str, clock: Clock):  # type: ignore[no-untyped-def]
     from quotameter.settings import Settings
 
     # The scheduler thread is off: tests drive `scheduler.tick` with the injected clock.
-    application = create_app(Settings(database_url=db_url, scheduler=False), clock=clock)
+    application = create_app(Settings(database_url=db_url, scheduler=False, tune_gc=False), clock=clock)
     yield application
     application.state.services.engine.dispose()
 

@@ -20,3 +20,5 @@ class Settings(BaseSettings):
     scheduler: bool = True
     # Reuse computed balances while nothing they depend on changed (entitlements/cache.py).
     balance_cache: bool = True
+    # Tune the garbage collector for a long-running server (server.tune_gc); off in tests.
+    tune_gc: bool = True

@@ -103,7 +103,7 @@ def test_an_acknowledged_event_is_committed(api, db_url, clock) -> None:  # type
     from quotameter.settings import Settings
 
     api.post("/v1/events", json=[event("session.created", "docs", WHEN) for _ in range(5)])
-    fresh = create_app(Settings(database_url=db_url, scheduler=False), clock=clock)  # another process, same database
+    fresh = create_app(Settings(database_url=db_url, scheduler=False, tune_gc=False), clock=clock)  # another process, same database
     with TestClient(fresh) as other:
         assert sessions(other) == 5
     fresh.state.services.engine.dispose()

@@ -40,6 +40,11 @@ class CatalogCache:
         self._loaded = EMPTY
         self._lock = threading.Lock()
 
+    @property
+    def last_known(self) -> LoadedCatalog:
+        """The catalog this process loaded last, without asking the database (may be stale)."""
+        return self._loaded
+
     def current(self, conn: Connection, version: int | None = None) -> LoadedCatalog:
         """The catalog in force; `version` when the caller already read it."""
         if version is None:

@@ -41,9 +41,9 @@ async def post_events(request: Request) -> Any:
 @retry_transient
 def _ingest(svc: Services, items: list[Any]) -> IngestResult:
     received = to_us(svc.now())
-    with svc.engine.connect() as conn:
-        catalog = svc.catalogs.current(conn)
-    # Checking the batch needs no lock: it happens before the write transaction opens.
+    # Checking the batch needs no lock: it happens before the write transaction opens, with
+    # the catalog this process knows, and again in the transaction if a newer one is in force.
+    catalog = svc.catalogs.last_known
     prepared = prepare(catalog, items, received)
     with unit_of_work(svc.engine) as conn:
         in_force = svc.catalogs.current(conn)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
@@ -67,32 +67,68 @@ class Envelope:
 
 
 _CONTROL = re.compile(r"[\x00-\x1f]")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_ONE_US = timedelta(microseconds=1)
+
+# (id, source, type, subject, time in µs since the epoch or None, data)
+Fields = tuple[str, str, str, str, "int | None", dict[str, Any]]
+
+
+def _plain(text: str) -> bool:
+    # Most ids are printable ASCII: two cheap string checks decide; the regex only when not.
+    return (text.isascii() and text.isprintable()) or not _CONTROL.search(text)
+
+
+def plain_fields(obj: Any) -> Fields | None:
+    """The fields of a plain, well-formed event, or None when it needs the full check.
+
+    This runs for every event of every batch, so it builds nothing it does not return and
+    never raises: anything unusual (a missing field, a number for an id, a time without
+    offset or before 1970) goes to `parse_event`, which accepts it or says what is wrong.
+    """
+    if type(obj) is not dict:
+        return None
+    get = obj.get
+    id_, source, type_, subject, data, time = (
+        get("id"), get("source"), get("type"), get("subject"), get("data", _NO_DATA), get("time"))
+    if not (type(id_) is str and type(source) is str and type(type_) is str and type(subject) is str
+            and 0 < len(id_) <= 512 and 0 < len(source) <= 512 and 0 < len(type_) <= 256
+            and 0 < len(subject) <= 256 and (type(data) is dict or data is _NO_DATA)
+            and get("specversion", "1.0") == "1.0" and _plain(id_) and _plain(source)):
+        return None
+    if data is _NO_DATA:
+        data = {}
+    if time is None:
+        return id_, source, type_, subject, None, data
+    if type(time) is not str:
+        return None
+    try:
+        at = datetime.fromisoformat(time)
+    except ValueError:
+        return None
+    if at.tzinfo is None:
+        return None
+    us = (at - _EPOCH) // _ONE_US
+    return None if us < 0 else (id_, source, type_, subject, us, data)
+
+
+def fields_of(obj: Any) -> Fields:
+    """The fields of any event; EventRejected naming the field and the reason."""
+    fields = plain_fields(obj)
+    if fields is not None:
+        return fields
+    ev = _checked(obj)
+    t = checked_us(ev.time, "time") if ev.time is not None else None
+    return ev.id, ev.source, ev.type, ev.subject, t, ev.data
 
 
 def parse_event(obj: Any) -> Envelope:
-    """Check one event. The plain, well-formed shape is checked inline (this runs for every
-    event of every batch); anything else goes through the CloudEvent model, which either
-    accepts it or says exactly which field is wrong and why."""
-    if type(obj) is dict:
-        id_, source, type_, subject = obj.get("id"), obj.get("source"), obj.get("type"), obj.get("subject")
-        data, time = obj.get("data", _NO_DATA), obj.get("time")
-        if (obj.get("specversion", "1.0") == "1.0"
-                and type(id_) is str and type(source) is str and type(type_) is str and type(subject) is str
-                and 0 < len(id_) <= 512 and 0 < len(source) <= 512 and 0 < len(type_) <= 256
-                and 0 < len(subject) <= 256 and not _CONTROL.search(id_) and not _CONTROL.search(source)
-                and (type(data) is dict or data is _NO_DATA)):
-            if data is _NO_DATA:
-                data = {}
-            if time is None:
-                return Envelope(id_, source, type_, subject, None, data)
-            if type(time) is str:
-                try:
-                    at = datetime.fromisoformat(time)
-                except ValueError:
-                    at = None
-                if at is not None and at.tzinfo is not None:
-                    return Envelope(id_, source, type_, subject, at, data)
-    return _checked(obj)
+    """Check one event: accepted as an Envelope, or EventRejected naming the field and why."""
+    fields = plain_fields(obj)
+    if fields is None:
+        return _checked(obj)
+    id_, source, type_, subject, t, data = fields
+    return Envelope(id_, source, type_, subject, None if t is None else _EPOCH + t * _ONE_US, data)
 
 
 _NO_DATA: Any = object()

@@ -10,21 +10,22 @@ COLUMNS = ("source", "event_id", "type", "subject", "time_us", "data", "received
 Row = tuple[str, str, str, str, int, str, int]
 
 
-def insert_new(conn: Connection, rows: Sequence[Row]) -> set[tuple[str, str]]:
-    """Insert events; the (source, id) of those that were not already stored.
+def insert_new(conn: Connection, rows: Sequence[Row]) -> set[tuple[str, str]] | None:
+    """Insert events; the (source, id) of those that were not already stored, or None when
+    every row was new (the usual case, answered without building the set).
 
     Deduplication is the unique index's job: a repeat is skipped by ON CONFLICT DO NOTHING,
     also when two processes take the same event at the same moment. This is the hottest
     statement of the service, so it talks to the driver directly.
     """
     if not rows:
-        return set()
+        return None
     if conn.dialect.name == "postgresql":
         return _insert_postgresql(conn, rows)
     return _insert_sqlite(conn, rows)
 
 
-def _insert_sqlite(conn: Connection, rows: Sequence[Row]) -> set[tuple[str, str]]:
+def _insert_sqlite(conn: Connection, rows: Sequence[Row]) -> set[tuple[str, str]] | None:
     # The write transaction (BEGIN IMMEDIATE) holds SQLite's only write lock, so every row
     # above the current highest key is one this statement inserted.
     cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
@@ -34,11 +35,11 @@ def _insert_sqlite(conn: Connection, rows: Sequence[Row]) -> set[tuple[str, str]
         "ON CONFLICT (source, event_id) DO NOTHING", rows)
     inserted = cur.execute("SELECT count(*) FROM events WHERE pk > ?", (before,)).fetchone()[0]
     if inserted == len(rows):
-        return {(r[0], r[1]) for r in rows}
+        return None
     return set(cur.execute("SELECT source, event_id FROM events WHERE pk > ?", (before,)).fetchall())
 
 
-def _insert_postgresql(conn: Connection, rows: Sequence[Row]) -> set[tuple[str, str]]:
+def _insert_postgresql(conn: Connection, rows: Sequence[Row]) -> set[tuple[str, str]] | None:
     # COPY into a per-session staging table, then one short INSERT … SELECT: far cheaper than
     # a statement with thousands of placeholders. Sorting gives every writer the same lock
     # order on the unique index, so concurrent batches cannot deadlock on shared ids.
@@ -55,7 +56,7 @@ def _insert_postgresql(conn: Connection, rows: Sequence[Row]) -> set[tuple[str, 
         "ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id")
     new = set(cur.fetchall())
     cur.execute("TRUNCATE events_in")
-    return new
+    return None if len(new) == len(rows) else new
 
 
 def exists(conn: Connection, source: str, event_id: str) -> bool:

@@ -43,11 +43,8 @@ def contributions(meters: Mapping[str, MeterSpec], facts: EventFacts) -> list[tu
 
 
 def apply(conn: Connection, meters: Mapping[str, MeterSpec],
-          batch: Iterable[tuple[str, str, Contribution]]) -> None:
-    """Fold (meter, customer, contribution) triples into the incremental state."""
-    grouped: dict[tuple[str, str], list[Contribution]] = defaultdict(list)
-    for meter, customer, contribution in batch:
-        grouped[(meter, customer)].append(contribution)
+          grouped: Mapping[tuple[str, str], Sequence[Contribution]]) -> None:
+    """Fold contributions, grouped per (meter, customer), into the incremental state."""
     stateful = [key for key in grouped if meters[key[0]].aggregation in ("gauge", "duration")]
     lock_keys(conn, (f"{m}\x01{c}" for m, c in stateful))
     for (meter, customer), items in sorted(grouped.items()):
@@ -258,8 +255,10 @@ def rebuild(conn: Connection, catalog: Catalog, meter: str, chunk: int = 5000) -
         if not rows:
             return count
         after = rows[-1].pk
-        batch = [(meter, row.subject, c) for row in rows
-                 if (c := _interpret_row(spec, row.subject, row)) is not None]
-        apply(conn, {meter: spec}, batch)
-        count += len(batch)
+        grouped: dict[tuple[str, str], list[Contribution]] = defaultdict(list)
+        for row in rows:
+            if (c := _interpret_row(spec, row.subject, row)) is not None:
+                grouped[(meter, row.subject)].append(c)
+                count += 1
+        apply(conn, {meter: spec}, grouped)
 
