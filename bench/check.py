@@ -32,12 +32,12 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from ingest import Server, fresh_database  # noqa: E402
+from ingest import AUTH, Server, fresh_database  # noqa: E402
 from support import demo_catalog  # noqa: E402
 
 
 def load(base: str, now: datetime) -> None:
-    c = httpx.Client(base_url=base, timeout=60)
+    c = httpx.Client(base_url=base, timeout=60, headers=AUTH)
     assert c.put("/v1/catalog", json=demo_catalog()).status_code == 200
     start = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     events = []
@@ -71,7 +71,7 @@ def hammer(port: int, method: str, path: str, bodies: list[bytes] | None, client
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
         conn.connect()
         conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        headers = {"Content-Type": "application/json"}
+        headers = {"Content-Type": "application/json", **AUTH}
         mine = latencies[k]
         i = k
         ready.wait()

@@ -209,6 +209,11 @@ def _server_options() -> dict[str, str]:
     return opts
 
 
+# The admin key the benchmark's server is started with (QUOTAMETER_ADMIN_KEY).
+BENCH_KEY = "qm_bench_admin_key"
+AUTH = {"Authorization": f"Bearer {BENCH_KEY}"}
+
+
 def serve(url: str, port: int) -> None:
     """The child process: one uvicorn process serving quotameter."""
     import uvicorn
@@ -216,7 +221,7 @@ def serve(url: str, port: int) -> None:
     from quotameter.server import create_app
     from quotameter.settings import Settings
 
-    uvicorn.run(create_app(Settings(database_url=url)), host="127.0.0.1", port=port, log_level="warning",
+    uvicorn.run(create_app(Settings(database_url=url, admin_key=BENCH_KEY)), host="127.0.0.1", port=port, log_level="warning",
                 access_log=False, **_server_options())  # type: ignore[arg-type]
 
 
@@ -289,7 +294,7 @@ def post_all(port: int, bodies: Sequence[bytes], clients: int) -> PostResult:
     next_index = iter(range(len(bodies)))
     lock = threading.Lock()
     start = threading.Barrier(clients + 1)
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", **AUTH}
 
     def connect() -> http.client.HTTPConnection:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
@@ -353,7 +358,7 @@ def check_answers(result: PostResult, sizes: Sequence[int]) -> list[str]:
 def counted_sessions(base: str, work: Workload) -> int:
     """The balance endpoint's usage summed over customers and over every period the window touches."""
     total = 0
-    with httpx.Client(base_url=base, timeout=60) as client:
+    with httpx.Client(base_url=base, timeout=60, headers=AUTH) as client:
         for customer in CUSTOMERS:
             at = work.window_end
             while True:
@@ -422,7 +427,7 @@ def measure_http(kind: str, work: Workload, clients: int, workdir: Path, out: Ou
         try:
             server.wait_healthy()
             r = httpx.put(f"{server.base}/v1/catalog", content=orjson.dumps(bench_catalog()),
-                          headers={"Content-Type": "application/json"}, timeout=60)
+                          headers={"Content-Type": "application/json", **AUTH}, timeout=60)
             if r.status_code != 200:
                 raise RuntimeError(f"PUT /v1/catalog answered {r.status_code}: {r.text[:500]}")
             with sampled(server.proc.pid, py_spy, (profile_dir or workdir) / f"server-{kind}.stacks.txt"):

@@ -20,6 +20,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from quotameter.store.engine import make_engine
+from support import ADMIN, ADMIN_KEY
 from quotameter.store.migrate import upgrade
 from quotameter.store.tables import metadata
 
@@ -116,7 +117,7 @@ def app(db_url: str, clock: Clock):  # type: ignore[no-untyped-def]
     from quotameter.settings import Settings
 
     # The scheduler thread is off: tests drive `scheduler.tick` with the injected clock.
-    application = create_app(Settings(database_url=db_url, scheduler=False, tune_gc=False), clock=clock)
+    application = create_app(Settings(database_url=db_url, scheduler=False, tune_gc=False, admin_key=ADMIN_KEY), clock=clock)
     yield application
     application.state.services.engine.dispose()
 
@@ -125,5 +126,5 @@ def app(db_url: str, clock: Clock):  # type: ignore[no-untyped-def]
 def client(app):  # type: ignore[no-untyped-def]
     from fastapi.testclient import TestClient
 
-    with TestClient(app) as c:
+    with TestClient(app, headers=ADMIN) as c:
         yield c

@@ -11,6 +11,10 @@ import yaml
 
 _ids = itertools.count(1)
 
+# The admin key every test app and test server is started with (QUOTAMETER_ADMIN_KEY).
+ADMIN_KEY = "qm_test_admin_key_for_the_suite_only"
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+
 
 def demo_catalog(**extra_customers: dict[str, Any]) -> dict[str, Any]:
     doc = yaml.safe_load(files("quotameter.demo").joinpath("catalog.yaml").read_text())
@@ -67,7 +71,8 @@ class ServerProcess:
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        environ = {**os.environ, "QUOTAMETER_PORT": str(self.port), "QUOTAMETER_SCHEDULER": "false", **env}
+        environ = {**os.environ, "QUOTAMETER_PORT": str(self.port), "QUOTAMETER_SCHEDULER": "false",
+                   "QUOTAMETER_ADMIN_KEY": ADMIN_KEY, **env}
         environ.pop("QUOTAMETER_DATABASE_URL", None)
         if database_url:
             environ["QUOTAMETER_DATABASE_URL"] = database_url

@@ -39,6 +39,9 @@ def serve(
     from quotameter.server import create_app
 
     app_ = create_app(settings)
+    made = app_.state.services.generated_admin_key
+    if made:
+        console.print(f"first admin key (shown this once, keep it): [bold]{made}[/bold]")
     console.print(f"quotameter listening on [bold]http://{settings.host}:{settings.port}[/bold] "
                   f"(database: {_redact(settings.database_url)}); API docs at /docs")
     uvicorn.run(app_, host=settings.host, port=settings.port, log_level=settings.log_level,

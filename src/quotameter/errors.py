@@ -26,3 +26,15 @@ class PayloadTooLarge(QuotameterError):
 
 class Conflict(QuotameterError):
     status = 409
+
+
+class BadRequest(QuotameterError):
+    status = 400
+
+
+class Unauthorized(QuotameterError):
+    status = 401
+
+
+class Forbidden(QuotameterError):
+    status = 403

@@ -23,7 +23,10 @@ from quotameter.notifications.scheduler import Scheduler
 from quotameter.errors import QuotameterError
 from quotameter.events.api import router as events_router
 from quotameter.settings import Settings
-from quotameter.store.engine import make_engine
+from quotameter.keys import service as keys
+from quotameter.keys.api import router as keys_router
+from quotameter.store.engine import make_engine, unit_of_work
+from quotameter.timeutil import to_us
 from quotameter.store.migrate import upgrade
 from quotameter.web import JSON, Services, system_clock
 
@@ -35,6 +38,9 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     engine = make_engine(settings.database_url)
     upgrade(engine)
     services = Services(engine, clock, settings.max_body_bytes, settings.max_batch, settings.balance_cache)
+    with unit_of_work(engine) as conn:
+        admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
+        services.generated_admin_key = keys.bootstrap(conn, admin_key, to_us(clock()))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -57,6 +63,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.include_router(customers_router)
     app.include_router(grants_router)
     app.include_router(notifications_router)
+    app.include_router(keys_router)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
@@ -67,7 +74,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         body: dict[str, object] = {"error": err.message}
         if err.errors:
             body["errors"] = err.errors
-        return JSON(body, status_code=err.status)
+        headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
+        return JSON(body, status_code=err.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _request(_: Request, err: RequestValidationError) -> JSON:
@@ -76,8 +84,13 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         return JSON({"error": f"{field}: {first['msg']}"}, status_code=422)
 
     @app.exception_handler(HTTPException)
-    async def _http(_: Request, err: HTTPException) -> JSON:
-        return JSON({"error": str(err.detail)}, status_code=err.status_code)
+    async def _http(request: Request, err: HTTPException) -> JSON:
+        message = str(err.detail)
+        if err.status_code == 404 and message == "Not Found":
+            message = f"path: no endpoint at {request.url.path}"
+        elif err.status_code == 405:
+            message = f"method: {request.method} is not allowed on {request.url.path}"
+        return JSON({"error": message}, status_code=err.status_code, headers=err.headers)
 
     app.add_middleware(CatchAll)
     return app

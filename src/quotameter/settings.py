@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from quotameter.store.engine import DEFAULT_URL
@@ -11,6 +12,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="QUOTAMETER_")
 
     database_url: str = DEFAULT_URL
+    # Registered as an admin key at start. Without it, the first start makes one and prints it once.
+    admin_key: SecretStr | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "info"

@@ -51,6 +51,7 @@ class Services:
     def __init__(self, engine: Engine, clock: Callable[[], datetime], max_body_bytes: int, max_batch: int,
                  balance_cache: bool = True) -> None:
         from quotameter.entitlements.cache import BalanceCache
+        from quotameter.keys.service import KeyCache
 
         self.engine = engine
         self.clock = clock
@@ -60,6 +61,8 @@ class Services:
         self.evaluate_soon = threading.Event()  # wakes this process's scheduler after a batch
         self.inline_reads = engine.dialect.name == "sqlite"
         self.balances = BalanceCache() if balance_cache else None
+        self.keys = KeyCache()
+        self.generated_admin_key: str | None = None  # set once, when this start made the first admin key
 
     def now(self) -> datetime:
         return self.clock()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from support import ServerProcess, demo_catalog
+from support import ADMIN, ServerProcess, demo_catalog
 
 QUOTA = 25
 CATALOG = {
@@ -57,7 +57,7 @@ def test_parallel_consumers_on_two_server_processes_never_overshoot(db_url: str,
     try:
         for s in servers:
             s.wait_ready()
-        clients = [httpx.Client(base_url=s.url, timeout=60) for s in servers]
+        clients = [httpx.Client(base_url=s.url, timeout=60, headers=ADMIN) for s in servers]
         assert clients[0].put("/v1/catalog", json=CATALOG).status_code == 200
         requests = [(clients[i % 2], f"r{i}") for i in range(48)]
         requests += [(clients[1], "r0"), (clients[0], "r1"), (clients[1], "r2")]  # repeats of ids

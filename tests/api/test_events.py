@@ -7,7 +7,7 @@ from decimal import Decimal
 import orjson
 import pytest
 
-from support import at, demo_catalog, event, iso
+from support import ADMIN, ADMIN_KEY, at, demo_catalog, event, iso
 
 CATALOG = demo_catalog()
 CATALOG["meters"]["bytes"] = {"event_type": "upload", "aggregation": "sum", "value_property": "bytes"}
@@ -92,7 +92,7 @@ def test_decimal_values_are_summed_exactly(api) -> None:  # type: ignore[no-unty
 
 def test_malformed_body_is_refused_with_the_reason(api) -> None:  # type: ignore[no-untyped-def]
     r = api.post("/v1/events", content=b"[{", headers={"content-type": "application/json"})
-    assert r.status_code == 422
+    assert r.status_code == 400
     assert r.json()["error"].startswith("body: not valid JSON")
 
 
@@ -103,8 +103,8 @@ def test_an_acknowledged_event_is_committed(api, db_url, clock) -> None:  # type
     from quotameter.settings import Settings
 
     api.post("/v1/events", json=[event("session.created", "docs", WHEN) for _ in range(5)])
-    fresh = create_app(Settings(database_url=db_url, scheduler=False, tune_gc=False), clock=clock)  # another process, same database
-    with TestClient(fresh) as other:
+    fresh = create_app(Settings(database_url=db_url, scheduler=False, tune_gc=False, admin_key=ADMIN_KEY), clock=clock)  # another process, same database
+    with TestClient(fresh, headers=ADMIN) as other:
         assert sessions(other) == 5
     fresh.state.services.engine.dispose()
 
@@ -127,7 +127,7 @@ def test_an_unexpected_error_is_a_json_500_without_trace(api, monkeypatch) -> No
     monkeypatch.setattr(service.repository, "insert_new", boom)
     from fastapi.testclient import TestClient
 
-    quiet = TestClient(api.app, raise_server_exceptions=False)
+    quiet = TestClient(api.app, raise_server_exceptions=False, headers=ADMIN)
     r = quiet.post("/v1/events", json=[event("session.created", "docs", WHEN)])
     assert r.status_code == 500
     assert r.json() == {"error": "internal error; the server log has the details"}

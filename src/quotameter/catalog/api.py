@@ -3,27 +3,29 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from quotameter.catalog import service
 from quotameter.catalog.model import CatalogInvalid, catalog_to_json
-from quotameter.errors import Invalid
+from quotameter.errors import BadRequest, Invalid
+from quotameter.keys.auth import admin_only
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import to_us
 from quotameter.web import JSON, services
 
+
 router = APIRouter(tags=["catalog"])
 
 
-@router.put("/v1/catalog", response_class=JSON)
+@router.put("/v1/catalog", response_class=JSON, dependencies=[Depends(admin_only)])
 async def put_catalog(request: Request) -> Any:
     """Replace meters, plans and customers with one document; nothing changes if any part is wrong."""
     svc = services(request)
     try:
         doc = orjson.loads(await request.body())
     except orjson.JSONDecodeError as err:
-        raise Invalid(f"body: not valid JSON ({err})") from None
+        raise BadRequest(f"body: not valid JSON ({err})") from None
 
     def apply() -> service.Applied:
         with unit_of_work(svc.engine) as conn:
@@ -36,7 +38,7 @@ async def put_catalog(request: Request) -> Any:
     return JSON({"version": applied.version, "rebuilt_meters": applied.changed_meters})
 
 
-@router.get("/v1/catalog", response_class=JSON)
+@router.get("/v1/catalog", response_class=JSON, dependencies=[Depends(admin_only)])
 def get_catalog(request: Request) -> Any:
     svc = services(request)
     with svc.engine.connect() as conn:

@@ -2,15 +2,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from quotameter.customers import repository, service
+from quotameter.keys.auth import admin_only, reads_customer
 from quotameter.notifications import scheduler
 from quotameter.notifications.service import evaluate_all
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import from_us, to_us
 from quotameter.web import JSON, instant, services
+
 
 router = APIRouter(tags=["customers"])
 
@@ -31,7 +33,7 @@ class SubscriptionIn(BaseModel):
     effective_at: str | None = None
 
 
-@router.get("/v1/customers/{customer}", response_class=JSON)
+@router.get("/v1/customers/{customer}", response_class=JSON, dependencies=[Depends(reads_customer)])
 def get_customer(request: Request, customer: str, at: str | None = None) -> Any:
     svc = services(request)
     when = instant(at, "at", svc.now())
@@ -49,7 +51,7 @@ def get_customer(request: Request, customer: str, at: str | None = None) -> Any:
     })
 
 
-@router.patch("/v1/customers/{customer}", response_class=JSON)
+@router.patch("/v1/customers/{customer}", response_class=JSON, dependencies=[Depends(admin_only)])
 def patch_customer(request: Request, customer: str, body: CustomerPatch) -> Any:
     """Seats (kept as history, effective at `effective_at`), contacts, auto_upgrade."""
     svc = services(request)
@@ -64,7 +66,7 @@ def patch_customer(request: Request, customer: str, body: CustomerPatch) -> Any:
     return get_customer(request, customer)
 
 
-@router.post("/v1/customers/{customer}/subscription", response_class=JSON)
+@router.post("/v1/customers/{customer}/subscription", response_class=JSON, dependencies=[Depends(admin_only)])
 def change_subscription(request: Request, customer: str, body: SubscriptionIn) -> Any:
     """Move to another plan at once (or at `effective_at`); the period's usage carries over."""
     svc = services(request)

@@ -4,17 +4,19 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from quotameter.entitlements import model
 from quotameter.entitlements.service import Balance, balance, consume
+from quotameter.keys.auth import admin_only, reads_customer
 from quotameter.notifications.scheduler import settle_before_read
 from quotameter.store.engine import retry_transient, unit_of_work
 from quotameter.timeutil import to_us
 from quotameter.web import JSON, Services, instant, read, services
+
 
 router = APIRouter(tags=["entitlements"])
 
@@ -29,14 +31,14 @@ class ConsumeIn(CheckIn):
     id: str = Field(min_length=1, max_length=200)
 
 
-@router.get("/v1/customers/{customer}/entitlements/{feature}", response_class=JSON)
+@router.get("/v1/customers/{customer}/entitlements/{feature}", response_class=JSON, dependencies=[Depends(reads_customer)])
 async def get_balance(request: Request, customer: str, feature: str, at: str | None = None) -> Any:
     """The feature's balance for the period that contains `at` (default: now)."""
     b = await _read_balance(services(request), customer, feature, at)
     return JSON(b.as_dict())
 
 
-@router.post("/v1/customers/{customer}/entitlements/{feature}/check", response_class=JSON)
+@router.post("/v1/customers/{customer}/entitlements/{feature}/check", response_class=JSON, dependencies=[Depends(reads_customer)])
 async def check(request: Request, customer: str, feature: str, body: CheckIn) -> Any:
     """May `amount` more be used now? Reads only; `consume` to record."""
     b = await _read_balance(services(request), customer, feature, body.at)
@@ -76,7 +78,7 @@ def _compute_balance(svc: Services, customer: str, feature: str, when: datetime)
         return svc.balances.balance(conn, catalog, customer, feature, when)
 
 
-@router.post("/v1/customers/{customer}/entitlements/{feature}/consume", response_class=JSON)
+@router.post("/v1/customers/{customer}/entitlements/{feature}/consume", response_class=JSON, dependencies=[Depends(admin_only)])
 async def post_consume(request: Request, customer: str, feature: str, body: ConsumeIn) -> Any:
     """Check and record in one atomic step; refused (409) when not allowed; idempotent on `id`."""
     svc = services(request)

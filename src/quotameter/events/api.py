@@ -3,19 +3,21 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from quotameter.errors import Invalid, PayloadTooLarge
+from quotameter.errors import BadRequest, PayloadTooLarge
 from quotameter.events.service import IngestResult, prepare, store
+from quotameter.keys.auth import may_ingest
 from quotameter.store.engine import retry_transient, unit_of_work
 from quotameter.timeutil import to_us
 from quotameter.web import JSON, Services, services
 
+
 router = APIRouter(tags=["events"])
 
 
-@router.post("/v1/events", response_class=JSON)
+@router.post("/v1/events", response_class=JSON, dependencies=[Depends(may_ingest)])
 async def post_events(request: Request) -> Any:
     """One CloudEvent or an array of them (also `application/cloudevents-batch+json`).
 
@@ -28,7 +30,7 @@ async def post_events(request: Request) -> Any:
     try:
         payload = orjson.loads(body)
     except orjson.JSONDecodeError as err:
-        raise Invalid(f"body: not valid JSON ({err})") from None
+        raise BadRequest(f"body: not valid JSON ({err})") from None
     items = payload if isinstance(payload, list) else [payload]
     if len(items) > svc.max_batch:
         raise PayloadTooLarge(f"body: {len(items)} events is over the batch limit of {svc.max_batch}")

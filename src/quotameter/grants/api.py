@@ -3,15 +3,17 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from quotameter.customers.api import after_change
 from quotameter.grants import repository, service
+from quotameter.keys.auth import admin_only, reads_customer
 from quotameter.notifications import repository as notices
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import to_us
 from quotameter.web import JSON, instant, services
+
 
 router = APIRouter(tags=["grants"])
 
@@ -33,21 +35,21 @@ class GrantIn(BaseModel):
     effective_at: str | None = None
 
 
-@router.post("/v1/customers/{customer}/topups", response_class=JSON)
+@router.post("/v1/customers/{customer}/topups", response_class=JSON, dependencies=[Depends(admin_only)])
 def buy_topup(request: Request, customer: str, body: TopupIn) -> Any:
     """Buy `blocks` top-up blocks: effective at once, recorded with their price; idempotent on `id`."""
     req = service.GrantRequest(customer, body.id, body.feature, "topup", blocks=body.blocks)
     return _grant(request, req, body.effective_at)
 
 
-@router.post("/v1/customers/{customer}/grants", response_class=JSON)
+@router.post("/v1/customers/{customer}/grants", response_class=JSON, dependencies=[Depends(admin_only)])
 def grant_credit(request: Request, customer: str, body: GrantIn) -> Any:
     """An operator's credit of extra allowance; `rollover` carries its unused part into the next period once."""
     req = service.GrantRequest(customer, body.id, body.feature, "credit", amount=body.amount, rollover=body.rollover)
     return _grant(request, req, body.effective_at)
 
 
-@router.get("/v1/customers/{customer}/grants", response_class=JSON)
+@router.get("/v1/customers/{customer}/grants", response_class=JSON, dependencies=[Depends(reads_customer)])
 def list_grants(request: Request, customer: str) -> Any:
     svc = services(request)
     with svc.engine.connect() as conn:

@@ -7,7 +7,7 @@ raw events alone. They must always agree (see tests/meters/test_incremental.py).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 import orjson

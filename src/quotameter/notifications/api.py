@@ -2,19 +2,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 
 from quotameter.customers import service as customers
+from quotameter.keys.auth import reads_customer
 from quotameter.notifications import repository
 from quotameter.notifications.scheduler import settle_before_read
 from quotameter.notifications.service import as_dict
 from quotameter.timeutil import to_us
 from quotameter.web import JSON, services
 
+
 router = APIRouter(tags=["notifications"])
 
 
-@router.get("/v1/customers/{customer}/notifications", response_class=JSON)
+@router.get("/v1/customers/{customer}/notifications", response_class=JSON, dependencies=[Depends(reads_customer)])
 def list_notices(request: Request, customer: str, after: int = Query(0, ge=0),
                  limit: int = Query(500, ge=1, le=1000)) -> Any:
     """Notices recorded for a customer, oldest first; `after` an id to page on."""

@@ -307,3 +307,17 @@ customer_state = Table(
     Column("version", BigInteger, nullable=False),
     Column("horizon_us", BigInteger, nullable=False),
 )
+
+# API keys: only a SHA-256 digest of each key is kept (keys are 256-bit random, so a fast
+# hash is enough); a revoked key stays, with the instant it was revoked.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("digest", String(64), nullable=False, unique=True),
+    Column("role", String(16), nullable=False),
+    Column("customer", String(256)),
+    Column("label", String(256)),
+    Column("created_us", BigInteger, nullable=False),
+    Column("revoked_us", BigInteger),
+)

@@ -1,0 +1,116 @@
+"""Keys: made random, shown once, kept only as a digest, checked in constant time."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Row
+
+from quotameter.errors import Invalid, NotFound
+from quotameter.keys import repository
+
+ROLES = ("admin", "ingest", "customer")
+PREFIX = "qm_"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the key's id, its role, and for a customer key its customer."""
+
+    key_id: str
+    role: str
+    customer: str | None
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _view(row: Row) -> dict[str, Any]:
+    from quotameter.timeutil import from_us
+
+    return {"id": row.id, "role": row.role, "customer": row.customer, "label": row.label,
+            "created_at": from_us(row.created_us),
+            "revoked_at": None if row.revoked_us is None else from_us(row.revoked_us)}
+
+
+def create(conn: Connection, role: str, customer: str | None, label: str | None, now_us: int,
+           known_customers: object) -> tuple[dict[str, Any], str]:
+    """A new key: its description, and the key itself (the only time it is ever shown)."""
+    if role not in ROLES:
+        raise Invalid(f"role: must be one of {', '.join(ROLES)} (got {role!r})")
+    if role == "customer":
+        if not customer:
+            raise Invalid("customer: required for a key of role 'customer'")
+        if customer not in known_customers:  # type: ignore[operator]
+            raise NotFound(f"customer: unknown customer {customer!r}")
+    elif customer is not None:
+        raise Invalid(f"customer: only a key of role 'customer' belongs to a customer (role is {role!r})")
+    key_id = "key_" + secrets.token_hex(8)
+    secret = PREFIX + secrets.token_urlsafe(32)
+    repository.add(conn, key_id, digest(secret), role, customer, label, now_us)
+    return _view(repository.by_id(conn, key_id)), secret  # type: ignore[arg-type]
+
+
+def revoke(conn: Connection, key_id: str, now_us: int) -> dict[str, Any]:
+    if repository.by_id(conn, key_id) is None:
+        raise NotFound(f"id: unknown key {key_id!r}")
+    repository.revoke(conn, key_id, now_us)
+    return _view(repository.by_id(conn, key_id))  # type: ignore[arg-type]
+
+
+def listing(conn: Connection) -> list[dict[str, Any]]:
+    return [_view(row) for row in repository.every(conn)]
+
+
+def bootstrap(conn: Connection, admin_key: str | None, now_us: int) -> str | None:
+    """Make sure an admin can get in. `admin_key` (QUOTAMETER_ADMIN_KEY) is registered as an
+    admin key; without one, and with no admin key in the database yet, a key is generated
+    and returned, for the caller to show once. Nothing is returned on later starts."""
+    if admin_key:
+        wanted = digest(admin_key)
+        repository.add_if_absent(conn, "key_env_" + wanted[:12], wanted, "admin", "QUOTAMETER_ADMIN_KEY", now_us)
+        return None
+    if repository.has_active_admin(conn):
+        return None
+    secret = PREFIX + secrets.token_urlsafe(32)
+    repository.add(conn, "key_" + secrets.token_hex(8), digest(secret), "admin", None, "first admin key", now_us)
+    return secret
+
+
+class KeyCache:
+    """Keys verified by this process, remembered for a few seconds so a busy endpoint does not
+    read the key table on every request. A key revoked here is forgotten at once; a key
+    revoked through another process stops working here within `ttl` seconds."""
+
+    def __init__(self, ttl: float = 5.0) -> None:
+        self.ttl = ttl
+        self._known: dict[str, tuple[Principal | None, float]] = {}
+        self._lock = threading.Lock()
+
+    def verify(self, engine: Engine, presented: str) -> Principal | None:
+        wanted = digest(presented)
+        hit = self._known.get(wanted)
+        now = time.monotonic()
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        with engine.connect() as conn:
+            row = repository.by_digest(conn, wanted)
+        found = None
+        if row is not None and row.revoked_us is None and hmac.compare_digest(row.digest, wanted):
+            found = Principal(row.id, row.role, row.customer)
+        with self._lock:
+            if len(self._known) > 10_000:  # a flood of made-up keys must not grow this forever
+                self._known.clear()
+            self._known[wanted] = (found, now + self.ttl)
+        return found
+
+    def forget(self) -> None:
+        with self._lock:
+            self._known.clear()
