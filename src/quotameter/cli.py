@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
 
 from quotameter.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 app = typer.Typer(help="Meter real-time media usage, enforce allowances live, bill it exactly.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
@@ -30,22 +35,59 @@ def serve(
     database_url: DatabaseOpt = None,
     host: Annotated[Optional[str], typer.Option(envvar="QUOTAMETER_HOST")] = None,
     port: Annotated[Optional[int], typer.Option(envvar="QUOTAMETER_PORT")] = None,
-    workers: Annotated[int, typer.Option(help="uvicorn worker processes (use PostgreSQL past one)")] = 1,
+    log_level: Annotated[Optional[str], typer.Option(envvar="QUOTAMETER_LOG_LEVEL",
+                                                     help="critical, error, warning, info or debug")] = None,
+    log_format: Annotated[Optional[str], typer.Option(envvar="QUOTAMETER_LOG_FORMAT", help="json or text")] = None,
+    workers: Annotated[int, typer.Option(help="worker processes on one port (use PostgreSQL past one)")] = 1,
 ) -> None:
-    """Serve the HTTP API."""
+    """Serve the HTTP API (and the notice scheduler) until stopped."""
+    settings = _settings(database_url, host=host, port=port, log_level=log_level, log_format=log_format)
+    _serve(settings, workers)
+
+
+def _serve(settings: Settings, workers: int = 1, banner: Callable[[], None] | None = None) -> None:
+    import os
+
     import uvicorn
 
-    settings = _settings(database_url, host=host, port=port)
-    from quotameter.server import create_app
+    from quotameter import logs
+    from quotameter.keys.service import bootstrap
+    from quotameter.store.engine import unit_of_work
+    from quotameter.timeutil import to_us
+    from quotameter.web import system_clock
 
-    app_ = create_app(settings)
-    made = app_.state.services.generated_admin_key
+    engine = _engine(settings.database_url)
+    with unit_of_work(engine) as conn:
+        admin = settings.admin_key.get_secret_value() if settings.admin_key else None
+        made = bootstrap(conn, admin, to_us(system_clock()))
+    engine.dispose()
     if made:
-        console.print(f"first admin key (shown this once, keep it): [bold]{made}[/bold]")
+        console.print(f"first admin key (shown this once, keep it): [bold]{made}[/bold]", highlight=False)
+    if banner is not None:
+        banner()
     console.print(f"quotameter listening on [bold]http://{settings.host}:{settings.port}[/bold] "
-                  f"(database: {_redact(settings.database_url)}); API docs at /docs")
-    uvicorn.run(app_, host=settings.host, port=settings.port, log_level=settings.log_level,
-                workers=None if workers == 1 else workers)
+                  f"(database: {_redact(settings.database_url)}); API docs at /docs", highlight=False)
+    log_config = logs.config(settings.log_level, settings.log_format)
+    if workers == 1:
+        from quotameter.server import create_app
+
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=log_config)
+        return
+    # Worker processes build their app from the environment: hand them these settings.
+    for name, value in settings.model_dump(exclude={"admin_key"}).items():
+        os.environ[f"QUOTAMETER_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    uvicorn.run("quotameter.server:app_from_environment", factory=True, host=settings.host, port=settings.port,
+                workers=workers, log_config=log_config)
+
+
+def _engine(database_url: str | None) -> Engine:
+    """An engine on the configured database, migrated to the newest schema."""
+    from quotameter.store.engine import make_engine
+    from quotameter.store.migrate import upgrade
+
+    engine = make_engine(_settings(database_url).database_url)
+    upgrade(engine)
+    return engine
 
 
 def _redact(url: str) -> str:
@@ -60,14 +102,11 @@ def apply(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, read
     """Validate a catalog (YAML) and make it the one in force; nothing changes if any part is wrong."""
     from quotameter.catalog import service
     from quotameter.catalog.model import CatalogInvalid, load_yaml
-    from quotameter.store.engine import make_engine, unit_of_work
-    from quotameter.store.migrate import upgrade
+    from quotameter.store.engine import unit_of_work
     from quotameter.timeutil import to_us
     from quotameter.web import system_clock
 
-    settings = _settings(database_url)
-    engine = make_engine(settings.database_url)
-    upgrade(engine)
+    engine = _engine(database_url)
     try:
         doc = load_yaml(file.read_text())
         with unit_of_work(engine) as conn:
@@ -82,27 +121,155 @@ def apply(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, read
 
 
 @app.command()
+def ingest(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
+                                         help="one CloudEvent per line (JSON Lines)")],
+    batch: Annotated[int, typer.Option(min=1, max=10_000, help="events per transaction")] = 1000,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Load events from a JSON Lines file, in batches, as POST /v1/events would take them."""
+    import orjson
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from quotameter.catalog.service import CatalogCache
+    from quotameter.events.service import ingest as store_events
+    from quotameter.store.engine import retry_transient, unit_of_work
+    from quotameter.timeutil import to_us
+    from quotameter.web import system_clock
+
+    engine = _engine(database_url)
+    catalogs = CatalogCache()
+    accepted = duplicates = 0
+    rejected: list[tuple[int, str]] = []  # (line number, reason)
+
+    @retry_transient
+    def flush(lines: list[int], items: list[object]) -> None:
+        nonlocal accepted, duplicates
+        with unit_of_work(engine) as conn:
+            result = store_events(conn, catalogs.current(conn), items, to_us(system_clock()))
+        accepted += result.accepted
+        duplicates += result.duplicates
+        rejected.extend((lines[r["index"]], r["error"]) for r in result.rejected)
+
+    total = file.stat().st_size
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with file.open("rb") as handle, Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task(f"ingesting {file.name} (bytes)", total=total)
+        lines: list[int] = []
+        items: list[object] = []
+        for number, raw in enumerate(handle, start=1):
+            progress.advance(task, len(raw))
+            if not raw.strip():
+                continue
+            try:
+                items.append(orjson.loads(raw))
+                lines.append(number)
+            except orjson.JSONDecodeError as err:
+                rejected.append((number, f"line: not valid JSON ({err})"))
+                continue
+            if len(items) >= batch:
+                flush(lines, items)
+                lines, items = [], []
+        if items:
+            flush(lines, items)
+    rejected.sort()
+    console.print(f"{file}: [green]{accepted} accepted[/green], {duplicates} duplicates, "
+                  f"[{'red' if rejected else 'green'}]{len(rejected)} rejected[/]", highlight=False)
+    for number, reason in rejected[:50]:
+        console.print(f"  line {number}: {reason}", markup=False, highlight=False)
+    if len(rejected) > 50:
+        console.print(f"  … and {len(rejected) - 50} more", highlight=False)
+    if rejected:
+        raise typer.Exit(1)
+
+
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[str, typer.Argument(help="admin, ingest or customer")],
+    customer: Annotated[Optional[str], typer.Option(help="the customer a 'customer' key reads")] = None,
+    label: Annotated[Optional[str], typer.Option(help="a note on what the key is for")] = None,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Make a key. It is printed this once; only its digest is stored."""
+    from quotameter.catalog.service import CatalogCache
+    from quotameter.keys import service
+    from quotameter.store.engine import unit_of_work
+    from quotameter.timeutil import to_us
+    from quotameter.web import system_clock
+
+    engine = _engine(database_url)
+    with _domain_errors(), unit_of_work(engine) as conn:
+        known = CatalogCache().current(conn).spec.customers
+        view, secret = service.create(conn, role, customer, label, to_us(system_clock()), known)
+    console.print(f"{view['id']} ({view['role']}{', ' + view['customer'] if view['customer'] else ''})", highlight=False)
+    console.print(secret, style="bold", highlight=False)
+
+
+@keys_app.command("list")
+def keys_list(database_url: DatabaseOpt = None) -> None:
+    """Every key, revoked ones included (never the key itself)."""
+    from rich.table import Table
+
+    from quotameter.keys import service
+    from quotameter.timeutil import rfc3339
+
+    with _engine(database_url).connect() as conn:
+        rows = service.listing(conn)
+    table = Table(box=None)
+    table.add_column("id", no_wrap=True)
+    for name in ("role", "customer", "label", "created", "revoked"):
+        table.add_column(name, overflow="fold")
+    for k in rows:
+        table.add_row(k["id"], k["role"], k["customer"] or "", k["label"] or "", rfc3339(k["created_at"]),
+                      rfc3339(k["revoked_at"]) if k["revoked_at"] else "")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key's id (see `keys list`)")],
+                database_url: DatabaseOpt = None) -> None:
+    """Revoke a key: refused from now on (by other running servers within a few seconds)."""
+    from quotameter.keys import service
+    from quotameter.store.engine import unit_of_work
+    from quotameter.timeutil import to_us
+    from quotameter.web import system_clock
+
+    with _domain_errors(), unit_of_work(_engine(database_url)) as conn:
+        service.revoke(conn, key_id, to_us(system_clock()))
+    console.print(f"{key_id} revoked", highlight=False)
+
+
+@contextmanager
+def _domain_errors() -> Iterator[None]:
+    """A domain error ends the command with its message and exit status 1."""
+    from quotameter.errors import QuotameterError
+
+    try:
+        yield
+    except QuotameterError as err:
+        err_console.print(f"[red]{err.message}[/red]", highlight=False)
+        raise typer.Exit(1) from None
+
+
+@app.command()
 def balance(customer: str, feature: str,
             at: Annotated[Optional[str], typer.Option(help="RFC 3339 instant (default: now)")] = None,
             database_url: DatabaseOpt = None) -> None:
     """Show a customer's balance for one feature."""
     from quotameter.catalog.service import CatalogCache
     from quotameter.entitlements.service import balance as read_balance
-    from quotameter.errors import QuotameterError
-    from quotameter.store.engine import make_engine
-    from quotameter.store.migrate import upgrade
     from quotameter.timeutil import rfc3339
     from quotameter.web import instant, system_clock
 
-    engine = make_engine(_settings(database_url).database_url)
-    upgrade(engine)
-    try:
+    engine = _engine(database_url)
+    with _domain_errors():
         when: datetime = instant(at, "at", system_clock())
         with engine.connect() as conn:
             b = read_balance(conn, CatalogCache().current(conn), customer, feature, when)
-    except QuotameterError as err:
-        err_console.print(f"[red]{err.message}[/red]", highlight=False)
-        raise typer.Exit(1) from None
     console.print(f"{b.customer} / {b.feature}: [bold]{b.usage}[/bold] {b.unit} "
                   f"in {rfc3339(b.period.start)} … {rfc3339(b.period.end)}", highlight=False)
 

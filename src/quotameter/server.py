@@ -96,6 +96,11 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     return app
 
 
+def app_from_environment() -> FastAPI:
+    """The app of one worker process started by `quotameter serve --workers N`."""
+    return create_app(Settings())
+
+
 def tune_gc() -> None:
     """Keep the cycle collector off the hot path of a started server.
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -16,7 +18,9 @@ class Settings(BaseSettings):
     admin_key: SecretStr | None = None
     host: str = "127.0.0.1"
     port: int = 8000
-    log_level: str = "info"
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    # json: one object per line, for log collectors; text: for people at a terminal.
+    log_format: Literal["json", "text"] = "json"
     max_body_bytes: int = 10 * 1024 * 1024
     max_batch: int = 10_000
     # Evaluate time-driven notices (open media streams) inside this process.

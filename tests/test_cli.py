@@ -1,0 +1,68 @@
+"""The `quotameter` command against a real SQLite file: apply, ingest, balance, keys."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import orjson
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from quotameter.cli import app
+from support import demo_catalog, event, stream
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"sqlite:///{tmp_path / 'cli.sqlite3'}"
+    monkeypatch.setenv("QUOTAMETER_DATABASE_URL", url)
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(yaml.safe_dump(demo_catalog()))
+    result = runner.invoke(app, ["apply", str(catalog)])
+    assert result.exit_code == 0, result.output
+    return url
+
+
+def test_ingest_reports_every_rejected_line_and_keeps_the_rest(db: str, tmp_path: Path) -> None:
+    good = [*stream("media.activity", "acme", _t("09:00"), _t("09:27"), user="ana", stream="mic-1", kind="mic"),
+            event("session.created", "docs", _t("10:00"))]
+    lines = [orjson.dumps(e).decode() for e in good]
+    lines.insert(1, "{not json")                                                             # line 2
+    lines.append(orjson.dumps(event("session.created", "ghost", _t("10:00"))).decode())      # line 5
+    lines.append("")                                                                         # skipped
+    lines.append(lines[0])                                                                   # line 7: a repeat
+    file = tmp_path / "events.jsonl"
+    file.write_text("\n".join(lines) + "\n")
+
+    result = runner.invoke(app, ["ingest", str(file), "--batch", "2"])
+    assert result.exit_code == 1  # something was rejected
+    out = result.output
+    assert "3 accepted, 1 duplicates, 2 rejected" in out, out
+    assert re.search(r"line 2: line: not valid JSON", out), out
+    assert "line 5: subject: unknown customer 'ghost'" in out, out
+
+    result = runner.invoke(app, ["balance", "acme", "media", "--at", "2026-03-10T12:00:00Z"])
+    assert result.exit_code == 0, result.output
+    assert "acme / media: 27 minute" in result.output
+    result = runner.invoke(app, ["ingest", str(file)])  # again: nothing counted twice
+    assert "0 accepted, 4 duplicates, 2 rejected" in result.output
+
+
+def test_keys_are_made_listed_and_revoked(db: str) -> None:
+    result = runner.invoke(app, ["keys", "create", "customer", "--customer", "acme", "--label", "dashboard"])
+    assert result.exit_code == 0, result.output
+    key_id, secret = re.search(r"(key_[0-9a-f]+) \(customer, acme\)\n(qm_\S+)", result.output).groups()  # type: ignore[union-attr]
+    listed = runner.invoke(app, ["keys", "list"]).output
+    assert key_id in listed and "dashboard" in listed and secret not in listed
+    assert runner.invoke(app, ["keys", "revoke", key_id]).exit_code == 0
+    assert runner.invoke(app, ["keys", "revoke", "key_missing"]).output.strip() == "id: unknown key 'key_missing'"
+    result = runner.invoke(app, ["keys", "create", "customer", "--customer", "ghost"])
+    assert (result.exit_code, result.output.strip()) == (1, "customer: unknown customer 'ghost'")
+
+
+def _t(hhmm: str) -> str:
+    return f"2026-03-10T{hhmm}:00Z"
