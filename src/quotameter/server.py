@@ -7,8 +7,9 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,7 +29,7 @@ from quotameter.keys.api import router as keys_router
 from quotameter.store.engine import make_engine, unit_of_work
 from quotameter.timeutil import to_us
 from quotameter.store.migrate import upgrade
-from quotameter.web import JSON, Services, system_clock
+from quotameter.web import JSON, ErrorBody, Services, error_responses, no_nul_in_path, system_clock
 
 log = logging.getLogger("quotameter")
 
@@ -55,15 +56,13 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
             if scheduler is not None:
                 scheduler.stop()
 
-    app = FastAPI(title="quotameter", version=__version__, default_response_class=JSON, lifespan=lifespan)
+    app = FastAPI(title="quotameter", version=__version__, default_response_class=JSON, lifespan=lifespan,
+                  dependencies=[Depends(no_nul_in_path)])
     app.state.services = services
-    app.include_router(catalog_router)
-    app.include_router(events_router)
-    app.include_router(entitlements_router)
-    app.include_router(customers_router)
-    app.include_router(grants_router)
-    app.include_router(notifications_router)
-    app.include_router(keys_router)
+    for router in (catalog_router, events_router, entitlements_router, customers_router, grants_router,
+                   notifications_router, keys_router):
+        app.include_router(router, responses=error_responses(401, 403))  # every one needs a key
+    app.openapi = one_error_shape(app.openapi)  # type: ignore[method-assign]
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:
@@ -80,13 +79,17 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     @app.exception_handler(RequestValidationError)
     async def _request(_: Request, err: RequestValidationError) -> JSON:
         first = err.errors()[0]
+        if first["type"] == "json_invalid":  # the same answer as the endpoints that parse their body
+            return JSON({"error": f"body: not valid JSON ({first.get('ctx', {}).get('error')})"}, status_code=400)
         field = ".".join(str(p) for p in first["loc"][1:]) or str(first["loc"][0])
         return JSON({"error": f"{field}: {first['msg']}"}, status_code=422)
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, err: HTTPException) -> JSON:
         message = str(err.detail)
-        if err.status_code == 404 and message == "Not Found":
+        if err.status_code == 400 and message == "There was an error parsing the body":  # e.g. not UTF-8
+            message = f"body: not valid JSON ({err.__cause__})" if err.__cause__ else "body: not valid JSON"
+        elif err.status_code == 404 and message == "Not Found":
             message = f"path: no endpoint at {request.url.path}"
         elif err.status_code == 405:
             message = f"method: {request.method} is not allowed on {request.url.path}"
@@ -99,6 +102,28 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
 def app_from_environment() -> FastAPI:
     """The app of one worker process started by `quotameter serve --workers N`."""
     return create_app(Settings())
+
+
+def one_error_shape(make_document: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+    """The served document with FastAPI's own 422 schema (`{"detail": [...]}`) replaced by
+    `ErrorBody`: the handler above answers every request validation error in that shape."""
+
+    def document() -> dict[str, Any]:
+        doc = make_document()  # FastAPI builds it once and keeps it; this rewrite is idempotent
+        schemas = doc.get("components", {}).get("schemas", {})
+        if schemas.pop("HTTPValidationError", None) is None:
+            return doc
+        schemas.pop("ValidationError", None)
+        schemas.setdefault("ErrorBody", ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}"))
+        for operations in doc["paths"].values():
+            for operation in operations.values():
+                answer = operation.get("responses", {}).get("422")
+                if answer is not None:
+                    answer["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+                    answer["description"] = "A field is missing, of the wrong type or out of range."
+        return doc
+
+    return document
 
 
 def tune_gc() -> None:

@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# Instants taken from outside end before this: a period, a time zone or a billing month added
+# to any of them is still a date Python can represent (its calendar ends with year 9999).
+LATEST = datetime(9999, 1, 1, tzinfo=timezone.utc)
 
 
 def to_us(at: datetime) -> int:

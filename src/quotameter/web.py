@@ -6,17 +6,19 @@ import threading
 from collections.abc import Callable
 from datetime import date, datetime, timezone
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import orjson
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic_core import PydanticCustomError
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from quotameter.catalog.service import CatalogCache
-from quotameter.errors import Invalid
-from quotameter.timeutil import rfc3339
+from quotameter.errors import Invalid, NotFound
+from quotameter.timeutil import EPOCH, LATEST, rfc3339
 
 
 T = TypeVar("T")
@@ -43,6 +45,55 @@ class JSON(JSONResponse):
 
     def render(self, content: Any) -> bytes:
         return dumps(content)
+
+
+class ErrorBody(BaseModel):
+    """The one shape of every error the API answers (mapped from exceptions in `server.py`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    error: str = Field(description="the field, a colon, and the reason",
+                       examples=["customer: unknown customer 'nobody'"])
+    errors: list[str] = Field(default_factory=list, description="every problem, when there are several")
+
+
+_WHEN = {
+    400: "The body is not valid JSON.",
+    401: "No key, or an unknown or revoked one.",
+    403: "This key's role may not do this.",
+    404: "Unknown customer, feature or key.",
+    409: "In conflict with what is recorded.",
+    413: "The body or the batch is too large.",
+    422: "A field is missing, of the wrong type or out of range.",
+}
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for the errors an endpoint may answer, all in the one shape."""
+    return {status: {"model": ErrorBody, "description": _WHEN[status]} for status in statuses}
+
+
+def json_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    """`openapi_extra` declaring the JSON body of an endpoint that reads its body by hand."""
+    return {"requestBody": {"required": True, "description": description,
+                            "content": {"application/json": {"schema": schema}}}}
+
+
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema with each `$ref` replaced by its definition, so that it can be
+    placed anywhere in the OpenAPI document (the models it uses have no cycles)."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return resolve(definitions[node["$ref"].rsplit("/", 1)[1]])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(value) for value in node]
+        return node
+
+    return resolve(schema)  # type: ignore[no-any-return]
 
 
 class Services:
@@ -86,8 +137,42 @@ def system_clock() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _without_nul(value: str) -> str:
+    if "\x00" in value:
+        raise PydanticCustomError("nul_character", "must not contain NUL characters")
+    return value
+
+
+# Text from a request that is stored: PostgreSQL cannot keep a NUL character.
+Text = Annotated[str, AfterValidator(_without_nul), Field(json_schema_extra={"pattern": "^[^\\x00]*$"})]
+
+
+def no_nul_in_path(request: Request) -> None:
+    """Nothing is named with a NUL character (PostgreSQL could not even look it up): such a path
+    is answered like any other unknown name, the same on every database."""
+    if "\x00" in request.url.path:
+        raise NotFound(f"path: nothing is named with a NUL character ({request.url.path!r})")
+
+
+# A quantity in a request: positive, and small enough to be kept exactly (NUMERIC(38, 12)).
+Quantity = Annotated[Decimal, Field(gt=0, le=10**15, decimal_places=12)]
+
+# An RFC 3339 timestamp in a query or a body, parsed by `instant`.
+Instant = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time", "examples": ["2026-03-10T12:00:00Z"]})]
+
+
+# In the descriptions of answers: a Decimal, which `JSON` writes as an exact JSON number.
+Number = Annotated[Decimal, WithJsonSchema({"type": "number"})]
+
+
+class PeriodOut(BaseModel):
+    start: Instant
+    end: Instant
+
+
 def instant(value: str | None, field: str, default: datetime) -> datetime:
-    """An RFC 3339 query parameter, or `default` when absent."""
+    """An RFC 3339 timestamp from a query or a body, or `default` when absent; from the epoch
+    up to year 9999, so that any period around it can be computed."""
     if value is None or value == "":
         return default
     try:
@@ -96,4 +181,7 @@ def instant(value: str | None, field: str, default: datetime) -> datetime:
         raise Invalid(f"{field}: not an RFC 3339 timestamp ({value!r})") from None
     if parsed.tzinfo is None:
         raise Invalid(f"{field}: must carry a UTC offset (e.g. 2026-01-01T10:00:00Z)")
+    # Compared before converting: 0001-01-01T00:00:00+01:00 has no UTC representation at all.
+    if not EPOCH <= parsed < LATEST:
+        raise Invalid(f"{field}: must be on or after {EPOCH.date()} and before {LATEST.date()} (got {value!r})")
     return parsed.astimezone(timezone.utc)

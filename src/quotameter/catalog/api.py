@@ -4,21 +4,36 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from quotameter.catalog import service
-from quotameter.catalog.model import CatalogInvalid, catalog_to_json
+from quotameter.catalog.model import Catalog, CatalogInvalid, catalog_to_json
 from quotameter.errors import BadRequest, Invalid
 from quotameter.keys.auth import admin_only
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import to_us
-from quotameter.web import JSON, services
+from quotameter.web import JSON, error_responses, inline_schema, json_body, services
 
 
 router = APIRouter(tags=["catalog"])
 
 
-@router.put("/v1/catalog", response_class=JSON, dependencies=[Depends(admin_only)])
+class AppliedOut(BaseModel):
+    version: int
+    rebuilt_meters: list[str] = Field(description="meters whose totals were recomputed from the events")
+
+
+class CatalogOut(BaseModel):
+    version: int
+    meters: dict[str, Any]
+    plans: dict[str, Any]
+    customers: dict[str, Any]
+
+
+@router.put("/v1/catalog", response_class=JSON, dependencies=[Depends(admin_only)],
+            responses={200: {"model": AppliedOut}, **error_responses(400, 422)},
+            openapi_extra=json_body(inline_schema(Catalog), "meters, plans and customers, as in the YAML catalog"))
 async def put_catalog(request: Request) -> Any:
     """Replace meters, plans and customers with one document; nothing changes if any part is wrong."""
     svc = services(request)
@@ -38,7 +53,8 @@ async def put_catalog(request: Request) -> Any:
     return JSON({"version": applied.version, "rebuilt_meters": applied.changed_meters})
 
 
-@router.get("/v1/catalog", response_class=JSON, dependencies=[Depends(admin_only)])
+@router.get("/v1/catalog", response_class=JSON, dependencies=[Depends(admin_only)],
+            responses={200: {"model": CatalogOut}})
 def get_catalog(request: Request) -> Any:
     svc = services(request)
     with svc.engine.connect() as conn:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -11,30 +12,56 @@ from quotameter.notifications import scheduler
 from quotameter.notifications.service import evaluate_all
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import from_us, to_us
-from quotameter.web import JSON, instant, services
+from quotameter.web import JSON, Instant, error_responses, instant, services
 
 
 router = APIRouter(tags=["customers"])
 
+MAX_SEATS = 1_000_000_000  # far above any organization, and within the 32-bit column that keeps seats
+
 
 class CustomerPatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    seats: int | None = Field(default=None, ge=0)
+    seats: int | None = Field(default=None, ge=0, le=MAX_SEATS, examples=[12])
     admins: list[str] | None = None
     owner: str | None = None
     members: list[str] | None = None
     auto_upgrade: bool | None = None
-    effective_at: str | None = None
+    effective_at: Instant | None = None
 
 
 class SubscriptionIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    plan: str = Field(min_length=1)
-    effective_at: str | None = None
+    plan: str = Field(min_length=1, examples=["pro"])
+    effective_at: Instant | None = None
 
 
-@router.get("/v1/customers/{customer}", response_class=JSON, dependencies=[Depends(reads_customer)])
-def get_customer(request: Request, customer: str, at: str | None = None) -> Any:
+class PlanChangeOut(BaseModel):
+    plan: str
+    effective_at: Instant
+    reason: str
+
+
+class CustomerOut(BaseModel):
+    key: str
+    plan: str = Field(description="the plan in force at `at`")
+    seats: int = Field(description="paid seats at `at`")
+    admins: list[str]
+    owner: str | None
+    members: list[str]
+    timezone: str
+    billing_anchor: date | None
+    auto_upgrade: bool
+    at: Instant
+    plan_changes: list[PlanChangeOut]
+
+
+_CUSTOMER = {200: {"model": CustomerOut}}
+
+
+@router.get("/v1/customers/{customer}", response_class=JSON, dependencies=[Depends(reads_customer)],
+            responses={**_CUSTOMER, **error_responses(404, 422)})
+def get_customer(request: Request, customer: str, at: Instant | None = None) -> Any:
     svc = services(request)
     when = instant(at, "at", svc.now())
     with svc.engine.connect() as conn:
@@ -51,7 +78,8 @@ def get_customer(request: Request, customer: str, at: str | None = None) -> Any:
     })
 
 
-@router.patch("/v1/customers/{customer}", response_class=JSON, dependencies=[Depends(admin_only)])
+@router.patch("/v1/customers/{customer}", response_class=JSON, dependencies=[Depends(admin_only)],
+              responses={**_CUSTOMER, **error_responses(400, 404, 422)})
 def patch_customer(request: Request, customer: str, body: CustomerPatch) -> Any:
     """Seats (kept as history, effective at `effective_at`), contacts, auto_upgrade."""
     svc = services(request)
@@ -66,7 +94,8 @@ def patch_customer(request: Request, customer: str, body: CustomerPatch) -> Any:
     return get_customer(request, customer)
 
 
-@router.post("/v1/customers/{customer}/subscription", response_class=JSON, dependencies=[Depends(admin_only)])
+@router.post("/v1/customers/{customer}/subscription", response_class=JSON, dependencies=[Depends(admin_only)],
+             responses={**_CUSTOMER, **error_responses(400, 404, 422)})
 def change_subscription(request: Request, customer: str, body: SubscriptionIn) -> Any:
     """Move to another plan at once (or at `effective_at`); the period's usage carries over."""
     svc = services(request)

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -15,7 +14,8 @@ from quotameter.keys.auth import admin_only, reads_customer
 from quotameter.notifications.scheduler import settle_before_read
 from quotameter.store.engine import retry_transient, unit_of_work
 from quotameter.timeutil import to_us
-from quotameter.web import JSON, Services, instant, read, services
+from quotameter.web import (JSON, Instant, Number, PeriodOut, Quantity, Services, Text, error_responses, instant, read,
+                            services)
 
 
 router = APIRouter(tags=["entitlements"])
@@ -23,22 +23,54 @@ router = APIRouter(tags=["entitlements"])
 
 class CheckIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    amount: Decimal = Field(gt=0)
-    at: str | None = None
+    amount: Quantity = Field(examples=[5])
+    at: Instant | None = None
 
 
 class ConsumeIn(CheckIn):
-    id: str = Field(min_length=1, max_length=200)
+    id: Text = Field(min_length=1, max_length=200, examples=["request-1"])
 
 
-@router.get("/v1/customers/{customer}/entitlements/{feature}", response_class=JSON, dependencies=[Depends(reads_customer)])
-async def get_balance(request: Request, customer: str, feature: str, at: str | None = None) -> Any:
+class BalanceOut(BaseModel):
+    """A feature's standing for the period that contains `at`; `null` limits mean unlimited."""
+
+    customer: str
+    feature: str
+    plan: str
+    meter: str
+    unit: str
+    usage: Number
+    included: Number | None
+    granted: Number
+    limit: Number | None
+    hard_limit: Number | None
+    remaining: Number | None
+    overage: Number
+    has_access: bool
+    period: PeriodOut
+    at: Instant
+    level: Number | None = Field(default=None, description="gauges only: the level now")
+
+
+class CheckOut(BalanceOut):
+    allowed: bool
+    reason: str
+
+
+class ConsumeOut(CheckOut):
+    duplicate: bool = Field(description="this `id` was recorded before; nothing was added")
+
+
+@router.get("/v1/customers/{customer}/entitlements/{feature}", response_class=JSON, dependencies=[Depends(reads_customer)],
+            responses={200: {"model": BalanceOut}, **error_responses(404, 422)})
+async def get_balance(request: Request, customer: str, feature: str, at: Instant | None = None) -> Any:
     """The feature's balance for the period that contains `at` (default: now)."""
     b = await _read_balance(services(request), customer, feature, at)
     return JSON(b.as_dict())
 
 
-@router.post("/v1/customers/{customer}/entitlements/{feature}/check", response_class=JSON, dependencies=[Depends(reads_customer)])
+@router.post("/v1/customers/{customer}/entitlements/{feature}/check", response_class=JSON, dependencies=[Depends(reads_customer)],
+             responses={200: {"model": CheckOut}, **error_responses(400, 404, 422)})
 async def check(request: Request, customer: str, feature: str, body: CheckIn) -> Any:
     """May `amount` more be used now? Reads only; `consume` to record."""
     b = await _read_balance(services(request), customer, feature, body.at)
@@ -78,7 +110,9 @@ def _compute_balance(svc: Services, customer: str, feature: str, when: datetime)
         return svc.balances.balance(conn, catalog, customer, feature, when)
 
 
-@router.post("/v1/customers/{customer}/entitlements/{feature}/consume", response_class=JSON, dependencies=[Depends(admin_only)])
+@router.post("/v1/customers/{customer}/entitlements/{feature}/consume", response_class=JSON, dependencies=[Depends(admin_only)],
+             responses={200: {"model": ConsumeOut}, **error_responses(400, 404, 422),
+                        409: {"model": ConsumeOut, "description": "Not allowed: nothing recorded; the balance as it stands."}})
 async def post_consume(request: Request, customer: str, feature: str, body: ConsumeIn) -> Any:
     """Check and record in one atomic step; refused (409) when not allowed; idempotent on `id`."""
     svc = services(request)

@@ -4,20 +4,42 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from quotameter.errors import BadRequest, PayloadTooLarge
+from quotameter.events.model import CloudEvent
 from quotameter.events.service import IngestResult, prepare, store
 from quotameter.keys.auth import may_ingest
 from quotameter.store.engine import retry_transient, unit_of_work
 from quotameter.timeutil import to_us
-from quotameter.web import JSON, Services, services
+from quotameter.web import JSON, Services, error_responses, inline_schema, json_body, services
 
 
 router = APIRouter(tags=["events"])
 
 
-@router.post("/v1/events", response_class=JSON, dependencies=[Depends(may_ingest)])
+class RejectedOut(BaseModel):
+    index: int
+    error: str
+
+
+class IngestOut(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: list[RejectedOut]
+
+
+_EVENT = inline_schema(CloudEvent)
+_EVENT["examples"] = [{"specversion": "1.0", "id": "e1", "source": "app", "type": "media.activity", "subject": "acme",
+                       "time": "2026-03-10T09:00:00Z",
+                       "data": {"user": "u1", "stream": "u1/mic", "kind": "mic", "action": "start"}}]
+
+
+@router.post("/v1/events", response_class=JSON, dependencies=[Depends(may_ingest)],
+             responses={200: {"model": IngestOut}, **error_responses(400, 413)},
+             openapi_extra=json_body({"oneOf": [_EVENT, {"type": "array", "items": _EVENT}]},
+                                     "one CloudEvent, or an array of them"))
 async def post_events(request: Request) -> Any:
     """One CloudEvent or an array of them (also `application/cloudevents-batch+json`).
 

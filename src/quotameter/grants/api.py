@@ -1,18 +1,18 @@
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from quotameter.customers.api import after_change
+from quotameter.errors import NotFound
 from quotameter.grants import repository, service
 from quotameter.keys.auth import admin_only, reads_customer
 from quotameter.notifications import repository as notices
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import to_us
-from quotameter.web import JSON, instant, services
+from quotameter.web import JSON, Instant, Number, Quantity, Text, error_responses, instant, services
 
 
 router = APIRouter(tags=["grants"])
@@ -20,39 +20,69 @@ router = APIRouter(tags=["grants"])
 
 class TopupIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    feature: str
-    blocks: int = Field(ge=1)
-    id: str = Field(min_length=1, max_length=200)
-    effective_at: str | None = None
+    feature: str = Field(examples=["media"])
+    blocks: int = Field(ge=1, le=1_000_000, examples=[1])
+    id: Text = Field(min_length=1, max_length=200, examples=["purchase-1"])
+    effective_at: Instant | None = None
 
 
 class GrantIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    feature: str
-    amount: Decimal = Field(gt=0)
-    id: str = Field(min_length=1, max_length=200)
+    feature: str = Field(examples=["media"])
+    amount: Quantity = Field(examples=[100])
+    id: Text = Field(min_length=1, max_length=200, examples=["purchase-1"])
     rollover: bool = False
-    effective_at: str | None = None
+    effective_at: Instant | None = None
 
 
-@router.post("/v1/customers/{customer}/topups", response_class=JSON, dependencies=[Depends(admin_only)])
+class GrantOut(BaseModel):
+    id: str
+    feature: str
+    kind: str = Field(description="topup or credit")
+    amount: Number
+    blocks: int | None
+    price: str | None = Field(description="what the top-up costs, in the plan's currency")
+    rollover: bool
+    effective_at: Instant
+    expires_at: Instant
+
+
+class GrantedOut(GrantOut):
+    created: bool = Field(description="false: this `id` was granted before, and this is that grant")
+
+
+class GrantsOut(BaseModel):
+    grants: list[GrantOut]
+
+
+_GRANTED = {201: {"model": GrantedOut, "description": "Granted."},
+            200: {"model": GrantedOut, "description": "Already granted under this `id`: the grant as recorded."},
+            **error_responses(400, 404, 409, 422)}
+
+
+@router.post("/v1/customers/{customer}/topups", response_class=JSON, dependencies=[Depends(admin_only)],
+             status_code=201, responses=_GRANTED)
 def buy_topup(request: Request, customer: str, body: TopupIn) -> Any:
     """Buy `blocks` top-up blocks: effective at once, recorded with their price; idempotent on `id`."""
     req = service.GrantRequest(customer, body.id, body.feature, "topup", blocks=body.blocks)
     return _grant(request, req, body.effective_at)
 
 
-@router.post("/v1/customers/{customer}/grants", response_class=JSON, dependencies=[Depends(admin_only)])
+@router.post("/v1/customers/{customer}/grants", response_class=JSON, dependencies=[Depends(admin_only)],
+             status_code=201, responses=_GRANTED)
 def grant_credit(request: Request, customer: str, body: GrantIn) -> Any:
     """An operator's credit of extra allowance; `rollover` carries its unused part into the next period once."""
     req = service.GrantRequest(customer, body.id, body.feature, "credit", amount=body.amount, rollover=body.rollover)
     return _grant(request, req, body.effective_at)
 
 
-@router.get("/v1/customers/{customer}/grants", response_class=JSON, dependencies=[Depends(reads_customer)])
+@router.get("/v1/customers/{customer}/grants", response_class=JSON, dependencies=[Depends(reads_customer)],
+            responses={200: {"model": GrantsOut}, **error_responses(404)})
 def list_grants(request: Request, customer: str) -> Any:
     svc = services(request)
     with svc.engine.connect() as conn:
+        if customer not in svc.catalogs.current(conn).spec.customers:
+            raise NotFound(f"customer: unknown customer {customer!r}")
         return JSON({"grants": [service.as_dict(r) for r in repository.listing(conn, customer)]})
 
 
@@ -72,7 +102,7 @@ def _grant(request: Request, req: service.GrantRequest, effective_at: str | None
                 ent = view.plan.entitlements[req.feature]
                 notices.record(conn, customer=req.customer, feature=req.feature, type="topup.applied", percent=None,
                                period=None, at_us=to_us(when), recipients=recipients(view, ent, "topup.applied"),
-                               payload={"blocks": req.blocks, "amount": str(grant["amount"]), "price": grant["price"]},
+                               payload={"blocks": req.blocks, "amount": format(grant["amount"], "f"), "price": grant["price"]},
                                recorded_us=to_us(now))
             after_change(conn, catalog, req.customer, when, now)
     return JSON({**grant, "created": created}, status_code=201 if created else 200)

@@ -9,7 +9,7 @@ from quotameter.keys import service
 from quotameter.keys.auth import admin_only
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import to_us
-from quotameter.web import JSON, services
+from quotameter.web import JSON, Instant, Text, error_responses, services
 
 router = APIRouter(tags=["keys"], dependencies=[Depends(admin_only)])
 
@@ -17,12 +17,32 @@ router = APIRouter(tags=["keys"], dependencies=[Depends(admin_only)])
 class KeyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    role: str = Field(description="admin, ingest or customer")
+    # Checked by the service, which names the roles in its error; the schema lists them too.
+    role: str = Field(description="admin, ingest or customer", json_schema_extra={"enum": list(service.ROLES)},
+                      examples=["ingest"])
     customer: str | None = Field(default=None, description="the customer a 'customer' key reads")
-    label: str | None = Field(default=None, max_length=256)
+    label: Text | None = Field(default=None, max_length=256)
 
 
-@router.post("/v1/keys", response_class=JSON, status_code=201)
+class KeyOut(BaseModel):
+    id: str
+    role: str
+    customer: str | None
+    label: str | None
+    created_at: Instant
+    revoked_at: Instant | None
+
+
+class NewKeyOut(KeyOut):
+    key: str = Field(description="the key itself, shown this once")
+
+
+class KeysOut(BaseModel):
+    keys: list[KeyOut]
+
+
+@router.post("/v1/keys", response_class=JSON, status_code=201,
+             responses={201: {"model": NewKeyOut}, **error_responses(400, 404, 422)})
 def create_key(body: KeyRequest, request: Request) -> Any:
     """A new key. The answer holds the key itself: it is shown this once, and stored only as a digest."""
     svc = services(request)
@@ -32,7 +52,7 @@ def create_key(body: KeyRequest, request: Request) -> Any:
     return JSON({**view, "key": secret}, status_code=201)
 
 
-@router.get("/v1/keys", response_class=JSON)
+@router.get("/v1/keys", response_class=JSON, responses={200: {"model": KeysOut}})
 def list_keys(request: Request) -> Any:
     """Every key, revoked ones included (never the key itself)."""
     svc = services(request)
@@ -40,7 +60,7 @@ def list_keys(request: Request) -> Any:
         return JSON({"keys": service.listing(conn)})
 
 
-@router.delete("/v1/keys/{key_id}", response_class=JSON)
+@router.delete("/v1/keys/{key_id}", response_class=JSON, responses={200: {"model": KeyOut}, **error_responses(404)})
 def revoke_key(key_id: str, request: Request) -> Any:
     svc = services(request)
     with unit_of_work(svc.engine) as conn:
