@@ -17,10 +17,12 @@ CATALOG = {
         "gb": {"event_type": "storage", "aggregation": "sum", "value_property": "gb"},
     },
     "plans": {"p": {"entitlements": {
-        "calls": {"meter": "api_calls", "allowance": {"fixed": QUOTA}, "enforcement": "hard"},
+        "calls": {"meter": "api_calls", "allowance": {"fixed": QUOTA}, "enforcement": "hard",
+                  "notify": {"percent_used": [40, 80], "exhausted": True, "recipients": "admins"}},
         "storage": {"meter": "gb", "allowance": {"fixed": 10}, "enforcement": "hard"},
     }}},
-    "customers": {"c": {"plan": "p"}, "d": {"plan": "p"}},
+    "customers": {"c": {"plan": "p", "admins": ["ops@c.example"], "members": ["a@c.example"]},
+                  "d": {"plan": "p", "admins": ["ops@d.example"]}},
 }
 
 
@@ -52,8 +54,10 @@ def test_consume_of_a_duration_meter_is_refused_with_the_reason(client) -> None:
     assert r.status_code == 422 and "send its events instead" in r.json()["error"]
 
 
-def test_parallel_consumers_on_two_server_processes_never_overshoot(db_url: str, tmp_path: Path) -> None:
-    servers = [ServerProcess(db_url, str(tmp_path)) for _ in range(2)]
+def test_two_server_processes_give_the_answers_of_one(db_url: str, tmp_path: Path) -> None:
+    """Both processes take requests at once, each with its own scheduler: no overshoot of the
+    hard limit, a repeated id or event counted once, and each notice recorded once."""
+    servers = [ServerProcess(db_url, str(tmp_path), QUOTAMETER_SCHEDULER="true") for _ in range(2)]
     try:
         for s in servers:
             s.wait_ready()
@@ -61,13 +65,29 @@ def test_parallel_consumers_on_two_server_processes_never_overshoot(db_url: str,
         assert clients[0].put("/v1/catalog", json=CATALOG).status_code == 200
         requests = [(clients[i % 2], f"r{i}") for i in range(48)]
         requests += [(clients[1], "r0"), (clients[0], "r1"), (clients[1], "r2")]  # repeats of ids
+        # The same batch of events for customer d, sent through both processes at once. They
+        # are stamped now, like the consumed units: the servers' clocks are the real one.
+        events = [{"specversion": "1.0", "id": f"e{i}", "source": "app", "type": "api.call", "subject": "d",
+                   "data": {"kind": "write"}} for i in range(QUOTA)]
         with ThreadPoolExecutor(max_workers=24) as pool:
+            posted = [pool.submit(c.post, "/v1/events", json=events) for c in clients for _ in range(2)]
             answers = list(pool.map(lambda cr: consume(cr[0], "c", "calls", cr[1], 1), requests))
         assert all(a.status_code in (200, 409) for a in answers), [a.text for a in answers if a.status_code >= 500]
         granted = {requests[i][1] for i, a in enumerate(answers) if a.status_code == 200 and not a.json()["duplicate"]}
         assert len(granted) == QUOTA
         final = clients[1].get("/v1/customers/c/entitlements/calls").json()
         assert (final["usage"], final["has_access"]) == (QUOTA, False)
+        results = [p.result().json() for p in posted]
+        assert sum(r["accepted"] for r in results) == QUOTA and sum(r["duplicates"] for r in results) == 3 * QUOTA
+        assert clients[0].get("/v1/customers/d/entitlements/calls").json()["usage"] == QUOTA
+
+        # Each process settles the customers it is asked about; both evaluated c and d.
+        for customer in ("c", "d"):
+            lists = [c.get(f"/v1/customers/{customer}/notifications").json()["notifications"] for c in clients]
+            assert lists[0] == lists[1]  # one outbox
+            kinds = sorted((n["type"], float(n["percent"])) for n in lists[0])
+            assert kinds == [("access.blocked", 100), ("usage.exhausted", 100),
+                             ("usage.threshold", 40), ("usage.threshold", 80)], (customer, kinds)
         for c in clients:
             c.close()
     finally:

@@ -237,13 +237,13 @@ def test_time_alone_crosses_thresholds_of_an_open_stream(demo, clock) -> None:  
     assert notices(demo, "acme") == []
     services = demo.app.state.services
     clock.now = T0 + minutes(430)
-    assert tick(services.engine, services.catalogs, clock.now) == 1
+    assert tick(services.engine, services.catalogs, clock) == 1
     first = notices(demo, "acme")
     # 85 % of 500 = 425 minutes: reached the moment minute 425 starts (each span rounds up).
     assert [(n["type"], num(n["percent"]), n["at"]) for n in first] == [
         ("usage.threshold", 85, "2026-03-10T16:04:00.000001Z")]
     clock.now = T0 + minutes(600)
-    tick(services.engine, services.catalogs, clock.now)
+    tick(services.engine, services.catalogs, clock)
     got = [(n["type"], n["at"]) for n in notices(demo, "acme")][1:]
     assert got == [("usage.threshold", "2026-03-10T16:29:00.000001Z"),
                    ("usage.threshold", "2026-03-10T16:54:00.000001Z"),

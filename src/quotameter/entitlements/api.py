@@ -102,7 +102,7 @@ async def _read_balance(svc: Services, customer: str, feature: str, at: str | No
 
 def _compute_balance(svc: Services, customer: str, feature: str, when: datetime) -> Balance:
     # Usage may have changed since the last evaluation: settle it first (an auto-upgrade may be owed).
-    settle_before_read(svc.engine, svc.catalogs, customer, svc.now())
+    settle_before_read(svc.engine, svc.catalogs, customer, svc.now)
     with svc.engine.connect() as conn:
         catalog = svc.catalogs.current(conn)
         if svc.balances is None:

@@ -159,7 +159,7 @@ def consume(conn: Connection, catalog: LoadedCatalog, customer: str, feature: st
     lock_keys(conn, [f"consume\x01{customer}\x01{ent.meter}"])
     from quotameter.notifications.scheduler import settle
 
-    settle(conn, catalog, customer, at)  # an auto-upgrade owed to earlier usage happens first
+    settle(conn, catalog, customer, lambda: at)  # an auto-upgrade owed to earlier usage happens first
     base_id = f"{customer}/{feature}/{request_id}"
     if event_store.exists(conn, CONSUME_SOURCE, base_id):
         return Consumption(True, "already recorded", True,

@@ -45,7 +45,7 @@ def list_notices(request: Request, customer: str, after: int = Query(0, ge=0, le
                  limit: int = Query(500, ge=1, le=1000)) -> Any:
     """Notices recorded for a customer, oldest first; `after` an id to page on."""
     svc = services(request)
-    settle_before_read(svc.engine, svc.catalogs, customer, svc.now())
+    settle_before_read(svc.engine, svc.catalogs, customer, svc.now)
     with svc.engine.connect() as conn:
         customers.view(conn, svc.catalogs.current(conn), customer, to_us(svc.now()))  # 404 for a stranger
         rows = repository.listing(conn, customer, after, limit)

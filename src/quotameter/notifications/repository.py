@@ -15,10 +15,12 @@ def _dialect(conn: Connection):  # type: ignore[no-untyped-def]
     return postgresql if conn.dialect.name == "postgresql" else sqlite
 
 
-def fired_keys(conn: Connection, customer: str, feature: str, period_start_us: int) -> set[str]:
+def fired_keys(conn: Connection, customer: str, feature: str, period_start_us: int) -> dict[str, int]:
+    """The levels fired in the period, each with the instant it fired at."""
     f = fired.c
-    return set(conn.execute(select(f.key).where(f.customer == customer, f.feature == feature,
-                                                f.period_start_us == period_start_us)).scalars())
+    rows = conn.execute(select(f.key, f.at_us).where(f.customer == customer, f.feature == feature,
+                                                     f.period_start_us == period_start_us))
+    return {key: at_us for key, at_us in rows}
 
 
 def fire(conn: Connection, customer: str, feature: str, period_start_us: int, key: str, at_us: int) -> bool:
@@ -83,13 +85,15 @@ _IS_PENDING = text("SELECT 1 FROM pending_evaluations WHERE customer = :c")
 
 
 def take_pending(conn: Connection, customer: str | None, limit: int) -> list[str]:
-    """Claim pending customers (PostgreSQL: rows another evaluator holds are skipped)."""
+    """Claim pending customers. PostgreSQL: the scheduler (no `customer`) skips the rows
+    another evaluator holds; a read settling one customer waits for that evaluator instead,
+    so that it then sees the notices it records."""
     p = pending_evaluations.c
     q = select(p.customer).order_by(p.since_us).limit(limit)
     if customer is not None:
         q = q.where(p.customer == customer)
     if conn.dialect.name == "postgresql":
-        q = q.with_for_update(skip_locked=True)
+        q = q.with_for_update(skip_locked=customer is None)
     names = list(conn.execute(q).scalars())
     if names:
         conn.execute(delete(pending_evaluations).where(p.customer.in_(names)))

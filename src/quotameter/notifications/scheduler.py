@@ -88,9 +88,18 @@ def refresh_meters(conn: Connection, catalog: LoadedCatalog, customer: str, mete
             refresh(conn, catalog, customer, feature, now)
 
 
-def settle(conn: Connection, catalog: LoadedCatalog, customer: str | None, now: datetime, limit: int = 200) -> int:
-    """Evaluate the customers whose usage changed since their last evaluation (one, or any)."""
+def settle(conn: Connection, catalog: LoadedCatalog, customer: str | None, clock: Callable[[], datetime],
+           limit: int = 200) -> int:
+    """Evaluate the customers whose usage changed since their last evaluation (one, or any).
+
+    The instant is read from `clock` after the pending marks are claimed: a mark claimed here
+    was committed with its events, so their instants are behind that reading. An instant
+    taken before waiting for the claim could precede the last event of another process,
+    and its notices (the block, say) would then never be recorded."""
     names = repo.take_pending(conn, customer, limit)
+    if not names:
+        return 0
+    now = clock()
     durations = {name for name, m in catalog.spec.meters.items() if m.aggregation == "duration"}
     for name in names:
         if name in catalog.spec.customers:
@@ -99,7 +108,7 @@ def settle(conn: Connection, catalog: LoadedCatalog, customer: str | None, now: 
     return len(names)
 
 
-def settle_before_read(engine: Engine, catalogs: CatalogCache, customer: str, now: datetime) -> None:
+def settle_before_read(engine: Engine, catalogs: CatalogCache, customer: str, clock: Callable[[], datetime]) -> None:
     """Reads of balances and notices first settle the customer's pending evaluation, so they
     always reflect every committed event (an auto-upgrade included). Costs one lookup when
     nothing is pending."""
@@ -107,19 +116,20 @@ def settle_before_read(engine: Engine, catalogs: CatalogCache, customer: str, no
         if not repo.is_pending(conn, customer):
             return
     with unit_of_work(engine) as conn:
-        settle(conn, catalogs.current(conn), customer, now)
+        settle(conn, catalogs.current(conn), customer, clock)
 
 
-def tick(engine: Engine, catalogs: CatalogCache, now: datetime, limit: int = 1000) -> int:
-    """Evaluate every wake-up due by `now`, each at its own instant, in time order (one
-    crossing may schedule the next, also due already); how many ran."""
+def tick(engine: Engine, catalogs: CatalogCache, clock: Callable[[], datetime], limit: int = 1000) -> int:
+    """Settle the pending customers, then evaluate every wake-up due by now, each at its own
+    instant, in time order (one crossing may schedule the next, also due already); how many ran."""
     ran = 0
     while True:
         with unit_of_work(engine) as conn:
-            settled = settle(conn, catalogs.current(conn), None, now)
+            settled = settle(conn, catalogs.current(conn), None, clock)
         if not settled:
             break
         ran += settled
+    now = clock()
     while ran < limit:
         with unit_of_work(engine) as conn:
             catalog = catalogs.current(conn)
@@ -165,7 +175,7 @@ class Scheduler:
         while not self._stopping:
             self.wake.clear()
             try:
-                tick(self.engine, self.catalogs, self.clock())
+                tick(self.engine, self.catalogs, self.clock)
                 with self.engine.connect() as conn:
                     due = repo.next_wakeup(conn)
             except Exception:  # noqa: BLE001 - keep the loop alive; the error is logged

@@ -21,6 +21,7 @@ from quotameter.customers.service import CustomerView
 from quotameter.entitlements import model
 from quotameter.entitlements.service import Balance, balance
 from quotameter.notifications import repository as repo
+from quotameter.store.engine import lock_keys
 from quotameter.timeutil import from_us, to_us
 
 BLOCKED = "blocked"
@@ -57,7 +58,14 @@ def _payload(b: Balance, **extra: object) -> dict[str, object]:
 
 def evaluate(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, at: datetime,
              recorded_us: int, depth: int = 0) -> list[int]:
-    """Record the notices a feature's standing at `at` calls for; their ids."""
+    """Record the notices a feature's standing at `at` calls for; their ids.
+
+    Evaluations of one customer are serialized (SQLite: the write transaction; PostgreSQL:
+    an advisory lock taken here, after any other lock of the transaction, so no cycle), and
+    everything below is read after the lock: an evaluator in another process that read
+    the balance before a concurrent consume committed would otherwise find a level fired
+    that its stale usage had not reached, re-arm it, and have it recorded twice."""
+    lock_keys(conn, [f"notify\x01{customer}"])
     b = balance(conn, catalog, customer, feature, at)
     at_us = to_us(at)
     view, ent = b.view, b.entitlement
@@ -74,8 +82,12 @@ def evaluate(conn: Connection, catalog: LoadedCatalog, customer: str, feature: s
 
     levels = model.thresholds(ent.notify)
     now_reached = model.reached(s, levels)
-    for key in done - {t.key for t in now_reached} - {BLOCKED}:
-        repo.rearm(conn, customer, feature, ps, key)
+    # Only an evaluation at or after the instant a level fired can take it back: usage only
+    # grows within a period, so an earlier instant's lower usage (another process asked
+    # about a moment before a consume it had not seen) is no sign of a raised limit.
+    for key in set(done) - {t.key for t in now_reached} - {BLOCKED}:
+        if at_us >= done[key]:
+            repo.rearm(conn, customer, feature, ps, key)
     for level in now_reached:
         if level.key not in done and repo.fire(conn, customer, feature, ps, level.key, at_us):
             note(level.kind, level.percent_used)
@@ -95,7 +107,7 @@ def evaluate(conn: Connection, catalog: LoadedCatalog, customer: str, feature: s
     if not s.has_access:
         if BLOCKED not in done and repo.fire(conn, customer, feature, ps, BLOCKED, at_us):
             note("access.blocked", model.percent_used(s))
-    elif BLOCKED in done and repo.rearm(conn, customer, feature, ps, BLOCKED):
+    elif BLOCKED in done and at_us >= done[BLOCKED] and repo.rearm(conn, customer, feature, ps, BLOCKED):
         note("access.restored", model.percent_used(s))
     return ids
 
