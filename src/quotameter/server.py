@@ -29,6 +29,7 @@ from quotameter.keys.api import router as keys_router
 from quotameter.store.engine import make_engine, unit_of_work
 from quotameter.timeutil import to_us
 from quotameter.store.migrate import upgrade
+from quotameter.usage.api import router as usage_router
 from quotameter.web import JSON, ErrorBody, Services, error_responses, no_nul_in_path, system_clock
 
 log = logging.getLogger("quotameter")
@@ -60,7 +61,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
                   dependencies=[Depends(no_nul_in_path)])
     app.state.services = services
     for router in (catalog_router, events_router, entitlements_router, customers_router, grants_router,
-                   notifications_router, keys_router):
+                   notifications_router, usage_router, keys_router):
         app.include_router(router, responses=error_responses(401, 403))  # every one needs a key
     app.openapi = one_error_shape(app.openapi)  # type: ignore[method-assign]
 

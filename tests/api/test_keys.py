@@ -47,12 +47,13 @@ def calls(customer: str) -> list[tuple[str, str, str, Any]]:
         ("grants.post", "POST", f"/v1/customers/{customer}/grants", {"feature": "media", "amount": 5, "id": "g1"}),
         ("grants.get", "GET", f"/v1/customers/{customer}/grants", None),
         ("notifications", "GET", f"/v1/customers/{customer}/notifications", None),
+        ("usage", "GET", f"/v1/customers/{customer}/usage?feature=media&group_by=user&window=day", None),
         ("keys.list", "GET", "/v1/keys", None),
         ("keys.create", "POST", "/v1/keys", {"role": "ingest"}),
     ]
 
 
-READS = {"balance", "check", "customer.get", "grants.get", "notifications"}
+READS = {"balance", "check", "customer.get", "grants.get", "notifications", "usage"}
 ALLOWED = {
     "admin": {name for name, *_ in calls("acme")},
     "ingest": {"events"},

@@ -1,0 +1,1 @@
+"""Usage broken down: who used how much, and when (per group, per calendar window)."""
