@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
-"""Set up and run quotameter with nothing but Python: `python3 dev.py serve|test [args…]`.
+"""Set up and run quotameter with nothing but Python: `python3 dev.py demo|serve|test [args…]`.
 
-Creates ./.venv on first use, installs the package into it (with the test tools for
-`test`), and runs the command. Safe to run again: installing is skipped when up to date.
+Creates .venv next to this file on first use, installs the package into it (with the test
+tools for `test`), and runs the command: `demo` and `serve` in the current directory (where
+their SQLite file goes), `test` in the repository. Safe to run again: installing is skipped
+when up to date.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ def _install(extra: str) -> None:
         venv.EnvBuilder(with_pip=True).create(VENV)
     stamp = VENV / f".installed{extra or '-base'}"
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
-    if stamp.exists() and stamp.read_text() == digest:
+    covering = [stamp] if extra else [stamp, VENV / ".installed[test]"]  # the test install has it all
+    if any(s.exists() and s.read_text() == digest for s in covering):
         return
     print(f"dev.py: installing quotameter{extra} into .venv", flush=True)
     pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
@@ -42,7 +45,10 @@ def main(argv: list[str]) -> int:
         _install("[test]")
         return subprocess.call([str(BIN / "python"), "-m", "pytest", *rest], cwd=ROOT)
     _install("")
-    return subprocess.call([str(BIN / "quotameter"), command, *rest], cwd=ROOT)
+    program = [str(BIN / "quotameter"), command, *rest]
+    if os.name == "posix":  # become the server: signals (Ctrl+C, SIGTERM) reach it directly
+        os.execv(program[0], program)
+    return subprocess.call(program)
 
 
 if __name__ == "__main__":

@@ -66,3 +66,27 @@ def test_keys_are_made_listed_and_revoked(db: str) -> None:
 
 def _t(hhmm: str) -> str:
     return f"2026-03-10T{hhmm}:00Z"
+
+
+def test_usage_shows_who_used_how_much_and_when(db: str, tmp_path: Path) -> None:
+    events = [*stream("media.activity", "acme", _t("09:00"), _t("09:27"), user="ana", stream="mic-1", kind="mic"),
+              *stream("media.activity", "acme", _t("09:10"), _t("09:20"), user="ana", stream="cam-1", kind="camera"),
+              *stream("media.activity", "acme", _t("11:00"), _t("11:57"), user="bo", stream="mic-2", kind="mic")]
+    file = tmp_path / "events.jsonl"
+    file.write_text("".join(orjson.dumps(e).decode() + "\n" for e in events))
+    assert runner.invoke(app, ["ingest", str(file)]).exit_code == 0
+
+    march = ["--from", "2026-03-01T00:00:00Z", "--to", "2026-04-01T00:00:00Z"]
+    result = runner.invoke(app, ["usage", "acme", "media", "--group-by", "user", *march])
+    assert result.exit_code == 0, result.output
+    assert "acme / media: 84 minute" in result.output, result.output  # 27 (mic + camera once) + 57
+    rows = {line.split()[0]: line.split()[-1] for line in result.output.splitlines() if line.strip().startswith(("ana", "bo"))}
+    assert rows == {"ana": "27", "bo": "57"}, result.output
+
+    result = runner.invoke(app, ["usage", "acme", "media", "--window", "day", *march])
+    assert re.search(r"2026-03-10T00:00:00Z\s+84", result.output), result.output
+
+    result = runner.invoke(app, ["usage", "acme", "media", "--window", "week"])
+    assert result.exit_code == 1 and "window: must be day, hour or month (got 'week')" in result.output
+    result = runner.invoke(app, ["usage", "acme", "volume"])
+    assert result.exit_code == 1 and "feature:" in result.output

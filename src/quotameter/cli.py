@@ -274,5 +274,130 @@ def balance(customer: str, feature: str,
                   f"in {rfc3339(b.period.start)} … {rfc3339(b.period.end)}", highlight=False)
 
 
+@app.command()
+def usage(customer: str,
+          feature: Annotated[str, typer.Argument(help="a feature of the customer's plan")],
+          group_by: Annotated[Optional[str], typer.Option("--group-by", help="a data property, e.g. user")] = None,
+          window: Annotated[Optional[str], typer.Option(help="hour, day or month")] = None,
+          start: Annotated[Optional[str], typer.Option("--from", help="RFC 3339 (default: start of the period)")] = None,
+          end: Annotated[Optional[str], typer.Option("--to", help="RFC 3339, exclusive (default: now)")] = None,
+          database_url: DatabaseOpt = None) -> None:
+    """Who used how much of a feature, and when (GET /v1/customers/{customer}/usage)."""
+    from rich.table import Table
+
+    from quotameter.catalog.service import CatalogCache
+    from quotameter.errors import Invalid
+    from quotameter.timeutil import EPOCH, rfc3339
+    from quotameter.usage.model import WINDOWS
+    from quotameter.usage.service import UsageQuery, report
+    from quotameter.web import instant, system_clock
+
+    engine = _engine(database_url)
+    with _domain_errors():
+        if window is not None and window not in WINDOWS:
+            raise Invalid(f"window: must be day, hour or month (got {window!r})")
+        query = UsageQuery(feature, group_by, window,  # type: ignore[arg-type]
+                           instant(start, "from", EPOCH) if start else None, instant(end, "to", EPOCH) if end else None)
+        with engine.connect() as conn:
+            result = report(conn, CatalogCache().current(conn), customer, query, system_clock())
+    table = Table(box=None, title=f"{customer} / {feature}: {_number(result.total)} {result.unit} "
+                                  f"from {rfc3339(result.start)} to {rfc3339(result.end)}", title_justify="left")
+    if group_by:
+        table.add_column(group_by, overflow="fold")
+    if window:
+        table.add_column(window, no_wrap=True)
+    table.add_column(result.unit, justify="right")
+    for row in result.rows:
+        cells = ([row.group or "(none)"] if group_by else []) + ([rfc3339(row.start)] if window else [])
+        table.add_row(*cells, _number(row.usage))
+    console.print(table)
+
+
+def _number(value: object) -> str:
+    from decimal import Decimal
+
+    d = Decimal(str(value)).normalize()
+    return f"{int(d):,}" if d == d.to_integral_value() else f"{d:,f}"
+
+
+@app.command()
+def demo(
+    database: Annotated[Path, typer.Option(help="the SQLite file to (re)create")] = Path("quotameter-demo.sqlite3"),
+    host: Annotated[Optional[str], typer.Option(envvar="QUOTAMETER_HOST")] = None,
+    port: Annotated[Optional[int], typer.Option(envvar="QUOTAMETER_PORT")] = None,
+    serve: Annotated[bool, typer.Option(help="serve the API once loaded")] = True,
+) -> None:
+    """Load a month of usage of eight organizations under the four reference policies into a
+    fresh SQLite database, then serve it and print what to try."""
+    from rich.table import Table
+
+    from quotameter.demo.load import load_demo
+    from quotameter.keys import service as keys
+    from quotameter.store.engine import unit_of_work
+    from quotameter.timeutil import to_us
+    from quotameter.web import system_clock
+
+    for suffix in ("", "-wal", "-shm"):  # a fresh month every time
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    settings = _settings(f"sqlite:///{database}", host=host, port=port, log_format="text")
+    engine = _engine(settings.database_url)
+    now = system_clock()
+    with console.status("loading a month of usage of eight organizations…"):
+        summary = load_demo(engine, now)
+    with unit_of_work(engine) as conn:
+        shown = [o.customer for o in summary.organizations]
+        known = set(shown)
+        if settings.admin_key:
+            keys.bootstrap(conn, settings.admin_key.get_secret_value(), to_us(now))
+            admin = "$QUOTAMETER_ADMIN_KEY"
+        else:
+            admin = keys.create(conn, "admin", None, "demo admin", to_us(now), known)[1]
+        acme = keys.create(conn, "customer", "acme", "demo: acme's app", to_us(now), known)[1]
+    engine.dispose()
+
+    table = Table(title=f"{summary.events:,} events, {summary.notices} notices, up to {now:%d %b %Y %H:%M} UTC",
+                  title_justify="left", box=None)
+    for name in ("customer", "plan", "feature", "state"):
+        table.add_column(name, overflow="fold", no_wrap=name != "state")
+    for row in summary.table():
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"admin key: {admin}", highlight=False)
+    console.print(f"acme's customer key: {acme}", highlight=False)
+    if not serve:
+        return
+    url = f"http://{settings.host}:{settings.port}"
+
+    def banner() -> None:
+        console.print("\n[bold]Try[/bold] (in another shell):", highlight=False)
+        for line in _demo_tries(url, admin, acme, shown):
+            console.print(f"  {line}", markup=False, highlight=False)
+        console.print(f"  open {url}/docs for every endpoint; Ctrl+C stops the demo\n", highlight=False)
+
+    _serve(settings, banner=banner)
+
+
+def _demo_tries(url: str, admin: str, acme: str, customers: list[str]) -> list[str]:
+    a = f'-H "Authorization: Bearer {admin}"'
+    c = f'-H "Authorization: Bearer {acme}"'
+    lines = [
+        "# acme's media minutes, as its own app sees them (and what it may not see):",
+        f"curl -s {c} {url}/v1/customers/acme/entitlements/media",
+        f"curl -s {c} {url}/v1/customers/studio/entitlements/managed_media   # 403",
+        "# who in acme used how much, day by day:",
+        f"curl -s {c} '{url}/v1/customers/acme/usage?feature=media&group_by=user&window=day'",
+    ]
+    if "northwind" in customers:
+        lines += [
+            "# northwind is blocked; its notices, then a 1,000-minute block that lifts it:",
+            f"curl -s {a} {url}/v1/customers/northwind/notifications",
+            f"curl -s {a} -X POST {url}/v1/customers/northwind/topups -H 'content-type: application/json' "
+            "-d '{\"feature\":\"media\",\"blocks\":1,\"id\":\"try-1\"}'",
+            f"curl -s {a} -X POST {url}/v1/customers/northwind/entitlements/media/check "
+            "-H 'content-type: application/json' -d '{\"amount\":30}'",
+        ]
+    return lines
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

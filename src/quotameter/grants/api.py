@@ -9,7 +9,6 @@ from quotameter.customers.api import after_change
 from quotameter.errors import NotFound
 from quotameter.grants import repository, service
 from quotameter.keys.auth import admin_only, reads_customer
-from quotameter.notifications import repository as notices
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import to_us
 from quotameter.web import JSON, Instant, Number, Quantity, Text, error_responses, instant, services
@@ -94,15 +93,5 @@ def _grant(request: Request, req: service.GrantRequest, effective_at: str | None
         catalog = svc.catalogs.current(conn)
         grant, created = service.add(conn, catalog, req, when, to_us(now))
         if created:
-            if req.kind == "topup":
-                from quotameter.customers import service as customers
-                from quotameter.notifications.service import recipients
-
-                view = customers.view(conn, catalog, req.customer, to_us(when))
-                ent = view.plan.entitlements[req.feature]
-                notices.record(conn, customer=req.customer, feature=req.feature, type="topup.applied", percent=None,
-                               period=None, at_us=to_us(when), recipients=recipients(view, ent, "topup.applied"),
-                               payload={"blocks": req.blocks, "amount": format(grant["amount"], "f"), "price": grant["price"]},
-                               recorded_us=to_us(now))
             after_change(conn, catalog, req.customer, when, now)
     return JSON({**grant, "created": created}, status_code=201 if created else 200)

@@ -14,6 +14,8 @@ from quotameter.customers import service as customers
 from quotameter.entitlements.service import entitlement_of, period_of
 from quotameter.errors import Conflict, Invalid
 from quotameter.grants import repository
+from quotameter.notifications import repository as notices
+from quotameter.notifications.service import recipients
 from quotameter.periods import period_containing
 from quotameter.timeutil import to_us
 
@@ -30,7 +32,9 @@ class GrantRequest:
 
 
 def add(conn: Connection, catalog: LoadedCatalog, req: GrantRequest, effective: datetime, recorded_us: int) -> tuple[dict, bool]:
-    """Record a grant; (the grant, created). Repeating an id returns the first grant."""
+    """Record a grant; (the grant, created). Repeating an id returns the first grant.
+
+    A new top-up also records its `topup.applied` notice, in the same transaction."""
     view = customers.view(conn, catalog, req.customer, to_us(effective))
     ent = entitlement_of(view, req.feature)
     if ent.allowance is None:
@@ -61,7 +65,13 @@ def add(conn: Connection, catalog: LoadedCatalog, req: GrantRequest, effective: 
     if not created and (stored.feature, stored.kind, Decimal(stored.amount)) != (req.feature, req.kind, amount):
         raise Conflict(f"id: {req.grant_id!r} was already used for another grant "
                        f"({stored.kind} of {stored.amount} {stored.feature})")
-    return as_dict(stored), created
+    grant = as_dict(stored)
+    if created and req.kind == "topup":
+        notices.record(conn, customer=req.customer, feature=req.feature, type="topup.applied", percent=None,
+                       period=None, at_us=to_us(effective), recipients=recipients(view, ent, "topup.applied"),
+                       payload={"blocks": req.blocks, "amount": format(amount, "f"), "price": format(price, "f")},
+                       recorded_us=recorded_us)
+    return grant, created
 
 
 def as_dict(row) -> dict:  # type: ignore[no-untyped-def]

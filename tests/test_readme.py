@@ -1,0 +1,75 @@
+"""The README's two commands, as written: the demo starts, answers a balance, stops; CI runs
+exactly the test command."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+
+from support import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def readme_commands() -> list[str]:
+    block = re.search(r"## The two commands.*?```sh\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert block, "README: no '## The two commands' section with a sh block"
+    return [line.split("#")[0].strip() for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_the_readme_has_exactly_two_commands_and_ci_runs_the_second() -> None:
+    demo, test = readme_commands()
+    assert demo == "python3 dev.py demo"
+    assert test == "python3 dev.py test"
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
+    assert ci[-1] == f"exec {test}", ci
+
+
+def test_the_demo_command_starts_answers_a_balance_and_stops(tmp_path: Path) -> None:
+    demo = readme_commands()[0].split()
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUOTAMETER_")}
+    env["QUOTAMETER_PORT"] = str(port)
+    # As written, from a directory of the user's: `python3` here is the interpreter running
+    # the tests (a fresh machine's python3 would do the same through dev.py).
+    proc = subprocess.Popen([sys.executable, str(ROOT / demo[1]), *demo[2:]], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output: list[str] = []
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # its own words tell when it is up; no sleeping
+            output.append(line)
+            if "Application startup complete" in line:
+                break
+        text = "".join(output)
+        assert proc.poll() is None, text
+        admin = re.search(r"admin key: (qm_\S+)", text)
+        acme = re.search(r"acme's customer key: (qm_\S+)", text)
+        assert admin and acme, text
+        assert f"http://127.0.0.1:{port}/docs" in text and "curl -s" in text  # what to open and try
+        assert re.search(r"northwind\s+basic\s+media\s+blocked", text), text
+
+        url = f"http://127.0.0.1:{port}"
+        mine = httpx.get(f"{url}/v1/customers/acme/entitlements/media",
+                         headers={"Authorization": f"Bearer {acme.group(1)}"})
+        assert mine.status_code == 200, mine.text
+        b = mine.json()
+        assert b["has_access"] is True and 0 < float(b["usage"]) < float(b["limit"])
+        blocked = httpx.get(f"{url}/v1/customers/northwind/entitlements/media",
+                            headers={"Authorization": f"Bearer {admin.group(1)}"}).json()
+        assert blocked["has_access"] is False and float(blocked["remaining"]) == 0
+        refused = httpx.get(f"{url}/v1/customers/northwind/entitlements/media",
+                            headers={"Authorization": f"Bearer {acme.group(1)}"})
+        assert refused.status_code == 403
+        assert (tmp_path / "quotameter-demo.sqlite3").exists()  # in the user's directory
+    finally:
+        proc.send_signal(signal.SIGINT)  # Ctrl+C
+        rest, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, "".join(output) + rest
+    assert "Shutting down" in rest or "Finished server process" in rest, rest
