@@ -132,3 +132,23 @@ def test_an_unexpected_error_is_a_json_500_without_trace(api, monkeypatch) -> No
     assert r.status_code == 500
     assert r.json() == {"error": "internal error; the server log has the details"}
     assert "secret" not in r.text
+
+
+def test_values_the_database_cannot_hold_are_refused_not_a_server_error(api) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL refuses NUL in text and numbers past NUMERIC(38, 12): such an event is
+    refused with its field, the rest of the batch is kept, on both databases alike."""
+    nul_type = event("session.created", "docs", WHEN)
+    nul_type["type"] = "session.\x00created"
+    batch = [nul_type, event("upload", "acme", WHEN, bytes=1e30), event("upload", "acme", WHEN, bytes="-1E+15"),
+             event("upload", "acme", WHEN, bytes="0.1234567890123456789"), event("session.created", "docs", WHEN)]
+    r = api.post("/v1/events", json=batch)
+    assert r.status_code == 200, r.text
+    assert r.json()["rejected"] == [
+        {"index": 0, "error": "type: must not contain control characters (U+0000 to U+001F)"},
+        {"index": 1, "error": "data.bytes: must be less than 10^15 in magnitude (got 1e+30)"},
+        {"index": 2, "error": "data.bytes: must be less than 10^15 in magnitude (got '-1E+15')"},
+    ]
+    assert sessions(api) == 1
+    # More than 12 decimal places are rounded as the database column would, on SQLite too.
+    usage = api.get("/v1/customers/acme/entitlements/uploads", params={"at": "2026-03-20T00:00:00Z"}).json()["usage"]
+    assert Decimal(str(usage)) == Decimal("0.123456789012")

@@ -21,7 +21,7 @@ class CloudEvent(BaseModel):
     specversion: Literal["1.0"] = "1.0"
     id: str = Field(min_length=1, max_length=512, pattern=_NO_CONTROL)
     source: str = Field(min_length=1, max_length=512, pattern=_NO_CONTROL)
-    type: str = Field(min_length=1, max_length=256)
+    type: str = Field(min_length=1, max_length=256, pattern=_NO_CONTROL)
     subject: str = Field(min_length=1, max_length=256)
     time: AwareDatetime | None = None
     data: dict[str, Any] = Field(default_factory=dict)
@@ -53,6 +53,8 @@ def describe(err: ValidationError) -> str:
         msg = "required"
     elif first["type"] == "timezone_aware":
         msg = "must carry a UTC offset (e.g. 2026-01-01T10:00:00Z)"
+    elif first["type"] == "string_pattern_mismatch" and first["ctx"]["pattern"] == _NO_CONTROL:
+        msg = "must not contain control characters (U+0000 to U+001F)"
     return f"{loc}: {msg}"
 
 
@@ -94,7 +96,7 @@ def plain_fields(obj: Any) -> Fields | None:
     if not (type(id_) is str and type(source) is str and type(type_) is str and type(subject) is str
             and 0 < len(id_) <= 512 and 0 < len(source) <= 512 and 0 < len(type_) <= 256
             and 0 < len(subject) <= 256 and (type(data) is dict or data is _NO_DATA)
-            and get("specversion", "1.0") == "1.0" and _plain(id_) and _plain(source)):
+            and get("specversion", "1.0") == "1.0" and _plain(id_) and _plain(source) and _plain(type_)):
         return None
     if data is _NO_DATA:
         data = {}

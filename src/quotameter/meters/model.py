@@ -82,7 +82,18 @@ def number(data: Mapping[str, Any], prop: str) -> Decimal:
         raise EventRejected(f"data.{prop}: must be a number (got {raw!r})") from None
     if not value.is_finite():
         raise EventRejected(f"data.{prop}: must be a finite number (got {raw!r})")
+    if abs(value) >= LARGEST:
+        raise EventRejected(f"data.{prop}: must be less than 10^15 in magnitude (got {raw!r})")
+    if value.as_tuple().exponent < -PLACES:  # type: ignore[operator]
+        value = value.quantize(SMALLEST)  # as PostgreSQL's NUMERIC(38, 12) would store it, on SQLite too
     return value
+
+
+# Stored values are NUMERIC(38, 12) (store.tables.Decimal): 10^15 per event leaves room for
+# sums of 10^11 such events; more than 12 decimal places are rounded (half even) on every database.
+PLACES = 12
+SMALLEST = Decimal(1).scaleb(-PLACES)
+LARGEST = Decimal(10) ** 15
 
 
 def _key(data: Mapping[str, Any], prop: str) -> str:
