@@ -399,5 +399,56 @@ def _demo_tries(url: str, admin: str, acme: str, customers: list[str]) -> list[s
     return lines
 
 
+@app.command()
+def invoices(customer: str,
+             at: Annotated[Optional[str], typer.Option(help="RFC 3339 instant (default: now)")] = None,
+             output: Annotated[str, typer.Option("--format", help="table, json or csv")] = "table",
+             finalize_due: Annotated[bool, typer.Option("--finalize-due", help="first finalize every invoice whose "
+                                                        "period ended more than the grace window ago")] = False,
+             database_url: DatabaseOpt = None) -> None:
+    """A customer's running invoice at AT (GET /v1/customers/{customer}/invoices/upcoming)."""
+    from datetime import timedelta
+
+    from rich.table import Table
+
+    from quotameter.catalog.service import CatalogCache
+    from quotameter.errors import Invalid
+    from quotameter.invoices import export
+    from quotameter.invoices import service as invoicing
+    from quotameter.timeutil import rfc3339
+    from quotameter.web import dumps, instant, system_clock
+
+    engine = _engine(database_url)
+    catalogs = CatalogCache()
+    with _domain_errors():
+        if output not in ("table", "json", "csv"):
+            raise Invalid(f"format: must be table, json or csv (got {output!r})")
+        now = system_clock()
+        when: datetime = instant(at, "at", now)
+        if finalize_due:
+            grace = timedelta(seconds=_settings(database_url).invoice_grace_seconds)
+            made = invoicing.finalize_due(engine, catalogs, now, grace)
+            err_console.print(f"{made} invoice(s) finalized", highlight=False)
+        with engine.connect() as conn:
+            inv = invoicing.upcoming(conn, catalogs.current(conn), customer, when)
+    if output == "json":
+        console.print(dumps(inv.as_dict()).decode(), highlight=False, markup=False)
+        return
+    if output == "csv":
+        console.print(export.to_csv([inv]), end="", highlight=False, markup=False)
+        return
+    table = Table(box=None, title=f"{inv.number} ({inv.status}) for {inv.customer}, plan {inv.plan}: "
+                                  f"{rfc3339(inv.period.start)} … {rfc3339(inv.period.end)}", title_justify="left")
+    table.add_column("item", overflow="fold")
+    table.add_column("quantity", justify="right")
+    table.add_column("unit price", justify="right")
+    table.add_column(f"amount ({inv.currency})", justify="right")
+    for line in inv.lines:
+        table.add_row(line.description, _number(line.quantity),
+                      "" if line.unit_price is None else format(line.unit_price, "f"), format(line.amount, "f"))
+    table.add_row("[bold]total[/bold]", "", "", f"[bold]{inv.total}[/bold]")
+    console.print(table)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

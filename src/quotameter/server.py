@@ -6,7 +6,7 @@ import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request
@@ -19,6 +19,8 @@ from quotameter.catalog.api import router as catalog_router
 from quotameter.customers.api import router as customers_router
 from quotameter.entitlements.api import router as entitlements_router
 from quotameter.grants.api import router as grants_router
+from quotameter.invoices.api import router as invoices_router
+from quotameter.invoices.finalizer import Finalizer
 from quotameter.notifications.api import router as notifications_router
 from quotameter.notifications.scheduler import Scheduler
 from quotameter.errors import QuotameterError
@@ -49,6 +51,10 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         scheduler = Scheduler(engine, services.catalogs, clock, services.evaluate_soon) if settings.scheduler else None
         if scheduler is not None:
             scheduler.start()
+        finalizer = (Finalizer(engine, services.catalogs, clock, timedelta(seconds=settings.invoice_grace_seconds))
+                     if settings.scheduler else None)
+        if finalizer is not None:
+            finalizer.start()
         if settings.tune_gc:
             tune_gc()
         try:
@@ -56,12 +62,14 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         finally:
             if scheduler is not None:
                 scheduler.stop()
+            if finalizer is not None:
+                finalizer.stop()
 
     app = FastAPI(title="quotameter", version=__version__, default_response_class=JSON, lifespan=lifespan,
                   dependencies=[Depends(no_nul_in_path)])
     app.state.services = services
     for router in (catalog_router, events_router, entitlements_router, customers_router, grants_router,
-                   notifications_router, usage_router, keys_router):
+                   notifications_router, usage_router, keys_router, invoices_router):
         app.include_router(router, responses=error_responses(401, 403))  # every one needs a key
     app.openapi = one_error_shape(app.openapi)  # type: ignore[method-assign]
 

@@ -25,7 +25,11 @@ class Settings(BaseSettings):
     max_batch: int = 10_000
     # Evaluate time-driven notices (open media streams) inside this process.
     scheduler: bool = True
+    # Invoices are finalized this long after their period ends (in every process with the
+    # scheduler on); after that, usage and changes inside the period are refused.
+    invoice_grace_seconds: int = 86400
     # Reuse computed balances while nothing they depend on changed (entitlements/cache.py).
     balance_cache: bool = True
     # Tune the garbage collector for a long-running server (server.tune_gc); off in tests.
     tune_gc: bool = True
+

@@ -48,12 +48,17 @@ def calls(customer: str) -> list[tuple[str, str, str, Any]]:
         ("grants.get", "GET", f"/v1/customers/{customer}/grants", None),
         ("notifications", "GET", f"/v1/customers/{customer}/notifications", None),
         ("usage", "GET", f"/v1/customers/{customer}/usage?feature=media&group_by=user&window=day", None),
+        ("invoices.upcoming", "GET", f"/v1/customers/{customer}/invoices/upcoming", None),
+        ("invoices", "GET", f"/v1/customers/{customer}/invoices", None),
+        ("invoices.get", "GET", f"/v1/customers/{customer}/invoices/1", None),
+        ("invoices.html", "GET", f"/v1/customers/{customer}/invoices/1.html", None),
         ("keys.list", "GET", "/v1/keys", None),
         ("keys.create", "POST", "/v1/keys", {"role": "ingest"}),
     ]
 
 
-READS = {"balance", "check", "customer.get", "grants.get", "notifications", "usage"}
+READS = {"balance", "check", "customer.get", "grants.get", "notifications", "usage",
+         "invoices.upcoming", "invoices", "invoices.get", "invoices.html"}
 ALLOWED = {
     "admin": {name for name, *_ in calls("acme")},
     "ingest": {"events"},

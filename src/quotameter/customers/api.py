@@ -79,7 +79,7 @@ def get_customer(request: Request, customer: str, at: Instant | None = None) -> 
 
 
 @router.patch("/v1/customers/{customer}", response_class=JSON, dependencies=[Depends(admin_only)],
-              responses={**_CUSTOMER, **error_responses(400, 404, 422)})
+              responses={**_CUSTOMER, **error_responses(400, 404, 409, 422)})
 def patch_customer(request: Request, customer: str, body: CustomerPatch) -> Any:
     """Seats (kept as history, effective at `effective_at`), contacts, auto_upgrade."""
     svc = services(request)
@@ -95,7 +95,7 @@ def patch_customer(request: Request, customer: str, body: CustomerPatch) -> Any:
 
 
 @router.post("/v1/customers/{customer}/subscription", response_class=JSON, dependencies=[Depends(admin_only)],
-             responses={**_CUSTOMER, **error_responses(400, 404, 422)})
+             responses={**_CUSTOMER, **error_responses(400, 404, 409, 422)})
 def change_subscription(request: Request, customer: str, body: SubscriptionIn) -> Any:
     """Move to another plan at once (or at `effective_at`); the period's usage carries over."""
     svc = services(request)

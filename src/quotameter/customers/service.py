@@ -60,6 +60,9 @@ def change(conn: Connection, catalog: LoadedCatalog, customer: str, *, seats: in
     if spec is None:
         raise NotFound(f"customer: unknown customer {customer!r}")
     if seats is not None:
+        from quotameter.invoices.service import refuse_if_finalized
+
+        refuse_if_finalized(conn, customer, effective_us)
         repository.add_seats(conn, customer, seats, effective_us, recorded_us)
     if settings:
         merged = {**repository.settings(conn, customer), **settings}
@@ -79,4 +82,7 @@ def change_plan(conn: Connection, catalog: LoadedCatalog, customer: str, plan: s
         raise NotFound(f"customer: unknown customer {customer!r}")
     if plan not in catalog.spec.plans:
         raise Invalid(f"plan: unknown plan {plan!r} (known: {', '.join(sorted(catalog.spec.plans))})")
+    from quotameter.invoices.service import refuse_if_finalized
+
+    refuse_if_finalized(conn, customer, effective_us)
     repository.add_plan(conn, customer, plan, effective_us, reason, recorded_us)

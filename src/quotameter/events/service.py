@@ -18,6 +18,7 @@ from quotameter.customers import state as customer_state
 from quotameter.events import repository
 from quotameter.events.model import fields_of, plain_fields
 from quotameter.events.repository import Row
+from quotameter.invoices import repository as invoices
 from quotameter.meters import service as meters
 from quotameter.meters.model import Contribution, EventFacts, EventRejected
 from quotameter.notifications import repository as notices
@@ -45,6 +46,10 @@ class Prepared:
     # Per customer, the latest instant its events are stamped with (a repeat's instant was
     # already counted when it was first stored, so all rows may be taken).
     horizons: dict[str, int]
+    indexes: list[int] = field(default_factory=list)  # each row's index in the batch
+    # Per customer, the earliest instant its events touch (a one-event span reaches back
+    # to its start): compared with what is invoiced already.
+    earliest: dict[str, int] = field(default_factory=dict)
 
 
 def prepare(catalog: LoadedCatalog, items: list[Any], received_us: int) -> Prepared:
@@ -61,6 +66,8 @@ def prepare(catalog: LoadedCatalog, items: list[Any], received_us: int) -> Prepa
     grouped: dict[tuple[str, str], list[Contribution]] = {}
     rejected: list[dict[str, Any]] = []
     horizons: dict[str, int] = {}
+    earliest: dict[str, int] = {}
+    indexes: list[int] = []
     repeats = 0
     dumps = orjson.dumps
     for index, obj in enumerate(items):
@@ -84,7 +91,7 @@ def prepare(catalog: LoadedCatalog, items: list[Any], received_us: int) -> Prepa
             repeats += 1
             continue
         found[key] = (subject, contributions)
-        latest = t
+        latest = first = t
         for meter, contribution in contributions:
             group = grouped.get((meter, subject))
             if group is None:
@@ -94,13 +101,64 @@ def prepare(catalog: LoadedCatalog, items: list[Any], received_us: int) -> Prepa
             end = getattr(contribution, "end", None)  # a one-event span reaches past its own time
             if end is not None and end > latest:
                 latest = end
+            if contribution.t < first:
+                first = contribution.t
         if latest > horizons.get(subject, -1):
             horizons[subject] = latest
+        if first < earliest.get(subject, first + 1):
+            earliest[subject] = first
         rows.append((source, id_, type_, subject, t, dumps(data).decode(), received_us))
-    return Prepared(catalog.version, rows, found, grouped, rejected, repeats, received_us, horizons)
+        indexes.append(index)
+    return Prepared(catalog.version, rows, found, grouped, rejected, repeats, received_us, horizons, indexes,
+                    earliest)
+
+
+def _without_invoiced(conn: Connection, catalog: LoadedCatalog, prepared: Prepared) -> Prepared:
+    """The batch without the events stamped inside a finalized invoice's period, each
+    reported by its index; one query per batch, and none of this work when nothing is closed."""
+    invoices.hold_open(conn, list(prepared.earliest))
+    through = invoices.finalized_through_many(conn, list(prepared.earliest))
+    closed = {c for c, first in prepared.earliest.items() if c in through and first < through[c]}
+    if not closed:
+        return prepared
+    from quotameter.invoices.model import closed_reason
+
+    periods = {c: [(r.period_start_us, r.period_end_us) for r in invoices.listing(conn, c)] for c in closed}
+    rows: list[Row] = []
+    indexes: list[int] = []
+    rejected = list(prepared.rejected)
+    repeats = prepared.repeats
+    kept_found: dict[tuple[str, str], tuple[str, list[tuple[str, Contribution]]]] = {}
+    for row, index in zip(prepared.rows, prepared.indexes, strict=True):
+        source, id_, _, subject, t, _, _ = row
+        entry = prepared.found[(source, id_)]
+        touched = min([t, *(c.t for _, c in entry[1])])
+        if subject in closed and touched < through[subject]:
+            if repository.exists(conn, source, id_):  # a repeat stays a duplicate, never an error
+                repeats += 1
+            else:
+                rejected.append({"index": index, "error": closed_reason(
+                    "time", subject, touched, periods[subject], through[subject], "usage there can no longer change")})
+            continue
+        rows.append(row)
+        indexes.append(index)
+        kept_found[(source, id_)] = entry
+    grouped: dict[tuple[str, str], list[Contribution]] = defaultdict(list)
+    horizons: dict[str, int] = {}
+    for subject, contributions in kept_found.values():
+        for meter, contribution in contributions:
+            grouped[(meter, subject)].append(contribution)
+    for row in rows:
+        subject, t = row[3], row[4]
+        latest = max([t, *(getattr(c, "end", None) or c.t for _, c in kept_found[(row[0], row[1])][1])])
+        horizons[subject] = max(horizons.get(subject, -1), latest)
+    rejected.sort(key=lambda r: r["index"])
+    return Prepared(prepared.catalog_version, rows, kept_found, dict(grouped), rejected,
+                    repeats, prepared.received_us, horizons, indexes, {})
 
 
 def store(conn: Connection, catalog: LoadedCatalog, prepared: Prepared) -> IngestResult:
+    prepared = _without_invoiced(conn, catalog, prepared)
     new = repository.insert_new(conn, prepared.rows)
     if new is None:  # every row was new
         grouped, touched = prepared.grouped, list(prepared.horizons)

@@ -14,6 +14,7 @@ from quotameter.customers import service as customers
 from quotameter.entitlements.service import entitlement_of, period_of
 from quotameter.errors import Conflict, Invalid
 from quotameter.grants import repository
+from quotameter.invoices.service import refuse_if_finalized
 from quotameter.notifications import repository as notices
 from quotameter.notifications.service import recipients
 from quotameter.periods import period_containing
@@ -37,6 +38,7 @@ def add(conn: Connection, catalog: LoadedCatalog, req: GrantRequest, effective: 
     A new top-up also records its `topup.applied` notice, in the same transaction."""
     view = customers.view(conn, catalog, req.customer, to_us(effective))
     ent = entitlement_of(view, req.feature)
+    refuse_if_finalized(conn, req.customer, to_us(effective))
     if ent.allowance is None:
         raise Invalid(f"feature: {req.feature!r} is unlimited on plan {view.plan_name!r}; there is nothing to add to")
     price: Decimal | None = None

@@ -117,16 +117,24 @@ retry_transient = retry(retry=retry_if_exception(_transient), stop=stop_after_at
                         wait=wait_random_exponential(multiplier=0.01, max=0.5), reraise=True)
 
 
-def lock_keys(conn: Connection, keys: Iterable[str]) -> None:
+def lock_keys(conn: Connection, keys: Iterable[str], *, shared: bool = False) -> None:
     """Serialize writers of the same derived state across processes.
 
     SQLite already serializes every write transaction (BEGIN IMMEDIATE). On PostgreSQL we
     take transaction-scoped advisory locks, always in sorted order so that two batches
-    touching the same keys cannot deadlock.
+    touching the same keys cannot deadlock. `shared` locks (one statement for all keys) do
+    not exclude each other, only a holder of the same key's exclusive lock.
     """
     if conn.dialect.name != "postgresql":
         return
     ids = sorted({int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "big", signed=True)
                   for k in keys})
+    if shared:
+        if ids:
+            conn.execute(_SHARED, {"ids": ids})
+        return
     for lock_id in ids:
         conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+
+
+_SHARED = text("SELECT count(pg_advisory_xact_lock_shared(k)) FROM unnest(CAST(:ids AS bigint[])) AS k")

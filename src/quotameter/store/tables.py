@@ -321,3 +321,24 @@ api_keys = Table(
     Column("created_us", BigInteger, nullable=False),
     Column("revoked_us", BigInteger),
 )
+
+# --- invoices (issue 5) ------------------------------------------------------------------
+
+# Finalized invoices: one per customer and billing period, a frozen snapshot of its lines.
+# The unique key makes finalization happen once, also with several processes
+# (INSERT … ON CONFLICT DO NOTHING).
+invoices = Table(
+    "invoices",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("customer", String(256), nullable=False),
+    Column("period_start_us", BigInteger, nullable=False),
+    Column("period_end_us", BigInteger, nullable=False),
+    Column("plan", String(128), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("total", Decimal, nullable=False),
+    Column("lines", Text, nullable=False),
+    Column("finalized_us", BigInteger, nullable=False),
+    UniqueConstraint("customer", "period_start_us"),
+    Index("ix_invoices_customer_end", "customer", "period_end_us"),
+)

@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.responses import HTMLResponse, Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from quotameter.invoices import export, service
+from quotameter.invoices.service import Invoice
+from quotameter.keys.auth import reads_customer
+from quotameter.notifications.scheduler import settle_before_read
+from quotameter.web import JSON, Instant, Number, PeriodOut, Services, error_responses, instant, services
+
+router = APIRouter(tags=["invoices"])
+
+Format = Literal["json", "csv", "html"]
+_FORMAT = Query(None, description="json (default), csv, or html (a printable page); "
+                                  "also chosen by `Accept: text/csv` or `text/html`")
+
+
+class LineOut(BaseModel):
+    kind: str = Field(description="flat, per_seat, unit, overage, graduated, package or proration")
+    description: str
+    plan: str
+    feature: str | None
+    quantity: Number
+    unit_price: str | None = Field(description="in the invoice's currency")
+    amount: str = Field(description="rounded half-up to the currency's minor unit", examples=["0.29"])
+
+
+class InvoiceOut(BaseModel):
+    id: int | None = Field(description="null while the invoice is running")
+    number: str
+    customer: str
+    status: str = Field(description="upcoming (running) or finalized")
+    period: PeriodOut
+    plan: str
+    currency: str
+    lines: list[LineOut]
+    total: str = Field(description="the sum of the lines", examples=["766.67"])
+    at: Instant = Field(description="upcoming: the instant it runs to; finalized: when it was finalized")
+
+
+class InvoicesOut(BaseModel):
+    invoices: list[InvoiceOut]
+
+
+def _answers(model: type[BaseModel], html: bool = True) -> dict[int | str, dict[str, Any]]:
+    content: dict[str, Any] = {"text/csv": {"schema": {"type": "string"}}}
+    if html:
+        content["text/html"] = {"schema": {"type": "string"}}
+    return {200: {"model": model, "content": content}, **error_responses(404, 422)}
+
+
+@router.get("/v1/customers/{customer}/invoices/upcoming", response_class=JSON,
+            dependencies=[Depends(reads_customer)], responses=_answers(InvoiceOut))
+async def upcoming_invoice(request: Request, customer: str, at: Instant | None = None,
+                           format: Format | None = _FORMAT) -> Any:  # noqa: A002 - the query's name
+    """The running invoice of the billing period containing `at` (default now), priced up to `at`."""
+    svc = services(request)
+    when = instant(at, "at", svc.now())
+    invoice = await run_in_threadpool(_upcoming, svc, customer, when)
+    return _render(request, [invoice], format, single=True)
+
+
+def _upcoming(svc: Services, customer: str, when: Any) -> Invoice:
+    settle_before_read(svc.engine, svc.catalogs, customer, svc.now)  # an auto-upgrade owed changes the plan
+    with svc.engine.connect() as conn:
+        return service.upcoming(conn, svc.catalogs.current(conn), customer, when)
+
+
+@router.get("/v1/customers/{customer}/invoices", response_class=JSON, dependencies=[Depends(reads_customer)],
+            responses=_answers(InvoicesOut, html=False))
+def list_invoices(request: Request, customer: str, format: Literal["json", "csv"] | None = _FORMAT) -> Any:  # noqa: A002
+    """The finalized invoices, oldest first (CSV: every line of every invoice)."""
+    svc = services(request)
+    with svc.engine.connect() as conn:
+        found = service.listing(conn, svc.catalogs.current(conn), customer)
+    if _format(request, format) == "csv":
+        return _csv(found)
+    return JSON({"invoices": [inv.as_dict() for inv in found]})
+
+
+_ID = Path(ge=1, le=2**63 - 1, description="the invoice's id")
+
+
+# Response (no media type of its own), so that the errors are declared as JSON like everywhere else.
+@router.get("/v1/customers/{customer}/invoices/{invoice_id}.html", response_class=Response,
+            dependencies=[Depends(reads_customer)],
+            responses={200: {"description": "A printable page.", "content": {"text/html": {"schema": {"type": "string"}}}},
+                       **error_responses(404, 422)})
+def invoice_page(request: Request, customer: str, invoice_id: int = _ID) -> Any:
+    """A finalized invoice as a printable HTML page."""
+    return HTMLResponse(export.to_html(_get(request, customer, invoice_id)))
+
+
+@router.get("/v1/customers/{customer}/invoices/{invoice_id}", response_class=JSON,
+            dependencies=[Depends(reads_customer)], responses=_answers(InvoiceOut))
+def get_invoice(request: Request, customer: str, invoice_id: int = _ID,
+                format: Format | None = _FORMAT) -> Any:  # noqa: A002
+    """One finalized invoice."""
+    return _render(request, [_get(request, customer, invoice_id)], format, single=True)
+
+
+def _get(request: Request, customer: str, invoice_id: int) -> Invoice:
+    svc = services(request)
+    with svc.engine.connect() as conn:
+        return service.get(conn, svc.catalogs.current(conn), customer, invoice_id)
+
+
+def _format(request: Request, asked: str | None) -> str:
+    if asked:
+        return asked
+    accept = request.headers.get("accept", "")
+    if "text/csv" in accept:
+        return "csv"
+    if accept.startswith("text/html"):
+        return "html"
+    return "json"
+
+
+def _csv(found: list[Invoice]) -> Response:
+    return Response(export.to_csv(found), media_type="text/csv; charset=utf-8")
+
+
+def _render(request: Request, found: list[Invoice], asked: str | None, *, single: bool) -> Response:
+    chosen = _format(request, asked)
+    if chosen == "csv":
+        return _csv(found)
+    if chosen == "html" and single:
+        return HTMLResponse(export.to_html(found[0]))
+    return JSON(found[0].as_dict() if single else {"invoices": [inv.as_dict() for inv in found]})

@@ -1,0 +1,47 @@
+"""The loop inside `serve` that finalizes invoices once their grace window has passed.
+
+Each pass calls `service.finalize_due` with the injected clock; any number of processes may
+run it (the unique key finalizes each period once). Tests call `finalize_due` directly.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine
+
+from quotameter.catalog.service import CatalogCache
+from quotameter.invoices.service import finalize_due
+
+log = logging.getLogger("quotameter.invoices")
+
+
+class Finalizer:
+    def __init__(self, engine: Engine, catalogs: CatalogCache, clock: Callable[[], datetime], grace: timedelta,
+                 poll: float = 60.0) -> None:
+        self.engine, self.catalogs, self.clock, self.grace, self.poll = engine, catalogs, clock, grace, poll
+        self._stop = threading.Event()
+        self._memo: dict[tuple[int, str], datetime] = {}
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="quotameter-invoices", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                made = finalize_due(self.engine, self.catalogs, self.clock(), self.grace, self._memo)
+                if made:
+                    log.info("finalized %d invoice(s)", made)
+            except Exception:  # noqa: BLE001 - keep the loop alive; the error is logged
+                log.exception("invoice finalization failed")
+            self._stop.wait(self.poll)

@@ -1,0 +1,208 @@
+"""Invoice arithmetic, pure: prices of a plan applied to a period's numbers.
+
+No I/O and no clock: `service.py` gathers the numbers (balances, seats, top-ups, plan
+changes) and this module turns them into lines.
+
+Rules (where SPEC.md is silent):
+- Every line is rounded on its own, half-up, to the currency's minor unit; the total is
+  the sum of the rounded lines, so the lines always add up to what is printed.
+- Plan fee (`flat`) and seat fee (`per_seat` × the highest paid-seat count in the period,
+  the same count the allowances use) come from the plan in force at the period's start.
+- A plan change inside the period is its own `proration` line: (new fee − old fee) ×
+  the fraction of the period left at the change (a downgrade gives a credit). The fee of a
+  plan is its flat amounts plus its per-seat amounts × the billed seats.
+- Usage prices (`unit`, `overage`, `graduated`) come from the plan in force at the end of
+  what is billed (the period's last instant, or `at` for the running invoice): usage of
+  the period carries over a plan change, so one plan prices all of it.
+- Top-ups are billed at the price recorded when each was bought, one `package` line per
+  purchase, whatever the plan says now; a `package` price entry adds nothing on top.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+from quotameter.catalog.model import (
+    FlatPrice,
+    GraduatedPrice,
+    OveragePrice,
+    PerSeatPrice,
+    PlanSpec,
+    Tier,
+    UnitPrice,
+)
+
+ZERO = Decimal(0)
+
+# Currencies whose minor unit is not the cent (ISO 4217); every other has two decimals.
+_MINOR_DIGITS = {"BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0,
+                 "RWF": 0, "UGX": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
+                 "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3}
+
+
+def minor_unit(currency: str) -> Decimal:
+    return Decimal(1).scaleb(-_MINOR_DIGITS.get(currency, 2))
+
+
+def padded(price: Decimal, currency: str) -> Decimal:
+    """A price with at least the currency's decimals (5 → 5.00; 0.005 stays)."""
+    unit = minor_unit(currency)
+    return price.quantize(unit) if price.as_tuple().exponent > unit.as_tuple().exponent else price  # type: ignore[operator]
+
+
+def round_money(amount: Decimal, currency: str) -> Decimal:
+    """Half-up to the currency's minor unit (0.285 → 0.29, −0.285 → −0.29)."""
+    return amount.quantize(minor_unit(currency), rounding=ROUND_HALF_UP)
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    kind: str  # flat | per_seat | unit | overage | graduated | package | proration
+    description: str
+    plan: str
+    feature: str | None
+    quantity: Decimal
+    unit_price: Decimal | None
+    amount: Decimal  # rounded
+
+    def as_dict(self) -> dict[str, object]:
+        return {"kind": self.kind, "description": self.description, "plan": self.plan, "feature": self.feature,
+                "quantity": self.quantity, "unit_price": None if self.unit_price is None else format(self.unit_price, "f"),
+                "amount": format(self.amount, "f")}
+
+
+@dataclass(frozen=True, slots=True)
+class FeatureUsage:
+    """What the balance says for one feature over the billed stretch of the period."""
+
+    feature: str
+    unit: str
+    usage: Decimal  # gauges: the period maximum
+    overage: Decimal  # max(0, usage − limit)
+
+
+@dataclass(frozen=True, slots=True)
+class Topup:
+    grant_id: str
+    feature: str
+    blocks: int
+    price: Decimal  # blocks × the block price, recorded at purchase
+    effective_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PlanChange:
+    at: datetime
+    old_plan: str
+    new_plan: str
+    reason: str
+    fraction_left: Decimal  # of the period, in [0, 1]
+
+
+def tier_quantities(tiers: Sequence[Tier], usage: Decimal) -> list[Decimal]:
+    """How much of `usage` falls in each tier (graduated: each tier prices its own slice).
+    The slices add up to `usage` (a last bounded tier takes whatever lies beyond it)."""
+    out: list[Decimal] = []
+    below = ZERO
+    for index, tier in enumerate(tiers):
+        last = index == len(tiers) - 1
+        top = usage if tier.up_to is None or last else min(usage, tier.up_to)
+        out.append(max(ZERO, top - below))
+        if tier.up_to is not None:
+            below = max(below, tier.up_to)
+    return out
+
+
+def plan_fee(plan: PlanSpec, seats: int) -> Decimal:
+    """What a plan costs per period before usage: flat amounts and seats."""
+    fee = ZERO
+    for price in plan.prices:
+        if isinstance(price, FlatPrice):
+            fee += price.amount
+        elif isinstance(price, PerSeatPrice):
+            fee += price.amount * seats
+    return fee
+
+
+def fee_lines(plan_name: str, plan: PlanSpec, seats: int) -> list[Line]:
+    cur = plan.currency
+    lines = []
+    for price in plan.prices:
+        if isinstance(price, FlatPrice):
+            lines.append(Line("flat", f"plan {plan_name}", plan_name, None, Decimal(1), price.amount,
+                              round_money(price.amount, cur)))
+        elif isinstance(price, PerSeatPrice):
+            lines.append(Line("per_seat", f"plan {plan_name}: {seats} seat(s)", plan_name, None, Decimal(seats),
+                              price.amount, round_money(price.amount * seats, cur)))
+    return lines
+
+
+def usage_lines(plan_name: str, plan: PlanSpec, usage: dict[str, FeatureUsage]) -> list[Line]:
+    cur = plan.currency
+    lines: list[Line] = []
+    for price in plan.prices:
+        if isinstance(price, UnitPrice) and price.feature in usage:
+            u = usage[price.feature]
+            lines.append(Line("unit", f"{price.feature}: {plain(u.usage)} {u.unit}", plan_name, price.feature,
+                              u.usage, price.unit_price, round_money(u.usage * price.unit_price, cur)))
+        elif isinstance(price, OveragePrice) and price.feature in usage:
+            u = usage[price.feature]
+            if u.overage > 0:
+                lines.append(Line("overage", f"{price.feature}: {plain(u.overage)} {u.unit} over the limit",
+                                  plan_name, price.feature, u.overage, price.unit_price,
+                                  round_money(u.overage * price.unit_price, cur)))
+        elif isinstance(price, GraduatedPrice) and price.feature in usage:
+            u = usage[price.feature]
+            below = ZERO
+            for tier, qty in zip(price.tiers, tier_quantities(price.tiers, u.usage), strict=True):
+                if qty > 0:
+                    span = f"{plain(below)}–{plain(tier.up_to)}" if tier.up_to is not None else f"over {plain(below)}"
+                    lines.append(Line("graduated", f"{price.feature}: {plain(qty)} {u.unit} in tier {span}",
+                                      plan_name, price.feature, qty, tier.unit_price,
+                                      round_money(qty * tier.unit_price, cur)))
+                if tier.up_to is not None:
+                    below = tier.up_to
+    return lines
+
+
+def topup_lines(plan_name: str, currency: str, topups: Iterable[Topup]) -> list[Line]:
+    return [Line("package", f"{t.feature}: {t.blocks} top-up block(s) ({t.grant_id})", plan_name, t.feature,
+                 Decimal(t.blocks), padded(t.price / t.blocks, currency), round_money(t.price, currency)) for t in topups]
+
+
+def proration_line(change: PlanChange, old_fee: Decimal, new_fee: Decimal, currency: str) -> Line | None:
+    diff = new_fee - old_fee
+    if diff == 0:
+        return None
+    percent = plain((change.fraction_left * 100).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+    return Line("proration", f"{change.old_plan} → {change.new_plan} ({change.reason}): fee difference "
+                f"{plain(diff)} × {percent} % of the period left", change.new_plan, None,
+                change.fraction_left.quantize(Decimal("0.000001")), diff, round_money(diff * change.fraction_left, currency))
+
+
+def closed_reason(field: str, customer: str, t_us: int, periods: Iterable[tuple[int, int]], through: int,
+                  what: str) -> str:
+    """Why something at `t_us` is refused: the finalized period it falls in (or, before the
+    first invoice, the instant up to which the customer is invoiced)."""
+    from quotameter.timeutil import from_us, rfc3339
+
+    for start_us, end_us in periods:
+        if start_us <= t_us < end_us:
+            return (f"{field}: the period {rfc3339(from_us(start_us))} … {rfc3339(from_us(end_us))} of customer "
+                    f"{customer!r} is invoiced (finalized); {what}")
+    return (f"{field}: {rfc3339(from_us(t_us))} is before {rfc3339(from_us(through))}, up to which customer "
+            f"{customer!r} is invoiced (finalized); {what}")
+
+
+def total(lines: Iterable[Line]) -> Decimal:
+    return sum((line.amount for line in lines), ZERO)
+
+
+def plain(value: Decimal | None) -> str:
+    if value is None:
+        return ""
+    text = format(value.normalize(), "f")
+    return text
