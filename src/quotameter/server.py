@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from quotameter import __version__
 from quotameter.catalog.api import router as catalog_router
 from quotameter.customers.api import router as customers_router
+from quotameter.delivery.worker import start_delivery
 from quotameter.entitlements.api import router as entitlements_router
 from quotameter.grants.api import router as grants_router
 from quotameter.invoices.api import router as invoices_router
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
                      if settings.scheduler else None)
         if finalizer is not None:
             finalizer.start()
+        delivery = start_delivery(settings, engine, services.catalogs, clock)
         if settings.tune_gc:
             tune_gc()
         try:
@@ -64,6 +66,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
                 scheduler.stop()
             if finalizer is not None:
                 finalizer.stop()
+            if delivery is not None:
+                delivery.stop()
 
     app = FastAPI(title="quotameter", version=__version__, default_response_class=JSON, lifespan=lifespan,
                   dependencies=[Depends(no_nul_in_path)])

@@ -33,3 +33,23 @@ class Settings(BaseSettings):
     # Tune the garbage collector for a long-running server (server.tune_gc); off in tests.
     tune_gc: bool = True
 
+    # --- delivery of notices (quotameter.delivery): e-mail over SMTP and signed webhooks ---
+    # Deliver inside this process, when a channel (smtp_host or webhook_urls) is configured.
+    delivery: bool = True
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_tls: Literal["none", "starttls", "tls"] = "starttls"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "quotameter@localhost"
+    # A JSON list in the environment: QUOTAMETER_WEBHOOK_URLS='["https://…"]'.
+    webhook_urls: list[str] = []
+    # Standard Webhooks secret, "whsec_" + base64 of 24–64 random bytes; required with webhook_urls.
+    webhook_secret: SecretStr | None = None
+    delivery_max_attempts: int = 10  # then the delivery is dead-lettered
+    delivery_backoff_seconds: float = 30.0  # first retry; doubles on each failure
+    delivery_backoff_max_seconds: float = 3600.0
+    # A claimed delivery not finished by then (the process died) is claimed again.
+    delivery_lease_seconds: float = 300.0
+    delivery_timeout_seconds: float = 10.0  # per SMTP or HTTP conversation
+    delivery_poll_seconds: float = 5.0

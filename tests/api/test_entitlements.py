@@ -134,6 +134,8 @@ def test_thresholds_fire_once_each_also_several_at_once(ladder) -> None:  # type
     blocked = notices(ladder, "a")[4]
     assert blocked["recipients"]["in_app"] is True
     assert blocked["recipients"]["members"] == ["m1@a.example", "m2@a.example"]
+    # every member is stopped, so every member is also told by e-mail (the owner first)
+    assert blocked["recipients"]["email"] == ["boss@a.example", "m1@a.example", "m2@a.example"]
     # The next month starts fresh.
     ladder.app.state.services.clock.now = at("2026-04-02T00:00:00Z")
     calls(ladder, "a", 5, at("2026-04-02T00:00:00Z"))

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from quotameter.customers import service as customers
+from quotameter.delivery import repository as deliveries
 from quotameter.keys.auth import reads_customer
 from quotameter.notifications import repository
 from quotameter.notifications.scheduler import settle_before_read
@@ -23,6 +24,12 @@ class RecipientsOut(BaseModel):
     members: list[str] | None = Field(default=None, description="with in_app: the members told")
 
 
+class DeliveryOut(BaseModel):
+    channel: str = Field(description="email or webhook")
+    status: str = Field(description="pending, sending, delivered or dead (gave up)")
+    attempts: int
+
+
 class NoticeOut(BaseModel):
     id: int
     type: str
@@ -31,8 +38,9 @@ class NoticeOut(BaseModel):
     period: PeriodOut | None
     at: Instant = Field(description="the instant it happened")
     recipients: RecipientsOut
-    status: str
+    status: str = Field(description="pending, or dispatched once its deliveries were created")
     details: dict[str, Any]
+    deliveries: list[DeliveryOut] = Field(default=[], description="one per e-mail message or webhook endpoint")
 
 
 class NoticesOut(BaseModel):
@@ -49,4 +57,11 @@ def list_notices(request: Request, customer: str, after: int = Query(0, ge=0, le
     with svc.engine.connect() as conn:
         customers.view(conn, svc.catalogs.current(conn), customer, to_us(svc.now()))  # 404 for a stranger
         rows = repository.listing(conn, customer, after, limit)
-    return JSON({"notifications": [as_dict(r) for r in rows]})
+        sent = deliveries.for_notices(conn, [r.id for r in rows])
+    out = []
+    for row in rows:
+        notice = as_dict(row)
+        notice["deliveries"] = [{"channel": d.channel, "status": d.status, "attempts": d.attempts}
+                                for d in sent.get(row.id, [])]
+        out.append(notice)
+    return JSON({"notifications": out})

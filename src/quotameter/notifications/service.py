@@ -33,6 +33,8 @@ def recipients(view: CustomerView, ent: EntitlementSpec | None, kind: str) -> di
     if kind in ("plan.upgrading", "plan.upgraded"):
         who = "owner" if view.spec.owner else "admins"
     email = _addresses(view, who)
+    if kind == "access.blocked":  # every member is stopped, so every member is told by e-mail too
+        email = list(dict.fromkeys([*email, *view.spec.members]))
     out: dict[str, object] = {"email": email, "in_app": kind in ("access.blocked", "access.restored")}
     if out["in_app"]:
         out["members"] = list(view.spec.members)  # every member learns it in-app

@@ -342,3 +342,29 @@ invoices = Table(
     UniqueConstraint("customer", "period_start_us"),
     Index("ix_invoices_customer_end", "customer", "period_end_us"),
 )
+
+# --- deliveries (issue 5) ----------------------------------------------------------------
+
+# One row per notice and channel target: an e-mail message to the notice's recipients, or
+# one webhook endpoint. Content is rendered when the notice is fanned out, so every retry
+# sends the same bytes. A claimed row is `sending` until `lease_until_us`; a process that
+# dies mid-delivery leaves it to be claimed again after that (next_attempt_us = lease end).
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("notice_id", BigInteger, nullable=False),
+    Column("customer", String(256), nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("target", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_us", BigInteger, nullable=False),
+    Column("lease_until_us", BigInteger),
+    Column("last_error", Text),
+    Column("created_us", BigInteger, nullable=False),
+    Column("delivered_us", BigInteger),
+    Index("ix_deliveries_due", "status", "next_attempt_us"),
+    Index("ix_deliveries_notice_id", "notice_id"),
+)

@@ -1,0 +1,86 @@
+"""The delivery loop inside `serve`, and the senders its settings configure."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy import Engine
+
+from quotameter.catalog.service import CatalogCache
+from quotameter.delivery.model import Policy
+from quotameter.delivery.service import Sender, deliver_due
+from quotameter.settings import Settings
+
+log = logging.getLogger("quotameter.delivery")
+
+
+def senders_from(settings: Settings) -> list[Sender]:
+    """The channels the settings configure (none: nothing to deliver)."""
+    from quotameter.delivery.emails import EmailSender
+    from quotameter.delivery.webhooks import WebhookSender
+
+    out: list[Sender] = []
+    if settings.smtp_host:
+        out.append(EmailSender(settings.smtp_host, settings.smtp_port, settings.smtp_tls, settings.smtp_username,
+                               settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+                               settings.smtp_from, settings.delivery_timeout_seconds))
+    if settings.webhook_urls:
+        if settings.webhook_secret is None:
+            raise ValueError("QUOTAMETER_WEBHOOK_SECRET is required with QUOTAMETER_WEBHOOK_URLS "
+                             "(Standard Webhooks format: whsec_ followed by base64)")
+        out.append(WebhookSender(settings.webhook_urls, settings.webhook_secret.get_secret_value(),
+                                 settings.delivery_timeout_seconds))
+    return out
+
+
+def policy_from(settings: Settings) -> Policy:
+    return Policy(max_attempts=settings.delivery_max_attempts,
+                  backoff_us=int(settings.delivery_backoff_seconds * 1e6),
+                  backoff_max_us=int(settings.delivery_backoff_max_seconds * 1e6),
+                  lease_us=int(settings.delivery_lease_seconds * 1e6))
+
+
+class DeliveryWorker:
+    """Runs `deliver_due` every `poll` seconds (a notice waits at most that long); `wake`
+    ends the wait early, which `stop` uses."""
+
+    def __init__(self, engine: Engine, catalogs: CatalogCache, clock: Callable[[], datetime],
+                 senders: list[Sender], policy: Policy, poll: float = 5.0) -> None:
+        self.engine, self.catalogs, self.clock = engine, catalogs, clock
+        self.senders, self.policy, self.poll = senders, policy, poll
+        self.wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="quotameter-delivery", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    def _run(self) -> None:
+        while not self._stopping:
+            self.wake.clear()
+            try:
+                deliver_due(self.engine, self.clock(), self.senders, policy=self.policy, catalogs=self.catalogs)
+            except Exception:  # noqa: BLE001 - keep the loop alive; the error is logged
+                log.exception("delivery pass failed")
+            self.wake.wait(self.poll)
+
+
+def start_delivery(settings: Settings, engine: Engine, catalogs: CatalogCache,
+                   clock: Callable[[], datetime]) -> DeliveryWorker | None:
+    """The worker of a server process, started when delivery is on and a channel configured."""
+    senders = senders_from(settings) if settings.delivery else []
+    if not senders:
+        return None
+    worker = DeliveryWorker(engine, catalogs, clock, senders, policy_from(settings), settings.delivery_poll_seconds)
+    worker.start()
+    return worker
