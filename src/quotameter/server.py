@@ -20,6 +20,7 @@ from quotameter.customers.api import router as customers_router
 from quotameter.delivery.worker import start_delivery
 from quotameter.entitlements.api import router as entitlements_router
 from quotameter.grants.api import router as grants_router
+from quotameter.inapp.api import router as inapp_router
 from quotameter.invoices.api import router as invoices_router
 from quotameter.invoices.finalizer import Finalizer
 from quotameter.notifications.api import router as notifications_router
@@ -72,8 +73,9 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app = FastAPI(title="quotameter", version=__version__, default_response_class=JSON, lifespan=lifespan,
                   dependencies=[Depends(no_nul_in_path)])
     app.state.services = services
+    app.state.settings = settings  # read by endpoints with settings of their own (inapp)
     for router in (catalog_router, events_router, entitlements_router, customers_router, grants_router,
-                   notifications_router, usage_router, keys_router, invoices_router):
+                   notifications_router, inapp_router, usage_router, keys_router, invoices_router):
         app.include_router(router, responses=error_responses(401, 403))  # every one needs a key
     app.openapi = one_error_shape(app.openapi)  # type: ignore[method-assign]
 

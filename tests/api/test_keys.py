@@ -47,6 +47,8 @@ def calls(customer: str) -> list[tuple[str, str, str, Any]]:
         ("grants.post", "POST", f"/v1/customers/{customer}/grants", {"feature": "media", "amount": 5, "id": "g1"}),
         ("grants.get", "GET", f"/v1/customers/{customer}/grants", None),
         ("notifications", "GET", f"/v1/customers/{customer}/notifications", None),
+        # max_seconds=0: the stream sends what is waiting and ends, so that a test client can read it whole.
+        ("notifications.stream", "GET", f"/v1/customers/{customer}/notifications/stream?max_seconds=0", None),
         ("usage", "GET", f"/v1/customers/{customer}/usage?feature=media&group_by=user&window=day", None),
         ("invoices.upcoming", "GET", f"/v1/customers/{customer}/invoices/upcoming", None),
         ("invoices", "GET", f"/v1/customers/{customer}/invoices", None),
@@ -57,7 +59,7 @@ def calls(customer: str) -> list[tuple[str, str, str, Any]]:
     ]
 
 
-READS = {"balance", "check", "customer.get", "grants.get", "notifications", "usage",
+READS = {"balance", "check", "customer.get", "grants.get", "notifications", "notifications.stream", "usage",
          "invoices.upcoming", "invoices", "invoices.get", "invoices.html"}
 ALLOWED = {
     "admin": {name for name, *_ in calls("acme")},

@@ -1,0 +1,261 @@
+"""The in-app stream: a real server in a thread, a client reading server-sent events.
+
+Every read has a timeout (the client's): a notice that does not come fails the test, and
+nothing sleeps hoping it came.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+from support import ADMIN, ADMIN_KEY, at, demo_catalog, free_port, minutes, stream
+
+T0 = at("2026-03-10T09:00:00Z")
+PATH = "/v1/customers/acme/notifications/stream"
+READ_TIMEOUT = 10.0
+
+
+@contextmanager
+def running(db_url: str, clock: Any, **settings: Any) -> Iterator[tuple[Any, Any, str]]:
+    """The app served by uvicorn in a thread on a free port: (app, server, base url)."""
+    import uvicorn
+
+    from quotameter.server import create_app
+    from quotameter.settings import Settings
+
+    app = create_app(Settings(database_url=db_url, scheduler=False, tune_gc=False, admin_key=ADMIN_KEY, **settings),
+                     clock=clock)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    ready = threading.Event()
+    while not server.started:  # set by the server itself once it listens
+        assert thread.is_alive(), "the server exited before it was ready"
+        ready.wait(0.01)
+    try:
+        yield app, server, f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        assert not thread.is_alive(), "the server did not stop"
+        app.state.services.engine.dispose()
+
+
+class Events:
+    """The events of one open stream, read one at a time (comments come as {"comment": …})."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        assert response.status_code == 200, response.read()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        self.lines = response.iter_lines()
+
+    def next(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {}
+        for line in self.lines:
+            if line == "":
+                if fields:
+                    return fields
+            elif line.startswith(":"):
+                if not fields:
+                    return {"comment": line}
+            else:
+                name, _, value = line.partition(":")
+                fields[name] = value.removeprefix(" ")
+                if name == "data":
+                    fields["data"] = orjson.loads(fields["data"])
+        raise AssertionError("the stream ended")
+
+    def until(self, kind: str) -> dict[str, Any]:
+        """The next event of this type; in-app streams send no other notice types."""
+        while True:
+            got = self.next()
+            if got.get("event") == kind:
+                return got
+            assert got.get("event") in (None, "state") or "comment" in got, got
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def prepare(url: str) -> str:
+    """The demo catalog, acme on one seat (500 minutes, hard limit), its microphone on since
+    T0 and never off; acme's own key."""
+    with httpx.Client(base_url=url, headers=ADMIN) as admin:
+        assert admin.put("/v1/catalog", json=demo_catalog()).status_code == 200
+        r = admin.patch("/v1/customers/acme", json={"seats": 1, "effective_at": "2026-03-01T00:00:00Z"})
+        assert r.status_code == 200, r.text
+        r = admin.post("/v1/events", json=stream("media.activity", "acme", T0, None, user="u1",
+                                                 stream="u1/mic", kind="mic"))
+        assert r.json()["rejected"] == [], r.text
+        made = admin.post("/v1/keys", json={"role": "customer", "customer": "acme"})
+        assert made.status_code == 201, made.text
+        return str(made.json()["key"])
+
+
+def topup(url: str) -> None:
+    r = httpx.post(f"{url}/v1/customers/acme/topups", headers=ADMIN, json={"feature": "media", "blocks": 1, "id": "t-1"})
+    assert r.status_code == 201, r.text
+
+
+def listing(url: str) -> list[dict[str, Any]]:
+    r = httpx.get(f"{url}/v1/customers/acme/notifications", headers=ADMIN)
+    assert r.status_code == 200, r.text
+    return r.json()["notifications"]  # type: ignore[no-any-return]
+
+
+def same_notice(listed: dict[str, Any], sent: dict[str, Any]) -> bool:
+    """The event carries the notice as the listing shows it, as it was when sent: its
+    delivery state (status, deliveries) may have moved on since."""
+    moving = {"status", "deliveries"}
+    return {k: v for k, v in listed.items() if k not in moving} == {k: v for k, v in sent.items() if k not in moving}
+
+
+def open_stream(client: httpx.Client, key: str, **extra: Any):  # type: ignore[no-untyped-def]
+    headers = {**bearer(key), **extra.pop("headers", {})}
+    return client.stream("GET", PATH, headers=headers, params=extra or None)
+
+
+def test_a_client_learns_at_once_that_media_is_blocked_then_restored(db_url: str, clock) -> None:  # type: ignore[no-untyped-def]
+    from quotameter.notifications.scheduler import tick
+
+    clock.now = T0
+    # A poll far longer than the read timeout: only this process's wake-up can deliver in time.
+    with running(db_url, clock, inapp_poll_seconds=60) as (app, _server, url):
+        key = prepare(url)
+        svc = app.state.services
+        with httpx.Client(base_url=url, timeout=READ_TIMEOUT) as client, open_stream(client, key) as response:
+            events = Events(response)
+            state = events.next()
+            assert state["event"] == "state" and "id" not in state
+            assert state["data"]["features"] == {"media": {"has_access": True}}
+            # Time alone crosses the 500-minute limit at 17:19; the scheduler's pass records it.
+            clock.now = T0 + minutes(600)
+            assert tick(svc.engine, svc.catalogs, clock) >= 1
+            blocked = events.next()  # the thresholds before it are not addressed in-app
+            assert blocked["event"] == "access.blocked"
+            notice = blocked["data"]
+            assert (notice["type"], notice["feature"], notice["at"]) == ("access.blocked", "media",
+                                                                         "2026-03-10T17:19:00.000001Z")
+            assert notice["recipients"]["in_app"] is True and int(blocked["id"]) == notice["id"]
+            topup(url)
+            restored = events.next()
+            assert restored["event"] == "access.restored" and int(restored["id"]) > int(blocked["id"])
+        shown = {n["id"]: n for n in listing(url)}
+        assert same_notice(shown[notice["id"]], notice)
+        assert same_notice(shown[restored["data"]["id"]], restored["data"])
+
+
+def test_last_event_id_resumes_without_loss_and_all_sends_every_type(db_url: str, clock) -> None:  # type: ignore[no-untyped-def]
+    from quotameter.notifications.scheduler import tick
+
+    clock.now = T0
+    with running(db_url, clock) as (app, _server, url):
+        key = prepare(url)
+        svc = app.state.services
+        with httpx.Client(base_url=url, timeout=READ_TIMEOUT) as client:
+            with open_stream(client, key) as response:
+                events = Events(response)
+                assert events.next()["event"] == "state"
+                clock.now = T0 + minutes(600)
+                tick(svc.engine, svc.catalogs, clock)
+                blocked = events.until("access.blocked")
+            topup(url)  # while the client is away
+            with open_stream(client, key, headers={"Last-Event-ID": blocked["id"]}) as response:
+                events = Events(response)
+                state = events.next()
+                assert state["event"] == "state" and state["data"]["features"]["media"]["has_access"] is True
+                assert events.next()["event"] == "access.restored"
+            # Every type, from the first, sent at once and then closed (max_seconds=0).
+            with open_stream(client, key, after=0, max_seconds=0, all="true") as response:
+                events = Events(response)
+                assert events.next()["event"] == "state"
+                got = []
+                with pytest.raises(AssertionError, match="the stream ended"):
+                    while True:
+                        got.append(events.next())
+        everything = listing(url)
+        assert [(int(e["id"]), e["event"]) for e in got] == [(n["id"], n["type"]) for n in everything]
+        assert all(same_notice(n, e["data"]) for n, e in zip(everything, got, strict=True))
+        assert [n["type"] for n in everything] == ["usage.threshold", "usage.threshold", "usage.threshold",
+                                                   "usage.exhausted", "access.blocked", "topup.applied",
+                                                   "access.restored"]
+
+
+def test_notices_recorded_by_another_process_arrive_by_polling(db_url: str, clock) -> None:  # type: ignore[no-untyped-def]
+    from quotameter.catalog.service import CatalogCache
+    from quotameter.notifications.scheduler import tick
+    from quotameter.store.engine import make_engine
+
+    clock.now = T0
+    with running(db_url, clock, inapp_poll_seconds=0.05) as (_app, _server, url):
+        key = prepare(url)
+        elsewhere = make_engine(db_url)  # another process's engine: no wake-up reaches the stream
+        try:
+            with httpx.Client(base_url=url, timeout=READ_TIMEOUT) as client, open_stream(client, key) as response:
+                events = Events(response)
+                assert events.next()["event"] == "state"
+                clock.now = T0 + minutes(600)
+                tick(elsewhere, CatalogCache(), clock)
+                assert events.until("access.blocked")["data"]["feature"] == "media"
+        finally:
+            elsewhere.dispose()
+
+
+def test_keep_alive_comments_and_streams_end_when_the_server_stops(db_url: str, clock) -> None:  # type: ignore[no-untyped-def]
+    clock.now = T0
+    with running(db_url, clock, inapp_heartbeat_seconds=0.05) as (_app, server, url):
+        key = prepare(url)
+        client = httpx.Client(base_url=url, timeout=READ_TIMEOUT)
+        with client, open_stream(client, key) as response:
+            events = Events(response)
+            assert events.next()["event"] == "state"
+            assert events.next() == {"comment": ": keep-alive"}
+            server.should_exit = True  # with the stream still open: it must end, not hold the server
+            deadline = time.monotonic() + READ_TIMEOUT
+            with pytest.raises(AssertionError, match="the stream ended"):
+                while True:  # keep-alive comments until it ends
+                    assert time.monotonic() < deadline, "the stream outlived the server"
+                    assert "comment" in events.next()
+
+
+def test_the_stream_needs_the_customers_own_key_or_an_admin_key(db_url: str, clock) -> None:  # type: ignore[no-untyped-def]
+    clock.now = T0
+    with running(db_url, clock) as (_app, _server, url):
+        prepare(url)
+        with httpx.Client(base_url=url, timeout=READ_TIMEOUT) as client:
+            studio = client.post("/v1/keys", headers=ADMIN, json={"role": "customer", "customer": "studio"}).json()
+            r = client.get(PATH, headers=bearer(studio["key"]))
+            assert (r.status_code, r.json()["error"]) == (403, "customer: this key reads customer 'studio' only")
+            r = client.get(PATH)
+            assert r.status_code == 401 and r.json()["error"].startswith("authorization: ")
+            r = client.get("/v1/customers/nobody/notifications/stream", headers=ADMIN)
+            assert (r.status_code, r.json()["error"]) == (404, "customer: unknown customer 'nobody'")
+            r = client.get(PATH, headers={**ADMIN, "Last-Event-ID": "yesterday"})
+            assert r.status_code == 422 and r.json()["error"].startswith("Last-Event-ID: ")
+            with open_stream(client, ADMIN_KEY, max_seconds=0) as response:  # an admin reads any customer
+                assert Events(response).next()["event"] == "state"
+
+
+def test_a_client_that_leaves_is_forgotten(db_url: str, clock) -> None:  # type: ignore[no-untyped-def]
+    clock.now = T0
+    with running(db_url, clock) as (app, _server, url):
+        key = prepare(url)
+        with httpx.Client(base_url=url, timeout=READ_TIMEOUT) as client, open_stream(client, key) as response:
+            events = Events(response)  # kept: dropping its line iterator would close the connection
+            assert events.next()["event"] == "state"
+            assert app.state.inapp_hub._waiting.keys() == {"acme"}
+        deadline = time.monotonic() + READ_TIMEOUT
+        pause = threading.Event()
+        while app.state.inapp_hub._waiting:  # the server notices the disconnect on its own
+            assert time.monotonic() < deadline, "the stream outlived its client"
+            pause.wait(0.01)
