@@ -33,11 +33,20 @@ class Mail:
 @dataclass
 class Inbox:
     mails: list[Mail] = field(default_factory=list)
+    arrived: threading.Condition = field(default_factory=threading.Condition)
 
     async def handle_DATA(self, server, session, envelope) -> str:  # type: ignore[no-untyped-def]
         message = message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
-        self.mails.append(Mail(list(envelope.rcpt_tos), message))  # type: ignore[arg-type]
+        with self.arrived:
+            self.mails.append(Mail(list(envelope.rcpt_tos), message))  # type: ignore[arg-type]
+            self.arrived.notify_all()
         return "250 OK"
+
+    def wait_for(self, count: int, timeout: float = 30.0) -> list[Mail]:
+        """Block until `count` mails have arrived (sent by another thread), or fail."""
+        with self.arrived:
+            assert self.arrived.wait_for(lambda: len(self.mails) >= count, timeout), self.mails
+            return list(self.mails)
 
 
 @pytest.fixture
