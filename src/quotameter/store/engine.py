@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
@@ -74,8 +76,51 @@ def _prepare_sqlite(dbapi_conn: sqlite3.Connection, _record: object) -> None:
     dbapi_conn.create_aggregate("dec_maxagg", 1, _DecMax)  # type: ignore[arg-type]
 
 
-def _begin_immediate(conn: Connection) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+class _WriteLock:
+    """SQLite has one write lock per database file, and a connection that finds it taken
+    sleeps in SQLite's busy handler (1, 2, 5, 10 … 100 ms steps) however soon it is freed.
+    The threads of one process queue on this lock instead, and the next one starts the moment
+    the last COMMIT or ROLLBACK returns; other processes still meet the busy handler."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.holder: object | None = None
+
+    def begin(self, conn: Connection) -> None:
+        fairy = conn.connection
+        if not self.lock.acquire(timeout=30):
+            raise TimeoutError("database: another transaction of this process held the write lock for 30 s")
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            self.lock.release()
+            raise
+        self.holder = fairy
+
+    def release(self, fairy: object) -> None:
+        if self.holder is fairy:
+            self.holder = None
+            self.lock.release()
+
+    def install(self, engine: Engine) -> None:
+        dialect = engine.dialect
+        commit, rollback = dialect.do_commit, dialect.do_rollback
+
+        def do_commit(fairy: Any) -> None:
+            try:
+                commit(fairy)
+            finally:
+                self.release(fairy)
+
+        def do_rollback(fairy: Any) -> None:
+            try:
+                rollback(fairy)
+            finally:
+                self.release(fairy)
+
+        dialect.do_commit = do_commit  # type: ignore[method-assign]
+        dialect.do_rollback = do_rollback  # type: ignore[method-assign]
+        event.listen(engine, "begin", self.begin)
 
 
 def make_engine(url: str | None = None) -> Engine:
@@ -87,7 +132,7 @@ def make_engine(url: str | None = None) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False}, pool_size=8, max_overflow=8,
                                pool_use_lifo=True)
         event.listen(engine, "connect", _prepare_sqlite)
-        event.listen(engine, "begin", _begin_immediate)
+        _WriteLock().install(engine)
         return engine
     if parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":

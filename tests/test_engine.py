@@ -1,0 +1,69 @@
+"""SQLite's write lock, taken in turn by the threads of one process (store/engine.py)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, event, text
+
+from quotameter.store.engine import make_engine, unit_of_work
+
+
+@pytest.fixture
+def impatient(tmp_path: Path) -> Engine:
+    """A SQLite engine whose connections give up at once on a taken lock (no busy handler):
+    any collision between two of its own transactions is an error, not a wait."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'lock.sqlite3'}")
+    event.listen(engine, "connect", lambda dbapi, _record: dbapi.execute("PRAGMA busy_timeout=0"))
+    with unit_of_work(engine) as conn:
+        conn.execute(text("CREATE TABLE tally (n INTEGER NOT NULL)"))
+        conn.execute(text("INSERT INTO tally VALUES (0)"))
+    yield engine
+    engine.dispose()
+
+
+def test_threads_take_the_write_lock_in_turn_and_never_meet_sqlite_busy(impatient: Engine) -> None:
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def work() -> None:
+        start.wait()
+        try:
+            for _ in range(40):
+                with unit_of_work(impatient) as conn:
+                    n = conn.execute(text("SELECT n FROM tally")).scalar_one()
+                    conn.execute(text("UPDATE tally SET n = :n"), {"n": n + 1})
+                with impatient.connect() as conn:  # a read takes its turn too
+                    conn.execute(text("SELECT n FROM tally")).scalar_one()
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with impatient.connect() as conn:
+        assert conn.execute(text("SELECT n FROM tally")).scalar_one() == 8 * 40  # no lost update
+
+
+def test_a_transaction_that_fails_leaves_the_lock_to_the_next(impatient: Engine) -> None:
+    with pytest.raises(ZeroDivisionError), unit_of_work(impatient) as conn:
+        conn.execute(text("UPDATE tally SET n = 99"))
+        1 / 0  # noqa: B018 - the block fails mid-transaction
+    with pytest.raises(Exception, match="no such table"), unit_of_work(impatient) as conn:
+        conn.execute(text("SELECT * FROM missing"))  # a statement that fails
+    done = threading.Event()
+
+    def write() -> None:
+        with unit_of_work(impatient) as conn:
+            conn.execute(text("UPDATE tally SET n = n + 1"))
+        done.set()
+
+    threading.Thread(target=write, daemon=True).start()
+    assert done.wait(10), "the write lock was not released by the failed transactions"
+    with impatient.connect() as conn:
+        assert conn.execute(text("SELECT n FROM tally")).scalar_one() == 1  # the failed update rolled back
