@@ -2,15 +2,16 @@
 """Set up and run quotameter with nothing but Python: `python3 dev.py demo|serve|test [args…]`.
 
 Creates .venv next to this file on first use, installs the package into it (with the test
-tools for `test`), and runs the command: `demo` and `serve` in the current directory (where
-their SQLite file goes), `test` in the repository. Safe to run again: installing is skipped
-when up to date.
+tools for `test`, and Debian's Chromium for the browser tests where it may), and runs the
+command: `demo` and `serve` in the current directory (where their SQLite file goes), `test`
+in the repository. Safe to run again: installing is skipped when up to date.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -36,6 +37,22 @@ def _install(extra: str) -> None:
     stamp.write_text(digest)
 
 
+def _chromium() -> None:
+    """The browser tests drive Debian's Chromium: install it where this may (root, apt-get).
+    Elsewhere they are skipped with the reason (and fail with CI=true)."""
+    if os.environ.get("QUOTAMETER_TEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser"):
+        return
+    if os.name != "posix" or os.geteuid() != 0 or not shutil.which("apt-get"):
+        print("dev.py: no chromium found; the browser tests will be skipped", flush=True)
+        return
+    print("dev.py: installing chromium with apt-get for the browser tests", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for step in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"]):
+        if subprocess.run(step, env=env, stdout=subprocess.DEVNULL).returncode != 0:
+            print(f"dev.py: {' '.join(step)} failed; the browser tests will be skipped", flush=True)
+            return
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"serve", "test", "demo"}:
         print(__doc__)
@@ -43,6 +60,7 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     if command == "test":
         _install("[test]")
+        _chromium()
         return subprocess.call([str(BIN / "python"), "-m", "pytest", *rest], cwd=ROOT)
     _install("")
     program = [str(BIN / "quotameter"), command, *rest]

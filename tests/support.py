@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from importlib.resources import files
 from typing import Any
@@ -91,3 +94,59 @@ class ServerProcess:
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=30)
+
+
+@contextmanager
+def running(db_url: str, clock: Any, **settings: Any) -> Iterator[tuple[Any, Any, str]]:
+    """The app served by uvicorn in a thread on a free port: (app, server, base url)."""
+    import uvicorn
+
+    from quotameter.server import create_app
+    from quotameter.settings import Settings
+
+    app = create_app(Settings(database_url=db_url, scheduler=False, tune_gc=False, admin_key=ADMIN_KEY, **settings),
+                     clock=clock)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    ready = threading.Event()
+    while not server.started:  # set by the server itself once it listens
+        assert thread.is_alive(), "the server exited before it was ready"
+        ready.wait(0.01)
+    try:
+        yield app, server, f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        assert not thread.is_alive(), "the server did not stop"
+        app.state.services.engine.dispose()
+
+
+# --- acme's microphone, open since 09:00 on one seat: the in-app tests (api and browser) ---
+
+MIC_ON = datetime(2026, 3, 10, 9, 0, tzinfo=timezone.utc)
+
+
+def mic_left_on(url: str) -> str:
+    """The demo catalog, acme on one seat (500 minutes, hard limit), its microphone on since
+    MIC_ON and never off; acme's own key."""
+    import httpx
+
+    with httpx.Client(base_url=url, headers=ADMIN) as admin:
+        assert admin.put("/v1/catalog", json=demo_catalog()).status_code == 200
+        r = admin.patch("/v1/customers/acme", json={"seats": 1, "effective_at": "2026-03-01T00:00:00Z"})
+        assert r.status_code == 200, r.text
+        r = admin.post("/v1/events", json=stream("media.activity", "acme", MIC_ON, None, user="u1",
+                                                 stream="u1/mic", kind="mic"))
+        assert r.json()["rejected"] == [], r.text
+        made = admin.post("/v1/keys", json={"role": "customer", "customer": "acme"})
+        assert made.status_code == 201, made.text
+        return str(made.json()["key"])
+
+
+def buy_media_block(url: str) -> None:
+    import httpx
+
+    r = httpx.post(f"{url}/v1/customers/acme/topups", headers=ADMIN, json={"feature": "media", "blocks": 1, "id": "t-1"})
+    assert r.status_code == 201, r.text

@@ -8,46 +8,17 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 
-from support import ADMIN, ADMIN_KEY, at, demo_catalog, free_port, minutes, stream
+from support import ADMIN, ADMIN_KEY, MIC_ON, buy_media_block, minutes, mic_left_on, running
 
-T0 = at("2026-03-10T09:00:00Z")
+T0 = MIC_ON
 PATH = "/v1/customers/acme/notifications/stream"
 READ_TIMEOUT = 10.0
-
-
-@contextmanager
-def running(db_url: str, clock: Any, **settings: Any) -> Iterator[tuple[Any, Any, str]]:
-    """The app served by uvicorn in a thread on a free port: (app, server, base url)."""
-    import uvicorn
-
-    from quotameter.server import create_app
-    from quotameter.settings import Settings
-
-    app = create_app(Settings(database_url=db_url, scheduler=False, tune_gc=False, admin_key=ADMIN_KEY, **settings),
-                     clock=clock)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
-    thread.start()
-    ready = threading.Event()
-    while not server.started:  # set by the server itself once it listens
-        assert thread.is_alive(), "the server exited before it was ready"
-        ready.wait(0.01)
-    try:
-        yield app, server, f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        assert not thread.is_alive(), "the server did not stop"
-        app.state.services.engine.dispose()
 
 
 class Events:
@@ -87,26 +58,6 @@ def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
 
 
-def prepare(url: str) -> str:
-    """The demo catalog, acme on one seat (500 minutes, hard limit), its microphone on since
-    T0 and never off; acme's own key."""
-    with httpx.Client(base_url=url, headers=ADMIN) as admin:
-        assert admin.put("/v1/catalog", json=demo_catalog()).status_code == 200
-        r = admin.patch("/v1/customers/acme", json={"seats": 1, "effective_at": "2026-03-01T00:00:00Z"})
-        assert r.status_code == 200, r.text
-        r = admin.post("/v1/events", json=stream("media.activity", "acme", T0, None, user="u1",
-                                                 stream="u1/mic", kind="mic"))
-        assert r.json()["rejected"] == [], r.text
-        made = admin.post("/v1/keys", json={"role": "customer", "customer": "acme"})
-        assert made.status_code == 201, made.text
-        return str(made.json()["key"])
-
-
-def topup(url: str) -> None:
-    r = httpx.post(f"{url}/v1/customers/acme/topups", headers=ADMIN, json={"feature": "media", "blocks": 1, "id": "t-1"})
-    assert r.status_code == 201, r.text
-
-
 def listing(url: str) -> list[dict[str, Any]]:
     r = httpx.get(f"{url}/v1/customers/acme/notifications", headers=ADMIN)
     assert r.status_code == 200, r.text
@@ -131,7 +82,7 @@ def test_a_client_learns_at_once_that_media_is_blocked_then_restored(db_url: str
     clock.now = T0
     # A poll far longer than the read timeout: only this process's wake-up can deliver in time.
     with running(db_url, clock, inapp_poll_seconds=60) as (app, _server, url):
-        key = prepare(url)
+        key = mic_left_on(url)
         svc = app.state.services
         with httpx.Client(base_url=url, timeout=READ_TIMEOUT) as client, open_stream(client, key) as response:
             events = Events(response)
@@ -147,7 +98,7 @@ def test_a_client_learns_at_once_that_media_is_blocked_then_restored(db_url: str
             assert (notice["type"], notice["feature"], notice["at"]) == ("access.blocked", "media",
                                                                          "2026-03-10T17:19:00.000001Z")
             assert notice["recipients"]["in_app"] is True and int(blocked["id"]) == notice["id"]
-            topup(url)
+            buy_media_block(url)
             restored = events.next()
             assert restored["event"] == "access.restored" and int(restored["id"]) > int(blocked["id"])
         shown = {n["id"]: n for n in listing(url)}
@@ -160,7 +111,7 @@ def test_last_event_id_resumes_without_loss_and_all_sends_every_type(db_url: str
 
     clock.now = T0
     with running(db_url, clock) as (app, _server, url):
-        key = prepare(url)
+        key = mic_left_on(url)
         svc = app.state.services
         with httpx.Client(base_url=url, timeout=READ_TIMEOUT) as client:
             with open_stream(client, key) as response:
@@ -169,7 +120,7 @@ def test_last_event_id_resumes_without_loss_and_all_sends_every_type(db_url: str
                 clock.now = T0 + minutes(600)
                 tick(svc.engine, svc.catalogs, clock)
                 blocked = events.until("access.blocked")
-            topup(url)  # while the client is away
+            buy_media_block(url)  # while the client is away
             with open_stream(client, key, headers={"Last-Event-ID": blocked["id"]}) as response:
                 events = Events(response)
                 state = events.next()
@@ -198,7 +149,7 @@ def test_notices_recorded_by_another_process_arrive_by_polling(db_url: str, cloc
 
     clock.now = T0
     with running(db_url, clock, inapp_poll_seconds=0.05) as (_app, _server, url):
-        key = prepare(url)
+        key = mic_left_on(url)
         elsewhere = make_engine(db_url)  # another process's engine: no wake-up reaches the stream
         try:
             with httpx.Client(base_url=url, timeout=READ_TIMEOUT) as client, open_stream(client, key) as response:
@@ -214,7 +165,7 @@ def test_notices_recorded_by_another_process_arrive_by_polling(db_url: str, cloc
 def test_keep_alive_comments_and_streams_end_when_the_server_stops(db_url: str, clock) -> None:  # type: ignore[no-untyped-def]
     clock.now = T0
     with running(db_url, clock, inapp_heartbeat_seconds=0.05) as (_app, server, url):
-        key = prepare(url)
+        key = mic_left_on(url)
         client = httpx.Client(base_url=url, timeout=READ_TIMEOUT)
         with client, open_stream(client, key) as response:
             events = Events(response)
@@ -231,7 +182,7 @@ def test_keep_alive_comments_and_streams_end_when_the_server_stops(db_url: str, 
 def test_the_stream_needs_the_customers_own_key_or_an_admin_key(db_url: str, clock) -> None:  # type: ignore[no-untyped-def]
     clock.now = T0
     with running(db_url, clock) as (_app, _server, url):
-        prepare(url)
+        mic_left_on(url)
         with httpx.Client(base_url=url, timeout=READ_TIMEOUT) as client:
             studio = client.post("/v1/keys", headers=ADMIN, json={"role": "customer", "customer": "studio"}).json()
             r = client.get(PATH, headers=bearer(studio["key"]))
@@ -249,7 +200,7 @@ def test_the_stream_needs_the_customers_own_key_or_an_admin_key(db_url: str, clo
 def test_a_client_that_leaves_is_forgotten(db_url: str, clock) -> None:  # type: ignore[no-untyped-def]
     clock.now = T0
     with running(db_url, clock) as (app, _server, url):
-        key = prepare(url)
+        key = mic_left_on(url)
         with httpx.Client(base_url=url, timeout=READ_TIMEOUT) as client, open_stream(client, key) as response:
             events = Events(response)  # kept: dropping its line iterator would close the connection
             assert events.next()["event"] == "state"
