@@ -69,6 +69,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
                 finalizer.stop()
             if delivery is not None:
                 delivery.stop()
+            if services.probes is not engine:
+                services.probes.dispose()
 
     app = FastAPI(title="quotameter", version=__version__, default_response_class=JSON, lifespan=lifespan,
                   dependencies=[Depends(no_nul_in_path)])

@@ -252,3 +252,24 @@ def test_time_alone_crosses_thresholds_of_an_open_stream(demo, clock) -> None:  
                    ("usage.exhausted", "2026-03-10T17:19:00.000001Z"),
                    ("access.blocked", "2026-03-10T17:19:00.000001Z")]
     assert check(demo, "acme", "media", 1)["allowed"] is False
+
+
+def test_a_check_answers_after_the_database_dropped_every_connection(demo, db_url) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL restarted (or a proxy cut the pooled connections): the cached check's probe
+    finds its connection dead and asks again on a new one, instead of a 500."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("SQLite has no server connection to lose")
+    from sqlalchemy import create_engine, text
+
+    path = "/v1/customers/acme/entitlements/media/check"
+    first = demo.post(path, json={"amount": 1})
+    assert demo.post(path, json={"amount": 1}).json() == first.json()  # the second is a cache hit
+    killer = create_engine(db_url, isolation_level="AUTOCOMMIT")
+    with killer.connect() as conn:
+        cut = conn.execute(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                                "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar_one()
+    killer.dispose()
+    assert cut >= 1
+    again = demo.post(path, json={"amount": 1})
+    assert again.status_code == 200, again.text
+    assert again.json() == first.json()

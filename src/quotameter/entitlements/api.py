@@ -14,8 +14,8 @@ from quotameter.keys.auth import admin_only, reads_customer
 from quotameter.notifications.scheduler import settle_before_read
 from quotameter.store.engine import retry_transient, unit_of_work
 from quotameter.timeutil import to_us
-from quotameter.web import (JSON, Instant, Number, PeriodOut, Quantity, Services, Text, error_responses, instant, read,
-                            services)
+from quotameter.web import (JSON, Instant, Number, PeriodOut, Quantity, Services, Text, error_responses, instant,
+                            probe, read, services)
 
 
 router = APIRouter(tags=["entitlements"])
@@ -87,17 +87,22 @@ _PROBE = text(
 
 
 async def _read_balance(svc: Services, customer: str, feature: str, at: str | None) -> Balance:
-    """A cache hit costs one query and is answered on the event loop; anything else is
-    computed by `read` (inline on SQLite, in the threadpool on PostgreSQL)."""
+    """A cache hit costs one query and is answered on the event loop (on PostgreSQL too: a
+    threadpool hop costs more than the round trip); anything else is computed by `read`."""
     when = instant(at, "at", svc.now())
     if svc.balances is not None:
-        with svc.engine.connect() as conn:
-            probe = conn.execute(_PROBE, {"c": customer}).one()
-        if not probe.pending:
-            hit = svc.balances.lookup(customer, feature, when, probe.catalog_version or 0, probe.version or 0)
-            if hit is not None:
-                return hit
+        hit = _cached_balance(svc, customer, feature, when)
+        if hit is not None:
+            return hit
     return await read(svc, _compute_balance, svc, customer, feature, when)
+
+
+def _cached_balance(svc: Services, customer: str, feature: str, when: datetime) -> Balance | None:
+    assert svc.balances is not None
+    found = probe(svc, _PROBE, {"c": customer})
+    if found.pending:
+        return None
+    return svc.balances.lookup(customer, feature, when, found.catalog_version or 0, found.version or 0)
 
 
 def _compute_balance(svc: Services, customer: str, feature: str, when: datetime) -> Balance:
