@@ -254,11 +254,10 @@ def test_time_alone_crosses_thresholds_of_an_open_stream(demo, clock) -> None:  
     assert check(demo, "acme", "media", 1)["allowed"] is False
 
 
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite has no server connection to lose
 def test_a_check_answers_after_the_database_dropped_every_connection(demo, db_url) -> None:  # type: ignore[no-untyped-def]
     """PostgreSQL restarted (or a proxy cut the pooled connections): the cached check's probe
     finds its connection dead and asks again on a new one, instead of a 500."""
-    if not db_url.startswith("postgresql"):
-        pytest.skip("SQLite has no server connection to lose")
     from sqlalchemy import create_engine, text
 
     path = "/v1/customers/acme/entitlements/media/check"
