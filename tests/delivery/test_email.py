@@ -15,6 +15,7 @@ T0 = at("2026-03-10T09:00:00Z")
 def catalog() -> dict:
     doc = demo_catalog()
     doc["customers"]["acme"]["members"] = ["ann@acme.example", "bob@acme.example"]
+    doc["customers"]["studio"]["timezone"] = "America/New_York"  # e-mails write instants in the customer's zone
     # The session policy of the reference (10 % and 1 % left, exhausted, owner, auto-upgrade)
     # on a quota of 100 instead of 100,000, so the test posts 100 events, not 100,000.
     doc["plans"]["sessions_100k"]["entitlements"]["sessions"]["allowance"] = {"fixed": 100}
@@ -99,7 +100,8 @@ def test_volume_tells_the_owner_at_90_percent_once(demo, deliver, clock) -> None
     text = mails[0].part("plain")
     assert "studio has used 23 of 25 hours of managed_media this period" in text
     assert "Use beyond the limit is billed at 20.00 USD per hour." in text
-    assert "the allowance resets on 2026-03-15 00:00 UTC" in text  # the billing cycle from the 15th
+    # the billing cycle from the 15th, at midnight in New York (04:00 UTC: daylight saving time began on 8 March)
+    assert "the allowance resets on 2026-03-15 00:00 America/New_York" in text
     [notice] = demo.get("/v1/customers/studio/notifications").json()["notifications"]
     assert notice["status"] == "dispatched"
     assert notice["deliveries"] == [{"channel": "email", "status": "delivered", "attempts": 1}]

@@ -8,9 +8,10 @@ is the backoff schedule; `after_failure` decides between another try and the dea
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from quotameter.catalog.model import OveragePrice, PlanSpec
 
@@ -54,6 +55,7 @@ class Notice:
     at: datetime
     recipients: dict[str, Any]
     details: dict[str, Any]
+    timezone: str = "UTC"  # the customer's: instants in the e-mail are written in it
 
     @property
     def emails(self) -> list[str]:
@@ -95,10 +97,11 @@ def percent_of(usage: Decimal, limit: Decimal | None) -> Decimal | None:
     return (usage * 100 / limit).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
 
 
-def when(at: datetime | None) -> str:
+def when(at: datetime | None, tz: str = "UTC") -> str:
+    """An instant in the customer's zone, named: "2026-04-01 00:00 Europe/Berlin"."""
     if at is None:
         return "-"
-    return at.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return f"{at.astimezone(ZoneInfo(tz)):%Y-%m-%d %H:%M} {tz}"
 
 
 def describe(notice: Notice, plans: dict[str, PlanSpec]) -> Description:
@@ -122,7 +125,7 @@ def describe(notice: Notice, plans: dict[str, PlanSpec]) -> Description:
     if hard is not None and hard != limit:
         facts.append(("Blocked at", f"{number(hard)} {plural(unit, hard)}"))
     if notice.period_end is not None:
-        facts.append(("Period ends", when(notice.period_end)))
+        facts.append(("Period ends", when(notice.period_end, notice.timezone)))
     facts.append(("Plan", str(d.get("plan", "-"))))
 
     kind = notice.type
@@ -188,5 +191,5 @@ def advice(notice: Notice, plans: dict[str, PlanSpec]) -> list[str]:
         if isinstance(price, OveragePrice) and price.feature == notice.feature:
             out.append(f"Use beyond the limit is billed at {money(price.unit_price)} {plan.currency} per {unit}.")
     if notice.period_end is not None:
-        out.append(f"Or wait: the allowance resets on {when(notice.period_end)}.")
+        out.append(f"Or wait: the allowance resets on {when(notice.period_end, notice.timezone)}.")
     return out

@@ -57,12 +57,14 @@ class Sender(Protocol):
     def send(self, out: Outgoing, now: datetime) -> None: ...
 
 
-def notice_of(row) -> Notice:  # type: ignore[no-untyped-def]
+def notice_of(row, catalog: LoadedCatalog) -> Notice:  # type: ignore[no-untyped-def]
+    customer = catalog.spec.customers.get(row.customer)
     return Notice(id=row.id, customer=row.customer, type=row.type, feature=row.feature,
                   percent=None if row.percent is None else Decimal(row.percent),
                   period_start=None if row.period_start_us is None else from_us(row.period_start_us),
                   period_end=None if row.period_end_us is None else from_us(row.period_end_us),
-                  at=from_us(row.at_us), recipients=orjson.loads(row.recipients), details=orjson.loads(row.payload))
+                  at=from_us(row.at_us), recipients=orjson.loads(row.recipients), details=orjson.loads(row.payload),
+                  timezone=customer.timezone if customer is not None else "UTC")
 
 
 def fan_out(conn: Connection, catalog: LoadedCatalog, now_us: int, senders: Sequence[Sender], limit: int = 200) -> int:
@@ -70,7 +72,7 @@ def fan_out(conn: Connection, catalog: LoadedCatalog, now_us: int, senders: Sequ
     rows = repo.take_notices(conn, limit)
     out: list[dict] = []
     for row in rows:
-        notice = notice_of(row)
+        notice = notice_of(row, catalog)
         for sender in senders:
             targets = sender.targets(notice)
             if not targets:
