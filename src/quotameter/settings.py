@@ -53,8 +53,9 @@ class Settings(BaseSettings):
     delivery_lease_seconds: float = 300.0
     delivery_timeout_seconds: float = 10.0  # per SMTP or HTTP conversation
     delivery_poll_seconds: float = 5.0
-    # The in-app stream (inapp/api.py) reads the outbox this often for notices other processes
-    # record (this process's own wake its streams at once), and sends a keep-alive comment
-    # after this long without an event, so that proxies keep the connection open.
+    # In-app streams (inapp/): while any is open, one thread of the process asks this often,
+    # in one query for all of them, for notices other processes recorded (this process's own
+    # wake its streams at once); a stream sends a keep-alive comment after this long without
+    # an event, so that proxies keep the connection open.
     inapp_poll_seconds: float = 1.0
     inapp_heartbeat_seconds: float = 15.0

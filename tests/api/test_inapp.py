@@ -13,8 +13,15 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-
-from support import ADMIN, ADMIN_KEY, MIC_ON, buy_media_block, minutes, mic_left_on, running
+from support import (
+    ADMIN,
+    ADMIN_KEY,
+    MIC_ON,
+    buy_media_block,
+    mic_left_on,
+    minutes,
+    running,
+)
 
 T0 = MIC_ON
 PATH = "/v1/customers/acme/notifications/stream"
@@ -197,16 +204,17 @@ def test_the_stream_needs_the_customers_own_key_or_an_admin_key(db_url: str, clo
                 assert Events(response).next()["event"] == "state"
 
 
-def test_a_client_that_leaves_is_forgotten(db_url: str, clock) -> None:  # type: ignore[no-untyped-def]
+def test_a_client_that_leaves_is_forgotten_and_the_poll_stops_with_the_last_stream(db_url: str, clock) -> None:  # type: ignore[no-untyped-def]
     clock.now = T0
-    with running(db_url, clock) as (app, _server, url):
+    with running(db_url, clock, inapp_poll_seconds=0.05) as (app, _server, url):
         key = mic_left_on(url)
         with httpx.Client(base_url=url, timeout=READ_TIMEOUT) as client, open_stream(client, key) as response:
             events = Events(response)  # kept: dropping its line iterator would close the connection
             assert events.next()["event"] == "state"
-            assert app.state.inapp_hub._waiting.keys() == {"acme"}
+            hub = app.state.inapp_hub
+            assert hub._waiting.keys() == {"acme"} and hub._poller is not None
         deadline = time.monotonic() + READ_TIMEOUT
         pause = threading.Event()
-        while app.state.inapp_hub._waiting:  # the server notices the disconnect on its own
-            assert time.monotonic() < deadline, "the stream outlived its client"
+        while hub._waiting or hub._poller is not None:  # the server notices the disconnect on its own
+            assert time.monotonic() < deadline, "the stream or its poll outlived its client"
             pause.wait(0.01)

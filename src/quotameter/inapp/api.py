@@ -76,15 +76,15 @@ async def stream_notices(
 def _hub(request: Request) -> Hub:
     hub: Hub | None = getattr(request.app.state, "inapp_hub", None)
     if hub is None:
-        hub = request.app.state.inapp_hub = Hub()
-        hub.watch(services(request).engine)
+        settings: Settings = getattr(request.app.state, "settings", None) or Settings()
+        hub = request.app.state.inapp_hub = Hub(services(request).engine, settings.inapp_poll_seconds)
     return hub
 
 
 async def _events(svc: Services, hub: Hub, customer: str, last: int, every: bool, state: dict[str, Any],
                   settings: Settings, max_seconds: float | None) -> AsyncIterator[bytes]:
-    """Poll the outbox (other processes record notices too), and poll at once when this
-    process commits something for the customer. Ends when the client leaves (Starlette
+    """Read the outbox whenever the hub wakes the stream (see hub.py), and send a keep-alive
+    comment when nothing was sent for a while. Ends when the client leaves (Starlette
     cancels it), the server stops, or after `max_seconds`."""
     wake = hub.subscribe(customer)
     clock = asyncio.get_running_loop().time  # pacing only; the notices carry their own instants
@@ -111,6 +111,6 @@ async def _events(svc: Services, hub: Hub, customer: str, last: int, every: bool
                 yield b": keep-alive\n\n"
                 next_beat = now + beat
             with suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), min(settings.inapp_poll_seconds, next_beat - now, deadline - now))
+                await asyncio.wait_for(wake.wait(), min(next_beat - now, deadline - now))
     finally:
         hub.unsubscribe(customer, wake)

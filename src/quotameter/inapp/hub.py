@@ -1,22 +1,28 @@
 """Waking this process's open streams the moment a notice may be waiting, and ending them
 when the server stops.
 
-A notice can be recorded by any process, so streams also poll the outbox; the hub only
-shortens the wait when this process commits a change that may concern a stream's customer
-(a recorded notice, or usage left to evaluate). The wake-up is sent when the connection
-goes back to the pool, after its commit, so that the woken stream finds the rows visible.
+Two ways a stream learns that it has something to read, neither of them a query per stream:
+- this process commits a change that may concern its customer (a recorded notice, or usage
+  left to evaluate): the wake-up is sent when the connection goes back to the pool, after
+  its commit, so that the woken stream finds the rows visible;
+- another process recorded it: one thread per process (running while any stream is open)
+  asks every `poll` seconds, in one query for all open streams' customers, whose newest
+  notice or pending evaluation is new, and wakes those.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import weakref
 from typing import Any
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, func, select
 
 from quotameter.store.tables import notices, pending_evaluations
+
+log = logging.getLogger("quotameter.inapp")
 
 _WATCHED = (notices, pending_evaluations)
 _WRITTEN = "quotameter.inapp.written"  # customers touched by the open transaction
@@ -26,15 +32,21 @@ _COMMITTED = "quotameter.inapp.committed"  # ... and committed, to announce at c
 class Hub:
     """The open streams of one app, by customer, each an asyncio.Event on its own loop."""
 
-    def __init__(self) -> None:
+    def __init__(self, engine: Engine, poll: float) -> None:
+        self.engine, self.poll = engine, poll
         self._lock = threading.Lock()
         self._waiting: dict[str, dict[asyncio.Event, asyncio.AbstractEventLoop]] = {}
+        self._poller: threading.Thread | None = None
         _HUBS.add(self)
+        self.watch(engine)
 
     def subscribe(self, customer: str) -> asyncio.Event:
         wake = asyncio.Event()
         with self._lock:
             self._waiting.setdefault(customer, {})[wake] = asyncio.get_running_loop()
+            if self._poller is None:
+                self._poller = threading.Thread(target=self._poll, name="quotameter-inapp-poll", daemon=True)
+                self._poller.start()
         return wake
 
     def unsubscribe(self, customer: str, wake: asyncio.Event) -> None:
@@ -54,6 +66,28 @@ class Hub:
                 loop.call_soon_threadsafe(w.set)
             except RuntimeError:  # that loop is closed: its stream is gone
                 pass
+
+    def _poll(self) -> None:
+        """Until no stream is open: wake the streams of customers with a notice or a pending
+        evaluation that another process committed."""
+        seen: dict[str, int] = {}  # the newest notice id woken for, per customer
+        pause = threading.Event()
+        while True:
+            with self._lock:
+                customers = sorted(self._waiting)
+                if not customers:
+                    self._poller = None
+                    return
+            try:
+                newest, pending = _changes(self.engine, customers)
+            except Exception:  # noqa: BLE001 - keep polling; the streams still wake on this process's commits
+                log.exception("in-app poll failed")
+            else:
+                woken = {c for c, top in newest.items() if top > seen.get(c, 0)} | pending
+                seen.update(newest)
+                if woken:
+                    self.wake(woken)
+            pause.wait(self.poll)
 
     def watch(self, engine: Engine) -> None:
         """Wake the streams of the customers whose notices or pending evaluations this
@@ -85,6 +119,16 @@ class Hub:
         event.listen(engine, "commit", committed)
         event.listen(engine, "rollback", rolled_back)
         event.listen(engine.pool, "checkin", checked_in)
+
+
+def _changes(engine: Engine, customers: list[str]) -> tuple[dict[str, int], set[str]]:
+    """Per customer its newest notice id, and which have usage left to evaluate."""
+    n, p = notices.c, pending_evaluations.c
+    with engine.connect() as conn:
+        newest = dict(conn.execute(select(n.customer, func.max(n.id)).where(n.customer.in_(customers))
+                                   .group_by(n.customer)).all())
+        pending = set(conn.execute(select(p.customer).where(p.customer.in_(customers)).distinct()).scalars())
+    return newest, pending
 
 
 _HUBS: weakref.WeakSet[Hub] = weakref.WeakSet()
