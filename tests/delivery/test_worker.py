@@ -40,15 +40,16 @@ def test_webhooks_without_a_secret_are_refused() -> None:
         senders_from(Settings(webhook_urls=["https://a.example/hook"]))
 
 
-def test_a_server_with_smtp_configured_sends_a_recorded_notice_on_its_own(db_url, clock, smtp) -> None:  # type: ignore[no-untyped-def]
-    """No delivery pass is called here: the worker started by the server's lifespan sends it."""
+def test_a_server_with_smtp_configured_sends_a_recorded_notice_at_once_on_its_own(db_url, clock, smtp) -> None:  # type: ignore[no-untyped-def]
+    """No delivery pass is called here: the worker started by the server's lifespan sends it,
+    woken by the commit of the notice (its poll, an hour, would come too late)."""
     from fastapi.testclient import TestClient
 
     from quotameter.server import create_app
 
     inbox, port = smtp
     settings = Settings(database_url=db_url, scheduler=False, tune_gc=False, admin_key=ADMIN_KEY,
-                        smtp_host="127.0.0.1", smtp_port=port, smtp_tls="none", delivery_poll_seconds=0.05)
+                        smtp_host="127.0.0.1", smtp_port=port, smtp_tls="none", delivery_poll_seconds=3600)
     app = create_app(settings, clock=clock)
     try:
         with TestClient(app, headers=ADMIN) as client:

@@ -13,6 +13,8 @@ from quotameter.catalog.service import CatalogCache
 from quotameter.delivery.model import Policy
 from quotameter.delivery.service import Sender, deliver_due
 from quotameter.settings import Settings
+from quotameter.store.engine import on_commit
+from quotameter.store.tables import notices
 
 log = logging.getLogger("quotameter.delivery")
 
@@ -44,8 +46,9 @@ def policy_from(settings: Settings) -> Policy:
 
 
 class DeliveryWorker:
-    """Runs `deliver_due` every `poll` seconds (a notice waits at most that long); `wake`
-    ends the wait early, which `stop` uses."""
+    """Runs `deliver_due` every `poll` seconds, and at once when woken: by a notice this
+    process commits (see `start_delivery`), or by `stop`. A notice recorded by another
+    process waits at most `poll` seconds, unless that process delivers it first."""
 
     def __init__(self, engine: Engine, catalogs: CatalogCache, clock: Callable[[], datetime],
                  senders: list[Sender], policy: Policy, poll: float = 5.0) -> None:
@@ -82,5 +85,6 @@ def start_delivery(settings: Settings, engine: Engine, catalogs: CatalogCache,
     if not senders:
         return None
     worker = DeliveryWorker(engine, catalogs, clock, senders, policy_from(settings), settings.delivery_poll_seconds)
+    on_commit(engine, [notices], lambda _customers: worker.wake.set())
     worker.start()
     return worker

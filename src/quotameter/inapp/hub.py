@@ -18,15 +18,14 @@ import threading
 import weakref
 from typing import Any
 
-from sqlalchemy import Engine, event, func, select
+from sqlalchemy import Engine, func, select
 
+from quotameter.store.engine import on_commit
 from quotameter.store.tables import notices, pending_evaluations
 
 log = logging.getLogger("quotameter.inapp")
 
 _WATCHED = (notices, pending_evaluations)
-_WRITTEN = "quotameter.inapp.written"  # customers touched by the open transaction
-_COMMITTED = "quotameter.inapp.committed"  # ... and committed, to announce at check-in
 
 
 class Hub:
@@ -92,33 +91,7 @@ class Hub:
     def watch(self, engine: Engine) -> None:
         """Wake the streams of the customers whose notices or pending evaluations this
         process's transactions on `engine` commit."""
-
-        def written(conn: Any, _cursor: Any, _statement: str, _params: Any, context: Any, _many: bool) -> None:
-            if context is None or not context.isinsert:
-                return
-            table = getattr(context.compiled.statement, "table", None)
-            if table is None or not any(table is t for t in _WATCHED):
-                return
-            names = {p.get("customer") for p in context.compiled_parameters or ()}
-            conn.info.setdefault(_WRITTEN, set()).update(n for n in names if isinstance(n, str))
-
-        def committed(conn: Any) -> None:
-            names = conn.info.pop(_WRITTEN, None)
-            if names:
-                conn.info.setdefault(_COMMITTED, set()).update(names)
-
-        def rolled_back(conn: Any) -> None:
-            conn.info.pop(_WRITTEN, None)
-
-        def checked_in(_dbapi_conn: Any, record: Any) -> None:
-            names = record.info.pop(_COMMITTED, None) if record is not None else None
-            if names:
-                self.wake(names)
-
-        event.listen(engine, "after_cursor_execute", written)
-        event.listen(engine, "commit", committed)
-        event.listen(engine, "rollback", rolled_back)
-        event.listen(engine.pool, "checkin", checked_in)
+        on_commit(engine, _WATCHED, self.wake)
 
 
 def _changes(engine: Engine, customers: list[str]) -> tuple[dict[str, int], set[str]]:

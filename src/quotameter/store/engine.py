@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
@@ -183,3 +183,39 @@ def lock_keys(conn: Connection, keys: Iterable[str], *, shared: bool = False) ->
 
 
 _SHARED = text("SELECT count(pg_advisory_xact_lock_shared(k)) FROM unnest(CAST(:ids AS bigint[])) AS k")
+
+
+def on_commit(engine: Engine, tables: Iterable[Table], callback: Callable[[set[str]], None]) -> None:
+    """Call `callback` with the customers of the rows each transaction on `engine` inserted
+    into `tables`, once it committed and its connection is back in the pool (so that whoever
+    is told finds the rows visible). Rolled-back inserts are forgotten. Only this process's
+    transactions are seen."""
+    watched = tuple(tables)
+    written, committed = object(), object()  # this registration's keys in the connection's info
+
+    def inserted(conn: Connection, _cursor: Any, _statement: str, _params: Any, context: Any, _many: bool) -> None:
+        if context is None or not context.isinsert:
+            return
+        table = getattr(context.compiled.statement, "table", None)
+        if table is None or not any(table is t for t in watched):
+            return
+        names = {p.get("customer") for p in context.compiled_parameters or ()}
+        conn.info.setdefault(written, set()).update(n for n in names if isinstance(n, str))
+
+    def commit(conn: Connection) -> None:
+        names = conn.info.pop(written, None)
+        if names:
+            conn.info.setdefault(committed, set()).update(names)
+
+    def rollback(conn: Connection) -> None:
+        conn.info.pop(written, None)
+
+    def checkin(_dbapi_conn: Any, record: Any) -> None:
+        names = record.info.pop(committed, None) if record is not None else None
+        if names:
+            callback(names)
+
+    event.listen(engine, "after_cursor_execute", inserted)
+    event.listen(engine, "commit", commit)
+    event.listen(engine, "rollback", rollback)
+    event.listen(engine.pool, "checkin", checkin)
