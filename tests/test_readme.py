@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -68,8 +69,34 @@ def test_the_demo_command_starts_answers_a_balance_and_stops(tmp_path: Path) -> 
                             headers={"Authorization": f"Bearer {acme.group(1)}"})
         assert refused.status_code == 403
         assert (tmp_path / "quotameter-demo.sqlite3").exists()  # in the user's directory
+        tries = [line.strip() for line in text.splitlines() if line.strip().startswith("curl ")]
+        assert len(tries) >= 6, text
+        for line in tries:  # every command the demo suggests works as printed
+            response, expected = as_printed(line)
+            assert response.status_code == expected, (line, response.text)
     finally:
         proc.send_signal(signal.SIGINT)  # Ctrl+C
         rest, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, "".join(output) + rest
     assert "Shutting down" in rest or "Finished server process" in rest, rest
+
+
+def as_printed(line: str) -> tuple[httpx.Response, int]:
+    """Send what a `curl` line of the demo's "Try" list sends; the status it should get
+    (403 where the line says so). A stream is asked to end at once (`max_seconds=0`)."""
+    command, _, comment = line.partition("   # ")
+    args = iter(shlex.split(command)[1:])
+    method, headers, body, url = "GET", {}, None, ""
+    for arg in args:
+        if arg == "-H":
+            name, _, value = next(args).partition(":")
+            headers[name.strip()] = value.strip()
+        elif arg == "-X":
+            method = next(args)
+        elif arg == "-d":
+            body = next(args)
+        elif not arg.startswith("-"):
+            url = arg
+    params = {"max_seconds": "0"} if url.endswith("/stream") else None
+    response = httpx.request(method, url, headers=headers, content=body, params=params, timeout=30)
+    return response, 403 if comment.startswith("403") else (201 if method == "POST" and "/topups" in url else 200)

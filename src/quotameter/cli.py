@@ -386,7 +386,14 @@ def _demo_tries(url: str, admin: str, acme: str, customers: list[str]) -> list[s
         f"curl -s {c} {url}/v1/customers/studio/entitlements/managed_media   # 403",
         "# who in acme used how much, day by day:",
         f"curl -s {c} '{url}/v1/customers/acme/usage?feature=media&group_by=user&window=day'",
+        "# acme's in-app stream: blocks and restores the moment they happen (Ctrl+C to leave):",
+        f"curl -sN {c} {url}/v1/customers/acme/notifications/stream",
     ]
+    if "docs" in customers:
+        lines += [
+            "# docs' running invoice: its auto-upgrade is prorated on a line of its own (also ?format=csv):",
+            f"curl -s {a} {url}/v1/customers/docs/invoices/upcoming",
+        ]
     if "northwind" in customers:
         lines += [
             "# northwind is blocked; its notices, then a 1,000-minute block that lifts it:",
