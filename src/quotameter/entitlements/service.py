@@ -144,6 +144,7 @@ def consume(conn: Connection, catalog: LoadedCatalog, customer: str, feature: st
     from quotameter.errors import Invalid
     from quotameter.events import repository as event_store
     from quotameter.events.service import prepare, store
+    from quotameter.invoices import repository as invoices
     from quotameter.store.engine import lock_keys
 
     at_us = to_us(at)
@@ -156,6 +157,9 @@ def consume(conn: Connection, catalog: LoadedCatalog, customer: str, feature: st
         raise Invalid("amount: must be greater than 0")
     if meter.aggregation == "count" and amount != amount.to_integral_value():
         raise Invalid(f"amount: meter {ent.meter!r} counts whole events (got {amount})")
+    # The invoice lock first (store takes it again), as every writer does: taken after the
+    # locks and rows `settle` holds, it could close a cycle with a finalization in progress.
+    invoices.hold_open(conn, [customer])
     lock_keys(conn, [f"consume\x01{customer}\x01{ent.meter}"])
     from quotameter.notifications.scheduler import settle
 
