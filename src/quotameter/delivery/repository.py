@@ -89,9 +89,3 @@ def for_notices(conn: Connection, notice_ids: list[int]) -> dict[int, list]:
         for row in conn.execute(q):
             out.setdefault(row.notice_id, []).append(row)
     return out
-
-
-def by_status(conn: Connection) -> list:
-    d = deliveries.c
-    return list(conn.execute(select(deliveries).order_by(d.id)))
-
