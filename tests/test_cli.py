@@ -1,4 +1,4 @@
-"""The `quotameter` command against a real SQLite file: apply, ingest, balance, keys."""
+"""The `quotameter` command against a real SQLite file: apply, ingest, balance, keys, usage, invoices."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from quotameter.cli import app
-from support import demo_catalog, event, stream
+from support import at, demo_catalog, event, stream
 
 runner = CliRunner()
 
@@ -90,3 +90,25 @@ def test_usage_shows_who_used_how_much_and_when(db: str, tmp_path: Path) -> None
     assert result.exit_code == 1 and "window: must be day, hour or month (got 'week')" in result.output
     result = runner.invoke(app, ["usage", "acme", "volume"])
     assert result.exit_code == 1 and "feature:" in result.output
+
+
+def test_invoices_table_json_csv_and_finalize_due(db: str, tmp_path: Path) -> None:
+    events = [event("media.volume", "studio", at("2026-02-20T00:00:00Z"), hours_delta=30),
+              event("media.volume", "studio", at("2026-02-25T00:00:00Z"), hours_delta=-10)]
+    file = tmp_path / "events.jsonl"
+    file.write_text("".join(orjson.dumps(e).decode() + "\n" for e in events))
+    assert runner.invoke(app, ["ingest", str(file)]).exit_code == 0
+    when = ["--at", "2026-03-01T00:00:00Z"]
+    result = runner.invoke(app, ["invoices", "studio", *when])
+    assert result.exit_code == 0, result.output
+    assert "studio-20260215 (upcoming)" in result.output
+    assert "5 hours over the limit" in result.output and "100.00" in result.output and "399.00" in result.output
+    out = runner.invoke(app, ["invoices", "studio", *when, "--format", "json"])
+    assert orjson.loads(out.output)["total"] == "399.00"
+    out = runner.invoke(app, ["invoices", "studio", *when, "--format", "csv"])
+    assert out.output.splitlines()[-1].endswith(",total,total,,,,399.00")
+    # the run's clock is now: February's cycle is long over, so --finalize-due freezes it
+    out = runner.invoke(app, ["invoices", "studio", *when, "--format", "json", "--finalize-due"])
+    assert out.exit_code == 0 and orjson.loads(out.output.splitlines()[-1])["status"] == "finalized"
+    bad = runner.invoke(app, ["invoices", "studio", "--format", "xml"])
+    assert bad.exit_code == 1 and "format: must be table, json or csv" in bad.output

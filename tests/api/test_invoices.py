@@ -142,7 +142,7 @@ def test_finalized_once_then_read_listed_and_exported(demo, clock) -> None:  # t
 
     csv = demo.get(f"/v1/customers/callco/invoices/{inv['id']}", params={"format": "csv"})
     assert csv.status_code == 200 and csv.headers["content-type"].startswith("text/csv")
-    assert "unit,audio_connector: 57 minute,audio_connector,57,0.005,0.29" in csv.text
+    assert "unit,audio_connector: 57 minutes,audio_connector,57,0.005,0.29" in csv.text
     assert csv.text.splitlines()[-1].endswith(",total,total,,,,0.29")
     assert demo.get(f"/v1/customers/callco/invoices/{inv['id']}", headers={"Accept": "text/csv"}).text == csv.text
     assert "0.29" in demo.get("/v1/customers/callco/invoices", params={"format": "csv"}).text
@@ -151,7 +151,7 @@ def test_finalized_once_then_read_listed_and_exported(demo, clock) -> None:  # t
                 f"/v1/customers/callco/invoices/{inv['id']}?format=html"):
         page = demo.get(url)
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-        assert "audio_connector: 57 minute" in page.text and "0.29" in page.text and inv["number"] in page.text
+        assert "audio_connector: 57 minutes" in page.text and "0.29" in page.text and inv["number"] in page.text
 
     assert demo.get("/v1/customers/callco/invoices/999999").status_code == 404
     assert demo.get("/v1/customers/nobody/invoices").status_code == 404

@@ -14,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from quotameter.catalog.model import OveragePrice, PlanSpec
+from quotameter.wording import plural
 
 PENDING, SENDING, DELIVERED, DEAD = "pending", "sending", "delivered", "dead"
 EMAIL, WEBHOOK = "email", "webhook"
@@ -82,13 +83,6 @@ def number(value: Decimal | str | int | None) -> str:
 
 def money(value: Decimal | str) -> str:
     return f"{Decimal(str(value)).quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,}"
-
-
-def plural(unit: str | None, value: Decimal | str | int | None = None) -> str:
-    unit = unit or "unit"
-    if value is not None and Decimal(str(value)) == 1:
-        return unit
-    return unit if unit.endswith("s") else unit + "s"
 
 
 def percent_of(usage: Decimal, limit: Decimal | None) -> Decimal | None:

@@ -34,6 +34,7 @@ from quotameter.catalog.model import (
     Tier,
     UnitPrice,
 )
+from quotameter.wording import plural
 
 ZERO = Decimal(0)
 
@@ -146,12 +147,12 @@ def usage_lines(plan_name: str, plan: PlanSpec, usage: dict[str, FeatureUsage]) 
     for price in plan.prices:
         if isinstance(price, UnitPrice) and price.feature in usage:
             u = usage[price.feature]
-            lines.append(Line("unit", f"{price.feature}: {plain(u.usage)} {u.unit}", plan_name, price.feature,
+            lines.append(Line("unit", f"{price.feature}: {plain(u.usage)} {plural(u.unit, u.usage)}", plan_name, price.feature,
                               u.usage, price.unit_price, round_money(u.usage * price.unit_price, cur)))
         elif isinstance(price, OveragePrice) and price.feature in usage:
             u = usage[price.feature]
             if u.overage > 0:
-                lines.append(Line("overage", f"{price.feature}: {plain(u.overage)} {u.unit} over the limit",
+                lines.append(Line("overage", f"{price.feature}: {plain(u.overage)} {plural(u.unit, u.overage)} over the limit",
                                   plan_name, price.feature, u.overage, price.unit_price,
                                   round_money(u.overage * price.unit_price, cur)))
         elif isinstance(price, GraduatedPrice) and price.feature in usage:
@@ -160,7 +161,7 @@ def usage_lines(plan_name: str, plan: PlanSpec, usage: dict[str, FeatureUsage]) 
             for tier, qty in zip(price.tiers, tier_quantities(price.tiers, u.usage), strict=True):
                 if qty > 0:
                     span = f"{plain(below)}–{plain(tier.up_to)}" if tier.up_to is not None else f"over {plain(below)}"
-                    lines.append(Line("graduated", f"{price.feature}: {plain(qty)} {u.unit} in tier {span}",
+                    lines.append(Line("graduated", f"{price.feature}: {plain(qty)} {plural(u.unit, qty)} in tier {span}",
                                       plan_name, price.feature, qty, tier.unit_price,
                                       round_money(qty * tier.unit_price, cur)))
                 if tier.up_to is not None:
