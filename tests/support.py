@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from importlib.resources import files
 from typing import Any
@@ -121,6 +122,49 @@ def running(db_url: str, clock: Any, **settings: Any) -> Iterator[tuple[Any, Any
         thread.join(timeout=15)
         assert not thread.is_alive(), "the server did not stop"
         app.state.services.engine.dispose()
+
+
+@dataclass
+class AsgiAnswer:
+    status: int
+    headers: dict[str, str]
+    body: Any  # the JSON answer
+    reads: int  # how many times the application asked for the request body
+
+
+def asgi_call(app: Any, method: str, path: str, headers: dict[str, str], chunks: Sequence[bytes] = (b"",),
+              more: bool = False) -> AsgiAnswer:
+    """One request straight through the ASGI application, without a server: each `receive`
+    hands it the next of `chunks`, the body; with `more`, the client has more to send after
+    them, and leaves instead."""
+    import asyncio
+
+    import orjson
+
+    pieces = list(chunks)
+    reads = 0
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal reads
+        reads += 1
+        if reads <= len(pieces):
+            return {"type": "http.request", "body": pieces[reads - 1], "more_body": more or reads < len(pieces)}
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    raw = [(b"host", b"test"), (b"content-type", b"application/json"),
+           *((k.lower().encode(), v.encode()) for k, v in headers.items())]
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
+             "method": method, "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
+             "query_string": b"", "headers": raw, "client": ("127.0.0.1", 50000), "server": ("test", 80),
+             "state": {}}
+    asyncio.run(app(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return AsgiAnswer(start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, orjson.loads(body), reads)
 
 
 # --- acme's microphone, open since 09:00 on one seat: the in-app tests (api and browser) ---

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from quotameter.store.engine import DEFAULT_URL
@@ -21,8 +21,11 @@ class Settings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     # json: one object per line, for log collectors; text: for people at a terminal.
     log_format: Literal["json", "text"] = "json"
-    max_body_bytes: int = 10 * 1024 * 1024
+    # A request body over this many bytes is refused with 413 (at once when Content-Length says so).
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=0)
     max_batch: int = 10_000
+    # A request body that stops arriving for this long is answered 408 and its connection closed.
+    body_timeout_seconds: float = Field(30.0, gt=0)
     # Evaluate time-driven notices (open media streams) inside this process.
     scheduler: bool = True
     # Invoices are finalized this long after their period ends (in every process with the

@@ -16,6 +16,7 @@ from pydantic_core import PydanticCustomError
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
 
 from quotameter.catalog.service import CatalogCache
 from quotameter.errors import Invalid, NotFound
@@ -152,7 +153,7 @@ def probe(svc: Services, statement: Any, params: dict[str, Any]) -> Any:
         return conn.execute(statement, params).one()
 
 
-def services(request: Request) -> Services:
+def services(request: HTTPConnection) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
