@@ -68,7 +68,7 @@ def free_port() -> int:
 class ServerProcess:
     """`quotameter serve` in its own process; `url` once it said it is up."""
 
-    def __init__(self, database_url: str | None, cwd: str, **env: str) -> None:
+    def __init__(self, database_url: str | None, cwd: str, *args: str, **env: str) -> None:
         import os
         import subprocess
         import sys
@@ -80,7 +80,7 @@ class ServerProcess:
         environ.pop("QUOTAMETER_DATABASE_URL", None)
         if database_url:
             environ["QUOTAMETER_DATABASE_URL"] = database_url
-        self.proc = subprocess.Popen([sys.executable, "-m", "quotameter.cli", "serve"], cwd=cwd, env=environ,
+        self.proc = subprocess.Popen([sys.executable, "-m", "quotameter.cli", "serve", *args], cwd=cwd, env=environ,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.output: list[str] = []
 
@@ -91,6 +91,22 @@ class ServerProcess:
             if "Application startup complete" in line:
                 return "".join(self.output)
         raise AssertionError("server exited before it was ready:\n" + "".join(self.output))
+
+    def wait_listening(self) -> None:
+        """Until the port accepts connections. With `--workers`, the parent binds the socket and
+        each worker listens on it once its application started, and says nothing then."""
+        import socket
+        import time
+
+        self.wait_ready()
+        deadline, pause = time.monotonic() + 30, threading.Event()
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=5).close()
+                return
+            except ConnectionRefusedError:
+                assert self.proc.poll() is None and time.monotonic() < deadline, "".join(self.output)
+                pause.wait(0.05)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -103,12 +119,15 @@ def running(db_url: str, clock: Any, **settings: Any) -> Iterator[tuple[Any, Any
     import uvicorn
 
     from quotameter.server import create_app
+    from quotameter.serving import uvicorn_options
     from quotameter.settings import Settings
 
-    app = create_app(Settings(database_url=db_url, scheduler=False, tune_gc=False, admin_key=ADMIN_KEY, **settings),
-                     clock=clock)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    config = Settings(database_url=db_url, scheduler=False, tune_gc=False, admin_key=ADMIN_KEY, host="127.0.0.1",
+                      port=free_port(), **settings)
+    app = create_app(config, clock=clock)
+    port = config.port
+    # The options `quotameter serve` gives uvicorn (the header timeout's protocol among them).
+    server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(config), log_level="warning"))
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()
     ready = threading.Event()

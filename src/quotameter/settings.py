@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     # A request body over this many bytes is refused with 413 (at once when Content-Length says so).
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=0)
     max_batch: int = 10_000
+    # A connection whose request headers are not all in this long after it opened (or its last answer) is closed.
+    header_timeout_seconds: float = Field(10.0, gt=0)
     # A request body that stops arriving for this long is answered 408 and its connection closed.
     body_timeout_seconds: float = Field(30.0, gt=0)
     # Evaluate time-driven notices (open media streams) inside this process.
