@@ -45,7 +45,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     settings = settings or Settings()
     engine = make_engine(settings.database_url)
     upgrade(engine)
-    services = Services(engine, clock, settings.max_body_bytes, settings.max_batch, settings.balance_cache)
+    services = Services(engine, clock, settings.max_body_bytes, settings.max_batch, settings.balance_cache,
+                        settings.key_cache_seconds)
     with unit_of_work(engine) as conn:
         admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
         services.generated_admin_key = keys.bootstrap(conn, admin_key, to_us(clock()))

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     header_timeout_seconds: float = Field(10.0, gt=0)
     # A request body that stops arriving for this long is answered 408 and its connection closed.
     body_timeout_seconds: float = Field(30.0, gt=0)
+    # A key revoked through another process is refused here, and its open streams end, within this long.
+    key_cache_seconds: float = Field(5.0, gt=0)
     # Evaluate time-driven notices (open media streams) inside this process.
     scheduler: bool = True
     # Invoices are finalized this long after their period ends (in every process with the
@@ -64,3 +66,5 @@ class Settings(BaseSettings):
     # an event, so that proxies keep the connection open.
     inapp_poll_seconds: float = 1.0
     inapp_heartbeat_seconds: float = 15.0
+    # A stream ends after this long; its client reconnects with Last-Event-ID and misses nothing.
+    inapp_max_stream_seconds: float = Field(3600.0, gt=0)

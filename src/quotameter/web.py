@@ -102,7 +102,7 @@ class Services:
     """Per-process wiring, on `app.state.services`."""
 
     def __init__(self, engine: Engine, clock: Callable[[], datetime], max_body_bytes: int, max_batch: int,
-                 balance_cache: bool = True) -> None:
+                 balance_cache: bool = True, key_cache_seconds: float = 5.0) -> None:
         from quotameter.entitlements.cache import BalanceCache
         from quotameter.keys.service import KeyCache
 
@@ -115,7 +115,7 @@ class Services:
         self.inline_reads = engine.dialect.name == "sqlite"
         self.probes = engine if self.inline_reads else probe_engine(engine)
         self.balances = BalanceCache() if balance_cache else None
-        self.keys = KeyCache()
+        self.keys = KeyCache(key_cache_seconds)
         self.generated_admin_key: str | None = None  # set once, when this start made the first admin key
 
     def now(self) -> datetime:
