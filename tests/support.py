@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from importlib.resources import files
 from typing import Any
@@ -67,7 +68,7 @@ def free_port() -> int:
 class ServerProcess:
     """`quotameter serve` in its own process; `url` once it said it is up."""
 
-    def __init__(self, database_url: str | None, cwd: str, **env: str) -> None:
+    def __init__(self, database_url: str | None, cwd: str, *args: str, **env: str) -> None:
         import os
         import subprocess
         import sys
@@ -79,7 +80,7 @@ class ServerProcess:
         environ.pop("QUOTAMETER_DATABASE_URL", None)
         if database_url:
             environ["QUOTAMETER_DATABASE_URL"] = database_url
-        self.proc = subprocess.Popen([sys.executable, "-m", "quotameter.cli", "serve"], cwd=cwd, env=environ,
+        self.proc = subprocess.Popen([sys.executable, "-m", "quotameter.cli", "serve", *args], cwd=cwd, env=environ,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.output: list[str] = []
 
@@ -90,6 +91,22 @@ class ServerProcess:
             if "Application startup complete" in line:
                 return "".join(self.output)
         raise AssertionError("server exited before it was ready:\n" + "".join(self.output))
+
+    def wait_listening(self) -> None:
+        """Until the port accepts connections. With `--workers`, the parent binds the socket and
+        each worker listens on it once its application started, and says nothing then."""
+        import socket
+        import time
+
+        self.wait_ready()
+        deadline, pause = time.monotonic() + 30, threading.Event()
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=5).close()
+                return
+            except ConnectionRefusedError:
+                assert self.proc.poll() is None and time.monotonic() < deadline, "".join(self.output)
+                pause.wait(0.05)
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -102,12 +119,15 @@ def running(db_url: str, clock: Any, **settings: Any) -> Iterator[tuple[Any, Any
     import uvicorn
 
     from quotameter.server import create_app
+    from quotameter.serving import uvicorn_options
     from quotameter.settings import Settings
 
-    app = create_app(Settings(database_url=db_url, scheduler=False, tune_gc=False, admin_key=ADMIN_KEY, **settings),
-                     clock=clock)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    config = Settings(database_url=db_url, scheduler=False, tune_gc=False, admin_key=ADMIN_KEY, host="127.0.0.1",
+                      port=free_port(), **settings)
+    app = create_app(config, clock=clock)
+    port = config.port
+    # The options `quotameter serve` gives uvicorn (the header timeout's protocol among them).
+    server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options(config), log_level="warning"))
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()
     ready = threading.Event()
@@ -121,6 +141,49 @@ def running(db_url: str, clock: Any, **settings: Any) -> Iterator[tuple[Any, Any
         thread.join(timeout=15)
         assert not thread.is_alive(), "the server did not stop"
         app.state.services.engine.dispose()
+
+
+@dataclass
+class AsgiAnswer:
+    status: int
+    headers: dict[str, str]
+    body: Any  # the JSON answer
+    reads: int  # how many times the application asked for the request body
+
+
+def asgi_call(app: Any, method: str, path: str, headers: dict[str, str], chunks: Sequence[bytes] = (b"",),
+              more: bool = False) -> AsgiAnswer:
+    """One request straight through the ASGI application, without a server: each `receive`
+    hands it the next of `chunks`, the body; with `more`, the client has more to send after
+    them, and leaves instead."""
+    import asyncio
+
+    import orjson
+
+    pieces = list(chunks)
+    reads = 0
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal reads
+        reads += 1
+        if reads <= len(pieces):
+            return {"type": "http.request", "body": pieces[reads - 1], "more_body": more or reads < len(pieces)}
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    raw = [(b"host", b"test"), (b"content-type", b"application/json"),
+           *((k.lower().encode(), v.encode()) for k, v in headers.items())]
+    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
+             "method": method, "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
+             "query_string": b"", "headers": raw, "client": ("127.0.0.1", 50000), "server": ("test", 80),
+             "state": {}}
+    asyncio.run(app(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    return AsgiAnswer(start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, orjson.loads(body), reads)
 
 
 # --- acme's microphone, open since 09:00 on one seat: the in-app tests (api and browser) ---

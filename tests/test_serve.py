@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
+
+import pytest
 
 import httpx
 import orjson
@@ -39,3 +42,16 @@ def test_first_start_prints_an_admin_key_once(tmp_path: Path) -> None:
         finally:
             server.stop()
     assert len(keys[0]) == 1 and keys[1] == []
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_closes_a_connection_whose_headers_do_not_come_in_time(tmp_path: Path, workers: str) -> None:
+    server = ServerProcess(None, str(tmp_path), "--workers", workers, QUOTAMETER_HEADER_TIMEOUT_SECONDS="0.2")
+    try:
+        server.wait_listening()
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow:
+            slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n")  # and never the blank line
+            assert slow.recv(1024) == b""  # closed by the server, well before the socket's timeout
+        assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}  # whole requests are answered
+    finally:
+        server.stop()

@@ -52,6 +52,7 @@ def _serve(settings: Settings, workers: int = 1, banner: Callable[[], None] | No
 
     from quotameter import logs
     from quotameter.keys.service import bootstrap
+    from quotameter.serving import uvicorn_options
     from quotameter.store.engine import unit_of_work
     from quotameter.timeutil import to_us
     from quotameter.web import system_clock
@@ -68,16 +69,17 @@ def _serve(settings: Settings, workers: int = 1, banner: Callable[[], None] | No
     console.print(f"quotameter listening on [bold]http://{settings.host}:{settings.port}[/bold] "
                   f"(database: {_redact(settings.database_url)}); API docs at /docs", highlight=False)
     log_config = logs.config(settings.log_level, settings.log_format)
+    options = uvicorn_options(settings)
     if workers == 1:
         from quotameter.server import create_app
 
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=log_config)
+        uvicorn.run(create_app(settings), **options, log_config=log_config)
         return
     # Worker processes build their app from the environment: hand them these settings.
     for name, value in settings.model_dump(exclude={"admin_key"}).items():
         os.environ[f"QUOTAMETER_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
-    uvicorn.run("quotameter.server:app_from_environment", factory=True, host=settings.host, port=settings.port,
-                workers=workers, log_config=log_config)
+    uvicorn.run("quotameter.server:app_from_environment", factory=True, **options, workers=workers,
+                log_config=log_config)
 
 
 def _engine(database_url: str | None) -> Engine:

@@ -27,9 +27,11 @@ from quotameter.notifications.api import router as notifications_router
 from quotameter.notifications.scheduler import Scheduler
 from quotameter.errors import QuotameterError
 from quotameter.events.api import router as events_router
+from quotameter.guard import RequestGuard
 from quotameter.settings import Settings
 from quotameter.keys import service as keys
 from quotameter.keys.api import router as keys_router
+from quotameter.keys.auth import KeyFirst
 from quotameter.store.engine import make_engine, unit_of_work
 from quotameter.timeutil import to_us
 from quotameter.store.migrate import upgrade
@@ -43,7 +45,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     settings = settings or Settings()
     engine = make_engine(settings.database_url)
     upgrade(engine)
-    services = Services(engine, clock, settings.max_body_bytes, settings.max_batch, settings.balance_cache)
+    services = Services(engine, clock, settings.max_body_bytes, settings.max_batch, settings.balance_cache,
+                        settings.key_cache_seconds)
     with unit_of_work(engine) as conn:
         admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
         services.generated_admin_key = keys.bootstrap(conn, admin_key, to_us(clock()))
@@ -112,6 +115,10 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
             message = f"method: {request.method} is not allowed on {request.url.path}"
         return JSON({"error": message}, status_code=err.status_code, headers=err.headers)
 
+    # Each added around the previous: CatchAll (a JSON 500 for any error) around KeyFirst (401 before
+    # anything of the body is read) around RequestGuard (the body's size and pauses).
+    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes, body_timeout=settings.body_timeout_seconds)
+    app.add_middleware(KeyFirst)
     app.add_middleware(CatchAll)
     return app
 

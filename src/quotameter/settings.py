@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from quotameter.store.engine import DEFAULT_URL
@@ -21,8 +21,15 @@ class Settings(BaseSettings):
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     # json: one object per line, for log collectors; text: for people at a terminal.
     log_format: Literal["json", "text"] = "json"
-    max_body_bytes: int = 10 * 1024 * 1024
+    # A request body over this many bytes is refused with 413 (at once when Content-Length says so).
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=0)
     max_batch: int = 10_000
+    # A connection whose request headers are not all in this long after it opened (or its last answer) is closed.
+    header_timeout_seconds: float = Field(10.0, gt=0)
+    # A request body that stops arriving for this long is answered 408 and its connection closed.
+    body_timeout_seconds: float = Field(30.0, gt=0)
+    # A key revoked through another process is refused here, and its open streams end, within this long.
+    key_cache_seconds: float = Field(5.0, gt=0)
     # Evaluate time-driven notices (open media streams) inside this process.
     scheduler: bool = True
     # Invoices are finalized this long after their period ends (in every process with the
@@ -59,3 +66,5 @@ class Settings(BaseSettings):
     # an event, so that proxies keep the connection open.
     inapp_poll_seconds: float = 1.0
     inapp_heartbeat_seconds: float = 15.0
+    # A stream ends after this long; its client reconnects with Last-Event-ID and misses nothing.
+    inapp_max_stream_seconds: float = Field(3600.0, gt=0)

@@ -16,6 +16,7 @@ from pydantic_core import PydanticCustomError
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
 
 from quotameter.catalog.service import CatalogCache
 from quotameter.errors import Invalid, NotFound
@@ -101,7 +102,7 @@ class Services:
     """Per-process wiring, on `app.state.services`."""
 
     def __init__(self, engine: Engine, clock: Callable[[], datetime], max_body_bytes: int, max_batch: int,
-                 balance_cache: bool = True) -> None:
+                 balance_cache: bool = True, key_cache_seconds: float = 5.0) -> None:
         from quotameter.entitlements.cache import BalanceCache
         from quotameter.keys.service import KeyCache
 
@@ -114,7 +115,7 @@ class Services:
         self.inline_reads = engine.dialect.name == "sqlite"
         self.probes = engine if self.inline_reads else probe_engine(engine)
         self.balances = BalanceCache() if balance_cache else None
-        self.keys = KeyCache()
+        self.keys = KeyCache(key_cache_seconds)
         self.generated_admin_key: str | None = None  # set once, when this start made the first admin key
 
     def now(self) -> datetime:
@@ -152,7 +153,7 @@ def probe(svc: Services, statement: Any, params: dict[str, Any]) -> Any:
         return conn.execute(statement, params).one()
 
 
-def services(request: Request) -> Services:
+def services(request: HTTPConnection) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 

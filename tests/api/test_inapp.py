@@ -218,3 +218,47 @@ def test_a_client_that_leaves_is_forgotten_and_the_poll_stops_with_the_last_stre
         while hub._waiting or hub._poller is not None:  # the server notices the disconnect on its own
             assert time.monotonic() < deadline, "the stream or its poll outlived its client"
             pause.wait(0.01)
+
+
+def test_the_streams_of_a_revoked_key_end_within_the_key_cache_interval(db_url: str, clock) -> None:  # type: ignore[no-untyped-def]
+    from quotameter.keys import service as keys
+    from quotameter.notifications.scheduler import tick
+    from quotameter.store.engine import make_engine, unit_of_work
+    from quotameter.timeutil import to_us
+
+    clock.now = T0
+    # The key cache's interval made small, the poll for notices long: only the key check can end it.
+    with running(db_url, clock, key_cache_seconds=0.05, inapp_poll_seconds=60) as (app, _server, url):
+        key = mic_left_on(url)
+        listed = httpx.get(f"{url}/v1/keys", headers=ADMIN).json()["keys"]
+        key_id = next(k["id"] for k in listed if k["role"] == "customer")
+        elsewhere = make_engine(db_url)  # another process revokes the key: nothing in this one is told
+        try:
+            with httpx.Client(base_url=url, timeout=READ_TIMEOUT) as client, \
+                    open_stream(client, key) as revoked, open_stream(client, ADMIN_KEY) as kept:
+                revoked_events, kept_events = Events(revoked), Events(kept)
+                assert revoked_events.next()["event"] == "state" and kept_events.next()["event"] == "state"
+                with unit_of_work(elsewhere) as conn:
+                    keys.revoke(conn, key_id, to_us(clock()))
+                with pytest.raises(AssertionError, match="the stream ended"):
+                    revoked_events.next()
+                # The other key's stream goes on, and the revoked key cannot open a new one.
+                svc = app.state.services
+                clock.now = T0 + minutes(600)
+                tick(svc.engine, svc.catalogs, clock)
+                assert kept_events.until("access.blocked")["data"]["feature"] == "media"
+                r = client.get(PATH, headers=bearer(key))
+                assert (r.status_code, r.json()["error"]) == (401, "authorization: unknown or revoked key")
+        finally:
+            elsewhere.dispose()
+
+
+def test_a_stream_ends_after_its_maximum_lifetime(db_url: str, clock) -> None:  # type: ignore[no-untyped-def]
+    clock.now = T0
+    with running(db_url, clock, inapp_max_stream_seconds=0.2) as (_app, _server, url):
+        key = mic_left_on(url)
+        with httpx.Client(base_url=url, timeout=READ_TIMEOUT) as client, open_stream(client, key) as response:
+            events = Events(response)
+            assert events.next()["event"] == "state"
+            with pytest.raises(AssertionError, match="the stream ended"):  # on its own wake-up, after 0.2 s
+                events.next()

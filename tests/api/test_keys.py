@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from support import ADMIN, ADMIN_KEY, at, demo_catalog, event
+from support import ADMIN, ADMIN_KEY, asgi_call, at, demo_catalog, event
 
 WHEN = at("2026-03-10T10:00:00Z")
 OPEN = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/healthz"}
@@ -169,3 +169,30 @@ def test_first_start_without_an_admin_key_makes_one_once(db_url: str, clock) -> 
     with TestClient(env, headers=ADMIN) as c:
         assert c.get("/v1/keys").status_code == 200
     env.state.services.engine.dispose()
+
+
+# --- the key is checked before the body is read -------------------------------------------
+
+def test_a_request_without_a_valid_key_is_refused_before_its_body_is_read(api, app) -> None:  # type: ignore[no-untyped-def]
+    revoked = new_key(api, "admin")
+    assert api.delete(f"/v1/keys/{revoked['id']}").status_code == 200
+    refusals = [
+        ({}, "authorization: missing; send 'Authorization: Bearer <key>'"),
+        ({"Authorization": "Basic abc"}, "authorization: must be 'Bearer <key>'"),
+        (bearer("qm_not_a_key"), "authorization: unknown or revoked key"),
+        (bearer(revoked), "authorization: unknown or revoked key"),
+    ]
+    seen = 0
+    for template, operations in api.get("/openapi.json").json()["paths"].items():
+        if template in OPEN:
+            continue
+        path = re.sub(r"\{[^}]+\}", "acme", template)
+        for method in operations:
+            for headers, message in refusals:
+                # A 400 MB body is announced, and never sent.
+                got = asgi_call(app, method.upper(), path, {**headers, "Content-Length": "400000000"}, [], more=True)
+                assert (got.status, got.body, got.reads) == (401, {"error": message}, 0), (method, path, headers)
+                assert got.headers["www-authenticate"] == "Bearer"
+                assert got.headers["connection"] == "close"  # the body is never read: the connection ends
+            seen += 1
+    assert seen >= 15

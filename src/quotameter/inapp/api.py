@@ -8,6 +8,10 @@ blocked or restored; with `?all=true` every notice) recorded after the id in the
 `Last-Event-ID` header (sent by a reconnecting EventSource), else after `?after=`, else after
 the newest one when it opened. A `: keep-alive` comment goes out when nothing was sent for
 `inapp_heartbeat_seconds`.
+
+A stream ends after `inapp_max_stream_seconds` (the client reconnects with `Last-Event-ID`
+and misses nothing), and within `key_cache_seconds` of the revocation of the key it was
+opened with (its reconnection is then refused, like any request with that key).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from starlette.responses import StreamingResponse
 from quotameter.inapp import service
 from quotameter.inapp.hub import Hub, end_streams_when_uvicorn_stops, stopping
 from quotameter.keys.auth import reads_customer
+from quotameter.keys.service import Principal
 from quotameter.settings import Settings
 from quotameter.web import Services, dumps, error_responses, services
 
@@ -50,9 +55,9 @@ def frame(event: str, data: Any, id: int | None = None) -> bytes:
 
 
 @router.get("/v1/customers/{customer}/notifications/stream", response_class=StreamingResponse,
-            dependencies=[Depends(reads_customer)], responses={**_STREAM, **error_responses(404, 422)})
+            responses={**_STREAM, **error_responses(404, 422)})
 async def stream_notices(
-        request: Request, customer: str,
+        request: Request, customer: str, who: Principal = Depends(reads_customer),
         every: bool = Query(False, alias="all", description="every notice, not only those addressed in-app"),
         after: int | None = Query(None, ge=0, le=MAX_ID, description="send the notices after this id "
                                   "(the Last-Event-ID header wins); without either, those from now on"),
@@ -68,7 +73,7 @@ async def stream_notices(
     if last is None:
         last = await run_in_threadpool(service.latest_id, svc.engine, customer)
     settings: Settings = getattr(request.app.state, "settings", None) or Settings()
-    events = _events(svc, _hub(request), customer, last, every, state, settings, max_seconds)
+    events = _events(svc, _hub(request), customer, who.key_id, last, every, state, settings, max_seconds)
     return StreamingResponse(events, media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
@@ -77,25 +82,30 @@ def _hub(request: Request) -> Hub:
     hub: Hub | None = getattr(request.app.state, "inapp_hub", None)
     if hub is None:
         settings: Settings = getattr(request.app.state, "settings", None) or Settings()
-        hub = request.app.state.inapp_hub = Hub(services(request).engine, settings.inapp_poll_seconds)
+        svc = services(request)
+        hub = request.app.state.inapp_hub = Hub(svc.engine, settings.inapp_poll_seconds, svc.keys.ttl)
     return hub
 
 
-async def _events(svc: Services, hub: Hub, customer: str, last: int, every: bool, state: dict[str, Any],
-                  settings: Settings, max_seconds: float | None) -> AsyncIterator[bytes]:
+async def _events(svc: Services, hub: Hub, customer: str, key_id: str, last: int, every: bool,
+                  state: dict[str, Any], settings: Settings, max_seconds: float | None) -> AsyncIterator[bytes]:
     """Read the outbox whenever the hub wakes the stream (see hub.py), and send a keep-alive
     comment when nothing was sent for a while. Ends when the client leaves (Starlette
-    cancels it), the server stops, or after `max_seconds`."""
-    wake = hub.subscribe(customer)
+    cancels it), the server stops, after `max_seconds` or `inapp_max_stream_seconds`, or
+    when the hub finds its key revoked."""
+    wake = hub.subscribe(customer, key_id)
     clock = asyncio.get_running_loop().time  # pacing only; the notices carry their own instants
     beat = settings.inapp_heartbeat_seconds
     now = clock()
-    deadline = math.inf if max_seconds is None else now + max_seconds
+    # Real time, like the pacing: the service clock is the domain's, which tests and replays move.
+    deadline = now + min(settings.inapp_max_stream_seconds, math.inf if max_seconds is None else max_seconds)
     next_beat = now + beat
     try:
         yield f"retry: {RETRY_MS}\n".encode() + frame("state", state)
         while True:
             wake.clear()  # before reading: a commit while we read wakes the next wait
+            if hub.revoked(wake):  # not one more notice for a revoked key
+                return
             sent, last, more = await run_in_threadpool(service.after, svc.engine, svc.catalogs, customer,
                                                        svc.now, last, every)
             for notice in sent:

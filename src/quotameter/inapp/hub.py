@@ -8,6 +8,10 @@ Two ways a stream learns that it has something to read, neither of them a query 
 - another process recorded it: one thread per process (running while any stream is open)
   asks every `poll` seconds, in one query for all open streams' customers, whose newest
   notice or pending evaluation is new, and wakes those.
+
+The same thread asks, in one query for all open streams, which of their keys were revoked
+(here or by another process), at least every `key_check` seconds (the key cache's interval,
+after which every process refuses such a key), and ends their streams.
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ import asyncio
 import logging
 import threading
 import weakref
+from contextlib import suppress
 from typing import Any
 
 from sqlalchemy import Engine, func, select
 
+from quotameter.keys.service import revoked_among
 from quotameter.store.engine import on_commit
 from quotameter.store.tables import notices, pending_evaluations
 
@@ -31,18 +37,23 @@ _WATCHED = (notices, pending_evaluations)
 class Hub:
     """The open streams of one app, by customer, each an asyncio.Event on its own loop."""
 
-    def __init__(self, engine: Engine, poll: float) -> None:
+    def __init__(self, engine: Engine, poll: float, key_check: float | None = None) -> None:
         self.engine, self.poll = engine, poll
+        self.key_check = poll if key_check is None else key_check
         self._lock = threading.Lock()
         self._waiting: dict[str, dict[asyncio.Event, asyncio.AbstractEventLoop]] = {}
+        self._key_of: dict[asyncio.Event, str] = {}  # the key each stream was opened with
+        self._revoked: set[asyncio.Event] = set()  # streams whose key was revoked: they end when woken
         self._poller: threading.Thread | None = None
         _HUBS.add(self)
         self.watch(engine)
 
-    def subscribe(self, customer: str) -> asyncio.Event:
+    def subscribe(self, customer: str, key_id: str | None = None) -> asyncio.Event:
         wake = asyncio.Event()
         with self._lock:
             self._waiting.setdefault(customer, {})[wake] = asyncio.get_running_loop()
+            if key_id is not None:
+                self._key_of[wake] = key_id
             if self._poller is None:
                 self._poller = threading.Thread(target=self._poll, name="quotameter-inapp-poll", daemon=True)
                 self._poller.start()
@@ -54,6 +65,12 @@ class Hub:
             streams.pop(wake, None)
             if not streams:
                 self._waiting.pop(customer, None)
+            self._key_of.pop(wake, None)
+            self._revoked.discard(wake)
+
+    def revoked(self, wake: asyncio.Event) -> bool:
+        """Whether the key this stream was opened with was revoked: the stream must end."""
+        return wake in self._revoked
 
     def wake(self, customers: set[str] | None = None) -> None:
         """Wake the streams of these customers (None: all); safe from any thread."""
@@ -68,7 +85,7 @@ class Hub:
 
     def _poll(self) -> None:
         """Until no stream is open: wake the streams of customers with a notice or a pending
-        evaluation that another process committed."""
+        evaluation that another process committed, and end those whose key was revoked."""
         seen: dict[str, int] = {}  # the newest notice id woken for, per customer
         pause = threading.Event()
         while True:
@@ -77,8 +94,9 @@ class Hub:
                 if not customers:
                     self._poller = None
                     return
+                keys = set(self._key_of.values())
             try:
-                newest, pending = _changes(self.engine, customers)
+                newest, pending, revoked = _changes(self.engine, customers, keys)
             except Exception:  # noqa: BLE001 - keep polling; the streams still wake on this process's commits
                 log.exception("in-app poll failed")
             else:
@@ -86,7 +104,18 @@ class Hub:
                 seen.update(newest)
                 if woken:
                     self.wake(woken)
-            pause.wait(self.poll)
+                if revoked:
+                    self._end_streams_of(revoked)
+            pause.wait(min(self.poll, self.key_check))
+
+    def _end_streams_of(self, keys: set[str]) -> None:
+        with self._lock:
+            ending = [(w, loop) for streams in self._waiting.values() for w, loop in streams.items()
+                      if self._key_of.get(w) in keys]
+            self._revoked.update(w for w, _ in ending)
+        for w, loop in ending:
+            with suppress(RuntimeError):  # that loop is closed: its stream is gone
+                loop.call_soon_threadsafe(w.set)
 
     def watch(self, engine: Engine) -> None:
         """Wake the streams of the customers whose notices or pending evaluations this
@@ -94,14 +123,16 @@ class Hub:
         on_commit(engine, _WATCHED, self.wake)
 
 
-def _changes(engine: Engine, customers: list[str]) -> tuple[dict[str, int], set[str]]:
-    """Per customer its newest notice id, and which have usage left to evaluate."""
+def _changes(engine: Engine, customers: list[str], keys: set[str]) -> tuple[dict[str, int], set[str], set[str]]:
+    """Per customer its newest notice id, which have usage left to evaluate, and which of
+    the streams' keys were revoked."""
     n, p = notices.c, pending_evaluations.c
     with engine.connect() as conn:
         newest = dict(conn.execute(select(n.customer, func.max(n.id)).where(n.customer.in_(customers))
                                    .group_by(n.customer)).all())
         pending = set(conn.execute(select(p.customer).where(p.customer.in_(customers)).distinct()).scalars())
-    return newest, pending
+        revoked = revoked_among(conn, keys)
+    return newest, pending, revoked
 
 
 _HUBS: weakref.WeakSet[Hub] = weakref.WeakSet()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlalchemy import Connection, Row, insert, select, update
 
 from quotameter.store.tables import api_keys
@@ -35,6 +37,11 @@ def by_id(conn: Connection, key_id: str) -> Row | None:
 
 def revoke(conn: Connection, key_id: str, revoked_us: int) -> None:
     conn.execute(update(api_keys).where(k.id == key_id, k.revoked_us.is_(None)).values(revoked_us=revoked_us))
+
+
+def active_ids(conn: Connection, key_ids: Iterable[str]) -> set[str]:
+    """Which of these keys exist and are not revoked."""
+    return set(conn.execute(select(k.id).where(k.id.in_(list(key_ids)), k.revoked_us.is_(None))).scalars())
 
 
 def every(conn: Connection) -> list[Row]:

@@ -65,6 +65,11 @@ def revoke(conn: Connection, key_id: str, now_us: int) -> dict[str, Any]:
     return _view(repository.by_id(conn, key_id))  # type: ignore[arg-type]
 
 
+def revoked_among(conn: Connection, key_ids: set[str]) -> set[str]:
+    """The keys among these that no longer let anyone in."""
+    return key_ids - repository.active_ids(conn, key_ids) if key_ids else set()
+
+
 def listing(conn: Connection) -> list[dict[str, Any]]:
     return [_view(row) for row in repository.every(conn)]
 
