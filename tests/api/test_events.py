@@ -152,3 +152,56 @@ def test_values_the_database_cannot_hold_are_refused_not_a_server_error(api) -> 
     # More than 12 decimal places are rounded as the database column would, on SQLite too.
     usage = api.get("/v1/customers/acme/entitlements/uploads", params={"at": "2026-03-20T00:00:00Z"}).json()["usage"]
     assert Decimal(str(usage)) == Decimal("0.123456789012")
+
+
+# --- timestamps: RFC 3339 only --------------------------------------------------------------
+
+NOT_RFC3339 = ["2026-W10-2T09:00:00Z", "20260310T090000Z", "2026-03-10T01Z", "2026-03-10T09:00:00+01:00:30",
+               "2026-03-10\x0009:00:00Z", "2026-03-10 09:00:00Z", "2026-03-10T09:00Z"]
+
+
+def test_event_times_that_are_not_rfc_3339_are_refused_by_index(api) -> None:  # type: ignore[no-untyped-def]
+    plain = [event("session.created", "docs", text) for text in NOT_RFC3339]
+    checked_in_full = dict(event("session.created", "docs", "2026-W10-2T09:00:00Z"), id=7)  # a number for an id
+    span = event("connector.stream", "callco", WHEN, stream_id="c1", start="20260310T090000Z",
+                 end="2026-03-10T10:00:00Z")
+    good = event("session.created", "docs", WHEN)
+    r = api.post("/v1/events", json=[*plain, checked_in_full, span, good])
+    assert r.status_code == 200, r.text
+    assert r.json()["rejected"] == [
+        *({"index": i, "error": f"time: not an RFC 3339 timestamp ({text!r})"} for i, text in enumerate(NOT_RFC3339)),
+        {"index": len(NOT_RFC3339), "error": "time: not an RFC 3339 timestamp ('2026-W10-2T09:00:00Z')"},
+        {"index": len(NOT_RFC3339) + 1, "error": "data.start: not an RFC 3339 timestamp ('20260310T090000Z')"},
+    ]
+    assert r.json()["accepted"] == 1
+    assert sessions(api) == 1
+
+
+def test_every_rfc_3339_form_is_taken_at_the_instant_it_denotes(api) -> None:  # type: ignore[no-untyped-def]
+    # Lower case t and z, an offset, and nanoseconds (dropped past the microsecond) mark the
+    # same instant: the last microsecond of February, in the February period.
+    last = ["2026-02-28t23:59:59.999999999z", "2026-03-01T00:59:59.9999999+01:00", "2026-02-28T22:59:59.999999-01:00"]
+    r = api.post("/v1/events", json=[event("session.created", "docs", text) for text in last])
+    assert r.json() == {"accepted": 3, "duplicates": 0, "rejected": []}
+    assert sessions(api, "2026-02-28T23:59:59.999999Z") == 3
+    assert sessions(api, "2026-03-01T00:00:00Z") == 0
+    leap = api.post("/v1/events", json=[dict(event("session.created", "docs", "2016-12-31T23:59:60Z"), id=8)]).json()
+    assert leap["accepted"] == 1  # a leap second is the first second of the next minute, as in Unix time
+    assert sessions(api, "2017-01-01T00:00:00Z") == 1
+
+
+@pytest.mark.parametrize("text", NOT_RFC3339)
+def test_instants_in_queries_and_bodies_are_rfc_3339_only(api, text: str) -> None:  # type: ignore[no-untyped-def]
+    r = api.get("/v1/customers/acme/entitlements/media", params={"at": text})
+    assert (r.status_code, r.json()) == (422, {"error": f"at: not an RFC 3339 timestamp ({text!r})"})
+    r = api.patch("/v1/customers/acme", json={"seats": 3, "effective_at": text})
+    assert (r.status_code, r.json()) == (422, {"error": f"effective_at: not an RFC 3339 timestamp ({text!r})"})
+
+
+def test_an_offsets_plus_sign_left_unescaped_in_a_query_still_reads(api) -> None:  # type: ignore[no-untyped-def]
+    api.post("/v1/events", json=[event("session.created", "docs", WHEN)])
+    # `?at=2026-03-10T10:00:00+01:00` unescaped: the query string makes the `+` a space.
+    r = api.get("/v1/customers/docs/entitlements/sessions?at=2026-03-10T10:00:00+01:00")
+    assert r.status_code == 200 and r.json()["usage"] == 1, r.text
+    r = api.get("/v1/customers/docs/entitlements/sessions?at=2026-03-10T09:59:59+01:00")
+    assert r.status_code == 200 and r.json()["usage"] == 0, r.text
