@@ -205,3 +205,33 @@ def test_an_offsets_plus_sign_left_unescaped_in_a_query_still_reads(api) -> None
     assert r.status_code == 200 and r.json()["usage"] == 1, r.text
     r = api.get("/v1/customers/docs/entitlements/sessions?at=2026-03-10T09:59:59+01:00")
     assert r.status_code == 200 and r.json()["usage"] == 0, r.text
+
+
+# --- numbers in data --------------------------------------------------------------------------
+
+def uploads(client) -> Decimal:  # type: ignore[no-untyped-def]
+    r = client.get("/v1/customers/acme/entitlements/uploads", params={"at": "2026-03-20T00:00:00Z"})
+    assert r.status_code == 200, r.text
+    return Decimal(str(r.json()["usage"]))
+
+
+def test_numbers_are_json_numbers_or_plain_decimal_strings(api) -> None:  # type: ignore[no-untyped-def]
+    refused = ["1_000", "\u0661\u0662", " 1 ", "1 ", "Infinity", "-Infinity", "NaN", "sNaN", ".5", "5.", "0x10",
+               "1,5", "\uff11", ""]
+    taken = [7, 0.25, "12", "+1", "-2.5", "1e2", "2.5E-1"]
+    r = api.post("/v1/events", json=[event("upload", "acme", WHEN, bytes=v) for v in [*refused, *taken]])
+    assert r.status_code == 200, r.text
+    assert r.json()["rejected"] == [
+        {"index": i, "error": f"data.bytes: must be a number (got {v!r})"} for i, v in enumerate(refused)]
+    assert r.json()["accepted"] == len(taken)
+    assert uploads(api) == Decimal("7") + Decimal("0.25") + 12 + 1 - Decimal("2.5") + 100 + Decimal("0.25")
+
+
+def test_a_huge_exponent_is_refused_by_field_not_a_server_error(api) -> None:  # type: ignore[no-untyped-def]
+    r = api.post("/v1/events", json=[event("upload", "acme", WHEN, bytes="1e999999999"),
+                                      event("upload", "acme", WHEN, bytes="1e-999999999"),
+                                      event("upload", "acme", WHEN, bytes="3")])
+    assert r.status_code == 200, r.text
+    assert r.json()["rejected"] == [
+        {"index": 0, "error": "data.bytes: must be less than 10^15 in magnitude (got '1e999999999')"}]
+    assert uploads(api) == 3  # 10^-999999999 is 0 at twelve decimal places

@@ -7,6 +7,7 @@ incremental state kept in the database must always equal them applied to the raw
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -15,6 +16,7 @@ from typing import Any
 import orjson
 
 from quotameter.catalog.model import DURATION_UNITS, MeterSpec
+from quotameter.errors import shown
 from quotameter.meters.spans import US, Span, StreamEvent, replay, usage_us
 
 ZERO = Decimal(0)
@@ -71,22 +73,42 @@ Contribution = Simple | GaugeChange | StreamPoint
 
 
 def number(data: Mapping[str, Any], prop: str) -> Decimal:
+    """A JSON number, or a string holding a plain decimal number, as an exact Decimal."""
     if prop not in data:
         raise EventRejected(f"data.{prop}: required by this event's meter")
     raw = data[prop]
-    if isinstance(raw, bool) or not isinstance(raw, (int, float, str, Decimal)):
-        raise EventRejected(f"data.{prop}: must be a number (got {orjson.dumps(raw).decode()})")
+    kind = type(raw)
     try:
-        value = Decimal(str(raw))
+        if kind is int:
+            value = Decimal(raw)
+        elif kind is float:
+            value = Decimal(repr(raw))  # the shortest text that reads back as this float: what was sent
+        elif kind is str and _DECIMAL_TEXT(raw) is not None:
+            value = Decimal(raw)
+        elif isinstance(raw, Decimal):
+            value = raw
+        else:
+            raise InvalidOperation
     except InvalidOperation:
-        raise EventRejected(f"data.{prop}: must be a number (got {raw!r})") from None
+        got = shown(raw) if isinstance(raw, str) else _json_shown(raw)
+        raise EventRejected(f"data.{prop}: must be a number (got {got})") from None
     if not value.is_finite():
         raise EventRejected(f"data.{prop}: must be a finite number (got {raw!r})")
-    if abs(value) >= LARGEST:
-        raise EventRejected(f"data.{prop}: must be less than 10^15 in magnitude (got {raw!r})")
+    if value.copy_abs() >= LARGEST:  # copy_abs: exact, where abs() could overflow the context
+        raise EventRejected(f"data.{prop}: must be less than 10^15 in magnitude (got {shown(raw)})")
     if value.as_tuple().exponent < -PLACES:  # type: ignore[operator]
         value = value.quantize(SMALLEST)  # as PostgreSQL's NUMERIC(38, 12) would store it, on SQLite too
     return value
+
+
+# Text that `number` reads: an optional sign, ASCII digits, an optional fraction and exponent,
+# nothing around them. Decimal() alone would also read "1_000", "١٢", " 1 ", "Infinity", "NaN".
+_DECIMAL_TEXT = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?").fullmatch
+
+
+def _json_shown(value: Any) -> str:
+    text = orjson.dumps(value).decode()
+    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 # Stored values are NUMERIC(38, 12) (store.tables.Decimal): 10^15 per event leaves room for
