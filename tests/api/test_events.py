@@ -235,3 +235,29 @@ def test_a_huge_exponent_is_refused_by_field_not_a_server_error(api) -> None:  #
     assert r.json()["rejected"] == [
         {"index": 0, "error": "data.bytes: must be less than 10^15 in magnitude (got '1e999999999')"}]
     assert uploads(api) == 3  # 10^-999999999 is 0 at twelve decimal places
+
+
+# --- what data may hold -----------------------------------------------------------------------
+
+def nested(depth: int) -> bytes:
+    """`data` as JSON text with `depth` levels of objects and arrays, itself the first (too deep
+    for orjson to write, so it is written by hand)."""
+    opening = "".join("[" if level % 2 == 0 else '{"a":' for level in range(depth - 1))
+    closing = "".join("]" if level % 2 == 0 else "}" for level in reversed(range(depth - 1)))
+    return f'{{"deep":{opening}1{closing}}}'.encode()
+
+
+def test_data_nested_too_deep_is_refused_by_index_and_the_batch_kept(api) -> None:  # type: ignore[no-untyped-def]
+    def deep(depth: int, **fields: object) -> bytes:
+        envelope = orjson.dumps({**event("session.created", "docs", WHEN), "data": "DATA", **fields})
+        return envelope.replace(b'"DATA"', nested(depth))
+
+    # 1,022 levels of data is as deep as a batch body may nest at all (1,024 with the array and the event).
+    batch = [orjson.dumps(event("session.created", "docs", WHEN)), deep(254), deep(255), deep(1022),
+             deep(600, id=9, extension="checked by Pydantic"), orjson.dumps(event("session.created", "docs", WHEN))]
+    r = api.post("/v1/events", content=b"[" + b",".join(batch) + b"]", headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text
+    assert r.json() == {"accepted": 3, "duplicates": 0, "rejected": [
+        {"index": i, "error": f"data: nested {depth} levels deep, at most 254 (objects and arrays, data itself the first)"}
+        for i, depth in ((2, 255), (3, 1022), (4, 600))]}
+    assert sessions(api) == 3

@@ -177,3 +177,34 @@ def _in_range(us: int, field: str, written: str) -> int:
         raise EventRejected(f"{field}: must be on or after {EPOCH.date()} and before {LATEST.date()} "
                             f"(got {shown(written)})")
     return us
+
+
+# How deep `data` may nest, counting data itself as level 1: as deep as orjson writes JSON
+# back (it stops at 255 levels of objects and arrays), while the request body may nest 1,024
+# levels. The check costs nothing on the hot path: writing data fails first.
+MAX_DATA_DEPTH = 254
+
+
+def data_unwritable(data: Any, err: Exception) -> str:
+    """Why an event's data cannot be stored as JSON, as 'field: reason'."""
+    depth = _depth(data)
+    if depth > MAX_DATA_DEPTH:
+        return f"data: nested {depth} levels deep, at most {MAX_DATA_DEPTH} (objects and arrays, data itself the first)"
+    return f"data: cannot be written as JSON ({err})"
+
+
+def _depth(value: Any) -> int:
+    """Levels of objects and arrays, without recursion (Python's own stack would not do)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children)
+    return deepest
