@@ -261,3 +261,74 @@ def test_data_nested_too_deep_is_refused_by_index_and_the_batch_kept(api) -> Non
         {"index": i, "error": f"data: nested {depth} levels deep, at most 254 (objects and arrays, data itself the first)"}
         for i, depth in ((2, 255), (3, 1022), (4, 600))]}
     assert sessions(api) == 3
+
+
+def media_event(time: str, action: str, **data: object) -> dict[str, object]:
+    return event("media.activity", "acme", time, kind="mic", action=action, **data)
+
+
+def media_minutes(client, when: str = "2026-03-10T12:00:00Z") -> Decimal:  # type: ignore[no-untyped-def]
+    r = client.get("/v1/customers/acme/entitlements/media", params={"at": when})
+    assert r.status_code == 200, r.text
+    return Decimal(str(r.json()["usage"]))
+
+
+def test_a_nul_in_a_stream_or_merge_key_is_refused_by_field_on_every_database(api) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL cannot hold NUL in text: such an event was a 500 there and lost its batch."""
+    batch = [media_event("2026-03-10T09:00:00Z", "start", user="u\x00", stream="s"),
+             media_event("2026-03-10T09:00:00Z", "start", user="u", stream="s\x00"),
+             media_event("2026-03-10T09:00:00Z", "start", user="u", stream="s"),
+             media_event("2026-03-10T09:00:00Z", "start", user="u" * 257, stream="s"),
+             media_event("2026-03-10T09:00:00Z", "start", user="\u00e9" * 129, stream="s"),
+             event("media.activity", "acme", WHEN, kind="mic", user="u", stream="\u00e9" * 128,  # 256 bytes: taken
+                   start="2026-03-10T09:00:00Z", end="2026-03-10T09:10:00Z"),
+             media_event("2026-03-10T09:10:00Z", "stop", user="u", stream="s")]
+    r = api.post("/v1/events", json=batch)
+    assert r.status_code == 200, r.text
+    assert r.json()["rejected"] == [
+        {"index": 0, "error": "data.user: must not contain NUL characters (U+0000)"},
+        {"index": 1, "error": "data.stream: must not contain NUL characters (U+0000)"},
+        {"index": 3, "error": "data.user: at most 256 bytes in UTF-8 (got 257)"},
+        {"index": 4, "error": "data.user: at most 256 bytes in UTF-8 (got 258)"},
+    ]
+    assert r.json()["accepted"] == 3
+    assert media_minutes(api) == 10  # u's two streams, merged
+
+
+def test_unique_values_that_the_database_cannot_index_are_refused_by_field(client) -> None:  # type: ignore[no-untyped-def]
+    catalog = demo_catalog()
+    catalog["meters"]["rooms"] = {"event_type": "room.joined", "aggregation": "unique_count", "value_property": "room"}
+    catalog["plans"]["basic"]["entitlements"]["rooms"] = {"meter": "rooms"}
+    assert client.put("/v1/catalog", json=catalog).status_code == 200
+    rooms = ["r\x00", "x" * 1022, "x" * 1023, {"name": "\u00e9" * 600}, "r\x00"]
+    r = client.post("/v1/events", json=[event("room.joined", "acme", WHEN, room=room) for room in rooms])
+    assert r.status_code == 200, r.text
+    assert r.json()["rejected"] == [
+        {"index": 2, "error": "data.room: at most 1024 bytes once written as JSON (got 1025)"},
+        {"index": 3, "error": "data.room: at most 1024 bytes once written as JSON (got 1211)"},
+    ]
+    usage = client.get("/v1/customers/acme/entitlements/rooms", params={"at": "2026-03-20T00:00:00Z"}).json()["usage"]
+    assert usage == 2  # "r\x00" twice is one room; a NUL is kept, written as JSON
+
+
+def test_streams_of_two_users_never_share_a_key(api) -> None:  # type: ignore[no-untyped-def]
+    """User "x\\x01y" with stream "z" and user "x" with stream "y\\x01z" were joined to one key,
+    so the second start was taken for the same stream: ten minutes instead of twenty."""
+    batch = [media_event("2026-03-10T09:00:00Z", "start", user="x\x01y", stream="z"),
+             media_event("2026-03-10T09:00:00Z", "start", user="x", stream="y\x01z"),
+             media_event("2026-03-10T09:10:00Z", "stop", user="x\x01y", stream="z"),
+             media_event("2026-03-10T09:20:00Z", "stop", user="x", stream="y\x01z")]
+    assert api.post("/v1/events", json=batch).json()["rejected"] == []
+    assert media_minutes(api) == 10 + 20
+    r = api.get("/v1/customers/acme/usage", params={"feature": "media", "group_by": "user", "at": "2026-03-10T12:00:00Z"})
+    assert r.status_code == 200, r.text
+    assert sorted((row["group"], row["usage"]) for row in r.json()["rows"]) == [("x", 20), ("x\x01y", 10)]
+
+
+def test_the_longest_keys_fit_once_joined_and_escaped(api) -> None:  # type: ignore[no-untyped-def]
+    # 256 bytes of a user made of join characters is 512 once escaped, plus 1 and a 256-byte stream.
+    span = event("media.activity", "acme", WHEN, kind="mic", user="\x01" * 256, stream="s" * 256,
+                 start="2026-03-10T09:00:00Z", end="2026-03-10T09:05:00Z")
+    r = api.post("/v1/events", json=[span])
+    assert r.json() == {"accepted": 1, "duplicates": 0, "rejected": []}, r.text
+    assert media_minutes(api) == 5
