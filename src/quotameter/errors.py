@@ -32,6 +32,10 @@ class BadRequest(QuotameterError):
     status = 400
 
 
+class UnsupportedMediaType(QuotameterError):
+    status = 415
+
+
 class Unauthorized(QuotameterError):
     status = 401
 

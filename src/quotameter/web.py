@@ -64,6 +64,7 @@ _WHEN = {
     404: "Unknown customer, feature or key.",
     409: "In conflict with what is recorded.",
     413: "The body or the batch is too large.",
+    415: "The Content-Type is not one this endpoint reads.",
     422: "A field is missing, of the wrong type or out of range.",
 }
 

@@ -60,6 +60,8 @@ def describe(err: ValidationError) -> str:
         msg = "required"
     elif first["type"] == "timezone_aware":
         msg = "must carry a UTC offset (e.g. 2026-01-01T10:00:00Z)"
+    elif first["type"] == "dict_type":
+        msg = "must be a JSON object"
     elif first["type"] == "string_pattern_mismatch" and first["ctx"]["pattern"] == _NO_CONTROL:
         msg = "must not contain control characters (U+0000 to U+001F)"
     return f"{loc}: {msg}"
