@@ -11,7 +11,6 @@ import sys
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import httpx
