@@ -11,7 +11,7 @@ from pydantic_core import PydanticCustomError
 
 from quotameter.errors import shown
 from quotameter.meters.model import EventRejected
-from quotameter.timeutil import EPOCH, LATEST, NO_OFFSET, from_us, rfc3339_us, to_us
+from quotameter.timeutil import COMMON_RFC3339, EPOCH, LATEST, NO_OFFSET, from_us, rfc3339_us, to_us
 
 _NO_CONTROL = r"^[^\x00-\x1f]+$"
 
@@ -81,6 +81,8 @@ _CONTROL = re.compile(r"[\x00-\x1f]")
 _EPOCH = EPOCH
 _ONE_US = timedelta(microseconds=1)
 _LATEST_US = to_us(LATEST)
+_common_rfc3339 = COMMON_RFC3339.fullmatch
+_fromisoformat = datetime.fromisoformat
 
 # (id, source, type, subject, time in µs since the epoch or None, data)
 Fields = tuple[str, str, str, str, "int | None", dict[str, Any]]
@@ -112,11 +114,13 @@ def plain_fields(obj: Any) -> Fields | None:
         data = {}
     if time is None:
         return id_, source, type_, subject, None, data
-    if type(time) is not str:
+    # The common RFC 3339 form, read inline; any other (lower case, leap second, more than six
+    # fraction digits, or not RFC 3339 at all) goes to the full check.
+    if type(time) is not str or _common_rfc3339(time) is None:
         return None
     try:
-        us = rfc3339_us(time)
-    except ValueError:
+        us = (_fromisoformat(time) - _EPOCH) // _ONE_US
+    except ValueError:  # no such day
         return None
     return (id_, source, type_, subject, us, data) if 0 <= us < _LATEST_US else None
 
