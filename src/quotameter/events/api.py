@@ -37,7 +37,7 @@ class IngestOut(BaseModel):
 # it is described as one event because openapi-python-client (0.29) writes a client that fails
 # (isinstance with list[...]) when several media types of one body may be arrays.
 _EVENT_REF = {"$ref": "#/components/schemas/CloudEvent"}
-_BODY = {"requestBody": {"required": True, "description": (
+_BODY: dict[str, Any] = {"requestBody": {"required": True, "description": (
     "One CloudEvent, or an array of them (as `application/json` too). In CloudEvents binary mode "
     "(a `ce-specversion` header) the attributes are `ce-` headers and the body is the event's "
     "`data`, a JSON object."),
