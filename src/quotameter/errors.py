@@ -32,9 +32,20 @@ class BadRequest(QuotameterError):
     status = 400
 
 
+class UnsupportedMediaType(QuotameterError):
+    status = 415
+
+
 class Unauthorized(QuotameterError):
     status = 401
 
 
 class Forbidden(QuotameterError):
     status = 403
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """A value as an error message quotes it: its repr, cut short when long (a body may be
+    megabytes, and the answer should not echo it)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit - 3]}..."

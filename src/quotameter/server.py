@@ -27,6 +27,7 @@ from quotameter.notifications.api import router as notifications_router
 from quotameter.notifications.scheduler import Scheduler
 from quotameter.errors import QuotameterError
 from quotameter.events.api import router as events_router
+from quotameter.events.api import with_event_schema
 from quotameter.guard import RequestGuard
 from quotameter.settings import Settings
 from quotameter.keys import service as keys
@@ -82,7 +83,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     for router in (catalog_router, events_router, entitlements_router, customers_router, grants_router,
                    notifications_router, inapp_router, usage_router, keys_router, invoices_router):
         app.include_router(router, responses=error_responses(401, 403))  # every one needs a key
-    app.openapi = one_error_shape(app.openapi)  # type: ignore[method-assign]
+    app.openapi = with_event_schema(one_error_shape(app.openapi))  # type: ignore[method-assign]
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

@@ -19,8 +19,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
 from quotameter.catalog.service import CatalogCache
-from quotameter.errors import Invalid, NotFound
-from quotameter.timeutil import EPOCH, LATEST, rfc3339
+from quotameter.errors import Invalid, NotFound, shown
+from quotameter.timeutil import EPOCH, LATEST, NO_OFFSET, from_us, rfc3339, rfc3339_us, to_us
 
 
 T = TypeVar("T")
@@ -65,6 +65,7 @@ _WHEN = {
     404: "Unknown customer, feature or key.",
     409: "In conflict with what is recorded.",
     413: "The body or the batch is too large.",
+    415: "The Content-Type is not one this endpoint reads.",
     422: "A field is missing, of the wrong type or out of range.",
 }
 
@@ -200,12 +201,22 @@ def instant(value: str | None, field: str, default: datetime) -> datetime:
     if value is None or value == "":
         return default
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace(" ", "+"))
-    except ValueError:
-        raise Invalid(f"{field}: not an RFC 3339 timestamp ({value!r})") from None
-    if parsed.tzinfo is None:
-        raise Invalid(f"{field}: must carry a UTC offset (e.g. 2026-01-01T10:00:00Z)")
-    # Compared before converting: 0001-01-01T00:00:00+01:00 has no UTC representation at all.
-    if not EPOCH <= parsed < LATEST:
-        raise Invalid(f"{field}: must be on or after {EPOCH.date()} and before {LATEST.date()} (got {value!r})")
-    return parsed.astimezone(timezone.utc)
+        us = rfc3339_us(_plus_sign(value))
+    except ValueError as err:
+        reason = str(err)
+        raise Invalid(f"{field}: {reason}" if reason == NO_OFFSET else f"{field}: {reason} ({shown(value)})") from None
+    # Compared in microseconds: 0001-01-01T00:00:00+01:00 has no datetime in UTC at all.
+    if not 0 <= us < _LATEST_US:
+        raise Invalid(f"{field}: must be on or after {EPOCH.date()} and before {LATEST.date()} (got {shown(value)})")
+    return from_us(us)
+
+
+_LATEST_US = to_us(LATEST)
+
+
+def _plus_sign(value: str) -> str:
+    """An offset's `+` left unescaped in a query string arrives as a space: put it back
+    (only there, so that a space anywhere else is still refused)."""
+    if len(value) > 6 and value[-6] == " ":
+        return f"{value[:-6]}+{value[-5:]}"
+    return value

@@ -60,3 +60,41 @@ def test_cli_apply_and_balance(tmp_path: Path, db_url: str) -> None:
     result = runner.invoke(cli, ["balance", "acme", "media", "--at", "2026-03-05T00:00:00Z", "--database-url", db_url])
     assert result.exit_code == 0, result.output
     assert "acme / media: 0 minute in 2026-03-01T00:00:00Z … 2026-04-01T00:00:00Z" in result.output
+
+
+def test_names_end_where_the_text_ends_and_addresses_hold_no_control_character(client) -> None:  # type: ignore[no-untyped-def]
+    bad = demo_catalog()
+    bad["customers"]["acme\n"] = bad["customers"].pop("acme")
+    bad["plans"]["basic\n"] = bad["plans"]["basic"]
+    bad["meters"]["coedit_sessions\n"] = bad["meters"]["coedit_sessions"]
+    bad["plans"]["pro"]["entitlements"]["managed_media\n"] = bad["plans"]["pro"]["entitlements"]["managed_media"]
+    bad["customers"]["studio"]["owner"] = "owner@studio.example\n"
+    bad["customers"]["docs"]["admins"] = ["ops@docs.example", "o\x01ps@docs.example", "ops@docs.\x7fexample",
+                                          "ops@docs.example\x85"]
+    bad["meters"]["media_minutes"]["event_type"] = "media.\x00activity"  # was a 500 on PostgreSQL
+    r = client.put("/v1/catalog", json=bad)
+    assert r.status_code == 422, r.text
+    invalid_name = "use letters, digits and _ . : -, starting with a letter or digit, at most 128 characters"
+    assert set(r.json()["errors"]) >= {
+        f"customers.acme\n: invalid name 'acme\\n': {invalid_name}",
+        f"plans.basic\n: invalid name 'basic\\n': {invalid_name}",
+        f"meters.coedit_sessions\n: invalid name 'coedit_sessions\\n': {invalid_name}",
+        f"plans.pro.entitlements.managed_media\n: invalid name 'managed_media\\n': {invalid_name}",
+        "customers.studio.owner: not an e-mail address: 'owner@studio.example\\n'",
+        "customers.docs.admins[1]: not an e-mail address: 'o\\x01ps@docs.example'",
+        "customers.docs.admins[2]: not an e-mail address: 'ops@docs.\\x7fexample'",
+        "customers.docs.admins[3]: not an e-mail address: 'ops@docs.example\\x85'",
+        "meters.media_minutes.event_type: must not contain control characters (U+0000 to U+001F) "
+        "(got 'media.\\x00activity')",
+    }, r.json()["errors"]
+
+
+def test_contacts_changed_through_the_api_are_checked_the_same_way(client) -> None:  # type: ignore[no-untyped-def]
+    assert client.put("/v1/catalog", json=demo_catalog()).status_code == 200
+    for change in ({"admins": ["ops@acme.example\n"]}, {"owner": "o\x00wner@acme.example"},
+                   {"members": ["ok@acme.example", "m\x1b@acme.example"]}):
+        r = client.patch("/v1/customers/acme", json=change)
+        assert r.status_code == 422, (change, r.text)
+        field = next(iter(change))
+        assert r.json()["error"].startswith(f"{field}") and "not an e-mail address" in r.json()["error"], r.text
+    assert client.get("/v1/customers/acme").json()["admins"] == ["ops@acme.example"]

@@ -82,8 +82,10 @@ def media_event(draw: st.DrawFn) -> dict[str, Any]:
     data: dict[str, Any] = {"user": user, "stream": f"{user}/{draw(st.sampled_from(['mic', 'cam', 'screen']))}"}
     m = draw(minute)
     if draw(st.integers(0, 9)) == 0:
-        data["start"] = _instant(m, draw(micros))
-        data["end"] = _instant(m + draw(st.integers(0, 90)), draw(micros))
+        start, length, end = draw(micros), draw(st.integers(0, 90)), draw(micros)
+        data["start"] = _instant(m, start)
+        # Within the same minute an end drawn before the start would make an event refused by right.
+        data["end"] = _instant(m + length, end if length else max(start, end))
     else:
         data["action"] = draw(st.sampled_from(["start", "start", "stop", "stop", "heartbeat"]))
     return {"type": "m", "subject": draw(customer), "time": _instant(m, draw(micros)), "data": data}

@@ -64,8 +64,10 @@ Enforcement = Literal["hard", "soft", "overage", "none"]
 Period = Literal["calendar_month", "billing_cycle"]
 Recipients = Literal["admins", "owner", "members"]
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
-_EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+$")
+# Matched whole (`fullmatch`): with `match`, "$" also matches before a final line end.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
+# No control character (C0, DEL, C1) either: an address goes into mail headers.
+_EMAIL_PATTERN = re.compile(r"[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s\x00-\x1f\x7f-\x9f]+")
 _RULES_ERROR = "catalog_rules"
 
 
@@ -73,7 +75,7 @@ _RULES_ERROR = "catalog_rules"
 
 
 def _check_name(value: str) -> str:
-    if not NAME_PATTERN.match(value):
+    if not NAME_PATTERN.fullmatch(value):
         raise ValueError(
             f"invalid name {value!r}: use letters, digits and _ . : -, "
             "starting with a letter or digit, at most 128 characters"
@@ -96,7 +98,7 @@ def _reject_bool(value: object) -> object:
 
 
 def _check_email(value: str) -> str:
-    if not _EMAIL_PATTERN.match(value):
+    if not _EMAIL_PATTERN.fullmatch(value):
         raise ValueError(f"not an e-mail address: {value!r}")
     return value
 
@@ -151,8 +153,15 @@ class Rounding(_Spec):
     mode: Literal["ceil", "floor", "nearest"] = "ceil"
 
 
+def _check_event_type(value: str) -> str:
+    # As an event's own type: no event could match another, and PostgreSQL holds no NUL.
+    if any(ch < "\x20" for ch in value):
+        raise ValueError(f"must not contain control characters (U+0000 to U+001F) (got {value!r})")
+    return value
+
+
 class MeterSpec(_Spec):
-    event_type: str = Field(min_length=1)
+    event_type: Annotated[str, AfterValidator(_check_event_type)] = Field(min_length=1)
     aggregation: Aggregation
     value_property: str | None = None
     delta_property: str | None = None

@@ -1,19 +1,21 @@
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from quotameter.errors import BadRequest, PayloadTooLarge
+from quotameter.errors import PayloadTooLarge
+from quotameter.events.binding import BATCH, STRUCTURED, events_of
+from quotameter.events.binding import JSON as JSON_TYPE
 from quotameter.events.model import CloudEvent
 from quotameter.events.service import IngestResult, prepare, store
 from quotameter.keys.auth import may_ingest
 from quotameter.store.engine import retry_transient, unit_of_work
 from quotameter.timeutil import to_us
-from quotameter.web import JSON, Services, error_responses, inline_schema, json_body, services
+from quotameter.web import JSON, Services, error_responses, inline_schema, services
 
 
 router = APIRouter(tags=["events"])
@@ -30,28 +32,53 @@ class IngestOut(BaseModel):
     rejected: list[RejectedOut]
 
 
-_EVENT = inline_schema(CloudEvent)
-_EVENT["examples"] = [{"specversion": "1.0", "id": "e1", "source": "app", "type": "media.activity", "subject": "acme",
-                       "time": "2026-03-10T09:00:00Z",
-                       "data": {"user": "u1", "stream": "u1/mic", "kind": "mic", "action": "start"}}]
+# The event's schema is a named component (see `with_event_schema`), so that client generators
+# make one CloudEvent class for the three media types. `application/json` also takes an array;
+# it is described as one event because openapi-python-client (0.29) writes a client that fails
+# (isinstance with list[...]) when several media types of one body may be arrays.
+_EVENT_REF = {"$ref": "#/components/schemas/CloudEvent"}
+_BODY: dict[str, Any] = {"requestBody": {"required": True, "description": (
+    "One CloudEvent, or an array of them (as `application/json` too). In CloudEvents binary mode "
+    "(a `ce-specversion` header) the attributes are `ce-` headers and the body is the event's "
+    "`data`, a JSON object."),
+    "content": {JSON_TYPE: {"schema": _EVENT_REF},
+                STRUCTURED: {"schema": _EVENT_REF},
+                BATCH: {"schema": {"type": "array", "items": _EVENT_REF}}}}}
+# Binary mode, described: the attributes as headers (any other `ce-` header is an extension).
+_BINARY_HEADERS = [
+    {"name": f"ce-{attribute}", "in": "header", "required": False, "schema": {"type": "string"},
+     "description": f"CloudEvents binary mode: the event's `{attribute}`, percent-encoded; "
+                    "the body is then its `data`" + (" (RFC 3339)" if attribute == "time" else "")}
+    for attribute in ("specversion", "id", "source", "type", "subject", "time")]
+_BODY["parameters"] = _BINARY_HEADERS
+_EXAMPLE = {"specversion": "1.0", "id": "e1", "source": "app", "type": "media.activity", "subject": "acme",
+            "time": "2026-03-10T09:00:00Z", "data": {"user": "u1", "stream": "u1/mic", "kind": "mic", "action": "start"}}
+
+
+def with_event_schema(make_document: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+    """The served document with `components/schemas/CloudEvent`, which the body above refers to."""
+
+    def document() -> dict[str, Any]:
+        doc = make_document()  # built once and kept by FastAPI: this addition is idempotent
+        schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+        if "CloudEvent" not in schemas:
+            schemas["CloudEvent"] = {**inline_schema(CloudEvent), "examples": [_EXAMPLE]}
+        return doc
+
+    return document
 
 
 @router.post("/v1/events", response_class=JSON, dependencies=[Depends(may_ingest)],
-             responses={200: {"model": IngestOut}, **error_responses(400, 413)},
-             openapi_extra=json_body({"oneOf": [_EVENT, {"type": "array", "items": _EVENT}]},
-                                     "one CloudEvent, or an array of them"))
+             responses={200: {"model": IngestOut}, **error_responses(400, 413, 415)}, openapi_extra=_BODY)
 async def post_events(request: Request) -> Any:
-    """One CloudEvent or an array of them (also `application/cloudevents-batch+json`).
+    """One CloudEvent or an array of them, as `application/json`, `application/cloudevents+json`
+    (one event), `application/cloudevents-batch+json` (an array) or in CloudEvents binary mode.
 
     The answer comes after the accepted events are committed.
     """
     svc = services(request)
     body = await request.body()  # at most max_body_bytes: the guard in server.py cuts a longer one off
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError as err:
-        raise BadRequest(f"body: not valid JSON ({err})") from None
-    items = payload if isinstance(payload, list) else [payload]
+    items = events_of(request.headers.raw, body)
     if len(items) > svc.max_batch:
         raise PayloadTooLarge(f"body: {len(items)} events is over the batch limit of {svc.max_batch}")
     result = await run_in_threadpool(_ingest, svc, items)

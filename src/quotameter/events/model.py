@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 
+from quotameter.errors import shown
 from quotameter.meters.model import EventRejected
-from quotameter.timeutil import to_us
+from quotameter.timeutil import COMMON_RFC3339, EPOCH, LATEST, NO_OFFSET, from_us, rfc3339_us, to_us
 
 _NO_CONTROL = r"^[^\x00-\x1f]+$"
 
@@ -34,14 +36,19 @@ class CloudEvent(BaseModel):
     @field_validator("time", mode="before")
     @classmethod
     def _rfc3339_only(cls, v: object) -> object:
-        # Without this, Pydantic would also take a bare number as Unix seconds.
-        if v is not None and not isinstance(v, (str, datetime)):
-            raise ValueError("must be an RFC 3339 timestamp string")
-        return v
+        # Pydantic alone would also take a bare number as Unix seconds, and ISO 8601 forms
+        # that RFC 3339 does not have (week dates, the basic format, an hour alone).
+        if v is None or isinstance(v, datetime):
+            return v
+        if not isinstance(v, str):
+            raise PydanticCustomError("rfc3339", "must be an RFC 3339 timestamp string")
+        try:
+            return from_us(instant_us(v, "time"))
+        except EventRejected as err:
+            raise PydanticCustomError("rfc3339", "{reason}", {"reason": str(err).split(": ", 1)[1]}) from None
 
 
 _event = TypeAdapter(CloudEvent)
-_instant = TypeAdapter(AwareDatetime)
 
 
 def describe(err: ValidationError) -> str:
@@ -53,6 +60,8 @@ def describe(err: ValidationError) -> str:
         msg = "required"
     elif first["type"] == "timezone_aware":
         msg = "must carry a UTC offset (e.g. 2026-01-01T10:00:00Z)"
+    elif first["type"] == "dict_type":
+        msg = "must be a JSON object"
     elif first["type"] == "string_pattern_mismatch" and first["ctx"]["pattern"] == _NO_CONTROL:
         msg = "must not contain control characters (U+0000 to U+001F)"
     return f"{loc}: {msg}"
@@ -69,8 +78,11 @@ class Envelope:
 
 
 _CONTROL = re.compile(r"[\x00-\x1f]")
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = EPOCH
 _ONE_US = timedelta(microseconds=1)
+_LATEST_US = to_us(LATEST)
+_common_rfc3339 = COMMON_RFC3339.fullmatch
+_fromisoformat = datetime.fromisoformat
 
 # (id, source, type, subject, time in µs since the epoch or None, data)
 Fields = tuple[str, str, str, str, "int | None", dict[str, Any]]
@@ -102,16 +114,15 @@ def plain_fields(obj: Any) -> Fields | None:
         data = {}
     if time is None:
         return id_, source, type_, subject, None, data
-    if type(time) is not str:
+    # The common RFC 3339 form, read inline; any other (lower case, leap second, more than six
+    # fraction digits, or not RFC 3339 at all) goes to the full check.
+    if type(time) is not str or _common_rfc3339(time) is None:
         return None
     try:
-        at = datetime.fromisoformat(time)
-    except ValueError:
+        us = (_fromisoformat(time) - _EPOCH) // _ONE_US
+    except ValueError:  # no such day
         return None
-    if at.tzinfo is None:
-        return None
-    us = (at - _EPOCH) // _ONE_US
-    return None if us < 0 else (id_, source, type_, subject, us, data)
+    return (id_, source, type_, subject, us, data) if 0 <= us < _LATEST_US else None
 
 
 def fields_of(obj: Any) -> Fields:
@@ -149,15 +160,57 @@ def _checked(obj: Any) -> Envelope:
 def parse_instant(value: Any, field: str) -> int:
     if not isinstance(value, str):
         raise EventRejected(f"{field}: required, an RFC 3339 timestamp")
+    return instant_us(value, field)
+
+
+def instant_us(text: str, field: str) -> int:
+    """An RFC 3339 timestamp in microseconds since the epoch; EventRejected saying why not."""
     try:
-        at = _instant.validate_python(value)
-    except ValidationError as err:
-        raise EventRejected(f"{field}: {describe(err).split(': ', 1)[1]}") from None
-    return checked_us(at, field)
+        us = rfc3339_us(text)
+    except ValueError as err:
+        reason = str(err)
+        raise EventRejected(f"{field}: {reason}" if reason == NO_OFFSET else f"{field}: {reason} ({shown(text)})") from None
+    return _in_range(us, field, text)
 
 
 def checked_us(at: datetime, field: str) -> int:
-    us = to_us(at)
-    if us < 0:
-        raise EventRejected(f"{field}: must not be before 1970-01-01")
+    return _in_range(to_us(at), field, at.isoformat())
+
+
+def _in_range(us: int, field: str, written: str) -> int:
+    # Past 9999-01-01 a period or a time zone around the instant could not be computed.
+    if not 0 <= us < _LATEST_US:
+        raise EventRejected(f"{field}: must be on or after {EPOCH.date()} and before {LATEST.date()} "
+                            f"(got {shown(written)})")
     return us
+
+
+# How deep `data` may nest, counting data itself as level 1: as deep as orjson writes JSON
+# back (it stops at 255 levels of objects and arrays), while the request body may nest 1,024
+# levels. The check costs nothing on the hot path: writing data fails first.
+MAX_DATA_DEPTH = 254
+
+
+def data_unwritable(data: Any, err: Exception) -> str:
+    """Why an event's data cannot be stored as JSON, as 'field: reason'."""
+    depth = _depth(data)
+    if depth > MAX_DATA_DEPTH:
+        return f"data: nested {depth} levels deep, at most {MAX_DATA_DEPTH} (objects and arrays, data itself the first)"
+    return f"data: cannot be written as JSON ({err})"
+
+
+def _depth(value: Any) -> int:
+    """Levels of objects and arrays, without recursion (Python's own stack would not do)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children)
+    return deepest

@@ -16,7 +16,7 @@ from sqlalchemy import Connection
 from quotameter.catalog.service import LoadedCatalog
 from quotameter.customers import state as customer_state
 from quotameter.events import repository
-from quotameter.events.model import fields_of, plain_fields
+from quotameter.events.model import data_unwritable, fields_of, plain_fields
 from quotameter.events.repository import Row
 from quotameter.invoices import repository as invoices
 from quotameter.meters import service as meters
@@ -80,6 +80,10 @@ def prepare(catalog: LoadedCatalog, items: list[Any], received_us: int) -> Prepa
                 raise EventRejected(f"subject: unknown customer {subject!r}")
             if t is None:
                 t = received_us
+            try:
+                text = dumps(data).decode()  # the meters look into data only once it is known to be writable
+            except orjson.JSONEncodeError as err:
+                raise EventRejected(data_unwritable(data, err)) from None
             specs = by_type.get(type_)
             contributions = (meters.contributions(specs, EventFacts(subject, t, f"{source}\x01{id_}", data))
                              if specs else [])
@@ -107,7 +111,7 @@ def prepare(catalog: LoadedCatalog, items: list[Any], received_us: int) -> Prepa
             horizons[subject] = latest
         if first < earliest.get(subject, first + 1):
             earliest[subject] = first
-        rows.append((source, id_, type_, subject, t, dumps(data).decode(), received_us))
+        rows.append((source, id_, type_, subject, t, text, received_us))
         indexes.append(index)
     return Prepared(catalog.version, rows, found, grouped, rejected, repeats, received_us, horizons, indexes,
                     earliest)

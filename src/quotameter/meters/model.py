@@ -7,6 +7,7 @@ incremental state kept in the database must always equal them applied to the raw
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -15,6 +16,7 @@ from typing import Any
 import orjson
 
 from quotameter.catalog.model import DURATION_UNITS, MeterSpec
+from quotameter.errors import shown
 from quotameter.meters.spans import US, Span, StreamEvent, replay, usage_us
 
 ZERO = Decimal(0)
@@ -71,22 +73,42 @@ Contribution = Simple | GaugeChange | StreamPoint
 
 
 def number(data: Mapping[str, Any], prop: str) -> Decimal:
+    """A JSON number, or a string holding a plain decimal number, as an exact Decimal."""
     if prop not in data:
         raise EventRejected(f"data.{prop}: required by this event's meter")
     raw = data[prop]
-    if isinstance(raw, bool) or not isinstance(raw, (int, float, str, Decimal)):
-        raise EventRejected(f"data.{prop}: must be a number (got {orjson.dumps(raw).decode()})")
+    kind = type(raw)
     try:
-        value = Decimal(str(raw))
+        if kind is int:
+            value = Decimal(raw)
+        elif kind is float:
+            value = Decimal(repr(raw))  # the shortest text that reads back as this float: what was sent
+        elif kind is str and _DECIMAL_TEXT(raw) is not None:
+            value = Decimal(raw)
+        elif isinstance(raw, Decimal):
+            value = raw
+        else:
+            raise InvalidOperation
     except InvalidOperation:
-        raise EventRejected(f"data.{prop}: must be a number (got {raw!r})") from None
+        got = shown(raw) if isinstance(raw, str) else _json_shown(raw)
+        raise EventRejected(f"data.{prop}: must be a number (got {got})") from None
     if not value.is_finite():
         raise EventRejected(f"data.{prop}: must be a finite number (got {raw!r})")
-    if abs(value) >= LARGEST:
-        raise EventRejected(f"data.{prop}: must be less than 10^15 in magnitude (got {raw!r})")
+    if value.copy_abs() >= LARGEST:  # copy_abs: exact, where abs() could overflow the context
+        raise EventRejected(f"data.{prop}: must be less than 10^15 in magnitude (got {shown(raw)})")
     if value.as_tuple().exponent < -PLACES:  # type: ignore[operator]
         value = value.quantize(SMALLEST)  # as PostgreSQL's NUMERIC(38, 12) would store it, on SQLite too
     return value
+
+
+# Text that `number` reads: an optional sign, ASCII digits, an optional fraction and exponent,
+# nothing around them. Decimal() alone would also read "1_000", "١٢", " 1 ", "Infinity", "NaN".
+_DECIMAL_TEXT = re.compile(r"[+-]?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?").fullmatch
+
+
+def _json_shown(value: Any) -> str:
+    text = orjson.dumps(value).decode()
+    return text if len(text) <= 60 else f"{text[:57]}..."
 
 
 # Stored values are NUMERIC(38, 12) (store.tables.Decimal): 10^15 per event leaves room for
@@ -96,11 +118,44 @@ SMALLEST = Decimal(1).scaleb(-PLACES)
 LARGEST = Decimal(10) ** 15
 
 
+# Stream and merge keys, and unique_count values, are stored as indexed text. PostgreSQL holds
+# no NUL character, and an index entry has a few kilobytes at most: the limits are in UTF-8
+# bytes, so that they hold whatever the characters.
+KEY_BYTES = 256
+UNIQUE_BYTES = 1024
+_NUL = "must not contain NUL characters (U+0000)"
+
+
 def _key(data: Mapping[str, Any], prop: str) -> str:
     raw = data.get(prop)
     if raw is None or isinstance(raw, (dict, list, bool)) or raw == "":
         raise EventRejected(f"data.{prop}: required, a non-empty string or number")
-    return str(raw)
+    key = raw if type(raw) is str else str(raw)
+    if "\x00" in key:
+        raise EventRejected(f"data.{prop}: {_NUL}")
+    if len(key) > KEY_BYTES // 4 and len(key.encode()) > KEY_BYTES:
+        raise EventRejected(f"data.{prop}: at most {KEY_BYTES} bytes in UTF-8 (got {len(key.encode())})")
+    return key
+
+
+def _unique(value: Any, prop: str) -> str:
+    # Written as JSON, a NUL is the six characters \u0000: only the length can be too much.
+    text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+    if len(text) > UNIQUE_BYTES // 4 and len(text.encode()) > UNIQUE_BYTES:
+        raise EventRejected(f"data.{prop}: at most {UNIQUE_BYTES} bytes once written as JSON (got {len(text.encode())})")
+    return text
+
+
+def stream_key(merge_key: str, stream: str) -> str:
+    """One key for a stream within its merge key, distinct for every distinct pair.
+
+    The two are joined by U+0001; in the merge key, U+0001 and the escape U+0002 are escaped
+    with U+0002, so the first unescaped U+0001 is always the join (user "x\x01y" with stream
+    "z" is not user "x" with stream "y\x01z"). A key without those characters is unchanged
+    (see migration 20261202_0008)."""
+    if "\x01" in merge_key or "\x02" in merge_key:
+        merge_key = merge_key.replace("\x02", "\x02\x02").replace("\x01", "\x02\x01")
+    return f"{merge_key}\x01{stream}"
 
 
 def interpret(spec: MeterSpec, ev: EventFacts, parse_instant) -> Contribution:  # type: ignore[no-untyped-def]
@@ -115,7 +170,7 @@ def interpret(spec: MeterSpec, ev: EventFacts, parse_instant) -> Contribution:  
         prop = spec.value_property
         if prop not in data or data[prop] is None:  # type: ignore[operator]
             raise EventRejected(f"data.{prop}: required by this event's meter")
-        return Simple(ev.t, ev.order_key, unique=orjson.dumps(data[prop], option=orjson.OPT_SORT_KEYS).decode())  # type: ignore[index]
+        return Simple(ev.t, ev.order_key, unique=_unique(data[prop], prop))  # type: ignore[index,arg-type]
     if kind == "gauge":
         set_value = number(data, spec.value_property) if spec.value_property and spec.value_property in data else None
         delta = number(data, spec.delta_property) if spec.delta_property and spec.delta_property in data else None
@@ -128,25 +183,25 @@ def interpret(spec: MeterSpec, ev: EventFacts, parse_instant) -> Contribution:  
 
 def _stream_point(spec: MeterSpec, ev: EventFacts, parse_instant) -> StreamPoint:  # type: ignore[no-untyped-def]
     data = ev.data
-    stream_key = _key(data, spec.stream_property)  # type: ignore[arg-type]
-    merge_key = stream_key
+    key = _key(data, spec.stream_property)  # type: ignore[arg-type]
+    merge_key = key
     if spec.merge_property:
         # A stream belongs to one merge key: the same stream name under two users is two streams.
         merge_key = _key(data, spec.merge_property)
-        stream_key = f"{merge_key}\x01{stream_key}"
+        key = stream_key(merge_key, key)
     if "start" in data or "end" in data:
         start = parse_instant(data.get("start"), "data.start")
         end = parse_instant(data.get("end"), "data.end")
         if end < start:
             raise EventRejected("data.end: must not be before data.start")
-        return StreamPoint(stream_key, merge_key, start, "span", ev.order_key, end)
+        return StreamPoint(key, merge_key, start, "span", ev.order_key, end)
     action = data.get("action")
     if action not in ("start", "stop", "heartbeat"):
         raise EventRejected(
             f"data.action: must be start, stop or heartbeat, or the event must carry data.start and data.end "
             f"(got {orjson.dumps(action).decode() if action is not None else 'nothing'})"
         )
-    return StreamPoint(stream_key, merge_key, ev.t, action, ev.order_key)
+    return StreamPoint(key, merge_key, ev.t, action, ev.order_key)
 
 
 # --- the definitions every incremental path must agree with -------------------------------

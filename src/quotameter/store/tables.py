@@ -142,7 +142,7 @@ stream_points = Table(
     metadata,
     Column("meter", String(128), nullable=False),
     Column("customer", String(256), nullable=False),
-    Column("stream_key", String(512), nullable=False),
+    Column("stream_key", String(1024), nullable=False),  # merge key (escaped), U+0001, stream: see meters.model.stream_key
     Column("merge_key", String(512), nullable=False),
     Column("t_us", BigInteger, nullable=False),
     Column("rank", Integer, nullable=False),
@@ -159,7 +159,7 @@ stream_spans = Table(
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     Column("meter", String(128), nullable=False),
     Column("customer", String(256), nullable=False),
-    Column("stream_key", String(512), nullable=False),
+    Column("stream_key", String(1024), nullable=False),  # merge key (escaped), U+0001, stream: see meters.model.stream_key
     Column("merge_key", String(512), nullable=False),
     Column("start_us", BigInteger, nullable=False),
     Column("end_us", BigInteger, nullable=True),
