@@ -66,7 +66,28 @@ class Decimal(TypeDecorator[PyDecimal]):
     def process_result_value(self, value, dialect):  # type: ignore[no-untyped-def]
         if value is None:
             return None
-        return PyDecimal(value).normalize() if not isinstance(value, PyDecimal) else value
+        return canonical(PyDecimal(value))
+
+
+def canonical(value: PyDecimal) -> PyDecimal:
+    """The value without trailing fractional zeros, and never in exponent form (2300, 2.5).
+
+    PostgreSQL answers NUMERIC(38, 12) with all twelve places (2300.000000000000) and SQLite
+    the text as stored: one form for both keeps every number read the same on either.
+    Exact at any size (no context rounding, unlike `Decimal.normalize`)."""
+    sign, digits, exponent = value.as_tuple()
+    if not isinstance(exponent, int):  # NaN, Infinity: nothing to tidy
+        return value
+    if not any(digits):
+        return PyDecimal(0)
+    kept = list(digits)
+    while exponent < 0 and kept[-1] == 0:
+        kept.pop()
+        exponent += 1
+    if exponent > 0:
+        kept += [0] * exponent
+        exponent = 0
+    return PyDecimal((sign, tuple(kept), exponent))
 
 
 catalogs = Table(
