@@ -31,6 +31,7 @@ from quotameter.catalog.model import GraduatedPrice, OveragePrice, UnitPrice
 from quotameter.catalog.service import CatalogCache, LoadedCatalog
 from quotameter.customers import service as customers
 from quotameter.customers.service import CustomerView
+from quotameter.decimals import canonical
 from quotameter.entitlements.service import balance
 from quotameter.errors import Conflict
 from quotameter.invoices import model, repository
@@ -96,7 +97,7 @@ def compute(conn: Connection, catalog: LoadedCatalog, customer: str, period: Per
             b = balance(conn, catalog, customer, price.feature, upto)
             usage[price.feature] = FeatureUsage(price.feature, b.unit, b.usage, b.standing.overage)
     lines += model.usage_lines(final.plan_name, final.plan, usage)
-    topups = [Topup(r.grant_id, r.feature, r.blocks, Decimal(r.price).normalize(), from_us(r.effective_us))
+    topups = [Topup(r.grant_id, r.feature, r.blocks, canonical(Decimal(r.price)), from_us(r.effective_us))
               for r in repository.topups(conn, customer, start_us, upto_us) if r.price is not None and r.blocks]
     lines += model.topup_lines(final.plan_name, currency, topups)
     return Invoice(None, customer, "upcoming", period, final.plan_name, currency, lines, model.total(lines), upto)
