@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+import json
+from decimal import ROUND_HALF_UP, Context, Decimal, localcontext
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -60,3 +62,75 @@ def test_cli_apply_and_balance(tmp_path: Path, db_url: str) -> None:
     result = runner.invoke(cli, ["balance", "acme", "media", "--at", "2026-03-05T00:00:00Z", "--database-url", db_url])
     assert result.exit_code == 0, result.output
     assert "acme / media: 0 minute in 2026-03-01T00:00:00Z … 2026-04-01T00:00:00Z" in result.output
+
+
+# --- money and quantities at their bounds ------------------------------------------------------
+
+TOP = "999999999999999.999999999999"  # the largest quantity or unit price a catalog takes
+TOP_AMOUNT = "999999999999999.99"  # the largest flat, per-seat or top-up amount in USD
+
+
+def at_the_bounds(seats: int) -> dict:  # type: ignore[type-arg]
+    return {
+        "meters": {"bytes": {"event_type": "stored", "aggregation": "sum", "value_property": "v"}},
+        "plans": {"max": {
+            "entitlements": {"bytes": {"meter": "bytes", "allowance": {"per_seat": TOP}, "enforcement": "overage",
+                                       "overage_limit": TOP, "topup": {"block_size": TOP, "price": TOP_AMOUNT}}},
+            "prices": [{"type": "flat", "amount": TOP_AMOUNT}, {"type": "per_seat", "amount": TOP_AMOUNT},
+                       {"type": "unit", "feature": "bytes", "unit_price": TOP},
+                       {"type": "overage", "feature": "bytes", "unit_price": TOP},
+                       {"type": "graduated", "feature": "bytes",
+                        "tiers": [{"up_to": "0.000000000001", "unit_price": TOP}, {"up_to": TOP, "unit_price": TOP},
+                                  {"unit_price": TOP}]},
+                       {"type": "package", "feature": "bytes"}]}},
+        "customers": {"whale": {"plan": "max", "seats": seats}},
+    }
+
+
+@pytest.mark.parametrize("seats", [0, 1_000_000_000])
+def test_an_invoice_at_the_bounds_computes_and_finalizes(client, clock, seats: int) -> None:  # type: ignore[no-untyped-def]
+    from quotameter.invoices.service import finalize_due
+
+    r = client.put("/v1/catalog", json=at_the_bounds(seats))
+    assert r.status_code == 200, r.text
+    evs = [event("stored", "whale", at("2026-03-05T10:00:00Z"), v=TOP) for _ in range(3)]
+    assert client.post("/v1/events", json=evs).json()["accepted"] == 3
+    r = client.post("/v1/customers/whale/topups", json={"feature": "bytes", "blocks": 1_000_000, "id": "t1"})
+    assert r.status_code == 201, r.text
+    assert client.get("/v1/customers/whale/entitlements/bytes").status_code == 200
+    running = client.get("/v1/customers/whale/invoices/upcoming")
+    assert running.status_code == 200, running.text
+    with localcontext(Context(prec=100)):  # the exact figures, each line rounded to the cent
+        top, amount, cent, blocks = Decimal(TOP), Decimal(TOP_AMOUNT), Decimal("0.01"), 1_000_000
+        usage = top * 3
+        limit = top * seats + top * blocks
+        tiers = [min(usage, Decimal("1e-12")), top - Decimal("1e-12"), usage - top]
+        lines = [amount, amount * seats, usage * top, max(0, usage - limit) * top, *(t * top for t in tiers),
+                 amount * blocks]
+        expected = sum(line.quantize(cent, rounding=ROUND_HALF_UP) for line in lines)
+    assert running.json()["total"] == format(expected, "f")
+    clock.now = at("2026-04-02T00:00:00Z")
+    assert finalize_due(client.app.state.services.engine, client.app.state.services.catalogs, clock.now) == 1
+    [final] = client.get("/v1/customers/whale/invoices").json()["invoices"]
+    assert final["total"] == running.json()["total"]
+    assert client.get("/v1/customers/whale/notifications").status_code == 200
+
+
+def test_the_smallest_allowance_far_exceeded_is_read_and_notified(client, clock) -> None:  # type: ignore[no-untyped-def]
+    from quotameter.notifications import scheduler
+
+    doc = {"meters": {"bytes": {"event_type": "stored", "aggregation": "sum", "value_property": "v"}},
+           "plans": {"min": {"entitlements": {"bytes": {"meter": "bytes", "allowance": {"fixed": "0.000000000001"},
+                                                        "notify": {"percent_used": [50], "exhausted": True}}}}},
+           "customers": {"crumb": {"plan": "min"}}}
+    assert client.put("/v1/catalog", json=doc).status_code == 200
+    evs = [event("stored", "crumb", at("2026-03-05T10:00:00Z"), v=TOP) for _ in range(3)]
+    assert client.post("/v1/events", json=evs).json()["accepted"] == 3
+    svc = client.app.state.services
+    scheduler.tick(svc.engine, svc.catalogs, clock)
+    r = client.get("/v1/customers/crumb/notifications")
+    assert r.status_code == 200, r.text
+    notices = json.loads(r.text, parse_float=Decimal)["notifications"]
+    blocked = [n["percent"] for n in notices if n["type"] == "access.blocked"]
+    assert blocked == [Decimal("999999999999999.99")]  # the most a notice keeps
+    assert client.post("/v1/customers/crumb/entitlements/bytes/check", json={"amount": 1}).json()["allowed"] is False

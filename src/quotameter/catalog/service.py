@@ -55,7 +55,7 @@ class CatalogCache:
         with self._lock:
             if self._loaded.version != version:
                 doc = orjson.loads(repository.document(conn, version))
-                self._loaded = LoadedCatalog(version, validate_catalog(doc))
+                self._loaded = LoadedCatalog(version, validate_catalog(doc, stored=True))
             return self._loaded
 
 
