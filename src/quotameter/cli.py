@@ -432,29 +432,36 @@ def invoices(customer: str,
             raise Invalid(f"format: must be table, json or csv (got {output!r})")
         now = system_clock()
         when: datetime = instant(at, "at", now)
+        failed: dict[str, datetime | None] = {}
         if finalize_due:
             grace = timedelta(seconds=_settings(database_url).invoice_grace_seconds)
-            made = invoicing.finalize_due(engine, catalogs, now, grace)
+            state = invoicing.FinalizerState()
+            made = invoicing.finalize_due(engine, catalogs, now, grace, state)
+            failed = state.failing
             err_console.print(f"{made} invoice(s) finalized", highlight=False)
+            for name in sorted(failed):  # each logged above with its reason
+                err_console.print(f"[red]customer {name!r}: not finalized (see the error above)[/red]", highlight=False)
         with engine.connect() as conn:
             inv = invoicing.upcoming(conn, catalogs.current(conn), customer, when)
     if output == "json":
         console.print(dumps(inv.as_dict()).decode(), highlight=False, markup=False)
-        return
-    if output == "csv":
+    elif output == "csv":
         console.print(export.to_csv([inv]), end="", highlight=False, markup=False)
-        return
-    table = Table(box=None, title=f"{inv.number} ({inv.status}) for {inv.customer}, plan {inv.plan}: "
-                                  f"{rfc3339(inv.period.start)} … {rfc3339(inv.period.end)}", title_justify="left")
-    table.add_column("item", overflow="fold")
-    table.add_column("quantity", justify="right")
-    table.add_column("unit price", justify="right")
-    table.add_column(f"amount ({inv.currency})", justify="right")
-    for line in inv.lines:
-        table.add_row(line.description, _number(line.quantity),
-                      "" if line.unit_price is None else format(line.unit_price, "f"), format(line.amount, "f"))
-    table.add_row("[bold]total[/bold]", "", "", f"[bold]{inv.total}[/bold]")
-    console.print(table)
+    else:
+        table = Table(box=None, title=f"{inv.number} ({inv.status}) for {inv.customer}, plan {inv.plan}: "
+                                      f"{rfc3339(inv.period.start)} … {rfc3339(inv.period.end)}",
+                      title_justify="left")
+        table.add_column("item", overflow="fold")
+        table.add_column("quantity", justify="right")
+        table.add_column("unit price", justify="right")
+        table.add_column(f"amount ({inv.currency})", justify="right")
+        for line in inv.lines:
+            table.add_row(line.description, _number(line.quantity),
+                          "" if line.unit_price is None else format(line.unit_price, "f"), format(line.amount, "f"))
+        table.add_row("[bold]total[/bold]", "", "", f"[bold]{inv.total}[/bold]")
+        console.print(table)
+    if failed:  # what could be shown is shown; the status says not everything was finalized
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -263,3 +263,75 @@ def test_a_customer_key_reads_only_its_own_invoices(demo, clock) -> None:  # typ
         assert (r.status_code, r.json()["error"]) == (403, "customer: this key reads customer 'callco' only"), path
     # another customer's invoice id under one's own name is not found
     assert demo.get(f"/v1/customers/callco/invoices/{other['id']}", headers=mine).status_code == 404
+
+
+# --- the finalizer's passes ------------------------------------------------------------------
+
+
+def finalizer(client, clock):  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from quotameter.invoices.finalizer import Finalizer
+
+    svc = client.app.state.services
+    return Finalizer(svc.engine, svc.catalogs, clock, timedelta(days=1))
+
+
+def test_a_late_event_for_a_past_month_is_invoiced_at_the_next_pass(client, clock) -> None:  # type: ignore[no-untyped-def]
+    """The catalog is applied on March 10, so nothing is due before April; then an event
+    stamped in February arrives: February is billable now, and the next pass finalizes it."""
+    assert client.put("/v1/catalog", json=demo_catalog()).status_code == 200
+    passes = finalizer(client, clock)
+    assert passes.run_once() == 0
+    clock.advance(minutes=1)
+    assert passes.run_once() == 0
+    late = stream("connector.stream", "callco", at("2026-02-20T10:00:00Z"), at("2026-02-20T10:20:00Z"), stream_id="c1")
+    assert client.post("/v1/events", json=late).json()["accepted"] == 2
+    clock.advance(minutes=1)
+    assert passes.run_once() == 1
+    [february] = client.get("/v1/customers/callco/invoices").json()["invoices"]
+    assert (february["period"]["start"], february["total"]) == ("2026-02-01T00:00:00Z", "0.10")
+    clock.advance(minutes=1)
+    assert passes.run_once() == 0  # and once only
+
+
+def test_one_customer_that_cannot_be_finalized_stops_no_other(client, clock, caplog) -> None:  # type: ignore[no-untyped-def]
+    """alpha's plan is priced out of range by a catalog stored before prices were bounded:
+    computing its invoice fails. beta and gamma, sorted after it, are finalized all the same;
+    the failure is logged once however many passes it lasts, and alpha is finalized once its
+    catalog is fixed."""
+    import logging
+
+    import orjson
+
+    from quotameter.catalog import repository as catalogs
+    from quotameter.timeutil import to_us
+
+    doc = demo_catalog(alpha={"plan": "pro"}, beta={"plan": "connector"}, gamma={"plan": "pro"})
+    doc["plans"]["pro_legacy"] = {**doc["plans"]["pro"], "prices": [{"type": "flat", "amount": "1e400"}]}
+    doc["customers"]["alpha"]["plan"] = "pro_legacy"
+    assert client.put("/v1/catalog", json={**doc, "plans": {**doc["plans"], "pro_legacy": doc["plans"]["pro"]}}
+                      ).status_code == 200
+    svc = client.app.state.services
+    with unit_of_work(svc.engine) as conn:  # what a release without bounds stored
+        catalogs.add(conn, catalogs.latest_version(conn) + 1, orjson.dumps(doc).decode(), to_us(clock()))
+    clock.now = APRIL_2
+    passes = finalizer(client, clock)
+    caplog.set_level(logging.INFO, logger="quotameter.invoices")
+
+    made = passes.run_once()
+    clock.advance(minutes=5)
+    made += passes.run_once()
+    invoiced = {c for c in doc["customers"] if client.get(f"/v1/customers/{c}/invoices").json()["invoices"]}
+    assert invoiced == set(doc["customers"]) - {"alpha"}
+    assert made == len(invoiced)
+    failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(failures) == 1 and "'alpha'" in failures[0].getMessage() and failures[0].exc_info
+
+    doc["plans"]["pro_legacy"]["prices"] = [{"type": "flat", "amount": "100.00"}]
+    assert client.put("/v1/catalog", json=doc).status_code == 200
+    clock.advance(minutes=5)
+    assert passes.run_once() == 1
+    [alpha] = client.get("/v1/customers/alpha/invoices").json()["invoices"]
+    assert alpha["total"] == "100.00"
+    assert [r.levelno for r in caplog.records if "'alpha'" in r.getMessage()] == [logging.ERROR, logging.INFO]

@@ -18,8 +18,8 @@ is refused whole (409, naming `effective_at`).
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -30,6 +30,7 @@ from sqlalchemy import Connection, Engine
 from quotameter.catalog.model import GraduatedPrice, OveragePrice, UnitPrice
 from quotameter.catalog.service import CatalogCache, LoadedCatalog
 from quotameter.customers import service as customers
+from quotameter.customers import state as customer_state
 from quotameter.customers.service import CustomerView
 from quotameter.decimals import canonical
 from quotameter.entitlements.service import balance
@@ -39,6 +40,8 @@ from quotameter.invoices.model import FeatureUsage, Line, PlanChange, Topup
 from quotameter.periods import Period, period_containing
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import from_us, to_us
+
+log = logging.getLogger("quotameter.invoices")
 
 DEFAULT_GRACE = timedelta(days=1)
 ONE_US = timedelta(microseconds=1)
@@ -143,37 +146,81 @@ def finalize(conn: Connection, catalog: LoadedCatalog, customer: str, period: Pe
         "finalized_us": to_us(now)})
 
 
+@dataclass
+class FinalizerState:
+    """What a long-running finalizer remembers from one pass to the next."""
+
+    # (catalog version, customer) -> (the customer's change counter, nothing due before this
+    # instant): valid only while the counter is unchanged, since any recorded change (a late
+    # event, a seat or plan change, a grant) can make an earlier period billable.
+    quiet: dict[tuple[int, str], tuple[int, datetime]] = field(default_factory=dict)
+    # customer -> the start of the period whose finalization failed (None: before any period),
+    # as last logged; logged again only when that changes or finalization succeeds.
+    failing: dict[str, datetime | None] = field(default_factory=dict)
+
+
+class _PeriodFailed(Exception):
+    def __init__(self, period_start: datetime | None) -> None:
+        super().__init__(period_start)
+        self.period_start = period_start
+
+
 def finalize_due(engine: Engine, catalogs: CatalogCache, now: datetime, grace: timedelta = DEFAULT_GRACE,
-                 memo: MutableMapping[tuple[int, str], datetime] | None = None) -> int:
+                 state: FinalizerState | None = None) -> int:
     """Finalize every period that ended at least `grace` before `now` and is not finalized
     yet, each in its own transaction; how many this call finalized.
 
     Billing starts with the period containing the customer's earliest recorded activity
     (event, seat or plan change, grant), or without any, the first catalog's application.
-    `memo` (kept by a long-running caller) remembers until when a customer has nothing due.
+    A customer whose finalization fails is logged (once while it keeps failing on the same
+    period, given a `state` kept across calls) and skipped: the others are finalized all
+    the same, and it is tried again on the next call. `state` also lets a long-running
+    caller skip the customers with nothing due, as long as nothing was recorded for them.
     """
+    state = state if state is not None else FinalizerState()
     cutoff = now - grace
     with engine.connect() as conn:
         catalog = catalogs.current(conn)
         through = repository.finalized_through_many(conn, None)
         first_catalog = repository.first_catalog_us(conn)
+        versions = customer_state.versions(conn)
     created = 0
     for customer in sorted(catalog.spec.customers):
-        key = (catalog.version, customer)
-        if memo is not None and key in memo and now < memo[key]:
+        key, version = (catalog.version, customer), versions.get(customer, 0)
+        quiet = state.quiet.get(key)
+        if quiet is not None and quiet[0] == version and now < quiet[1]:
             continue
+        try:
+            made, quiet_until = _finalize_customer(engine, catalog, customer, now, grace, through.get(customer),
+                                                   first_catalog)
+        except _PeriodFailed as failed:
+            _failed(state, customer, failed.period_start, failed.__cause__ or failed)
+            continue
+        created += made
+        if quiet_until is not None:
+            state.quiet[key] = (version, quiet_until)
+        if customer in state.failing:
+            del state.failing[customer]
+            log.info("invoices of customer %r are finalized again", customer)
+    return created
+
+
+def _finalize_customer(engine: Engine, catalog: LoadedCatalog, customer: str, now: datetime, grace: timedelta,
+                       last_end: int | None, first_catalog: int | None) -> tuple[int, datetime | None]:
+    """Finalize the customer's due periods: (how many, the instant before which nothing
+    more is due, or None when periods are left for the next call)."""
+    try:
         with engine.connect() as conn:
-            current = period_at(conn, catalog, customer, cutoff)  # not due yet
-            last_end = through.get(customer)
+            current = period_at(conn, catalog, customer, now - grace)  # not due yet
             start_us = last_end if last_end is not None else _billing_start(conn, customer, first_catalog)
-        if memo is not None:
-            memo[key] = current.end + grace
-        if start_us is None or start_us >= to_us(current.start):
-            continue
-        t = from_us(start_us)
-        for _ in range(MAX_PERIODS_PER_CALL):
-            if t >= current.start:
-                break
+    except Exception as err:
+        raise _PeriodFailed(None) from err
+    created = 0
+    t = None if start_us is None else from_us(start_us)
+    for _ in range(MAX_PERIODS_PER_CALL):
+        if t is None or t >= current.start:
+            return created, current.end + grace
+        try:
             with unit_of_work(engine) as conn:
                 period = period_at(conn, catalog, customer, t)
                 if last_end is not None and period.start < t:  # the billing rule changed: no overlap
@@ -181,8 +228,19 @@ def finalize_due(engine: Engine, catalogs: CatalogCache, now: datetime, grace: t
                 period = Period(period.start, min(period.end, current.start))
                 if finalize(conn, catalog, customer, period, now) is not None:
                     created += 1
-            t = period.end
-    return created
+        except Exception as err:
+            raise _PeriodFailed(t) from err
+        t = period.end
+    return created, None
+
+
+def _failed(state: FinalizerState, customer: str, period_start: datetime | None, err: BaseException) -> None:
+    if customer in state.failing and state.failing[customer] == period_start:
+        return  # logged already; it is tried again on every call
+    state.failing[customer] = period_start
+    where = "" if period_start is None else f" for the period from {period_start.isoformat()}"
+    log.error("the invoice of customer %r%s could not be finalized; the other customers are, and it is tried "
+              "again on every pass (logged again if this changes)", customer, where, exc_info=err)
 
 
 def _billing_start(conn: Connection, customer: str, first_catalog: int | None) -> int | None:
