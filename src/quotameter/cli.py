@@ -422,6 +422,7 @@ def invoices(customer: str,
     from quotameter.errors import Invalid
     from quotameter.invoices import export
     from quotameter.invoices import service as invoicing
+    from quotameter.money import amount_text
     from quotameter.timeutil import rfc3339
     from quotameter.web import dumps, instant, system_clock
 
@@ -456,9 +457,9 @@ def invoices(customer: str,
         table.add_column("unit price", justify="right")
         table.add_column(f"amount ({inv.currency})", justify="right")
         for line in inv.lines:
-            table.add_row(line.description, _number(line.quantity),
-                          "" if line.unit_price is None else format(line.unit_price, "f"), format(line.amount, "f"))
-        table.add_row("[bold]total[/bold]", "", "", f"[bold]{inv.total}[/bold]")
+            money = line.as_dict(inv.currency)
+            table.add_row(line.description, _number(line.quantity), str(money["unit_price"] or ""), str(money["amount"]))
+        table.add_row("[bold]total[/bold]", "", "", f"[bold]{amount_text(inv.total, inv.currency)}[/bold]")
         console.print(table)
     if failed:  # what could be shown is shown; the status says not everything was finalized
         raise typer.Exit(1)

@@ -335,3 +335,51 @@ def test_one_customer_that_cannot_be_finalized_stops_no_other(client, clock, cap
     [alpha] = client.get("/v1/customers/alpha/invoices").json()["invoices"]
     assert alpha["total"] == "100.00"
     assert [r.levelno for r in caplog.records if "'alpha'" in r.getMessage()] == [logging.ERROR, logging.INFO]
+
+
+# --- money as written --------------------------------------------------------------------------
+
+
+def test_money_has_its_currency_places_in_json_csv_and_html(client, clock) -> None:  # type: ignore[no-untyped-def]
+    """Amounts have exactly the currency's places ("0.00"; JPY "500"; KWD "1.250"); a unit
+    price keeps its own precision, with at least the currency's places ("299.00", "0.005")."""
+    sessions = {"meter": "coedit_sessions", "allowance": {"fixed": 100},
+                "topup": {"block_size": 10, "price": 500}}
+    doc = demo_catalog(quiet={"plan": "unlimited"}, tokyo={"plan": "yen"}, kuwait={"plan": "dinar"},
+                       flat={"plan": "plain"})
+    doc["plans"].update(
+        yen={"currency": "JPY", "entitlements": {"sessions": sessions},
+             "prices": [{"type": "flat", "amount": 500}, {"type": "unit", "feature": "sessions", "unit_price": "0.5"}]},
+        dinar={"currency": "KWD", "entitlements": {"sessions": {"meter": "coedit_sessions"}},
+               "prices": [{"type": "flat", "amount": "1.25"}, {"type": "unit", "feature": "sessions",
+                                                              "unit_price": "0.0050"}]},
+        plain={"prices": [{"type": "flat", "amount": 299}]})
+    assert client.put("/v1/catalog", json=doc).status_code == 200
+    evs = [event("session.created", c, at("2026-03-05T10:00:00Z")) for c in ("tokyo", "kuwait") for _ in range(3)]
+    assert client.post("/v1/events", json=evs).json()["accepted"] == 6
+    topup = client.post("/v1/customers/tokyo/topups", json={"feature": "sessions", "blocks": 2, "id": "t1"})
+    assert topup.json()["price"] == "1000"
+    assert client.post("/v1/customers/acme/topups", json={"feature": "media", "blocks": 2, "id": "t2"}
+                       ).json()["price"] == "10.00"
+
+    def money(invoice: dict) -> list:  # type: ignore[type-arg]
+        return [(line["unit_price"], line["amount"]) for line in invoice["lines"]] + [invoice["total"]]
+
+    expected = {
+        "quiet": ["0.00"],
+        "tokyo": [("500", "500"), ("0.5", "2"), ("500", "1000"), "1502"],  # 3 × 0.5 = 1.5 → 2
+        "kuwait": [("1.250", "1.250"), ("0.005", "0.015"), "1.265"],
+        "flat": [("299.00", "299.00"), "299.00"],
+    }
+    assert {c: money(upcoming(client, c)) for c in expected} == expected
+    assert client.get("/v1/customers/quiet/invoices/upcoming", params={"format": "csv"}
+                      ).text.splitlines()[-1].endswith(",total,total,,,,0.00")
+    clock.now = APRIL_2
+    assert finalize(client, clock) >= len(expected)
+    for customer, figures in expected.items():
+        [final] = client.get(f"/v1/customers/{customer}/invoices").json()["invoices"]
+        assert money(final) == figures
+        page = client.get(f"/v1/customers/{customer}/invoices/{final['id']}.html").text
+        assert f"{figures[-1]} {final['currency']}" in page
+        csv = client.get(f"/v1/customers/{customer}/invoices/{final['id']}", params={"format": "csv"}).text
+        assert csv.splitlines()[-1].endswith(f",total,total,,,,{figures[-1]}")

@@ -34,8 +34,8 @@ from quotameter.catalog.model import (
     Tier,
     UnitPrice,
 )
-from quotameter.decimals import exact
-from quotameter.money import padded, round_money
+from quotameter.decimals import canonical, exact
+from quotameter.money import amount_text, padded, price_text, round_money
 from quotameter.wording import plural
 
 ZERO = Decimal(0)
@@ -50,10 +50,13 @@ class Line:
     unit_price: Decimal | None
     amount: Decimal  # rounded
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self, currency: str) -> dict[str, object]:
+        """Money as written everywhere (see `quotameter.money`): the amount with exactly the
+        currency's places, the unit price with at least them."""
         return {"kind": self.kind, "description": self.description, "plan": self.plan, "feature": self.feature,
-                "quantity": self.quantity, "unit_price": None if self.unit_price is None else format(self.unit_price, "f"),
-                "amount": format(self.amount, "f")}
+                "quantity": self.quantity,
+                "unit_price": None if self.unit_price is None else price_text(self.unit_price, currency),
+                "amount": amount_text(self.amount, currency)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,5 +196,4 @@ def total(lines: Iterable[Line]) -> Decimal:
 def plain(value: Decimal | None) -> str:
     if value is None:
         return ""
-    text = format(value.normalize(), "f")
-    return text
+    return format(canonical(value), "f")

@@ -33,6 +33,7 @@ from quotameter.customers import service as customers
 from quotameter.customers import state as customer_state
 from quotameter.customers.service import CustomerView
 from quotameter.decimals import canonical
+from quotameter.money import amount_text
 from quotameter.entitlements.service import balance
 from quotameter.errors import Conflict
 from quotameter.invoices import model, repository
@@ -69,8 +70,8 @@ class Invoice:
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "number": self.number, "customer": self.customer, "status": self.status,
                 "period": {"start": self.period.start, "end": self.period.end}, "plan": self.plan,
-                "currency": self.currency, "lines": [line.as_dict() for line in self.lines],
-                "total": format(self.total, "f"), "at": self.at}
+                "currency": self.currency, "lines": [line.as_dict(self.currency) for line in self.lines],
+                "total": amount_text(self.total, self.currency), "at": self.at}
 
 
 def billing_period(view: CustomerView, at: datetime) -> Period:
@@ -142,7 +143,7 @@ def finalize(conn: Connection, catalog: LoadedCatalog, customer: str, period: Pe
     return repository.add(conn, {
         "customer": customer, "period_start_us": to_us(period.start), "period_end_us": to_us(period.end),
         "plan": invoice.plan, "currency": invoice.currency, "total": invoice.total,
-        "lines": orjson.dumps([_line_json(line) for line in invoice.lines]).decode(),
+        "lines": orjson.dumps([_line_json(line, invoice.currency) for line in invoice.lines]).decode(),
         "finalized_us": to_us(now)})
 
 
@@ -269,8 +270,8 @@ def refuse_if_finalized(conn: Connection, customer: str, effective_us: int) -> N
 # --- stored invoices ------------------------------------------------------------------------
 
 
-def _line_json(line: Line) -> dict[str, Any]:
-    out = line.as_dict()
+def _line_json(line: Line, currency: str) -> dict[str, Any]:
+    out = line.as_dict(currency)
     out["quantity"] = format(line.quantity, "f")
     return out
 
