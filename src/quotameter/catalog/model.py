@@ -45,7 +45,9 @@ __all__ = [
     "Aggregation",
     "Allowance",
     "Catalog",
+    "CatalogDiff",
     "CatalogInvalid",
+    "Changes",
     "CustomerSpec",
     "Enforcement",
     "EntitlementSpec",
@@ -63,6 +65,7 @@ __all__ = [
     "Topup",
     "UnitPrice",
     "catalog_to_json",
+    "diff",
     "load_yaml",
     "validate_catalog",
 ]
@@ -218,24 +221,28 @@ class _Ruled(_Spec):
                 raise
             problems = _problems_from(error, ())
             partial = cls._partial(data, {loc[0] for loc, _ in problems if loc}, info)
-            _raise_problems(problems + partial._problems())
+            try:
+                problems += partial._problems()
+            except (AttributeError, TypeError, KeyError):  # a value too odd for the rules: its field error says it
+                pass
+            _raise_problems(problems)
             raise
         _raise_problems(spec._problems())
         return spec
 
 
-def _each(adapter: TypeAdapter[Any], raw: object, info: ValidationInfo) -> object:
-    """The items of a list or mapping validated one by one, BROKEN where one fails (for rules
-    that compare items); the raw value when it is neither."""
+def _each(adapter: TypeAdapter[Any], raw: object, info: ValidationInfo, container: type[list | dict]) -> object:
+    """The items of a list (or mapping) validated one by one, BROKEN where one fails, for
+    rules that look at several items; BROKEN as a whole when `raw` is not that container."""
     def one(item: object) -> object:
         try:
             return adapter.validate_python(item, context=info.context)
         except ValidationError:
             return BROKEN
 
-    if isinstance(raw, list):
+    if container is list and isinstance(raw, list):
         return [one(item) for item in raw]
-    if isinstance(raw, Mapping):
+    if container is dict and isinstance(raw, Mapping):
         return {key: one(item) for key, item in raw.items()}
     return BROKEN
 
@@ -423,7 +430,7 @@ class GraduatedPrice(_Ruled):
 
     @classmethod
     def _partial(cls, data: Mapping[str, Any], broken: set[str | int], info: ValidationInfo) -> Self:
-        return cls.model_construct(tiers=_each(_TIER, data.get("tiers"), info))
+        return cls.model_construct(tiers=_each(_TIER, data.get("tiers"), info, list))
 
     def _problems(self) -> list[Problem]:
         if self.tiers is BROKEN:
@@ -475,8 +482,8 @@ class PlanSpec(_Ruled):
 
     @classmethod
     def _partial(cls, data: Mapping[str, Any], broken: set[str | int], info: ValidationInfo) -> Self:
-        return cls.model_construct(entitlements=_each(_ENTITLEMENT, data.get("entitlements", {}), info),
-                                   prices=_each(_PRICE, data.get("prices", []), info),
+        return cls.model_construct(entitlements=_each(_ENTITLEMENT, data.get("entitlements", {}), info, dict),
+                                   prices=_each(_PRICE, data.get("prices", []), info, list),
                                    currency=BROKEN if "currency" in broken else data.get("currency", "USD"))
 
     def _problems(self) -> list[Problem]:
@@ -543,6 +550,43 @@ class Catalog(_Spec):
         if spec is None:
             raise KeyError(f"plan {customer.plan!r} of customer {customer_key!r} has no feature {feature!r}")
         return customer, plan, spec
+
+
+# --- what a new catalog changes ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Changes:
+    """Names added, removed, and kept with another definition, each sorted."""
+
+    added: list[str]
+    removed: list[str]
+    changed: list[str]
+
+    @classmethod
+    def between(cls, before: Mapping[str, object], after: Mapping[str, object]) -> Changes:
+        return cls(sorted(set(after) - set(before)), sorted(set(before) - set(after)),
+                   sorted(name for name in set(before) & set(after) if before[name] != after[name]))
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {"added": self.added, "removed": self.removed, "changed": self.changed}
+
+
+@dataclass(frozen=True)
+class CatalogDiff:
+    meters: Changes
+    plans: Changes
+    customers: Changes
+    rebuilt_meters: list[str]  # added or redefined: their usage is recomputed from the events
+
+    def as_dict(self) -> dict[str, dict[str, list[str]]]:
+        return {"meters": self.meters.as_dict(), "plans": self.plans.as_dict(), "customers": self.customers.as_dict()}
+
+
+def diff(before: Catalog, after: Catalog) -> CatalogDiff:
+    meters = Changes.between(before.meters, after.meters)
+    return CatalogDiff(meters, Changes.between(before.plans, after.plans),
+                       Changes.between(before.customers, after.customers), sorted(meters.added + meters.changed))
 
 
 # --- cross references -----------------------------------------------------------------
