@@ -277,20 +277,26 @@ def finalizer(client, clock):  # type: ignore[no-untyped-def]
     return Finalizer(svc.engine, svc.catalogs, clock, timedelta(days=1))
 
 
-def test_a_late_event_for_a_past_month_is_invoiced_at_the_next_pass(client, clock) -> None:  # type: ignore[no-untyped-def]
-    """The catalog is applied on March 10, so nothing is due before April; then an event
-    stamped in February arrives: February is billable now, and the next pass finalizes it."""
+def test_a_late_event_for_a_past_month_is_invoiced_a_grace_window_after_it(client, clock) -> None:  # type: ignore[no-untyped-def]
+    """The catalog is applied on March 10, so nothing is due before April; then events
+    stamped in February arrive, in two batches: February is billable now, and is finalized
+    once a grace window (a day) has passed since its last change, as after its end."""
     assert client.put("/v1/catalog", json=demo_catalog()).status_code == 200
     passes = finalizer(client, clock)
     assert passes.run_once() == 0
     clock.advance(minutes=1)
-    assert passes.run_once() == 0
     late = stream("connector.stream", "callco", at("2026-02-20T10:00:00Z"), at("2026-02-20T10:20:00Z"), stream_id="c1")
     assert client.post("/v1/events", json=late).json()["accepted"] == 2
     clock.advance(minutes=1)
+    assert passes.run_once() == 0  # more may follow: the next batch of a backfill
+    more = stream("connector.stream", "callco", at("2026-02-21T10:00:00Z"), at("2026-02-21T10:20:00Z"), stream_id="c2")
+    assert client.post("/v1/events", json=more).json()["accepted"] == 2
+    clock.advance(hours=23, minutes=59)
+    assert passes.run_once() == 0
+    clock.advance(minutes=1)  # a day after the last batch
     assert passes.run_once() == 1
     [february] = client.get("/v1/customers/callco/invoices").json()["invoices"]
-    assert (february["period"]["start"], february["total"]) == ("2026-02-01T00:00:00Z", "0.10")
+    assert (february["period"]["start"], february["total"]) == ("2026-02-01T00:00:00Z", "0.20")
     clock.advance(minutes=1)
     assert passes.run_once() == 0  # and once only
 

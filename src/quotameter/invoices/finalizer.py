@@ -2,8 +2,10 @@
 
 Each pass (`run_once`) calls `service.finalize_due` with the injected clock and the state the
 loop keeps; any number of processes may run it (the unique key finalizes each period once).
-A period is finalized at the first pass after its grace window has passed and after its last
-change: a late event that makes an earlier period billable is seen at the next pass.
+A period is finalized at the first pass once a grace window has passed since its end and
+since its last change: a late event that makes an earlier period billable is seen at the
+next pass, and the period is frozen a grace window after it (the rest of a backfill may
+still be on its way).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ class Finalizer:
 
     def run_once(self) -> int:
         """One pass at the clock's now; how many invoices it finalized."""
-        made = finalize_due(self.engine, self.catalogs, self.clock(), self.grace, self.state)
+        made = finalize_due(self.engine, self.catalogs, self.clock(), self.grace, self.state, after_last_change=True)
         if made:
             log.info("finalized %d invoice(s)", made)
         return made

@@ -151,10 +151,10 @@ def finalize(conn: Connection, catalog: LoadedCatalog, customer: str, period: Pe
 class FinalizerState:
     """What a long-running finalizer remembers from one pass to the next."""
 
-    # (catalog version, customer) -> (the customer's change counter, nothing due before this
-    # instant): valid only while the counter is unchanged, since any recorded change (a late
-    # event, a seat or plan change, a grant) can make an earlier period billable.
-    quiet: dict[tuple[int, str], tuple[int, datetime]] = field(default_factory=dict)
+    # customer -> (catalog version, the customer's change counter, nothing due before this
+    # instant): valid only while both are unchanged, since any recorded change (a late event,
+    # a seat or plan change, a grant) can make an earlier period billable.
+    quiet: dict[str, tuple[int, int, datetime]] = field(default_factory=dict)
     # customer -> the start of the period whose finalization failed (None: before any period),
     # as last logged; logged again only when that changes or finalization succeeds.
     failing: dict[str, datetime | None] = field(default_factory=dict)
@@ -167,9 +167,15 @@ class _PeriodFailed(Exception):
 
 
 def finalize_due(engine: Engine, catalogs: CatalogCache, now: datetime, grace: timedelta = DEFAULT_GRACE,
-                 state: FinalizerState | None = None) -> int:
+                 state: FinalizerState | None = None, *, after_last_change: bool = False) -> int:
     """Finalize every period that ended at least `grace` before `now` and is not finalized
     yet, each in its own transaction; how many this call finalized.
+
+    `after_last_change` (the background finalizer) also waits until `grace` has passed since
+    the period's last change (an event received, a seat or plan change or a grant recorded,
+    stamped in it): a late event for a past period gets the same grace window as one at its
+    end, so the rest of a backfill arriving in batches is not refused halfway. Without it (an
+    operator asking now) every period that has ended is finalized.
 
     Billing starts with the period containing the customer's earliest recorded activity
     (event, seat or plan change, grant), or without any, the first catalog's application.
@@ -179,27 +185,28 @@ def finalize_due(engine: Engine, catalogs: CatalogCache, now: datetime, grace: t
     caller skip the customers with nothing due, as long as nothing was recorded for them.
     """
     state = state if state is not None else FinalizerState()
-    cutoff = now - grace
     with engine.connect() as conn:
         catalog = catalogs.current(conn)
         through = repository.finalized_through_many(conn, None)
         first_catalog = repository.first_catalog_us(conn)
         versions = customer_state.versions(conn)
     created = 0
+    for gone in set(state.failing) - set(catalog.spec.customers):
+        del state.failing[gone]
     for customer in sorted(catalog.spec.customers):
-        key, version = (catalog.version, customer), versions.get(customer, 0)
-        quiet = state.quiet.get(key)
-        if quiet is not None and quiet[0] == version and now < quiet[1]:
+        stamp = (catalog.version, versions.get(customer, 0))
+        quiet = state.quiet.get(customer)
+        if quiet is not None and quiet[:2] == stamp and now < quiet[2]:
             continue
         try:
             made, quiet_until = _finalize_customer(engine, catalog, customer, now, grace, through.get(customer),
-                                                   first_catalog)
+                                                   first_catalog, after_last_change)
         except _PeriodFailed as failed:
             _failed(state, customer, failed.period_start, failed.__cause__ or failed)
             continue
         created += made
         if quiet_until is not None:
-            state.quiet[key] = (version, quiet_until)
+            state.quiet[customer] = (*stamp, quiet_until)
         if customer in state.failing:
             del state.failing[customer]
             log.info("invoices of customer %r are finalized again", customer)
@@ -207,7 +214,8 @@ def finalize_due(engine: Engine, catalogs: CatalogCache, now: datetime, grace: t
 
 
 def _finalize_customer(engine: Engine, catalog: LoadedCatalog, customer: str, now: datetime, grace: timedelta,
-                       last_end: int | None, first_catalog: int | None) -> tuple[int, datetime | None]:
+                       last_end: int | None, first_catalog: int | None,
+                       after_last_change: bool) -> tuple[int, datetime | None]:
     """Finalize the customer's due periods: (how many, the instant before which nothing
     more is due, or None when periods are left for the next call)."""
     try:
@@ -227,6 +235,10 @@ def _finalize_customer(engine: Engine, catalog: LoadedCatalog, customer: str, no
                 if last_end is not None and period.start < t:  # the billing rule changed: no overlap
                     period = Period(t, period.end)
                 period = Period(period.start, min(period.end, current.start))
+                if after_last_change:
+                    changed_us = repository.last_change_us(conn, customer, to_us(period.start), to_us(period.end))
+                    if changed_us is not None and from_us(changed_us) + grace > now:  # more may follow
+                        return created, from_us(changed_us) + grace
                 if finalize(conn, catalog, customer, period, now) is not None:
                     created += 1
         except Exception as err:
