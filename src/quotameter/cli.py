@@ -497,7 +497,8 @@ def invoices(customer: str,
         table.add_column(f"amount ({inv.currency})", justify="right")
         for line in inv.lines:
             money = line.as_dict(inv.currency)
-            table.add_row(line.description, _number(line.quantity), str(money["unit_price"] or ""), str(money["amount"]))
+            table.add_row(line.description, _number(line.quantity), str(money["unit_price"] or ""),
+                          str(money["amount"]))
         table.add_row("[bold]total[/bold]", "", "", f"[bold]{amount_text(inv.total, inv.currency)}[/bold]")
         console.print(table)
     if failed:  # what could be shown is shown; the status says not everything was finalized

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_UP, Decimal
 
-from quotameter.decimals import EXACT, canonical
+from quotameter.decimals import EXACT, canonical, decimal_places
 
 # Currencies whose minor unit is not the cent (ISO 4217); every other has two decimals.
 _MINOR_DIGITS = {"BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0,
@@ -34,8 +34,9 @@ def padded(price: Decimal, currency: str) -> Decimal:
     """A price with at least the currency's places and no needless zeros past them
     (5 → 5.00, 0.005 stays, 0.0050 → 0.005)."""
     tidy = canonical(price)
-    unit = minor_unit(currency)
-    return tidy.quantize(unit, context=EXACT) if tidy.as_tuple().exponent > unit.as_tuple().exponent else tidy  # type: ignore[operator]
+    if decimal_places(tidy) >= minor_digits(currency):
+        return tidy
+    return tidy.quantize(minor_unit(currency), context=EXACT)
 
 
 def amount_text(amount: Decimal, currency: str) -> str:
