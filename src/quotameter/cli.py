@@ -16,6 +16,8 @@ from quotameter.settings import Settings
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from quotameter.catalog.service import Applied
+
 app = typer.Typer(help="Meter real-time media usage, enforce allowances live, bill it exactly.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
 console = Console(soft_wrap=True)  # whole lines, also when piped
@@ -100,8 +102,13 @@ def _redact(url: str) -> str:
 
 @app.command()
 def apply(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+          prune: Annotated[bool, typer.Option("--prune", help="drop customers the file leaves out even if they have "
+                                                                "records (events, keys, invoices, …)")] = False,
+          dry_run: Annotated[bool, typer.Option("--dry-run", help="validate and print what would change; apply "
+                                                                    "nothing (exit 1 if it would be refused)")] = False,
           database_url: DatabaseOpt = None) -> None:
-    """Validate a catalog (YAML) and make it the one in force; nothing changes if any part is wrong."""
+    """Validate a catalog (YAML) and make it the one in force; nothing changes if any part is
+    wrong, or if it leaves out customers with records and --prune is not given."""
     from quotameter.catalog import service
     from quotameter.catalog.model import CatalogInvalid, load_yaml
     from quotameter.store.engine import unit_of_work
@@ -112,14 +119,46 @@ def apply(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, read
     try:
         doc = load_yaml(file.read_text())
         with unit_of_work(engine) as conn:
-            applied = service.apply(conn, doc, service.CatalogCache().current(conn), to_us(system_clock()))
+            applied = service.apply(conn, doc, service.CatalogCache().current(conn), to_us(system_clock()),
+                                    prune=prune, dry_run=dry_run)
     except CatalogInvalid as err:
         err_console.print(f"[red]{file}: the catalog was not applied; {len(err.errors)} error(s):[/red]")
         for line in err.errors:
             err_console.print(f"  {line}", markup=False, highlight=False)
         raise typer.Exit(1) from None
+    except service.DropsRecordedCustomers as err:
+        err_console.print(f"[red]{file}: the catalog was not applied: it leaves out {len(err.dropped)} customer(s) "
+                          "with records (--prune drops them; their records are kept):[/red]")
+        for line in err.errors or []:
+            err_console.print(f"  {line}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    if dry_run:
+        _print_changes(file, applied)
+        if applied.refused:
+            raise typer.Exit(1)
+        return
     console.print(f"catalog version {applied.version} applied"
-                  + (f"; rebuilt meters: {', '.join(applied.changed_meters)}" if applied.changed_meters else ""))
+                  + (f"; rebuilt meters: {', '.join(applied.changed_meters)}" if applied.changed_meters else "")
+                  + (f"; dropped with their records kept: {', '.join(sorted(applied.dropped))}"
+                     if applied.dropped else ""), highlight=False)
+
+
+def _print_changes(file: Path, applied: Applied) -> None:
+    """What a dry run found: each section's additions, removals and changes."""
+    from quotameter.catalog.service import dropped_lines
+
+    verdict = "would be refused without --prune" if applied.refused else f"would become version {applied.version}"
+    console.print(f"{file}: valid; {verdict} (dry run: nothing applied)", highlight=False)
+    for section, changes in applied.diff.as_dict().items():
+        words = [f"{sign} {name}" for key, sign in (("added", "+"), ("removed", "-"), ("changed", "~"))
+                 for name in changes[key]]
+        console.print(f"  {section}: {', '.join(words) if words else 'unchanged'}", markup=False, highlight=False)
+    if applied.changed_meters:
+        console.print(f"  meters rebuilt from the events: {', '.join(applied.changed_meters)}", highlight=False)
+    if applied.dropped:
+        console.print("  left out with records (--prune drops them, keeping their records):", highlight=False)
+        for line in dropped_lines(applied.dropped):
+            console.print(f"    {line}", markup=False, highlight=False)
 
 
 @app.command()
@@ -424,6 +463,7 @@ def invoices(customer: str,
     from quotameter.errors import Invalid
     from quotameter.invoices import export
     from quotameter.invoices import service as invoicing
+    from quotameter.money import amount_text
     from quotameter.timeutil import rfc3339
     from quotameter.web import dumps, instant, system_clock
 
@@ -434,29 +474,37 @@ def invoices(customer: str,
             raise Invalid(f"format: must be table, json or csv (got {output!r})")
         now = system_clock()
         when: datetime = instant(at, "at", now)
+        failed: dict[str, datetime | None] = {}
         if finalize_due:
             grace = timedelta(seconds=_settings(database_url).invoice_grace_seconds)
-            made = invoicing.finalize_due(engine, catalogs, now, grace)
+            state = invoicing.FinalizerState()
+            made = invoicing.finalize_due(engine, catalogs, now, grace, state)
+            failed = state.failing
             err_console.print(f"{made} invoice(s) finalized", highlight=False)
+            for name in sorted(failed):  # each logged above with its reason
+                err_console.print(f"[red]customer {name!r}: not finalized (see the error above)[/red]", highlight=False)
         with engine.connect() as conn:
             inv = invoicing.upcoming(conn, catalogs.current(conn), customer, when)
     if output == "json":
         console.print(dumps(inv.as_dict()).decode(), highlight=False, markup=False)
-        return
-    if output == "csv":
+    elif output == "csv":
         console.print(export.to_csv([inv]), end="", highlight=False, markup=False)
-        return
-    table = Table(box=None, title=f"{inv.number} ({inv.status}) for {inv.customer}, plan {inv.plan}: "
-                                  f"{rfc3339(inv.period.start)} … {rfc3339(inv.period.end)}", title_justify="left")
-    table.add_column("item", overflow="fold")
-    table.add_column("quantity", justify="right")
-    table.add_column("unit price", justify="right")
-    table.add_column(f"amount ({inv.currency})", justify="right")
-    for line in inv.lines:
-        table.add_row(line.description, _number(line.quantity),
-                      "" if line.unit_price is None else format(line.unit_price, "f"), format(line.amount, "f"))
-    table.add_row("[bold]total[/bold]", "", "", f"[bold]{inv.total}[/bold]")
-    console.print(table)
+    else:
+        table = Table(box=None, title=f"{inv.number} ({inv.status}) for {inv.customer}, plan {inv.plan}: "
+                                      f"{rfc3339(inv.period.start)} … {rfc3339(inv.period.end)}",
+                      title_justify="left")
+        table.add_column("item", overflow="fold")
+        table.add_column("quantity", justify="right")
+        table.add_column("unit price", justify="right")
+        table.add_column(f"amount ({inv.currency})", justify="right")
+        for line in inv.lines:
+            money = line.as_dict(inv.currency)
+            table.add_row(line.description, _number(line.quantity), str(money["unit_price"] or ""),
+                          str(money["amount"]))
+        table.add_row("[bold]total[/bold]", "", "", f"[bold]{amount_text(inv.total, inv.currency)}[/bold]")
+        console.print(table)
+    if failed:  # what could be shown is shown; the status says not everything was finalized
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

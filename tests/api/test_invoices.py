@@ -263,3 +263,129 @@ def test_a_customer_key_reads_only_its_own_invoices(demo, clock) -> None:  # typ
         assert (r.status_code, r.json()["error"]) == (403, "customer: this key reads customer 'callco' only"), path
     # another customer's invoice id under one's own name is not found
     assert demo.get(f"/v1/customers/callco/invoices/{other['id']}", headers=mine).status_code == 404
+
+
+# --- the finalizer's passes ------------------------------------------------------------------
+
+
+def finalizer(client, clock):  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    from quotameter.invoices.finalizer import Finalizer
+
+    svc = client.app.state.services
+    return Finalizer(svc.engine, svc.catalogs, clock, timedelta(days=1))
+
+
+def test_a_late_event_for_a_past_month_is_invoiced_a_grace_window_after_it(client, clock) -> None:  # type: ignore[no-untyped-def]
+    """The catalog is applied on March 10, so nothing is due before April; then events
+    stamped in February arrive, in two batches: February is billable now, and is finalized
+    once a grace window (a day) has passed since its last change, as after its end."""
+    assert client.put("/v1/catalog", json=demo_catalog()).status_code == 200
+    passes = finalizer(client, clock)
+    assert passes.run_once() == 0
+    clock.advance(minutes=1)
+    late = stream("connector.stream", "callco", at("2026-02-20T10:00:00Z"), at("2026-02-20T10:20:00Z"), stream_id="c1")
+    assert client.post("/v1/events", json=late).json()["accepted"] == 2
+    clock.advance(minutes=1)
+    assert passes.run_once() == 0  # more may follow: the next batch of a backfill
+    more = stream("connector.stream", "callco", at("2026-02-21T10:00:00Z"), at("2026-02-21T10:20:00Z"), stream_id="c2")
+    assert client.post("/v1/events", json=more).json()["accepted"] == 2
+    clock.advance(hours=23, minutes=59)
+    assert passes.run_once() == 0
+    clock.advance(minutes=1)  # a day after the last batch
+    assert passes.run_once() == 1
+    [february] = client.get("/v1/customers/callco/invoices").json()["invoices"]
+    assert (february["period"]["start"], february["total"]) == ("2026-02-01T00:00:00Z", "0.20")
+    clock.advance(minutes=1)
+    assert passes.run_once() == 0  # and once only
+
+
+def test_one_customer_that_cannot_be_finalized_stops_no_other(client, clock, caplog) -> None:  # type: ignore[no-untyped-def]
+    """alpha's plan is priced out of range by a catalog stored before prices were bounded:
+    computing its invoice fails. beta and gamma, sorted after it, are finalized all the same;
+    the failure is logged once however many passes it lasts, and alpha is finalized once its
+    catalog is fixed."""
+    import logging
+
+    import orjson
+
+    from quotameter.catalog import repository as catalogs
+    from quotameter.timeutil import to_us
+
+    doc = demo_catalog(alpha={"plan": "pro"}, beta={"plan": "connector"}, gamma={"plan": "pro"})
+    doc["plans"]["pro_legacy"] = {**doc["plans"]["pro"], "prices": [{"type": "flat", "amount": "1e400"}]}
+    doc["customers"]["alpha"]["plan"] = "pro_legacy"
+    assert client.put("/v1/catalog", json={**doc, "plans": {**doc["plans"], "pro_legacy": doc["plans"]["pro"]}}
+                      ).status_code == 200
+    svc = client.app.state.services
+    with unit_of_work(svc.engine) as conn:  # what a release without bounds stored
+        catalogs.add(conn, catalogs.latest_version(conn) + 1, orjson.dumps(doc).decode(), to_us(clock()))
+    clock.now = APRIL_2
+    passes = finalizer(client, clock)
+    caplog.set_level(logging.INFO, logger="quotameter.invoices")
+
+    made = passes.run_once()
+    clock.advance(minutes=5)
+    made += passes.run_once()
+    invoiced = {c for c in doc["customers"] if client.get(f"/v1/customers/{c}/invoices").json()["invoices"]}
+    assert invoiced == set(doc["customers"]) - {"alpha"}
+    assert made == len(invoiced)
+    failures = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(failures) == 1 and "'alpha'" in failures[0].getMessage() and failures[0].exc_info
+
+    doc["plans"]["pro_legacy"]["prices"] = [{"type": "flat", "amount": "100.00"}]
+    assert client.put("/v1/catalog", json=doc).status_code == 200
+    clock.advance(minutes=5)
+    assert passes.run_once() == 1
+    [alpha] = client.get("/v1/customers/alpha/invoices").json()["invoices"]
+    assert alpha["total"] == "100.00"
+    assert [r.levelno for r in caplog.records if "'alpha'" in r.getMessage()] == [logging.ERROR, logging.INFO]
+
+
+# --- money as written --------------------------------------------------------------------------
+
+
+def test_money_has_its_currency_places_in_json_csv_and_html(client, clock) -> None:  # type: ignore[no-untyped-def]
+    """Amounts have exactly the currency's places ("0.00"; JPY "500"; KWD "1.250"); a unit
+    price keeps its own precision, with at least the currency's places ("299.00", "0.005")."""
+    sessions = {"meter": "coedit_sessions", "allowance": {"fixed": 100},
+                "topup": {"block_size": 10, "price": 500}}
+    doc = demo_catalog(quiet={"plan": "unlimited"}, tokyo={"plan": "yen"}, kuwait={"plan": "dinar"},
+                       flat={"plan": "plain"})
+    doc["plans"].update(
+        yen={"currency": "JPY", "entitlements": {"sessions": sessions},
+             "prices": [{"type": "flat", "amount": 500}, {"type": "unit", "feature": "sessions", "unit_price": "0.5"}]},
+        dinar={"currency": "KWD", "entitlements": {"sessions": {"meter": "coedit_sessions"}},
+               "prices": [{"type": "flat", "amount": "1.25"}, {"type": "unit", "feature": "sessions",
+                                                              "unit_price": "0.0050"}]},
+        plain={"prices": [{"type": "flat", "amount": 299}]})
+    assert client.put("/v1/catalog", json=doc).status_code == 200
+    evs = [event("session.created", c, at("2026-03-05T10:00:00Z")) for c in ("tokyo", "kuwait") for _ in range(3)]
+    assert client.post("/v1/events", json=evs).json()["accepted"] == 6
+    topup = client.post("/v1/customers/tokyo/topups", json={"feature": "sessions", "blocks": 2, "id": "t1"})
+    assert topup.json()["price"] == "1000"
+    assert client.post("/v1/customers/acme/topups", json={"feature": "media", "blocks": 2, "id": "t2"}
+                       ).json()["price"] == "10.00"
+
+    def money(invoice: dict) -> list:  # type: ignore[type-arg]
+        return [(line["unit_price"], line["amount"]) for line in invoice["lines"]] + [invoice["total"]]
+
+    expected = {
+        "quiet": ["0.00"],
+        "tokyo": [("500", "500"), ("0.5", "2"), ("500", "1000"), "1502"],  # 3 × 0.5 = 1.5 → 2
+        "kuwait": [("1.250", "1.250"), ("0.005", "0.015"), "1.265"],
+        "flat": [("299.00", "299.00"), "299.00"],
+    }
+    assert {c: money(upcoming(client, c)) for c in expected} == expected
+    assert client.get("/v1/customers/quiet/invoices/upcoming", params={"format": "csv"}
+                      ).text.splitlines()[-1].endswith(",total,total,,,,0.00")
+    clock.now = APRIL_2
+    assert finalize(client, clock) >= len(expected)
+    for customer, figures in expected.items():
+        [final] = client.get(f"/v1/customers/{customer}/invoices").json()["invoices"]
+        assert money(final) == figures
+        page = client.get(f"/v1/customers/{customer}/invoices/{final['id']}.html").text
+        assert f"{figures[-1]} {final['currency']}" in page
+        csv = client.get(f"/v1/customers/{customer}/invoices/{final['id']}", params={"format": "csv"}).text
+        assert csv.splitlines()[-1].endswith(f",total,total,,,,{figures[-1]}")

@@ -514,3 +514,139 @@ def test_matches_does_not_confuse_booleans_with_numbers() -> None:
     assert level.matches({"level": 1})
     assert level.matches({"level": 1.0})
     assert not level.matches({"level": True})
+
+
+# --- bounds -------------------------------------------------------------------------------
+
+
+def test_money_and_quantities_are_bounded_each_at_its_path() -> None:
+    big, fine = "1e15", "0.0000000000001"  # 10^15 and 13 decimal places: one past each bound
+    doc = {
+        "meters": {
+            "m": meter(),
+            "d": meter(aggregation="duration", stream_property="s", unit="minute", idle_timeout=10**9,
+                       rounding={"unit_seconds": 366 * 86_400 + 1}),
+        },
+        "plans": {
+            "p": {
+                "entitlements": {
+                    "f": {"meter": "m", "allowance": {"fixed": big}, "enforcement": "soft", "slack": fine,
+                          "topup": {"block_size": "1e400", "price": "5.001"}},
+                    "g": {"meter": "m", "allowance": {"per_seat": "NaN"}, "enforcement": "overage",
+                          "overage_limit": "-1e15"},
+                },
+                "prices": [
+                    {"type": "flat", "amount": "1e400"},
+                    {"type": "per_seat", "amount": "0.125"},
+                    {"type": "unit", "feature": "f", "unit_price": fine},
+                    {"type": "overage", "feature": "f", "unit_price": "Infinity"},
+                    {"type": "graduated", "feature": "f", "tiers": [{"up_to": big, "unit_price": "0.5"},
+                                                                     {"unit_price": 1e300}]},
+                ],
+            },
+            "yen": {"currency": "JPY", "prices": [{"type": "flat", "amount": "500.5"}, {"type": "flat", "amount": "500.00"}]},
+        },
+        "customers": {"c": {"plan": "p", "seats": 1_000_000_001}},
+    }
+
+    assert errors_of(doc) == [
+        "meters.d.rounding.unit_seconds: must be <= 31,622,400 (got 31622401)",
+        "meters.d.idle_timeout: must be <= 31,622,400 (got 1000000000)",
+        "plans.p.entitlements.f.allowance.fixed: must be less than 10^15 (got 1E+15)",
+        "plans.p.entitlements.f.slack: must have at most 12 decimal places (got 1E-13)",
+        "plans.p.entitlements.f.topup.block_size: must be less than 10^15 (got 1E+400)",
+        "plans.p.entitlements.g.allowance.per_seat: must be a finite number (got 'NaN')",
+        "plans.p.entitlements.g.overage_limit: must be >= 0 (got '-1e15')",
+        "plans.p.prices[0].amount: must be less than 10^15 (got 1E+400)",
+        "plans.p.prices[2].unit_price: must have at most 12 decimal places (got 1E-13)",
+        "plans.p.prices[3].unit_price: must be a finite number (got 'Infinity')",
+        "plans.p.prices[4].tiers[0].up_to: must be less than 10^15 (got 1E+15)",
+        "plans.p.prices[4].tiers[1].unit_price: must be less than 10^15 (got 1E+300)",
+        "plans.p.prices[1].amount: must have at most 2 decimal places in USD (got 0.125)",
+        "plans.yen.prices[0].amount: must be a whole amount in JPY (got 500.5)",
+        "customers.c.seats: must be <= 1,000,000,000 (got 1000000001)",
+    ]
+
+
+def test_the_largest_values_are_taken() -> None:
+    top = "999999999999999.999999999999"
+    doc = {
+        "meters": {"m": meter()},
+        "plans": {"p": {
+            "entitlements": {"f": {"meter": "m", "allowance": {"fixed": top}, "enforcement": "overage",
+                                   "overage_limit": top, "topup": {"block_size": top, "price": "999999999999999.99"}}},
+            "prices": [{"type": "per_seat", "amount": "999999999999999.99"}, {"type": "unit", "feature": "f",
+                                                                             "unit_price": top}]}},
+        "customers": {"c": {"plan": "p", "seats": 1_000_000_000}},
+    }
+
+    assert validate_catalog(doc).plans["p"].prices[1] == UnitPrice(type="unit", feature="f", unit_price=Decimal(top))
+
+
+def test_a_stored_catalog_is_read_back_whatever_bounds_came_later() -> None:
+    """A catalog applied before a bound existed keeps loading: the service reads it back on
+    every start, and refusing it would leave no catalog to serve or to replace."""
+    doc = {"plans": {"p": {"prices": [{"type": "flat", "amount": "1e400"}]}}}
+
+    assert errors_of(doc) == ["plans.p.prices[0].amount: must be less than 10^15 (got 1E+400)"]
+    [price] = validate_catalog(doc, stored=True).plans["p"].prices
+    assert isinstance(price, FlatPrice) and price.amount == Decimal("1e400")
+
+
+# --- every error at once ------------------------------------------------------------------
+
+
+def test_one_catalog_with_errors_at_every_level_lists_them_all_at_once() -> None:
+    """A type error hides no rule of the same spec and no reference anywhere: the author
+    fixes the catalog in one pass."""
+    doc = {
+        "meters": {
+            "typo": meter(aggregation="sum", value_property="v", unit=""),  # a field
+            "level": meter(aggregation="gauge"),  # a rule of its aggregation
+            "both": meter(event_type=5, aggregation="duration"),  # a field and rules of one meter
+        },
+        "plans": {
+            "basic": {
+                "next_plan": "gold",  # unknown
+                "entitlements": {
+                    # a field, a rule and an unknown meter in one entitlement
+                    "media": {"meter": "nope", "allowance": {"fixed": "lots"}, "slack": 0.1},
+                    "calls": {"meter": "level", "allowance": {"per_seat": 1, "fixed": 2}},  # a rule one level down
+                },
+                "prices": [
+                    {"type": "flat", "amount": "1e400"},  # out of range
+                    {"type": "unit", "feature": "video", "unit_price": "0.01"},  # an unknown feature
+                    {"type": "graduated", "feature": "media",  # a field and a rule of one price
+                     "tiers": [{"unit_price": 1}, {"up_to": "x", "unit_price": 1}, {"up_to": 5, "unit_price": 1}]},
+                    {"type": "per_seat", "amount": "0.001"},  # more places than the currency has
+                ],
+            },
+            "a": {"next_plan": "b"},  # a loop
+            "b": {"next_plan": "a", "currency": "usd"},
+        },
+        "customers": {"acme": {"plan": "silver", "timezone": "Mars/Base"}},  # an unknown plan and zone
+        "extras": {},  # not a section
+    }
+
+    assert errors_of(doc) == [
+        "extras: unknown field",
+        "meters.typo.unit: must not be empty",
+        "meters.level.value_property: aggregation 'gauge' needs value_property or delta_property",
+        "meters.both.event_type: must be a string (got 5)",
+        "meters.both.stream_property: required for aggregation 'duration'",
+        "meters.both.unit: a duration meter counts seconds, minutes or hours (got 'unit')",
+        "plans.basic.entitlements.media.allowance.fixed: must be a number (got 'lots')",
+        "plans.basic.entitlements.media.slack: only allowed with enforcement 'soft' (got 'hard')",
+        "plans.basic.entitlements.calls.allowance: needs exactly one of fixed, per_seat",
+        "plans.basic.prices[0].amount: must be less than 10^15 (got 1E+400)",
+        "plans.basic.prices[2].tiers[1].up_to: must be a number (got 'x')",
+        "plans.basic.prices[2].tiers[0].up_to: only the last tier may be unbounded",
+        "plans.basic.prices[3].amount: must have at most 2 decimal places in USD (got 0.001)",
+        "plans.b.currency: must match ^[A-Z]{3}$ (got 'usd')",
+        "customers.acme.timezone: unknown time zone 'Mars/Base'",
+        "plans.basic.entitlements.media.meter: unknown meter 'nope'",
+        "plans.basic.prices[1].feature: unknown feature 'video' (plan basic has: calls, media)",
+        "plans.basic.next_plan: unknown plan 'gold'",
+        "plans.a.next_plan: next_plan chain loops: a -> b -> a",
+        "customers.acme.plan: unknown plan 'silver'",
+    ]

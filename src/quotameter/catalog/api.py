@@ -3,7 +3,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -13,15 +13,35 @@ from quotameter.errors import BadRequest, Invalid
 from quotameter.keys.auth import admin_only
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import to_us
+from quotameter.wording import plural
 from quotameter.web import JSON, error_responses, inline_schema, json_body, services
 
 
 router = APIRouter(tags=["catalog"])
 
 
+class ChangesOut(BaseModel):
+    added: list[str]
+    removed: list[str]
+    changed: list[str]
+
+
+class DiffOut(BaseModel):
+    meters: ChangesOut
+    plans: ChangesOut
+    customers: ChangesOut
+
+
 class AppliedOut(BaseModel):
-    version: int
-    rebuilt_meters: list[str] = Field(description="meters whose totals were recomputed from the events")
+    version: int = Field(description="the catalog's version (a dry run: the version it would get)")
+    rebuilt_meters: list[str] = Field(description="meters whose totals were (would be) recomputed from the events")
+    changes: DiffOut = Field(description="meters, plans and customers added, removed or changed")
+    dropped_with_records: dict[str, dict[str, int]] = Field(
+        description="customers left out that have records, with how many of each kind (events, keys, invoices, "
+                    "grants, seat_changes, plan_changes, notices, settings_changes): dropped with prune=true "
+                    "(their records are kept), refused (409) without")
+    dry_run: bool = Field(description="true: nothing was applied")
+    refused: bool = Field(description="a dry run: whether applying would be refused (409) for lack of prune=true")
 
 
 class CatalogOut(BaseModel):
@@ -32,10 +52,17 @@ class CatalogOut(BaseModel):
 
 
 @router.put("/v1/catalog", response_class=JSON, dependencies=[Depends(admin_only)],
-            responses={200: {"model": AppliedOut}, **error_responses(400, 422)},
+            responses={200: {"model": AppliedOut}, **error_responses(400, 409, 422)},
             openapi_extra=json_body(inline_schema(Catalog), "meters, plans and customers, as in the YAML catalog"))
-async def put_catalog(request: Request) -> Any:
-    """Replace meters, plans and customers with one document; nothing changes if any part is wrong."""
+async def put_catalog(
+    request: Request,
+    prune: bool = Query(False, description="drop customers the document leaves out even if they have records "
+                                           "(events, keys, invoices, …); without it such a catalog is refused (409)"),
+    dry_run: bool = Query(False, description="validate and answer what would change; apply nothing"),
+) -> Any:
+    """Replace meters, plans and customers with one document; nothing changes if any part is
+    wrong (422, every error listed) or if it leaves out customers with records without
+    `prune=true` (409, each such customer named with what it has)."""
     svc = services(request)
     try:
         doc = orjson.loads(await request.body())
@@ -44,13 +71,21 @@ async def put_catalog(request: Request) -> Any:
 
     def apply() -> service.Applied:
         with unit_of_work(svc.engine) as conn:
-            return service.apply(conn, doc, svc.catalogs.current(conn), to_us(svc.now()))
+            return service.apply(conn, doc, svc.catalogs.current(conn), to_us(svc.now()), prune=prune,
+                                 dry_run=dry_run)
 
     try:
         applied = await run_in_threadpool(apply)
     except CatalogInvalid as err:
         raise Invalid("catalog: invalid", errors=err.errors) from None
-    return JSON({"version": applied.version, "rebuilt_meters": applied.changed_meters})
+    return JSON(applied_json(applied))
+
+
+def applied_json(applied: service.Applied) -> dict[str, Any]:
+    return {"version": applied.version, "rebuilt_meters": applied.changed_meters, "changes": applied.diff.as_dict(),
+            "dropped_with_records": {customer: {plural(kind).replace(" ", "_"): n for kind, n in kinds.items()}
+                                     for customer, kinds in sorted(applied.dropped.items())},
+            "dry_run": not applied.applied, "refused": applied.refused}
 
 
 @router.get("/v1/catalog", response_class=JSON, dependencies=[Depends(admin_only)],

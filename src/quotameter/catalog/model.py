@@ -2,16 +2,24 @@
 
 Validation reports every mistake at once, each as ``path: reason`` (for example
 ``plans.basic.entitlements.media.meter: unknown meter 'x'``), so an operator can fix a
-catalog in one pass; a catalog with any error is refused whole.
+catalog in one pass; a catalog with any error is refused whole. "At once" holds at every
+level: a field of the wrong type does not hide a rule across fields of the same spec, nor a
+reference (to a meter, plan or feature) anywhere in the document.
+
+Money and quantities are bounded where they are written: finite, below 10^15 and with at
+most 12 decimal places (what NUMERIC(38, 12) keeps and invoice arithmetic multiplies
+exactly); an amount charged as it stands (a flat or per-seat fee, a top-up block's price)
+has at most its currency's places, so no invoice rounds what the catalog says.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -21,18 +29,25 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
+from quotameter.decimals import LARGEST, PLACES, decimal_places
+from quotameter.money import minor_digits
+
 __all__ = [
     "Aggregation",
     "Allowance",
     "Catalog",
+    "CatalogDiff",
     "CatalogInvalid",
+    "Changes",
     "CustomerSpec",
     "Enforcement",
     "EntitlementSpec",
@@ -50,6 +65,7 @@ __all__ = [
     "Topup",
     "UnitPrice",
     "catalog_to_json",
+    "diff",
     "load_yaml",
     "validate_catalog",
 ]
@@ -69,6 +85,11 @@ NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}")
 # No control character (C0, DEL, C1) either: an address goes into mail headers.
 _EMAIL_PATTERN = re.compile(r"[^@\s\x00-\x1f\x7f-\x9f]+@[^@\s\x00-\x1f\x7f-\x9f]+")
 _RULES_ERROR = "catalog_rules"
+# Validation context of a document read back from the database (see `validate_catalog`).
+_STORED = "stored"
+
+MAX_SEATS = 1_000_000_000  # as the API takes them: within the 32-bit column that keeps seat history
+MAX_SECONDS = 366 * 86_400  # a rounding unit or idle timeout longer than a year means a mistake
 
 
 # --- value types ----------------------------------------------------------------------
@@ -103,6 +124,30 @@ def _check_email(value: str) -> str:
     return value
 
 
+def _stored(info: ValidationInfo) -> bool:
+    return bool(info.context and info.context.get(_STORED))
+
+
+def _within_bounds(value: Decimal, info: ValidationInfo) -> Decimal:
+    # A catalog stored before the bounds were checked still loads; only new ones are held to them.
+    if _stored(info):
+        return value
+    if abs(value) >= LARGEST:
+        raise ValueError(f"must be less than 10^15 (got {value})")
+    if decimal_places(value) > PLACES:
+        raise ValueError(f"must have at most {PLACES} decimal places (got {value})")
+    return value
+
+
+def _at_most(limit: int) -> AfterValidator:
+    def check(value: int, info: ValidationInfo) -> int:
+        if value > limit and not _stored(info):
+            raise ValueError(f"must be <= {limit:,} (got {value})")
+        return value
+
+    return AfterValidator(check)
+
+
 def _check_filter_value(value: object) -> object:
     # Pydantic turns a ValueError, not a TypeError, into a validation error.
     if not isinstance(value, (str, int, float, bool)):
@@ -112,8 +157,12 @@ def _check_filter_value(value: object) -> object:
 
 Name = Annotated[str, AfterValidator(_check_name)]
 Integer = Annotated[int, BeforeValidator(_reject_bool)]
-Quantity = Annotated[Decimal, BeforeValidator(_decimal_from_float_text)]
-Money = Annotated[Decimal, BeforeValidator(_decimal_from_float_text), Field(ge=0)]
+# The sign is checked before the bounds, so that -1 is "must be >= 0" rather than out of range.
+Quantity = Annotated[Decimal, BeforeValidator(_decimal_from_float_text), Field(ge=0), AfterValidator(_within_bounds)]
+PositiveQuantity = Annotated[Decimal, BeforeValidator(_decimal_from_float_text), Field(gt=0),
+                             AfterValidator(_within_bounds)]
+Money = Quantity
+Seconds = Annotated[Integer, _at_most(MAX_SECONDS)]
 Email = Annotated[str, AfterValidator(_check_email)]
 FilterValue = Annotated[str | int | float | bool, BeforeValidator(_check_filter_value)]
 
@@ -133,6 +182,73 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class _Broken:
+    """The value of a field that failed its own validation."""
+
+    def __repr__(self) -> str:
+        return "BROKEN"
+
+
+# Rules read it as "given, value unknown": a rule that needs the value is skipped.
+BROKEN: Any = _Broken()
+
+
+class _Ruled(_Spec):
+    """A spec with rules across its fields (`_problems`), checked also when some fields are
+    wrong: the rules then see each broken field as BROKEN, and both kinds are reported."""
+
+    def _problems(self) -> list[Problem]:
+        return []
+
+    @classmethod
+    def _prepare(cls, data: Any) -> Any:
+        """Defaults that depend on other fields, filled before validation."""
+        return data
+
+    @classmethod
+    def _partial(cls, data: Mapping[str, Any], broken: set[str | int], info: ValidationInfo) -> Self:
+        """The spec as far as it is valid: the fields as given, BROKEN where they failed."""
+        values = {name: data[name] for name in cls.model_fields if name in data}
+        values |= {name: BROKEN for name in broken if name in cls.model_fields}
+        return cls.model_construct(**values)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _with_rules(cls, data: Any, handler: ModelWrapValidatorHandler[Self], info: ValidationInfo) -> Self:
+        data = cls._prepare(data)
+        try:
+            spec = handler(data)
+        except ValidationError as error:
+            if not isinstance(data, Mapping):
+                raise
+            problems = _problems_from(error, ())
+            partial = cls._partial(data, {loc[0] for loc, _ in problems if loc}, info)
+            try:
+                problems += partial._problems()
+            except (AttributeError, TypeError, KeyError):  # a value too odd for the rules: its field error says it
+                pass
+            _raise_problems(problems)
+            raise
+        _raise_problems(spec._problems())
+        return spec
+
+
+def _each(adapter: TypeAdapter[Any], raw: object, info: ValidationInfo, container: type[list | dict]) -> object:
+    """The items of a list (or mapping) validated one by one, BROKEN where one fails, for
+    rules that look at several items; BROKEN as a whole when `raw` is not that container."""
+    def one(item: object) -> object:
+        try:
+            return adapter.validate_python(item, context=info.context)
+        except ValidationError:
+            return BROKEN
+
+    if container is list and isinstance(raw, list):
+        return [one(item) for item in raw]
+    if container is dict and isinstance(raw, Mapping):
+        return {key: one(item) for key, item in raw.items()}
+    return BROKEN
+
+
 # --- meters ---------------------------------------------------------------------------
 
 # Which aggregations need, or may carry, which optional meter fields.
@@ -149,7 +265,7 @@ DURATION_UNITS = {
 
 
 class Rounding(_Spec):
-    unit_seconds: Integer = Field(gt=0)
+    unit_seconds: Seconds = Field(gt=0)
     mode: Literal["ceil", "floor", "nearest"] = "ceil"
 
 
@@ -160,7 +276,7 @@ def _check_event_type(value: str) -> str:
     return value
 
 
-class MeterSpec(_Spec):
+class MeterSpec(_Ruled):
     event_type: Annotated[str, AfterValidator(_check_event_type)] = Field(min_length=1)
     aggregation: Aggregation
     value_property: str | None = None
@@ -169,7 +285,7 @@ class MeterSpec(_Spec):
     merge_property: str | None = None
     filter: dict[str, list[FilterValue]] = {}
     rounding: Rounding | None = None
-    idle_timeout: Integer | None = Field(default=None, gt=0)
+    idle_timeout: Seconds | None = Field(default=None, gt=0)
     unit: str = Field(default="unit", min_length=1)
 
     @field_validator("filter", mode="before")
@@ -179,13 +295,10 @@ class MeterSpec(_Spec):
             return {key: v if isinstance(v, list) else [v] for key, v in value.items()}
         return value
 
-    @model_validator(mode="after")
-    def _check_aggregation_fields(self) -> MeterSpec:
-        _raise_problems(self._problems())
-        return self
-
     def _problems(self) -> list[Problem]:
         kind = self.aggregation
+        if kind is BROKEN:  # every rule here depends on it
+            return []
         problems: list[Problem] = []
         if kind in _NEEDS_VALUE and self.value_property is None:
             problems.append((("value_property",), f"required for aggregation {kind!r}"))
@@ -193,7 +306,7 @@ class MeterSpec(_Spec):
             problems.append((("value_property",), "aggregation 'gauge' needs value_property or delta_property"))
         if kind == "duration" and self.stream_property is None:
             problems.append((("stream_property",), "required for aggregation 'duration'"))
-        if kind == "duration" and self.unit not in DURATION_UNITS:
+        if kind == "duration" and self.unit is not BROKEN and self.unit not in DURATION_UNITS:
             problems.append((("unit",), f"a duration meter counts seconds, minutes or hours (got {self.unit!r})"))
         if kind != "duration":
             problems += [
@@ -223,15 +336,14 @@ def _same_value(actual: object, allowed: object) -> bool:
 # --- entitlements ---------------------------------------------------------------------
 
 
-class Allowance(_Spec):
-    fixed: Quantity | None = Field(default=None, ge=0)
-    per_seat: Quantity | None = Field(default=None, ge=0)
+class Allowance(_Ruled):
+    fixed: Quantity | None = None
+    per_seat: Quantity | None = None
 
-    @model_validator(mode="after")
-    def _exactly_one(self) -> Allowance:
+    def _problems(self) -> list[Problem]:
         if (self.fixed is None) == (self.per_seat is None):
-            _raise_problems([((), "needs exactly one of fixed, per_seat")])
-        return self
+            return [((), "needs exactly one of fixed, per_seat")]
+        return []
 
 
 class Notify(_Spec):
@@ -247,24 +359,23 @@ class Notify(_Spec):
 
 
 class Topup(_Spec):
-    block_size: Quantity = Field(gt=0)
+    block_size: PositiveQuantity
     price: Money
 
 
-class EntitlementSpec(_Spec):
+class EntitlementSpec(_Ruled):
     meter: str
     allowance: Allowance | None = None
     period: Period = "calendar_month"
     # Always set after validation: absent means "hard" with an allowance, "none" without.
     enforcement: Enforcement
-    slack: Quantity | None = Field(default=None, ge=0)
-    overage_limit: Quantity | None = Field(default=None, ge=0)
+    slack: Quantity | None = None
+    overage_limit: Quantity | None = None
     notify: Notify | None = None
     topup: Topup | None = None
 
-    @model_validator(mode="before")
     @classmethod
-    def _fill_defaults(cls, data: object) -> object:
+    def _prepare(cls, data: Any) -> Any:
         if not isinstance(data, Mapping):
             return data
         filled = dict(data)
@@ -274,20 +385,16 @@ class EntitlementSpec(_Spec):
             filled["slack"] = Decimal(0)
         return filled
 
-    @model_validator(mode="after")
-    def _check_enforcement(self) -> EntitlementSpec:
-        _raise_problems(self._problems())
-        return self
-
     def _problems(self) -> list[Problem]:
         mode = self.enforcement
         problems: list[Problem] = []
-        if self.allowance is None and mode != "none":
-            problems.append((("enforcement",), f"enforcement {mode!r} needs an allowance"))
-        if self.slack is not None and mode != "soft":
-            problems.append((("slack",), f"only allowed with enforcement 'soft' (got {mode!r})"))
-        if self.overage_limit is not None and mode != "overage":
-            problems.append((("overage_limit",), f"only allowed with enforcement 'overage' (got {mode!r})"))
+        if mode is not BROKEN:
+            if self.allowance is None and mode != "none":
+                problems.append((("enforcement",), f"enforcement {mode!r} needs an allowance"))
+            if self.slack is not None and mode != "soft":
+                problems.append((("slack",), f"only allowed with enforcement 'soft' (got {mode!r})"))
+            if self.overage_limit is not None and mode != "overage":
+                problems.append((("overage_limit",), f"only allowed with enforcement 'overage' (got {mode!r})"))
         if self.allowance is None:
             problems += [
                 ((field,), "needs an allowance") for field in ("notify", "topup") if getattr(self, field) is not None
@@ -321,26 +428,29 @@ class OveragePrice(_Spec):
 
 
 class Tier(_Spec):
-    up_to: Quantity | None = Field(default=None, gt=0)
+    up_to: PositiveQuantity | None = None
     unit_price: Money
 
 
-class GraduatedPrice(_Spec):
+class GraduatedPrice(_Ruled):
     type: Literal["graduated"]
     feature: str
     tiers: list[Tier] = Field(min_length=1)
 
-    @model_validator(mode="after")
-    def _check_tiers(self) -> GraduatedPrice:
-        _raise_problems(self._problems())
-        return self
+    @classmethod
+    def _partial(cls, data: Mapping[str, Any], broken: set[str | int], info: ValidationInfo) -> Self:
+        return cls.model_construct(tiers=_each(_TIER, data.get("tiers"), info, list))
 
     def _problems(self) -> list[Problem]:
+        if self.tiers is BROKEN:
+            return []
         problems: list[Problem] = []
         last = len(self.tiers) - 1
         previous: Decimal | None = None
         for index, tier in enumerate(self.tiers):
             loc: Loc = ("tiers", index, "up_to")
+            if tier is BROKEN:
+                continue
             if tier.up_to is None:
                 if index != last:
                     problems.append((loc, "only the last tier may be unbounded"))
@@ -349,6 +459,9 @@ class GraduatedPrice(_Spec):
                 problems.append((loc, f"must be greater than the previous tier's {previous}"))
             previous = tier.up_to
         return problems
+
+
+_TIER: TypeAdapter[Tier] = TypeAdapter(Tier)
 
 
 class PackagePrice(_Spec):
@@ -366,16 +479,44 @@ PRICE_TYPES = ("flat", "per_seat", "unit", "overage", "graduated", "package")
 # --- plans, customers, catalog --------------------------------------------------------
 
 
-class PlanSpec(_Spec):
+_PRICE: TypeAdapter[Any] = TypeAdapter(Price)
+_ENTITLEMENT: TypeAdapter[EntitlementSpec] = TypeAdapter(EntitlementSpec)
+
+
+class PlanSpec(_Ruled):
     entitlements: dict[Name, EntitlementSpec] = {}
     prices: list[Price] = []
     next_plan: str | None = None
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
 
+    @classmethod
+    def _partial(cls, data: Mapping[str, Any], broken: set[str | int], info: ValidationInfo) -> Self:
+        return cls.model_construct(entitlements=_each(_ENTITLEMENT, data.get("entitlements", {}), info, dict),
+                                   prices=_each(_PRICE, data.get("prices", []), info, list),
+                                   currency=BROKEN if "currency" in broken else data.get("currency", "USD"))
+
+    def _problems(self) -> list[Problem]:
+        """Amounts charged as they stand are in the currency's minor unit: an invoice would
+        otherwise round them silently. Unit prices may be finer (0.005 a minute)."""
+        if self.currency is BROKEN:
+            return []
+        digits = minor_digits(self.currency)
+        charged: list[tuple[Loc, Decimal]] = []
+        if self.prices is not BROKEN:
+            charged += [(("prices", index, "amount"), price.amount) for index, price in enumerate(self.prices)
+                        if isinstance(price, (FlatPrice, PerSeatPrice))]
+        if self.entitlements is not BROKEN:
+            charged += [(("entitlements", feature, "topup", "price"), spec.topup.price)
+                        for feature, spec in self.entitlements.items()
+                        if spec is not BROKEN and spec.topup is not None]
+        rule = f"must be a whole amount in {self.currency}" if digits == 0 else \
+            f"must have at most {digits} decimal places in {self.currency}"
+        return [(loc, f"{rule} (got {amount})") for loc, amount in charged if decimal_places(amount) > digits]
+
 
 class CustomerSpec(_Spec):
     plan: str
-    seats: Integer = Field(default=0, ge=0)
+    seats: Annotated[Integer, _at_most(MAX_SEATS)] = Field(default=0, ge=0)
     admins: list[Email] = []
     owner: Email | None = None
     members: list[Email] = []
@@ -400,7 +541,9 @@ class Catalog(_Spec):
 
     @model_validator(mode="after")
     def _check_references(self) -> Catalog:
-        _raise_problems(_reference_problems(set(self.meters), set(self.plans), self.plans, self.customers))
+        plans = {name: plan.model_dump() for name, plan in self.plans.items()}
+        customers = {key: customer.model_dump() for key, customer in self.customers.items()}
+        _raise_problems(_reference_problems(set(self.meters), set(self.plans), plans, customers))
         return self
 
     def plan_features(self, plan: str) -> dict[str, EntitlementSpec]:
@@ -418,53 +561,127 @@ class Catalog(_Spec):
         return customer, plan, spec
 
 
+# --- what a new catalog changes ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Changes:
+    """Names added, removed, and kept with another definition, each sorted."""
+
+    added: list[str]
+    removed: list[str]
+    changed: list[str]
+
+    @classmethod
+    def between(cls, before: Mapping[str, object], after: Mapping[str, object]) -> Changes:
+        return cls(sorted(set(after) - set(before)), sorted(set(before) - set(after)),
+                   sorted(name for name in set(before) & set(after) if before[name] != after[name]))
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {"added": self.added, "removed": self.removed, "changed": self.changed}
+
+
+@dataclass(frozen=True)
+class CatalogDiff:
+    meters: Changes
+    plans: Changes
+    customers: Changes
+    rebuilt_meters: list[str]  # added or redefined: their usage is recomputed from the events
+
+    def as_dict(self) -> dict[str, dict[str, list[str]]]:
+        return {"meters": self.meters.as_dict(), "plans": self.plans.as_dict(), "customers": self.customers.as_dict()}
+
+
+def diff(before: Catalog, after: Catalog) -> CatalogDiff:
+    meters = Changes.between(before.meters, after.meters)
+    return CatalogDiff(meters, Changes.between(before.plans, after.plans),
+                       Changes.between(before.customers, after.customers), sorted(meters.added + meters.changed))
+
+
 # --- cross references -----------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _PlanRefs:
+    """What a plan names elsewhere, read from its document as far as each part is readable,
+    so that a type error anywhere in the plan hides none of its references."""
+
+    meters: dict[str, str] = field(default_factory=dict)  # feature -> the meter it names
+    features: set[str] = field(default_factory=set)  # every feature named, readable or not
+    topups: set[str] = field(default_factory=set)  # features with a topup
+    priced: list[tuple[int, str, str]] = field(default_factory=list)  # (index, price type, feature)
+    next_plan: str | None = None
+
+
+def _plan_refs(raw: object) -> _PlanRefs:
+    if not isinstance(raw, Mapping):
+        return _PlanRefs()
+    refs = _PlanRefs(next_plan=raw.get("next_plan") if isinstance(raw.get("next_plan"), str) else None)
+    entitlements = raw.get("entitlements")
+    for feature, body in (entitlements.items() if isinstance(entitlements, Mapping) else ()):
+        refs.features.add(str(feature))
+        if isinstance(body, Mapping):
+            if isinstance(body.get("meter"), str):
+                refs.meters[str(feature)] = body["meter"]
+            if body.get("topup") is not None:
+                refs.topups.add(str(feature))
+        else:  # unreadable: it may well sell a topup
+            refs.topups.add(str(feature))
+    prices = raw.get("prices")
+    for index, price in enumerate(prices if isinstance(prices, list) else ()):
+        if isinstance(price, Mapping) and isinstance(price.get("type"), str) and isinstance(price.get("feature"), str):
+            refs.priced.append((index, price["type"], price["feature"]))
+    return refs
+
+
 def _reference_problems(
-    meter_names: set[str],
-    plan_names: set[str],
-    plans: Mapping[str, PlanSpec],
-    customers: Mapping[str, CustomerSpec],
+    meter_names: set[str] | None,
+    plan_names: set[str] | None,
+    plans: Mapping[str, object],
+    customers: Mapping[str, object],
 ) -> list[Problem]:
-    """Broken references among the parsed parts.
+    """Broken references among the parts of the document, parsed or not (`plans` and
+    `customers` as written, or as dumped from their specs).
 
     Existence is checked against every name in the document, parsed or not, so a meter
-    with a type error is not also reported as missing by each plan using it.
+    with a type error is not also reported as missing by each plan using it; None (a
+    section that is not a mapping of names) checks nothing against that section.
     """
+    refs = {name: _plan_refs(raw) for name, raw in plans.items()}
     problems: list[Problem] = []
-    for name, plan in plans.items():
+    for name, plan in refs.items():
         problems += _plan_reference_problems(name, plan, meter_names, plan_names)
-    problems += _next_plan_cycles(plans)
+    problems += _next_plan_cycles(refs)
     for key, customer in customers.items():
-        if customer.plan not in plan_names:
-            problems.append((("customers", key, "plan"), f"unknown plan {customer.plan!r}"))
+        plan_name = customer.get("plan") if isinstance(customer, Mapping) else None
+        if isinstance(plan_name, str) and plan_names is not None and plan_name not in plan_names:
+            problems.append((("customers", key, "plan"), f"unknown plan {plan_name!r}"))
     return problems
 
 
-def _plan_reference_problems(name: str, plan: PlanSpec, meter_names: set[str], plan_names: set[str]) -> list[Problem]:
+def _plan_reference_problems(name: str, plan: _PlanRefs, meter_names: set[str] | None,
+                             plan_names: set[str] | None) -> list[Problem]:
     problems: list[Problem] = []
-    for feature, spec in plan.entitlements.items():
-        if spec.meter not in meter_names:
-            problems.append((("plans", name, "entitlements", feature, "meter"), f"unknown meter {spec.meter!r}"))
-    features = ", ".join(plan.entitlements) or "no features"
-    for index, price in enumerate(plan.prices):
+    for feature, meter in plan.meters.items():
+        if meter_names is not None and meter not in meter_names:
+            problems.append((("plans", name, "entitlements", feature, "meter"), f"unknown meter {meter!r}"))
+    features = ", ".join(sorted(plan.features)) or "no features"
+    for index, kind, feature in plan.priced:
         loc: Loc = ("plans", name, "prices", index, "feature")
-        if isinstance(price, (FlatPrice, PerSeatPrice)):
+        if kind in ("flat", "per_seat") or kind not in PRICE_TYPES:
             continue
-        priced = plan.entitlements.get(price.feature)
-        if priced is None:
-            problems.append((loc, f"unknown feature {price.feature!r} (plan {name} has: {features})"))
-        elif isinstance(price, PackagePrice) and priced.topup is None:
-            problems.append((loc, f"feature {price.feature!r} has no topup to sell as a package"))
+        if feature not in plan.features:
+            problems.append((loc, f"unknown feature {feature!r} (plan {name} has: {features})"))
+        elif kind == "package" and feature not in plan.topups:
+            problems.append((loc, f"feature {feature!r} has no topup to sell as a package"))
     if plan.next_plan == name:
         problems.append((("plans", name, "next_plan"), "a plan cannot be its own next_plan"))
-    elif plan.next_plan is not None and plan.next_plan not in plan_names:
+    elif plan.next_plan is not None and plan_names is not None and plan.next_plan not in plan_names:
         problems.append((("plans", name, "next_plan"), f"unknown plan {plan.next_plan!r}"))
     return problems
 
 
-def _next_plan_cycles(plans: Mapping[str, PlanSpec]) -> list[Problem]:
+def _next_plan_cycles(plans: Mapping[str, _PlanRefs]) -> list[Problem]:
     """One problem per loop of two or more plans in the upgrade ladder.
 
     A self-loop is reported on its own by `_plan_reference_problems`.
@@ -616,45 +833,58 @@ _SECTIONS: dict[str, TypeAdapter[Any]] = {
 }
 
 
-def _parse_section(section: str, raw: object) -> tuple[dict[str, Any], set[str], list[Problem]]:
+@dataclass
+class _Section:
+    parsed: dict[str, Any] = field(default_factory=dict)  # name -> spec, for the valid entries
+    written: dict[str, object] = field(default_factory=dict)  # name -> the entry as written, valid or not
+    readable: bool = True  # False when the section is not a mapping of names
+    problems: list[Problem] = field(default_factory=list)
+
+
+def _parse_section(section: str, raw: object, context: dict[str, Any] | None) -> _Section:
     """Validate each entry of one section on its own, so one bad entry hides no other."""
     if raw is None:
-        return {}, set(), []
+        return _Section()
     if not isinstance(raw, Mapping):
-        return {}, set(), [((section,), f"must be a mapping of names (got {_describe(raw)})")]
+        return _Section(readable=False, problems=[((section,), f"must be a mapping of names (got {_describe(raw)})")])
     adapter = _SECTIONS[section]
-    parsed: dict[str, Any] = {}
-    names: set[str] = set()
-    problems: list[Problem] = []
+    out = _Section()
     for name, body in raw.items():
         if not isinstance(name, str):
-            problems.append(((section, str(name)), f"name must be a string (got {_describe(name)})"))
+            out.problems.append(((section, str(name)), f"name must be a string (got {_describe(name)})"))
             continue
-        names.add(name)
+        out.written[name] = body
         try:
             _check_name(name)
         except ValueError as bad:
-            problems.append(((section, name), str(bad)))
+            out.problems.append(((section, name), str(bad)))
         try:
-            parsed[name] = adapter.validate_python(body)
+            out.parsed[name] = adapter.validate_python(body, context=context)
         except ValidationError as error:
-            problems += _problems_from(error, (section, name))
-    return parsed, names, problems
+            out.problems += _problems_from(error, (section, name))
+    return out
 
 
-def validate_catalog(doc: object) -> Catalog:
-    """The catalog in `doc` (parsed YAML or JSON), or CatalogInvalid listing every error."""
+def validate_catalog(doc: object, *, stored: bool = False) -> Catalog:
+    """The catalog in `doc` (parsed YAML or JSON), or CatalogInvalid listing every error.
+
+    `stored`: the document was applied before and is read back from the database; it is not
+    held to bounds added since (a catalog in force must keep loading after an upgrade).
+    """
     if not isinstance(doc, Mapping):
         raise CatalogInvalid([f"catalog: must be a mapping with meters, plans and customers (got {_describe(doc)})"])
+    context = {_STORED: True} if stored else None
     problems: list[Problem] = [((str(key),), "unknown field") for key in doc if key not in _SECTIONS]
-    meters, meter_names, meter_problems = _parse_section("meters", doc.get("meters"))
-    plans, plan_names, plan_problems = _parse_section("plans", doc.get("plans"))
-    customers, _, customer_problems = _parse_section("customers", doc.get("customers"))
-    problems += meter_problems + plan_problems + customer_problems
-    problems += _reference_problems(meter_names, plan_names, plans, customers)
+    meters = _parse_section("meters", doc.get("meters"), context)
+    plans = _parse_section("plans", doc.get("plans"), context)
+    customers = _parse_section("customers", doc.get("customers"), context)
+    problems += meters.problems + plans.problems + customers.problems
+    problems += _reference_problems(set(meters.written) if meters.readable else None,
+                                    set(plans.written) if plans.readable else None,
+                                    plans.written, customers.written)
     if problems:
         raise CatalogInvalid([f"{_render_loc(loc)}: {reason}" for loc, reason in problems])
-    return Catalog(meters=meters, plans=plans, customers=customers)
+    return Catalog(meters=meters.parsed, plans=plans.parsed, customers=customers.parsed)
 
 
 def load_yaml(text: str) -> object:

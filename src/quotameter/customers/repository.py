@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, insert, select, text
+from sqlalchemy import Connection, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from quotameter.customers import state
-from quotameter.store.tables import customer_settings, plan_changes, seat_changes
+from quotameter.store.tables import (
+    api_keys,
+    customer_settings,
+    events,
+    grants,
+    invoices,
+    notices,
+    plan_changes,
+    seat_changes,
+)
 
 
 # Balance reads run these on every check: plain prepared text, no expression building.
@@ -63,3 +73,31 @@ def save_settings(conn: Connection, customer: str, values: dict[str, Any]) -> No
     stmt = dialect.insert(customer_settings).values(customer=customer, settings=doc)
     conn.execute(stmt.on_conflict_do_update(index_elements=["customer"], set_={"settings": doc}))
     state.bump(conn, [(customer, 0)])
+
+
+# What is recorded for a customer, by kind: the column naming the customer, and which rows count.
+_RECORDS = (
+    ("event", events.c.subject, ()),
+    ("key", api_keys.c.customer, (api_keys.c.revoked_us.is_(None),)),
+    ("invoice", invoices.c.customer, ()),
+    ("grant", grants.c.customer, ()),
+    ("seat change", seat_changes.c.customer, ()),
+    ("plan change", plan_changes.c.customer, ()),
+    ("notice", notices.c.customer, ()),
+    ("settings change", customer_settings.c.customer, ()),
+)
+_CHUNK = 500  # names per IN list, well within every database's limit on bound parameters
+
+
+def recorded(conn: Connection, customers: Sequence[str]) -> dict[str, dict[str, int]]:
+    """For each customer, how many of each kind of record it has (kinds with none left out):
+    events, active keys, invoices, grants, seat and plan changes, notices, settings changes."""
+    out: dict[str, dict[str, int]] = {c: {} for c in customers}
+    names = sorted(out)
+    for kind, column, where in _RECORDS:
+        for start in range(0, len(names), _CHUNK):
+            chunk = names[start:start + _CHUNK]
+            query = select(column, func.count()).where(column.in_(chunk), *where).group_by(column)
+            for customer, count in conn.execute(query):
+                out[customer][kind] = count
+    return out

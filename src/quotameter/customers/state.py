@@ -15,6 +15,7 @@ _BUMP = {
                        "horizon_us = GREATEST(customer_state.horizon_us, excluded.horizon_us)"),
 }
 _READ = text("SELECT version, horizon_us FROM customer_state WHERE customer = :c")
+_VERSIONS = text("SELECT customer, version FROM customer_state")
 
 
 def bump(conn: Connection, horizons: Iterable[tuple[str, int]]) -> None:
@@ -28,3 +29,8 @@ def bump(conn: Connection, horizons: Iterable[tuple[str, int]]) -> None:
 def read(conn: Connection, customer: str) -> tuple[int, int]:
     row = conn.execute(_READ, {"c": customer}).first()
     return (0, 0) if row is None else (row.version, row.horizon_us)
+
+
+def versions(conn: Connection) -> dict[str, int]:
+    """Every customer's change counter (0: nothing recorded yet), in one query."""
+    return {row.customer: row.version for row in conn.execute(_VERSIONS)}

@@ -14,6 +14,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from quotameter.catalog.model import OveragePrice, PlanSpec
+from quotameter.decimals import EXACT
+from quotameter.money import padded, round_money
 from quotameter.wording import plural
 
 PENDING, SENDING, DELIVERED, DEAD = "pending", "sending", "delivered", "dead"
@@ -81,14 +83,20 @@ def number(value: Decimal | str | int | None) -> str:
     return f"{d.normalize():,f}"
 
 
-def money(value: Decimal | str) -> str:
-    return f"{Decimal(str(value)).quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,}"
+def money(value: Decimal | str, currency: str) -> str:
+    """An amount with exactly its currency's places: 1,299.00; JPY 500."""
+    return f"{round_money(Decimal(str(value)), currency):,}"
+
+
+def unit_price(value: Decimal | str, currency: str) -> str:
+    """A unit price with at least its currency's places: 20.00, 0.005 (never rounded to 0.01)."""
+    return f"{padded(Decimal(str(value)), currency):,f}"
 
 
 def percent_of(usage: Decimal, limit: Decimal | None) -> Decimal | None:
     if limit is None or limit == 0:
         return None
-    return (usage * 100 / limit).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+    return (usage * 100 / limit).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP, context=EXACT)  # any size
 
 
 def when(at: datetime | None, tz: str = "UTC") -> str:
@@ -175,7 +183,7 @@ def advice(notice: Notice, plans: dict[str, PlanSpec]) -> list[str]:
     if ent is not None and ent.topup is not None:
         t = ent.topup
         out.append(f"Buy a block of {number(t.block_size)} {plural(unit, t.block_size)} for "
-                   f"{money(t.price)} {plan.currency} from the billing menu: it is added at once.")
+                   f"{money(t.price, plan.currency)} {plan.currency} from the billing menu: it is added at once.")
     nxt = plans.get(plan.next_plan) if plan.next_plan else None
     if nxt is not None and notice.feature in nxt.entitlements:
         allowance = nxt.entitlements[notice.feature].allowance
@@ -183,7 +191,8 @@ def advice(notice: Notice, plans: dict[str, PlanSpec]) -> list[str]:
         out.append(f"Upgrade to the {plan.next_plan} plan{more}.")
     for price in plan.prices:
         if isinstance(price, OveragePrice) and price.feature == notice.feature:
-            out.append(f"Use beyond the limit is billed at {money(price.unit_price)} {plan.currency} per {unit}.")
+            out.append(f"Use beyond the limit is billed at {unit_price(price.unit_price, plan.currency)} "
+                       f"{plan.currency} per {unit}.")
     if notice.period_end is not None:
         out.append(f"Or wait: the allowance resets on {when(notice.period_end, notice.timezone)}.")
     return out

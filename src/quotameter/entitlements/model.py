@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 from quotameter.catalog.model import Allowance, EntitlementSpec, Notify
+from quotameter.decimals import EXACT, LARGEST
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
+HUNDREDTH = Decimal("0.01")
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +122,9 @@ def reached(s: Standing, levels: Iterable[Threshold]) -> list[Threshold]:
 
 
 def percent_used(s: Standing) -> Decimal | None:
+    """Percent of the limit used, to the hundredth; a tiny limit far exceeded reads as the
+    largest percent a notice keeps (below 10^15) rather than one too long to store."""
     if s.limit is None or s.limit == 0:
         return None
-    return (s.usage * HUNDRED / s.limit).quantize(Decimal("0.01"))
+    with localcontext(EXACT):
+        return min((s.usage * HUNDRED / s.limit).quantize(HUNDREDTH), LARGEST - HUNDREDTH)

@@ -5,6 +5,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from quotameter.customers import service as customers
 from quotameter.customers.api import after_change
 from quotameter.errors import NotFound
 from quotameter.grants import repository, service
@@ -80,9 +81,11 @@ def grant_credit(request: Request, customer: str, body: GrantIn) -> Any:
 def list_grants(request: Request, customer: str) -> Any:
     svc = services(request)
     with svc.engine.connect() as conn:
-        if customer not in svc.catalogs.current(conn).spec.customers:
+        catalog = svc.catalogs.current(conn)
+        if customer not in catalog.spec.customers:
             raise NotFound(f"customer: unknown customer {customer!r}")
-        return JSON({"grants": [service.as_dict(r) for r in repository.listing(conn, customer)]})
+        currency = customers.view(conn, catalog, customer, to_us(svc.now())).plan.currency
+        return JSON({"grants": [service.as_dict(r, currency) for r in repository.listing(conn, customer)]})
 
 
 def _grant(request: Request, req: service.GrantRequest, effective_at: str | None) -> JSON:

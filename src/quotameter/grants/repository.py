@@ -8,6 +8,7 @@ from sqlalchemy import Connection, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from quotameter.customers import state
+from quotameter.store.tables import Decimal as DecimalColumn
 from quotameter.store.tables import grants
 
 
@@ -38,13 +39,14 @@ def in_force(conn: Connection, customer: str, feature: str, period_start_us: int
 
 
 _IN_FORCE = text("SELECT amount, period_start_us, effective_us, rollover FROM grants "
-                 "WHERE customer = :c AND feature = :f AND expires_us > :ps AND period_start_us <= :ps")
+                 "WHERE customer = :c AND feature = :f AND expires_us > :ps AND period_start_us <= :ps"
+                 ).columns(amount=DecimalColumn)  # read as the column type would, the same on both databases
 
 
 def rollover_total(conn: Connection, customer: str, feature: str, period_start_us: int, at_us: int) -> Decimal:
     """The rollover grants bought in the period starting at `period_start_us`, in force at `at_us`."""
     g = grants.c
-    amount = func.dec_sum(g.amount) if conn.dialect.name == "sqlite" else func.sum(g.amount)
+    amount = func.dec_sum(g.amount, type_=DecimalColumn()) if conn.dialect.name == "sqlite" else func.sum(g.amount)
     value = conn.execute(select(amount).where(
         g.customer == customer, g.feature == feature, g.period_start_us == period_start_us,
         g.effective_us <= at_us, g.rollover.is_(True))).scalar()

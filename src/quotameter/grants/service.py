@@ -15,6 +15,7 @@ from quotameter.entitlements.service import entitlement_of, period_of
 from quotameter.errors import Conflict, Invalid
 from quotameter.grants import repository
 from quotameter.invoices.service import refuse_if_finalized
+from quotameter.money import amount_text
 from quotameter.notifications import repository as notices
 from quotameter.notifications.service import recipients
 from quotameter.periods import period_containing
@@ -67,19 +68,21 @@ def add(conn: Connection, catalog: LoadedCatalog, req: GrantRequest, effective: 
     if not created and (stored.feature, stored.kind, Decimal(stored.amount)) != (req.feature, req.kind, amount):
         raise Conflict(f"id: {req.grant_id!r} was already used for another grant "
                        f"({stored.kind} of {stored.amount} {stored.feature})")
-    grant = as_dict(stored)
-    if created and req.kind == "topup":
+    grant = as_dict(stored, view.plan.currency)
+    if created and req.kind == "topup" and price is not None:
         notices.record(conn, customer=req.customer, feature=req.feature, type="topup.applied", percent=None,
                        period=None, at_us=to_us(effective), recipients=recipients(view, ent, "topup.applied"),
-                       payload={"blocks": req.blocks, "amount": format(amount, "f"), "price": format(price, "f")},
+                       payload={"blocks": req.blocks, "amount": format(amount, "f"),
+                                "price": amount_text(price, view.plan.currency)},
                        recorded_us=recorded_us)
     return grant, created
 
 
-def as_dict(row) -> dict:  # type: ignore[no-untyped-def]
+def as_dict(row, currency: str) -> dict:  # type: ignore[no-untyped-def]
+    """A grant as the API shows it; a top-up's price is money in `currency` (the plan's)."""
     from quotameter.timeutil import from_us
 
     return {"id": row.grant_id, "feature": row.feature, "kind": row.kind, "amount": Decimal(row.amount),
-            "blocks": row.blocks, "price": None if row.price is None else f"{Decimal(row.price):.2f}",
+            "blocks": row.blocks, "price": None if row.price is None else amount_text(Decimal(row.price), currency),
             "rollover": row.rollover, "effective_at": from_us(row.effective_us),
             "expires_at": from_us(row.expires_us)}

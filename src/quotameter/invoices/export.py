@@ -11,6 +11,7 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from quotameter.invoices.model import plain
+from quotameter.money import amount_text
 from quotameter.invoices.service import Invoice
 from quotameter.timeutil import rfc3339
 
@@ -25,9 +26,10 @@ def to_csv(invoices: Iterable[Invoice]) -> str:
     for inv in invoices:
         head = [inv.number, inv.customer, inv.status, rfc3339(inv.period.start), rfc3339(inv.period.end), inv.currency]
         for line in inv.lines:
+            money = line.as_dict(inv.currency)
             writer.writerow([*head, line.kind, line.description, line.feature or "", plain(line.quantity),
-                             "" if line.unit_price is None else format(line.unit_price, "f"), format(line.amount, "f")])
-        writer.writerow([*head, "total", "total", "", "", "", format(inv.total, "f")])
+                             money["unit_price"] or "", money["amount"]])
+        writer.writerow([*head, "total", "total", "", "", "", amount_text(inv.total, inv.currency)])
     return out.getvalue()
 
 
@@ -38,9 +40,7 @@ def _environment() -> Environment:
 
 
 def to_html(invoice: Invoice) -> str:
-    lines = [{"description": line.description, "kind": line.kind, "quantity": plain(line.quantity),
-              "unit_price": None if line.unit_price is None else format(line.unit_price, "f"),
-              "amount": format(line.amount, "f")} for line in invoice.lines]
+    lines = [{**line.as_dict(invoice.currency), "quantity": plain(line.quantity)} for line in invoice.lines]
     return _environment().get_template("invoice.html").render(
-        invoice=invoice, lines=lines, total=format(invoice.total, "f"), at=rfc3339(invoice.at),
+        invoice=invoice, lines=lines, total=amount_text(invoice.total, invoice.currency), at=rfc3339(invoice.at),
         period_start=rfc3339(invoice.period.start), period_end=rfc3339(invoice.period.end))

@@ -34,30 +34,11 @@ from quotameter.catalog.model import (
     Tier,
     UnitPrice,
 )
+from quotameter.decimals import canonical, exact
+from quotameter.money import amount_text, padded, price_text, round_money
 from quotameter.wording import plural
 
 ZERO = Decimal(0)
-
-# Currencies whose minor unit is not the cent (ISO 4217); every other has two decimals.
-_MINOR_DIGITS = {"BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0,
-                 "RWF": 0, "UGX": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
-                 "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3}
-
-
-def minor_unit(currency: str) -> Decimal:
-    return Decimal(1).scaleb(-_MINOR_DIGITS.get(currency, 2))
-
-
-def padded(price: Decimal, currency: str) -> Decimal:
-    """A price with at least the currency's decimals (5 → 5.00; 0.005 stays)."""
-    unit = minor_unit(currency)
-    return price.quantize(unit) if price.as_tuple().exponent > unit.as_tuple().exponent else price  # type: ignore[operator]
-
-
-def round_money(amount: Decimal, currency: str) -> Decimal:
-    """Half-up to the currency's minor unit (0.285 → 0.29, −0.285 → −0.29)."""
-    return amount.quantize(minor_unit(currency), rounding=ROUND_HALF_UP)
-
 
 @dataclass(frozen=True, slots=True)
 class Line:
@@ -69,10 +50,13 @@ class Line:
     unit_price: Decimal | None
     amount: Decimal  # rounded
 
-    def as_dict(self) -> dict[str, object]:
+    def as_dict(self, currency: str) -> dict[str, object]:
+        """Money as written everywhere (see `quotameter.money`): the amount with exactly the
+        currency's places, the unit price with at least them."""
         return {"kind": self.kind, "description": self.description, "plan": self.plan, "feature": self.feature,
-                "quantity": self.quantity, "unit_price": None if self.unit_price is None else format(self.unit_price, "f"),
-                "amount": format(self.amount, "f")}
+                "quantity": self.quantity,
+                "unit_price": None if self.unit_price is None else price_text(self.unit_price, currency),
+                "amount": amount_text(self.amount, currency)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +87,7 @@ class PlanChange:
     fraction_left: Decimal  # of the period, in [0, 1]
 
 
+@exact
 def tier_quantities(tiers: Sequence[Tier], usage: Decimal) -> list[Decimal]:
     """How much of `usage` falls in each tier (graduated: each tier prices its own slice).
     The slices add up to `usage` (a last bounded tier takes whatever lies beyond it)."""
@@ -117,6 +102,7 @@ def tier_quantities(tiers: Sequence[Tier], usage: Decimal) -> list[Decimal]:
     return out
 
 
+@exact
 def plan_fee(plan: PlanSpec, seats: int) -> Decimal:
     """What a plan costs per period before usage: flat amounts and seats."""
     fee = ZERO
@@ -128,6 +114,7 @@ def plan_fee(plan: PlanSpec, seats: int) -> Decimal:
     return fee
 
 
+@exact
 def fee_lines(plan_name: str, plan: PlanSpec, seats: int) -> list[Line]:
     cur = plan.currency
     lines = []
@@ -141,6 +128,7 @@ def fee_lines(plan_name: str, plan: PlanSpec, seats: int) -> list[Line]:
     return lines
 
 
+@exact
 def usage_lines(plan_name: str, plan: PlanSpec, usage: dict[str, FeatureUsage]) -> list[Line]:
     cur = plan.currency
     lines: list[Line] = []
@@ -169,11 +157,13 @@ def usage_lines(plan_name: str, plan: PlanSpec, usage: dict[str, FeatureUsage]) 
     return lines
 
 
+@exact
 def topup_lines(plan_name: str, currency: str, topups: Iterable[Topup]) -> list[Line]:
     return [Line("package", f"{t.feature}: {t.blocks} top-up block(s) ({t.grant_id})", plan_name, t.feature,
                  Decimal(t.blocks), padded(t.price / t.blocks, currency), round_money(t.price, currency)) for t in topups]
 
 
+@exact
 def proration_line(change: PlanChange, old_fee: Decimal, new_fee: Decimal, currency: str) -> Line | None:
     diff = new_fee - old_fee
     if diff == 0:
@@ -198,6 +188,7 @@ def closed_reason(field: str, customer: str, t_us: int, periods: Iterable[tuple[
             f"{customer!r} is invoiced (finalized); {what}")
 
 
+@exact
 def total(lines: Iterable[Line]) -> Decimal:
     return sum((line.amount for line in lines), ZERO)
 
@@ -205,5 +196,4 @@ def total(lines: Iterable[Line]) -> Decimal:
 def plain(value: Decimal | None) -> str:
     if value is None:
         return ""
-    text = format(value.normalize(), "f")
-    return text
+    return format(canonical(value), "f")

@@ -92,6 +92,21 @@ def earliest_activity(conn: Connection, customer: str) -> int | None:
     return min(values) if values else None
 
 
+def last_change_us(conn: Connection, customer: str, start_us: int, end_us: int) -> int | None:
+    """When anything stamped in [start, end) was last recorded for the customer: an event
+    received, a seat or plan change or a grant effective there. A period is due a grace
+    window after this (and after its end)."""
+    candidates = [
+        select(func.max(events.c.received_us)).where(events.c.subject == customer, events.c.time_us >= start_us,
+                                                     events.c.time_us < end_us),
+        *(select(func.max(t.c.recorded_us)).where(t.c.customer == customer, t.c.effective_us >= start_us,
+                                                 t.c.effective_us < end_us)
+          for t in (seat_changes, plan_changes, grants)),
+    ]
+    found = [v for v in (conn.execute(q).scalar() for q in candidates) if v is not None]
+    return max(found) if found else None
+
+
 def first_catalog_us(conn: Connection) -> int | None:
     return conn.execute(text("SELECT min(applied_us) FROM catalogs")).scalar()
 

@@ -18,8 +18,8 @@ is refused whole (409, naming `effective_at`).
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -30,7 +30,10 @@ from sqlalchemy import Connection, Engine
 from quotameter.catalog.model import GraduatedPrice, OveragePrice, UnitPrice
 from quotameter.catalog.service import CatalogCache, LoadedCatalog
 from quotameter.customers import service as customers
+from quotameter.customers import state as customer_state
 from quotameter.customers.service import CustomerView
+from quotameter.decimals import canonical
+from quotameter.money import amount_text
 from quotameter.entitlements.service import balance
 from quotameter.errors import Conflict
 from quotameter.invoices import model, repository
@@ -38,6 +41,8 @@ from quotameter.invoices.model import FeatureUsage, Line, PlanChange, Topup
 from quotameter.periods import Period, period_containing
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import from_us, to_us
+
+log = logging.getLogger("quotameter.invoices")
 
 DEFAULT_GRACE = timedelta(days=1)
 ONE_US = timedelta(microseconds=1)
@@ -65,8 +70,8 @@ class Invoice:
     def as_dict(self) -> dict[str, Any]:
         return {"id": self.id, "number": self.number, "customer": self.customer, "status": self.status,
                 "period": {"start": self.period.start, "end": self.period.end}, "plan": self.plan,
-                "currency": self.currency, "lines": [line.as_dict() for line in self.lines],
-                "total": format(self.total, "f"), "at": self.at}
+                "currency": self.currency, "lines": [line.as_dict(self.currency) for line in self.lines],
+                "total": amount_text(self.total, self.currency), "at": self.at}
 
 
 def billing_period(view: CustomerView, at: datetime) -> Period:
@@ -96,7 +101,7 @@ def compute(conn: Connection, catalog: LoadedCatalog, customer: str, period: Per
             b = balance(conn, catalog, customer, price.feature, upto)
             usage[price.feature] = FeatureUsage(price.feature, b.unit, b.usage, b.standing.overage)
     lines += model.usage_lines(final.plan_name, final.plan, usage)
-    topups = [Topup(r.grant_id, r.feature, r.blocks, Decimal(r.price).normalize(), from_us(r.effective_us))
+    topups = [Topup(r.grant_id, r.feature, r.blocks, canonical(Decimal(r.price)), from_us(r.effective_us))
               for r in repository.topups(conn, customer, start_us, upto_us) if r.price is not None and r.blocks]
     lines += model.topup_lines(final.plan_name, currency, topups)
     return Invoice(None, customer, "upcoming", period, final.plan_name, currency, lines, model.total(lines), upto)
@@ -138,50 +143,117 @@ def finalize(conn: Connection, catalog: LoadedCatalog, customer: str, period: Pe
     return repository.add(conn, {
         "customer": customer, "period_start_us": to_us(period.start), "period_end_us": to_us(period.end),
         "plan": invoice.plan, "currency": invoice.currency, "total": invoice.total,
-        "lines": orjson.dumps([_line_json(line) for line in invoice.lines]).decode(),
+        "lines": orjson.dumps([_line_json(line, invoice.currency) for line in invoice.lines]).decode(),
         "finalized_us": to_us(now)})
 
 
+@dataclass
+class FinalizerState:
+    """What a long-running finalizer remembers from one pass to the next."""
+
+    # customer -> (catalog version, the customer's change counter, nothing due before this
+    # instant): valid only while both are unchanged, since any recorded change (a late event,
+    # a seat or plan change, a grant) can make an earlier period billable.
+    quiet: dict[str, tuple[int, int, datetime]] = field(default_factory=dict)
+    # customer -> the start of the period whose finalization failed (None: before any period),
+    # as last logged; logged again only when that changes or finalization succeeds.
+    failing: dict[str, datetime | None] = field(default_factory=dict)
+
+
+class _PeriodFailed(Exception):
+    def __init__(self, period_start: datetime | None) -> None:
+        super().__init__(period_start)
+        self.period_start = period_start
+
+
 def finalize_due(engine: Engine, catalogs: CatalogCache, now: datetime, grace: timedelta = DEFAULT_GRACE,
-                 memo: MutableMapping[tuple[int, str], datetime] | None = None) -> int:
+                 state: FinalizerState | None = None, *, after_last_change: bool = False) -> int:
     """Finalize every period that ended at least `grace` before `now` and is not finalized
     yet, each in its own transaction; how many this call finalized.
 
+    `after_last_change` (the background finalizer) also waits until `grace` has passed since
+    the period's last change (an event received, a seat or plan change or a grant recorded,
+    stamped in it): a late event for a past period gets the same grace window as one at its
+    end, so the rest of a backfill arriving in batches is not refused halfway. Without it (an
+    operator asking now) every period that has ended is finalized.
+
     Billing starts with the period containing the customer's earliest recorded activity
     (event, seat or plan change, grant), or without any, the first catalog's application.
-    `memo` (kept by a long-running caller) remembers until when a customer has nothing due.
+    A customer whose finalization fails is logged (once while it keeps failing on the same
+    period, given a `state` kept across calls) and skipped: the others are finalized all
+    the same, and it is tried again on the next call. `state` also lets a long-running
+    caller skip the customers with nothing due, as long as nothing was recorded for them.
     """
-    cutoff = now - grace
+    state = state if state is not None else FinalizerState()
     with engine.connect() as conn:
         catalog = catalogs.current(conn)
         through = repository.finalized_through_many(conn, None)
         first_catalog = repository.first_catalog_us(conn)
+        versions = customer_state.versions(conn)
     created = 0
+    for gone in set(state.failing) - set(catalog.spec.customers):
+        del state.failing[gone]
     for customer in sorted(catalog.spec.customers):
-        key = (catalog.version, customer)
-        if memo is not None and key in memo and now < memo[key]:
+        stamp = (catalog.version, versions.get(customer, 0))
+        quiet = state.quiet.get(customer)
+        if quiet is not None and quiet[:2] == stamp and now < quiet[2]:
             continue
+        try:
+            made, quiet_until = _finalize_customer(engine, catalog, customer, now, grace, through.get(customer),
+                                                   first_catalog, after_last_change)
+        except _PeriodFailed as failed:
+            _failed(state, customer, failed.period_start, failed.__cause__ or failed)
+            continue
+        created += made
+        if quiet_until is not None:
+            state.quiet[customer] = (*stamp, quiet_until)
+        if customer in state.failing:
+            del state.failing[customer]
+            log.info("invoices of customer %r are finalized again", customer)
+    return created
+
+
+def _finalize_customer(engine: Engine, catalog: LoadedCatalog, customer: str, now: datetime, grace: timedelta,
+                       last_end: int | None, first_catalog: int | None,
+                       after_last_change: bool) -> tuple[int, datetime | None]:
+    """Finalize the customer's due periods: (how many, the instant before which nothing
+    more is due, or None when periods are left for the next call)."""
+    try:
         with engine.connect() as conn:
-            current = period_at(conn, catalog, customer, cutoff)  # not due yet
-            last_end = through.get(customer)
+            current = period_at(conn, catalog, customer, now - grace)  # not due yet
             start_us = last_end if last_end is not None else _billing_start(conn, customer, first_catalog)
-        if memo is not None:
-            memo[key] = current.end + grace
-        if start_us is None or start_us >= to_us(current.start):
-            continue
-        t = from_us(start_us)
-        for _ in range(MAX_PERIODS_PER_CALL):
-            if t >= current.start:
-                break
+    except Exception as err:
+        raise _PeriodFailed(None) from err
+    created = 0
+    t = None if start_us is None else from_us(start_us)
+    for _ in range(MAX_PERIODS_PER_CALL):
+        if t is None or t >= current.start:
+            return created, current.end + grace
+        try:
             with unit_of_work(engine) as conn:
                 period = period_at(conn, catalog, customer, t)
                 if last_end is not None and period.start < t:  # the billing rule changed: no overlap
                     period = Period(t, period.end)
                 period = Period(period.start, min(period.end, current.start))
+                if after_last_change:
+                    changed_us = repository.last_change_us(conn, customer, to_us(period.start), to_us(period.end))
+                    if changed_us is not None and from_us(changed_us) + grace > now:  # more may follow
+                        return created, from_us(changed_us) + grace
                 if finalize(conn, catalog, customer, period, now) is not None:
                     created += 1
-            t = period.end
-    return created
+        except Exception as err:
+            raise _PeriodFailed(t) from err
+        t = period.end
+    return created, None
+
+
+def _failed(state: FinalizerState, customer: str, period_start: datetime | None, err: BaseException) -> None:
+    if customer in state.failing and state.failing[customer] == period_start:
+        return  # logged already; it is tried again on every call
+    state.failing[customer] = period_start
+    where = "" if period_start is None else f" for the period from {period_start.isoformat()}"
+    log.error("the invoice of customer %r%s could not be finalized; the other customers are, and it is tried "
+              "again on every pass (logged again if this changes)", customer, where, exc_info=err)
 
 
 def _billing_start(conn: Connection, customer: str, first_catalog: int | None) -> int | None:
@@ -210,8 +282,8 @@ def refuse_if_finalized(conn: Connection, customer: str, effective_us: int) -> N
 # --- stored invoices ------------------------------------------------------------------------
 
 
-def _line_json(line: Line) -> dict[str, Any]:
-    out = line.as_dict()
+def _line_json(line: Line, currency: str) -> dict[str, Any]:
+    out = line.as_dict(currency)
     out["quantity"] = format(line.quantity, "f")
     return out
 

@@ -9,6 +9,7 @@ from sqlalchemy import Connection, and_, delete, func, insert, or_, select, text
 
 from quotameter.meters.model import GaugeChange, Simple, StreamPoint, latest_key
 from quotameter.meters.spans import Span
+from quotameter.store.tables import Decimal as DecimalColumn
 from quotameter.store.tables import (
     DERIVED_TABLES,
     buckets,
@@ -121,10 +122,10 @@ def middle_aggregate(conn: Connection, meter: str, customer: str, kind: str, fir
     if kind == "count":
         value = conn.execute(select(func.sum(buckets.c.n)).where(*where)).scalar()
     elif kind == "sum":
-        col = func.dec_sum(buckets.c.total) if sqlite else func.sum(buckets.c.total)
+        col = func.dec_sum(buckets.c.total, type_=DecimalColumn()) if sqlite else func.sum(buckets.c.total)
         value = conn.execute(select(col).where(*where)).scalar()
     elif kind == "max":
-        col = func.dec_maxagg(buckets.c.vmax) if sqlite else func.max(buckets.c.vmax)
+        col = func.dec_maxagg(buckets.c.vmax, type_=DecimalColumn()) if sqlite else func.max(buckets.c.vmax)
         value = conn.execute(select(col).where(*where)).scalar()
     else:
         row = conn.execute(select(buckets.c.latest_key, buckets.c.latest_value).where(*where)
@@ -228,7 +229,7 @@ def gauge_read(conn: Connection, meter: str, customer: str, lo: int, hi: int) ->
                          .order_by(g.t_us.desc(), g.order_key.desc()).limit(1)).scalar()
         return Decimal(v) if v is not None else Decimal(0)
 
-    col = func.dec_maxagg(g.level) if conn.dialect.name == "sqlite" else func.max(g.level)
+    col = func.dec_maxagg(g.level, type_=DecimalColumn()) if conn.dialect.name == "sqlite" else func.max(g.level)
     highest = conn.execute(select(col).where(*mine, g.t_us >= lo, g.t_us < hi)).scalar()
     carried = level_before(lo)
     usage = carried if highest is None else max(carried, Decimal(highest))

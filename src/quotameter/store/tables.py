@@ -25,6 +25,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
+from quotameter.decimals import canonical
+
 def _ordered(length: int) -> String:
     """A string that sorts by code point on both databases (PostgreSQL's default collation
     would sort by language rules, and event order must not depend on the server's locale)."""
@@ -43,17 +45,25 @@ metadata = MetaData(
 class Decimal(TypeDecorator[PyDecimal]):
     """An exact decimal on both databases.
 
-    PostgreSQL has NUMERIC. SQLite would silently turn NUMERIC into a float, so there it is
-    kept as text and arithmetic goes through the `dec_add`/`dec_max` functions registered on
-    each SQLite connection (see `store.engine`).
+    PostgreSQL has NUMERIC: NUMERIC(38, 12) for quantities and prices, which are bounded
+    where they enter (below 10^15), and unbounded NUMERIC for `bounded=False` (an invoice
+    total: a product of a usage and a price). SQLite would silently turn NUMERIC into a
+    float, so there it is kept as text and arithmetic goes through the `dec_add`/`dec_max`
+    functions registered on each SQLite connection (see `store.engine`).
     """
 
     impl = Numeric
     cache_ok = True
 
+    def __init__(self, bounded: bool = True) -> None:
+        super().__init__()
+        self.bounded = bounded
+
     def load_dialect_impl(self, dialect):  # type: ignore[no-untyped-def]
         if dialect.name == "sqlite":
             return dialect.type_descriptor(Text())
+        if not self.bounded:
+            return dialect.type_descriptor(Numeric(asdecimal=True))
         return dialect.type_descriptor(Numeric(precision=38, scale=12, asdecimal=True))
 
     def process_bind_param(self, value, dialect):  # type: ignore[no-untyped-def]
@@ -66,7 +76,7 @@ class Decimal(TypeDecorator[PyDecimal]):
     def process_result_value(self, value, dialect):  # type: ignore[no-untyped-def]
         if value is None:
             return None
-        return PyDecimal(value).normalize() if not isinstance(value, PyDecimal) else value
+        return canonical(PyDecimal(value))
 
 
 catalogs = Table(
@@ -336,7 +346,7 @@ invoices = Table(
     Column("period_end_us", BigInteger, nullable=False),
     Column("plan", String(128), nullable=False),
     Column("currency", String(3), nullable=False),
-    Column("total", Decimal, nullable=False),
+    Column("total", Decimal(bounded=False), nullable=False),
     Column("lines", Text, nullable=False),
     Column("finalized_us", BigInteger, nullable=False),
     UniqueConstraint("customer", "period_start_us"),
