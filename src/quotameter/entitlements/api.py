@@ -9,11 +9,12 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from quotameter.entitlements import model
-from quotameter.entitlements.service import Balance, balance, consume
+from quotameter.entitlements.service import Balance, balance
 from quotameter.keys.auth import admin_only, reads_customer
 from quotameter.notifications.scheduler import settle_before_read
 from quotameter.store.engine import retry_transient, unit_of_work
 from quotameter.timeutil import to_us
+from quotameter.usecases.consume import ConsumeRequest, Consumption, consume
 from quotameter.web import (JSON, Instant, Number, PeriodOut, Quantity, Services, Text, error_responses, instant,
                             probe, read, services)
 
@@ -128,8 +129,8 @@ async def post_consume(request: Request, customer: str, feature: str, body: Cons
 
 
 @retry_transient
-def _consume(svc: Services, customer: str, feature: str, body: ConsumeIn):  # type: ignore[no-untyped-def]
+def _consume(svc: Services, customer: str, feature: str, body: ConsumeIn) -> Consumption:
     with unit_of_work(svc.engine) as conn:
         now = svc.now()  # read inside the transaction: no later-stamped consumption is committed yet
-        when = instant(body.at, "at", now)
-        return consume(conn, svc.catalogs.current(conn), customer, feature, body.id, body.amount, when, to_us(now))
+        req = ConsumeRequest(customer, feature, body.id, body.amount, instant(body.at, "at", now))
+        return consume(conn, svc.catalogs.current(conn), req, to_us(now))
