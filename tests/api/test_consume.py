@@ -8,7 +8,8 @@ from pathlib import Path
 
 import httpx
 
-from support import ADMIN, ServerProcess, demo_catalog
+from quotameter.meters.model import CONSUME_SOURCE
+from support import ADMIN, ServerProcess, demo_catalog, event
 
 QUOTA = 25
 CATALOG = {
@@ -93,3 +94,18 @@ def test_two_server_processes_give_the_answers_of_one(db_url: str, tmp_path: Pat
     finally:
         for s in servers:
             s.stop()
+
+
+# --- the reserved source ------------------------------------------------------------------------
+
+def test_ingest_refuses_the_consume_source_by_index_and_keeps_the_rest(client) -> None:  # type: ignore[no-untyped-def]
+    client.put("/v1/catalog", json=CATALOG)
+    batch = [event("api.call", "c", None, kind="write"),
+             {**event("api.call", "c", None, kind="write"), "id": "c/calls/pre", "source": CONSUME_SOURCE},
+             event("api.call", "c", None, kind="write")]
+    r = client.post("/v1/events", json=batch).json()
+    assert r == {"accepted": 2, "duplicates": 0,
+                 "rejected": [{"index": 1, "error": "source: 'quotameter.consume' is reserved for consume"}]}
+    # Nobody took the id before the consume that names it.
+    pre = consume(client, "c", "calls", "pre", 1)
+    assert (pre.status_code, pre.json()["duplicate"], pre.json()["usage"]) == (200, False, 3)

@@ -39,6 +39,10 @@ class EventFacts:
     data: Mapping[str, Any]
 
 
+# Events under this source are recorded by consume alone: ingest refuses it from anyone else.
+CONSUME_SOURCE = "quotameter.consume"
+
+
 @dataclass(slots=True)
 class Simple:
     """A count / sum / max / latest / unique_count contribution."""

@@ -16,11 +16,10 @@ from quotameter.errors import Invalid
 from quotameter.events import repository as event_store
 from quotameter.events.service import prepare, store
 from quotameter.invoices import repository as invoices
+from quotameter.meters.model import CONSUME_SOURCE
 from quotameter.notifications.scheduler import settle
 from quotameter.store.engine import lock_keys
 from quotameter.timeutil import rfc3339, to_us
-
-CONSUME_SOURCE = "quotameter.consume"
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ def consume(conn: Connection, catalog: LoadedCatalog, req: ConsumeRequest, recor
     else:
         events = [_event(base_id if k == 0 else f"{base_id}#{k + 1}", meter.event_type, req, data)
                   for k in range(int(req.amount))]
-    result = store(conn, catalog, prepare(catalog, events, recorded_us))
+    result = store(conn, catalog, prepare(catalog, events, recorded_us, consume=True))
     if result.rejected:
         raise Invalid(f"amount: could not be recorded ({result.rejected[0]['error']})")
     return Consumption(True, reason, False, balance(conn, catalog, req.customer, req.feature, req.at,
