@@ -7,9 +7,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import httpx
+from sqlalchemy import select
 
+from quotameter.meters import service as meters
 from quotameter.meters.model import CONSUME_SOURCE
-from support import ADMIN, ServerProcess, demo_catalog, event
+from quotameter.store.engine import unit_of_work
+from quotameter.store.tables import events
+from quotameter.timeutil import to_us
+from support import ADMIN, ServerProcess, at, demo_catalog, event
 
 QUOTA = 25
 CATALOG = {
@@ -96,6 +101,71 @@ def test_two_server_processes_give_the_answers_of_one(db_url: str, tmp_path: Pat
             s.stop()
 
 
+# --- one event per consumption, its id its own ------------------------------------------------
+
+UNLIMITED = {**CATALOG, "plans": {"p": {"entitlements": {
+    **CATALOG["plans"]["p"]["entitlements"],  # type: ignore[index]
+    "free_calls": {"meter": "api_calls", "enforcement": "none"},
+    "free_gb": {"meter": "gb", "enforcement": "none"},
+}}}}
+
+
+def _stored(client, *, source: str = CONSUME_SOURCE) -> list[str]:  # type: ignore[no-untyped-def]
+    with client.app.state.services.engine.connect() as conn:
+        return sorted(conn.execute(select(events.c.event_id).where(events.c.source == source)).scalars())
+
+
+def _usage(client, customer: str, feature: str) -> Decimal:  # type: ignore[no-untyped-def]
+    return Decimal(str(client.get(f"/v1/customers/{customer}/entitlements/{feature}").json()["usage"]))
+
+
+def _recomputed(client, customer: str, feature: str) -> Decimal:  # type: ignore[no-untyped-def]
+    """The balance's usage derived again from the raw events alone."""
+    b = client.get(f"/v1/customers/{customer}/entitlements/{feature}").json()
+    svc = client.app.state.services
+    with svc.engine.connect() as conn:
+        spec = svc.catalogs.current(conn).spec.meters[b["meter"]]
+        return meters.recompute_usage(conn, spec, customer, to_us(at(b["period"]["start"])),
+                                      to_us(at(b["period"]["end"])), to_us(at(b["at"])))
+
+
+def test_a_consume_is_one_event_whatever_the_amount_and_its_id_is_its_own(client) -> None:  # type: ignore[no-untyped-def]
+    client.put("/v1/catalog", json=CATALOG)
+    first = consume(client, "c", "calls", "order-7", 2)
+    assert (first.status_code, first.json()["duplicate"], first.json()["usage"]) == (200, False, 2)
+    # Consumes of several units used to be one event per unit, `order-7`, `order-7#2`, …
+    second = consume(client, "c", "calls", "order-7#2", 5)
+    assert (second.status_code, second.json()["duplicate"], second.json()["usage"]) == (200, False, 7)
+    assert _stored(client) == ["c/calls/order-7", "c/calls/order-7#2"]
+    assert _usage(client, "c", "calls") == _recomputed(client, "c", "calls") == 7
+    usage = client.get("/v1/customers/c/usage", params={"feature": "calls"}).json()
+    assert usage["total"] == 7
+
+
+def test_a_consume_of_half_a_million_units_is_one_row_counted_as_all_of_them(client) -> None:  # type: ignore[no-untyped-def]
+    client.put("/v1/catalog", json=UNLIMITED)
+    assert consume(client, "c", "free_calls", "bulk", 500_000).json()["usage"] == 500_000
+    assert _stored(client) == ["c/free_calls/bulk"]
+    assert consume(client, "c", "free_calls", "one", 1).json()["usage"] == 500_001
+    assert _usage(client, "c", "calls") == _recomputed(client, "c", "calls") == 500_001  # the same meter
+    # A rebuild of the meter from the raw events gives the same answer.
+    svc = client.app.state.services
+    with unit_of_work(svc.engine) as conn:
+        meters.rebuild(conn, svc.catalogs.current(conn).spec, "api_calls")
+    assert _usage(client, "c", "free_calls") == 500_001
+
+
+def test_a_count_consume_takes_at_most_a_billion_units_and_a_sum_less_than_10_15(client) -> None:  # type: ignore[no-untyped-def]
+    client.put("/v1/catalog", json=UNLIMITED)
+    assert consume(client, "c", "free_calls", "most", 10**9).json()["usage"] == 10**9
+    r = consume(client, "c", "free_calls", "more", 10**9 + 1)
+    assert (r.status_code, r.json()["error"]) == (
+        422, "amount: at most 1000000000 units of meter 'api_calls' per consume (got 1000000001)")
+    r = consume(client, "c", "free_gb", "huge", 10**15)
+    assert (r.status_code, r.json()["error"]) == (422, "amount: must be less than 10^15 (got 1000000000000000)")
+    assert consume(client, "c", "free_gb", "big", "999999999999999.5").status_code == 200
+
+
 # --- the reserved source ------------------------------------------------------------------------
 
 def test_ingest_refuses_the_consume_source_by_index_and_keeps_the_rest(client) -> None:  # type: ignore[no-untyped-def]
@@ -109,3 +179,10 @@ def test_ingest_refuses_the_consume_source_by_index_and_keeps_the_rest(client) -
     # Nobody took the id before the consume that names it.
     pre = consume(client, "c", "calls", "pre", 1)
     assert (pre.status_code, pre.json()["duplicate"], pre.json()["usage"]) == (200, False, 3)
+
+
+def test_a_users_event_never_counts_as_more_than_one(client) -> None:  # type: ignore[no-untyped-def]
+    client.put("/v1/catalog", json=CATALOG)
+    ev = event("api.call", "c", None, kind="write", **{"quotameter.units": 1000})
+    assert client.post("/v1/events", json=[ev]).json()["accepted"] == 1
+    assert _usage(client, "c", "calls") == _recomputed(client, "c", "calls") == 1

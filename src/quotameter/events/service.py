@@ -60,7 +60,7 @@ def prepare(catalog: LoadedCatalog, items: list[Any], received_us: int, *, consu
     left when (as usual) every event of the batch is new.
 
     The source CONSUME_SOURCE is consume's own (`consume=True`): from anyone else such an
-    event could take a consume's id before it is made.
+    event could take a consume's id before it is made, or count as many units.
     """
     customers = catalog.spec.customers
     by_type = catalog.by_type
