@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import select
 
+from quotameter.events.service import prepare, store
 from quotameter.meters import service as meters
 from quotameter.meters.model import CONSUME_SOURCE
 from quotameter.store.engine import unit_of_work
@@ -186,3 +187,58 @@ def test_a_users_event_never_counts_as_more_than_one(client) -> None:  # type: i
     ev = event("api.call", "c", None, kind="write", **{"quotameter.units": 1000})
     assert client.post("/v1/events", json=[ev]).json()["accepted"] == 1
     assert _usage(client, "c", "calls") == _recomputed(client, "c", "calls") == 1
+
+
+# --- the same id again ----------------------------------------------------------------------------
+
+def test_the_same_id_with_another_amount_is_a_conflict_naming_the_first(client, clock) -> None:  # type: ignore[no-untyped-def]
+    client.put("/v1/catalog", json=CATALOG)
+    assert consume(client, "c", "calls", "order-7", 2).status_code == 200
+    r = consume(client, "c", "calls", "order-7", 5)
+    assert (r.status_code, r.json()) == (409, {"error": (
+        "id: 'order-7' already recorded a consumption of 2 of 'calls' for customer 'c' (asked: 5); "
+        "a repeat must ask the same amount, another consumption needs another id")})
+    assert consume(client, "c", "storage", "s-1", "7.5").status_code == 200
+    r = consume(client, "c", "storage", "s-1", "7.25")
+    assert r.status_code == 409 and r.json()["error"].startswith("id: 's-1' already recorded a consumption of 7.5 ")
+    # The same amount is the same request, also later or with another `at`: recorded once.
+    clock.advance(hours=1)
+    again = consume(client, "c", "calls", "order-7", "2.000")
+    assert (again.status_code, again.json()["duplicate"], again.json()["usage"]) == (200, True, 2)
+    r = client.post("/v1/customers/c/entitlements/storage/consume",
+                    json={"id": "s-1", "amount": "7.5", "at": "2026-03-02T00:00:00Z"})
+    assert (r.status_code, r.json()["duplicate"], r.json()["usage"]) == (200, True, 7.5)
+    # An id names a consumption of one feature: the same id on another feature is another one.
+    assert consume(client, "c", "storage", "order-7", 1).json()["duplicate"] is False
+    assert consume(client, "d", "calls", "order-7", 5).json()["duplicate"] is False
+    assert _usage(client, "c", "calls") == 2
+
+
+def test_consumes_recorded_one_event_per_unit_keep_counting_and_answering(client, clock) -> None:  # type: ignore[no-untyped-def]
+    """Databases written before one event per consumption hold `{id}`, `{id}#2`, … stored together."""
+    client.put("/v1/catalog", json=CATALOG)
+    svc = client.app.state.services
+
+    def units(request_id: str, amount: int) -> list[dict]:
+        base = f"c/calls/{request_id}"
+        return [{**event("api.call", "c", clock(), kind="write"), "source": CONSUME_SOURCE,
+                 "id": base if k == 1 else f"{base}#{k}"} for k in range(1, amount + 1)]
+
+    for request_id, amount in (("order-7", 3), ("single", 1)):
+        clock.advance(seconds=1)
+        with unit_of_work(svc.engine) as conn:
+            catalog = svc.catalogs.current(conn)
+            assert store(conn, catalog, prepare(catalog, units(request_id, amount), to_us(clock()),
+                                                consume=True)).accepted == amount
+    assert _usage(client, "c", "calls") == _recomputed(client, "c", "calls") == 4  # one each
+    assert consume(client, "c", "calls", "order-7", 3).json()["duplicate"] is True
+    assert consume(client, "c", "calls", "single", 1).json()["duplicate"] is True
+    r = consume(client, "c", "calls", "order-7", 2)
+    assert r.status_code == 409 and r.json()["error"].startswith("id: 'order-7' already recorded a consumption of 3 ")
+    r = consume(client, "c", "calls", "order-7#2", 1)
+    assert (r.status_code, r.json()["error"]) == (409, (
+        "id: 'order-7#2' is taken by unit 2 of the consumption 'order-7' of 'calls' for customer 'c', "
+        "recorded one event per unit; another consumption needs another id"))
+    new = consume(client, "c", "calls", "order-7#4", 2)
+    assert (new.status_code, new.json()["duplicate"], new.json()["usage"]) == (200, False, 6)
+    assert _usage(client, "c", "calls") == _recomputed(client, "c", "calls") == 6

@@ -29,7 +29,9 @@ class CheckIn(BaseModel):
 
 
 class ConsumeIn(CheckIn):
-    id: Text = Field(min_length=1, max_length=200, examples=["request-1"])
+    id: Text = Field(min_length=1, max_length=200, examples=["request-1"],
+                     description="names this consumption of the feature: a repeat with the same amount "
+                                 "records nothing; another amount under it is refused (409)")
 
 
 class BalanceOut(BaseModel):
@@ -116,11 +118,19 @@ def _compute_balance(svc: Services, customer: str, feature: str, when: datetime)
         return svc.balances.balance(conn, catalog, customer, feature, when)
 
 
+_REFUSED = {"anyOf": [{"$ref": "#/components/schemas/ConsumeOut"}, {"$ref": "#/components/schemas/ErrorBody"}]}
+
+
 @router.post("/v1/customers/{customer}/entitlements/{feature}/consume", response_class=JSON, dependencies=[Depends(admin_only)],
              responses={200: {"model": ConsumeOut}, **error_responses(400, 404, 422),
-                        409: {"model": ConsumeOut, "description": "Not allowed: nothing recorded; the balance as it stands."}})
+                        409: {"content": {"application/json": {"schema": _REFUSED}},
+                              "description": "Not allowed: nothing recorded, and the balance as it stands "
+                                             "(`allowed: false`). Or `{\"error\"}` naming `id`: recorded before "
+                                             "with another amount."}})
 async def post_consume(request: Request, customer: str, feature: str, body: ConsumeIn) -> Any:
-    """Check and record in one atomic step; refused (409) when not allowed; idempotent on `id`."""
+    """Check and record in one atomic step; refused (409) when not allowed; idempotent on
+    `id` (per customer and feature): a repeat with the same amount records nothing and
+    answers `duplicate: true`, another amount under a recorded `id` is a 409."""
     svc = services(request)
     result = await run_in_threadpool(_consume, svc, customer, feature, body)
     payload = {"allowed": result.allowed, "reason": result.reason, "duplicate": result.duplicate,
