@@ -10,6 +10,7 @@ import httpx
 from sqlalchemy import select
 
 from quotameter.events.service import prepare, store
+from quotameter.invoices.service import finalize_due
 from quotameter.meters import service as meters
 from quotameter.meters.model import CONSUME_SOURCE
 from quotameter.store.engine import unit_of_work
@@ -212,6 +213,26 @@ def test_the_same_id_with_another_amount_is_a_conflict_naming_the_first(client, 
     assert consume(client, "c", "storage", "order-7", 1).json()["duplicate"] is False
     assert consume(client, "d", "calls", "order-7", 5).json()["duplicate"] is False
     assert _usage(client, "c", "calls") == 2
+
+
+def test_a_consume_in_an_invoiced_period_is_a_conflict_naming_at(client, clock) -> None:  # type: ignore[no-untyped-def]
+    client.put("/v1/catalog", json=CATALOG)
+    march = "2026-03-20T00:00:00Z"
+    body = {"id": "late", "amount": 1, "at": march}
+    assert client.post("/v1/customers/c/entitlements/calls/consume", json=body).status_code == 200
+    clock.now = at("2026-04-02T12:00:00Z")
+    svc = client.app.state.services
+    assert finalize_due(svc.engine, svc.catalogs, clock()) >= 1
+    r = client.post("/v1/customers/c/entitlements/calls/consume", json={**body, "id": "later"})
+    assert (r.status_code, r.json()) == (409, {"error": (
+        "at: the period 2026-03-01T00:00:00Z … 2026-04-01T00:00:00Z of customer 'c' is invoiced (finalized); "
+        "a change effective there can no longer be recorded")})
+    # The wording of every other change effective there.
+    seats = client.patch("/v1/customers/c", json={"seats": 3, "effective_at": march}).json()["error"]
+    assert seats.split(": ", 1)[1] == r.json()["error"].split(": ", 1)[1]
+    # A repeat of what was recorded before stays a duplicate, as a repeated event does.
+    again = client.post("/v1/customers/c/entitlements/calls/consume", json=body)
+    assert (again.status_code, again.json()["duplicate"]) == (200, True)
 
 
 def test_consumes_recorded_one_event_per_unit_keep_counting_and_answering(client, clock) -> None:  # type: ignore[no-untyped-def]

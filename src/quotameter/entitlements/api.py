@@ -125,8 +125,8 @@ _REFUSED = {"anyOf": [{"$ref": "#/components/schemas/ConsumeOut"}, {"$ref": "#/c
              responses={200: {"model": ConsumeOut}, **error_responses(400, 404, 422),
                         409: {"content": {"application/json": {"schema": _REFUSED}},
                               "description": "Not allowed: nothing recorded, and the balance as it stands "
-                                             "(`allowed: false`). Or `{\"error\"}` naming `id`: recorded before "
-                                             "with another amount."}})
+                                             "(`allowed: false`). Or `{\"error\"}` naming `id` (recorded before "
+                                             "with another amount) or `at` (in an invoiced period)."}})
 async def post_consume(request: Request, customer: str, feature: str, body: ConsumeIn) -> Any:
     """Check and record in one atomic step; refused (409) when not allowed; idempotent on
     `id` (per customer and feature): a repeat with the same amount records nothing and

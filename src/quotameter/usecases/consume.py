@@ -14,6 +14,8 @@ recorded as exactly ONE event, whatever the amount:
   nothing and answers the balance with `duplicate: true`. The same `id` with another amount
   is a conflict (409 naming `id`, with the amount recorded first). `at` is not compared: a
   retry without `at` is stamped later than the first try, and the first recording stands.
+- An `at` inside an invoiced (finalized) period is a conflict (409 naming `at`), as for every
+  other change effective there; a repeat of a consumption recorded before stays a duplicate.
 
 Consumes recorded before one event per consumption was the rule are one event per unit
 (`{id}`, `{id}#2`, … stored together): each still counts one, and a repeat of such a
@@ -40,6 +42,7 @@ from quotameter.errors import Conflict, Invalid
 from quotameter.events import repository as event_store
 from quotameter.events.service import prepare, store
 from quotameter.invoices import repository as invoices
+from quotameter.invoices.service import refuse_if_finalized
 from quotameter.meters.model import CONSUME_SOURCE, CONSUME_UNITS, LARGEST, MAX_CONSUME_UNITS
 from quotameter.notifications.scheduler import settle
 from quotameter.store.engine import lock_keys
@@ -82,6 +85,7 @@ def consume(conn: Connection, catalog: LoadedCatalog, req: ConsumeRequest, recor
     event_id = f"{req.customer}/{req.feature}/{req.id}"
     if (earlier := event_store.stored(conn, CONSUME_SOURCE, event_id)) is not None:
         return _repeat(conn, catalog, req, meter, event_id, earlier)
+    refuse_if_finalized(conn, req.customer, at_us, field="at")
     # Every consumption recorded before this lock was taken counts, whatever its timestamp.
     before = balance(conn, catalog, req.customer, req.feature, req.at, whole_period=True)
     allowed, reason = model.allows(before.standing, req.amount)
