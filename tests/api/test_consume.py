@@ -235,6 +235,23 @@ def test_a_consume_in_an_invoiced_period_is_a_conflict_naming_at(client, clock) 
     assert (again.status_code, again.json()["duplicate"]) == (200, True)
 
 
+def test_consume_evaluates_waiting_usage_now_not_at_its_own_instant(client) -> None:  # type: ignore[no-untyped-def]
+    """Usage ingested now waits for its evaluation; a consume dated last month must not take
+    that evaluation and make it about last month: the 40 % notice of this month is recorded."""
+    client.put("/v1/catalog", json=CATALOG)
+    february = {"id": "february", "amount": 1, "at": "2026-02-20T00:00:00Z"}
+    assert client.post("/v1/customers/c/entitlements/calls/consume", json=february).status_code == 200
+    assert client.get("/v1/customers/c/notifications").json()["notifications"] == []
+    assert client.post("/v1/events", json=[event("api.call", "c", None, kind="write")
+                                           for _ in range(10)]).json()["accepted"] == 10
+    # A repeat records nothing, so nothing else would ask for this month's evaluation again.
+    again = client.post("/v1/customers/c/entitlements/calls/consume", json=february)
+    assert (again.status_code, again.json()["duplicate"]) == (200, True)
+    notices = client.get("/v1/customers/c/notifications").json()["notifications"]
+    assert [(n["type"], n["percent"], n["period"]["start"]) for n in notices] == [
+        ("usage.threshold", 40, "2026-03-01T00:00:00Z")]
+
+
 def test_consumes_recorded_one_event_per_unit_keep_counting_and_answering(client, clock) -> None:  # type: ignore[no-untyped-def]
     """Databases written before one event per consumption hold `{id}`, `{id}#2`, … stored together."""
     client.put("/v1/catalog", json=CATALOG)

@@ -143,4 +143,4 @@ def _consume(svc: Services, customer: str, feature: str, body: ConsumeIn) -> Con
     with unit_of_work(svc.engine) as conn:
         now = svc.now()  # read inside the transaction: no later-stamped consumption is committed yet
         req = ConsumeRequest(customer, feature, body.id, body.amount, instant(body.at, "at", now))
-        return consume(conn, svc.catalogs.current(conn), req, to_us(now))
+        return consume(conn, svc.catalogs.current(conn), req, to_us(now), svc.now)

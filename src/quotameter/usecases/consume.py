@@ -25,6 +25,7 @@ consumption compares with their number.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -68,7 +69,8 @@ class Consumption:
     balance: Balance
 
 
-def consume(conn: Connection, catalog: LoadedCatalog, req: ConsumeRequest, recorded_us: int) -> Consumption:
+def consume(conn: Connection, catalog: LoadedCatalog, req: ConsumeRequest, recorded_us: int,
+            clock: Callable[[], datetime]) -> Consumption:
     """Check and record in one step (the transaction is the caller's). Callers of the same
     customer and meter are serialized (SQLite: the write transaction; PostgreSQL: an advisory
     lock), so the check always sees every earlier consumption and a hard limit is never
@@ -81,7 +83,9 @@ def consume(conn: Connection, catalog: LoadedCatalog, req: ConsumeRequest, recor
     # locks and rows `settle` holds, it could close a cycle with a finalization in progress.
     invoices.hold_open(conn, [req.customer])
     lock_keys(conn, [f"consume\x01{req.customer}\x01{ent.meter}"])
-    settle(conn, catalog, req.customer, lambda: req.at)  # an auto-upgrade owed to earlier usage happens first
+    # An auto-upgrade owed to earlier usage happens first. Evaluated now, not at `at`: the
+    # usage waiting to be evaluated is today's, whatever instant this consumption names.
+    settle(conn, catalog, req.customer, clock)
     event_id = f"{req.customer}/{req.feature}/{req.id}"
     if (earlier := event_store.stored(conn, CONSUME_SOURCE, event_id)) is not None:
         return _repeat(conn, catalog, req, meter, event_id, earlier)
