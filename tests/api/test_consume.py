@@ -168,6 +168,12 @@ def test_a_count_consume_takes_at_most_a_billion_units_and_a_sum_less_than_10_15
     assert consume(client, "c", "free_gb", "big", "999999999999999.5").status_code == 200
 
 
+def test_an_id_with_a_control_character_is_refused_naming_the_id(client) -> None:  # type: ignore[no-untyped-def]
+    client.put("/v1/catalog", json=CATALOG)
+    r = consume(client, "c", "calls", "tab\there", 1)
+    assert (r.status_code, r.json()["error"]) == (422, "id: must not contain control characters (U+0000 to U+001F)")
+
+
 # --- the reserved source ------------------------------------------------------------------------
 
 def test_ingest_refuses_the_consume_source_by_index_and_keeps_the_rest(client) -> None:  # type: ignore[no-untyped-def]

@@ -49,6 +49,7 @@ from quotameter.notifications.scheduler import settle
 from quotameter.store.engine import lock_keys
 from quotameter.timeutil import rfc3339, to_us
 
+_CONTROL = re.compile(r"[\x00-\x1f]")
 _UNIT_SUFFIX = re.compile(r"#([0-9]+)")
 
 
@@ -107,6 +108,8 @@ def _check(req: ConsumeRequest, name: str, meter: MeterSpec) -> None:
     if meter.aggregation not in ("count", "sum"):
         raise Invalid(f"feature: consume records usage of count and sum meters; meter {name!r} "
                       f"is {meter.aggregation!r}, send its events instead")
+    if _CONTROL.search(req.id):
+        raise Invalid("id: must not contain control characters (U+0000 to U+001F)")
     if req.amount <= 0:
         raise Invalid("amount: must be greater than 0")
     if meter.aggregation == "count":
