@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 
 import httpx
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, text
 
 from quotameter.events.service import prepare, store
 from quotameter.invoices.service import finalize_due
@@ -16,6 +18,8 @@ from quotameter.meters.model import CONSUME_SOURCE
 from quotameter.store.engine import unit_of_work
 from quotameter.store.tables import events
 from quotameter.timeutil import to_us
+from quotameter.usecases.consume import ConsumeRequest
+from quotameter.usecases.consume import consume as use_case
 from support import ADMIN, ServerProcess, at, demo_catalog, event
 
 QUOTA = 25
@@ -286,3 +290,40 @@ def test_consumes_recorded_one_event_per_unit_keep_counting_and_answering(client
     new = consume(client, "c", "calls", "order-7#4", 2)
     assert (new.status_code, new.json()["duplicate"], new.json()["usage"]) == (200, False, 6)
     assert _usage(client, "c", "calls") == _recomputed(client, "c", "calls") == 6
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite runs one writer at a time
+def test_a_repeat_racing_under_another_meters_lock_is_answered_as_a_duplicate(client, clock) -> None:  # type: ignore[no-untyped-def]
+    """The plan changes on March 5 and with it the meter behind `tasks`: a consume dated
+    before and a repeat dated after hold different meters' locks, and run at once. The
+    repeat's insert waits for the first's; it must then answer as a repeat, not as recorded."""
+    catalog = {
+        "meters": {"m1": {"event_type": "task.a", "aggregation": "count"},
+                   "m2": {"event_type": "task.b", "aggregation": "count"}},
+        "plans": {"a": {"entitlements": {"tasks": {"meter": "m1", "enforcement": "none"}}},
+                  "b": {"entitlements": {"tasks": {"meter": "m2", "enforcement": "none"}}}},
+        "customers": {"c": {"plan": "a"}},
+    }
+    client.put("/v1/catalog", json=catalog)
+    assert client.post("/v1/customers/c/subscription",
+                       json={"plan": "b", "effective_at": "2026-03-05T00:00:00Z"}).status_code == 200
+    client.get("/v1/customers/c/entitlements/tasks")  # settles what is pending: nothing left to wait on
+    svc = client.app.state.services
+    answers: list[httpx.Response] = []
+    repeat = threading.Thread(target=lambda: answers.append(client.post(
+        "/v1/customers/c/entitlements/tasks/consume", json={"id": "r", "amount": 4, "at": "2026-03-08T00:00:00Z"})))
+    with unit_of_work(svc.engine) as conn:
+        req = ConsumeRequest("c", "tasks", "r", Decimal(4), at("2026-03-02T00:00:00Z"))
+        first = use_case(conn, svc.catalogs.current(conn), req, to_us(clock()), clock)
+        assert (first.allowed, first.duplicate) == (True, False)
+        repeat.start()
+        with svc.engine.connect() as watcher:  # until the repeat waits for this transaction
+            while repeat.is_alive() and not watcher.execute(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'")).scalar():
+                watcher.rollback()
+            assert repeat.is_alive(), "the repeat did not wait for the first consume"
+    repeat.join()
+    [r] = answers
+    assert (r.status_code, r.json()["duplicate"]) == (200, True)
+    assert _stored(client) == ["c/tasks/r"]

@@ -100,6 +100,10 @@ def consume(conn: Connection, catalog: LoadedCatalog, req: ConsumeRequest, recor
     result = store(conn, catalog, prepare(catalog, [event], recorded_us, consume=True))
     if result.rejected:
         raise Invalid(f"amount: could not be recorded ({result.rejected[0]['error']})")
+    if not result.accepted:
+        # Recorded meanwhile by a consume of the same id that held another meter's lock (the
+        # feature's meter differs between the two instants): the insert waited for it.
+        return _repeat(conn, catalog, req, meter, event_id, event_store.stored(conn, CONSUME_SOURCE, event_id))
     return Consumption(True, reason, False, balance(conn, catalog, req.customer, req.feature, req.at,
                                                     whole_period=True))
 
