@@ -21,9 +21,9 @@ from sqlalchemy import Engine, delete
 
 from quotameter.catalog import service as catalogs
 from quotameter.catalog.model import validate_catalog
-from quotameter.events.service import ingest
+from quotameter.events.service import ingest, prepare, store
 from quotameter.meters import service as meters
-from quotameter.meters.model import EventFacts
+from quotameter.meters.model import CONSUME_SOURCE, CONSUME_UNITS, MAX_CONSUME_UNITS, EventFacts
 from quotameter.store.engine import unit_of_work
 from quotameter.store.tables import metadata
 from quotameter.timeutil import to_us
@@ -169,5 +169,88 @@ def test_incremental_usage_equals_recomputation(engine: Engine, data, probe) -> 
 
     with unit_of_work(engine) as conn:
         for meter in SPEC.meters:
+            meters.rebuild(conn, SPEC, meter)
+    assert answers() == got
+
+
+# --- consumes: one event per consumption, counted as its units --------------------------------
+
+@st.composite
+def consumed(draw: st.DrawFn) -> dict[str, Any]:
+    """An event of the consume source as consume records it (one per consumption, carrying up
+    to a billion units), or as it did before (one per unit, without them). It carries every
+    property the meters of its type read, as a consume must for its event to be recorded."""
+    ev = draw(simple_event())
+    ev["data"]["kind"] = draw(st.sampled_from(["a", "b"]))
+    units = draw(st.one_of(st.none(), st.integers(1, 9), st.integers(1, MAX_CONSUME_UNITS)))
+    if units is not None:
+        ev["data"][CONSUME_UNITS] = units
+    return {**ev, "source": CONSUME_SOURCE}
+
+
+@st.composite
+def forged(draw: st.DrawFn) -> dict[str, Any]:
+    """A user's event with the units property: plain data, it counts one."""
+    ev = draw(simple_event())
+    ev["data"][CONSUME_UNITS] = draw(st.integers(2, MAX_CONSUME_UNITS))
+    return ev
+
+
+@st.composite
+def consume_scenario(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[list[dict[str, Any]]]]:
+    events = draw(st.lists(st.one_of(consumed(), forged(), simple_event()), min_size=1, max_size=30))
+    for i, ev in enumerate(events):
+        ev.update(specversion="1.0", id=f"e{i}")
+        ev.setdefault("source", draw(st.sampled_from(["s", "t"])))
+    repeats = draw(st.lists(st.sampled_from(events), max_size=8))
+    arrival = draw(st.permutations(events + repeats))
+    cuts = sorted(draw(st.lists(st.integers(0, len(arrival)), max_size=4)))
+    return events, [arrival[a:b] for a, b in zip([0, *cuts], [*cuts, len(arrival)]) if b > a]
+
+
+def _counted(events: list[dict[str, Any]], cust: str, lo: int, hi: int) -> int:
+    """Meter `n` by hand: matching events once each, a consume's as its units."""
+    total = 0
+    for ev in events:
+        t = to_us(at(ev["time"]))
+        if ev["subject"] == cust and ev["data"]["kind"] in ("a", "b") and lo <= t < hi:
+            total += ev["data"].get(CONSUME_UNITS, 1) if ev["source"] == CONSUME_SOURCE else 1
+    return total
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
+@settings(max_examples=int(os.environ.get("QUOTAMETER_PROPERTY_EXAMPLES", "70")) // 3, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=consume_scenario(), probe=st.lists(st.tuples(minute, micros), min_size=3, max_size=3))
+def test_consumes_of_large_amounts_count_as_their_units(engine: Engine, data, probe) -> None:  # type: ignore[no-untyped-def]
+    events, batches = data
+    _reset(engine)
+    loaded = catalogs.LoadedCatalog(1, SPEC)
+    for batch in batches:
+        with unit_of_work(engine) as conn:
+            result = store(conn, loaded, prepare(loaded, batch, 0, consume=True))
+        assert result.rejected == []
+    instants = [to_us(BASE + timedelta(minutes=m, microseconds=u)) for m, u in probe]
+    instants.append(to_us(BASE + timedelta(days=2)))
+    simple = [name for name, spec in SPEC.meters.items() if spec.event_type == "x"]
+
+    def answers() -> dict[tuple, Decimal]:
+        with engine.connect() as conn:
+            return {(meter, cust, at_us, lo, hi): meters.usage(conn, SPEC.meters[meter], meter, cust, lo, hi, at_us)
+                    for meter in simple for cust in ("c1", "c2") for at_us in instants
+                    for lo, hi in _windows(instants)}
+
+    got = answers()
+    for (meter, cust, at_us, lo, hi), value in got.items():
+        assert value == _expected(events, meter, cust, lo, hi, at_us), (meter, cust, at_us, lo, hi)
+        if meter == "n":
+            assert value == _counted(events, cust, lo, min(hi, at_us + 1)), (cust, at_us, lo, hi)
+    with engine.connect() as conn:
+        for cust in ("c1", "c2"):
+            for lo, hi in _windows(instants):
+                assert meters.recompute_usage(conn, SPEC.meters["n"], cust, lo, hi, instants[-1]) == \
+                    got[("n", cust, instants[-1], lo, hi)]
+    with unit_of_work(engine) as conn:
+        for meter in simple:
             meters.rebuild(conn, SPEC, meter)
     assert answers() == got

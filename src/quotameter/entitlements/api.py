@@ -9,11 +9,12 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from quotameter.entitlements import model
-from quotameter.entitlements.service import Balance, balance, consume
+from quotameter.entitlements.service import Balance, balance
 from quotameter.keys.auth import admin_only, reads_customer
 from quotameter.notifications.scheduler import settle_before_read
 from quotameter.store.engine import retry_transient, unit_of_work
 from quotameter.timeutil import to_us
+from quotameter.usecases.consume import ConsumeRequest, Consumption, consume
 from quotameter.web import (JSON, Instant, Number, PeriodOut, Quantity, Services, Text, error_responses, instant,
                             probe, read, services)
 
@@ -28,7 +29,9 @@ class CheckIn(BaseModel):
 
 
 class ConsumeIn(CheckIn):
-    id: Text = Field(min_length=1, max_length=200, examples=["request-1"])
+    id: Text = Field(min_length=1, max_length=200, examples=["request-1"],
+                     description="names this consumption of the feature: a repeat with the same amount "
+                                 "records nothing; another amount under it is refused (409)")
 
 
 class BalanceOut(BaseModel):
@@ -115,11 +118,19 @@ def _compute_balance(svc: Services, customer: str, feature: str, when: datetime)
         return svc.balances.balance(conn, catalog, customer, feature, when)
 
 
+_REFUSED = {"anyOf": [{"$ref": "#/components/schemas/ConsumeOut"}, {"$ref": "#/components/schemas/ErrorBody"}]}
+
+
 @router.post("/v1/customers/{customer}/entitlements/{feature}/consume", response_class=JSON, dependencies=[Depends(admin_only)],
              responses={200: {"model": ConsumeOut}, **error_responses(400, 404, 422),
-                        409: {"model": ConsumeOut, "description": "Not allowed: nothing recorded; the balance as it stands."}})
+                        409: {"content": {"application/json": {"schema": _REFUSED}},
+                              "description": "Not allowed: nothing recorded, and the balance as it stands "
+                                             "(`allowed: false`). Or `{\"error\"}` naming `id` (recorded before "
+                                             "with another amount) or `at` (in an invoiced period)."}})
 async def post_consume(request: Request, customer: str, feature: str, body: ConsumeIn) -> Any:
-    """Check and record in one atomic step; refused (409) when not allowed; idempotent on `id`."""
+    """Check and record in one atomic step; refused (409) when not allowed; idempotent on
+    `id` (per customer and feature): a repeat with the same amount records nothing and
+    answers `duplicate: true`, another amount under a recorded `id` is a 409."""
     svc = services(request)
     result = await run_in_threadpool(_consume, svc, customer, feature, body)
     payload = {"allowed": result.allowed, "reason": result.reason, "duplicate": result.duplicate,
@@ -128,8 +139,8 @@ async def post_consume(request: Request, customer: str, feature: str, body: Cons
 
 
 @retry_transient
-def _consume(svc: Services, customer: str, feature: str, body: ConsumeIn):  # type: ignore[no-untyped-def]
+def _consume(svc: Services, customer: str, feature: str, body: ConsumeIn) -> Consumption:
     with unit_of_work(svc.engine) as conn:
         now = svc.now()  # read inside the transaction: no later-stamped consumption is committed yet
-        when = instant(body.at, "at", now)
-        return consume(conn, svc.catalogs.current(conn), customer, feature, body.id, body.amount, when, to_us(now))
+        req = ConsumeRequest(customer, feature, body.id, body.amount, instant(body.at, "at", now))
+        return consume(conn, svc.catalogs.current(conn), req, to_us(now), svc.now)

@@ -1,4 +1,5 @@
-"""Balances, checks and consumption: a feature's standing at an instant, and using it."""
+"""Balances and checks: a feature's standing at an instant (recording usage by `consume`
+is a use case: `quotameter.usecases.consume`)."""
 
 from __future__ import annotations
 
@@ -123,70 +124,3 @@ def _previous_start(conn: Connection, catalog: LoadedCatalog, customer: str, fea
 def meter_of(catalog: LoadedCatalog, view: CustomerView, feature: str) -> tuple[EntitlementSpec, MeterSpec]:
     ent = entitlement_of(view, feature)
     return ent, catalog.spec.meters[ent.meter]
-
-
-@dataclass(frozen=True)
-class Consumption:
-    allowed: bool
-    reason: str
-    duplicate: bool
-    balance: Balance
-
-
-CONSUME_SOURCE = "quotameter.consume"
-
-
-def consume(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, request_id: str,
-            amount: Decimal, at: datetime, recorded_us: int) -> Consumption:
-    """Check and record in one step. Callers of the same customer and meter are serialized
-    (SQLite: the write transaction; PostgreSQL: an advisory lock), so the check always sees
-    every earlier consumption and a hard limit is never overshot. Idempotent on `request_id`."""
-    from quotameter.errors import Invalid
-    from quotameter.events import repository as event_store
-    from quotameter.events.service import prepare, store
-    from quotameter.invoices import repository as invoices
-    from quotameter.store.engine import lock_keys
-
-    at_us = to_us(at)
-    view = customers.view(conn, catalog, customer, at_us)
-    ent, meter = meter_of(catalog, view, feature)
-    if meter.aggregation not in ("count", "sum"):
-        raise Invalid(f"feature: consume records usage of count and sum meters; meter {ent.meter!r} "
-                      f"is {meter.aggregation!r}, send its events instead")
-    if amount <= 0:
-        raise Invalid("amount: must be greater than 0")
-    if meter.aggregation == "count" and amount != amount.to_integral_value():
-        raise Invalid(f"amount: meter {ent.meter!r} counts whole events (got {amount})")
-    # The invoice lock first (store takes it again), as every writer does: taken after the
-    # locks and rows `settle` holds, it could close a cycle with a finalization in progress.
-    invoices.hold_open(conn, [customer])
-    lock_keys(conn, [f"consume\x01{customer}\x01{ent.meter}"])
-    from quotameter.notifications.scheduler import settle
-
-    settle(conn, catalog, customer, lambda: at)  # an auto-upgrade owed to earlier usage happens first
-    base_id = f"{customer}/{feature}/{request_id}"
-    if event_store.exists(conn, CONSUME_SOURCE, base_id):
-        return Consumption(True, "already recorded", True,
-                           balance(conn, catalog, customer, feature, at, whole_period=True))
-    # Every consumption recorded before this lock was taken counts, whatever its timestamp.
-    before = balance(conn, catalog, customer, feature, at, whole_period=True)
-    allowed, reason = model.allows(before.standing, amount)
-    if not allowed:
-        return Consumption(False, reason, False, before)
-    data = {key: values[0] for key, values in meter.filter.items()}
-    if meter.aggregation == "sum":
-        events = [_event(base_id, meter.event_type, customer, at, {**data, meter.value_property: str(amount)})]
-    else:
-        events = [_event(base_id if k == 0 else f"{base_id}#{k + 1}", meter.event_type, customer, at, data)
-                  for k in range(int(amount))]
-    result = store(conn, catalog, prepare(catalog, events, recorded_us))
-    if result.rejected:
-        raise Invalid(f"amount: could not be recorded ({result.rejected[0]['error']})")
-    return Consumption(True, reason, False, balance(conn, catalog, customer, feature, at, whole_period=True))
-
-
-def _event(event_id: str, type_: str, customer: str, at: datetime, data: dict[str, object]) -> dict[str, object]:
-    from quotameter.timeutil import rfc3339
-
-    return {"specversion": "1.0", "id": event_id, "source": CONSUME_SOURCE, "type": type_,
-            "subject": customer, "time": rfc3339(at), "data": data}

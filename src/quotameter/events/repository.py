@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
+
+from quotameter.store.tables import events
 
 COLUMNS = ("source", "event_id", "type", "subject", "time_us", "data", "received_us")
 Row = tuple[str, str, str, str, int, str, int]
@@ -60,9 +63,22 @@ def _insert_postgresql(conn: Connection, rows: Sequence[Row]) -> set[tuple[str, 
 
 
 def exists(conn: Connection, source: str, event_id: str) -> bool:
-    from sqlalchemy import select
-
-    from quotameter.store.tables import events
-
     return conn.execute(select(events.c.pk).where(events.c.source == source, events.c.event_id == event_id)
                         ).first() is not None
+
+
+def stored(conn: Connection, source: str, event_id: str) -> Any:
+    """The event with this identity (subject, type, time_us, data, received_us), or None."""
+    e = events.c
+    return conn.execute(select(e.subject, e.type, e.time_us, e.data, e.received_us)
+                        .where(e.source == source, e.event_id == event_id)).first()
+
+
+def ids_stored_with(conn: Connection, source: str, subject: str, type_: str, time_us: int, received_us: int
+                    ) -> list[str]:
+    """The ids of one source's events of one subject and type, stamped at one instant and
+    received at one instant: those one batch stored together."""
+    e = events.c
+    return list(conn.execute(select(e.event_id).where(
+        e.subject == subject, e.type == type_, e.time_us == time_us, e.source == source,
+        e.received_us == received_us)).scalars())

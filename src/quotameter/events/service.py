@@ -20,7 +20,7 @@ from quotameter.events.model import data_unwritable, fields_of, plain_fields
 from quotameter.events.repository import Row
 from quotameter.invoices import repository as invoices
 from quotameter.meters import service as meters
-from quotameter.meters.model import Contribution, EventFacts, EventRejected
+from quotameter.meters.model import CONSUME_SOURCE, Contribution, EventFacts, EventRejected
 from quotameter.notifications import repository as notices
 
 
@@ -52,12 +52,15 @@ class Prepared:
     earliest: dict[str, int] = field(default_factory=dict)
 
 
-def prepare(catalog: LoadedCatalog, items: list[Any], received_us: int) -> Prepared:
+def prepare(catalog: LoadedCatalog, items: list[Any], received_us: int, *, consume: bool = False) -> Prepared:
     """Check every event of a batch. A bad event is reported by its index, never costs the others.
 
     This is the per-event hot path of ingest: plain events are checked inline, and the
     contributions are grouped per meter and customer here, so `store` has no per-event work
     left when (as usual) every event of the batch is new.
+
+    The source CONSUME_SOURCE is consume's own (`consume=True`): from anyone else such an
+    event could take a consume's id before it is made, or count as many units.
     """
     customers = catalog.spec.customers
     by_type = catalog.by_type
@@ -76,6 +79,8 @@ def prepare(catalog: LoadedCatalog, items: list[Any], received_us: int) -> Prepa
             if fields is None:
                 fields = fields_of(obj)
             id_, source, type_, subject, t, data = fields
+            if source == CONSUME_SOURCE and not consume:
+                raise EventRejected(f"source: {CONSUME_SOURCE!r} is reserved for consume")
             if subject not in customers:
                 raise EventRejected(f"subject: unknown customer {subject!r}")
             if t is None:

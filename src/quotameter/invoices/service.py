@@ -270,12 +270,12 @@ def closed_message(conn: Connection, customer: str, t_us: int, field: str, what:
     return model.closed_reason(field, customer, t_us, periods, repository.finalized_through(conn, customer) or 0, what)
 
 
-def refuse_if_finalized(conn: Connection, customer: str, effective_us: int) -> None:
-    """A change effective inside a finalized period would change a final invoice: 409."""
+def refuse_if_finalized(conn: Connection, customer: str, effective_us: int, field: str = "effective_at") -> None:
+    """A change effective inside a finalized period would change a final invoice: 409 naming `field`."""
     repository.hold_open(conn, [customer])
     through = repository.finalized_through(conn, customer)
     if through is not None and effective_us < through:
-        raise Conflict(closed_message(conn, customer, effective_us, "effective_at",
+        raise Conflict(closed_message(conn, customer, effective_us, field,
                                       "a change effective there can no longer be recorded"))
 
 

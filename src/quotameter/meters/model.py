@@ -40,6 +40,23 @@ class EventFacts:
     order_key: str  # source and id: ties between events at the same instant break on it
     data: Mapping[str, Any]
 
+    @property
+    def from_consume(self) -> bool:
+        # The order key is "source\x01id", and no source holds a control character.
+        return self.order_key.startswith(_CONSUME_KEY)
+
+
+# Events under this source are recorded by consume alone: ingest refuses it from anyone else.
+CONSUME_SOURCE = "quotameter.consume"
+_CONSUME_KEY = f"{CONSUME_SOURCE}\x01"
+# A consume of n units of a `count` meter is ONE event carrying n in this data property, and
+# the meter counts it as n. Only an event under CONSUME_SOURCE may weigh more than one: in
+# anyone else's event the property is plain data. Consumes recorded before this existed are
+# one event per unit, without the property, and each still counts one.
+CONSUME_UNITS = "quotameter.units"
+# At most this many units per consume: the hourly count buckets (BIGINT) stay far from overflow.
+MAX_CONSUME_UNITS = 10**9
+
 
 @dataclass(slots=True)
 class Simple:
@@ -49,6 +66,7 @@ class Simple:
     order_key: str
     value: Decimal | None = None
     unique: str | None = None
+    units: int = 1  # what a `count` meter counts it as (see CONSUME_UNITS)
 
 
 @dataclass(slots=True)
@@ -163,7 +181,7 @@ def interpret(spec: MeterSpec, ev: EventFacts, parse_instant) -> Contribution:  
     kind = spec.aggregation
     data = ev.data
     if kind == "count":
-        return Simple(ev.t, ev.order_key)
+        return Simple(ev.t, ev.order_key, units=consumed_units(ev) if ev.from_consume else 1)
     if kind in ("sum", "max", "latest"):
         return Simple(ev.t, ev.order_key, value=number(data, spec.value_property))  # type: ignore[arg-type]
     if kind == "unique_count":
@@ -179,6 +197,18 @@ def interpret(spec: MeterSpec, ev: EventFacts, parse_instant) -> Contribution:  
             raise EventRejected(f"{wanted}: required by this event's meter")
         return GaugeChange(ev.t, ev.order_key, set_value, delta)
     return _stream_point(spec, ev, parse_instant)
+
+
+def consumed_units(ev: EventFacts) -> int:
+    """The units a consume's own event counts for: CONSUME_UNITS, or one when it has none
+    (a consume recorded one event per unit)."""
+    if CONSUME_UNITS not in ev.data:
+        return 1
+    units = ev.data[CONSUME_UNITS]
+    if type(units) is not int or not 1 <= units <= MAX_CONSUME_UNITS:
+        raise EventRejected(f"data.{CONSUME_UNITS}: must be a whole number from 1 to {MAX_CONSUME_UNITS} "
+                            f"(got {orjson.dumps(units).decode()})")
+    return units
 
 
 def _stream_point(spec: MeterSpec, ev: EventFacts, parse_instant) -> StreamPoint:  # type: ignore[no-untyped-def]
@@ -213,7 +243,7 @@ def latest_key(t: int, order_key: str) -> str:
 def aggregate_simple(kind: str, items: Iterable[Simple]) -> Decimal:
     items = list(items)
     if kind == "count":
-        return Decimal(len(items))
+        return Decimal(sum(i.units for i in items))
     if kind == "sum":
         return sum((i.value for i in items), ZERO)  # type: ignore[misc]
     if kind == "max":

@@ -42,14 +42,14 @@ def bump_buckets(conn: Connection, meter: str, customer: str, items: Sequence[Si
         row = rows.get(b)
         key = latest_key(it.t, it.order_key) if is_latest else None
         if row is None:
-            rows[b] = {"meter": meter, "customer": customer, "bucket": b, "n": 1,
+            rows[b] = {"meter": meter, "customer": customer, "bucket": b, "n": it.units,
                        "total": it.value if kind == "sum" else None,
                        "vmax": it.value if kind == "max" else None,
                        "latest_key": key if kind == "latest" else None,
                        "latest_value": it.value if kind == "latest" else None,
                        "min_us": it.t, "max_us": it.t}
             continue
-        row["n"] += 1
+        row["n"] += it.units
         if kind == "sum":
             row["total"] += it.value
         elif kind == "max":

@@ -118,7 +118,7 @@ class Tally:
         self.uniques: set[str] = set()
 
     def add(self, item: Simple) -> None:
-        self.n += 1
+        self.n += item.units
         kind = self.kind
         if kind == "sum":
             self.total += item.value  # type: ignore[operator]
