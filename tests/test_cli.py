@@ -112,3 +112,12 @@ def test_invoices_table_json_csv_and_finalize_due(db: str, tmp_path: Path) -> No
     assert out.exit_code == 0 and orjson.loads(out.output.splitlines()[-1])["status"] == "finalized"
     bad = runner.invoke(app, ["invoices", "studio", "--format", "xml"])
     assert bad.exit_code == 1 and "format: must be table, json or csv" in bad.output
+
+
+def test_demo_refuses_a_clock_that_is_not_an_instant_and_touches_nothing(tmp_path: Path) -> None:
+    kept = tmp_path / "demo.sqlite3"
+    kept.write_text("someone's file")
+    result = runner.invoke(app, ["demo", "--now", "2026-11-20 15:00", "--no-serve", "--database", str(kept)])
+    assert (result.exit_code, result.output.strip()) == (
+        1, "now: must carry a UTC offset (e.g. 2026-01-01T10:00:00Z)"), result.output
+    assert kept.read_text() == "someone's file"
