@@ -33,7 +33,7 @@ def test_a_month_puts_every_organization_where_its_story_says(engine: Engine) ->
     summary = load_demo(engine, NOW)
     b = assert_the_story_holds(engine, NOW)
     upgrade = [n for n in recorded(engine, "docs") if n["type"] == "plan.upgraded"]
-    assert upgrade[0]["at"] < NOW  # type: ignore[operator]  # a day before, late in a month
+    assert upgrade[0]["at"] < NOW  # the evening before: past the first week of a month
 
     assert_the_printout_tells_it({o.customer: o.state for o in summary.organizations})
     assert [row[0] for row in summary.table()] == [c for c, _ in SHOWN]
