@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from pathlib import Path
 
 import orjson
@@ -14,6 +15,15 @@ from quotameter.cli import app
 from support import at, demo_catalog, event, stream
 
 runner = CliRunner()
+# The commands' clock, where they read the real one: a fixed instant, so that what they stamp
+# and what they find due is the same whatever day the tests run.
+NOW = datetime(2026, 4, 1, 12, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture(autouse=True)
+def clock(monkeypatch: pytest.MonkeyPatch) -> datetime:
+    monkeypatch.setattr("quotameter.web.system_clock", lambda: NOW)
+    return NOW
 
 
 @pytest.fixture
@@ -107,8 +117,18 @@ def test_invoices_table_json_csv_and_finalize_due(db: str, tmp_path: Path) -> No
     assert orjson.loads(out.output)["total"] == "399.00"
     out = runner.invoke(app, ["invoices", "studio", *when, "--format", "csv"])
     assert out.output.splitlines()[-1].endswith(",total,total,,,,399.00")
-    # the run's clock is now: February's cycle is long over, so --finalize-due freezes it
+    # the run's clock is 1 April: February's cycle and its grace day are over, so --finalize-due freezes it
     out = runner.invoke(app, ["invoices", "studio", *when, "--format", "json", "--finalize-due"])
     assert out.exit_code == 0 and orjson.loads(out.output.splitlines()[-1])["status"] == "finalized"
+    assert "1 invoice(s) finalized" in out.output  # February's cycle; March's is not over by 1 April
     bad = runner.invoke(app, ["invoices", "studio", "--format", "xml"])
     assert bad.exit_code == 1 and "format: must be table, json or csv" in bad.output
+
+
+def test_demo_refuses_a_clock_that_is_not_an_instant_and_touches_nothing(tmp_path: Path) -> None:
+    kept = tmp_path / "demo.sqlite3"
+    kept.write_text("someone's file")
+    result = runner.invoke(app, ["demo", "--now", "2026-11-20 15:00", "--no-serve", "--database", str(kept)])
+    assert (result.exit_code, result.output.strip()) == (
+        1, "now: must carry a UTC offset (e.g. 2026-01-01T10:00:00Z)"), result.output
+    assert kept.read_text() == "someone's file"

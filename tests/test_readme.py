@@ -32,6 +32,22 @@ def test_the_readme_has_exactly_two_commands_and_ci_runs_the_second() -> None:
     assert ci[-1] == f"exec {test}", ci
 
 
+def test_the_demo_table_in_the_readme_is_what_its_pinned_run_prints(tmp_path: Path) -> None:
+    """The sample in "The demo" names the run it comes from; that run prints it, line for line."""
+    section = re.search(r"### The demo\n(.*?)\n## ", (ROOT / "README.md").read_text(), re.S)
+    assert section, "README: no '### The demo' section"
+    sample = re.search(r"`quotameter demo --now (\S+) --no-serve`[^`]*```\n(.*?)```", section.group(1), re.S)
+    assert sample, "README: the demo's sample table does not follow the `quotameter demo --now … --no-serve` it is from"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUOTAMETER_")}
+    env["COLUMNS"] = "240"  # a terminal wide enough for one line per organization
+    done = subprocess.run([sys.executable, "-m", "quotameter.cli", "demo", "--now", sample.group(1), "--no-serve"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    printed = [line.rstrip() for line in done.stdout.splitlines()]
+    table = printed[:next(k for k, line in enumerate(printed) if line.startswith("admin key:"))]
+    assert table == [line.rstrip() for line in sample.group(2).splitlines()], done.stdout
+
+
 def test_the_demo_command_starts_answers_a_balance_and_stops(tmp_path: Path) -> None:
     demo = readme_commands()[0].split()
     port = free_port()

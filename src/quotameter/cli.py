@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Optional
 
@@ -47,7 +47,9 @@ def serve(
     _serve(settings, workers)
 
 
-def _serve(settings: Settings, workers: int = 1, banner: Callable[[], None] | None = None) -> None:
+def _serve(settings: Settings, workers: int = 1, banner: Callable[[], None] | None = None,
+           clock: Callable[[], datetime] | None = None) -> None:
+    """Serve until stopped; `clock` (one worker only) is the app's, by default the system's."""
     import os
 
     import uvicorn
@@ -59,10 +61,13 @@ def _serve(settings: Settings, workers: int = 1, banner: Callable[[], None] | No
     from quotameter.timeutil import to_us
     from quotameter.web import system_clock
 
+    if clock is not None and workers != 1:
+        raise ValueError("clock: worker processes read the system clock; serve one worker")
+    clock = clock or system_clock
     engine = _engine(settings.database_url)
     with unit_of_work(engine) as conn:
         admin = settings.admin_key.get_secret_value() if settings.admin_key else None
-        made = bootstrap(conn, admin, to_us(system_clock()))
+        made = bootstrap(conn, admin, to_us(clock()))
     engine.dispose()
     if made:
         console.print(f"first admin key (shown this once, keep it): [bold]{made}[/bold]", highlight=False)
@@ -75,7 +80,7 @@ def _serve(settings: Settings, workers: int = 1, banner: Callable[[], None] | No
     if workers == 1:
         from quotameter.server import create_app
 
-        uvicorn.run(create_app(settings), **options, log_config=log_config)
+        uvicorn.run(create_app(settings, clock=clock), **options, log_config=log_config)
         return
     # Worker processes build their app from the environment: hand them these settings.
     for name, value in settings.model_dump(exclude={"admin_key"}).items():
@@ -367,36 +372,46 @@ def demo(
     host: Annotated[Optional[str], typer.Option(envvar="QUOTAMETER_HOST")] = None,
     port: Annotated[Optional[int], typer.Option(envvar="QUOTAMETER_PORT")] = None,
     serve: Annotated[bool, typer.Option(help="serve the API once loaded")] = True,
+    now: Annotated[Optional[str], typer.Option(
+        "--now", help="RFC 3339: the demo's clock; the month is loaded up to it and the server's clock runs on "
+                      "from it (default: now, or whole days earlier while a month is too young for the story)")] = None,
 ) -> None:
     """Load a month of usage of eight organizations under the four reference policies into a
     fresh SQLite database, then serve it and print what to try."""
     from rich.table import Table
 
-    from quotameter.demo.load import load_demo
+    from quotameter.demo.load import STORY_DAYS, load_demo, story_clock
     from quotameter.keys import service as keys
     from quotameter.store.engine import unit_of_work
     from quotameter.timeutil import to_us
-    from quotameter.web import system_clock
+    from quotameter.web import clock_from, instant, system_clock
 
+    today = system_clock()
+    with _domain_errors():
+        pinned = instant(now, "now", today) if now else None
+    start = pinned or story_clock(today)
     for suffix in ("", "-wal", "-shm"):  # a fresh month every time
         Path(f"{database}{suffix}").unlink(missing_ok=True)
     settings = _settings(f"sqlite:///{database}", host=host, port=port, log_format="text")
     engine = _engine(settings.database_url)
-    now = system_clock()
     with console.status("loading a month of usage of eight organizations…"):
-        summary = load_demo(engine, now)
+        summary = load_demo(engine, start)
     with unit_of_work(engine) as conn:
-        shown = [o.customer for o in summary.organizations]
+        shown = {o.customer: o.state for o in summary.organizations}
         known = set(shown)
         if settings.admin_key:
-            keys.bootstrap(conn, settings.admin_key.get_secret_value(), to_us(now))
+            keys.bootstrap(conn, settings.admin_key.get_secret_value(), to_us(start))
             admin = "$QUOTAMETER_ADMIN_KEY"
         else:
-            admin = keys.create(conn, "admin", None, "demo admin", to_us(now), known)[1]
-        acme = keys.create(conn, "customer", "acme", "demo: acme's app", to_us(now), known)[1]
+            admin = keys.create(conn, "admin", None, "demo admin", to_us(start), known)[1]
+        acme = keys.create(conn, "customer", "acme", "demo: acme's app", to_us(start), known)[1]
     engine.dispose()
 
-    table = Table(title=f"{summary.events:,} events, {summary.notices} notices, up to {now:%d %b %Y %H:%M} UTC",
+    if pinned is None and start < today:
+        days = round((today - start) / timedelta(days=1))
+        console.print(f"The demo's clock is {days} day{'s' if days > 1 else ''} back: the story needs {STORY_DAYS} days "
+                      "of every organization's period behind it; --now T picks another instant.", highlight=False)
+    table = Table(title=f"{summary.events:,} events, {summary.notices} notices, up to {start:%d %b %Y %H:%M} UTC",
                   title_justify="left", box=None)
     for name in ("customer", "plan", "feature", "state"):
         table.add_column(name, overflow="fold", no_wrap=name != "state")
@@ -415,10 +430,12 @@ def demo(
             console.print(f"  {line}", markup=False, highlight=False)
         console.print(f"  open {url}/docs for every endpoint; Ctrl+C stops the demo\n", highlight=False)
 
-    _serve(settings, banner=banner)
+    # The server's clock runs on from the demo's: acme's meeting still crosses its next threshold live.
+    _serve(settings, banner=banner, clock=clock_from(start))
 
 
-def _demo_tries(url: str, admin: str, acme: str, customers: list[str]) -> list[str]:
+def _demo_tries(url: str, admin: str, acme: str, states: dict[str, str]) -> list[str]:
+    """The requests to try, each only where the organization's state (as printed) bears it out."""
     a = f'-H "Authorization: Bearer {admin}"'
     c = f'-H "Authorization: Bearer {acme}"'
     lines = [
@@ -430,12 +447,17 @@ def _demo_tries(url: str, admin: str, acme: str, customers: list[str]) -> list[s
         "# acme's in-app stream: blocks and restores the moment they happen (Ctrl+C to leave):",
         f"curl -sN {c} {url}/v1/customers/acme/notifications/stream",
     ]
-    if "docs" in customers:
+    if states.get("docs", "").startswith("auto-upgraded"):
         lines += [
             "# docs' running invoice: its auto-upgrade is prorated on a line of its own (also ?format=csv):",
             f"curl -s {a} {url}/v1/customers/docs/invoices/upcoming",
         ]
-    if "northwind" in customers:
+    if "bought" in states.get("kestrel", ""):
+        lines += [
+            "# kestrel's notices: 85, 90 and 95 % used, then the top-up it bought the next working morning:",
+            f"curl -s {a} {url}/v1/customers/kestrel/notifications",
+        ]
+    if states.get("northwind", "").startswith("blocked"):
         lines += [
             "# northwind is blocked; its notices, then a 1,000-minute block that lifts it:",
             f"curl -s {a} {url}/v1/customers/northwind/notifications",

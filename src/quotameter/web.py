@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
@@ -160,6 +161,13 @@ def services(request: HTTPConnection) -> Services:
 
 def system_clock() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def clock_from(start: datetime) -> Callable[[], datetime]:
+    """A clock that reads `start` now and then moves on with the real time: a server run at
+    another instant (the demo's) still sees time pass, so its scheduler works as it would."""
+    origin = time.monotonic()
+    return lambda: start + timedelta(seconds=time.monotonic() - origin)
 
 
 def _without_nul(value: str) -> str:

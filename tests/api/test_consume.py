@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -66,6 +69,18 @@ def test_consume_of_a_duration_meter_is_refused_with_the_reason(client) -> None:
     assert r.status_code == 422 and "send its events instead" in r.json()["error"]
 
 
+def far_from_a_reset(catalog: dict[str, Any]) -> dict[str, Any]:
+    """`catalog` with its calls counted per billing cycle, from a billing day half a month
+    before today: servers that read the real clock then count every call of a test in one
+    period, whatever the day it runs (a calendar month could end during it)."""
+    doc = copy.deepcopy(catalog)
+    doc["plans"]["p"]["entitlements"]["calls"]["period"] = "billing_cycle"
+    anchor = (datetime.now(timezone.utc) - timedelta(days=15)).date().isoformat()
+    for customer in doc["customers"].values():
+        customer["billing_anchor"] = anchor
+    return doc
+
+
 def test_two_server_processes_give_the_answers_of_one(db_url: str, tmp_path: Path) -> None:
     """Both processes take requests at once, each with its own scheduler: no overshoot of the
     hard limit, a repeated id or event counted once, and each notice recorded once."""
@@ -74,7 +89,7 @@ def test_two_server_processes_give_the_answers_of_one(db_url: str, tmp_path: Pat
         for s in servers:
             s.wait_ready()
         clients = [httpx.Client(base_url=s.url, timeout=60, headers=ADMIN) for s in servers]
-        assert clients[0].put("/v1/catalog", json=CATALOG).status_code == 200
+        assert clients[0].put("/v1/catalog", json=far_from_a_reset(CATALOG)).status_code == 200
         requests = [(clients[i % 2], f"r{i}") for i in range(48)]
         requests += [(clients[1], "r0"), (clients[0], "r1"), (clients[1], "r2")]  # repeats of ids
         # The same batch of events for customer d, sent through both processes at once. They

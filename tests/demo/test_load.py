@@ -1,103 +1,41 @@
 """The demo's month: each organization ends where its story says, read back through the
-balance service; nothing is stamped after `now`; loading again changes nothing."""
+balance service, on every day of a month and in any machine zone; nothing is stamped after
+`now`; loading again changes nothing."""
 
 from __future__ import annotations
 
 import functools
 from collections import Counter
-from datetime import datetime, timezone
-from decimal import Decimal
+from datetime import datetime, timedelta, timezone
 
+import pytest
 from sqlalchemy import Engine, func, select
 
+from demo_story import assert_the_printout_tells_it, assert_the_story_holds, process_zone, recorded, standings
 from quotameter.catalog.model import validate_catalog
-from quotameter.catalog.service import CatalogCache
-from quotameter.demo.load import SHOWN, DemoMonth, demo_catalog, load_demo, plan_month
-from quotameter.entitlements.service import balance
-from quotameter.meters import repository as meter_state
-from quotameter.notifications import repository as notices
-from quotameter.notifications.service import as_dict
+from quotameter.demo.load import SHOWN, STORY_DAYS, DemoMonth, demo_catalog, load_demo, plan_month, story_clock
 from quotameter.periods import period_containing
 from quotameter.store import tables
 from quotameter.timeutil import to_us
 from support import event
 
 NOW = datetime(2026, 3, 24, 15, 30, tzinfo=timezone.utc)  # a Tuesday afternoon
+UTC = timezone.utc
+CATALOG = validate_catalog(demo_catalog())
 
 
-def standings(engine: Engine, at: datetime) -> dict[tuple[str, str], dict[str, object]]:
-    with engine.connect() as conn:
-        catalog = CatalogCache().current(conn)
-        return {(c, f): balance(conn, catalog, c, f, at).as_dict() for c, f in SHOWN}
-
-
-def recorded(engine: Engine, customer: str) -> list[dict[str, object]]:
-    with engine.connect() as conn:
-        return [as_dict(row) for row in notices.listing(conn, customer)]
-
-
-def latest_stamps(engine: Engine) -> dict[str, int | None]:
-    """The latest instant in every column that records when something happened."""
-    columns = [tables.events.c.time_us, tables.events.c.received_us, tables.catalogs.c.applied_us,
-               tables.notices.c.at_us, tables.notices.c.recorded_us, tables.fired.c.at_us,
-               tables.grants.c.effective_us, tables.grants.c.recorded_us,
-               tables.seat_changes.c.effective_us, tables.seat_changes.c.recorded_us,
-               tables.plan_changes.c.effective_us, tables.plan_changes.c.recorded_us,
-               tables.stream_spans.c.last_us, tables.merged_spans.c.end_us, tables.gauge_points.c.t_us]
-    with engine.connect() as conn:
-        return {f"{c.table.name}.{c.name}": conn.execute(select(func.max(c))).scalar() for c in columns}
+@functools.cache
+def month(now: datetime, seed: int = 7) -> DemoMonth:
+    return plan_month(CATALOG, now, seed)
 
 
 def test_a_month_puts_every_organization_where_its_story_says(engine: Engine) -> None:
     summary = load_demo(engine, NOW)
-    b = standings(engine, NOW)
-
-    near = b[("acme", "media")]
-    assert Decimal(85) <= near["usage"] * 100 / near["limit"] < Decimal(95)
-    assert near["granted"] == 250 and near["has_access"]  # the operator's credit
-    assert {(n["type"], n["percent"]) for n in recorded(engine, "acme")} >= {("usage.threshold", 85)}
-
-    blocked = b[("northwind", "media")]
-    assert blocked["usage"] == blocked["limit"] == 2000
-    assert blocked["remaining"] == 0 and blocked["has_access"] is False
-    told = [n for n in recorded(engine, "northwind") if n["type"] == "access.blocked"]
-    assert len(told) == 1 and told[0]["recipients"]["in_app"] and len(told[0]["recipients"]["members"]) == 4
-    assert told[0]["at"] < NOW
-
-    topped = b[("kestrel", "media")]
-    assert topped["granted"] == 1000 and topped["limit"] == 3500 and topped["has_access"]
-    kinds = [n["type"] for n in recorded(engine, "kestrel")]
-    assert kinds.index("topup.applied") > kinds.index("usage.threshold")  # bought after the e-mails
-
-    under = b[("brightline", "media")]
-    assert under["included"] == 3000  # six seats: one added during the month
-    assert under["usage"] * 100 / under["limit"] < 50
-
-    gauge = b[("studio", "managed_media")]
-    assert gauge["overage"] > 0 and gauge["usage"] > gauge["limit"]
-    assert gauge["level"] < gauge["usage"] and gauge["has_access"]  # the peak is past
-
-    docs = b[("docs", "sessions")]
-    assert docs["plan"] == "sessions_200k" and docs["usage"] > 100_000
+    b = assert_the_story_holds(engine, NOW)
     upgrade = [n for n in recorded(engine, "docs") if n["type"] == "plan.upgraded"]
-    assert len(upgrade) == 1 and upgrade[0]["at"] < NOW
+    assert upgrade[0]["at"] < NOW  # the evening before: past the first week of a month
 
-    assert b[("orbit", "media")]["limit"] is None and b[("orbit", "media")]["usage"] > 0
-    assert b[("callco", "audio_connector")]["limit"] is None
-
-    with engine.connect() as conn:  # streams still running at now: merging and time matter
-        for customer, meter in [("acme", "media_minutes"), ("callco", "streaming_minutes")]:
-            assert meter_state.open_spans(conn, meter, customer, to_us(NOW))
-
-    stamps = latest_stamps(engine)
-    assert all(v is not None and v <= to_us(NOW) for v in stamps.values()), stamps
-
-    states = {o.customer: o.state for o in summary.organizations}
-    assert states["acme"].startswith("near its limit")
-    assert states["northwind"].startswith("blocked")
-    assert states["studio"].startswith("in overage")
-    assert states["docs"].startswith("auto-upgraded from sessions_100k")
-    assert states["brightline"].startswith("comfortably under")
+    assert_the_printout_tells_it({o.customer: o.state for o in summary.organizations})
     assert [row[0] for row in summary.table()] == [c for c, _ in SHOWN]
     with engine.connect() as conn:
         assert summary.events == conn.execute(select(func.count()).select_from(tables.events)).scalar()
@@ -110,12 +48,66 @@ def test_a_month_puts_every_organization_where_its_story_says(engine: Engine) ->
     assert again.organizations == summary.organizations
 
 
-CATALOG = validate_catalog(demo_catalog())
+# The demo run on the 1st at 00:30 after a 28-day month, on the 15th of a 30-day month (when
+# studio's billing cycle begins again) and late on the last day of a 31-day month (when it is
+# already the 1st in Tokyo): each is moved back whole days, into a month of that length.
+FIRST = datetime(2027, 3, 1, 0, 30, tzinfo=UTC)
+FIFTEENTH = datetime(2026, 11, 15, 12, 0, tzinfo=UTC)
+LAST = datetime(2026, 12, 31, 23, 30, tzinfo=UTC)
+# The earliest the clock stays where it is in March 2026: New York's month is three days old
+# (and it is Wednesday, Tokyo's third working day, afternoon): three days must do for every story.
+THREE_DAYS = datetime(2026, 3, 4, 5, 30, tzinfo=UTC)
+EAST, WEST = "Asia/Tokyo", "America/Los_Angeles"
 
 
-@functools.cache
-def month(now: datetime, seed: int = 7) -> DemoMonth:
-    return plan_month(CATALOG, now, seed)
+@pytest.mark.parametrize("zone", ["UTC", EAST, WEST])
+@pytest.mark.parametrize(("today", "expected"), [
+    (FIRST, datetime(2027, 2, 28, 0, 30, tzinfo=UTC)),
+    (datetime(2026, 12, 1, 0, 30, tzinfo=UTC), datetime(2026, 11, 30, 0, 30, tzinfo=UTC)),  # New York: 30 Nov
+    (datetime(2026, 12, 2, 10, 0, tzinfo=UTC), datetime(2026, 11, 30, 10, 0, tzinfo=UTC)),
+    # Three days of December in London and Tokyo, not yet in New York: back to November.
+    (datetime(2026, 12, 4, 2, 0, tzinfo=UTC), datetime(2026, 11, 30, 2, 0, tzinfo=UTC)),
+    (datetime(2026, 12, 4, 5, 0, tzinfo=UTC), datetime(2026, 12, 4, 5, 0, tzinfo=UTC)),  # New York's too
+    (THREE_DAYS, THREE_DAYS),
+    (FIFTEENTH, datetime(2026, 11, 14, 12, 0, tzinfo=UTC)),  # studio's cycle began at midnight
+    (datetime(2026, 11, 17, 23, 59, tzinfo=UTC), datetime(2026, 11, 14, 23, 59, tzinfo=UTC)),
+    (datetime(2026, 11, 18, 0, 0, tzinfo=UTC), datetime(2026, 11, 18, 0, 0, tzinfo=UTC)),
+    (LAST, datetime(2026, 12, 30, 23, 30, tzinfo=UTC)),  # Tokyo's January is 8.5 hours old
+    (datetime(2026, 11, 20, 15, 0, tzinfo=UTC), datetime(2026, 11, 20, 15, 0, tzinfo=UTC)),
+])
+def test_the_demo_clock_goes_back_whole_days_until_every_period_has_three(
+        today: datetime, expected: datetime, zone: str) -> None:
+    with process_zone(zone):
+        assert story_clock(today) == expected
+        assert story_clock(today.astimezone(timezone(timedelta(hours=-10)))) == expected  # the same instant
+    for customer, _ in SHOWN:
+        spec, plan = CATALOG.customers[customer], CATALOG.plans[CATALOG.customers[customer].plan]
+        kind = next(iter(plan.entitlements.values())).period
+        start = period_containing(kind, expected, tz=spec.timezone, anchor=spec.billing_anchor).start
+        assert expected - start >= timedelta(days=STORY_DAYS), customer
+
+
+@pytest.mark.parametrize(("db_url", "today", "zone"), [
+    ("sqlite", FIRST, WEST), ("postgresql", FIFTEENTH, EAST), ("sqlite", LAST, WEST), ("postgresql", THREE_DAYS, EAST),
+], indirect=["db_url"])
+def test_the_story_holds_on_any_day_of_a_month_in_any_zone(engine: Engine, today: datetime, zone: str) -> None:
+    """The default clock and the month loaded at it, with the machine's zone west or east of
+    UTC (tests/demo/test_command.py runs the command itself in the others)."""
+    with process_zone(zone):
+        now = story_clock(today)
+        summary = load_demo(engine, now)
+    assert_the_story_holds(engine, now)
+    assert_the_printout_tells_it({o.customer: o.state for o in summary.organizations})
+
+
+def test_the_month_planned_is_the_same_in_any_machine_zone() -> None:
+    """The 15th in the west (the other days and zones load or run the command in full)."""
+    now = story_clock(FIFTEENTH)
+    with process_zone("UTC"):
+        utc = plan_month(CATALOG, now)
+    with process_zone(WEST):
+        west = plan_month(CATALOG, now)
+    assert (west.events, west.operations, west.checks) == (utc.events, utc.operations, utc.checks)
 
 
 def test_the_month_is_the_same_for_the_same_seed_and_now() -> None:

@@ -25,6 +25,18 @@ The organizations (the first four are the catalog's own):
 Usage is generated exactly: every user's meetings are minutes apart, so the generator
 knows each user's merged, rounded media (computed with `meters.spans`, the metering
 arithmetic itself) and places meetings until each day's running total is reached.
+
+The story needs days behind it: on the 1st of a month nobody has used anything yet, and
+studio's billing cycle begins again on the 15th. `story_clock` picks the demo's `now` for a
+run at `today`: `today` itself when the current period of every organization, in its own
+time zone, began at least `STORY_DAYS` (three) days before; otherwise the latest instant
+whole days earlier, at the same time of day, when they all did. On the first three days of
+a month (until New York's midnight on the 4th, and from late on the last day, when Tokyo's
+next month has begun) that is late in the month before; on the 15th to the 17th, when
+studio's new cycle is young, the 14th. With at least three days behind every
+organization, every part of the story has happened: northwind is blocked, kestrel reached
+95 % and bought its block the morning after, docs moved up a tier, acme is near its limit
+with a meeting on, studio's volume peaked past what is included.
 """
 
 from __future__ import annotations
@@ -115,6 +127,35 @@ def demo_catalog() -> dict[str, Any]:
     return doc
 
 
+# --- the demo's clock ---------------------------------------------------------------------
+
+STORY_DAYS = 3  # how long every organization's current period must have run for its story
+LONGEST_STEP_BACK = 31  # days: past that the catalog has a period the rule cannot satisfy
+
+
+def story_clock(today: datetime, catalog: Catalog | None = None) -> datetime:
+    """The demo's `now` for a run at `today`: `today` when every organization's current
+    period began `STORY_DAYS` or more before it, else the latest instant whole days earlier,
+    at the same time of day, when they all had (of the demo catalog by default)."""
+    if today.tzinfo is None:
+        raise ValueError("today: must be an aware datetime")
+    catalog = catalog or validate_catalog(demo_catalog())
+    now = today.astimezone(timezone.utc)
+    for _ in range(LONGEST_STEP_BACK + 1):
+        if all(now - _period_of(catalog, customer, now).start >= timedelta(days=STORY_DAYS)
+               for customer, _feature in SHOWN):
+            return now
+        now -= timedelta(days=1)
+    raise ValueError(f"the demo catalog has a period younger than {STORY_DAYS} days on every day of a month")
+
+
+def _period_of(catalog: Catalog, customer: str, at: datetime) -> Period:
+    """The period of the organization's story (its plan's first feature) that contains `at`."""
+    spec = catalog.customers[customer]
+    entitlement = next(iter(catalog.plans[spec.plan].entitlements.values()))
+    return period_containing(entitlement.period, at, tz=spec.timezone, anchor=spec.billing_anchor)
+
+
 # --- what happens in the month -----------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -184,10 +225,7 @@ class _Story:
         # A string seed is hashed with SHA-512, so each organization's stream is the same in
         # every process and independent of the others.
         self.rng = random.Random(f"{seed}/{customer}")
-        plan = catalog.plans[self.spec.plan]
-        ent = next(iter(plan.entitlements.values()))
-        self.period: Period = period_containing(ent.period, from_us(now_us), tz=self.spec.timezone,
-                                                anchor=self.spec.billing_anchor)
+        self.period: Period = _period_of(catalog, customer, from_us(now_us))
         self.period_lo, self.period_hi = to_us(self.period.start), to_us(self.period.end)
         self.events: list[tuple[int, dict[str, Any]]] = []
         self.operations: list[Operation] = []
@@ -517,12 +555,18 @@ def _northwind(story: _Story) -> None:
 
 
 def _kestrel(story: _Story) -> None:
-    """Reached 95 %, bought a 1,000-minute block the next morning, and went on using it."""
+    """Reached 95 % two thirds into the month, bought a 1,000-minute block the next morning,
+    and went on using it: 82 % of the raised limit by now."""
     base = _limit(story, story.spec.seats)
     block = story.catalog.plans[story.spec.plan].entitlements["media"].topup
     assert block is not None
     windows = story.windows()
-    goals = story.goals(windows, round((base + int(block.block_size)) * 0.82))
+    total = round((base + int(block.block_size)) * 0.82)
+    # The top-up's morning: after one working day at least, and on one begun by now.
+    morning = max(1, min(len(windows) - 1, round(len(windows) * 2 / 3)))
+    reached = base * 96 // 100
+    goals = story.goals(windows[:morning], reached)
+    goals += [reached + g for g in story.goals(windows[morning:], total - reached)]
     meetings = _Meetings(story, KESTREL)
     cap = base * 97 // 100  # short of the block until the top-up
     topped_up = False
