@@ -130,5 +130,5 @@ def test_demo_refuses_a_clock_that_is_not_an_instant_and_touches_nothing(tmp_pat
     kept.write_text("someone's file")
     result = runner.invoke(app, ["demo", "--now", "2026-11-20 15:00", "--no-serve", "--database", str(kept)])
     assert (result.exit_code, result.output.strip()) == (
-        1, "now: must carry a UTC offset (e.g. 2026-01-01T10:00:00Z)"), result.output
+        1, "now: not an RFC 3339 timestamp ('2026-11-20 15:00')"), result.output
     assert kept.read_text() == "someone's file"
