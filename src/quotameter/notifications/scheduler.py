@@ -138,13 +138,22 @@ def tick(engine: Engine, catalogs: CatalogCache, clock: Callable[[], datetime], 
                 return ran
             w = due[0]
             at = from_us(w.due_us)
-            if w.customer in catalog.spec.customers:
+            if _still_has(conn, catalog, w.customer, w.feature, w.due_us):
                 evaluate(conn, catalog, w.customer, w.feature, at, to_us(now))
                 refresh(conn, catalog, w.customer, w.feature, at)
             else:
                 repo.set_wakeup(conn, w.customer, w.feature, None)
             ran += 1
     return ran
+
+
+def _still_has(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, at_us: int) -> bool:
+    """Whether a wake-up still concerns a feature of the customer: a plan change (or a new
+    catalog) since it was set may have taken the feature away, and a wake-up left due would
+    stop every pass at it, holding back all the wake-ups due after it."""
+    if customer not in catalog.spec.customers:
+        return False
+    return feature in customers.view(conn, catalog, customer, at_us).plan.entitlements
 
 
 class Scheduler:

@@ -1,0 +1,52 @@
+"""Plan changes that take a feature away, or make it unlimited, while something still refers to it."""
+
+from __future__ import annotations
+
+from support import at, event, minutes
+
+CATALOG = {
+    "meters": {
+        "media": {"event_type": "media", "aggregation": "duration", "stream_property": "stream",
+                  "rounding": {"unit_seconds": 60, "mode": "ceil"}, "unit": "minute"},
+        "mb": {"event_type": "upload", "aggregation": "sum", "value_property": "mb"},
+    },
+    "plans": {
+        "team": {"entitlements": {
+            "media": {"meter": "media", "allowance": {"fixed": 60}, "enforcement": "hard",
+                      "notify": {"percent_used": [50]}},
+            "storage": {"meter": "mb", "allowance": {"fixed": 10}, "enforcement": "hard"},
+        }},
+        "basic": {"entitlements": {"storage": {"meter": "mb", "allowance": {"fixed": 10}, "enforcement": "hard"}}},
+        "unlimited": {"entitlements": {"storage": {"meter": "mb", "enforcement": "none"}}},
+    },
+    "customers": {"a": {"plan": "team", "admins": ["ops@a.example"]},
+                  "b": {"plan": "team", "admins": ["ops@b.example"]}},
+}
+T0 = at("2026-03-10T09:00:00Z")
+
+
+def mic_on(client, customer: str, since) -> None:  # type: ignore[no-untyped-def]
+    r = client.post("/v1/events", json=[event("media", customer, since, stream="mic", action="start")])
+    assert r.json()["accepted"] == 1, r.text
+
+
+def test_a_wake_up_for_a_feature_the_plan_no_longer_has_is_dropped(client, clock) -> None:  # type: ignore[no-untyped-def]
+    """a's open microphone had a wake-up at 50 % of its media minutes; a then moved to a plan
+    without media. The scheduler drops that wake-up instead of failing on it at every pass,
+    so b's wake-up, due later, still records b's notice at its moment."""
+    from quotameter.notifications.scheduler import tick
+
+    assert client.put("/v1/catalog", json=CATALOG).status_code == 200
+    clock.now = T0
+    mic_on(client, "a", T0 - minutes(10))
+    mic_on(client, "b", T0)
+    for customer in ("a", "b"):  # reading settles each: their wake-ups are set
+        assert client.get(f"/v1/customers/{customer}/entitlements/media").status_code == 200
+    assert client.post("/v1/customers/a/subscription", json={"plan": "basic"}).status_code == 200
+
+    clock.now = T0 + minutes(45)
+    services = client.app.state.services
+    assert tick(services.engine, services.catalogs, clock) == 2  # a's wake-up dropped, b's evaluated
+    notices = client.get("/v1/customers/b/notifications").json()["notifications"]
+    assert [(n["type"], n["at"]) for n in notices] == [("usage.threshold", "2026-03-10T09:29:00.000001Z")]
+    assert client.get("/v1/customers/a/notifications").json()["notifications"] == []
