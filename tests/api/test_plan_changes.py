@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from support import at, event, minutes
 
 CATALOG = {
@@ -50,3 +52,19 @@ def test_a_wake_up_for_a_feature_the_plan_no_longer_has_is_dropped(client, clock
     notices = client.get("/v1/customers/b/notifications").json()["notifications"]
     assert [(n["type"], n["at"]) for n in notices] == [("usage.threshold", "2026-03-10T09:29:00.000001Z")]
     assert client.get("/v1/customers/a/notifications").json()["notifications"] == []
+
+
+def test_a_rollover_credit_carries_whole_out_of_a_period_that_ended_unlimited(client) -> None:  # type: ignore[no-untyped-def]
+    """February ended on a plan without a limit, so none of the rollover credit bought in
+    February was used: all of it carries into March, once."""
+    assert client.put("/v1/catalog", json=CATALOG).status_code == 200
+    r = client.post("/v1/customers/a/grants", json={"feature": "storage", "amount": 5, "id": "c-1", "rollover": True,
+                                                    "effective_at": "2026-02-20T00:00:00Z"})
+    assert r.status_code == 201, r.text
+    for plan, effective in (("unlimited", "2026-02-25T00:00:00Z"), ("basic", "2026-03-01T00:00:00Z")):
+        r = client.post("/v1/customers/a/subscription", json={"plan": plan, "effective_at": effective})
+        assert r.status_code == 200, r.text
+    b = client.get("/v1/customers/a/entitlements/storage", params={"at": "2026-03-10T00:00:00Z"}).json()
+    assert (Decimal(str(b["granted"])), Decimal(str(b["limit"]))) == (5, 15)
+    b = client.get("/v1/customers/a/entitlements/storage", params={"at": "2026-04-10T00:00:00Z"}).json()
+    assert Decimal(str(b["granted"])) == 0
