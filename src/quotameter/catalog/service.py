@@ -11,6 +11,7 @@ from sqlalchemy import Connection
 
 from quotameter.catalog import repository
 from quotameter.catalog.model import Catalog, MeterSpec, catalog_to_json, validate_catalog
+from quotameter.notifications import repository as notices
 
 
 @dataclass(frozen=True)
@@ -83,4 +84,7 @@ def apply(conn: Connection, doc: object, previous: LoadedCatalog, applied_us: in
         from quotameter.meters.repository import clear_meter
 
         clear_meter(conn, gone)
+    # Usage and limits may have moved for anyone: every customer is evaluated again (by the
+    # scheduler, or before its next read), which also times its wake-ups again.
+    notices.mark_pending(conn, sorted(catalog.customers), applied_us)
     return Applied(version, changed)
