@@ -68,3 +68,31 @@ def test_a_rollover_credit_carries_whole_out_of_a_period_that_ended_unlimited(cl
     assert (Decimal(str(b["granted"])), Decimal(str(b["limit"]))) == (5, 15)
     b = client.get("/v1/customers/a/entitlements/storage", params={"at": "2026-04-10T00:00:00Z"}).json()
     assert Decimal(str(b["granted"])) == 0
+
+
+LADDER = {
+    "meters": {"calls": {"event_type": "call", "aggregation": "count"}},
+    "plans": {
+        "small": {"entitlements": {"calls": {"meter": "calls", "allowance": {"fixed": 20}, "enforcement": "soft",
+                                             "slack": 0.1, "notify": {"percent_remaining": [25]}}}},
+        "tight": {"entitlements": {"calls": {"meter": "calls", "allowance": {"fixed": 16}, "enforcement": "hard",
+                                             "notify": {"percent_used": [40]}}}},
+    },
+    "customers": {"a": {"plan": "small", "admins": ["ops@a.example"]}},
+}
+
+
+def test_a_level_another_plan_defined_is_not_rearmed_while_usage_stays_above_it(client) -> None:  # type: ignore[no-untyped-def]
+    """25 % remaining of small fired at 16 calls; tight does not define that level, and usage
+    never fell below 75 % of any limit since: back on small it does not fire again."""
+    assert client.put("/v1/catalog", json=LADDER).status_code == 200
+    assert client.post("/v1/events", json=[event("call", "a", T0) for _ in range(16)]).json()["accepted"] == 16
+
+    def thresholds() -> list[tuple[str, object]]:
+        notices = client.get("/v1/customers/a/notifications").json()["notifications"]
+        return [(n["details"]["plan"], n["percent"]) for n in notices if n["type"] == "usage.threshold"]
+
+    assert thresholds() == [("small", 75)]
+    for plan in ("tight", "small"):
+        assert client.post("/v1/customers/a/subscription", json={"plan": plan}).status_code == 200
+    assert thresholds() == [("small", 75), ("tight", 40)]

@@ -87,8 +87,8 @@ def evaluate(conn: Connection, catalog: LoadedCatalog, customer: str, feature: s
     # Only an evaluation at or after the instant a level fired can take it back: usage only
     # grows within a period, so an earlier instant's lower usage (another process asked
     # about a moment before a consume it had not seen) is no sign of a raised limit.
-    for key in set(done) - {t.key for t in now_reached} - {BLOCKED}:
-        if at_us >= done[key]:
+    for key in set(done) - {BLOCKED}:
+        if at_us >= done[key] and model.below(s, key):
             repo.rearm(conn, customer, feature, ps, key)
     for level in now_reached:
         if level.key not in done and repo.fire(conn, customer, feature, ps, level.key, at_us):
