@@ -96,3 +96,21 @@ def test_a_level_another_plan_defined_is_not_rearmed_while_usage_stays_above_it(
     for plan in ("tight", "small"):
         assert client.post("/v1/customers/a/subscription", json={"plan": plan}).status_code == 200
     assert thresholds() == [("small", 75), ("tight", 40)]
+
+
+def test_a_move_to_a_plan_without_a_limit_restores_access_and_a_move_back_blocks_again(client) -> None:  # type: ignore[no-untyped-def]
+    """Members learn in-app that they may go on (the feature is unlimited now), and that they
+    are stopped again once back on the limited plan."""
+    assert client.put("/v1/catalog", json=CATALOG).status_code == 200
+    assert client.post("/v1/events", json=[event("upload", "a", T0, mb=12)]).json()["accepted"] == 1
+
+    def blocks() -> list[str]:
+        notices = client.get("/v1/customers/a/notifications").json()["notifications"]
+        return [n["type"] for n in notices if n["feature"] == "storage" and n["type"].startswith("access.")]
+
+    assert blocks() == ["access.blocked"]
+    assert client.post("/v1/customers/a/subscription", json={"plan": "unlimited"}).status_code == 200
+    assert client.get("/v1/customers/a/entitlements/storage").json()["has_access"] is True
+    assert blocks() == ["access.blocked", "access.restored"]
+    assert client.post("/v1/customers/a/subscription", json={"plan": "basic"}).status_code == 200
+    assert blocks() == ["access.blocked", "access.restored", "access.blocked"]
