@@ -122,7 +122,7 @@ START = datetime(2026, 3, 28, 9, 0, tzinfo=timezone.utc)
 # "<field>: <reason>", where a field is a dotted path (data.mb, effective_at, catalog).
 FIELD_ERROR = re.compile(r"^[A-Za-z_][\w.\[\]]*: \S")
 
-EXAMPLES = int(os.environ.get("QUOTAMETER_STATEFUL_EXAMPLES", "12"))
+EXAMPLES = int(os.environ.get("QUOTAMETER_STATEFUL_EXAMPLES", "10"))
 STEPS = int(os.environ.get("QUOTAMETER_STATEFUL_STEPS", "30"))
 
 
@@ -239,12 +239,19 @@ class ServiceMachine(RuleBasedStateMachine):
         return calendar_month(self.now, self.model.spec(customer).timezone).start
 
     def _past(self, data: st.DataObject, customer: str) -> datetime | None:
-        """An `effective_at`: none (now), a moment ago, around the start of the customer's
-        month or of the month before, or any time in the last 40 days."""
-        kind = data.draw(st.sampled_from(["now", "now", "recent", "month start", "last month", "any"]),
-                         label="effective")
+        """An `effective_at`: none (now), a moment ago, just after another change of the
+        customer, around the start of the customer's month or of the month before, or any time
+        in the last 40 days."""
+        kind = data.draw(st.sampled_from(["now", "now", "recent", "after a change", "month start", "last month",
+                                          "any"]), label="effective")
         if kind == "now":
             return None
+        changes = sorted({c.effective_us for c in [*self.model.plans.get(customer, []),
+                                                   *self.model.seats.get(customer, [])]}
+                         | {g.effective_us for g in self.model.grants.get(customer, {}).values()})
+        if kind == "after a change" and changes:
+            after = from_us(data.draw(st.sampled_from(changes), label="change at"))
+            return min(self.now, after + timedelta(minutes=data.draw(st.integers(0, 90), label="minutes after")))
         if kind == "recent":
             return self.now - timedelta(minutes=data.draw(st.integers(1, 120), label="minutes ago"))
         if kind == "any":
