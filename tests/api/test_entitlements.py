@@ -238,6 +238,7 @@ def test_time_alone_crosses_thresholds_of_an_open_stream(demo, clock) -> None:  
     media(demo, "u1", T0, None)  # the microphone stays on
     assert notices(demo, "acme") == []
     services = demo.app.state.services
+    assert tick(services.engine, services.catalogs, clock) == 3  # the other customers a new catalog leaves to evaluate
     clock.now = T0 + minutes(430)
     assert tick(services.engine, services.catalogs, clock) == 1
     first = notices(demo, "acme")

@@ -13,6 +13,7 @@ from quotameter.catalog import repository
 from quotameter.catalog.model import Catalog, CatalogDiff, MeterSpec, catalog_to_json, diff, validate_catalog
 from quotameter.customers import repository as customer_records
 from quotameter.errors import Conflict
+from quotameter.notifications import repository as notices
 from quotameter.wording import plural
 
 
@@ -123,4 +124,7 @@ def apply(conn: Connection, doc: object, previous: LoadedCatalog, applied_us: in
         from quotameter.meters.repository import clear_meter
 
         clear_meter(conn, gone)
+    # Usage and limits may have moved for anyone: every customer is evaluated again (by the
+    # scheduler, or before its next read), which also times its wake-ups again.
+    notices.mark_pending(conn, sorted(catalog.customers), applied_us)
     return applied

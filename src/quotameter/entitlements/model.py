@@ -121,6 +121,24 @@ def reached(s: Standing, levels: Iterable[Threshold]) -> list[Threshold]:
     return [t for t in levels if s.usage * HUNDRED >= t.percent_used * s.limit]
 
 
+def level_percent(key: str) -> Decimal:
+    """The percent of the limit at which the level named `key` (see `thresholds`) fires."""
+    kind, _, value = key.partition(":")
+    if kind == "used":
+        return Decimal(value)
+    if kind == "remaining":
+        return HUNDRED - Decimal(value)
+    return HUNDRED  # exhausted
+
+
+def below(s: Standing, key: str) -> bool:
+    """Whether usage is now below the level named `key`, so that it may fire again. Measured
+    against the limit in force, also for a level only another plan of the period defines:
+    moving between plans alone is no sign that usage fell back. Without a limit, no level
+    has a meaning: none is taken back."""
+    return s.limit is not None and s.usage * HUNDRED < level_percent(key) * s.limit
+
+
 def percent_used(s: Standing) -> Decimal | None:
     """Percent of the limit used, to the hundredth; a tiny limit far exceeded reads as the
     largest percent a notice keeps (below 10^15) rather than one too long to store."""

@@ -108,7 +108,8 @@ def granted_in(conn: Connection, catalog: LoadedCatalog, customer: str, feature:
     if rollover == 0:
         return bought
     before = balance(conn, catalog, customer, feature, previous_end).standing
-    assert before.limit is not None
+    if before.limit is None:  # the period ended unlimited (a plan change): none of the grants was used
+        return bought + rollover
     unused = max(Decimal(0), before.limit - before.usage)
     return bought + min(rollover, unused)
 

@@ -1,10 +1,12 @@
-"""Time alone crosses levels while media streams stay open: find when, and be there.
+"""Time alone crosses levels: find when, and be there.
 
-For each feature backed by a duration meter, `refresh` computes the next instant at which
-usage will reach a level not yet fired (a threshold, the limit, the hard limit). Usage of
-open streams only grows with time, so that instant is found by bisection over
-microseconds. The scheduler sleeps until the earliest such instant, evaluates there, and
-records the notice with that exact instant.
+A feature's standing moves without any request while a media stream stays open, when an
+event stamped ahead comes due, and when a new period starts already past a level (a gauge
+carries its level in; an allowance of zero is reached at once). For each feature, `refresh`
+computes the next instant at which that brings the feature to a level not yet fired (a
+threshold, the limit, the hard limit). Usage within a period only grows with time, so that
+instant is found by bisection over microseconds. The scheduler sleeps until the earliest such
+instant, evaluates there, and records the notice with that exact instant.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from sqlalchemy import Connection, Engine
 
 from quotameter.catalog.service import CatalogCache, LoadedCatalog
 from quotameter.customers import service as customers
+from quotameter.customers import state as customer_state
 from quotameter.entitlements import model
 from quotameter.entitlements.service import balance
+from quotameter.errors import NotFound
 from quotameter.meters import service as meters
 from quotameter.notifications import repository as repo
 from quotameter.notifications.service import BLOCKED, evaluate, evaluate_all
@@ -36,8 +40,6 @@ def next_crossing(conn: Connection, catalog: LoadedCatalog, customer: str, featu
     b = balance(conn, catalog, customer, feature, now)
     view, ent = b.view, b.entitlement
     meter = catalog.spec.meters[ent.meter]
-    if meter.aggregation != "duration":
-        return None
     s = b.standing
     if s.limit is None:
         return None  # unlimited: no level to reach, in this period or any other
@@ -47,8 +49,8 @@ def next_crossing(conn: Connection, catalog: LoadedCatalog, customer: str, featu
         return meters.usage(conn, meter, ent.meter, customer, start_us, end_us, t)
 
     last = end_us - 1
-    if usage(last) <= s.usage:
-        return None  # nothing open: time alone changes nothing
+    if usage(last) <= s.usage:  # nothing open, nothing stamped ahead in this period
+        return end_us if _due_at_start(conn, catalog, customer, feature, b.period.end) else None
     targets = _targets(conn, customer, feature, start_us, s, ent, view)
     goal = min((q for q in targets if q > s.usage), default=None)
     if goal is None or usage(last) < goal:
@@ -61,6 +63,20 @@ def next_crossing(conn: Connection, catalog: LoadedCatalog, customer: str, featu
         else:
             lo = mid
     return hi
+
+
+def _due_at_start(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, start: datetime) -> bool:
+    """Whether the period starting at `start` needs an evaluation when it starts: something of
+    the customer is stamped there or later, or its standing starts at a level not yet fired."""
+    if customer_state.read(conn, customer)[1] >= to_us(start):
+        return True
+    try:
+        b = balance(conn, catalog, customer, feature, start)
+    except NotFound:  # the plan in force then has no such feature
+        return False
+    s = b.standing
+    targets = _targets(conn, customer, feature, to_us(b.period.start), s, b.entitlement, b.view)
+    return any(s.usage >= q for q in targets)
 
 
 def _targets(conn: Connection, customer: str, feature: str, start_us: int, s: model.Standing, ent, view) -> list[Decimal]:  # type: ignore[no-untyped-def]
@@ -84,7 +100,7 @@ def refresh(conn: Connection, catalog: LoadedCatalog, customer: str, feature: st
 def refresh_meters(conn: Connection, catalog: LoadedCatalog, customer: str, meter_names: set[str], now: datetime) -> None:
     view = customers.view(conn, catalog, customer, to_us(now))
     for feature, ent in view.plan.entitlements.items():
-        if ent.meter in meter_names and catalog.spec.meters[ent.meter].aggregation == "duration":
+        if ent.meter in meter_names and ent.allowance is not None:
             refresh(conn, catalog, customer, feature, now)
 
 
@@ -100,11 +116,10 @@ def settle(conn: Connection, catalog: LoadedCatalog, customer: str | None, clock
     if not names:
         return 0
     now = clock()
-    durations = {name for name, m in catalog.spec.meters.items() if m.aggregation == "duration"}
     for name in names:
         if name in catalog.spec.customers:
             evaluate_all(conn, catalog, name, now, to_us(now))
-            refresh_meters(conn, catalog, name, durations, now)
+            refresh_meters(conn, catalog, name, set(catalog.spec.meters), now)
     return len(names)
 
 
@@ -138,13 +153,22 @@ def tick(engine: Engine, catalogs: CatalogCache, clock: Callable[[], datetime], 
                 return ran
             w = due[0]
             at = from_us(w.due_us)
-            if w.customer in catalog.spec.customers:
+            if _still_has(conn, catalog, w.customer, w.feature, w.due_us):
                 evaluate(conn, catalog, w.customer, w.feature, at, to_us(now))
                 refresh(conn, catalog, w.customer, w.feature, at)
             else:
                 repo.set_wakeup(conn, w.customer, w.feature, None)
             ran += 1
     return ran
+
+
+def _still_has(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, at_us: int) -> bool:
+    """Whether a wake-up still concerns a feature of the customer: a plan change (or a new
+    catalog) since it was set may have taken the feature away, and a wake-up left due would
+    stop every pass at it, holding back all the wake-ups due after it."""
+    if customer not in catalog.spec.customers:
+        return False
+    return feature in customers.view(conn, catalog, customer, at_us).plan.entitlements
 
 
 class Scheduler:

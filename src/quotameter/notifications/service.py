@@ -19,7 +19,7 @@ from quotameter.customers import repository as customer_history
 from quotameter.customers import service as customers
 from quotameter.customers.service import CustomerView
 from quotameter.entitlements import model
-from quotameter.entitlements.service import Balance, balance
+from quotameter.entitlements.service import Balance, balance, period_of
 from quotameter.notifications import repository as repo
 from quotameter.store.engine import lock_keys
 from quotameter.timeutil import from_us, to_us
@@ -87,8 +87,8 @@ def evaluate(conn: Connection, catalog: LoadedCatalog, customer: str, feature: s
     # Only an evaluation at or after the instant a level fired can take it back: usage only
     # grows within a period, so an earlier instant's lower usage (another process asked
     # about a moment before a consume it had not seen) is no sign of a raised limit.
-    for key in set(done) - {t.key for t in now_reached} - {BLOCKED}:
-        if at_us >= done[key]:
+    for key in set(done) - {BLOCKED}:
+        if at_us >= done[key] and model.below(s, key):
             repo.rearm(conn, customer, feature, ps, key)
     for level in now_reached:
         if level.key not in done and repo.fire(conn, customer, feature, ps, level.key, at_us):
@@ -121,7 +121,9 @@ def evaluate_all(conn: Connection, catalog: LoadedCatalog, customer: str, at: da
     for feature in sorted(customers.view(conn, catalog, customer, to_us(at)).plan.entitlements):
         view = customers.view(conn, catalog, customer, to_us(at))  # an auto-upgrade may have moved it
         ent = view.plan.entitlements.get(feature)
-        if ent is not None and (meters is None or ent.meter in meters) and _watched(ent, view):
+        if ent is None or (meters is not None and ent.meter not in meters):
+            continue
+        if _watched(ent, view) or _blocked_on_record(conn, view, ent, feature, at):
             ids += evaluate(conn, catalog, customer, feature, at, recorded_us)
     return ids
 
@@ -131,6 +133,13 @@ def _watched(ent: EntitlementSpec, view: CustomerView) -> bool:
     if ent.allowance is None:
         return False
     return ent.notify is not None or ent.enforcement != "none" or bool(view.spec.auto_upgrade and view.plan.next_plan)
+
+
+def _blocked_on_record(conn: Connection, view: CustomerView, ent: EntitlementSpec, feature: str, at: datetime) -> bool:
+    """Whether a block of the period is on record for a feature that can block no more (a plan
+    change made it unlimited, or unenforced): evaluating it tells that access is restored."""
+    start = period_of(view, ent, at).start
+    return BLOCKED in repo.fired_keys(conn, view.key, feature, to_us(start))
 
 
 def as_dict(row) -> dict[str, object]:  # type: ignore[no-untyped-def]
