@@ -56,6 +56,7 @@ def test_consume_records_refuses_and_is_idempotent(client) -> None:  # type: ign
     refused = consume(client, "c", "storage", "req-2", 3)
     assert refused.status_code == 409
     assert refused.json()["allowed"] is False and "2.5 left" in refused.json()["reason"]
+    assert refused.json()["error"] == f"amount: {refused.json()['reason']}"  # names its field, like every 4xx
     # A count meter records whole events, carrying its filter so that they are counted.
     assert consume(client, "c", "calls", "n-1", 3).json()["usage"] == 3
     bad = consume(client, "c", "calls", "n-2", "1.5")

@@ -204,7 +204,7 @@ class ServiceMachine(RuleBasedStateMachine):
             kwargs.update(content=dumps(body), headers={"content-type": "application/json"})
         r = self.client.request(method, path, **kwargs)
         assert r.status_code < 500, f"{method} {path} answered {r.status_code}: {r.text}"
-        if 400 <= r.status_code < 500 and not (r.status_code == 409 and path.endswith("/consume")):
+        if 400 <= r.status_code < 500:
             error = r.json().get("error", "")
             assert FIELD_ERROR.match(error), f"{method} {path} answered {r.status_code} without a field: {r.text}"
         return r

@@ -15,7 +15,7 @@ from quotameter.notifications.scheduler import settle_before_read
 from quotameter.store.engine import retry_transient, unit_of_work
 from quotameter.timeutil import to_us
 from quotameter.usecases.consume import ConsumeRequest, Consumption, consume
-from quotameter.web import (JSON, Instant, Number, PeriodOut, Quantity, Services, Text, error_responses, instant,
+from quotameter.web import (JSON, ErrorBody, Instant, Number, PeriodOut, Quantity, Services, Text, error_responses, instant,
                             probe, read, services)
 
 
@@ -62,6 +62,13 @@ class CheckOut(BalanceOut):
 
 class ConsumeOut(CheckOut):
     duplicate: bool = Field(description="this `id` was recorded before; nothing was added")
+
+
+class ConsumeRefusedOut(ConsumeOut):
+    """A refused consumption: nothing recorded; the balance as it stands."""
+
+    error: str = Field(description="`amount: ` and the reason, as every error names its field",
+                       examples=["amount: 30 more would exceed the limit of 5000 (12 left)"])
 
 
 @router.get("/v1/customers/{customer}/entitlements/{feature}", response_class=JSON, dependencies=[Depends(reads_customer)],
@@ -118,12 +125,9 @@ def _compute_balance(svc: Services, customer: str, feature: str, when: datetime)
         return svc.balances.balance(conn, catalog, customer, feature, when)
 
 
-_REFUSED = {"anyOf": [{"$ref": "#/components/schemas/ConsumeOut"}, {"$ref": "#/components/schemas/ErrorBody"}]}
-
-
 @router.post("/v1/customers/{customer}/entitlements/{feature}/consume", response_class=JSON, dependencies=[Depends(admin_only)],
              responses={200: {"model": ConsumeOut}, **error_responses(400, 404, 422),
-                        409: {"content": {"application/json": {"schema": _REFUSED}},
+                        409: {"model": ConsumeRefusedOut | ErrorBody,
                               "description": "Not allowed: nothing recorded, and the balance as it stands "
                                              "(`allowed: false`). Or `{\"error\"}` naming `id` (recorded before "
                                              "with another amount) or `at` (in an invoiced period)."}})
@@ -135,7 +139,9 @@ async def post_consume(request: Request, customer: str, feature: str, body: Cons
     result = await run_in_threadpool(_consume, svc, customer, feature, body)
     payload = {"allowed": result.allowed, "reason": result.reason, "duplicate": result.duplicate,
                **result.balance.as_dict()}
-    return JSON(payload, status_code=200 if result.allowed else 409)
+    if not result.allowed:
+        return JSON({"error": f"amount: {result.reason}", **payload}, status_code=409)
+    return JSON(payload)
 
 
 @retry_transient
