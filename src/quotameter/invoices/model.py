@@ -3,7 +3,7 @@
 No I/O and no clock: `service.py` gathers the numbers (balances, seats, top-ups, plan
 changes) and this module turns them into lines.
 
-Rules (where SPEC.md is silent):
+Rules (the choices made where the product contract leaves room):
 - Every line is rounded on its own, half-up, to the currency's minor unit; the total is
   the sum of the rounded lines, so the lines always add up to what is printed.
 - Plan fee (`flat`) and seat fee (`per_seat` × the highest paid-seat count in the period,

@@ -332,7 +332,7 @@ api_keys = Table(
     Column("revoked_us", BigInteger),
 )
 
-# --- invoices (issue 5) ------------------------------------------------------------------
+# --- invoices ------------------------------------------------------------------------------
 
 # Finalized invoices: one per customer and billing period, a frozen snapshot of its lines.
 # The unique key makes finalization happen once, also with several processes
@@ -353,7 +353,7 @@ invoices = Table(
     Index("ix_invoices_customer_end", "customer", "period_end_us"),
 )
 
-# --- deliveries (issue 5) ----------------------------------------------------------------
+# --- deliveries ----------------------------------------------------------------------------
 
 # One row per notice and channel target: an e-mail message to the notice's recipients, or
 # one webhook endpoint. Content is rendered when the notice is fanned out, so every retry
