@@ -3,20 +3,40 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from quotameter.errors import Overloaded
+
 DEFAULT_URL = "sqlite:///quotameter.sqlite3"
+T = TypeVar("T")
+
+# How long background work (the scheduler, delivery, the finalizer, the CLI, migrations)
+# waits for the write lock: it has no client to answer, so it waits its turn.
+PATIENT_SECONDS = 30.0
+
+# How long a write unit of the current context may wait for the write lock before it is
+# refused with `Overloaded` (HTTP 503); None: patiently. `server.BoundedWrites` sets it for
+# each HTTP request (QUOTAMETER_WRITE_WAIT_SECONDS); everything else leaves it unset.
+write_wait: ContextVar[float | None] = ContextVar("quotameter_write_wait", default=None)
+
+# The execution option that marks a connection as a write unit's (`unit_of_work`).
+_WRITES = "quotameter_writes"
+_OWN_BUSY_MS = "quotameter_busy_ms"  # in a pooled SQLite connection's info: its busy_timeout
 
 
 def _dec_add(a: str | None, b: str | None) -> str | None:
@@ -80,18 +100,33 @@ class _WriteLock:
     """SQLite has one write lock per database file, and a connection that finds it taken
     sleeps in SQLite's busy handler (1, 2, 5, 10 … 100 ms steps) however soon it is freed.
     The threads of one process queue on this lock instead, and the next one starts the moment
-    the last COMMIT or ROLLBACK returns; other processes still meet the busy handler."""
+    the last COMMIT or ROLLBACK returns; other processes still meet the busy handler.
+
+    Only write units (`unit_of_work`) take it, with BEGIN IMMEDIATE. Every other connection
+    reads in a deferred transaction: in WAL mode that is a snapshot which neither waits for
+    writers nor holds them up, so no read ever queues behind a long write."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.holder: object | None = None
 
     def begin(self, conn: Connection) -> None:
+        if not conn.get_execution_options().get(_WRITES):
+            conn.exec_driver_sql("BEGIN")
+            return
+        wait = write_wait.get()
+        deadline = time.monotonic() + (PATIENT_SECONDS if wait is None else wait)
         fairy = conn.connection
-        if not self.lock.acquire(timeout=30):
-            raise TimeoutError("database: another transaction of this process held the write lock for 30 s")
+        if not self.lock.acquire(timeout=PATIENT_SECONDS if wait is None else wait):
+            if wait is not None:
+                raise overloaded(wait)
+            raise TimeoutError(f"database: another transaction of this process held the write lock for "
+                               f"{PATIENT_SECONDS:g} s")
         try:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            if wait is None:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            else:
+                _begin_immediate_within(conn, deadline - time.monotonic(), wait)
         except BaseException:
             self.lock.release()
             raise
@@ -123,6 +158,79 @@ class _WriteLock:
         event.listen(engine, "begin", self.begin)
 
 
+def _begin_immediate_within(conn: Connection, left: float, wait: float) -> None:
+    """BEGIN IMMEDIATE, waiting at most `left` seconds for another process's write lock (the
+    connection's own busy_timeout is put back after), else `Overloaded`."""
+    own = conn.info.get(_OWN_BUSY_MS)
+    if own is None:
+        own = conn.info[_OWN_BUSY_MS] = conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one()
+    bound = max(0, math.ceil(left * 1000))
+    if bound >= own:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        return
+    conn.exec_driver_sql(f"PRAGMA busy_timeout={bound}")
+    try:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    except DBAPIError as err:
+        if busy(err):
+            raise overloaded(wait) from err
+        raise
+    finally:
+        conn.exec_driver_sql(f"PRAGMA busy_timeout={own}")
+
+
+def overloaded(wait: float) -> Overloaded:
+    seconds = retry_after(wait)
+    return Overloaded(f"database: busy with other writes for over {wait:g} s; nothing was stored, "
+                      f"send it again in {seconds} s", retry_after=seconds)
+
+
+def retry_after(wait: float) -> int:
+    """The Retry-After (whole seconds, at least 1) of a unit refused after waiting `wait` s."""
+    return max(1, math.ceil(wait))
+
+
+# PostgreSQL states of a transaction that lost to others and was rolled back whole:
+# serialization_failure, deadlock_detected, lock_not_available (lock_timeout),
+# query_canceled (statement_timeout), too_many_connections.
+_PG_CONTENTION = {"40001", "40P01", "55P03", "57014", "53300"}
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+
+
+def busy(err: BaseException) -> bool:
+    """Whether `err` says the database was too busy to do the work, which was not done
+    (nothing of the transaction is kept): worth answering 503 and trying again later."""
+    if isinstance(err, PoolTimeout):
+        return True
+    if not isinstance(err, DBAPIError):
+        return False
+    orig = err.orig
+    if isinstance(orig, sqlite3.OperationalError):
+        return getattr(orig, "sqlite_errorcode", 0) & 0xFF in {_SQLITE_BUSY, _SQLITE_LOCKED} or \
+            str(orig).startswith(("database is locked", "database table is locked"))
+    return getattr(orig, "sqlstate", None) in _PG_CONTENTION
+
+
+@contextmanager
+def bounded_writes(seconds: float) -> Iterator[None]:
+    """Within the block, write units of this context wait at most `seconds` for the write lock."""
+    token = write_wait.set(seconds)
+    try:
+        yield
+    finally:
+        write_wait.reset(token)
+
+
+def patiently(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` with this context's write units waiting patiently: for work a request
+    started that has no answer left to give, like a stream already open."""
+    token = write_wait.set(None)
+    try:
+        return fn(*args)
+    finally:
+        write_wait.reset(token)
+
+
 def make_engine(url: str | None = None) -> Engine:
     url = url or DEFAULT_URL
     parsed = make_url(url)
@@ -144,12 +252,21 @@ def make_engine(url: str | None = None) -> Engine:
 
 @contextmanager
 def unit_of_work(engine: Engine) -> Iterator[Connection]:
-    """One transaction: committed when the block ends, rolled back whole on any error.
+    """One write transaction: committed when the block ends, rolled back whole on any error.
 
-    Services take the connection and never commit; the request or the job owns this.
+    Services take the connection and never commit; the request or the job owns this. It
+    waits for the write lock (SQLite's, or PostgreSQL's row and advisory locks) at most
+    `write_wait` seconds when that is set (an HTTP request), else `Overloaded`; reads use
+    `engine.connect()`, which never waits for writers.
     """
-    with engine.begin() as conn:
-        yield conn
+    with engine.connect() as conn:
+        conn.execution_options(**{_WRITES: True})
+        with conn.begin():
+            wait = write_wait.get()
+            if wait is not None and conn.dialect.name == "postgresql":
+                # Transaction-scoped: lock waits (advisory, row, unique key) fail with 55P03.
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, math.ceil(wait * 1000))}")
+            yield conn
 
 
 def _transient(err: BaseException) -> bool:
