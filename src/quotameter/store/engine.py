@@ -199,12 +199,11 @@ _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 
 def busy(err: BaseException) -> bool:
     """Whether `err` says the database was too busy to do the work, which was not done
-    (nothing of the transaction is kept): worth answering 503 and trying again later."""
+    (nothing of the transaction is kept): worth answering 503 and trying again later. The
+    driver's own errors count too (a repository may use the driver's cursor directly)."""
     if isinstance(err, PoolTimeout):
         return True
-    if not isinstance(err, DBAPIError):
-        return False
-    orig = err.orig
+    orig = err.orig if isinstance(err, DBAPIError) else err
     if isinstance(orig, sqlite3.OperationalError):
         return getattr(orig, "sqlite_errorcode", 0) & 0xFF in {_SQLITE_BUSY, _SQLITE_LOCKED} or \
             str(orig).startswith(("database is locked", "database table is locked"))
