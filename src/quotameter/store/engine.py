@@ -7,6 +7,7 @@ import math
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -34,7 +35,8 @@ PATIENT_SECONDS = 30.0
 # each HTTP request (QUOTAMETER_WRITE_WAIT_SECONDS); everything else leaves it unset.
 write_wait: ContextVar[float | None] = ContextVar("quotameter_write_wait", default=None)
 
-# The execution option that marks a connection as a write unit's (`unit_of_work`).
+# The execution option that marks a connection as a write unit's (`unit_of_work`): its
+# deadline (time.monotonic) and `write_wait`.
 _WRITES = "quotameter_writes"
 _OWN_BUSY_MS = "quotameter_busy_ms"  # in a pooled SQLite connection's info: its busy_timeout
 
@@ -96,66 +98,46 @@ def _prepare_sqlite(dbapi_conn: sqlite3.Connection, _record: object) -> None:
     dbapi_conn.create_aggregate("dec_maxagg", 1, _DecMax)  # type: ignore[arg-type]
 
 
-class _WriteLock:
-    """SQLite has one write lock per database file, and a connection that finds it taken
-    sleeps in SQLite's busy handler (1, 2, 5, 10 … 100 ms steps) however soon it is freed.
-    The threads of one process queue on this lock instead, and the next one starts the moment
-    the last COMMIT or ROLLBACK returns; other processes still meet the busy handler.
+# SQLite has one write lock per database file, and a connection that finds it taken sleeps in
+# SQLite's busy handler (1, 2, 5, 10 … 100 ms steps) however soon it is freed. The threads of
+# one process take turns on this lock (one per engine's dialect, which outlives `dispose`)
+# instead: the next starts the moment the last one's transaction ends, and only then takes a
+# pooled connection, so waiting writers never hold the connections that reads need. Other
+# processes still meet the busy handler.
+_WRITE_TURNS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
 
-    Only write units (`unit_of_work`) take it, with BEGIN IMMEDIATE. Every other connection
-    reads in a deferred transaction: in WAL mode that is a snapshot which neither waits for
-    writers nor holds them up, so no read ever queues behind a long write."""
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.holder: object | None = None
+@contextmanager
+def _write_turn(engine: Engine, deadline: float, wait: float | None) -> Iterator[None]:
+    turn = _WRITE_TURNS.get(engine.dialect)
+    if turn is None:  # PostgreSQL: writers wait on the locks of what they write
+        yield
+        return
+    if not turn.acquire(timeout=max(0.0, deadline - time.monotonic())):
+        if wait is not None:
+            raise overloaded(wait)
+        raise TimeoutError(f"database: other transactions of this process held the write lock for "
+                           f"{PATIENT_SECONDS:g} s")
+    try:
+        yield
+    finally:
+        turn.release()
 
-    def begin(self, conn: Connection) -> None:
-        if not conn.get_execution_options().get(_WRITES):
-            conn.exec_driver_sql("BEGIN")
-            return
-        wait = write_wait.get()
-        deadline = time.monotonic() + (PATIENT_SECONDS if wait is None else wait)
-        fairy = conn.connection
-        if not self.lock.acquire(timeout=PATIENT_SECONDS if wait is None else wait):
-            if wait is not None:
-                raise overloaded(wait)
-            raise TimeoutError(f"database: another transaction of this process held the write lock for "
-                               f"{PATIENT_SECONDS:g} s")
-        try:
-            if wait is None:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-            else:
-                _begin_immediate_within(conn, deadline - time.monotonic(), wait)
-        except BaseException:
-            self.lock.release()
-            raise
-        self.holder = fairy
 
-    def release(self, fairy: object) -> None:
-        if self.holder is fairy:
-            self.holder = None
-            self.lock.release()
-
-    def install(self, engine: Engine) -> None:
-        dialect = engine.dialect
-        commit, rollback = dialect.do_commit, dialect.do_rollback
-
-        def do_commit(fairy: Any) -> None:
-            try:
-                commit(fairy)
-            finally:
-                self.release(fairy)
-
-        def do_rollback(fairy: Any) -> None:
-            try:
-                rollback(fairy)
-            finally:
-                self.release(fairy)
-
-        dialect.do_commit = do_commit  # type: ignore[method-assign]
-        dialect.do_rollback = do_rollback  # type: ignore[method-assign]
-        event.listen(engine, "begin", self.begin)
+def _begin_sqlite(conn: Connection) -> None:
+    """Every SQLite transaction's BEGIN (pysqlite's own handling is off). A write unit's is
+    BEGIN IMMEDIATE: it takes the file's write lock at once, so its writes cannot fail to
+    upgrade a read lock later. Any other is a deferred BEGIN: in WAL mode a snapshot that
+    neither waits for writers nor holds them up, so no read ever queues behind a long write."""
+    writes = conn.get_execution_options().get(_WRITES)
+    if writes is None:
+        conn.exec_driver_sql("BEGIN")
+        return
+    deadline, wait = writes
+    if wait is None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # the connection's own busy_timeout
+    else:
+        _begin_immediate_within(conn, deadline - time.monotonic(), wait)
 
 
 def _begin_immediate_within(conn: Connection, left: float, wait: float) -> None:
@@ -239,7 +221,8 @@ def make_engine(url: str | None = None) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False}, pool_size=8, max_overflow=8,
                                pool_use_lifo=True)
         event.listen(engine, "connect", _prepare_sqlite)
-        _WriteLock().install(engine)
+        event.listen(engine, "begin", _begin_sqlite)
+        _WRITE_TURNS[engine.dialect] = threading.Lock()
         return engine
     if parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
@@ -258,10 +241,11 @@ def unit_of_work(engine: Engine) -> Iterator[Connection]:
     `write_wait` seconds when that is set (an HTTP request), else `Overloaded`; reads use
     `engine.connect()`, which never waits for writers.
     """
-    with engine.connect() as conn:
-        conn.execution_options(**{_WRITES: True})
+    wait = write_wait.get()
+    deadline = time.monotonic() + (PATIENT_SECONDS if wait is None else wait)
+    with _write_turn(engine, deadline, wait), engine.connect() as conn:
+        conn.execution_options(**{_WRITES: (deadline, wait)})
         with conn.begin():
-            wait = write_wait.get()
             if wait is not None and conn.dialect.name == "postgresql":
                 # Transaction-scoped: lock waits (advisory, row, unique key) fail with 55P03.
                 conn.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, math.ceil(wait * 1000))}")
