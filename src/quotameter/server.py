@@ -212,15 +212,19 @@ class CatchAll:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception as err:
-            if busy(err) and not started:
-                log.warning("answered 503 to %s %s: %s", scope.get("method"), scope.get("path"), err)
-                seconds = retry_after(self.write_wait)
-                await JSON({"error": f"database: too busy with other work; nothing was stored, send it again "
-                                     f"in {seconds} s"}, status_code=503,
-                           headers={"Retry-After": str(seconds)})(scope, receive, send)
+            if not started and (isinstance(err, Overloaded) or busy(err)):
+                await self._busy(scope, err)(scope, receive, send)
                 return
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if started:
                 raise
             response = JSON({"error": "internal error; the server log has the details"}, status_code=500)
             await response(scope, receive, send)
+
+    def _busy(self, scope: Scope, err: Exception) -> JSON:
+        log.warning("answered 503 to %s %s: %s", scope.get("method"), scope.get("path"), err)
+        if not isinstance(err, Overloaded):
+            seconds = retry_after(self.write_wait)
+            err = Overloaded(f"database: too busy with other work; nothing was stored, send it again in {seconds} s",
+                             retry_after=seconds)
+        return JSON({"error": err.message}, status_code=503, headers={"Retry-After": str(err.retry_after)})

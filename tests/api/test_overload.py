@@ -4,6 +4,7 @@ counts once when sent again (server.BoundedWrites, store/engine.py)."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -11,10 +12,14 @@ from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
+import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, func, select, text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from quotameter.events import api as events_api
 from quotameter.server import create_app
 from quotameter.settings import Settings
 from quotameter.store.engine import make_engine, unit_of_work
@@ -133,6 +138,23 @@ def test_reads_answer_and_writes_are_refused_while_the_write_lock_is_held(client
     assert _usage(client) == 4  # each event counted once
     assert client.post("/v1/customers/c/entitlements/calls/consume", json={"id": "k1", "amount": 5}).status_code == 200
     assert _usage(client) == 9
+
+
+@pytest.mark.parametrize("error", [
+    sqlite3.OperationalError("database is locked"),  # another process held SQLite's lock too long
+    DBAPIError("INSERT …", {}, psycopg.errors.DeadlockDetected()),  # still deadlocked after the retries
+    psycopg.errors.LockNotAvailable(),  # lock_timeout, raised through the driver's own cursor
+    PoolTimeout("QueuePool limit reached"),
+], ids=["sqlite-locked", "pg-deadlock", "pg-lock-timeout", "pool-timeout"])
+def test_any_busy_database_error_is_a_503_not_a_500(client: TestClient, monkeypatch: pytest.MonkeyPatch,
+                                                    error: Exception) -> None:
+    assert client.put("/v1/catalog", json=CATALOG).status_code == 200
+
+    def fail(*_args: Any) -> None:
+        raise error
+
+    monkeypatch.setattr(events_api, "store", fail)
+    _refused(client.post("/v1/events", json=[event("api.call", "c", at("2026-03-10T09:00:00Z"))]))
 
 
 def test_background_work_waits_its_turn(client: TestClient) -> None:

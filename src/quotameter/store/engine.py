@@ -218,7 +218,10 @@ def make_engine(url: str | None = None) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False}, pool_size=8, max_overflow=8,
+        # Room for every thread that may read at once (the threadpool's 40, the background
+        # workers') beside a read on the event loop: a read must never wait for a connection,
+        # which would freeze the loop. Writers take a connection only in their turn (one).
+        engine = create_engine(url, connect_args={"check_same_thread": False}, pool_size=8, max_overflow=56,
                                pool_use_lifo=True)
         event.listen(engine, "connect", _prepare_sqlite)
         event.listen(engine, "begin", _begin_sqlite)
