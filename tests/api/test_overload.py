@@ -8,6 +8,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
@@ -37,14 +38,20 @@ CATALOG = {
 }
 
 
-@pytest.fixture
-def client(db_url: str, clock) -> Iterator[TestClient]:  # type: ignore[no-untyped-def]
+@contextmanager
+def serving(db_url: str, clock: Any, write_wait: float) -> Iterator[TestClient]:
     settings = Settings(database_url=db_url, scheduler=False, tune_gc=False, admin_key=ADMIN_KEY,
-                        write_wait_seconds=WAIT)
+                        write_wait_seconds=write_wait)
     app = create_app(settings, clock=clock)
     with TestClient(app, headers=ADMIN) as c:
         yield c
     app.state.services.engine.dispose()
+
+
+@pytest.fixture
+def client(db_url: str, clock: Any) -> Iterator[TestClient]:
+    with serving(db_url, clock, WAIT) as c:
+        yield c
 
 
 class Holder:
@@ -192,3 +199,24 @@ def test_a_consume_of_half_a_million_units_of_a_limited_count_meter_is_one_row(c
     assert (r.status_code, r.json()["usage"]) == (200, 500_000)
     assert _stored(client) == 1
     assert _usage(client) == 500_000
+
+
+def test_catalogs_applied_at_once_each_get_their_version(db_url: str, clock: Any) -> None:
+    """Each numbers its version after the last; at once, two used to take the same (a 500 on PostgreSQL)."""
+    with serving(db_url, clock, HELD) as client:  # patient enough never to be refused here
+        _apply_at_once(client)
+
+
+def _apply_at_once(client: TestClient) -> None:
+    assert client.put("/v1/catalog", json=CATALOG).json()["version"] == 1
+    start = threading.Barrier(4)
+
+    def apply(n: int) -> int:
+        doc = {**CATALOG, "customers": {**CATALOG["customers"], f"x{n}": {"plan": "p"}}}
+        start.wait()
+        answer = client.put("/v1/catalog", json=doc)
+        assert answer.status_code == 200, answer.text
+        return int(answer.json()["version"])
+
+    with ThreadPoolExecutor(4) as pool:
+        assert sorted(pool.map(apply, range(4))) == [2, 3, 4, 5]
