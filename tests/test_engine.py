@@ -85,3 +85,20 @@ def test_a_read_neither_waits_for_a_writer_nor_sees_its_uncommitted_rows(impatie
 def _tally(engine: Engine) -> int:
     with engine.connect() as conn:
         return int(conn.execute(text("SELECT n FROM tally")).scalar_one())
+
+
+def test_a_deadlock_raised_by_the_driver_itself_is_retried() -> None:
+    import psycopg
+
+    from quotameter.store.engine import retry_transient
+
+    calls: list[int] = []
+
+    @retry_transient
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise psycopg.errors.DeadlockDetected()
+        return "done"
+
+    assert flaky() == "done" and len(calls) == 3

@@ -258,7 +258,9 @@ def unit_of_work(engine: Engine) -> Iterator[Connection]:
 def _transient(err: BaseException) -> bool:
     # PostgreSQL's deadlock_detected and serialization_failure: the transaction was rolled
     # back whole, so running it again is safe (event ids make a retried ingest idempotent).
-    return isinstance(err, DBAPIError) and getattr(err.orig, "sqlstate", None) in {"40P01", "40001"}
+    # Raised through SQLAlchemy or by the driver's own cursor (events/repository.py).
+    orig = err.orig if isinstance(err, DBAPIError) else err
+    return getattr(orig, "sqlstate", None) in {"40P01", "40001"}
 
 
 retry_transient = retry(retry=retry_if_exception(_transient), stop=stop_after_attempt(5),
