@@ -181,6 +181,9 @@ class BoundedWrites:
         self.seconds = seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # the lifespan's work (starting the workers) stays patient
+            await self.app(scope, receive, send)
+            return
         with bounded_writes(self.seconds):
             await self.app(scope, receive, send)
 
