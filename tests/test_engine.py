@@ -35,7 +35,7 @@ def test_threads_take_the_write_lock_in_turn_and_never_meet_sqlite_busy(impatien
                 with unit_of_work(impatient) as conn:
                     n = conn.execute(text("SELECT n FROM tally")).scalar_one()
                     conn.execute(text("UPDATE tally SET n = :n"), {"n": n + 1})
-                with impatient.connect() as conn:  # a read takes its turn too
+                with impatient.connect() as conn:  # a read, beside the writers
                     conn.execute(text("SELECT n FROM tally")).scalar_one()
         except BaseException as err:  # noqa: BLE001 - reported below
             errors.append(err)
@@ -67,3 +67,38 @@ def test_a_transaction_that_fails_leaves_the_lock_to_the_next(impatient: Engine)
     assert done.wait(10), "the write lock was not released by the failed transactions"
     with impatient.connect() as conn:
         assert conn.execute(text("SELECT n FROM tally")).scalar_one() == 1  # the failed update rolled back
+
+
+def test_a_read_neither_waits_for_a_writer_nor_sees_its_uncommitted_rows(impatient: Engine) -> None:
+    """Reads are deferred WAL snapshots: with no busy handler at all, a read beside an open
+    write transaction of this process (which holds the write lock) answers at once."""
+    with unit_of_work(impatient) as writer:
+        writer.execute(text("UPDATE tally SET n = 7"))
+        seen: list[int] = []
+        reader = threading.Thread(target=lambda: seen.append(_tally(impatient)))
+        reader.start()
+        reader.join(10)
+        assert seen == [0]
+    assert _tally(impatient) == 7
+
+
+def _tally(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT n FROM tally")).scalar_one())
+
+
+def test_a_deadlock_raised_by_the_driver_itself_is_retried() -> None:
+    import psycopg
+
+    from quotameter.store.engine import retry_transient
+
+    calls: list[int] = []
+
+    @retry_transient
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise psycopg.errors.DeadlockDetected()
+        return "done"
+
+    assert flaky() == "done" and len(calls) == 3

@@ -44,6 +44,18 @@ class Forbidden(QuotameterError):
     status = 403
 
 
+class Overloaded(QuotameterError):
+    """The database was too busy with other writes to take this one in time: nothing of it was
+    stored, and sending it again after `retry_after` seconds is safe (event and consumption
+    ids make a repeat count once). Answered 503 with a Retry-After header."""
+
+    status = 503
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 def shown(value: object, limit: int = 60) -> str:
     """A value as an error message quotes it: its repr, cut short when long (a body may be
     megabytes, and the answer should not echo it)."""

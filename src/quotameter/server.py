@@ -25,7 +25,7 @@ from quotameter.invoices.api import router as invoices_router
 from quotameter.invoices.finalizer import Finalizer
 from quotameter.notifications.api import router as notifications_router
 from quotameter.notifications.scheduler import Scheduler
-from quotameter.errors import QuotameterError
+from quotameter.errors import Overloaded, QuotameterError
 from quotameter.events.api import router as events_router
 from quotameter.events.api import with_event_schema
 from quotameter.guard import RequestGuard
@@ -33,7 +33,7 @@ from quotameter.settings import Settings
 from quotameter.keys import service as keys
 from quotameter.keys.api import router as keys_router
 from quotameter.keys.auth import KeyFirst
-from quotameter.store.engine import make_engine, unit_of_work
+from quotameter.store.engine import bounded_writes, busy, make_engine, retry_after, unit_of_work
 from quotameter.timeutil import to_us
 from quotameter.store.migrate import upgrade
 from quotameter.usage.api import router as usage_router
@@ -82,7 +82,9 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.state.settings = settings  # read by endpoints with settings of their own (inapp)
     for router in (catalog_router, events_router, entitlements_router, customers_router, grants_router,
                    notifications_router, inapp_router, usage_router, keys_router, invoices_router):
-        app.include_router(router, responses=error_responses(401, 403))  # every one needs a key
+        # Every one needs a key, and any may find the database too busy (a write, or a read that
+        # first settles a customer's pending evaluation).
+        app.include_router(router, responses=error_responses(401, 403, 503))
     app.openapi = with_event_schema(one_error_shape(app.openapi))  # type: ignore[method-assign]
 
     @app.get("/healthz", tags=["health"])
@@ -95,6 +97,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         if err.errors:
             body["errors"] = err.errors
         headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
+        if isinstance(err, Overloaded):
+            headers = {"Retry-After": str(err.retry_after)}
         return JSON(body, status_code=err.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
@@ -116,11 +120,13 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
             message = f"method: {request.method} is not allowed on {request.url.path}"
         return JSON({"error": message}, status_code=err.status_code, headers=err.headers)
 
-    # Each added around the previous: CatchAll (a JSON 500 for any error) around KeyFirst (401 before
-    # anything of the body is read) around RequestGuard (the body's size and pauses).
+    # Each added around the previous: BoundedWrites (how long a request's writes may wait) around
+    # CatchAll (a JSON 503 for a busy database, a JSON 500 for any other error) around KeyFirst
+    # (401 before anything of the body is read) around RequestGuard (the body's size and pauses).
     app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes, body_timeout=settings.body_timeout_seconds)
     app.add_middleware(KeyFirst)
-    app.add_middleware(CatchAll)
+    app.add_middleware(CatchAll, write_wait=settings.write_wait_seconds)
+    app.add_middleware(BoundedWrites, seconds=settings.write_wait_seconds)
     return app
 
 
@@ -165,15 +171,35 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
+class BoundedWrites:
+    """A request's write units wait at most `seconds` for the write lock, then it is answered
+    503 with Retry-After (`store.engine.write_wait`): under a write load the database cannot
+    keep up with, clients are told to come back at once instead of piling up for 30 s."""
+
+    def __init__(self, app: ASGIApp, seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # the lifespan's work (starting the workers) stays patient
+            await self.app(scope, receive, send)
+            return
+        with bounded_writes(self.seconds):
+            await self.app(scope, receive, send)
+
+
 class CatchAll:
     """Answer an unexpected error with a JSON 500; the trace goes to the log, never to the client.
+    An error of a database too busy to do the work (`store.engine.busy`: nothing of it was kept)
+    is no bug: it is answered 503 with Retry-After, like `Overloaded`.
 
     Starlette's own handler for Exception re-raises after answering, which makes uvicorn log
     the error twice and drop the keep-alive connection; this middleware sits inside it.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, write_wait: float) -> None:
         self.app = app
+        self.write_wait = write_wait
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -188,9 +214,20 @@ class CatchAll:
 
         try:
             await self.app(scope, receive, tracking_send)
-        except Exception:
+        except Exception as err:
+            if not started and (isinstance(err, Overloaded) or busy(err)):
+                await self._busy(scope, err)(scope, receive, send)
+                return
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if started:
                 raise
             response = JSON({"error": "internal error; the server log has the details"}, status_code=500)
             await response(scope, receive, send)
+
+    def _busy(self, scope: Scope, err: Exception) -> JSON:
+        log.warning("answered 503 to %s %s: %s", scope.get("method"), scope.get("path"), err)
+        if not isinstance(err, Overloaded):
+            seconds = retry_after(self.write_wait)
+            err = Overloaded(f"database: too busy with other work; nothing was stored, send it again in {seconds} s",
+                             retry_after=seconds)
+        return JSON({"error": err.message}, status_code=503, headers={"Retry-After": str(err.retry_after)})

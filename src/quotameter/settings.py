@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     # Invoices are finalized this long after their period ends (in every process with the
     # scheduler on); after that, usage and changes inside the period are refused.
     invoice_grace_seconds: int = 86400
+    # A request that would wait longer than this for the database's write lock (another
+    # writer's transaction, on SQLite the whole file's) is answered 503 with Retry-After, and
+    # nothing of it is stored; sent again, it counts once. Background work waits patiently.
+    write_wait_seconds: float = Field(1.0, gt=0)
     # Reuse computed balances while nothing they depend on changed (entitlements/cache.py).
     balance_cache: bool = True
     # Tune the garbage collector for a long-running server (server.tune_gc); off in tests.

@@ -11,7 +11,7 @@ from quotameter.catalog import service
 from quotameter.catalog.model import Catalog, CatalogInvalid, catalog_to_json
 from quotameter.errors import BadRequest, Invalid
 from quotameter.keys.auth import admin_only
-from quotameter.store.engine import unit_of_work
+from quotameter.store.engine import lock_keys, unit_of_work
 from quotameter.timeutil import to_us
 from quotameter.wording import plural
 from quotameter.web import JSON, error_responses, inline_schema, json_body, services
@@ -71,6 +71,9 @@ async def put_catalog(
 
     def apply() -> service.Applied:
         with unit_of_work(svc.engine) as conn:
+            # Applies take turns (on SQLite every writer does): each numbers its version after
+            # the last committed one, where two at once would both take the same (a 500).
+            lock_keys(conn, ["catalog"])
             return service.apply(conn, doc, svc.catalogs.current(conn), to_us(svc.now()), prune=prune,
                                  dry_run=dry_run)
 

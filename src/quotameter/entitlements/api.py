@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from quotameter.entitlements import model
 from quotameter.entitlements.service import Balance, balance
 from quotameter.keys.auth import admin_only, reads_customer
+from quotameter.notifications.repository import is_pending
 from quotameter.notifications.scheduler import settle_before_read
 from quotameter.store.engine import retry_transient, unit_of_work
 from quotameter.timeutil import to_us
@@ -104,7 +105,21 @@ async def _read_balance(svc: Services, customer: str, feature: str, at: str | No
         hit = _cached_balance(svc, customer, feature, when)
         if hit is not None:
             return hit
+    await _settle(svc, customer)
     return await read(svc, _compute_balance, svc, customer, feature, when)
+
+
+async def _settle(svc: Services, customer: str) -> None:
+    """Usage may have changed since the last evaluation: settle it first (an auto-upgrade may
+    be owed). That is a write, so it runs in the threadpool: the event loop, which answers
+    SQLite's reads, never waits for the write lock. One lookup when nothing is pending."""
+    if await read(svc, _pending, svc, customer):
+        await run_in_threadpool(settle_before_read, svc.engine, svc.catalogs, customer, svc.now)
+
+
+def _pending(svc: Services, customer: str) -> bool:
+    with svc.engine.connect() as conn:
+        return is_pending(conn, customer)
 
 
 def _cached_balance(svc: Services, customer: str, feature: str, when: datetime) -> Balance | None:
@@ -116,8 +131,6 @@ def _cached_balance(svc: Services, customer: str, feature: str, when: datetime) 
 
 
 def _compute_balance(svc: Services, customer: str, feature: str, when: datetime) -> Balance:
-    # Usage may have changed since the last evaluation: settle it first (an auto-upgrade may be owed).
-    settle_before_read(svc.engine, svc.catalogs, customer, svc.now)
     with svc.engine.connect() as conn:
         catalog = svc.catalogs.current(conn)
         if svc.balances is None:

@@ -31,6 +31,7 @@ from quotameter.inapp.hub import Hub, end_streams_when_uvicorn_stops, stopping
 from quotameter.keys.auth import reads_customer
 from quotameter.keys.service import Principal
 from quotameter.settings import Settings
+from quotameter.store.engine import patiently
 from quotameter.web import Services, dumps, error_responses, services
 
 router = APIRouter(tags=["notifications"])
@@ -106,8 +107,9 @@ async def _events(svc: Services, hub: Hub, customer: str, key_id: str, last: int
             wake.clear()  # before reading: a commit while we read wakes the next wait
             if hub.revoked(wake):  # not one more notice for a revoked key
                 return
-            sent, last, more = await run_in_threadpool(service.after, svc.engine, svc.catalogs, customer,
-                                                       svc.now, last, every)
+            # The stream is answered already: no 503 to give, its reads wait their turn.
+            sent, last, more = await run_in_threadpool(patiently, service.after, svc.engine, svc.catalogs,
+                                                       customer, svc.now, last, every)
             for notice in sent:
                 yield frame(notice["type"], notice, notice["id"])
             if sent:

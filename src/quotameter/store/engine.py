@@ -3,20 +3,42 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import sqlite3
 import threading
+import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, Table, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from quotameter.errors import Overloaded
+
 DEFAULT_URL = "sqlite:///quotameter.sqlite3"
+T = TypeVar("T")
+
+# How long background work (the scheduler, delivery, the finalizer, the CLI, migrations)
+# waits for the write lock: it has no client to answer, so it waits its turn.
+PATIENT_SECONDS = 30.0
+
+# How long a write unit of the current context may wait for the write lock before it is
+# refused with `Overloaded` (HTTP 503); None: patiently. `server.BoundedWrites` sets it for
+# each HTTP request (QUOTAMETER_WRITE_WAIT_SECONDS); everything else leaves it unset.
+write_wait: ContextVar[float | None] = ContextVar("quotameter_write_wait", default=None)
+
+# The execution option that marks a connection as a write unit's (`unit_of_work`): its
+# deadline (time.monotonic) and `write_wait`.
+_WRITES = "quotameter_writes"
+_OWN_BUSY_MS = "quotameter_busy_ms"  # in a pooled SQLite connection's info: its busy_timeout
 
 
 def _dec_add(a: str | None, b: str | None) -> str | None:
@@ -76,51 +98,118 @@ def _prepare_sqlite(dbapi_conn: sqlite3.Connection, _record: object) -> None:
     dbapi_conn.create_aggregate("dec_maxagg", 1, _DecMax)  # type: ignore[arg-type]
 
 
-class _WriteLock:
-    """SQLite has one write lock per database file, and a connection that finds it taken
-    sleeps in SQLite's busy handler (1, 2, 5, 10 … 100 ms steps) however soon it is freed.
-    The threads of one process queue on this lock instead, and the next one starts the moment
-    the last COMMIT or ROLLBACK returns; other processes still meet the busy handler."""
+# SQLite has one write lock per database file, and a connection that finds it taken sleeps in
+# SQLite's busy handler (1, 2, 5, 10 … 100 ms steps) however soon it is freed. The threads of
+# one process take turns on this lock (one per engine's dialect, which outlives `dispose`)
+# instead: the next starts the moment the last one's transaction ends, and only then takes a
+# pooled connection, so waiting writers never hold the connections that reads need. Other
+# processes still meet the busy handler.
+_WRITE_TURNS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.holder: object | None = None
 
-    def begin(self, conn: Connection) -> None:
-        fairy = conn.connection
-        if not self.lock.acquire(timeout=30):
-            raise TimeoutError("database: another transaction of this process held the write lock for 30 s")
-        try:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        except BaseException:
-            self.lock.release()
-            raise
-        self.holder = fairy
+@contextmanager
+def _write_turn(engine: Engine, deadline: float, wait: float | None) -> Iterator[None]:
+    turn = _WRITE_TURNS.get(engine.dialect)
+    if turn is None:  # PostgreSQL: writers wait on the locks of what they write
+        yield
+        return
+    if not turn.acquire(timeout=max(0.0, deadline - time.monotonic())):
+        if wait is not None:
+            raise overloaded(wait)
+        raise TimeoutError(f"database: other transactions of this process held the write lock for "
+                           f"{PATIENT_SECONDS:g} s")
+    try:
+        yield
+    finally:
+        turn.release()
 
-    def release(self, fairy: object) -> None:
-        if self.holder is fairy:
-            self.holder = None
-            self.lock.release()
 
-    def install(self, engine: Engine) -> None:
-        dialect = engine.dialect
-        commit, rollback = dialect.do_commit, dialect.do_rollback
+def _begin_sqlite(conn: Connection) -> None:
+    """Every SQLite transaction's BEGIN (pysqlite's own handling is off). A write unit's is
+    BEGIN IMMEDIATE: it takes the file's write lock at once, so its writes cannot fail to
+    upgrade a read lock later. Any other is a deferred BEGIN: in WAL mode a snapshot that
+    neither waits for writers nor holds them up, so no read ever queues behind a long write."""
+    writes = conn.get_execution_options().get(_WRITES)
+    if writes is None:
+        conn.exec_driver_sql("BEGIN")
+        return
+    deadline, wait = writes
+    if wait is None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")  # the connection's own busy_timeout
+    else:
+        _begin_immediate_within(conn, deadline - time.monotonic(), wait)
 
-        def do_commit(fairy: Any) -> None:
-            try:
-                commit(fairy)
-            finally:
-                self.release(fairy)
 
-        def do_rollback(fairy: Any) -> None:
-            try:
-                rollback(fairy)
-            finally:
-                self.release(fairy)
+def _begin_immediate_within(conn: Connection, left: float, wait: float) -> None:
+    """BEGIN IMMEDIATE, waiting at most `left` seconds for another process's write lock (the
+    connection's own busy_timeout is put back after), else `Overloaded`."""
+    own = conn.info.get(_OWN_BUSY_MS)
+    if own is None:
+        own = conn.info[_OWN_BUSY_MS] = conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one()
+    bound = max(0, math.ceil(left * 1000))
+    if bound >= own:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        return
+    conn.exec_driver_sql(f"PRAGMA busy_timeout={bound}")
+    try:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    except DBAPIError as err:
+        if busy(err):
+            raise overloaded(wait) from err
+        raise
+    finally:
+        conn.exec_driver_sql(f"PRAGMA busy_timeout={own}")
 
-        dialect.do_commit = do_commit  # type: ignore[method-assign]
-        dialect.do_rollback = do_rollback  # type: ignore[method-assign]
-        event.listen(engine, "begin", self.begin)
+
+def overloaded(wait: float) -> Overloaded:
+    seconds = retry_after(wait)
+    return Overloaded(f"database: busy with other writes for over {wait:g} s; nothing was stored, "
+                      f"send it again in {seconds} s", retry_after=seconds)
+
+
+def retry_after(wait: float) -> int:
+    """The Retry-After (whole seconds, at least 1) of a unit refused after waiting `wait` s."""
+    return max(1, math.ceil(wait))
+
+
+# PostgreSQL states of a transaction that lost to others and was rolled back whole:
+# serialization_failure, deadlock_detected, lock_not_available (lock_timeout),
+# query_canceled (statement_timeout), too_many_connections.
+_PG_CONTENTION = {"40001", "40P01", "55P03", "57014", "53300"}
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+
+
+def busy(err: BaseException) -> bool:
+    """Whether `err` says the database was too busy to do the work, which was not done
+    (nothing of the transaction is kept): worth answering 503 and trying again later. The
+    driver's own errors count too (a repository may use the driver's cursor directly)."""
+    if isinstance(err, PoolTimeout):
+        return True
+    orig = err.orig if isinstance(err, DBAPIError) else err
+    if isinstance(orig, sqlite3.OperationalError):
+        return getattr(orig, "sqlite_errorcode", 0) & 0xFF in {_SQLITE_BUSY, _SQLITE_LOCKED} or \
+            str(orig).startswith(("database is locked", "database table is locked"))
+    return getattr(orig, "sqlstate", None) in _PG_CONTENTION
+
+
+@contextmanager
+def bounded_writes(seconds: float) -> Iterator[None]:
+    """Within the block, write units of this context wait at most `seconds` for the write lock."""
+    token = write_wait.set(seconds)
+    try:
+        yield
+    finally:
+        write_wait.reset(token)
+
+
+def patiently(fn: Callable[..., T], *args: Any) -> T:
+    """`fn(*args)` with this context's write units waiting patiently: for work a request
+    started that has no answer left to give, like a stream already open."""
+    token = write_wait.set(None)
+    try:
+        return fn(*args)
+    finally:
+        write_wait.reset(token)
 
 
 def make_engine(url: str | None = None) -> Engine:
@@ -129,10 +218,14 @@ def make_engine(url: str | None = None) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().resolve().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False}, pool_size=8, max_overflow=8,
+        # Room for every thread that may read at once (the threadpool's 40, the background
+        # workers') beside a read on the event loop: a read must never wait for a connection,
+        # which would freeze the loop. Writers take a connection only in their turn (one).
+        engine = create_engine(url, connect_args={"check_same_thread": False}, pool_size=8, max_overflow=56,
                                pool_use_lifo=True)
         event.listen(engine, "connect", _prepare_sqlite)
-        _WriteLock().install(engine)
+        event.listen(engine, "begin", _begin_sqlite)
+        _WRITE_TURNS[engine.dialect] = threading.Lock()
         return engine
     if parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
@@ -144,18 +237,30 @@ def make_engine(url: str | None = None) -> Engine:
 
 @contextmanager
 def unit_of_work(engine: Engine) -> Iterator[Connection]:
-    """One transaction: committed when the block ends, rolled back whole on any error.
+    """One write transaction: committed when the block ends, rolled back whole on any error.
 
-    Services take the connection and never commit; the request or the job owns this.
+    Services take the connection and never commit; the request or the job owns this. It
+    waits for the write lock (SQLite's, or PostgreSQL's row and advisory locks) at most
+    `write_wait` seconds when that is set (an HTTP request), else `Overloaded`; reads use
+    `engine.connect()`, which never waits for writers.
     """
-    with engine.begin() as conn:
-        yield conn
+    wait = write_wait.get()
+    deadline = time.monotonic() + (PATIENT_SECONDS if wait is None else wait)
+    with _write_turn(engine, deadline, wait), engine.connect() as conn:
+        conn.execution_options(**{_WRITES: (deadline, wait)})
+        with conn.begin():
+            if wait is not None and conn.dialect.name == "postgresql":
+                # Transaction-scoped: lock waits (advisory, row, unique key) fail with 55P03.
+                conn.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, math.ceil(wait * 1000))}")
+            yield conn
 
 
 def _transient(err: BaseException) -> bool:
     # PostgreSQL's deadlock_detected and serialization_failure: the transaction was rolled
     # back whole, so running it again is safe (event ids make a retried ingest idempotent).
-    return isinstance(err, DBAPIError) and getattr(err.orig, "sqlstate", None) in {"40P01", "40001"}
+    # Raised through SQLAlchemy or by the driver's own cursor (events/repository.py).
+    orig = err.orig if isinstance(err, DBAPIError) else err
+    return getattr(orig, "sqlstate", None) in {"40P01", "40001"}
 
 
 retry_transient = retry(retry=retry_if_exception(_transient), stop=stop_after_attempt(5),

@@ -8,6 +8,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
+from quotameter.store.engine import unit_of_work
+
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -19,7 +21,9 @@ def config() -> Config:
 
 def upgrade(engine: Engine) -> None:
     cfg = config()
-    with engine.connect() as conn:
+    # A write unit from the start: on SQLite, processes starting together (`serve --workers`)
+    # then take turns, where deferred transactions would both read the old version and one
+    # would fail to write.
+    with unit_of_work(engine) as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
-        conn.commit()
