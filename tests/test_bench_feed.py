@@ -1,0 +1,36 @@
+"""bench/feed.py at a toy size: the benchmark runs, its checks pass, and its recomputation
+of pooled media minutes is the metering arithmetic's (meters.spans)."""
+
+from __future__ import annotations
+
+import random
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+sys.path.insert(0, str(BENCH))
+
+import feed  # noqa: E402
+
+from quotameter.meters.spans import Span, usage_us  # noqa: E402
+
+
+def test_media_minutes_is_the_metering_arithmetic() -> None:
+    rnd = random.Random(7)
+    lo, at = 1_000 * feed.MINUTE, 2_000 * feed.MINUTE
+    for _ in range(200):
+        spans: dict[str, list[tuple[int, int | None]]] = {}
+        for _ in range(rnd.randint(1, 12)):
+            member = f"u{rnd.randrange(3)}"
+            start = rnd.randrange(900 * feed.MINUTE, 2_100 * feed.MINUTE)
+            stop = None if rnd.random() < 0.2 else start + rnd.randrange(1, 40 * feed.MINUTE)
+            spans.setdefault(member, []).append((start, stop))
+        as_spans = {m: [Span(a, b, b if b is not None else a) for a, b in ss] for m, ss in spans.items()}
+        expected = usage_us(as_spans, lo, at, at, unit_us=feed.MINUTE) // feed.MINUTE
+        assert feed.media_minutes(sorted(spans), spans, lo, at) == expected
+
+
+def test_a_toy_feed_runs_valid(capsys) -> None:
+    assert feed.main(["--orgs", "30", "--events", "1500", "--history", "300", "--batch", "250"]) == 0
+    out = capsys.readouterr().out
+    assert "INVALID" not in out and " ok" in out
