@@ -414,6 +414,7 @@ class Outcome:
     raw_method: str = ""
     raw_runs: list[float] = field(default_factory=list)  # seconds
     http_runs: list[tuple[float, float, float]] = field(default_factory=list)  # wall, server CPU, client CPU
+    retries_503: int = 0  # over every HTTP run
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -468,6 +469,7 @@ def measure_http(kind: str, work: Workload, clients: int, workdir: Path, out: Ou
                 posted = post_all(server.port, work.bodies, clients)
                 server_cpu = server.cpu_seconds() - cpu0
             problems += check_answers(posted, work.sizes)
+            out.retries_503 += posted.retries_503
             stored = count_events(url)
             if stored != work.n:
                 problems.append(f"HTTP: the database holds {stored} events, expected {work.n}")
@@ -537,8 +539,9 @@ def report(outcomes: Sequence[Outcome], work: Workload, args: argparse.Namespace
         wall, server_cpu, client_cpu = o.best_http
         print(f"{o.database}: HTTP {wall:.2f} s wall, server CPU {server_cpu:.2f} s "
               f"({server_cpu / work.n * 1e6:.1f} us/event), client CPU {client_cpu:.2f} s; "
-              f"raw {o.raw_seconds:.2f} s via {o.raw_method}, one transaction per batch")
-    print(f"targets (issue): >= {TARGET_HTTP_EPS:,} events/s over HTTP for count events on one process, "
+              f"raw {o.raw_seconds:.2f} s via {o.raw_method}, one transaction per batch; "
+              f"{o.retries_503} answers 503 (retried after Retry-After)")
+    print(f"targets: >= {TARGET_HTTP_EPS:,} events/s over HTTP for count events on one process, "
           f"HTTP/raw >= {TARGET_RATIO}")
     for o in outcomes:
         shown = o.problems if len(o.problems) <= 12 else [*o.problems[:10], f"… {len(o.problems) - 11} more …",
