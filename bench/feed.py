@@ -479,8 +479,7 @@ def report(outcomes: list[Outcome], feed: Feed, args: argparse.Namespace, load: 
     print(f"quotameter live feed: {feed.work.n:,} events over the 3 h before {rfc3339(feed.now)} ({args.feed}), "
           f"{len(feed.orgs):,} organizations ({', '.join(f'{p} {k}' for p, k in policies.items() if k)})")
     print(f"events: {', '.join(f'{t} {k:,}' for t, k in sorted(types.items()))}; batches of {args.batch}, "
-          f"{args.clients} producers in time order; allowances: basic {plan_allowance(feed, 'basic', 'media')}, "
-          f"sessions_100k {plan_allowance(feed, 'sessions_100k', 'sessions')}")
+          f"{args.clients} producers in time order; allowances: {allowances(feed, policies)}")
     print(f"server: 1 uvicorn process (loop={opts['loop']}, http={opts['http']}), clock pinned, scheduler on; "
           f"{os.cpu_count()} CPUs shared; load average before: {' '.join(f'{x:.2f}' for x in load)}")
     print()
@@ -491,7 +490,8 @@ def report(outcomes: list[Outcome], feed: Feed, args: argparse.Namespace, load: 
         http_eps, raw_eps = o.n / o.http_seconds, o.n / o.raw_seconds
         lines.append((o.database, f"{o.history:,}", f"{http_eps:,.0f}", f"{raw_eps:,.0f}", f"{http_eps / raw_eps:.4f}",
                       f"{pct(o.latencies, 50):,.0f}", f"{pct(o.latencies, 99):,.0f}", str(o.retries_503),
-                      str(sum(o.notices.values())), f"{o.checked}/{SAMPLE}", "INVALID" if o.problems else "ok"))
+                      str(sum(o.notices.values())), f"{o.checked}/{SAMPLE}" if o.checked else "n/a",
+                      "INVALID" if o.problems else "ok"))
     widths = [max(len(r[i]) for r in (head, *lines)) for i in range(len(head))]
     for row in (head, *lines):
         print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
@@ -517,9 +517,14 @@ def report(outcomes: list[Outcome], feed: Feed, args: argparse.Namespace, load: 
             print(f"INVALID {o.database} history {o.history:,}: {p}")
 
 
-def plan_allowance(feed: Feed, plan: str, feature: str) -> str:
-    allowance = feed.catalog["plans"][plan]["entitlements"][feature]["allowance"]
-    return ", ".join(f"{k} {v}" for k, v in allowance.items())
+def allowances(feed: Feed, policies: dict[str, int]) -> str:
+    """The scaled allowances of the plans some organization is on."""
+    shown = []
+    for policy, plan, feature in (("basic", "basic", "media"), ("sessions", "sessions_100k", "sessions")):
+        if policies.get(policy):
+            allowance = feed.catalog["plans"][plan]["entitlements"][feature]["allowance"]
+            shown.append(f"{plan} " + ", ".join(f"{k} {v}" for k, v in allowance.items()))
+    return "; ".join(shown)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
