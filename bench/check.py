@@ -45,7 +45,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -54,8 +54,8 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from ingest import AUTH, BENCH_KEY, Server, fresh_database  # noqa: E402
-from support import demo_catalog  # noqa: E402
+from ingest import AUTH, BENCH_KEY, Server, fresh_database
+from support import demo_catalog
 
 TARGET_P99_MS = 5.0
 TARGET_RATIO = 0.7
@@ -271,7 +271,7 @@ def wrk(port: int, targets: list[tuple[str, bytes]] | None, clients: int, second
         run.errors.append(out)
 
     def ms(label: str) -> float:
-        value, unit = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M).groups()  # type: ignore[union-attr]
+        value, unit = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.MULTILINE).groups()  # type: ignore[union-attr]
         return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1000.0}[unit]
 
     run.count = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
@@ -304,7 +304,7 @@ def served(args: argparse.Namespace, tmp: Path) -> Iterator[Server]:
         server = Server(url, tmp, now=args.now)
         try:
             server.wait_healthy()
-            load(server.base, args.now or datetime.now(timezone.utc))
+            load(server.base, args.now or datetime.now(UTC))
             yield server
         finally:
             server.stop()
@@ -333,7 +333,7 @@ def main() -> int:
     if args.database and args.now is None:
         args.now = DEFAULT_FEED_NOW
     if args.now is not None:
-        args.now = datetime.fromisoformat(args.now.replace("Z", "+00:00")).astimezone(timezone.utc)
+        args.now = datetime.fromisoformat(args.now).astimezone(UTC)
     if args.database and args.database.startswith("sqlite:///") and not Path(args.database[10:]).exists():
         parser.error(f"--database: no such file {args.database[10:]}")
     with tempfile.TemporaryDirectory() as tmp, served(args, Path(tmp)) as server:

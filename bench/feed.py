@@ -29,13 +29,12 @@ import math
 import os
 import random
 import shutil
-import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from importlib.resources import files
 from pathlib import Path
@@ -47,17 +46,25 @@ from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from ingest import (  # noqa: E402
-    AUTH, Server, Workload, _server_options, check_answers, count_events, fresh_database, post_all, raw_insert,
+from ingest import (
+    AUTH,
+    Server,
+    Workload,
+    _server_options,
+    check_answers,
+    count_events,
+    fresh_database,
+    post_all,
+    raw_insert,
     sampled,
 )
 
-from quotameter.catalog import service as catalog_service  # noqa: E402
-from quotameter.catalog.model import load_yaml  # noqa: E402
-from quotameter.events.service import ingest as store_events  # noqa: E402
-from quotameter.store.engine import make_engine, retry_transient, unit_of_work  # noqa: E402
-from quotameter.store.migrate import upgrade  # noqa: E402
-from quotameter.timeutil import from_us, rfc3339, to_us  # noqa: E402
+from quotameter.catalog import service as catalog_service
+from quotameter.catalog.model import load_yaml
+from quotameter.events.service import ingest as store_events
+from quotameter.store.engine import make_engine, retry_transient, unit_of_work
+from quotameter.store.migrate import upgrade
+from quotameter.timeutil import from_us, rfc3339, to_us
 
 US = 1_000_000
 MINUTE = 60 * US
@@ -464,7 +471,7 @@ def measure(kind: str, feed: Feed, args: argparse.Namespace, workdir: Path, py_s
 # --- the report ------------------------------------------------------------------------------
 
 def pct(values: list[float], p: float) -> float:
-    xs = sorted(v for v in values if v == v)
+    xs = sorted(v for v in values if not math.isnan(v))
     return xs[min(len(xs) - 1, math.ceil(p / 100 * len(xs)) - 1)] * 1000 if xs else float("nan")
 
 
@@ -551,10 +558,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--history takes whole numbers separated by commas")
     if min(args.orgs, args.events, args.batch, args.clients) < 1 or min(histories) < 0:
         parser.error("--orgs, --events, --batch and --clients must be positive, --history not negative")
-    now = datetime.fromisoformat(args.now.replace("Z", "+00:00"))
+    now = datetime.fromisoformat(args.now)
     if now.tzinfo is None:
         parser.error("--now needs a UTC offset")
-    now = now.astimezone(timezone.utc)
+    now = now.astimezone(UTC)
     if (now - FEED_SPAN).day == 1 and (now - FEED_SPAN).hour < 12:
         parser.error("--now must leave room for a history between the start of its month and the feed")
     py_spy = None

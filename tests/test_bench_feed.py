@@ -10,9 +10,9 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 
-import feed  # noqa: E402
+import feed
 
-from quotameter.meters.spans import Span, usage_us  # noqa: E402
+from quotameter.meters.spans import Span, usage_us
 
 
 def test_media_minutes_is_the_metering_arithmetic() -> None:
