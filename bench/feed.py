@@ -12,8 +12,10 @@ connector streams, sessions and volume deltas. Before the clock starts, `--histo
 of the same mix, spread from the start of the month to the feed, are stored through the
 service, so a cost that grows with what is already stored shows.
 
-A real server process (bench/ingest.py's launcher) believes it is `--now`, with its notice
-scheduler on; `--clients` producers take the pre-serialized batches from one queue in time
+A real server process (bench/ingest.py's launcher) runs with its notice scheduler on, and
+lives the feed's time: its clock is moved to the end of each batch just before the batch is
+sent (as a live product's events are stamped just before they arrive), and to `--now` when
+the feed is over. `--clients` producers take the pre-serialized batches from one queue in time
 order, so the server sees a live feed. A 503 is retried after its Retry-After, and counted.
 The same rows are also inserted raw into a fresh database (the baseline, as ingest.py).
 
@@ -54,6 +56,7 @@ from ingest import (
     check_answers,
     count_events,
     fresh_database,
+    FeedClock,
     post_all,
     raw_insert,
     sampled,
@@ -434,7 +437,10 @@ def measure(kind: str, feed: Feed, args: argparse.Namespace, workdir: Path, py_s
     with fresh_database(kind, args.keep or workdir, "feed", keep=args.keep is not None) as url:
         print(f"[{kind}] storing {out.history:,} history events …", file=sys.stderr, flush=True)
         out.history_seconds = prepare_database(url, feed)
-        server = Server(url, workdir, now=feed.now)
+        clock_path = workdir / f"clock-{kind}-h{out.history}"
+        clock = FeedClock(clock_path, create_at=to_us(feed.now - FEED_SPAN))
+        ends = [max(row[4] for row in rows) + 1_000 for rows in feed.work.rows]  # 1 ms after a batch's last event
+        server = Server(url, workdir, now=clock_path)
         try:
             server.wait_healthy()
             if not wait_evaluated(url):
@@ -445,13 +451,15 @@ def measure(kind: str, feed: Feed, args: argparse.Namespace, workdir: Path, py_s
             stacks = (args.profile or workdir) / f"server-feed-{kind}-h{out.history}.stacks.txt"
             with sampled(server.proc.pid, py_spy, stacks):
                 cpu0 = server.cpu_seconds()
-                posted = post_all(server.port, feed.work.bodies, args.clients)
+                posted = post_all(server.port, feed.work.bodies, args.clients,
+                                  before_send=lambda i: clock.move_to(ends[i]))
                 out.server_cpu = server.cpu_seconds() - cpu0
             out.http_seconds, out.client_cpu = posted.seconds, posted.client_cpu
             out.latencies, out.retries_503 = posted.latencies, posted.retries_503
             out.problems += check_answers(posted, feed.work.sizes)
             if (stored := count_events(url)) != feed.work.n + out.history:
                 out.problems.append(f"the database holds {stored} events, expected {feed.work.n + out.history}")
+            clock.move_to(to_us(feed.now))
             if not wait_evaluated(url):
                 out.problems.append("the feed's notices were not evaluated within 300 s")
             out.notices = notices_by_type(url, since_us=feed_lo)
@@ -487,7 +495,7 @@ def report(outcomes: list[Outcome], feed: Feed, args: argparse.Namespace, load: 
           f"{len(feed.orgs):,} organizations ({', '.join(f'{p} {k}' for p, k in policies.items() if k)})")
     print(f"events: {', '.join(f'{t} {k:,}' for t, k in sorted(types.items()))}; batches of {args.batch}, "
           f"{args.clients} producers in time order; allowances: {allowances(feed, policies)}")
-    print(f"server: 1 uvicorn process (loop={opts['loop']}, http={opts['http']}), clock pinned, scheduler on; "
+    print(f"server: 1 uvicorn process (loop={opts['loop']}, http={opts['http']}), clock follows the feed, scheduler on; "
           f"{os.cpu_count()} CPUs shared; load average before: {' '.join(f'{x:.2f}' for x in load)}")
     print()
     head = ("database", "history", "HTTP ev/s", "raw ev/s", "HTTP/raw", "p50 ms", "p99 ms", "503s",

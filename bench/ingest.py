@@ -26,13 +26,14 @@ import shutil
 import signal
 import socket
 import sqlite3
+import struct
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from importlib.resources import files
@@ -216,11 +217,39 @@ BENCH_KEY = "qm_bench_admin_key"
 AUTH = {"Authorization": f"Bearer {BENCH_KEY}"}
 
 
+class FeedClock:
+    """A clock the benchmark moves and the server reads: 8 bytes (microseconds since the epoch)
+    in a shared file. The producers move it to the end of each batch before they send it, so
+    the server lives the feed's time as a live product's server would (its events are stamped
+    just before they arrive), however fast the feed is replayed. It never goes back."""
+
+    def __init__(self, path: Path, create_at: int | None = None) -> None:
+        import mmap
+
+        if create_at is not None:
+            path.write_bytes(struct.pack("<q", create_at))
+        self._file = path.open("r+b")
+        self._map = mmap.mmap(self._file.fileno(), 8)
+        self._lock = threading.Lock()
+
+    def read_us(self) -> int:
+        return int(struct.unpack_from("<q", self._map, 0)[0])
+
+    def move_to(self, t_us: int) -> None:
+        with self._lock:
+            if t_us > self.read_us():
+                struct.pack_into("<q", self._map, 0, t_us)
+
+    def __call__(self) -> datetime:
+        return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=self.read_us())
+
+
 def serve(url: str, port: int, now: str | None = None) -> None:
     """The child process: one uvicorn process serving quotameter (scheduler on, as `serve`).
 
     With `now` (RFC 3339) the app's clock is pinned: it reads `now` at start and runs on
-    with real time from there (`clock_from`, as `quotameter demo --now` does).
+    with real time from there (`clock_from`, as `quotameter demo --now` does). With
+    `now` = `file:PATH` it reads a FeedClock the benchmark moves.
     """
     import uvicorn
 
@@ -228,7 +257,10 @@ def serve(url: str, port: int, now: str | None = None) -> None:
     from quotameter.settings import Settings
     from quotameter.web import clock_from, system_clock
 
-    clock = clock_from(datetime.fromisoformat(now.replace("Z", "+00:00"))) if now else system_clock
+    if now and now.startswith("file:"):
+        clock = FeedClock(Path(now[5:]))
+    else:
+        clock = clock_from(datetime.fromisoformat(now.replace("Z", "+00:00"))) if now else system_clock
     uvicorn.run(create_app(Settings(database_url=url, admin_key=BENCH_KEY), clock=clock), host="127.0.0.1", port=port,
                 log_level="warning", access_log=False, **_server_options())  # type: ignore[arg-type]
 
@@ -242,12 +274,12 @@ def free_port() -> int:
 class Server:
     """The server under test in a child process; `now` pins its clock (see `serve`)."""
 
-    def __init__(self, url: str, workdir: Path, now: datetime | None = None) -> None:
+    def __init__(self, url: str, workdir: Path, now: datetime | Path | None = None) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"server-{self.port}.log"
         self._log = self.log_path.open("wb")
-        pinned = [rfc3339(now)] if now is not None else []
+        pinned = [f"file:{now}" if isinstance(now, Path) else rfc3339(now)] if now is not None else []
         self.proc = subprocess.Popen([sys.executable, __file__, "_serve", url, str(self.port), *pinned],
                                      stdout=self._log, stderr=subprocess.STDOUT)
 
@@ -305,7 +337,8 @@ def retry_after(value: str | None) -> float:
         return 1.0
 
 
-def post_all(port: int, bodies: Sequence[bytes], clients: int) -> PostResult:
+def post_all(port: int, bodies: Sequence[bytes], clients: int,
+             before_send: Callable[[int], None] | None = None) -> PostResult:
     """Post every body with `clients` threads, each on its own keep-alive connection.
 
     The threads take the batches in order from one shared queue, as producers of a live feed
@@ -336,6 +369,8 @@ def post_all(port: int, bodies: Sequence[bytes], clients: int) -> PostResult:
                 i = next(next_index, None)
             if i is None:
                 break
+            if before_send is not None:
+                before_send(i)
             t0 = time.perf_counter()
             try:
                 while True:
