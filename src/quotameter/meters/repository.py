@@ -10,10 +10,11 @@ from itertools import groupby
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, bindparam, delete, func, insert, or_, select, text, update
+from sqlalchemy import Connection, and_, delete, func, or_, select, text
 
 from quotameter.meters.model import GaugeChange, Simple, StreamPoint, latest_key
 from quotameter.meters.spans import ACTION_RANK, Span, StreamEvent, merge
+from quotameter.store import bulk
 from quotameter.store.tables import Decimal as DecimalColumn
 from quotameter.store.tables import (
     DERIVED_TABLES,
@@ -21,7 +22,6 @@ from quotameter.store.tables import (
     events,
     gauge_points,
     merged_spans,
-    stream_points,
     stream_spans,
     unique_values,
 )
@@ -49,9 +49,7 @@ def bump_buckets(conn: Connection, groups: Iterable[tuple[str, str, str, Sequenc
         return
     s = _sql(conn)
     newer = "excluded.latest_key > meter_buckets.latest_key OR meter_buckets.latest_key IS NULL"
-    stmt = text(
-        "INSERT INTO meter_buckets (meter, customer, bucket, n, total, vmax, latest_key, latest_value, min_us, max_us) "
-        "VALUES (:meter, :customer, :bucket, :n, :total, :vmax, :latest_key, :latest_value, :min_us, :max_us) "
+    conflict = (
         "ON CONFLICT (meter, customer, bucket) DO UPDATE SET "
         "n = meter_buckets.n + excluded.n, "
         f"total = {s['add'].format(a='meter_buckets.total', b='excluded.total')}, "
@@ -62,7 +60,13 @@ def bump_buckets(conn: Connection, groups: Iterable[tuple[str, str, str, Sequenc
         f"max_us = {s['greatest']}(meter_buckets.max_us, excluded.max_us)"
     )
     # Sorted: concurrent batches then lock shared bucket rows in the same order (no deadlock).
-    conn.execute(stmt, [_bind(conn, rows[k]) for k in sorted(rows)])
+    bulk.insert(conn, "meter_buckets", _BUCKET_COLUMNS, _BUCKET_TYPES, [tuple(rows[k].values()) for k in sorted(rows)],
+                conflict)
+
+
+# A bucket row's columns and their PostgreSQL types, in the order of `_fold_buckets`'s dicts.
+_BUCKET_COLUMNS = ("meter", "customer", "bucket", "n", "total", "vmax", "latest_key", "latest_value", "min_us", "max_us")
+_BUCKET_TYPES = ("text", "text", "bigint", "bigint", "numeric", "numeric", "text", "numeric", "bigint", "bigint")
 
 
 def _fold_buckets(rows: dict[tuple[str, str, int], dict], meter: str, customer: str, kind: str,
@@ -93,13 +97,6 @@ def _fold_buckets(rows: dict[tuple[str, str, int], dict], meter: str, customer: 
         row["max_us"] = max(row["max_us"], it.t)
 
 
-def _bind(conn: Connection, row: dict) -> dict:
-    # text() bypasses the column types, so decimals are converted here as the Decimal type would.
-    if conn.dialect.name == "sqlite":
-        return {k: (format(v, "f") if isinstance(v, Decimal) else v) for k, v in row.items()}
-    return row
-
-
 def add_unique(conn: Connection, groups: Iterable[tuple[str, str, Sequence[Simple]]]) -> None:
     """Record the distinct values of the (meter, customer, contributions) groups of a batch
     per hour bucket, all customers in one statement."""
@@ -116,13 +113,12 @@ def add_unique(conn: Connection, groups: Iterable[tuple[str, str, Sequence[Simpl
     if not rows:
         return
     s = _sql(conn)
-    conn.execute(text(
-        "INSERT INTO meter_unique_values (meter, customer, bucket, value, min_us, max_us) "
-        "VALUES (:meter, :customer, :bucket, :value, :min_us, :max_us) "
-        "ON CONFLICT (meter, customer, bucket, value) DO UPDATE SET "
-        f"min_us = {s['least']}(meter_unique_values.min_us, excluded.min_us), "
-        f"max_us = {s['greatest']}(meter_unique_values.max_us, excluded.max_us)"
-    ), [rows[k] for k in sorted(rows)])  # type: ignore[type-var]
+    bulk.insert(conn, "meter_unique_values", ("meter", "customer", "bucket", "value", "min_us", "max_us"),
+                ("text", "text", "bigint", "text", "bigint", "bigint"),
+                [tuple(rows[k].values()) for k in sorted(rows)],  # type: ignore[type-var]
+                "ON CONFLICT (meter, customer, bucket, value) DO UPDATE SET "
+                f"min_us = {s['least']}(meter_unique_values.min_us, excluded.min_us), "
+                f"max_us = {s['greatest']}(meter_unique_values.max_us, excluded.max_us)")
 
 
 def bucket_rows(conn: Connection, meter: str, customer: str, first: int, last: int) -> list:
@@ -202,10 +198,10 @@ def add_gauge_changes(conn: Connection, groups: Mapping[tuple[str, str], Sequenc
     keys = sorted(k for k, changes in groups.items() if changes)
     if not keys:
         return
-    conn.execute(insert(gauge_points), [
-        {"meter": meter, "customer": customer, "t_us": c.t, "order_key": c.order_key,
-         "set_value": c.set_value, "delta": c.delta, "level": Decimal(0)}
-        for meter, customer in keys for c in groups[(meter, customer)]])
+    bulk.insert(conn, "gauge_points", ("meter", "customer", "t_us", "order_key", "set_value", "delta", "level"),
+                ("text", "text", "bigint", "text", "numeric", "numeric", "numeric"),
+             [(meter, customer, c.t, c.order_key, c.set_value, c.delta, Decimal(0))
+              for meter, customer in keys for c in groups[(meter, customer)]])
     firsts = [min((c.t, c.order_key) for c in groups[k]) for k in keys]
     k = json_rows(conn, ("i", "int"), ("meter", "text"), ("customer", "text"), ("t", "int"), ("o", "ordered"))
     param = {"k": json_param([[i, m, c, t, o] for i, ((m, c), (t, o)) in enumerate(zip(keys, firsts, strict=True))])}
@@ -217,22 +213,16 @@ def add_gauge_changes(conn: Connection, groups: Mapping[tuple[str, str], Sequenc
         f"WITH k AS MATERIALIZED ({k}) SELECT k.i, g.t_us, g.order_key, g.set_value, g.delta, g.level "
         "FROM k JOIN gauge_points g ON g.meter = k.meter AND g.customer = k.customer "
         "AND (g.t_us, g.order_key) >= (k.t, k.o) ORDER BY k.i, g.t_us, g.order_key"), param)
-    updates: list[dict] = []
+    updates: list[tuple] = []
     for i, rows in groupby(later, key=lambda r: r[0]):
         meter, customer = keys[i]
         new = {(c.t, c.order_key) for c in groups[keys[i]]}
         updates.extend(_relevel(meter, customer, before.get(i), rows, new))
-    if updates:
-        g = gauge_points.c
-        conn.execute(
-            update(gauge_points)
-            .where(g.meter == bindparam("k_m"), g.customer == bindparam("k_c"), g.t_us == bindparam("k_t"),
-                   g.order_key == bindparam("k_o"))
-            .values(level=bindparam("level")),
-            updates)
+    bulk.update(conn, "gauge_points", ("meter", "customer", "t_us", "order_key"), ("level",),
+                ("text", "text", "bigint", "text", "numeric"), updates)
 
 
-def _relevel(meter: str, customer: str, before: Any, later: Iterable[Any], new: set[tuple[int, str]]) -> list[dict]:
+def _relevel(meter: str, customer: str, before: Any, later: Iterable[Any], new: set[tuple[int, str]]) -> list[tuple]:
     """The level updates of one gauge: `later` are its points from its first new one on, in
     order; `before` the level just before them (None: nothing before)."""
     level = Decimal(before) if before is not None else Decimal(0)
@@ -245,7 +235,7 @@ def _relevel(meter: str, customer: str, before: Any, later: Iterable[Any], new: 
             level += Decimal(delta)
         is_new = (t_us, order_key) in new
         if is_new or Decimal(old) != level:
-            updates.append({"k_m": meter, "k_c": customer, "k_t": t_us, "k_o": order_key, "level": level})
+            updates.append((meter, customer, t_us, order_key, level))
         elif set_value is not None and (t_us, order_key) > last_new:
             break  # an untouched set past every new point pins the level: nothing after it moves
     return updates
@@ -295,11 +285,10 @@ def json_param(rows: Sequence[Sequence[Any]]) -> str:
 
 def add_stream_points(conn: Connection, points: Iterable[tuple[str, str, StreamPoint]]) -> None:
     """Store the (meter, customer, point)s of a batch, one statement."""
-    rows = [{"meter": meter, "customer": customer, "stream_key": p.stream_key, "merge_key": p.merge_key,
-             "t_us": p.t, "rank": ACTION_RANK[p.action], "order_key": p.order_key, "action": p.action,
-             "end_us": p.end} for meter, customer, p in points]
-    if rows:
-        conn.execute(insert(stream_points), rows)
+    bulk.insert(conn, "stream_points",
+                ("meter", "customer", "stream_key", "merge_key", "t_us", "rank", "order_key", "action", "end_us"),
+                ("text", "text", "text", "text", "bigint", "integer", "text", "text", "bigint"), [(meter, customer, p.stream_key, p.merge_key, p.t, ACTION_RANK[p.action], p.order_key, p.action, p.end)
+           for meter, customer, p in points])
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,18 +344,16 @@ def stream_histories(conn: Connection, since: Mapping[StreamId, int | None]
     return actions, spans
 
 
-def replace_spans(conn: Connection, doomed: Sequence[int], rows: Sequence[dict]) -> None:
-    """Delete the derived spans with these ids, then insert these spans (explicit or derived)."""
-    if doomed:
-        s = stream_spans.c
-        conn.execute(delete(stream_spans).where(s.id == bindparam("span_id")), [{"span_id": i} for i in sorted(doomed)])
-    if rows:
-        conn.execute(insert(stream_spans), rows)
+def replace_spans(conn: Connection, doomed: Sequence[int], rows: Sequence[tuple]) -> None:
+    """Delete the derived spans with these ids, then insert these spans (rows of `span_row`)."""
+    bulk.delete(conn, "stream_spans", ("id",), ("bigint",), [(i,) for i in sorted(doomed)])
+    bulk.insert(conn, "stream_spans",
+                ("meter", "customer", "stream_key", "merge_key", "start_us", "end_us", "last_us", "explicit"),
+                ("text", "text", "text", "text", "bigint", "bigint", "bigint", "boolean"), rows)
 
 
-def span_row(meter: str, customer: str, stream_key: str, merge_key: str, span: Span, *, explicit: bool) -> dict:
-    return {"meter": meter, "customer": customer, "stream_key": stream_key, "merge_key": merge_key,
-            "start_us": span.start, "end_us": span.end, "last_us": span.last, "explicit": explicit}
+def span_row(meter: str, customer: str, stream_key: str, merge_key: str, span: Span, *, explicit: bool) -> tuple:
+    return (meter, customer, stream_key, merge_key, span.start, span.end, span.last, explicit)
 
 
 def remerge(conn: Connection, windows: Mapping[MergeId, tuple[int, int]]) -> None:
@@ -385,19 +372,17 @@ def remerge(conn: Connection, windows: Mapping[MergeId, tuple[int, int]]) -> Non
             "AND s.start_us >= k.a AND s.start_us <= k.b WHERE s.end_us IS NOT NULL"),
             {"k": json_param([[i, *mid, *reach[i][0]] for i, mid in enumerate(ids)])}):
         closed[i].append((start, end))
-    doomed, fresh = [], []
+    doomed: list[tuple] = []
+    fresh: list[tuple] = []
     for i, (meter, customer, merge_key) in enumerate(ids):
+        # Only what changed is written: merged spans left as they were stay in place.
         old, new = set(reach[i][1]), set(merge(closed[i]))
-        doomed += [{"k_m": meter, "k_c": customer, "k_k": merge_key, "k_s": st} for st, _ in sorted(old - new)]
-        fresh += [{"meter": meter, "customer": customer, "merge_key": merge_key, "start_us": st, "end_us": en}
-                  for st, en in sorted(new - old)]
-    m = merged_spans.c
-    if doomed:
-        conn.execute(delete(merged_spans).where(
-            m.meter == bindparam("k_m"), m.customer == bindparam("k_c"), m.merge_key == bindparam("k_k"),
-            m.start_us == bindparam("k_s")), doomed)
-    if fresh:
-        conn.execute(insert(merged_spans), fresh)
+        doomed += [(meter, customer, merge_key, st) for st, _ in sorted(old - new)]
+        fresh += [(meter, customer, merge_key, st, en) for st, en in sorted(new - old)]
+    bulk.delete(conn, "merged_spans", ("meter", "customer", "merge_key", "start_us"), ("text", "text", "text", "bigint"),
+                doomed)
+    bulk.insert(conn, "merged_spans", ("meter", "customer", "merge_key", "start_us", "end_us"),
+                ("text", "text", "text", "bigint", "bigint"), fresh)
 
 
 def _merged_reach(conn: Connection, ids: Sequence[MergeId], windows: Mapping[MergeId, tuple[int, int]]
