@@ -34,7 +34,10 @@ CATALOG = {
     "meters": {
         "media": {"event_type": "m", "aggregation": "duration", "stream_property": "stream",
                   "merge_property": "user", "rounding": {"unit_seconds": 60, "mode": "ceil"},
-                  "idle_timeout": 600, "unit": "minute"},
+                  "idle_timeout": 1800, "unit": "minute"},
+        # Merged per member without an idle timeout: overlapping streams of one member join.
+        "talk": {"event_type": "m", "aggregation": "duration", "stream_property": "stream",
+                 "merge_property": "user", "unit": "second"},
         "raw_seconds": {"event_type": "m", "aggregation": "duration", "stream_property": "stream", "unit": "second"},
         "sessions": {"event_type": "s", "aggregation": "count"},
         "users": {"event_type": "s", "aggregation": "unique_count", "value_property": "user"},
@@ -46,15 +49,15 @@ CATALOG = {
 SPEC = validate_catalog(CATALOG)
 US = 1_000_000
 
-minute = st.integers(0, 240)
+minute = st.integers(0, 150)
 micros = st.sampled_from([0, 0, 1, 500_000])
 
 
 @st.composite
 def media_event(draw: st.DrawFn, customer: str) -> dict[str, Any]:
     """A member toggles mic/camera/screen, a new stream id per toggle, overlapping each other."""
-    user = draw(st.sampled_from(["u1", "u2", "u3"]))
-    stream = f"{user}/{draw(st.sampled_from(['mic', 'cam', 'screen']))}/{draw(st.integers(0, 2))}"
+    user = draw(st.sampled_from(["u1", "u2"]))
+    stream = f"{user}/{draw(st.sampled_from(['mic', 'cam', 'screen']))}/{draw(st.integers(0, 1))}"
     m = draw(minute)
     data: dict[str, Any] = {"user": user, "stream": stream}
     if draw(st.integers(0, 11)) == 0:
@@ -75,11 +78,26 @@ def other_event(draw: st.DrawFn, customer: str) -> dict[str, Any]:
 
 
 @st.composite
+def toggle(draw: st.DrawFn, customer: str) -> list[dict[str, Any]]:
+    """One stream switched on, maybe kept alive, maybe switched off: overlapping its member's others."""
+    user = draw(st.sampled_from(["u1", "u2"]))
+    stream = f"{user}/{draw(st.sampled_from(['mic', 'cam', 'screen']))}/{draw(st.integers(0, 1))}"
+    m, length = draw(minute), draw(st.integers(0, 60))
+    moments = [(m, "start"), *((m + draw(st.integers(0, length)), "heartbeat") for _ in range(draw(st.integers(0, 2))))]
+    if draw(st.integers(0, 3)):
+        moments.append((m + length, "stop"))
+    return [{"type": "m", "subject": customer, "time": iso(BASE + timedelta(minutes=t, microseconds=draw(micros))),
+             "data": {"user": user, "stream": stream, "action": action}} for t, action in moments]
+
+
+@st.composite
 def fleet(draw: st.DrawFn) -> tuple[list[str], list[dict[str, Any]], list[list[dict[str, Any]]]]:
     customers = draw(st.lists(st.sampled_from(CUSTOMERS), min_size=5, max_size=30, unique=True))
     events: list[dict[str, Any]] = []
     for c in customers:
-        events += draw(st.lists(media_event(c), min_size=1, max_size=8))
+        for events_of_one in draw(st.lists(toggle(c), min_size=1, max_size=4)):
+            events += events_of_one
+        events += draw(st.lists(media_event(c), max_size=4))
         events += draw(st.lists(other_event(c), max_size=2))
     for i, ev in enumerate(events):
         ev.update(specversion="1.0", id=f"e{i}", source=draw(st.sampled_from(["p1", "p2", "p3", "p4"])))
@@ -191,3 +209,50 @@ def test_statements_per_batch_do_not_grow_with_customers(engine: Engine) -> None
         counts[customers] = len(seen)
     assert abs(counts[100] - counts[10]) <= 2, counts
     assert counts[100] < 40, counts  # a fixed handful per kind of aggregation, not one per customer
+
+
+# --- merged spans across batches: the cases a re-merge window must reach -----------------------
+
+def _toggle(n: int, minute_: int, stream: str, action: str) -> dict[str, Any]:
+    return {"specversion": "1.0", "id": f"t{n}", "source": "p1", "type": "m", "subject": "org1",
+            "time": iso(BASE + timedelta(minutes=minute_)), "data": {"user": "u1", "stream": stream, "action": action}}
+
+
+MERGES = {
+    # A stream inside a merged span that began before it (the window must reach back).
+    "inside": ([[(0, "a", "start"), (30, "a", "stop")], [(10, "b", "start"), (20, "b", "stop")]], 30),
+    # A stream joining two merged spans.
+    "bridge": ([[(0, "a", "start"), (10, "a", "stop"), (20, "b", "start"), (30, "b", "stop")],
+                [(5, "c", "start"), (25, "c", "stop")]], 30),
+    # A stream reaching back over the start of a merged span, and on past its end.
+    "around": ([[(10, "a", "start"), (20, "a", "stop")], [(0, "b", "start"), (15, "b", "stop")],
+                [(18, "c", "start"), (40, "c", "stop")]], 40),
+    # A late stop shortens a merged span whose stream was closed later.
+    "late stop": ([[(0, "a", "start"), (30, "a", "stop"), (40, "b", "start"), (50, "b", "stop")],
+                   [(10, "a", "stop")]], 20),
+    # A late start opens a stream again between two merged spans (the later start then only
+    # counts as a sign of life).
+    "late start": ([[(0, "a", "start"), (10, "a", "stop"), (20, "a", "start"), (30, "a", "stop")],
+                    [(12, "a", "start")]], 28),
+}
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
+@pytest.mark.parametrize("case", list(MERGES))
+def test_merged_spans_across_batches(engine: Engine, case: str) -> None:
+    batches, minutes = MERGES[case]
+    _reset(engine)
+    loaded = catalogs.LoadedCatalog(1, SPEC)
+    n = 0
+    for batch in batches:
+        events = []
+        for m, stream, action in batch:
+            n += 1
+            events.append(_toggle(n, m, stream, action))
+        with unit_of_work(engine) as conn:
+            assert ingest(conn, loaded, events, received_us=0).rejected == []
+    at_us = to_us(BASE + timedelta(days=1))
+    with engine.connect() as conn:
+        spec = SPEC.meters["talk"]
+        got = meters.usage(conn, spec, "talk", "org1", 0, at_us, at_us)
+        assert got == meters.recompute_usage(conn, spec, "org1", 0, at_us, at_us) == minutes * 60
