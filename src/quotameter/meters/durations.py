@@ -64,6 +64,7 @@ def fold(conn: Connection, meters: Mapping[str, MeterSpec],
     repo.add_stream_points(conn, ((m, c, p) for (m, c), points in grouped.items() for p in points))
 
     doomed: list[int] = []
+    continued: list[tuple[int, int | None, int]] = []
     for sid, evs in new.items():
         meter, customer, stream_key = sid
         merge_key = by_stream[sid][0].merge_key
@@ -71,8 +72,15 @@ def fold(conn: Connection, meters: Mapping[str, MeterSpec],
         if not state.late:
             # In order (the usual case): carry on from the stream's open span, if any.
             spans = replay(evs, idle, state.open_span)
-            if state.open_id is not None:
-                doomed.append(state.open_id)
+            if state.open_id is not None and state.open_span is not None:
+                if spans and spans[0].start == state.open_span.start:
+                    # The open span carries on (kept alive, or closed): its row is updated
+                    # in place, cheaper than a delete and an insert in every index.
+                    continued.append((state.open_id, spans[0].end, spans[0].last))
+                    windows.widen((meter, customer, merge_key), spans[0].start, spans[0].end)
+                    spans = spans[1:]
+                else:
+                    doomed.append(state.open_id)
         else:
             # Late: replay from the start of the last span that began before the earliest new
             # event; the stream was closed just before that start, a known state to begin from.
@@ -83,5 +91,5 @@ def fold(conn: Connection, meters: Mapping[str, MeterSpec],
         for sp in spans:
             span_rows.append(repo.span_row(meter, customer, stream_key, merge_key, sp, explicit=False))
             windows.widen((meter, customer, merge_key), sp.start, sp.end)
-    repo.replace_spans(conn, doomed, span_rows)
+    repo.replace_spans(conn, doomed, continued, span_rows)
     repo.remerge(conn, windows.ranges)

@@ -344,9 +344,12 @@ def stream_histories(conn: Connection, since: Mapping[StreamId, int | None]
     return actions, spans
 
 
-def replace_spans(conn: Connection, doomed: Sequence[int], rows: Sequence[tuple]) -> None:
-    """Delete the derived spans with these ids, then insert these spans (rows of `span_row`)."""
+def replace_spans(conn: Connection, doomed: Sequence[int], continued: Sequence[tuple[int, int | None, int]],
+                  rows: Sequence[tuple]) -> None:
+    """Delete the derived spans with these ids, set the (id, end, last) of those `continued`,
+    then insert these spans (rows of `span_row`)."""
     bulk.delete(conn, "stream_spans", ("id",), ("bigint",), [(i,) for i in sorted(doomed)])
+    bulk.update(conn, "stream_spans", ("id",), ("end_us", "last_us"), ("bigint", "bigint", "bigint"), sorted(continued))
     bulk.insert(conn, "stream_spans",
                 ("meter", "customer", "stream_key", "merge_key", "start_us", "end_us", "last_us", "explicit"),
                 ("text", "text", "text", "text", "bigint", "bigint", "bigint", "boolean"), rows)
