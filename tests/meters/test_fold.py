@@ -91,7 +91,7 @@ def toggle(draw: st.DrawFn, customer: str) -> list[dict[str, Any]]:
 
 
 @st.composite
-def fleet(draw: st.DrawFn) -> tuple[list[str], list[dict[str, Any]], list[list[dict[str, Any]]]]:
+def fleet(draw: st.DrawFn) -> tuple[list[str], list[list[dict[str, Any]]]]:
     customers = draw(st.lists(st.sampled_from(CUSTOMERS), min_size=5, max_size=30, unique=True))
     events: list[dict[str, Any]] = []
     for c in customers:
@@ -106,7 +106,7 @@ def fleet(draw: st.DrawFn) -> tuple[list[str], list[dict[str, Any]], list[list[d
     arrival = draw(st.permutations(events + repeats))
     cuts = sorted(draw(st.lists(st.integers(0, len(arrival)), max_size=4)))
     batches = [arrival[a:b] for a, b in zip([0, *cuts], [*cuts, len(arrival)], strict=True) if b > a]
-    return customers, events, batches
+    return customers, batches
 
 
 def _reset(engine: Engine) -> None:
@@ -122,7 +122,7 @@ def _reset(engine: Engine) -> None:
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=fleet(), probe=st.lists(st.tuples(minute, micros), min_size=3, max_size=3))
 def test_batches_of_many_customers_equal_recomputation(engine: Engine, data, probe) -> None:  # type: ignore[no-untyped-def]
-    customers, _, batches = data
+    customers, batches = data
     _reset(engine)
     loaded = catalogs.LoadedCatalog(1, SPEC)
     for batch in batches:

@@ -65,7 +65,8 @@ def bump_buckets(conn: Connection, groups: Iterable[tuple[str, str, str, Sequenc
 
 
 # A bucket row's columns and their PostgreSQL types, in the order of `_fold_buckets`'s dicts.
-_BUCKET_COLUMNS = ("meter", "customer", "bucket", "n", "total", "vmax", "latest_key", "latest_value", "min_us", "max_us")
+_BUCKET_COLUMNS = ("meter", "customer", "bucket", "n", "total", "vmax", "latest_key", "latest_value",
+                   "min_us", "max_us")
 _BUCKET_TYPES = ("text", "text", "bigint", "bigint", "numeric", "numeric", "text", "numeric", "bigint", "bigint")
 
 
@@ -287,8 +288,9 @@ def add_stream_points(conn: Connection, points: Iterable[tuple[str, str, StreamP
     """Store the (meter, customer, point)s of a batch, one statement."""
     bulk.insert(conn, "stream_points",
                 ("meter", "customer", "stream_key", "merge_key", "t_us", "rank", "order_key", "action", "end_us"),
-                ("text", "text", "text", "text", "bigint", "integer", "text", "text", "bigint"), [(meter, customer, p.stream_key, p.merge_key, p.t, ACTION_RANK[p.action], p.order_key, p.action, p.end)
-           for meter, customer, p in points])
+                ("text", "text", "text", "text", "bigint", "integer", "text", "text", "bigint"),
+                [(meter, customer, p.stream_key, p.merge_key, p.t, ACTION_RANK[p.action], p.order_key, p.action, p.end)
+                 for meter, customer, p in points])
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,8 +384,8 @@ def remerge(conn: Connection, windows: Mapping[MergeId, tuple[int, int]]) -> Non
         old, new = set(reach[i][1]), set(merge(closed[i]))
         doomed += [(meter, customer, merge_key, st) for st, _ in sorted(old - new)]
         fresh += [(meter, customer, merge_key, st, en) for st, en in sorted(new - old)]
-    bulk.delete(conn, "merged_spans", ("meter", "customer", "merge_key", "start_us"), ("text", "text", "text", "bigint"),
-                doomed)
+    bulk.delete(conn, "merged_spans", ("meter", "customer", "merge_key", "start_us"),
+                ("text", "text", "text", "bigint"), doomed)
     bulk.insert(conn, "merged_spans", ("meter", "customer", "merge_key", "start_us", "end_us"),
                 ("text", "text", "text", "bigint", "bigint"), fresh)
 

@@ -71,7 +71,7 @@ def apply(conn: Connection, meters: Mapping[str, MeterSpec],
 
 
 def _idle_us(spec: MeterSpec) -> int | None:
-    return durations.idle_us(spec)
+    return spec.idle_timeout * US if spec.idle_timeout else None
 
 
 # --- reads -----------------------------------------------------------------------------------
