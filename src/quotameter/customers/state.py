@@ -6,24 +6,21 @@ from collections.abc import Iterable
 
 from sqlalchemy import Connection, text
 
-_BUMP = {
-    "sqlite": text("INSERT INTO customer_state (customer, version, horizon_us) VALUES (:c, 1, :h) "
-                   "ON CONFLICT (customer) DO UPDATE SET version = customer_state.version + 1, "
-                   "horizon_us = max(customer_state.horizon_us, excluded.horizon_us)"),
-    "postgresql": text("INSERT INTO customer_state (customer, version, horizon_us) VALUES (:c, 1, :h) "
-                       "ON CONFLICT (customer) DO UPDATE SET version = customer_state.version + 1, "
-                       "horizon_us = GREATEST(customer_state.horizon_us, excluded.horizon_us)"),
-}
+from quotameter.store import bulk
+
+_BUMP = ("ON CONFLICT (customer) DO UPDATE SET version = customer_state.version + 1, "
+         "horizon_us = {greatest}(customer_state.horizon_us, excluded.horizon_us)")
 _READ = text("SELECT version, horizon_us FROM customer_state WHERE customer = :c")
 _VERSIONS = text("SELECT customer, version FROM customer_state")
 
 
 def bump(conn: Connection, horizons: Iterable[tuple[str, int]]) -> None:
     """Record that these customers' balance inputs changed, stamped up to the given instants.
-    Sorted, so concurrent writers take the row locks in the same order."""
-    rows = [{"c": c, "h": h} for c, h in sorted(horizons)]
-    if rows:
-        conn.execute(_BUMP[conn.dialect.name], rows)
+    One statement for all customers of a batch; sorted, so concurrent writers take the row
+    locks in the same order."""
+    greatest = "max" if conn.dialect.name == "sqlite" else "GREATEST"
+    bulk.insert(conn, "customer_state", ("customer", "horizon_us", "version"), ("text", "bigint", "integer"),
+                [(c, h, 1) for c, h in sorted(horizons)], _BUMP.format(greatest=greatest))
 
 
 def read(conn: Connection, customer: str) -> tuple[int, int]:

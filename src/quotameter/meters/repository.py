@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
+from itertools import groupby
+from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, insert, or_, select, text, tuple_, update
+import orjson
+from sqlalchemy import Connection, and_, delete, func, or_, select, text
 
 from quotameter.meters.model import GaugeChange, Simple, StreamPoint, latest_key
-from quotameter.meters.spans import Span
+from quotameter.meters.spans import ACTION_RANK, Span, StreamEvent, merge
+from quotameter.store import bulk
 from quotameter.store.tables import Decimal as DecimalColumn
 from quotameter.store.tables import (
     DERIVED_TABLES,
@@ -16,7 +22,6 @@ from quotameter.store.tables import (
     events,
     gauge_points,
     merged_spans,
-    stream_points,
     stream_spans,
     unique_values,
 )
@@ -34,37 +39,17 @@ def _sql(conn: Connection) -> dict[str, str]:
 
 # --- count / sum / max / latest -----------------------------------------------------------
 
-def bump_buckets(conn: Connection, meter: str, customer: str, items: Sequence[Simple], kind: str) -> None:
-    rows: dict[int, dict] = {}
-    is_latest = kind == "latest"
-    for it in items:
-        b = it.t // HOUR_US
-        row = rows.get(b)
-        key = latest_key(it.t, it.order_key) if is_latest else None
-        if row is None:
-            rows[b] = {"meter": meter, "customer": customer, "bucket": b, "n": it.units,
-                       "total": it.value if kind == "sum" else None,
-                       "vmax": it.value if kind == "max" else None,
-                       "latest_key": key if kind == "latest" else None,
-                       "latest_value": it.value if kind == "latest" else None,
-                       "min_us": it.t, "max_us": it.t}
-            continue
-        row["n"] += it.units
-        if kind == "sum":
-            row["total"] += it.value
-        elif kind == "max":
-            row["vmax"] = max(row["vmax"], it.value)
-        elif is_latest and key > row["latest_key"]:  # type: ignore[operator]
-            row["latest_key"], row["latest_value"] = key, it.value
-        row["min_us"] = min(row["min_us"], it.t)
-        row["max_us"] = max(row["max_us"], it.t)
+def bump_buckets(conn: Connection, groups: Iterable[tuple[str, str, str, Sequence[Simple]]]) -> None:
+    """Add the (meter, customer, kind, contributions) groups of a batch to their hour buckets,
+    all customers in one statement."""
+    rows: dict[tuple[str, str, int], dict] = {}
+    for meter, customer, kind, items in groups:
+        _fold_buckets(rows, meter, customer, kind, items)
     if not rows:
         return
     s = _sql(conn)
     newer = "excluded.latest_key > meter_buckets.latest_key OR meter_buckets.latest_key IS NULL"
-    stmt = text(
-        "INSERT INTO meter_buckets (meter, customer, bucket, n, total, vmax, latest_key, latest_value, min_us, max_us) "
-        "VALUES (:meter, :customer, :bucket, :n, :total, :vmax, :latest_key, :latest_value, :min_us, :max_us) "
+    conflict = (
         "ON CONFLICT (meter, customer, bucket) DO UPDATE SET "
         "n = meter_buckets.n + excluded.n, "
         f"total = {s['add'].format(a='meter_buckets.total', b='excluded.total')}, "
@@ -75,36 +60,66 @@ def bump_buckets(conn: Connection, meter: str, customer: str, items: Sequence[Si
         f"max_us = {s['greatest']}(meter_buckets.max_us, excluded.max_us)"
     )
     # Sorted: concurrent batches then lock shared bucket rows in the same order (no deadlock).
-    conn.execute(stmt, [_bind(conn, rows[b]) for b in sorted(rows)])
+    bulk.insert(conn, "meter_buckets", _BUCKET_COLUMNS, _BUCKET_TYPES, [tuple(rows[k].values()) for k in sorted(rows)],
+                conflict)
 
 
-def _bind(conn: Connection, row: dict) -> dict:
-    # text() bypasses the column types, so decimals are converted here as the Decimal type would.
-    if conn.dialect.name == "sqlite":
-        return {k: (format(v, "f") if isinstance(v, Decimal) else v) for k, v in row.items()}
-    return row
+# A bucket row's columns and their PostgreSQL types, in the order of `_fold_buckets`'s dicts.
+_BUCKET_COLUMNS = ("meter", "customer", "bucket", "n", "total", "vmax", "latest_key", "latest_value",
+                   "min_us", "max_us")
+_BUCKET_TYPES = ("text", "text", "bigint", "bigint", "numeric", "numeric", "text", "numeric", "bigint", "bigint")
 
 
-def add_unique(conn: Connection, meter: str, customer: str, items: Sequence[Simple]) -> None:
-    rows: dict[tuple[int, str], dict] = {}
+def _fold_buckets(rows: dict[tuple[str, str, int], dict], meter: str, customer: str, kind: str,
+                  items: Sequence[Simple]) -> None:
+    """Aggregate one group's contributions into `rows`, one per (meter, customer, hour)."""
+    is_latest = kind == "latest"
     for it in items:
-        key = (it.t // HOUR_US, it.unique)
-        row = rows.get(key)  # type: ignore[arg-type]
+        b = it.t // HOUR_US
+        row = rows.get((meter, customer, b))
+        key = latest_key(it.t, it.order_key) if is_latest else None
         if row is None:
-            rows[key] = {"meter": meter, "customer": customer, "bucket": key[0], "value": it.unique,  # type: ignore[index]
-                         "min_us": it.t, "max_us": it.t}
-        else:
-            row["min_us"], row["max_us"] = min(row["min_us"], it.t), max(row["max_us"], it.t)
+            rows[(meter, customer, b)] = {
+                "meter": meter, "customer": customer, "bucket": b, "n": it.units,
+                "total": it.value if kind == "sum" else None,
+                "vmax": it.value if kind == "max" else None,
+                "latest_key": key if kind == "latest" else None,
+                "latest_value": it.value if kind == "latest" else None,
+                "min_us": it.t, "max_us": it.t}
+            continue
+        row["n"] += it.units
+        if kind == "sum":
+            row["total"] += it.value
+        elif kind == "max":
+            row["vmax"] = max(row["vmax"], it.value)
+        elif is_latest and key > row["latest_key"]:  # type: ignore[operator]
+            row["latest_key"], row["latest_value"] = key, it.value
+        row["min_us"] = min(row["min_us"], it.t)
+        row["max_us"] = max(row["max_us"], it.t)
+
+
+def add_unique(conn: Connection, groups: Iterable[tuple[str, str, Sequence[Simple]]]) -> None:
+    """Record the distinct values of the (meter, customer, contributions) groups of a batch
+    per hour bucket, all customers in one statement."""
+    rows: dict[tuple[str, str, int, str], dict] = {}
+    for meter, customer, items in groups:
+        for it in items:
+            key = (meter, customer, it.t // HOUR_US, it.unique)
+            row = rows.get(key)  # type: ignore[arg-type]
+            if row is None:
+                rows[key] = {"meter": meter, "customer": customer, "bucket": key[2], "value": it.unique,  # type: ignore[index]
+                             "min_us": it.t, "max_us": it.t}
+            else:
+                row["min_us"], row["max_us"] = min(row["min_us"], it.t), max(row["max_us"], it.t)
     if not rows:
         return
     s = _sql(conn)
-    conn.execute(text(
-        "INSERT INTO meter_unique_values (meter, customer, bucket, value, min_us, max_us) "
-        "VALUES (:meter, :customer, :bucket, :value, :min_us, :max_us) "
-        "ON CONFLICT (meter, customer, bucket, value) DO UPDATE SET "
-        f"min_us = {s['least']}(meter_unique_values.min_us, excluded.min_us), "
-        f"max_us = {s['greatest']}(meter_unique_values.max_us, excluded.max_us)"
-    ), [rows[k] for k in sorted(rows)])
+    bulk.insert(conn, "meter_unique_values", ("meter", "customer", "bucket", "value", "min_us", "max_us"),
+                ("text", "text", "bigint", "text", "bigint", "bigint"),
+                [tuple(rows[k].values()) for k in sorted(rows)],  # type: ignore[type-var]
+                "ON CONFLICT (meter, customer, bucket, value) DO UPDATE SET "
+                f"min_us = {s['least']}(meter_unique_values.min_us, excluded.min_us), "
+                f"max_us = {s['greatest']}(meter_unique_values.max_us, excluded.max_us)")
 
 
 def bucket_rows(conn: Connection, meter: str, customer: str, first: int, last: int) -> list:
@@ -178,45 +193,53 @@ def raw_events(conn: Connection, customer: str, event_type: str, lo: int, hi: in
 
 # --- gauges --------------------------------------------------------------------------------
 
-def add_gauge_changes(conn: Connection, meter: str, customer: str, changes: Sequence[GaugeChange]) -> None:
-    """Insert changes, then re-level every later point up to the first untouched `set`."""
-    if not changes:
+def add_gauge_changes(conn: Connection, groups: Mapping[tuple[str, str], Sequence[GaugeChange]]) -> None:
+    """Insert the changes of every (meter, customer) gauge of a batch, then re-level, per
+    gauge, every later point up to the first untouched `set`: four statements in all."""
+    keys = sorted(k for k, changes in groups.items() if changes)
+    if not keys:
         return
-    g = gauge_points.c
-    conn.execute(insert(gauge_points), [
-        {"meter": meter, "customer": customer, "t_us": c.t, "order_key": c.order_key,
-         "set_value": c.set_value, "delta": c.delta, "level": Decimal(0)} for c in changes])
-    first = min(changes, key=lambda c: (c.t, c.order_key))
-    new = {(c.t, c.order_key) for c in changes}
-    last_new = max(new)
-    mine = (g.meter == meter, g.customer == customer)
-    before = conn.execute(
-        select(g.level).where(*mine, tuple_(g.t_us, g.order_key) < tuple_(first.t, first.order_key))
-        .order_by(g.t_us.desc(), g.order_key.desc()).limit(1)).scalar()
+    bulk.insert(conn, "gauge_points", ("meter", "customer", "t_us", "order_key", "set_value", "delta", "level"),
+                ("text", "text", "bigint", "text", "numeric", "numeric", "numeric"),
+             [(meter, customer, c.t, c.order_key, c.set_value, c.delta, Decimal(0))
+              for meter, customer in keys for c in groups[(meter, customer)]])
+    firsts = [min((c.t, c.order_key) for c in groups[k]) for k in keys]
+    k = json_rows(conn, ("i", "int"), ("meter", "text"), ("customer", "text"), ("t", "int"), ("o", "ordered"))
+    param = {"k": json_param([[i, m, c, t, o] for i, ((m, c), (t, o)) in enumerate(zip(keys, firsts, strict=True))])}
+    before = dict(conn.execute(text(
+        f"WITH k AS MATERIALIZED ({k}) SELECT k.i, (SELECT g.level FROM gauge_points g "
+        "WHERE g.meter = k.meter AND g.customer = k.customer AND (g.t_us, g.order_key) < (k.t, k.o) "
+        "ORDER BY g.t_us DESC, g.order_key DESC LIMIT 1) FROM k"), param).all())
+    later = conn.execute(text(
+        f"WITH k AS MATERIALIZED ({k}) SELECT k.i, g.t_us, g.order_key, g.set_value, g.delta, g.level "
+        "FROM k JOIN gauge_points g ON g.meter = k.meter AND g.customer = k.customer "
+        "AND (g.t_us, g.order_key) >= (k.t, k.o) ORDER BY k.i, g.t_us, g.order_key"), param)
+    updates: list[tuple] = []
+    for i, rows in groupby(later, key=lambda r: r[0]):
+        meter, customer = keys[i]
+        new = {(c.t, c.order_key) for c in groups[keys[i]]}
+        updates.extend(_relevel(meter, customer, before.get(i), rows, new))
+    bulk.update(conn, "gauge_points", ("meter", "customer", "t_us", "order_key"), ("level",),
+                ("text", "text", "bigint", "text", "numeric"), updates)
+
+
+def _relevel(meter: str, customer: str, before: Any, later: Iterable[Any], new: set[tuple[int, str]]) -> list[tuple]:
+    """The level updates of one gauge: `later` are its points from its first new one on, in
+    order; `before` the level just before them (None: nothing before)."""
     level = Decimal(before) if before is not None else Decimal(0)
-    later = conn.execute(
-        select(g.t_us, g.order_key, g.set_value, g.delta, g.level)
-        .where(*mine, tuple_(g.t_us, g.order_key) >= tuple_(first.t, first.order_key))
-        .order_by(g.t_us, g.order_key))
+    last_new = max(new)
     updates = []
-    for t_us, order_key, set_value, delta, old in later:
+    for _, t_us, order_key, set_value, delta, old in later:
         if set_value is not None:
             level = Decimal(set_value)
         if delta is not None:
             level += Decimal(delta)
         is_new = (t_us, order_key) in new
         if is_new or Decimal(old) != level:
-            updates.append({"k_t": t_us, "k_o": order_key, "level": level})
+            updates.append((meter, customer, t_us, order_key, level))
         elif set_value is not None and (t_us, order_key) > last_new:
             break  # an untouched set past every new point pins the level: nothing after it moves
-    if updates:
-        from sqlalchemy import bindparam
-
-        conn.execute(
-            update(gauge_points)
-            .where(g.meter == meter, g.customer == customer, g.t_us == bindparam("k_t"), g.order_key == bindparam("k_o"))
-            .values(level=bindparam("level")),
-            updates)
+    return updates
 
 
 def gauge_read(conn: Connection, meter: str, customer: str, lo: int, hi: int) -> tuple[Decimal, Decimal]:
@@ -237,99 +260,165 @@ def gauge_read(conn: Connection, meter: str, customer: str, lo: int, hi: int) ->
 
 
 # --- durations -----------------------------------------------------------------------------
+# Every write-side read here takes the keys of a whole batch (all meters and customers) in
+# one JSON parameter, so a batch costs the same few statements whatever the number of
+# customers and streams it touches; each key is then an index seek of its own.
 
-def add_stream_points(conn: Connection, meter: str, customer: str, points: Sequence[StreamPoint]) -> None:
-    from quotameter.meters.spans import ACTION_RANK
-
-    conn.execute(insert(stream_points), [
-        {"meter": meter, "customer": customer, "stream_key": p.stream_key, "merge_key": p.merge_key,
-         "t_us": p.t, "rank": ACTION_RANK[p.action], "order_key": p.order_key, "action": p.action,
-         "end_us": p.end} for p in points])
-
-
-def last_span_start_before(conn: Connection, meter: str, customer: str, stream_key: str, t: int) -> int | None:
-    s = stream_spans.c
-    return conn.execute(
-        select(s.start_us).where(s.meter == meter, s.customer == customer, s.stream_key == stream_key,
-                                 s.explicit.is_(False), s.start_us < t)
-        .order_by(s.start_us.desc()).limit(1)).scalar()
+StreamId = tuple[str, str, str]  # (meter, customer, stream_key)
+MergeId = tuple[str, str, str]  # (meter, customer, merge_key)
+NO_SINCE = -(2**63)  # "since the beginning": below every instant
 
 
-def stream_tail(conn: Connection, meter: str, customer: str, stream_key: str) -> tuple[int, int, str] | None:
-    """The order position of the stream's last start/stop/heartbeat."""
-    p = stream_points.c
-    row = conn.execute(
-        select(p.t_us, p.rank, p.order_key)
-        .where(p.meter == meter, p.customer == customer, p.stream_key == stream_key, p.action != "span")
-        .order_by(p.t_us.desc(), p.rank.desc(), p.order_key.desc()).limit(1)).first()
-    return None if row is None else (row.t_us, row.rank, row.order_key)
+def json_rows(conn: Connection, *columns: tuple[str, str]) -> str:
+    """A SELECT of the rows of the JSON parameter :k (a list of arrays, values in `columns`
+    order; a column is "int", "text" or "ordered": text compared by code point)."""
+    if conn.dialect.name == "sqlite":
+        cols = ", ".join(f"json_extract(value, '$[{n}]') AS {name}" for n, (name, _) in enumerate(columns))
+        return f"SELECT {cols} FROM json_each(:k)"
+    spell = {"int": "CAST(e->>{n} AS bigint)", "text": "(e->>{n})", "ordered": "(e->>{n}) COLLATE \"C\""}
+    cols = ", ".join(f"{spell[kind].format(n=n)} AS {name}" for n, (name, kind) in enumerate(columns))
+    return f"SELECT {cols} FROM jsonb_array_elements(CAST(:k AS jsonb)) AS e"
 
 
-def open_span(conn: Connection, meter: str, customer: str, stream_key: str) -> Span | None:
-    s = stream_spans.c
-    row = conn.execute(select(s.start_us, s.last_us).where(
-        s.meter == meter, s.customer == customer, s.stream_key == stream_key, s.end_us.is_(None))).first()
-    return None if row is None else Span(row.start_us, None, row.last_us)
+def json_param(rows: Sequence[Sequence[Any]]) -> str:
+    return orjson.dumps(rows).decode()
 
 
-def stream_actions_from(conn: Connection, meter: str, customer: str, stream_key: str, since: int | None) -> list:
-    p = stream_points.c
-    q = select(p.t_us, p.action, p.order_key).where(
-        p.meter == meter, p.customer == customer, p.stream_key == stream_key, p.action != "span")
-    if since is not None:
-        q = q.where(p.t_us >= since)
-    return list(conn.execute(q))
+def add_stream_points(conn: Connection, points: Iterable[tuple[str, str, StreamPoint]]) -> None:
+    """Store the (meter, customer, point)s of a batch, one statement."""
+    bulk.insert(conn, "stream_points",
+                ("meter", "customer", "stream_key", "merge_key", "t_us", "rank", "order_key", "action", "end_us"),
+                ("text", "text", "text", "text", "bigint", "integer", "text", "text", "bigint"),
+                [(meter, customer, p.stream_key, p.merge_key, p.t, ACTION_RANK[p.action], p.order_key, p.action, p.end)
+                 for meter, customer, p in points])
 
 
-def replace_stream_spans(conn: Connection, meter: str, customer: str, stream_key: str, merge_key: str,
-                         since: int | None, spans: Sequence[Span], *, only_open: bool = False
-                         ) -> list[tuple[int, int | None]]:
-    """Swap the derived spans of one stream from `since` on (or just its open span);
-    returns the (start, end) of all removed."""
-    s = stream_spans.c
-    where = [s.meter == meter, s.customer == customer, s.stream_key == stream_key, s.explicit.is_(False)]
-    if since is not None:
-        where.append(s.start_us >= since)
-    if only_open:
-        where.append(s.end_us.is_(None))
-    removed = [(r.start_us, r.end_us) for r in conn.execute(select(s.start_us, s.end_us).where(*where))]
-    conn.execute(delete(stream_spans).where(*where))
-    insert_spans(conn, meter, customer, stream_key, merge_key, spans, explicit=False)
-    return removed
+@dataclass(frozen=True, slots=True)
+class StreamState:
+    late: bool  # a stored start/stop/heartbeat sorts at or after the earliest new one
+    since: int | None  # the start of the stream's last derived span that began before it
+    open_id: int | None  # the stream's open derived span, if any
+    open_span: Span | None
 
 
-def insert_spans(conn: Connection, meter: str, customer: str, stream_key: str, merge_key: str,
-                 spans: Sequence[Span], *, explicit: bool) -> None:
-    if spans:
-        conn.execute(insert(stream_spans), [
-            {"meter": meter, "customer": customer, "stream_key": stream_key, "merge_key": merge_key,
-             "start_us": sp.start, "end_us": sp.end, "last_us": sp.last, "explicit": explicit} for sp in spans])
+def stream_states(conn: Connection, firsts: Mapping[StreamId, tuple[int, int, str]]) -> dict[StreamId, StreamState]:
+    """What the batch must know of each stream before folding its new events, given the
+    order position (t, rank, order_key) of its earliest new start/stop/heartbeat."""
+    if not firsts:
+        return {}
+    ids = list(firsts)
+    k = json_rows(conn, ("i", "int"), ("meter", "text"), ("customer", "text"), ("stream_key", "text"),
+                  ("t", "int"), ("r", "int"), ("o", "ordered"))
+    same = "{x}.meter = k.meter AND {x}.customer = k.customer AND {x}.stream_key = k.stream_key"
+    rows = conn.execute(text(
+        f"WITH k AS MATERIALIZED ({k}) SELECT k.i, "
+        f"EXISTS (SELECT 1 FROM stream_points p WHERE {same.format(x='p')} AND p.action != 'span' "
+        "AND (p.t_us, p.rank, p.order_key) >= (k.t, k.r, k.o)), "
+        f"(SELECT max(s.start_us) FROM stream_spans s WHERE {same.format(x='s')} AND NOT s.explicit "
+        "AND s.start_us < k.t), o.id, o.start_us, o.last_us "
+        f"FROM k LEFT JOIN stream_spans o ON {same.format(x='o')} AND o.end_us IS NULL"),
+        {"k": json_param([[i, *sid, *firsts[sid]] for i, sid in enumerate(ids)])})
+    return {ids[i]: StreamState(bool(late), since, open_id,
+                                None if open_id is None else Span(start, None, last))
+            for i, late, since, open_id, start, last in rows}
 
 
-def remerge(conn: Connection, meter: str, customer: str, merge_key: str, lo: int, hi: int) -> None:
-    """Rebuild the merged (closed) spans of one merge key wherever [lo, hi] may have changed."""
-    from quotameter.meters.spans import merge
+def stream_histories(conn: Connection, since: Mapping[StreamId, int | None]
+                     ) -> tuple[dict[StreamId, list[StreamEvent]], dict[StreamId, list[tuple[int, int, int | None]]]]:
+    """For streams replayed from `since` (None: from their first event): their stored
+    start/stop/heartbeat events from then on, and their derived spans from then on (id, start, end)."""
+    actions: dict[StreamId, list[StreamEvent]] = defaultdict(list)
+    spans: dict[StreamId, list[tuple[int, int, int | None]]] = defaultdict(list)
+    if not since:
+        return actions, spans
+    ids = list(since)
+    k = json_rows(conn, ("i", "int"), ("meter", "text"), ("customer", "text"), ("stream_key", "text"), ("since", "int"))
+    param = {"k": json_param([[i, *sid, NO_SINCE if since[sid] is None else since[sid]] for i, sid in enumerate(ids)])}
+    same = "{x}.meter = k.meter AND {x}.customer = k.customer AND {x}.stream_key = k.stream_key"
+    for i, t_us, action, order_key in conn.execute(text(
+            f"WITH k AS MATERIALIZED ({k}) SELECT k.i, p.t_us, p.action, p.order_key FROM k "
+            f"JOIN stream_points p ON {same.format(x='p')} AND p.t_us >= k.since WHERE p.action != 'span'"), param):
+        actions[ids[i]].append(StreamEvent(t_us, action, order_key))
+    for i, span_id, start, end in conn.execute(text(
+            f"WITH k AS MATERIALIZED ({k}) SELECT k.i, s.id, s.start_us, s.end_us FROM k "
+            f"JOIN stream_spans s ON {same.format(x='s')} AND s.start_us >= k.since WHERE NOT s.explicit"), param):
+        spans[ids[i]].append((span_id, start, end))
+    return actions, spans
 
-    m = merged_spans.c
-    mine = (m.meter == meter, m.customer == customer, m.merge_key == merge_key)
-    starts_before = conn.execute(select(m.start_us, m.end_us).where(*mine, m.start_us < lo)
-                                 .order_by(m.start_us.desc()).limit(1)).first()
-    a, b = lo, hi
-    if starts_before is not None and starts_before.end_us >= lo:
-        a, b = starts_before.start_us, max(hi, starts_before.end_us)
-    inside = conn.execute(select(m.start_us, m.end_us).where(*mine, m.start_us >= lo, m.start_us <= hi)).all()
-    for row in inside:
-        b = max(b, row.end_us)
-    conn.execute(delete(merged_spans).where(*mine, m.start_us >= a, m.start_us <= b))
-    s = stream_spans.c
-    closed = conn.execute(select(s.start_us, s.end_us).where(
-        s.meter == meter, s.customer == customer, s.merge_key == merge_key,
-        s.end_us.is_not(None), s.start_us >= a, s.start_us <= b)).all()
-    merged = merge((r.start_us, r.end_us) for r in closed)
-    if merged:
-        conn.execute(insert(merged_spans), [
-            {"meter": meter, "customer": customer, "merge_key": merge_key, "start_us": st, "end_us": en}
-            for st, en in merged])
+
+def replace_spans(conn: Connection, doomed: Sequence[int], continued: Sequence[tuple[int, int | None, int]],
+                  rows: Sequence[tuple]) -> None:
+    """Delete the derived spans with these ids, set the (id, end, last) of those `continued`,
+    then insert these spans (rows of `span_row`)."""
+    bulk.delete(conn, "stream_spans", ("id",), ("bigint",), [(i,) for i in sorted(doomed)])
+    bulk.update(conn, "stream_spans", ("id",), ("end_us", "last_us"), ("bigint", "bigint", "bigint"), sorted(continued))
+    bulk.insert(conn, "stream_spans",
+                ("meter", "customer", "stream_key", "merge_key", "start_us", "end_us", "last_us", "explicit"),
+                ("text", "text", "text", "text", "bigint", "bigint", "bigint", "boolean"), rows)
+
+
+def span_row(meter: str, customer: str, stream_key: str, merge_key: str, span: Span, *, explicit: bool) -> tuple:
+    return (meter, customer, stream_key, merge_key, span.start, span.end, span.last, explicit)
+
+
+def remerge(conn: Connection, windows: Mapping[MergeId, tuple[int, int]]) -> None:
+    """Rebuild the merged (closed) spans of each merge key wherever its [lo, hi] may have
+    changed, for all merge keys of a batch at once (the stream spans are already written)."""
+    if not windows:
+        return
+    ids = sorted(windows)
+    reach = _merged_reach(conn, ids, windows)
+    k = json_rows(conn, ("i", "int"), ("meter", "text"), ("customer", "text"), ("merge_key", "text"),
+                  ("a", "int"), ("b", "int"))
+    closed: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for i, start, end in conn.execute(text(
+            f"WITH k AS MATERIALIZED ({k}) SELECT k.i, s.start_us, s.end_us FROM k JOIN stream_spans s "
+            "ON s.meter = k.meter AND s.customer = k.customer AND s.merge_key = k.merge_key "
+            "AND s.start_us >= k.a AND s.start_us <= k.b WHERE s.end_us IS NOT NULL"),
+            {"k": json_param([[i, *mid, *reach[i][0]] for i, mid in enumerate(ids)])}):
+        closed[i].append((start, end))
+    doomed: list[tuple] = []
+    fresh: list[tuple] = []
+    for i, (meter, customer, merge_key) in enumerate(ids):
+        # Only what changed is written: merged spans left as they were stay in place.
+        old, new = set(reach[i][1]), set(merge(closed[i]))
+        doomed += [(meter, customer, merge_key, st) for st, _ in sorted(old - new)]
+        fresh += [(meter, customer, merge_key, st, en) for st, en in sorted(new - old)]
+    bulk.delete(conn, "merged_spans", ("meter", "customer", "merge_key", "start_us"),
+                ("text", "text", "text", "bigint"), doomed)
+    bulk.insert(conn, "merged_spans", ("meter", "customer", "merge_key", "start_us", "end_us"),
+                ("text", "text", "text", "bigint", "bigint"), fresh)
+
+
+def _merged_reach(conn: Connection, ids: Sequence[MergeId], windows: Mapping[MergeId, tuple[int, int]]
+                  ) -> list[tuple[tuple[int, int], list[tuple[int, int]]]]:
+    """Per merge key, the range [a, b] its re-merge covers and the merged spans starting in it:
+    the window widened to the merged span reaching into it from before, and to the ends of
+    those starting inside (merged spans never overlap, so no other starts in [a, b])."""
+    k = json_rows(conn, ("i", "int"), ("meter", "text"), ("customer", "text"), ("merge_key", "text"),
+                  ("lo", "int"), ("hi", "int"))
+    same = "{x}.meter = k.meter AND {x}.customer = k.customer AND {x}.merge_key = k.merge_key"
+    found: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for i, start, end in conn.execute(text(
+            f"WITH k AS MATERIALIZED ({k}) "
+            f"SELECT k.i, m.start_us, m.end_us FROM k JOIN merged_spans m ON {same.format(x='m')} "
+            f"AND m.start_us = (SELECT max(x.start_us) FROM merged_spans x WHERE {same.format(x='x')} "
+            "AND x.start_us < k.lo) "
+            f"UNION ALL SELECT k.i, m.start_us, m.end_us FROM k JOIN merged_spans m ON {same.format(x='m')} "
+            "AND m.start_us >= k.lo AND m.start_us <= k.hi"),
+            {"k": json_param([[i, *mid, *windows[mid]] for i, mid in enumerate(ids)])}):
+        found[i].append((start, end))
+    out = []
+    for i, mid in enumerate(ids):
+        lo, hi = windows[mid]
+        a, b, rows = lo, hi, []
+        for start, end in found[i]:
+            if start < lo and end < lo:
+                continue  # ends before the window: untouched
+            a, b = min(a, start), max(b, end)
+            rows.append((start, end))
+        out.append(((a, b), rows))
+    return out
 
 
 def open_spans(conn: Connection, meter: str, customer: str, before: int) -> list:

@@ -15,11 +15,13 @@ from sqlalchemy import Connection, select
 
 from quotameter.catalog.model import Catalog, MeterSpec
 from quotameter.events.model import parse_instant
+from quotameter.meters import durations
 from quotameter.meters import repository as repo
 from quotameter.meters.model import (
     Contribution,
     EventFacts,
     EventRejected,
+    GaugeChange,
     Simple,
     StreamPoint,
     aggregate_simple,
@@ -29,7 +31,7 @@ from quotameter.meters.model import (
     latest_key,
     to_unit,
 )
-from quotameter.meters.spans import US, Span, StreamEvent, clipped_length, extent, merge, replay, round_length
+from quotameter.meters.spans import US, Span, clipped_length, extent, merge, round_length
 from quotameter.store.engine import lock_keys
 from quotameter.store.tables import events
 
@@ -44,68 +46,32 @@ def contributions(meters: Mapping[str, MeterSpec], facts: EventFacts) -> list[tu
 
 def apply(conn: Connection, meters: Mapping[str, MeterSpec],
           grouped: Mapping[tuple[str, str], Sequence[Contribution]]) -> None:
-    """Fold contributions, grouped per (meter, customer), into the incremental state."""
+    """Fold contributions, grouped per (meter, customer), into the incremental state: a few
+    statements per kind of aggregation for the whole batch, whatever its number of customers."""
     stateful = [key for key in grouped if meters[key[0]].aggregation in ("gauge", "duration")]
     lock_keys(conn, (f"{m}\x01{c}" for m, c in stateful))
-    for (meter, customer), items in sorted(grouped.items()):
-        spec = meters[meter]
-        kind = spec.aggregation
+    simple: list[tuple[str, str, str, Sequence[Simple]]] = []
+    unique: list[tuple[str, str, Sequence[Simple]]] = []
+    gauges: dict[tuple[str, str], Sequence[GaugeChange]] = {}
+    streams: dict[tuple[str, str], Sequence[StreamPoint]] = {}
+    for (meter, customer), items in grouped.items():
+        kind = meters[meter].aggregation
         if kind == "unique_count":
-            repo.add_unique(conn, meter, customer, items)  # type: ignore[arg-type]
+            unique.append((meter, customer, items))  # type: ignore[arg-type]
         elif kind in SIMPLE:
-            repo.bump_buckets(conn, meter, customer, items, kind)  # type: ignore[arg-type]
+            simple.append((meter, customer, kind, items))  # type: ignore[arg-type]
         elif kind == "gauge":
-            repo.add_gauge_changes(conn, meter, customer, items)  # type: ignore[arg-type]
+            gauges[(meter, customer)] = items  # type: ignore[assignment]
         else:
-            _apply_duration(conn, spec, meter, customer, items)  # type: ignore[arg-type]
+            streams[(meter, customer)] = items  # type: ignore[assignment]
+    repo.add_unique(conn, unique)
+    repo.bump_buckets(conn, simple)
+    repo.add_gauge_changes(conn, gauges)
+    durations.fold(conn, meters, streams)
 
 
 def _idle_us(spec: MeterSpec) -> int | None:
     return spec.idle_timeout * US if spec.idle_timeout else None
-
-
-def _apply_duration(conn: Connection, spec: MeterSpec, meter: str, customer: str, points: Sequence[StreamPoint]) -> None:
-    windows: dict[str, list[int]] = {}
-
-    def widen(merge_key: str, start: int, end: int) -> None:
-        w = windows.setdefault(merge_key, [start, end])
-        w[0], w[1] = min(w[0], start), max(w[1], end)
-
-    by_stream: dict[str, list[StreamPoint]] = defaultdict(list)
-    for p in points:
-        if p.action == "span":
-            if p.end > p.t:  # type: ignore[operator]
-                repo.insert_spans(conn, meter, customer, p.stream_key, p.merge_key,
-                                  [Span(p.t, p.end, p.end)], explicit=True)
-                widen(p.merge_key, p.t, p.end)  # type: ignore[arg-type]
-        else:
-            by_stream[p.stream_key].append(p)
-    tails = {key: repo.stream_tail(conn, meter, customer, key) for key in by_stream}
-    repo.add_stream_points(conn, meter, customer, points)
-
-    for stream_key, pts in by_stream.items():
-        merge_key = pts[0].merge_key
-        new = sorted((StreamEvent(p.t, p.action, p.order_key) for p in pts),  # type: ignore[arg-type]
-                     key=StreamEvent.sort_key)
-        tail = tails[stream_key]
-        if tail is None or new[0].sort_key() > tail:
-            # In order (the usual case): carry on from the stream's open span, if any.
-            spans = replay(new, _idle_us(spec), repo.open_span(conn, meter, customer, stream_key))
-            removed = repo.replace_stream_spans(conn, meter, customer, stream_key, merge_key, None, spans,
-                                                only_open=True)
-        else:
-            # Late: replay from the start of the last span that began before the earliest new
-            # event; the stream was closed just before that start, a known state to begin from.
-            since = repo.last_span_start_before(conn, meter, customer, stream_key, new[0].t)
-            actions = repo.stream_actions_from(conn, meter, customer, stream_key, since)
-            spans = replay((StreamEvent(r.t_us, r.action, r.order_key) for r in actions), _idle_us(spec))
-            removed = repo.replace_stream_spans(conn, meter, customer, stream_key, merge_key, since, spans)
-        for start, end in [*removed, *((s.start, s.end) for s in spans)]:
-            if end is not None:
-                widen(merge_key, start, end)
-
-    for merge_key, (lo, hi) in windows.items():
-        repo.remerge(conn, meter, customer, merge_key, lo, hi)
 
 
 # --- reads -----------------------------------------------------------------------------------

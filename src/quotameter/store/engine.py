@@ -283,11 +283,16 @@ def lock_keys(conn: Connection, keys: Iterable[str], *, shared: bool = False) ->
         if ids:
             conn.execute(_SHARED, {"ids": ids})
         return
-    for lock_id in ids:
-        conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id})
+    if ids:
+        conn.execute(_EXCLUSIVE, {"ids": ids})
 
 
 _SHARED = text("SELECT count(pg_advisory_xact_lock_shared(k)) FROM unnest(CAST(:ids AS bigint[])) AS k")
+# One statement for all keys, taken in the array's (sorted) order: WITH ORDINALITY numbers
+# the elements and the ORDER BY in the aggregate makes PostgreSQL call the lock function row
+# by row in that order (a plain unnest leaves the order to the planner).
+_EXCLUSIVE = text("SELECT count(*) FROM (SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:ids AS bigint[])) "
+                  "WITH ORDINALITY AS u(k, n) ORDER BY n) AS taken")
 
 
 def on_commit(engine: Engine, tables: Iterable[Table], callback: Callable[[set[str]], None]) -> None:
