@@ -5,7 +5,8 @@ event stamped ahead comes due, and when a new period starts already past a level
 carries its level in; an allowance of zero is reached at once). For each feature, `refresh`
 computes the next instant at which that brings the feature to a level not yet fired (a
 threshold, the limit, the hard limit). Usage within a period only grows with time, so that
-instant is found by bisection over microseconds. The scheduler sleeps until the earliest such
+instant is found by bisection over microseconds; a duration meter's usage is read once for
+that (a snapshot: `meters.snapshot`) and each instant is then computed in memory. The scheduler sleeps until the earliest such
 instant, evaluates there, and records the notice with that exact instant.
 """
 
@@ -20,6 +21,7 @@ from decimal import Decimal
 
 from sqlalchemy import Connection, Engine
 
+from quotameter.catalog.model import MeterSpec
 from quotameter.catalog.service import CatalogCache, LoadedCatalog
 from quotameter.customers import service as customers
 from quotameter.customers import state as customer_state
@@ -44,10 +46,7 @@ def next_crossing(conn: Connection, catalog: LoadedCatalog, customer: str, featu
     if s.limit is None:
         return None  # unlimited: no level to reach, in this period or any other
     start_us, end_us = to_us(b.period.start), to_us(b.period.end)
-
-    def usage(t: int) -> Decimal:
-        return meters.usage(conn, meter, ent.meter, customer, start_us, end_us, t)
-
+    usage = _usage_from(conn, meter, ent.meter, customer, start_us, end_us, now_us)
     last = end_us - 1
     if usage(last) <= s.usage:  # nothing open, nothing stamped ahead in this period
         return end_us if _due_at_start(conn, catalog, customer, feature, b.period.end) else None
@@ -63,6 +62,17 @@ def next_crossing(conn: Connection, catalog: LoadedCatalog, customer: str, featu
         else:
             lo = mid
     return hi
+
+
+def _usage_from(conn: Connection, spec: MeterSpec, meter: str, customer: str, lo: int, hi: int, now_us: int
+                ) -> Callable[[int], Decimal]:
+    """The meter's usage in [lo, hi) at instants from `now_us` on, as time alone moves it.
+    A duration meter is read once (a snapshot, then every instant costs no read); other
+    kinds move only by events stamped ahead, rare enough to read each instant asked about."""
+    if spec.aggregation == "duration":
+        snap = meters.snapshot(conn, spec, meter, customer, lo, hi, now_us)
+        return lambda t: meters.snapshot_usage(spec, snap, t)
+    return lambda t: meters.usage(conn, spec, meter, customer, lo, hi, t)
 
 
 def _due_at_start(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, start: datetime) -> bool:
