@@ -160,6 +160,12 @@ class Snapshot:
     unit_us: int | None
     mode: RoundingMode
 
+    def growing(self) -> int:
+        """How many spans may grow after `taken` (open streams, closed spans ending later):
+        the usage grows by at most that many microseconds per microsecond."""
+        return (sum(len(spans) for spans in self.open.values())
+                + sum(1 for spans in self.closed.values() for _, end in spans if end > self.taken))
+
     def usage_us(self, at: int) -> int:
         """Total rounded time in [lo, hi) as seen at `at` (`at >= taken`)."""
         h = min(self.hi, at)

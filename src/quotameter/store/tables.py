@@ -296,6 +296,26 @@ wakeups = Table(
     Index("ix_wakeups_due", "due_us"),
 )
 
+# Per customer and limited feature, what the last exact evaluation leaves to bound usage
+# cheaply until the next (see notifications.watch). Rows are written for every limited
+# feature of the customer's plan together: a customer with rows and none for a meter has no
+# limited feature on it. No row: every batch of the customer is evaluated exactly.
+watches = Table(
+    "watches",
+    metadata,
+    Column("customer", String(256), nullable=False),
+    Column("feature", String(128), nullable=False),
+    Column("meter", String(128), nullable=False),
+    Column("period_end_us", BigInteger, nullable=False),
+    Column("evaluated_us", BigInteger, nullable=False),
+    Column("bound", Decimal, nullable=False),
+    Column("rate", Integer, nullable=False),
+    Column("goal", Decimal, nullable=True),
+    Column("unit_us", BigInteger, nullable=True),
+    Column("version", BigInteger, nullable=False),
+    PrimaryKeyConstraint("customer", "feature"),
+)
+
 # Customers whose usage changed since their notices were last evaluated. Written in the
 # same transaction as the events, so a crash cannot lose an evaluation; many batches for a
 # customer coalesce into one evaluation.
