@@ -214,9 +214,13 @@ def _widened(catalog: LoadedCatalog, watches: dict[str, Watch], contributions: l
             if w.meter != meter:
                 continue
             new = watching.batch_increase(catalog.spec.meters[meter], w, items, received_us)
-            if new is None or new.reached_by(received_us):
+            if new is None:
                 return None
             out[feature] = new
+    # Any feature, touched by the batch or not: an evaluation now would see what time alone
+    # brought it to (a stream's growth that its idle timeout may later take back included).
+    if any(w.reached_by(received_us) for w in out.values()):
+        return None
     return out
 
 
