@@ -17,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, select
+from support import at, iso
 
 from quotameter.catalog import service as catalogs
 from quotameter.events.service import ingest
@@ -25,7 +26,6 @@ from quotameter.notifications import watch as watching
 from quotameter.store.engine import unit_of_work
 from quotameter.store.tables import metadata, notices
 from quotameter.timeutil import to_us
-from support import at, iso
 
 T0 = at("2026-03-10T12:00:00Z")
 CUSTOMERS = ["a", "b", "c"]

@@ -14,6 +14,16 @@ from datetime import timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from meters.test_incremental import (
+    BASE,
+    SPEC,
+    _reset,
+    _windows,
+    media_event,
+    micros,
+    minute,
+    scenario,
+)
 from sqlalchemy import Engine
 
 from quotameter.catalog import service as catalogs
@@ -21,8 +31,6 @@ from quotameter.events.service import ingest
 from quotameter.meters import service as meters
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import to_us
-from meters.test_incremental import BASE, SPEC, _reset, _windows, media_event, micros, minute, scenario
-
 
 
 @st.composite

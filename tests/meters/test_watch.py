@@ -13,7 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from quotameter.catalog.model import validate_catalog
-from quotameter.meters.model import GaugeChange, Simple, StreamPoint, duration_usage, gauge_usage
+from quotameter.meters.model import (
+    GaugeChange,
+    Simple,
+    StreamPoint,
+    duration_usage,
+    gauge_usage,
+)
 from quotameter.meters.spans import StreamEvent, replay
 from quotameter.notifications import watch as watching
 from quotameter.notifications.watch import Watch

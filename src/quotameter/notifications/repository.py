@@ -9,7 +9,14 @@ from sqlalchemy import Connection, delete, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from quotameter.notifications.watch import Watch
-from quotameter.store.tables import customer_state, fired, notices, pending_evaluations, wakeups, watches
+from quotameter.store.tables import (
+    customer_state,
+    fired,
+    notices,
+    pending_evaluations,
+    wakeups,
+    watches,
+)
 
 
 def _dialect(conn: Connection):  # type: ignore[no-untyped-def]
@@ -121,11 +128,13 @@ def drop_watches(conn: Connection, customer: str) -> None:
     conn.execute(delete(watches).where(watches.c.customer == customer))
 
 
-def put_watch(conn: Connection, customer: str, feature: str, watch: Watch | None) -> None:
+def put_watch(conn: Connection, customer: str, feature: str, watch: Watch, *, insert: bool) -> None:
+    """Rewrite the feature's watch; with `insert`, write it also where there was none."""
     w = watches.c
-    conn.execute(delete(watches).where(w.customer == customer, w.feature == feature))
-    if watch is not None:
-        conn.execute(insert(watches).values(customer=customer, feature=feature, **_watch_values(watch)))
+    done = conn.execute(update(watches).where(w.customer == customer, w.feature == feature)
+                        .values(**_watch_values(watch))).rowcount
+    if insert and not done:
+        conn.execute(watches.insert().values(customer=customer, feature=feature, **_watch_values(watch)))
 
 
 def widen_watches(conn: Connection, rows: list[tuple[str, str, Watch]]) -> None:

@@ -6,8 +6,14 @@ carries its level in; an allowance of zero is reached at once). For each feature
 computes the next instant at which that brings the feature to a level not yet fired (a
 threshold, the limit, the hard limit). Usage within a period only grows with time, so that
 instant is found by bisection over microseconds; a duration meter's usage is read once for
-that (a snapshot: `meters.snapshot`) and each instant is then computed in memory. The scheduler sleeps until the earliest such
-instant, evaluates there, and records the notice with that exact instant.
+that (a snapshot: `meters.snapshot`) and each instant is then computed in memory. The
+scheduler sleeps until the earliest such instant, evaluates there, and records the notice
+with that exact instant.
+
+Customers touched by a batch are evaluated only when the batch may have brought them to a
+level: each exact evaluation leaves a watch per feature (notifications.watch), which a batch
+widens by what it can add at most (`note_batch`); a watch reaching its goal by time alone
+brings the feature's wake-up forward to that instant.
 """
 
 from __future__ import annotations
@@ -16,8 +22,8 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from dataclasses import replace
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -33,8 +39,8 @@ from quotameter.errors import NotFound
 from quotameter.meters import service as meters
 from quotameter.meters.model import Contribution
 from quotameter.notifications import repository as repo
-from quotameter.notifications.service import BLOCKED, evaluate, evaluate_all
 from quotameter.notifications import watch as watching
+from quotameter.notifications.service import BLOCKED, evaluate, evaluate_all
 from quotameter.notifications.watch import Watch
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import from_us, to_us
@@ -134,22 +140,24 @@ def _targets(conn: Connection, customer: str, feature: str, start_us: int, s: mo
 def refresh(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, now: datetime) -> int | None:
     """Set the feature's wake-up and rewrite its watch, from an exact evaluation at `now`."""
     version = customer_state.read(conn, customer)[0]
-    due = _refresh(conn, catalog, customer, feature, now, version)
+    due = _refresh(conn, catalog, customer, feature, now, version, whole=False)
     _recheck(conn, customer, version, to_us(now))
     return due
 
 
-def _refresh(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, now: datetime, version: int
-             ) -> int | None:
+def _refresh(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, now: datetime, version: int,
+             *, whole: bool) -> int | None:
     """`refresh`, given the customer's change counter read before any usage. A customer with
     anything stamped after `now` keeps no watch: what is stamped ahead grows usage at no
-    rate, so each batch of theirs is evaluated exactly."""
+    rate, so each batch of theirs is evaluated exactly. Unless the customer's watches are
+    being written `whole`, only an existing watch is rewritten: one feature's watch alone
+    would make the customer's other meters look unwatched."""
     due, watch = _crossing(conn, catalog, customer, feature, now)
     repo.set_wakeup(conn, customer, feature, due)
     if customer_state.read(conn, customer)[1] > to_us(now):
         repo.drop_watches(conn, customer)
     else:
-        repo.put_watch(conn, customer, feature, replace(watch, version=version))
+        repo.put_watch(conn, customer, feature, replace(watch, version=version), insert=whole)
     return due
 
 
@@ -169,7 +177,7 @@ def refresh_meters(conn: Connection, catalog: LoadedCatalog, customer: str, mete
     repo.drop_watches(conn, customer)
     for feature, ent in view.plan.entitlements.items():
         if ent.meter in meter_names and ent.allowance is not None:
-            _refresh(conn, catalog, customer, feature, now, version)
+            _refresh(conn, catalog, customer, feature, now, version, whole=True)
     _recheck(conn, customer, version, to_us(now))
 
 

@@ -8,11 +8,10 @@ Revision ID: 20261202_0011
 Revises: 20261202_0010
 Create Date: 2026-12-02 13:40:00
 """
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 from quotameter.store.tables import Decimal
-
 
 revision = '20261202_0011'
 down_revision = '20261202_0010'
