@@ -226,8 +226,9 @@ def _widened(catalog: LoadedCatalog, watches: dict[str, Watch], contributions: l
                 return None
             out[feature] = new
     # Any feature, touched by the batch or not: an evaluation now would see what time alone
-    # brought it to (a stream's growth that its idle timeout may later take back included).
-    if any(w.reached_by(received_us) for w in out.values()):
+    # brought it to (a stream's growth that its idle timeout may later take back included),
+    # or a new period (which may start past a level).
+    if any(w.reached_by(received_us) or received_us >= w.period_end_us for w in out.values()):
         return None
     return out
 
