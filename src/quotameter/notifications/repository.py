@@ -64,12 +64,12 @@ def set_wakeup(conn: Connection, customer: str, feature: str, due_us: int | None
     w = wakeups.c
     conn.execute(delete(wakeups).where(w.customer == customer, w.feature == feature))
     if due_us is not None:
-        conn.execute(insert(wakeups).values(customer=customer, feature=feature, due_us=due_us))
+        conn.execute(insert(wakeups).values(customer=customer, feature=feature, due_us=due_us, exact=True))
 
 
 def due_wakeups(conn: Connection, now_us: int, limit: int = 100) -> list:
     w = wakeups.c
-    return list(conn.execute(select(w.customer, w.feature, w.due_us).where(w.due_us <= now_us)
+    return list(conn.execute(select(w.customer, w.feature, w.due_us, w.exact).where(w.due_us <= now_us)
                              .order_by(w.due_us).limit(limit)))
 
 
@@ -160,12 +160,14 @@ def _watch_values(watch: Watch) -> dict[str, object]:
 
 
 def advance_wakeups(conn: Connection, due: list[tuple[str, str, int]]) -> None:
-    """Bring wake-ups forward to these instants (never later than they are)."""
+    """Bring wake-ups forward to these instants (never later than they are); one brought
+    forward is no longer an exact crossing."""
     if due:
-        least = "min" if conn.dialect.name == "sqlite" else "LEAST"
         conn.execute(text(
-            "INSERT INTO wakeups (customer, feature, due_us) VALUES (:c, :f, :d) "
-            f"ON CONFLICT (customer, feature) DO UPDATE SET due_us = {least}(wakeups.due_us, excluded.due_us)"),
+            "INSERT INTO wakeups (customer, feature, due_us, exact) VALUES (:c, :f, :d, false) "
+            "ON CONFLICT (customer, feature) DO UPDATE SET "
+            "exact = wakeups.exact AND wakeups.due_us <= excluded.due_us, "
+            "due_us = CASE WHEN excluded.due_us < wakeups.due_us THEN excluded.due_us ELSE wakeups.due_us END"),
             [{"c": c, "f": f, "d": d} for c, f, d in sorted(due)])
 
 

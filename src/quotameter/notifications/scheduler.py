@@ -283,15 +283,16 @@ def tick(engine: Engine, catalogs: CatalogCache, clock: Callable[[], datetime], 
                 return ran
             w = due[0]
             at = from_us(w.due_us)
-            if _still_has(conn, catalog, w.customer, w.feature, w.due_us):
-                if evaluate(conn, catalog, w.customer, w.feature, at, to_us(now)):
-                    # What it recorded may be an auto-upgrade: the plan, and every feature's
-                    # watch with it, may have changed.
-                    refresh_meters(conn, catalog, w.customer, set(catalog.spec.meters), at)
-                else:
-                    refresh(conn, catalog, w.customer, w.feature, at)
-            else:
+            if not _still_has(conn, catalog, w.customer, w.feature, w.due_us):
                 repo.set_wakeup(conn, w.customer, w.feature, None)
+            elif not w.exact:  # a bound's instant: nothing crossed before it; find the exact crossing
+                refresh(conn, catalog, w.customer, w.feature, at)
+            elif evaluate(conn, catalog, w.customer, w.feature, at, to_us(now)):
+                # What it recorded may be an auto-upgrade: the plan, and every feature's watch
+                # with it, may have changed.
+                refresh_meters(conn, catalog, w.customer, set(catalog.spec.meters), at)
+            else:
+                refresh(conn, catalog, w.customer, w.feature, at)
             ran += 1
     return ran
 

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -292,6 +293,9 @@ wakeups = Table(
     Column("customer", String(256), nullable=False),
     Column("feature", String(128), nullable=False),
     Column("due_us", BigInteger, nullable=False),
+    # False: brought forward by a batch's bound (notifications.watch), not a crossing found
+    # exactly; the scheduler finds the exact one first.
+    Column("exact", Boolean, nullable=False, server_default=true()),
     PrimaryKeyConstraint("customer", "feature"),
     Index("ix_wakeups_due", "due_us"),
 )

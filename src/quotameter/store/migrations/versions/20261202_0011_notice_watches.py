@@ -2,7 +2,8 @@
 
 Per customer and limited feature, a bound on usage left by the last exact evaluation of its
 notices: batches that cannot reach the next level skip the evaluation. No row means
-"evaluate exactly", so the table starts empty.
+"evaluate exactly", so the table starts empty. A wake-up a batch's bound brought forward is
+not an exact crossing: `wakeups.exact` tells them apart (every existing one is exact).
 
 Revision ID: 20261202_0011
 Revises: 20261202_0010
@@ -33,7 +34,11 @@ def upgrade() -> None:
     sa.Column('version', sa.BigInteger(), nullable=False),
     sa.PrimaryKeyConstraint('customer', 'feature', name=op.f('pk_watches'))
     )
+    with op.batch_alter_table('wakeups', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('exact', sa.Boolean(), server_default=sa.true(), nullable=False))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('wakeups', schema=None) as batch_op:
+        batch_op.drop_column('exact')
     op.drop_table('watches')
