@@ -21,7 +21,7 @@ from quotameter.events.repository import Row
 from quotameter.invoices import repository as invoices
 from quotameter.meters import service as meters
 from quotameter.meters.model import CONSUME_SOURCE, Contribution, EventFacts, EventRejected
-from quotameter.notifications import repository as notices
+from quotameter.notifications import scheduler
 
 
 @dataclass(slots=True)
@@ -183,7 +183,7 @@ def store(conn: Connection, catalog: LoadedCatalog, prepared: Prepared) -> Inges
     meters.apply(conn, catalog.spec.meters, grouped)
     customer_state.bump(conn, [(c, prepared.horizons[c]) for c in touched])
     # Notices are evaluated after the commit, once for many batches (see notifications.scheduler).
-    notices.mark_pending(conn, sorted(touched), prepared.received_us)
+    scheduler.note_batch(conn, catalog, grouped, touched, prepared.received_us)
     return IngestResult(accepted, prepared.repeats + len(prepared.rows) - accepted, prepared.rejected)
 
 

@@ -469,3 +469,16 @@ _ANY_OPEN = text("SELECT 1 FROM stream_spans WHERE meter = :m AND customer = :c 
 
 def any_open_span(conn: Connection, meter: str, customer: str) -> bool:
     return conn.execute(_ANY_OPEN, {"m": meter, "c": customer}).first() is not None
+
+
+# --- snapshots of a duration meter for the scheduler (reads only) -------------------------
+
+def closed_for_snapshot(conn: Connection, meter: str, customer: str, lo: int, hi: int, taken: int,
+                        reach: dict[str, int]) -> list:
+    """The closed merged spans overlapping [lo, hi) that time can still change the share of:
+    those ending after `taken`, and those of a merge key in `reach` ending at or after its
+    earliest open start (an open stream may join them)."""
+    m = merged_spans.c
+    moving = [m.end_us > taken, *(and_(m.merge_key == key, m.end_us >= start) for key, start in reach.items())]
+    return list(conn.execute(select(m.merge_key, m.start_us, m.end_us).where(
+        m.meter == meter, m.customer == customer, m.end_us > lo, m.start_us < hi, or_(*moving))))

@@ -31,7 +31,7 @@ from quotameter.meters.model import (
     latest_key,
     to_unit,
 )
-from quotameter.meters.spans import US, Span, clipped_length, extent, merge, round_length
+from quotameter.meters.spans import US, Snapshot, Span, clipped_length, extent, merge, round_length
 from quotameter.store.engine import lock_keys
 from quotameter.store.tables import events
 
@@ -228,3 +228,33 @@ def rebuild(conn: Connection, catalog: Catalog, meter: str, chunk: int = 5000) -
                 count += 1
         apply(conn, {meter: spec}, grouped)
 
+
+
+# --- snapshots: usage as time alone moves, from one read ----------------------------------
+
+def snapshot(conn: Connection, spec: MeterSpec, meter: str, customer: str, lo: int, hi: int, taken: int) -> Snapshot:
+    """A duration meter's state in [lo, hi) as of `taken` (see `spans.Snapshot`): three
+    queries, then `snapshot_usage` answers `usage` at any instant from `taken` on in memory."""
+    unit = spec.rounding.unit_seconds * US if spec.rounding else None
+    mode = spec.rounding.mode if spec.rounding else "ceil"
+    open_by_key: dict[str, list[Span]] = defaultdict(list)
+    for row in repo.open_spans(conn, meter, customer, hi):
+        open_by_key[row.merge_key].append(Span(row.start_us, None, row.last_us))
+    reach = {key: min(s.start for s in spans) for key, spans in open_by_key.items()}
+    closed: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for row in repo.closed_for_snapshot(conn, meter, customer, lo, hi, taken, reach):
+        closed[row.merge_key].append((row.start_us, row.end_us))
+    # The fixed part: every closed merged span as clipped at `taken` (it ends by then, so no
+    # later instant clips it more), less the listed ones, which are counted per instant.
+    h = min(hi, taken)
+    fixed = 0
+    if h > lo:
+        fixed = repo.merged_total(conn, meter, customer, lo, h, unit, mode) - sum(
+            round_length(clipped_length(c, lo, h), unit, mode)
+            for spans in closed.values() for c in spans if c[1] > lo and c[0] < h)
+    return Snapshot(lo, hi, taken, fixed, dict(closed), dict(open_by_key), _idle_us(spec), unit, mode)
+
+
+def snapshot_usage(spec: MeterSpec, snap: Snapshot, at: int) -> Decimal:
+    """`usage` at `at` (>= the snapshot's instant) of the meter the snapshot was read from."""
+    return to_unit(snap.usage_us(at), spec.unit)

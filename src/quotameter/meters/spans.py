@@ -137,3 +137,50 @@ def usage_us(
             total += round_length(clipped_length(merged, lo, hi), unit_us, mode)
     return total
 
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """A duration meter's state for one customer and window [lo, hi), read once at `taken`:
+    its usage at every instant from `taken` on while no event arrives (time alone moving).
+
+    Only what time can change is kept as spans: the open streams (growing until stopped or
+    idle) and the closed merged spans an open stream may join, or that end after `taken`
+    (clipped at the instant asked about). Every other closed merged span is fixed and summed,
+    rounded, in `fixed_us`. `usage_us(at)` repeats the arithmetic of the meter's read for
+    those spans, so it equals that read at every `at >= taken`."""
+
+    lo: int
+    hi: int
+    taken: int
+    fixed_us: int
+    closed: dict[str, list[tuple[int, int]]]  # merge key -> closed merged spans (disjoint)
+    open: dict[str, list[Span]]  # merge key -> open spans starting before hi
+    idle_timeout_us: int | None
+    unit_us: int | None
+    mode: RoundingMode
+
+    def growing(self) -> int:
+        """How many spans may grow after `taken` (open streams, closed spans ending later):
+        the usage grows by at most that many microseconds per microsecond."""
+        return (sum(len(spans) for spans in self.open.values())
+                + sum(1 for spans in self.closed.values() for _, end in spans if end > self.taken))
+
+    def usage_us(self, at: int) -> int:
+        """Total rounded time in [lo, hi) as seen at `at` (`at >= taken`)."""
+        h = min(self.hi, at)
+        if h <= self.lo:
+            return 0
+        total = self.fixed_us
+        for key in self.closed.keys() | self.open.keys():
+            ivs = [iv for s in self.open.get(key, ()) if (iv := extent(s, at, self.idle_timeout_us)) is not None]
+            closed = self.closed.get(key, [])
+            if ivs:  # as the read does: closed spans within the extents' reach join them
+                a, b = min(s for s, _ in ivs), max(e for _, e in ivs)
+                joined = [c for c in closed if c[1] >= a and c[0] <= b]
+                rest = [c for c in closed if not (c[1] >= a and c[0] <= b)]
+                parts = [*merge([*ivs, *joined]), *rest]
+            else:
+                parts = closed
+            total += sum(round_length(clipped_length(p, self.lo, h), self.unit_us, self.mode) for p in parts)
+        return total

@@ -1,14 +1,22 @@
-"""All SQL for notices: fired levels, the outbox, wake-ups."""
+"""All SQL for notices: fired levels, the outbox, wake-ups, watches."""
 
 from __future__ import annotations
 
 from decimal import Decimal
 
 import orjson
-from sqlalchemy import Connection, delete, insert, select, text
+from sqlalchemy import Connection, delete, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from quotameter.store.tables import fired, notices, pending_evaluations, wakeups
+from quotameter.notifications.watch import Watch
+from quotameter.store.tables import (
+    customer_state,
+    fired,
+    notices,
+    pending_evaluations,
+    wakeups,
+    watches,
+)
 
 
 def _dialect(conn: Connection):  # type: ignore[no-untyped-def]
@@ -56,12 +64,12 @@ def set_wakeup(conn: Connection, customer: str, feature: str, due_us: int | None
     w = wakeups.c
     conn.execute(delete(wakeups).where(w.customer == customer, w.feature == feature))
     if due_us is not None:
-        conn.execute(insert(wakeups).values(customer=customer, feature=feature, due_us=due_us))
+        conn.execute(insert(wakeups).values(customer=customer, feature=feature, due_us=due_us, exact=True))
 
 
 def due_wakeups(conn: Connection, now_us: int, limit: int = 100) -> list:
     w = wakeups.c
-    return list(conn.execute(select(w.customer, w.feature, w.due_us).where(w.due_us <= now_us)
+    return list(conn.execute(select(w.customer, w.feature, w.due_us, w.exact).where(w.due_us <= now_us)
                              .order_by(w.due_us).limit(limit)))
 
 
@@ -98,3 +106,74 @@ def take_pending(conn: Connection, customer: str | None, limit: int) -> list[str
     if names:
         conn.execute(delete(pending_evaluations).where(p.customer.in_(names)))
     return names
+
+
+# --- watches (see notifications.watch) -------------------------------------------------------
+
+def read_watches(conn: Connection, customers: list[str]) -> dict[str, dict[str, Watch]]:
+    """The watches of these customers: customer -> feature -> watch (one query)."""
+    w = watches.c
+    out: dict[str, dict[str, Watch]] = {}
+    if not customers:
+        return out
+    rows = conn.execute(select(watches).where(w.customer.in_(sorted(set(customers)))))
+    for r in rows:
+        out.setdefault(r.customer, {})[r.feature] = Watch(
+            r.meter, r.period_end_us, r.evaluated_us, Decimal(r.bound), r.rate,
+            None if r.goal is None else Decimal(r.goal), r.unit_us, r.version)
+    return out
+
+
+def drop_watches(conn: Connection, customer: str) -> None:
+    conn.execute(delete(watches).where(watches.c.customer == customer))
+
+
+def put_watch(conn: Connection, customer: str, feature: str, watch: Watch, *, insert: bool) -> None:
+    """Rewrite the feature's watch; with `insert`, write it also where there was none."""
+    w = watches.c
+    done = conn.execute(update(watches).where(w.customer == customer, w.feature == feature)
+                        .values(**_watch_values(watch))).rowcount
+    if insert and not done:
+        conn.execute(watches.insert().values(customer=customer, feature=feature, **_watch_values(watch)))
+
+
+def widen_watches(conn: Connection, rows: list[tuple[str, str, Watch]]) -> None:
+    """Store the bounds a batch raised (one statement for the batch)."""
+    if rows:
+        from sqlalchemy import bindparam
+
+        w = watches.c
+        conn.execute(update(watches).where(w.customer == bindparam("k_c"), w.feature == bindparam("k_f"))
+                     .values(bound=bindparam("bound"), rate=bindparam("rate"), version=bindparam("version")),
+                     [{"k_c": c, "k_f": f, "bound": x.bound, "rate": x.rate, "version": x.version}
+                      for c, f, x in sorted(rows, key=_key)])
+
+
+def _key(row: tuple[str, str, Watch]) -> tuple[str, str]:
+    return row[0], row[1]
+
+
+def _watch_values(watch: Watch) -> dict[str, object]:
+    return {"meter": watch.meter, "period_end_us": watch.period_end_us, "evaluated_us": watch.evaluated_us,
+            "bound": watch.bound, "rate": watch.rate, "goal": watch.goal, "unit_us": watch.unit_us,
+            "version": watch.version}
+
+
+def advance_wakeups(conn: Connection, due: list[tuple[str, str, int]]) -> None:
+    """Bring wake-ups forward to these instants (never later than they are); one brought
+    forward is no longer an exact crossing."""
+    if due:
+        conn.execute(text(
+            "INSERT INTO wakeups (customer, feature, due_us, exact) VALUES (:c, :f, :d, false) "
+            "ON CONFLICT (customer, feature) DO UPDATE SET "
+            "exact = wakeups.exact AND wakeups.due_us <= excluded.due_us, "
+            "due_us = CASE WHEN excluded.due_us < wakeups.due_us THEN excluded.due_us ELSE wakeups.due_us END"),
+            [{"c": c, "f": f, "d": d} for c, f, d in sorted(due)])
+
+
+def versions(conn: Connection, customers: list[str]) -> dict[str, int]:
+    """The change counters (customers.state) of these customers (one query)."""
+    c = customer_state.c
+    if not customers:
+        return {}
+    return {r.customer: r.version for r in conn.execute(select(c.customer, c.version).where(c.customer.in_(customers)))}

@@ -5,8 +5,15 @@ event stamped ahead comes due, and when a new period starts already past a level
 carries its level in; an allowance of zero is reached at once). For each feature, `refresh`
 computes the next instant at which that brings the feature to a level not yet fired (a
 threshold, the limit, the hard limit). Usage within a period only grows with time, so that
-instant is found by bisection over microseconds. The scheduler sleeps until the earliest such
-instant, evaluates there, and records the notice with that exact instant.
+instant is found by bisection over microseconds; a duration meter's usage is read once for
+that (a snapshot: `meters.snapshot`) and each instant is then computed in memory. The
+scheduler sleeps until the earliest such instant, evaluates there, and records the notice
+with that exact instant.
+
+Customers touched by a batch are evaluated only when the batch may have brought them to a
+level: each exact evaluation leaves a watch per feature (notifications.watch), which a batch
+widens by what it can add at most (`note_batch`); a watch reaching its goal by time alone
+brings the feature's wake-up forward to that instant.
 """
 
 from __future__ import annotations
@@ -14,12 +21,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import Connection, Engine
 
+from quotameter.catalog.model import MeterSpec
 from quotameter.catalog.service import CatalogCache, LoadedCatalog
 from quotameter.customers import service as customers
 from quotameter.customers import state as customer_state
@@ -27,34 +37,48 @@ from quotameter.entitlements import model
 from quotameter.entitlements.service import balance
 from quotameter.errors import NotFound
 from quotameter.meters import service as meters
+from quotameter.meters.model import Contribution
 from quotameter.notifications import repository as repo
+from quotameter.notifications import watch as watching
 from quotameter.notifications.service import BLOCKED, evaluate, evaluate_all
+from quotameter.notifications.watch import Watch
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import from_us, to_us
 
 log = logging.getLogger("quotameter.scheduler")
+SETTLE_CHUNK = 4  # customers evaluated per transaction by `tick`
 
 
 def next_crossing(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, now: datetime) -> int | None:
+    return _crossing(conn, catalog, customer, feature, now)[0]
+
+
+def _crossing(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, now: datetime
+              ) -> tuple[int | None, Watch]:
+    """The next instant time alone brings the feature to a level not yet fired (or the next
+    period's start, to look again then), and the watch that bounds its usage from `now` on."""
     now_us = to_us(now)
     b = balance(conn, catalog, customer, feature, now)
     view, ent = b.view, b.entitlement
     meter = catalog.spec.meters[ent.meter]
     s = b.standing
-    if s.limit is None:
-        return None  # unlimited: no level to reach, in this period or any other
     start_us, end_us = to_us(b.period.start), to_us(b.period.end)
-
-    def usage(t: int) -> Decimal:
-        return meters.usage(conn, meter, ent.meter, customer, start_us, end_us, t)
-
-    last = end_us - 1
-    if usage(last) <= s.usage:  # nothing open, nothing stamped ahead in this period
-        return end_us if _due_at_start(conn, catalog, customer, feature, b.period.end) else None
+    if s.limit is None:  # unlimited: no level to reach, in this period or any other
+        return None, _watch(meter, ent.meter, end_us, now_us, s.usage, 0, None)
+    usage, rate = _usage_from(conn, meter, ent.meter, customer, start_us, end_us, now_us)
     targets = _targets(conn, customer, feature, start_us, s, ent, view)
     goal = min((q for q in targets if q > s.usage), default=None)
+    if any(q <= s.usage for q in targets) or (meter.aggregation == "gauge" and _blocked(conn, customer, feature, start_us)):
+        # A level reached but not fired (nothing evaluated it), or a block a falling level
+        # may lift: every batch is evaluated exactly.
+        watch = Watch(ent.meter, end_us, now_us, Decimal(0), 0, Decimal(0), None)
+    else:
+        watch = _watch(meter, ent.meter, end_us, now_us, s.usage, rate, goal)
+    last = end_us - 1
+    if usage(last) <= s.usage:  # nothing open, nothing stamped ahead in this period
+        return (end_us if _due_at_start(conn, catalog, customer, feature, b.period.end) else None), watch
     if goal is None or usage(last) < goal:
-        return end_us  # open streams run into the next period: look again when it starts
+        return end_us, watch  # open streams run into the next period: look again when it starts
     lo, hi = now_us, last  # usage(lo) < goal <= usage(hi)
     while hi - lo > 1:
         mid = (lo + hi) // 2
@@ -62,7 +86,29 @@ def next_crossing(conn: Connection, catalog: LoadedCatalog, customer: str, featu
             hi = mid
         else:
             lo = mid
-    return hi
+    return hi, watch
+
+
+def _watch(spec: MeterSpec, meter: str, end_us: int, now_us: int, usage: Decimal, rate: int,
+           goal: Decimal | None) -> Watch:
+    return Watch(meter, end_us, now_us, usage + watching.slack(spec, rate), rate, goal, watching.unit_us(spec))
+
+
+def _blocked(conn: Connection, customer: str, feature: str, start_us: int) -> bool:
+    return BLOCKED in repo.fired_keys(conn, customer, feature, start_us)
+
+
+def _usage_from(conn: Connection, spec: MeterSpec, meter: str, customer: str, lo: int, hi: int, now_us: int
+                ) -> tuple[Callable[[int], Decimal], int]:
+    """The meter's usage in [lo, hi) at instants from `now_us` on, as time alone moves it,
+    and how many spans grow with time (the usage grows by at most that many microseconds
+    per microsecond). A duration meter is read once (a snapshot, then every instant costs
+    no read); other kinds move only by events stamped ahead, rare enough to read each
+    instant asked about."""
+    if spec.aggregation == "duration":
+        snap = meters.snapshot(conn, spec, meter, customer, lo, hi, now_us)
+        return (lambda t: meters.snapshot_usage(spec, snap, t)), snap.growing()
+    return (lambda t: meters.usage(conn, spec, meter, customer, lo, hi, t)), 0
 
 
 def _due_at_start(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, start: datetime) -> bool:
@@ -92,16 +138,99 @@ def _targets(conn: Connection, customer: str, feature: str, start_us: int, s: mo
 
 
 def refresh(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, now: datetime) -> int | None:
-    due = next_crossing(conn, catalog, customer, feature, now)
-    repo.set_wakeup(conn, customer, feature, due)
+    """Set the feature's wake-up and rewrite its watch, from an exact evaluation at `now`."""
+    version = customer_state.read(conn, customer)[0]
+    due = _refresh(conn, catalog, customer, feature, now, version, whole=False)
+    _recheck(conn, customer, version, to_us(now))
     return due
 
 
+def _refresh(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, now: datetime, version: int,
+             *, whole: bool) -> int | None:
+    """`refresh`, given the customer's change counter read before any usage. A customer with
+    anything stamped after `now` keeps no watch: what is stamped ahead grows usage at no
+    rate, so each batch of theirs is evaluated exactly. Unless the customer's watches are
+    being written `whole`, only an existing watch is rewritten: one feature's watch alone
+    would make the customer's other meters look unwatched."""
+    due, watch = _crossing(conn, catalog, customer, feature, now)
+    repo.set_wakeup(conn, customer, feature, due)
+    if customer_state.read(conn, customer)[1] > to_us(now):
+        repo.drop_watches(conn, customer)
+    else:
+        repo.put_watch(conn, customer, feature, replace(watch, version=version), insert=whole)
+    return due
+
+
+def _recheck(conn: Connection, customer: str, version: int, now_us: int) -> None:
+    """A write of the customer committed since `version` was read (PostgreSQL: another
+    process) may be missing from the watches and wake-ups just written, or have widened the
+    ones they replaced: evaluate the customer again."""
+    if customer_state.read(conn, customer)[0] != version:
+        repo.mark_pending(conn, [customer], now_us)
+
+
 def refresh_meters(conn: Connection, catalog: LoadedCatalog, customer: str, meter_names: set[str], now: datetime) -> None:
+    """Refresh every limited feature of the customer's plan: its watches are then whole (a
+    meter without a watch is on no limited feature of the customer)."""
+    version = customer_state.read(conn, customer)[0]
     view = customers.view(conn, catalog, customer, to_us(now))
+    repo.drop_watches(conn, customer)
     for feature, ent in view.plan.entitlements.items():
         if ent.meter in meter_names and ent.allowance is not None:
-            refresh(conn, catalog, customer, feature, now)
+            _refresh(conn, catalog, customer, feature, now, version, whole=True)
+    _recheck(conn, customer, version, to_us(now))
+
+
+def note_batch(conn: Connection, catalog: LoadedCatalog, grouped: Mapping[tuple[str, str], Sequence[Contribution]],
+               touched: Sequence[str], received_us: int) -> None:
+    """After a batch is stored (its customers' change counters bumped): mark for exact
+    evaluation the customers it may have brought to a level, or whose growth it cannot bound,
+    and widen the watches of the others, bringing their wake-ups forward to when the bound
+    could reach the goal by time alone. Two reads and up to three writes for the batch.
+
+    A watch is widened only if it accounts for every change of the customer before this batch
+    (`watch.follows`): writes serialize on the customer's change counter row, and a watch
+    carries the counter read before the usage it was computed from."""
+    names = sorted(set(touched))
+    held = repo.read_watches(conn, names)
+    counters = repo.versions(conn, [c for c in names if c in held])
+    by_customer: dict[str, list[tuple[str, Sequence[Contribution]]]] = defaultdict(list)
+    for (meter, customer), items in grouped.items():
+        by_customer[customer].append((meter, items))
+    pending: list[str] = []
+    widened: list[tuple[str, str, Watch]] = []
+    for customer in names:
+        version = counters.get(customer, 0)
+        new = _widened(catalog, held.get(customer, {}), by_customer.get(customer, []), received_us, version)
+        if new is None:
+            pending.append(customer)
+        else:
+            widened += [(customer, feature, w) for feature, w in new.items()]
+    repo.mark_pending(conn, pending, received_us)
+    repo.widen_watches(conn, widened)
+    repo.advance_wakeups(conn, [(c, f, due) for c, f, w in widened if (due := w.due_us()) is not None])
+
+
+def _widened(catalog: LoadedCatalog, watches: dict[str, Watch], contributions: list[tuple[str, Sequence[Contribution]]],
+             received_us: int, version: int) -> dict[str, Watch] | None:
+    """Every watch of the customer, widened by the batch; None if it must be evaluated exactly."""
+    if not watching.follows(list(watches.values()), version):
+        return None
+    out = {feature: replace(w, version=version) for feature, w in watches.items()}
+    for meter, items in contributions:
+        for feature, w in out.items():
+            if w.meter != meter:
+                continue
+            new = watching.batch_increase(catalog.spec.meters[meter], w, items, received_us)
+            if new is None:
+                return None
+            out[feature] = new
+    # Any feature, touched by the batch or not: an evaluation now would see what time alone
+    # brought it to (a stream's growth that its idle timeout may later take back included),
+    # or a new period (which may start past a level).
+    if any(w.reached_by(received_us) or received_us >= w.period_end_us for w in out.values()):
+        return None
+    return out
 
 
 def settle(conn: Connection, catalog: LoadedCatalog, customer: str | None, clock: Callable[[], datetime],
@@ -139,8 +268,9 @@ def tick(engine: Engine, catalogs: CatalogCache, clock: Callable[[], datetime], 
     instant, in time order (one crossing may schedule the next, also due already); how many ran."""
     ran = 0
     while True:
+        # A few customers per transaction: the write lock (SQLite) is never held for long.
         with unit_of_work(engine) as conn:
-            settled = settle(conn, catalogs.current(conn), None, clock)
+            settled = settle(conn, catalogs.current(conn), None, clock, limit=SETTLE_CHUNK)
         if not settled:
             break
         ran += settled
@@ -153,11 +283,16 @@ def tick(engine: Engine, catalogs: CatalogCache, clock: Callable[[], datetime], 
                 return ran
             w = due[0]
             at = from_us(w.due_us)
-            if _still_has(conn, catalog, w.customer, w.feature, w.due_us):
-                evaluate(conn, catalog, w.customer, w.feature, at, to_us(now))
-                refresh(conn, catalog, w.customer, w.feature, at)
-            else:
+            if not _still_has(conn, catalog, w.customer, w.feature, w.due_us):
                 repo.set_wakeup(conn, w.customer, w.feature, None)
+            elif not w.exact:  # a bound's instant: nothing crossed before it; find the exact crossing
+                refresh(conn, catalog, w.customer, w.feature, at)
+            elif evaluate(conn, catalog, w.customer, w.feature, at, to_us(now)):
+                # What it recorded may be an auto-upgrade: the plan, and every feature's watch
+                # with it, may have changed.
+                refresh_meters(conn, catalog, w.customer, set(catalog.spec.meters), at)
+            else:
+                refresh(conn, catalog, w.customer, w.feature, at)
             ran += 1
     return ran
 

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    true,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -292,8 +293,31 @@ wakeups = Table(
     Column("customer", String(256), nullable=False),
     Column("feature", String(128), nullable=False),
     Column("due_us", BigInteger, nullable=False),
+    # False: brought forward by a batch's bound (notifications.watch), not a crossing found
+    # exactly; the scheduler finds the exact one first.
+    Column("exact", Boolean, nullable=False, server_default=true()),
     PrimaryKeyConstraint("customer", "feature"),
     Index("ix_wakeups_due", "due_us"),
+)
+
+# Per customer and limited feature, what the last exact evaluation leaves to bound usage
+# cheaply until the next (see notifications.watch). Rows are written for every limited
+# feature of the customer's plan together: a customer with rows and none for a meter has no
+# limited feature on it. No row: every batch of the customer is evaluated exactly.
+watches = Table(
+    "watches",
+    metadata,
+    Column("customer", String(256), nullable=False),
+    Column("feature", String(128), nullable=False),
+    Column("meter", String(128), nullable=False),
+    Column("period_end_us", BigInteger, nullable=False),
+    Column("evaluated_us", BigInteger, nullable=False),
+    Column("bound", Decimal, nullable=False),
+    Column("rate", Integer, nullable=False),
+    Column("goal", Decimal, nullable=True),
+    Column("unit_us", BigInteger, nullable=True),
+    Column("version", BigInteger, nullable=False),
+    PrimaryKeyConstraint("customer", "feature"),
 )
 
 # Customers whose usage changed since their notices were last evaluated. Written in the

@@ -1,0 +1,139 @@
+"""A cheap, conservative bound on a feature's usage between two exact evaluations.
+
+An exact evaluation at instant T leaves, per customer and feature, a `Watch`: the usage there
+plus a slack (`bound`, in the meter's unit), how many spans may still grow with time
+(`rate`: usage grows by at most `rate` microseconds per microsecond), and the next level's
+usage (`goal`). A batch of new events only adds to the bound what it can add at most
+(`batch_increase`), without reading usage; while the bound stays below the goal at every
+instant up to now, nothing can have been crossed and the customer need not be evaluated.
+
+The invariant: usage(t) <= bound + rate * (t - T) (in the meter's unit) for every t in
+[T, period end) while no event stamped before T or after its arrival comes in. A bound is
+only ever early (too high), never late.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from decimal import ROUND_CEILING, Decimal
+
+from quotameter.catalog.model import MeterSpec
+from quotameter.meters.model import Contribution, GaugeChange, Simple, StreamPoint
+
+# Quantities shown in a duration unit are quantized to six decimals (meters.model.to_unit):
+# a usage may read up to half of that above its exact value.
+QUANTUM = Decimal("0.000001")
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    meter: str
+    period_end_us: int
+    evaluated_us: int  # T
+    bound: Decimal  # usage at T plus slack, in the meter's unit
+    rate: int  # spans that may grow with time after T
+    goal: Decimal | None  # the next level's usage; None: none left in this period
+    unit_us: int | None  # microseconds per unit (duration meters), else None
+    version: int = 0  # the customer's change counter (customers.state) the bound accounts for
+
+    def bound_at(self, t: int) -> Decimal:
+        if not self.rate:
+            return self.bound
+        return self.bound + Decimal(self.rate * (t - self.evaluated_us)) / Decimal(self.unit_us)  # type: ignore[arg-type]
+
+    def reached_by(self, t: int) -> bool:
+        """Whether the bound reaches the goal at or before `t` (the bound only grows)."""
+        return self.goal is not None and self.bound_at(t) >= self.goal
+
+    def due_us(self) -> int | None:
+        """The earliest instant the bound reaches the goal by time alone (None: never)."""
+        if self.goal is None:
+            return None
+        if self.bound >= self.goal:
+            return self.evaluated_us
+        if not self.rate:
+            return None
+        gap = (self.goal - self.bound) * Decimal(self.unit_us) / Decimal(self.rate)  # type: ignore[arg-type]
+        return self.evaluated_us + int(gap.to_integral_value(rounding=ROUND_CEILING))
+
+
+def watchable(spec: MeterSpec) -> bool:
+    """Whether a meter's growth can be bounded from its new contributions alone. A max or a
+    latest can jump anywhere; a rounding other than up can make a small new span join
+    others each rounded down, adding much more than its length."""
+    if spec.aggregation in ("max", "latest"):
+        return False
+    if spec.aggregation == "duration":
+        return spec.rounding is None or spec.rounding.mode == "ceil"
+    return True
+
+
+def slack(spec: MeterSpec, rate: int) -> Decimal:
+    """What the exact usage at T may still add, beyond `rate` per microsecond, to spans
+    growing after T: each growing merged span rounds up by less than a unit (ceil)."""
+    if spec.aggregation != "duration":
+        return Decimal(0)
+    return rate * _rounding_unit(spec) + QUANTUM
+
+
+def _rounding_unit(spec: MeterSpec) -> Decimal:
+    """A duration meter's rounding unit in its own unit (0 when it does not round)."""
+    return Decimal(spec.rounding.unit_seconds) / Decimal(_unit_seconds(spec)) if spec.rounding else Decimal(0)
+
+
+def unit_us(spec: MeterSpec) -> int | None:
+    return _unit_seconds(spec) * 1_000_000 if spec.aggregation == "duration" else None
+
+
+def _unit_seconds(spec: MeterSpec) -> int:
+    from quotameter.catalog.model import DURATION_UNITS
+
+    return DURATION_UNITS[spec.unit]
+
+
+def batch_increase(spec: MeterSpec, watch: Watch, items: Sequence[Contribution], received_us: int) -> Watch | None:
+    """The watch with a batch's contributions added to its bound (and rate); None when the
+    batch cannot be bounded cheaply: an event stamped before T or after its arrival, or in
+    another period, or a contribution whose effect is unbounded (a gauge `set`)."""
+    if not watchable(spec) or received_us >= watch.period_end_us:
+        return None
+    bound, rate = watch.bound, watch.rate
+    for c in items:
+        if not watch.evaluated_us <= c.t <= received_us:
+            return None
+        added = _added(spec, c)
+        if added is None:
+            return None
+        bound += added[0]
+        rate += added[1]
+    return replace(watch, bound=bound, rate=rate)
+
+
+def follows(watches: Sequence[Watch], version: int) -> bool:
+    """Whether a batch that brought the customer's change counter to `version` may widen
+    these watches: they account for every change before it (no other write slipped between
+    the evaluation and this batch, and the set of watches is whole)."""
+    return bool(watches) and all(w.version == version - 1 for w in watches)
+
+
+def _added(spec: MeterSpec, c: Contribution) -> tuple[Decimal, int] | None:
+    """(what the contribution adds to the bound at most, growing spans it adds)."""
+    kind = spec.aggregation
+    if isinstance(c, Simple):
+        if kind == "count":
+            return Decimal(c.units), 0
+        if kind == "sum":
+            return max(c.value, Decimal(0)), 0  # type: ignore[type-var,return-value]
+        return Decimal(1), 0  # unique_count: at most one new value
+    if isinstance(c, GaugeChange):
+        if c.set_value is not None:
+            return None
+        return max(c.delta, Decimal(0)), 0  # type: ignore[type-var,return-value]
+    assert isinstance(c, StreamPoint)
+    unit = _rounding_unit(spec)
+    if c.action == "span":
+        return Decimal(c.end - c.t) / Decimal(unit_us(spec)) + unit, 0  # type: ignore[operator,arg-type]
+    if c.action == "start":  # maybe a new stream: grows from c.t >= T, rounds up once more
+        return unit, 1
+    return Decimal(0), 0  # a heartbeat or stop grows nothing beyond the spans already growing
