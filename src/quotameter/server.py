@@ -33,6 +33,7 @@ from quotameter.settings import Settings
 from quotameter.keys import service as keys
 from quotameter.keys.api import router as keys_router
 from quotameter.keys.auth import KeyFirst
+from quotameter.store.checkpoint import Checkpointer
 from quotameter.store.engine import bounded_writes, busy, make_engine, retry_after, unit_of_work
 from quotameter.timeutil import to_us
 from quotameter.store.migrate import upgrade
@@ -62,6 +63,9 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
         if finalizer is not None:
             finalizer.start()
         delivery = start_delivery(settings, engine, services.catalogs, clock)
+        checkpointer = Checkpointer(engine) if engine.dialect.name == "sqlite" else None
+        if checkpointer is not None:
+            checkpointer.start()
         if settings.tune_gc:
             tune_gc()
         try:
@@ -73,6 +77,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
                 finalizer.stop()
             if delivery is not None:
                 delivery.stop()
+            if checkpointer is not None:
+                checkpointer.stop()
             if services.probes is not engine:
                 services.probes.dispose()
 

@@ -21,6 +21,7 @@ from starlette.requests import HTTPConnection
 
 from quotameter.catalog.service import CatalogCache
 from quotameter.errors import Invalid, NotFound, shown
+from quotameter.store.group import GroupCommit
 from quotameter.timeutil import EPOCH, LATEST, NO_OFFSET, from_us, rfc3339, rfc3339_us, to_us
 
 
@@ -115,6 +116,7 @@ class Services:
         self.catalogs = CatalogCache()
         self.max_body_bytes = max_body_bytes
         self.max_batch = max_batch
+        self.ingests: GroupCommit[Any, Any] = GroupCommit()  # batches queued for the write lock go in together
         self.evaluate_soon = threading.Event()  # wakes this process's scheduler after a batch
         self.inline_reads = engine.dialect.name == "sqlite"
         self.probes = engine if self.inline_reads else probe_engine(engine)

@@ -1,19 +1,20 @@
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from quotameter.errors import PayloadTooLarge
+from quotameter.errors import Overloaded, PayloadTooLarge
 from quotameter.events.binding import BATCH, STRUCTURED, events_of
 from quotameter.events.binding import JSON as JSON_TYPE
 from quotameter.events.model import CloudEvent
-from quotameter.events.service import IngestResult, prepare, store
+from quotameter.events.service import IngestResult, Prepared, prepare, store
 from quotameter.keys.auth import may_ingest
-from quotameter.store.engine import retry_transient, unit_of_work
+from quotameter.store.engine import busy, retry_transient, unit_of_work
 from quotameter.timeutil import to_us
 from quotameter.web import JSON, Services, error_responses, inline_schema, services
 
@@ -87,15 +88,28 @@ async def post_events(request: Request) -> Any:
     return JSON(result.as_dict())
 
 
-@retry_transient
 def _ingest(svc: Services, items: list[Any]) -> IngestResult:
     received = to_us(svc.now())
     # Checking the batch needs no lock: it happens before the write transaction opens, with
     # the catalog this process knows, and again in the transaction if a newer one is in force.
-    catalog = svc.catalogs.last_known
-    prepared = prepare(catalog, items, received)
+    prepared = prepare(svc.catalogs.last_known, items, received)
+    return svc.ingests.submit((items, prepared), partial(_store_group, svc), alone=_alone)
+
+
+def _alone(err: BaseException) -> bool:
+    """Whether a group that failed with `err` is stored again batch by batch: not when the
+    database was busy (nothing was stored, and each batch would only wait again)."""
+    return not (isinstance(err, Overloaded) or busy(err))
+
+
+@retry_transient
+def _store_group(svc: Services, group: Sequence[tuple[list[Any], Prepared]]) -> list[IngestResult]:
+    """Batches queued for the write lock, stored in one transaction (see store.group)."""
     with unit_of_work(svc.engine) as conn:
         in_force = svc.catalogs.current(conn)
-        if in_force.version != catalog.version:  # a catalog was applied meanwhile: check again
-            catalog, prepared = in_force, prepare(in_force, items, received)
-        return store(conn, catalog, prepared)
+        results = []
+        for items, prepared in group:
+            if prepared.catalog_version != in_force.version:  # a catalog was applied meanwhile: check again
+                prepared = prepare(in_force, items, prepared.received_us)
+            results.append(store(conn, in_force, prepared))
+        return results
