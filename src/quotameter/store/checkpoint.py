@@ -39,7 +39,8 @@ class Checkpointer:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        event.remove(self.engine, "connect", _no_autocheckpoint)
+        if event.contains(self.engine, "connect", _no_autocheckpoint):  # an app's lifespans may overlap
+            event.remove(self.engine, "connect", _no_autocheckpoint)
         self.checkpoint()  # leave the log copied back as far as it can be
 
     def checkpoint(self) -> tuple[int, int, int]:
