@@ -552,7 +552,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="sqlite")
     parser.add_argument("--batch", type=int, default=1000, help="events per request (default 1000)")
     parser.add_argument("--clients", type=int, default=4, help="concurrent producers (default 4)")
-    parser.add_argument("--now", default=DEFAULT_NOW, help=f"the server's pinned clock (default {DEFAULT_NOW})")
+    parser.add_argument("--now", default=DEFAULT_NOW,
+                        help=f"the end of the feed, where the balances are checked (default {DEFAULT_NOW})")
     parser.add_argument("--pg-raw", choices=("executemany", "copy"), default="executemany")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--keep", type=Path, metavar="DIR",
