@@ -26,14 +26,18 @@ CATALOG = {
         "calls": {"event_type": "call", "aggregation": "count"},
         "mins": {"event_type": "m", "aggregation": "duration", "stream_property": "s", "unit": "minute",
                  "rounding": {"unit_seconds": 60}},
+        "idle": {"event_type": "m", "aggregation": "duration", "stream_property": "s", "unit": "minute",
+                 "rounding": {"unit_seconds": 60}, "idle_timeout": 1200},
     },
     "plans": {
         "seat": {"entitlements": {
             "calls": {"meter": "calls", "allowance": {"per_seat": 5}, "topup": {"block_size": 10, "price": "1"}},
-            "mins": {"meter": "mins", "allowance": {"fixed": 30}}}},
+            "mins": {"meter": "mins", "allowance": {"fixed": 30}},
+            "idle": {"meter": "idle", "allowance": {"fixed": 45}}}},
         "flat": {"entitlements": {
             "calls": {"meter": "calls", "allowance": {"fixed": 7}, "enforcement": "soft", "slack": 0.5},
-            "mins": {"meter": "mins", "allowance": {"fixed": 60}}}},
+            "mins": {"meter": "mins", "allowance": {"fixed": 60}},
+            "idle": {"meter": "idle", "allowance": {"fixed": 20}, "enforcement": "hard"}}},
     },
     "customers": {"c": {"plan": "seat", "seats": 2}},
 }
@@ -45,7 +49,7 @@ op = st.one_of(
     st.tuples(st.just("seats"), st.integers(0, 6), minute),
     st.tuples(st.just("topup"), st.integers(1, 2), minute),
     st.tuples(st.just("plan"), st.sampled_from(["seat", "flat"]), minute),
-    st.tuples(st.just("read"), st.sampled_from(["calls", "mins"]), minute),
+    st.tuples(st.just("read"), st.sampled_from(["calls", "mins", "idle"]), minute),
 )
 
 
@@ -92,7 +96,42 @@ def test_cached_balance_equals_fresh(engine: Engine, ops) -> None:  # type: igno
         if kind == "read":
             with engine.connect() as conn:
                 cached = cache.balance(conn, catalog, "c", arg, when)
-                again = cache.balance(conn, catalog, "c", arg, when + timedelta(minutes=7))
+                # Later instants of the same writes: from the entry, open streams moved by time alone
+                # (past the idle timeout too), as a fresh computation moves them.
+                later = [cache.balance(conn, catalog, "c", arg, when + timedelta(minutes=k)) for k in (7, 31)]
             with engine.connect() as conn:
                 assert cached == balance(conn, catalog, "c", arg, when)
-                assert again == balance(conn, catalog, "c", arg, when + timedelta(minutes=7))
+                assert later == [balance(conn, catalog, "c", arg, when + timedelta(minutes=k)) for k in (7, 31)]
+
+
+stream_op = st.tuples(st.sampled_from(["mic", "cam"]), st.sampled_from(["start", "stop", "heartbeat"]),
+                      st.integers(0, 90))
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                   HealthCheck.too_slow])
+@given(ops=st.lists(stream_op, min_size=1, max_size=12), first=st.integers(0, 60),
+       later=st.lists(st.integers(0, 24 * 60), min_size=1, max_size=4))
+def test_a_balance_with_open_streams_moves_with_time_from_its_entry(engine: Engine, ops, first, later) -> None:  # type: ignore[no-untyped-def]
+    """Read after the last event, then later with nothing written: every later read is a hit
+    (no recomputation), and equals a fresh computation, idle timeouts and the month's end included."""
+    catalog = _reset(engine)
+    cache = BalanceCache()
+    when = BASE
+    with unit_of_work(engine) as conn:
+        for n, (stream, action, gap) in enumerate(ops):
+            when += timedelta(minutes=gap)
+            ingest(conn, catalog, [{"id": str(n), "source": "t", "type": "m", "subject": "c", "time": iso(when),
+                                    "data": {"s": stream, "action": action}}], to_us(when))
+    for feature in ("mins", "idle"):
+        t = when + timedelta(minutes=first)
+        with engine.connect() as conn:
+            cache.balance(conn, catalog, "c", feature, t)
+            hits = cache.hits
+            for k in sorted(later):
+                at_k = t + timedelta(minutes=k)
+                cached = cache.balance(conn, catalog, "c", feature, at_k)
+                assert cached == balance(conn, catalog, "c", feature, at_k)
+            if t.month == (t + timedelta(minutes=max(later))).month:  # a new period is computed afresh
+                assert cache.hits == hits + len(later)

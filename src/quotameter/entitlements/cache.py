@@ -5,8 +5,11 @@ A balance computed at instant t stays exact for any later instant of the same pe
   in the same transaction as every event, grant, seat, plan or settings change) are the
   ones read before computing it — so no write has committed since;
 - nothing the customer has is stamped after t (`horizon_us` ≤ t): no future-dated event,
-  seat change or grant can enter between t and the later instant;
-- no media stream is open (an open stream's usage grows with time alone).
+  seat change or grant can enter between t and the later instant.
+Then only an open media stream moves the balance, by time alone: for a duration meter with
+open streams the entry keeps a snapshot of the meter (`meters.service.snapshot`: its open
+streams and the closed spans they may join, read once), which gives the usage at the later
+instant in memory, exactly as a read would; the allowance, grants and limits stay.
 Reading the counter *before* the data makes a race safe: a write that lands in between is
 tagged with the older counter, so the next read recomputes.
 """
@@ -23,8 +26,12 @@ from sqlalchemy import Connection
 
 from quotameter.catalog.service import LoadedCatalog
 from quotameter.customers import state
+from quotameter.catalog.model import MeterSpec
+from quotameter.entitlements.model import with_usage
 from quotameter.entitlements.service import Balance, balance
 from quotameter.meters import repository as meter_store
+from quotameter.meters import service as meters
+from quotameter.meters.spans import Snapshot
 from quotameter.timeutil import to_us
 
 
@@ -35,6 +42,14 @@ class _Entry:
     computed_us: int
     period_end_us: int
     balance: Balance
+    growing: tuple[MeterSpec, Snapshot] | None  # the meter's open streams: usage moves with time
+
+    def at(self, at: datetime, at_us: int) -> Balance:
+        if self.growing is None:
+            return dataclasses.replace(self.balance, at=at)
+        spec, snap = self.growing
+        usage = meters.snapshot_usage(spec, snap, at_us)
+        return dataclasses.replace(self.balance, at=at, standing=with_usage(self.balance.standing, usage))
 
 
 class BalanceCache:
@@ -53,10 +68,12 @@ class BalanceCache:
         if hit is not None:
             return hit
         fresh = balance(conn, catalog, customer, feature, at)
-        if horizon <= at_us and not self._open_streams(conn, catalog, fresh):
+        if horizon <= at_us:
             key = (customer, feature)
+            entry = _Entry(catalog.version, version, at_us, to_us(fresh.period.end), fresh,
+                           self._growing(conn, catalog, fresh, at_us))
             with self._lock:
-                self._entries[key] = _Entry(catalog.version, version, at_us, to_us(fresh.period.end), fresh)
+                self._entries[key] = entry
                 self._entries.move_to_end(key)
                 while len(self._entries) > self._size:
                     self._entries.popitem(last=False)
@@ -69,11 +86,12 @@ class BalanceCache:
         if (entry is not None and entry.catalog_version == catalog_version and entry.version == version
                 and entry.computed_us <= at_us < entry.period_end_us):
             self.hits += 1
-            return dataclasses.replace(entry.balance, at=at)
+            return entry.at(at, at_us)
         return None
 
     @staticmethod
-    def _open_streams(conn: Connection, catalog: LoadedCatalog, b: Balance) -> bool:
-        if catalog.spec.meters[b.meter].aggregation != "duration":
-            return False
-        return meter_store.any_open_span(conn, b.meter, b.customer)
+    def _growing(conn: Connection, catalog: LoadedCatalog, b: Balance, at_us: int) -> tuple[MeterSpec, Snapshot] | None:
+        spec = catalog.spec.meters[b.meter]
+        if spec.aggregation != "duration" or not meter_store.any_open_span(conn, b.meter, b.customer):
+            return None
+        return spec, meters.snapshot(conn, spec, b.meter, b.customer, to_us(b.period.start), to_us(b.period.end), at_us)

@@ -60,7 +60,17 @@ def hard_limit(ent: EntitlementSpec, limit: Decimal | None) -> Decimal | None:
 def standing(ent: EntitlementSpec, usage: Decimal, level: Decimal | None, seats: int, granted: Decimal) -> Standing:
     base = included(ent.allowance, seats)
     limit = None if base is None else base + granted
-    hard = hard_limit(ent, limit)
+    return _standing(usage, level, base, granted, limit, hard_limit(ent, limit))
+
+
+def with_usage(s: Standing, usage: Decimal) -> Standing:
+    """The same standing at another usage, its allowance, grants and limits unchanged: where
+    time alone moved the usage (an open stream), nothing else."""
+    return _standing(usage, s.level, s.included, s.granted, s.limit, s.hard_limit)
+
+
+def _standing(usage: Decimal, level: Decimal | None, base: Decimal | None, granted: Decimal, limit: Decimal | None,
+              hard: Decimal | None) -> Standing:
     enforced = level if level is not None else usage
     return Standing(
         usage=usage,
