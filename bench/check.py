@@ -214,8 +214,9 @@ def open_loop(port: int, requests: list[bytes], rate: float, seconds: float, con
     return run_async(main)
 
 
-def closed_loop(port: int, requests: list[bytes], clients: int, seconds: float) -> Run:
-    """`clients` connections, each sending its next request as soon as the last is answered."""
+def closed_loop(port: int, requests: list[bytes], clients: int, seconds: float, count: int | None = None) -> Run:
+    """`clients` connections, each sending its next request as soon as the last is answered;
+    for `seconds`, or until `count` requests were sent."""
     async def main() -> Run:
         out = Run()
         conns = [await Conn.open(port) for _ in range(clients)]
@@ -224,7 +225,7 @@ def closed_loop(port: int, requests: list[bytes], clients: int, seconds: float) 
 
         async def worker(k: int, conn: Conn) -> None:
             i = k
-            while (t := time.perf_counter()) < end:
+            while (t := time.perf_counter()) < end and (count is None or i < count):
                 status = await conn.exchange(requests[i % len(requests)])
                 out.latencies.append(time.perf_counter() - t)
                 if status != 200:
@@ -339,7 +340,8 @@ def main() -> int:
         targets = check_targets(server.base)
         checks = [raw_request("POST", path, body) for path, body in targets]
         health = [raw_request("GET", "/healthz", None)]
-        closed_loop(server.port, checks, 4, 1.0)  # warm up: every balance computed once
+        # Warm up: every balance computed once, as a server that has been running has them.
+        closed_loop(server.port, checks, 4, 300.0, count=len(checks))
         loops = [open_loop(server.port, r, args.open_loop, args.seconds) for r in (checks, health)] \
             if args.open_loop > 0 else []
         if args.client == "wrk":
