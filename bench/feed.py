@@ -30,7 +30,6 @@ import argparse
 import math
 import os
 import random
-import shutil
 import sys
 import tempfile
 import time
@@ -50,14 +49,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ingest import (
     AUTH,
+    FeedClock,
     Server,
     Workload,
     _server_options,
     check_answers,
     count_events,
     fresh_database,
-    FeedClock,
     post_all,
+    profiler,
     raw_insert,
     sampled,
 )
@@ -573,12 +573,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     now = now.astimezone(UTC)
     if (now - FEED_SPAN).day == 1 and (now - FEED_SPAN).hour < 12:
         parser.error("--now must leave room for a history between the start of its month and the feed")
-    py_spy = None
-    if args.profile:
-        py_spy = os.environ.get("PY_SPY") or shutil.which("py-spy")
-        if py_spy is None:
-            parser.error("--profile needs py-spy: pip install py-spy, or set PY_SPY to its path")
-        args.profile.mkdir(parents=True, exist_ok=True)
+    py_spy = profiler(parser, args.profile)
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
     kinds = ("sqlite", "postgresql") if args.db == "both" else (args.db,)

@@ -585,6 +585,17 @@ def report(outcomes: Sequence[Outcome], work: Workload, args: argparse.Namespace
             print(f"INVALID {o.database}: {p}")
 
 
+def profiler(parser: argparse.ArgumentParser, profile: Path | None) -> str | None:
+    """py-spy's path when `--profile DIR` asks for a profile (DIR is made), else None."""
+    if not profile:
+        return None
+    py_spy = os.environ.get("PY_SPY") or shutil.which("py-spy")
+    if py_spy is None:
+        parser.error("--profile needs py-spy: pip install py-spy, or set PY_SPY to its path")
+    profile.mkdir(parents=True, exist_ok=True)
+    return py_spy
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="sqlite")
@@ -609,12 +620,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--events, --batch, --clients and --repeat must be positive")
 
     kinds = ("sqlite", "postgresql") if args.db == "both" else (args.db,)
-    py_spy = None
-    if args.profile:
-        py_spy = os.environ.get("PY_SPY") or shutil.which("py-spy")
-        if py_spy is None:
-            parser.error("--profile needs py-spy: pip install py-spy, or set PY_SPY to its path")
-        args.profile.mkdir(parents=True, exist_ok=True)
+    py_spy = profiler(parser, args.profile)
     load = os.getloadavg()
     print(f"generating {args.events:,} events in batches of {args.batch} …", file=sys.stderr, flush=True)
     work = make_workload(args.events, args.batch, args.order, args.seed)

@@ -29,6 +29,21 @@ def demo_catalog(**extra_customers: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
+def fresh_catalog(engine: Any, catalog: dict[str, Any]) -> None:
+    """Empty every table (the schema stays) and apply `catalog` as the first catalog."""
+    from sqlalchemy import delete
+
+    from quotameter.catalog import service as catalogs
+    from quotameter.store.engine import unit_of_work
+    from quotameter.store.tables import metadata
+
+    with unit_of_work(engine) as conn:
+        for table in reversed(metadata.sorted_tables):
+            if table.name != "alembic_version":
+                conn.execute(delete(table))
+        catalogs.apply(conn, catalog, catalogs.EMPTY, 0)
+
+
 def at(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
 

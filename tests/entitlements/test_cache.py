@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, delete
+from sqlalchemy import Engine
 
 from quotameter.catalog import service as catalogs
 from quotameter.customers import service as customers
@@ -16,9 +16,8 @@ from quotameter.entitlements.service import balance
 from quotameter.events.service import ingest
 from quotameter.grants import service as grants
 from quotameter.store.engine import unit_of_work
-from quotameter.store.tables import metadata
 from quotameter.timeutil import to_us
-from support import at, iso
+from support import at, fresh_catalog, iso
 
 BASE = at("2026-03-30T00:00:00Z")  # the month turns two days in
 CATALOG = {
@@ -56,11 +55,7 @@ op = st.one_of(
 def _reset(engine: Engine) -> catalogs.LoadedCatalog:
     from quotameter.catalog.model import validate_catalog
 
-    with unit_of_work(engine) as conn:
-        for table in reversed(metadata.sorted_tables):
-            if table.name != "alembic_version":
-                conn.execute(delete(table))
-        catalogs.apply(conn, CATALOG, catalogs.EMPTY, 0)
+    fresh_catalog(engine, CATALOG)
     return catalogs.LoadedCatalog(1, validate_catalog(CATALOG))
 
 

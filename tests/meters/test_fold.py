@@ -17,16 +17,15 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, delete, event
+from sqlalchemy import Engine, event
 
 from quotameter.catalog import service as catalogs
 from quotameter.catalog.model import validate_catalog
 from quotameter.events.service import ingest
 from quotameter.meters import service as meters
 from quotameter.store.engine import unit_of_work
-from quotameter.store.tables import metadata
 from quotameter.timeutil import to_us
-from support import at, iso
+from support import at, fresh_catalog, iso
 
 BASE = at("2026-03-31T22:00:00Z")  # the month boundary is 2 hours in
 CUSTOMERS = [f"org{i}" for i in range(100)]
@@ -110,11 +109,7 @@ def fleet(draw: st.DrawFn) -> tuple[list[str], list[list[dict[str, Any]]]]:
 
 
 def _reset(engine: Engine) -> None:
-    with unit_of_work(engine) as conn:
-        for table in reversed(metadata.sorted_tables):
-            if table.name != "alembic_version":
-                conn.execute(delete(table))
-        catalogs.apply(conn, CATALOG, catalogs.EMPTY, 0)
+    fresh_catalog(engine, CATALOG)
 
 
 @pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)

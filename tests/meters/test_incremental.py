@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, delete
+from sqlalchemy import Engine
 
 from quotameter.catalog import service as catalogs
 from quotameter.catalog.model import validate_catalog
@@ -25,9 +25,8 @@ from quotameter.events.service import ingest, prepare, store
 from quotameter.meters import service as meters
 from quotameter.meters.model import CONSUME_SOURCE, CONSUME_UNITS, MAX_CONSUME_UNITS, EventFacts
 from quotameter.store.engine import unit_of_work
-from quotameter.store.tables import metadata
 from quotameter.timeutil import to_us
-from support import at, iso
+from support import at, fresh_catalog, iso
 
 BASE = at("2026-03-31T20:00:00Z")  # the March/April boundary is 4 hours in
 SPAN_MINUTES = 8 * 60
@@ -105,11 +104,7 @@ def scenario(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[list[dict[str,
 
 
 def _reset(engine: Engine) -> None:
-    with unit_of_work(engine) as conn:
-        for table in reversed(metadata.sorted_tables):
-            if table.name != "alembic_version":
-                conn.execute(delete(table))
-        catalogs.apply(conn, CATALOG, catalogs.EMPTY, 0)
+    fresh_catalog(engine, CATALOG)
 
 
 def _expected(events: list[dict[str, Any]], meter: str, cust: str, lo: int, hi: int, at_us: int) -> Decimal:
