@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import orjson
-from sqlalchemy import Connection, delete, insert, select, text, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from quotameter.notifications.watch import Watch
@@ -140,8 +140,6 @@ def put_watch(conn: Connection, customer: str, feature: str, watch: Watch, *, in
 def widen_watches(conn: Connection, rows: list[tuple[str, str, Watch]]) -> None:
     """Store the bounds a batch raised (one statement for the batch)."""
     if rows:
-        from sqlalchemy import bindparam
-
         w = watches.c
         conn.execute(update(watches).where(w.customer == bindparam("k_c"), w.feature == bindparam("k_f"))
                      .values(bound=bindparam("bound"), rate=bindparam("rate"), version=bindparam("version")),

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, Decimal
 
-from quotameter.catalog.model import MeterSpec
+from quotameter.catalog.model import DURATION_UNITS, MeterSpec
 from quotameter.meters.model import Contribution, GaugeChange, Simple, StreamPoint
 
 # Quantities shown in a duration unit are quantized to six decimals (meters.model.to_unit):
@@ -87,8 +87,6 @@ def unit_us(spec: MeterSpec) -> int | None:
 
 
 def _unit_seconds(spec: MeterSpec) -> int:
-    from quotameter.catalog.model import DURATION_UNITS
-
     return DURATION_UNITS[spec.unit]
 
 
