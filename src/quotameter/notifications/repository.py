@@ -5,12 +5,12 @@ from __future__ import annotations
 from decimal import Decimal
 
 import orjson
-from sqlalchemy import Connection, bindparam, delete, insert, select, text, update
+from sqlalchemy import Connection, delete, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from quotameter.notifications.watch import Watch
+from quotameter.store import bulk
 from quotameter.store.tables import (
-    customer_state,
     fired,
     notices,
     pending_evaluations,
@@ -110,18 +110,27 @@ def take_pending(conn: Connection, customer: str | None, limit: int) -> list[str
 
 # --- watches (see notifications.watch) -------------------------------------------------------
 
-def read_watches(conn: Connection, customers: list[str]) -> dict[str, dict[str, Watch]]:
-    """The watches of these customers: customer -> feature -> watch (one query)."""
-    w = watches.c
+def read_watches(conn: Connection, customers: list[str]) -> tuple[dict[str, dict[str, Watch]], dict[str, int]]:
+    """The watches of these customers (customer -> feature -> watch), and the change counters
+    (customers.state) of those that have any: one query for a batch's customers."""
     out: dict[str, dict[str, Watch]] = {}
+    counters: dict[str, int] = {}
     if not customers:
-        return out
-    rows = conn.execute(select(watches).where(w.customer.in_(sorted(set(customers)))))
-    for r in rows:
-        out.setdefault(r.customer, {})[r.feature] = Watch(
-            r.meter, r.period_end_us, r.evaluated_us, Decimal(r.bound), r.rate,
-            None if r.goal is None else Decimal(r.goal), r.unit_us, r.version)
-    return out
+        return out, counters
+    rows = conn.execute(_READ_WATCHES[conn.dialect.name == "postgresql"],
+                        {"k": orjson.dumps(sorted(set(customers))).decode()})
+    for customer, feature, meter, period_end, evaluated, bound, rate, goal, unit, version, counter in rows:
+        out.setdefault(customer, {})[feature] = Watch(
+            meter, period_end, evaluated, Decimal(bound), rate, None if goal is None else Decimal(goal), unit, version)
+        counters[customer] = counter or 0
+    return out, counters
+
+
+_WATCH_COLUMNS = ("SELECT w.customer, w.feature, w.meter, w.period_end_us, w.evaluated_us, w.bound, w.rate, w.goal, "
+                  "w.unit_us, w.version, s.version FROM watches w "
+                  "LEFT JOIN customer_state s ON s.customer = w.customer WHERE w.customer IN ")
+_READ_WATCHES = (text(_WATCH_COLUMNS + "(SELECT value FROM json_each(:k))"),  # SQLite
+                 text(_WATCH_COLUMNS + "(SELECT jsonb_array_elements_text(CAST(:k AS jsonb)))"))  # PostgreSQL
 
 
 def drop_watches(conn: Connection, customer: str) -> None:
@@ -139,12 +148,9 @@ def put_watch(conn: Connection, customer: str, feature: str, watch: Watch, *, in
 
 def widen_watches(conn: Connection, rows: list[tuple[str, str, Watch]]) -> None:
     """Store the bounds a batch raised (one statement for the batch)."""
-    if rows:
-        w = watches.c
-        conn.execute(update(watches).where(w.customer == bindparam("k_c"), w.feature == bindparam("k_f"))
-                     .values(bound=bindparam("bound"), rate=bindparam("rate"), version=bindparam("version")),
-                     [{"k_c": c, "k_f": f, "bound": x.bound, "rate": x.rate, "version": x.version}
-                      for c, f, x in sorted(rows, key=_key)])
+    bulk.update(conn, "watches", ("customer", "feature"), ("bound", "rate", "version"),
+                ("text", "text", "numeric", "integer", "bigint"),
+                [(c, f, x.bound, x.rate, x.version) for c, f, x in sorted(rows, key=_key)])
 
 
 def _key(row: tuple[str, str, Watch]) -> tuple[str, str]:
@@ -167,11 +173,3 @@ def advance_wakeups(conn: Connection, due: list[tuple[str, str, int]]) -> None:
             "exact = wakeups.exact AND wakeups.due_us <= excluded.due_us, "
             "due_us = CASE WHEN excluded.due_us < wakeups.due_us THEN excluded.due_us ELSE wakeups.due_us END"),
             [{"c": c, "f": f, "d": d} for c, f, d in sorted(due)])
-
-
-def versions(conn: Connection, customers: list[str]) -> dict[str, int]:
-    """The change counters (customers.state) of these customers (one query)."""
-    c = customer_state.c
-    if not customers:
-        return {}
-    return {r.customer: r.version for r in conn.execute(select(c.customer, c.version).where(c.customer.in_(customers)))}

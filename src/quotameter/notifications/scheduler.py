@@ -192,8 +192,7 @@ def note_batch(conn: Connection, catalog: LoadedCatalog, grouped: Mapping[tuple[
     (`watch.follows`): writes serialize on the customer's change counter row, and a watch
     carries the counter read before the usage it was computed from."""
     names = sorted(set(touched))
-    held = repo.read_watches(conn, names)
-    counters = repo.versions(conn, [c for c in names if c in held])
+    held, counters = repo.read_watches(conn, names)
     by_customer: dict[str, list[tuple[str, Sequence[Contribution]]]] = defaultdict(list)
     for (meter, customer), items in grouped.items():
         by_customer[customer].append((meter, items))
