@@ -5,11 +5,10 @@ from __future__ import annotations
 from decimal import Decimal
 
 import orjson
-from sqlalchemy import Connection, delete, insert, select, text, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from quotameter.notifications.watch import Watch
-from quotameter.store import bulk
 from quotameter.store.tables import (
     fired,
     notices,
@@ -148,9 +147,12 @@ def put_watch(conn: Connection, customer: str, feature: str, watch: Watch, *, in
 
 def widen_watches(conn: Connection, rows: list[tuple[str, str, Watch]]) -> None:
     """Store the bounds a batch raised (one statement for the batch)."""
-    bulk.update(conn, "watches", ("customer", "feature"), ("bound", "rate", "version"),
-                ("text", "text", "numeric", "integer", "bigint"),
-                [(c, f, x.bound, x.rate, x.version) for c, f, x in sorted(rows, key=_key)])
+    if rows:
+        w = watches.c
+        conn.execute(update(watches).where(w.customer == bindparam("k_c"), w.feature == bindparam("k_f"))
+                     .values(bound=bindparam("bound"), rate=bindparam("rate"), version=bindparam("version")),
+                     [{"k_c": c, "k_f": f, "bound": x.bound, "rate": x.rate, "version": x.version}
+                      for c, f, x in sorted(rows, key=_key)])
 
 
 def _key(row: tuple[str, str, Watch]) -> tuple[str, str]:
