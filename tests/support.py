@@ -44,6 +44,16 @@ def fresh_catalog(engine: Any, catalog: dict[str, Any]) -> None:
         catalogs.apply(conn, catalog, catalogs.EMPTY, 0)
 
 
+def ingest_batches(engine: Any, loaded: Any, batches: Sequence[list[dict[str, Any]]]) -> None:
+    """Ingest each batch in its own transaction (received at 0); none of their events may be refused."""
+    from quotameter.events.service import ingest
+    from quotameter.store.engine import unit_of_work
+
+    for batch in batches:
+        with unit_of_work(engine) as conn:
+            assert ingest(conn, loaded, batch, received_us=0).rejected == []
+
+
 def at(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
 

@@ -25,7 +25,7 @@ from quotameter.events.service import ingest
 from quotameter.meters import service as meters
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import to_us
-from support import at, fresh_catalog, iso
+from support import at, fresh_catalog, ingest_batches, iso
 
 BASE = at("2026-03-31T22:00:00Z")  # the month boundary is 2 hours in
 CUSTOMERS = [f"org{i}" for i in range(100)]
@@ -120,9 +120,7 @@ def test_batches_of_many_customers_equal_recomputation(engine: Engine, data, pro
     customers, batches = data
     _reset(engine)
     loaded = catalogs.LoadedCatalog(1, SPEC)
-    for batch in batches:
-        with unit_of_work(engine) as conn:
-            assert ingest(conn, loaded, batch, received_us=0).rejected == []
+    ingest_batches(engine, loaded, batches)
     instants = sorted(to_us(BASE + timedelta(minutes=m, microseconds=u)) for m, u in probe)
     instants.append(to_us(BASE + timedelta(days=1)))
     month = to_us(at("2026-04-01T00:00:00Z"))

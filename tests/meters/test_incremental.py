@@ -21,12 +21,12 @@ from sqlalchemy import Engine
 
 from quotameter.catalog import service as catalogs
 from quotameter.catalog.model import validate_catalog
-from quotameter.events.service import ingest, prepare, store
+from quotameter.events.service import prepare, store
 from quotameter.meters import service as meters
 from quotameter.meters.model import CONSUME_SOURCE, CONSUME_UNITS, MAX_CONSUME_UNITS, EventFacts
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import to_us
-from support import at, fresh_catalog, iso
+from support import at, fresh_catalog, ingest_batches, iso
 
 BASE = at("2026-03-31T20:00:00Z")  # the March/April boundary is 4 hours in
 SPAN_MINUTES = 8 * 60
@@ -141,10 +141,7 @@ def test_incremental_usage_equals_recomputation(engine: Engine, data, probe) -> 
     events, batches = data
     _reset(engine)
     loaded = catalogs.LoadedCatalog(1, SPEC)
-    for batch in batches:
-        with unit_of_work(engine) as conn:
-            result = ingest(conn, loaded, batch, received_us=0)
-        assert result.rejected == []
+    ingest_batches(engine, loaded, batches)
     instants = [to_us(BASE + timedelta(minutes=m, microseconds=u)) for m, u in probe]
     instants.append(to_us(BASE + timedelta(days=2)))
 

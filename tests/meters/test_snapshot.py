@@ -27,10 +27,9 @@ from meters.test_incremental import (
 from sqlalchemy import Engine
 
 from quotameter.catalog import service as catalogs
-from quotameter.events.service import ingest
 from quotameter.meters import service as meters
-from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import to_us
+from support import ingest_batches
 
 
 @st.composite
@@ -55,9 +54,7 @@ def test_snapshot_usage_equals_the_read(engine: Engine, data, taken, later) -> N
     _, batches = data
     _reset(engine)
     loaded = catalogs.LoadedCatalog(1, SPEC)
-    for batch in batches:
-        with unit_of_work(engine) as conn:
-            assert ingest(conn, loaded, batch, received_us=0).rejected == []
+    ingest_batches(engine, loaded, batches)
     t0 = to_us(BASE + timedelta(minutes=taken[0], microseconds=taken[1]))
     instants = [t0, t0 + 1] + [t0 + m * 60 * 1_000_000 + u for m, u in later]
     with engine.connect() as conn:
