@@ -49,10 +49,6 @@ log = logging.getLogger("quotameter.scheduler")
 SETTLE_CHUNK = 4  # customers evaluated per transaction by `tick`
 
 
-def next_crossing(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, now: datetime) -> int | None:
-    return _crossing(conn, catalog, customer, feature, now)[0]
-
-
 def _crossing(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, now: datetime
               ) -> tuple[int | None, Watch]:
     """The next instant time alone brings the feature to a level not yet fired (or the next
