@@ -28,7 +28,9 @@ def _install(extra: str) -> None:
         venv.EnvBuilder(with_pip=True).create(VENV)
     stamp = VENV / f".installed{extra or '-base'}"
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
-    covering = [stamp] if extra else [stamp, VENV / ".installed[test]"]  # the test install has it all
+    covering = (
+        [stamp] if extra else [stamp, VENV / ".installed[test]"]
+    )  # the test install has it all
     if any(s.exists() and s.read_text() == digest for s in covering):
         return
     print(f"dev.py: installing quotameter{extra} into .venv", flush=True)
@@ -40,14 +42,21 @@ def _install(extra: str) -> None:
 def _chromium() -> None:
     """The browser tests drive Debian's Chromium: install it where this may (root, apt-get).
     Elsewhere they are skipped with the reason (and fail with CI=true)."""
-    if os.environ.get("QUOTAMETER_TEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser"):
+    if (
+        os.environ.get("QUOTAMETER_TEST_CHROMIUM")
+        or shutil.which("chromium")
+        or shutil.which("chromium-browser")
+    ):
         return
     if os.name != "posix" or os.geteuid() != 0 or not shutil.which("apt-get"):
         print("dev.py: no chromium found; the browser tests will be skipped", flush=True)
         return
     print("dev.py: installing chromium with apt-get for the browser tests", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for step in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"]):
+    for step in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "chromium"],
+    ):
         if subprocess.run(step, env=env, stdout=subprocess.DEVNULL).returncode != 0:
             print(f"dev.py: {' '.join(step)} failed; the browser tests will be skipped", flush=True)
             return

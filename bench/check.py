@@ -65,6 +65,7 @@ DEFAULT_FEED_NOW = "2026-11-20T15:00:00Z"  # feed.py's default --now
 
 # --- the fresh database's usage --------------------------------------------------------------
 
+
 def load(base: str, now: datetime) -> None:
     c = httpx.Client(base_url=base, timeout=60, headers=AUTH)
     assert c.put("/v1/catalog", json=demo_catalog()).status_code == 200
@@ -76,15 +77,40 @@ def load(base: str, now: datetime) -> None:
             break  # only the past: data stamped in the future rightly keeps balances uncached
         user = f"u{i % 20}"
         for action, when in (("start", t), ("stop", t + timedelta(seconds=60 + i % 120))):
-            events.append({"specversion": "1.0", "id": f"m{i}{action}", "source": "bench", "type": "media.activity",
-                           "subject": "acme", "time": when.isoformat(),
-                           "data": {"user": user, "stream": f"{user}/mic", "kind": "mic", "action": action}})
+            events.append(
+                {
+                    "specversion": "1.0",
+                    "id": f"m{i}{action}",
+                    "source": "bench",
+                    "type": "media.activity",
+                    "subject": "acme",
+                    "time": when.isoformat(),
+                    "data": {
+                        "user": user,
+                        "stream": f"{user}/mic",
+                        "kind": "mic",
+                        "action": action,
+                    },
+                }
+            )
     for i in range(5000):
-        events.append({"specversion": "1.0", "id": f"s{i}", "source": "bench", "type": "session.created",
-                       "subject": "docs", "time": (start + (now - start) * i / 5000).isoformat(), "data": {}})
+        events.append(
+            {
+                "specversion": "1.0",
+                "id": f"s{i}",
+                "source": "bench",
+                "type": "session.created",
+                "subject": "docs",
+                "time": (start + (now - start) * i / 5000).isoformat(),
+                "data": {},
+            }
+        )
     for i in range(0, len(events), 1000):
-        assert c.post("/v1/events", json=events[i:i + 1000]).json()["rejected"] == []
-    c.patch("/v1/customers/acme", json={"seats": 14, "effective_at": (start + timedelta(days=3)).isoformat()})
+        assert c.post("/v1/events", json=events[i : i + 1000]).json()["rejected"] == []
+    c.patch(
+        "/v1/customers/acme",
+        json={"seats": 14, "effective_at": (start + timedelta(days=3)).isoformat()},
+    )
     c.post("/v1/customers/acme/topups", json={"feature": "media", "blocks": 2, "id": "bench-topup"})
     c.close()
 
@@ -95,14 +121,23 @@ def check_targets(base: str) -> list[tuple[str, bytes]]:
         r = c.get("/v1/catalog")
         r.raise_for_status()
         doc = r.json()
-    pairs = [(customer, feature) for customer, spec in sorted(doc["customers"].items())
-             for feature in sorted(doc["plans"][spec["plan"]]["entitlements"])]
+    pairs = [
+        (customer, feature)
+        for customer, spec in sorted(doc["customers"].items())
+        for feature in sorted(doc["plans"][spec["plan"]]["entitlements"])
+    ]
     random.Random(1).shuffle(pairs)  # neighbours in the schedule are different customers
-    return [(f"/v1/customers/{customer}/entitlements/{feature}/check", orjson.dumps({"amount": AMOUNTS[i % 4]}))
-            for i, (customer, feature) in enumerate(pairs)]
+    return [
+        (
+            f"/v1/customers/{customer}/entitlements/{feature}/check",
+            orjson.dumps({"amount": AMOUNTS[i % 4]}),
+        )
+        for i, (customer, feature) in enumerate(pairs)
+    ]
 
 
 # --- a raw-socket HTTP/1.1 client ------------------------------------------------------------
+
 
 def raw_request(method: str, path: str, body: bytes | None) -> bytes:
     head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {BENCH_KEY}\r\n"
@@ -142,9 +177,13 @@ class Run:
     latencies: list[float] = field(default_factory=list)  # seconds
     errors: list[str] = field(default_factory=list)
     sent_rate: float = float("nan")  # open loop: requests sent per second
-    lags: list[float] = field(default_factory=list)  # open loop: how late each request left its schedule, seconds
+    lags: list[float] = field(
+        default_factory=list
+    )  # open loop: how late each request left its schedule, seconds
     client_cpu: float = 0.0  # CPU seconds of the load generator
-    reported: dict[int, float] = field(default_factory=dict)  # percentile -> ms, when the generator (wrk) gives only these
+    reported: dict[int, float] = field(
+        default_factory=dict
+    )  # percentile -> ms, when the generator (wrk) gives only these
     count: int = 0  # answers, when there are no latency samples
 
     def ms(self, p: int) -> float:
@@ -163,8 +202,11 @@ def run_async(main: Callable[[], Awaitable[Run]]) -> Run:
     return asyncio.run(main())
 
 
-def open_loop(port: int, requests: list[bytes], rate: float, seconds: float, connections: int = 64) -> Run:
+def open_loop(
+    port: int, requests: list[bytes], rate: float, seconds: float, connections: int = 64
+) -> Run:
     """Send request i at t0 + i / rate, whatever the answers; latency from that instant."""
+
     async def main() -> Run:
         out = Run()
         cpu0 = time.process_time()
@@ -196,7 +238,9 @@ def open_loop(port: int, requests: list[bytes], rate: float, seconds: float, con
 
         n = max(1, round(rate * seconds))
         tasks = []
-        t0 = time.perf_counter() + 0.05  # perf_counter: uvloop's loop.time() counts whole milliseconds
+        t0 = (
+            time.perf_counter() + 0.05
+        )  # perf_counter: uvloop's loop.time() counts whole milliseconds
         for i in range(n):
             scheduled = t0 + i / rate
             if (delay := scheduled - time.perf_counter()) > 0:
@@ -214,9 +258,12 @@ def open_loop(port: int, requests: list[bytes], rate: float, seconds: float, con
     return run_async(main)
 
 
-def closed_loop(port: int, requests: list[bytes], clients: int, seconds: float, count: int | None = None) -> Run:
+def closed_loop(
+    port: int, requests: list[bytes], clients: int, seconds: float, count: int | None = None
+) -> Run:
     """`clients` connections, each sending its next request as soon as the last is answered;
     for `seconds`, or until `count` requests were sent."""
+
     async def main() -> Run:
         out = Run()
         conns = [await Conn.open(port) for _ in range(clients)]
@@ -241,7 +288,9 @@ def closed_loop(port: int, requests: list[bytes], clients: int, seconds: float, 
     return run_async(main)
 
 
-def alternating(port: int, kinds: tuple[list[bytes], ...], clients: int, seconds: float) -> list[Run]:
+def alternating(
+    port: int, kinds: tuple[list[bytes], ...], clients: int, seconds: float
+) -> list[Run]:
     """Closed-loop runs of each kind of request, in alternating one-second slices: a machine
     whose load drifts (other processes) then weighs on both alike, and the ratio holds."""
     runs = [Run() for _ in kinds]
@@ -254,18 +303,40 @@ def alternating(port: int, kinds: tuple[list[bytes], ...], clients: int, seconds
     return runs
 
 
-def wrk(port: int, targets: list[tuple[str, bytes]] | None, clients: int, seconds: float, tmp: Path) -> Run:
+def wrk(
+    port: int, targets: list[tuple[str, bytes]] | None, clients: int, seconds: float, tmp: Path
+) -> Run:
     """Closed-loop throughput measured by wrk (two threads); latencies only as p50/p99."""
     script = tmp / "wrk.lua"
-    lines = [f'wrk.headers["Authorization"] = "Bearer {BENCH_KEY}"', 'wrk.headers["Content-Type"] = "application/json"']
+    lines = [
+        f'wrk.headers["Authorization"] = "Bearer {BENCH_KEY}"',
+        'wrk.headers["Content-Type"] = "application/json"',
+    ]
     if targets:
-        lines.append("local reqs = {" + ", ".join(f'{{"{p}", [[{b.decode()}]]}}' for p, b in targets) + "}")
+        lines.append(
+            "local reqs = {" + ", ".join(f'{{"{p}", [[{b.decode()}]]}}' for p, b in targets) + "}"
+        )
         lines.append("local i = 0")
-        lines.append("request = function() i = i + 1; local r = reqs[i % #reqs + 1]; "
-                     'return wrk.format("POST", r[1], nil, r[2]) end')
+        lines.append(
+            "request = function() i = i + 1; local r = reqs[i % #reqs + 1]; "
+            'return wrk.format("POST", r[1], nil, r[2]) end'
+        )
     script.write_text("\n".join(lines) + "\n")
-    out = subprocess.run(["wrk", "-t2", f"-c{clients}", f"-d{max(1, round(seconds))}s", "--latency", "-s", str(script),
-                          f"http://127.0.0.1:{port}/healthz"], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{clients}",
+            f"-d{max(1, round(seconds))}s",
+            "--latency",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}/healthz",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     run = Run(seconds=max(1, round(seconds)))
     if "Non-2xx" in out or "Socket errors" in out:  # wrk prints these lines only when it saw any
         run.errors.append(out)
@@ -284,10 +355,15 @@ def wrk(port: int, targets: list[tuple[str, bytes]] | None, clients: int, second
 
 def pct(values: list[float], p: float) -> float:
     xs = sorted(values)
-    return xs[min(len(xs) - 1, max(0, math.ceil(p / 100 * len(xs)) - 1))] * 1000 if xs else float("nan")
+    return (
+        xs[min(len(xs) - 1, max(0, math.ceil(p / 100 * len(xs)) - 1))] * 1000
+        if xs
+        else float("nan")
+    )
 
 
 # --- the run ---------------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def served(args: argparse.Namespace, tmp: Path) -> Iterator[Server]:
@@ -316,17 +392,41 @@ def verdict(ok: bool) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite",
-                        help="the fresh database's kind (without --database)")
-    parser.add_argument("--database", metavar="URL", help="serve this existing database (e.g. one feed.py --keep left)")
-    parser.add_argument("--now", help="RFC 3339: the server's pinned clock (default: with --database "
-                                      f"{DEFAULT_FEED_NOW}, feed.py's default; else the real time)")
-    parser.add_argument("--open-loop", type=float, default=1000.0, metavar="RATE",
-                        help="requests/s of the fixed arrival schedule (default 1000; 0 skips it)")
-    parser.add_argument("--seconds", type=float, default=10.0, help="length of each measurement (default 10)")
-    parser.add_argument("--clients", type=int, default=16, help="connections of the closed-loop throughput runs")
-    parser.add_argument("--client", choices=("asyncio", "wrk"), default="asyncio",
-                        help="load generator of the closed-loop throughput runs (the open loop is always asyncio)")
+    parser.add_argument(
+        "--db",
+        choices=("sqlite", "postgresql"),
+        default="sqlite",
+        help="the fresh database's kind (without --database)",
+    )
+    parser.add_argument(
+        "--database",
+        metavar="URL",
+        help="serve this existing database (e.g. one feed.py --keep left)",
+    )
+    parser.add_argument(
+        "--now",
+        help="RFC 3339: the server's pinned clock (default: with --database "
+        f"{DEFAULT_FEED_NOW}, feed.py's default; else the real time)",
+    )
+    parser.add_argument(
+        "--open-loop",
+        type=float,
+        default=1000.0,
+        metavar="RATE",
+        help="requests/s of the fixed arrival schedule (default 1000; 0 skips it)",
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="length of each measurement (default 10)"
+    )
+    parser.add_argument(
+        "--clients", type=int, default=16, help="connections of the closed-loop throughput runs"
+    )
+    parser.add_argument(
+        "--client",
+        choices=("asyncio", "wrk"),
+        default="asyncio",
+        help="load generator of the closed-loop throughput runs (the open loop is always asyncio)",
+    )
     args = parser.parse_args()
     if args.client == "wrk" and shutil.which("wrk") is None:
         parser.error("--client wrk needs wrk on PATH (Debian: apt-get install wrk)")
@@ -334,7 +434,11 @@ def main() -> int:
         args.now = DEFAULT_FEED_NOW
     if args.now is not None:
         args.now = datetime.fromisoformat(args.now).astimezone(UTC)
-    if args.database and args.database.startswith("sqlite:///") and not Path(args.database[10:]).exists():
+    if (
+        args.database
+        and args.database.startswith("sqlite:///")
+        and not Path(args.database[10:]).exists()
+    ):
         parser.error(f"--database: no such file {args.database[10:]}")
     with tempfile.TemporaryDirectory() as tmp, served(args, Path(tmp)) as server:
         targets = check_targets(server.base)
@@ -342,48 +446,71 @@ def main() -> int:
         health = [raw_request("GET", "/healthz", None)]
         # Warm up: every balance computed once, as a server that has been running has them.
         closed_loop(server.port, checks, 4, 300.0, count=len(checks))
-        loops = [open_loop(server.port, r, args.open_loop, args.seconds) for r in (checks, health)] \
-            if args.open_loop > 0 else []
+        loops = (
+            [open_loop(server.port, r, args.open_loop, args.seconds) for r in (checks, health)]
+            if args.open_loop > 0
+            else []
+        )
         if args.client == "wrk":
-            tput = [wrk(server.port, t, args.clients, args.seconds, Path(tmp)) for t in (targets, None)]
+            tput = [
+                wrk(server.port, t, args.clients, args.seconds, Path(tmp)) for t in (targets, None)
+            ]
         else:
             tput = alternating(server.port, (checks, health), args.clients, args.seconds)
         single = [closed_loop(server.port, r, 1, min(args.seconds, 5.0)) for r in (checks, health)]
     return report(args, len(targets), loops, tput, single)
 
 
-def report(args: argparse.Namespace, n_targets: int, loops: list[Run], tput: list[Run], single: list[Run]) -> int:
+def report(
+    args: argparse.Namespace, n_targets: int, loops: list[Run], tput: list[Run], single: list[Run]
+) -> int:
     where = args.database or f"a fresh {args.db} database with a month of demo usage"
     clock = f"clock pinned at {args.now.isoformat()}" if args.now else "real clock"
-    print(f"\nquotameter check: 1 server process on {where} ({clock}); {n_targets} customer/feature checks, "
-          f"amounts {', '.join(map(str, AMOUNTS))}; 2 CPUs shared by client and server\n")
+    print(
+        f"\nquotameter check: 1 server process on {where} ({clock}); {n_targets} customer/feature checks, "
+        f"amounts {', '.join(map(str, AMOUNTS))}; 2 CPUs shared by client and server\n"
+    )
     if loops:
-        print(f"open loop, {args.open_loop:,.0f} req/s scheduled for {args.seconds:.0f} s each (asyncio raw-socket "
-              "client); latency from the scheduled send:")
-        print(f"  {'endpoint':14} {'sent/s':>8} {'answered/s':>10} {'errors':>6} {'p50 ms':>8} {'p90 ms':>8} "
-              f"{'p99 ms':>8} {'max ms':>8} {'late p99':>8} {'client CPU':>10}")
+        print(
+            f"open loop, {args.open_loop:,.0f} req/s scheduled for {args.seconds:.0f} s each (asyncio raw-socket "
+            "client); latency from the scheduled send:"
+        )
+        print(
+            f"  {'endpoint':14} {'sent/s':>8} {'answered/s':>10} {'errors':>6} {'p50 ms':>8} {'p90 ms':>8} "
+            f"{'p99 ms':>8} {'max ms':>8} {'late p99':>8} {'client CPU':>10}"
+        )
         for name, run in zip(("check", "GET /healthz"), loops):
-            print(f"  {name:14} {run.sent_rate:8,.0f} {run.rate:10,.0f} {len(run.errors):6} "
-                  + " ".join(f"{pct(run.latencies, p):8.2f}" for p in (50, 90, 99, 100))
-                  + f" {pct(run.lags, 99):8.2f} {run.client_cpu / run.seconds:10.0%}")
-        print("  (late p99: how late the generator itself sent, in ms, which the latencies include; "
-              "client CPU: share of one core)")
+            print(
+                f"  {name:14} {run.sent_rate:8,.0f} {run.rate:10,.0f} {len(run.errors):6} "
+                + " ".join(f"{pct(run.latencies, p):8.2f}" for p in (50, 90, 99, 100))
+                + f" {pct(run.lags, 99):8.2f} {run.client_cpu / run.seconds:10.0%}"
+            )
+        print(
+            "  (late p99: how late the generator itself sent, in ms, which the latencies include; "
+            "client CPU: share of one core)"
+        )
     client = "wrk, 2 threads" if args.client == "wrk" else "asyncio raw-socket client"
     print(f"\nclosed loop, {args.clients} connections, {args.seconds:.0f} s each ({client}):")
     print(f"  {'endpoint':22} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
     for name, run in zip(("check", "GET /healthz"), tput):
         print(f"  {name:22} {run.rate:8,.0f} {run.ms(50):8.2f} {run.ms(99):8.2f}")
     ratio = tput[0].rate / tput[1].rate
-    print(f"one client: check p50 {pct(single[0].latencies, 50):.2f} ms ({single[0].rate:,.0f} req/s), "
-          f"/healthz p50 {pct(single[1].latencies, 50):.2f} ms ({single[1].rate:,.0f} req/s)")
+    print(
+        f"one client: check p50 {pct(single[0].latencies, 50):.2f} ms ({single[0].rate:,.0f} req/s), "
+        f"/healthz p50 {pct(single[1].latencies, 50):.2f} ms ({single[1].rate:,.0f} req/s)"
+    )
     print("\ntargets:")
     loop_run = loops[0] if loops else None
     if loop_run is not None:
         p99 = pct(loop_run.latencies, 99)
-        print(f"  p99 <= {TARGET_P99_MS:g} ms at {args.open_loop:,.0f} req/s open loop: "
-              f"{verdict(p99 <= TARGET_P99_MS and loop_run.rate >= 0.95 * args.open_loop)} "
-              f"(p99 {p99:.2f} ms, answered {loop_run.rate:,.0f} req/s)")
-    print(f"  sustained check >= {TARGET_RATIO} x /healthz: {verdict(ratio >= TARGET_RATIO)} ({ratio:.2f})")
+        print(
+            f"  p99 <= {TARGET_P99_MS:g} ms at {args.open_loop:,.0f} req/s open loop: "
+            f"{verdict(p99 <= TARGET_P99_MS and loop_run.rate >= 0.95 * args.open_loop)} "
+            f"(p99 {p99:.2f} ms, answered {loop_run.rate:,.0f} req/s)"
+        )
+    print(
+        f"  sustained check >= {TARGET_RATIO} x /healthz: {verdict(ratio >= TARGET_RATIO)} ({ratio:.2f})"
+    )
     errors = [e for run in (*loops, *tput, *single) for e in run.errors]
     if errors:
         print(f"INVALID: {len(errors)} failed requests; first: {errors[0][:500]}")

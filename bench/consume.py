@@ -23,7 +23,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from fastapi.testclient import TestClient
@@ -33,7 +33,9 @@ from sqlalchemy.engine import make_url
 from quotameter.server import create_app
 from quotameter.settings import Settings
 
-PG_ADMIN_URL = os.environ.get("QUOTAMETER_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_ADMIN_URL = os.environ.get(
+    "QUOTAMETER_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 ADMIN_KEY = "qm_bench_consume_admin_key"
 CATALOG = {
     "meters": {"calls": {"event_type": "api.call", "aggregation": "count", "unit": "call"}},
@@ -73,7 +75,7 @@ def run(kind: str, amount: int, repeat: int) -> None:
     with tempfile.TemporaryDirectory() as tmp, fresh_database(kind, Path(tmp)) as url:
         # A fixed clock mid-month: every consume falls in the same period.
         settings = Settings(database_url=url, scheduler=False, tune_gc=False, admin_key=ADMIN_KEY)
-        app = create_app(settings, clock=lambda: datetime(2026, 3, 10, 12, tzinfo=timezone.utc))
+        app = create_app(settings, clock=lambda: datetime(2026, 3, 10, 12, tzinfo=UTC))
         with TestClient(app, headers={"Authorization": f"Bearer {ADMIN_KEY}"}) as client:
             assert client.put("/v1/catalog", json=CATALOG).status_code == 200
             _timed(client, "warm-up", 1)
@@ -87,9 +89,11 @@ def run(kind: str, amount: int, repeat: int) -> None:
     if usage != expected:
         raise SystemExit(f"{kind}: the balance counts {usage}, expected {expected}")
     best_one, best_many = min(one), min(many)
-    print(f"{kind:<10} consume of {amount:,}: {best_many * 1000:9.1f} ms   "
-          f"consume of 1 (baseline): {best_one * 1000:7.1f} ms   ratio {best_many / best_one:8.1f}x   "
-          f"(fastest of {repeat})")
+    print(
+        f"{kind:<10} consume of {amount:,}: {best_many * 1000:9.1f} ms   "
+        f"consume of 1 (baseline): {best_one * 1000:7.1f} ms   ratio {best_many / best_one:8.1f}x   "
+        f"(fastest of {repeat})"
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -98,7 +102,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--amount", type=int, default=500_000)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args(argv)
-    for kind in (["sqlite", "postgresql"] if args.db == "both" else [args.db]):
+    for kind in ["sqlite", "postgresql"] if args.db == "both" else [args.db]:
         run(kind, args.amount, args.repeat)
     return 0
 

@@ -61,7 +61,6 @@ from ingest import (
     raw_insert,
     sampled,
 )
-
 from quotameter.catalog import service as catalog_service
 from quotameter.catalog.model import load_yaml
 from quotameter.events.service import ingest as store_events
@@ -87,6 +86,7 @@ CROSSING_QUANTILE = 0.85
 
 # --- the organizations -----------------------------------------------------------------------
 
+
 @dataclass
 class Org:
     name: str
@@ -98,7 +98,11 @@ class Org:
 
 
 def make_orgs(n: int, feed: str, rnd: random.Random) -> list[Org]:
-    policies = ["sessions"] * n if feed == "sessions" else [p for p, share in MIX for _ in range(round(n * share))]
+    policies = (
+        ["sessions"] * n
+        if feed == "sessions"
+        else [p for p, share in MIX for _ in range(round(n * share))]
+    )
     policies = (policies + ["basic"] * n)[:n]
     rnd.shuffle(policies)
     orgs = []
@@ -122,7 +126,9 @@ Event = tuple[int, str, str, dict[str, Any]]  # (time_us, subject, type, data)
 @dataclass
 class Generated:
     events: list[Event]
-    spans: dict[str, list[tuple[int, int | None]]]  # per member: (start, stop or None if open at --now)
+    spans: dict[
+        str, list[tuple[int, int | None]]
+    ]  # per member: (start, stop or None if open at --now)
     volume_counts: dict[str, int]  # per pro organization: volume events
 
 
@@ -161,11 +167,19 @@ class Generator:
         rnd, org = self.rnd, self.pick(policy)
         if policy == "sessions":
             k = self.next_serial()
-            out.events.append((rnd.randrange(lo, hi), org.name, "session.created",
-                               {"session": f"ses-{k}", "document": f"doc-{rnd.randrange(2400):04d}"}))
+            out.events.append(
+                (
+                    rnd.randrange(lo, hi),
+                    org.name,
+                    "session.created",
+                    {"session": f"ses-{k}", "document": f"doc-{rnd.randrange(2400):04d}"},
+                )
+            )
             return 1
         if policy == "pro":
-            out.events.append((rnd.randrange(lo, hi), org.name, "media.volume", {"workspace": org.name}))
+            out.events.append(
+                (rnd.randrange(lo, hi), org.name, "media.volume", {"workspace": org.name})
+            )
             out.volume_counts[org.name] = out.volume_counts.get(org.name, 0) + 1
             return 1
         if policy == "basic":
@@ -196,7 +210,9 @@ class Generator:
         return 1 if stop is None else 2
 
 
-def volume_deltas(events: list[Event], orgs: list[Org], counts: dict[str, int], rnd: random.Random) -> None:
+def volume_deltas(
+    events: list[Event], orgs: list[Org], counts: dict[str, int], rnd: random.Random
+) -> None:
     """Give the volume events their deltas (after sorting): each workspace rises to a level
     drawn between 5 and 26 hours (25 included, notice at 90 %), with some archiving on the way."""
     target = {o.name: Decimal(rnd.randint(20, 104)) / 4 for o in orgs if o.policy == "pro"}
@@ -213,19 +229,29 @@ def volume_deltas(events: list[Event], orgs: list[Org], counts: dict[str, int], 
         if left > 1 and now_level > 2 and rnd.random() < 0.2:
             delta = -min(now_level, Decimal(rnd.randint(1, 4)) / 4)  # archived, caught up later
         level[subject] = now_level + delta
-        data.update({"asset": f"a{seen[subject]:05d}.mxf", "action": "archived" if delta < 0 else "ingested",
-                     "hours_delta": str(delta)})
+        data.update(
+            {
+                "asset": f"a{seen[subject]:05d}.mxf",
+                "action": "archived" if delta < 0 else "ingested",
+                "hours_delta": str(delta),
+            }
+        )
 
 
 # --- the independent recomputation of pooled media minutes -----------------------------------
 
-def media_minutes(members: Sequence[str], spans: dict[str, list[tuple[int, int | None]]], lo: int, at: int) -> Decimal:
+
+def media_minutes(
+    members: Sequence[str], spans: dict[str, list[tuple[int, int | None]]], lo: int, at: int
+) -> Decimal:
     """Pooled media minutes at `at` in the period starting at `lo`: per member, spans are cut
     to [lo, at) (an open span runs to `at`), merged (touching ones join), and each merged
     span is rounded up to the whole minute."""
     total = 0
     for member in members:
-        cut = sorted((max(a, lo), min(b if b is not None else at, at)) for a, b in spans.get(member, []))
+        cut = sorted(
+            (max(a, lo), min(b if b is not None else at, at)) for a, b in spans.get(member, [])
+        )
         merged: list[list[int]] = []
         for a, b in cut:
             if b <= a:
@@ -240,6 +266,7 @@ def media_minutes(members: Sequence[str], spans: dict[str, list[tuple[int, int |
 
 # --- the catalog -----------------------------------------------------------------------------
 
+
 def month_start(at: datetime) -> datetime:
     return at.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
@@ -252,33 +279,50 @@ def make_catalog(orgs: list[Org], gen: Generated, lo: int, at: int) -> dict:
     """The demo catalog's meters and the plans of its four policies, for these organizations;
     allowances scaled so that some organizations cross thresholds during the run."""
     demo = load_yaml(files("quotameter.demo").joinpath("catalog.yaml").read_text())
-    plans = {name: demo["plans"][name] for name in ("basic", "connector", "sessions_100k", "sessions_200k", "pro")}
+    plans = {
+        name: demo["plans"][name]
+        for name in ("basic", "connector", "sessions_100k", "sessions_200k", "pro")
+    }
     basic = [o for o in orgs if o.policy == "basic"]
     per_seat = [float(media_minutes(o.members, gen.spans, lo, at)) / o.seats for o in basic]
     plans["basic"]["entitlements"]["media"]["allowance"] = {
-        "per_seat": max(1, math.ceil(quantile(per_seat, CROSSING_QUANTILE) / 0.85))}
+        "per_seat": max(1, math.ceil(quantile(per_seat, CROSSING_QUANTILE) / 0.85))
+    }
     sessions = {o.name: 0 for o in orgs if o.policy == "sessions"}
     for _, subject, etype, _ in gen.events:
         if etype == "session.created":
             sessions[subject] += 1
-    fixed = max(1, math.ceil(quantile(list(map(float, sessions.values())), CROSSING_QUANTILE) / 0.9))
+    fixed = max(
+        1, math.ceil(quantile(list(map(float, sessions.values())), CROSSING_QUANTILE) / 0.9)
+    )
     plans["sessions_100k"]["entitlements"]["sessions"]["allowance"] = {"fixed": fixed}
     plans["sessions_200k"]["entitlements"]["sessions"]["allowance"] = {"fixed": 2 * fixed}
     customers: dict[str, dict] = {}
     for o in orgs:
         if o.policy == "basic":
-            customers[o.name] = {"plan": "basic", "seats": o.seats, "admins": [f"admin@{o.name}.example"],
-                                 "timezone": "UTC"}
+            customers[o.name] = {
+                "plan": "basic",
+                "seats": o.seats,
+                "admins": [f"admin@{o.name}.example"],
+                "timezone": "UTC",
+            }
         elif o.policy == "sessions":
-            customers[o.name] = {"plan": "sessions_100k", "owner": f"owner@{o.name}.example",
-                                 "auto_upgrade": o.auto_upgrade}
+            customers[o.name] = {
+                "plan": "sessions_100k",
+                "owner": f"owner@{o.name}.example",
+                "auto_upgrade": o.auto_upgrade,
+            }
         else:  # billing cycles on calendar months, like the feed's period
-            customers[o.name] = {"plan": o.policy, "billing_anchor": "2026-01-01",
-                                 **({"owner": f"owner@{o.name}.example"} if o.policy == "pro" else {})}
+            customers[o.name] = {
+                "plan": o.policy,
+                "billing_anchor": "2026-01-01",
+                **({"owner": f"owner@{o.name}.example"} if o.policy == "pro" else {}),
+            }
     return {"meters": demo["meters"], "plans": plans, "customers": customers}
 
 
 # --- the workload ----------------------------------------------------------------------------
+
 
 @dataclass
 class Feed:
@@ -293,14 +337,27 @@ class Feed:
 
 def cloud_event(i: int, prefix: str, ev: Event) -> dict:
     t, subject, etype, data = ev
-    return {"specversion": "1.0", "id": f"{prefix}-{i:09d}", "source": SOURCE, "type": etype, "subject": subject,
-            "time": rfc3339(from_us(t)), "data": data}
+    return {
+        "specversion": "1.0",
+        "id": f"{prefix}-{i:09d}",
+        "source": SOURCE,
+        "type": etype,
+        "subject": subject,
+        "time": rfc3339(from_us(t)),
+        "data": data,
+    }
 
 
-def make_feed(orgs_n: int, events: int, history: int, batch: int, feed: str, now: datetime, seed: int) -> Feed:
+def make_feed(
+    orgs_n: int, events: int, history: int, batch: int, feed: str, now: datetime, seed: int
+) -> Feed:
     rnd = random.Random(seed)
     orgs = make_orgs(orgs_n, feed, rnd)
-    end, feed_lo, period_lo = to_us(now), to_us(now - FEED_SPAN), to_us(month_start(now - FEED_SPAN))
+    end, feed_lo, period_lo = (
+        to_us(now),
+        to_us(now - FEED_SPAN),
+        to_us(month_start(now - FEED_SPAN)),
+    )
     gen = Generator(orgs, rnd, end)
     past, live = Generated([], {}, {}), Generated([], {}, {})
     # The feed draws from its own generator, so runs with different histories send the same feed.
@@ -322,17 +379,37 @@ def make_feed(orgs_n: int, events: int, history: int, batch: int, feed: str, now
     old = [cloud_event(i, "h", ev) for i, ev in enumerate(past.events)]
     bodies, rows, sizes = [], [], []
     for b0 in range(0, len(live.events), batch):
-        chunk = [cloud_event(i, "f", ev) for i, ev in enumerate(live.events[b0:b0 + batch], b0)]
+        chunk = [cloud_event(i, "f", ev) for i, ev in enumerate(live.events[b0 : b0 + batch], b0)]
         bodies.append(orjson.dumps(chunk))
-        rows.append([(SOURCE, ev["id"], ev["type"], ev["subject"], t, orjson.dumps(ev["data"]).decode(), end)
-                     for ev, (t, *_) in zip(chunk, live.events[b0:b0 + batch])])
+        rows.append(
+            [
+                (
+                    SOURCE,
+                    ev["id"],
+                    ev["type"],
+                    ev["subject"],
+                    t,
+                    orjson.dumps(ev["data"]).decode(),
+                    end,
+                )
+                for ev, (t, *_) in zip(chunk, live.events[b0 : b0 + batch])
+            ]
+        )
         sizes.append(len(chunk))
     work = Workload(bodies, rows, sizes, from_us(feed_lo), now)
-    return Feed(orgs, catalog, [old[i:i + HISTORY_BATCH] for i in range(0, len(old), HISTORY_BATCH)],
-                work, both.spans, period_lo, now)
+    return Feed(
+        orgs,
+        catalog,
+        [old[i : i + HISTORY_BATCH] for i in range(0, len(old), HISTORY_BATCH)],
+        work,
+        both.spans,
+        period_lo,
+        now,
+    )
 
 
 # --- one run ---------------------------------------------------------------------------------
+
 
 @dataclass
 class Outcome:
@@ -361,7 +438,9 @@ def prepare_database(url: str, feed: Feed) -> float:
     try:
         upgrade(engine)
         with unit_of_work(engine) as conn:
-            catalog_service.apply(conn, feed.catalog, catalog_service.CatalogCache().current(conn), feed.period_lo)
+            catalog_service.apply(
+                conn, feed.catalog, catalog_service.CatalogCache().current(conn), feed.period_lo
+            )
         catalogs = catalog_service.CatalogCache()
         received = to_us(feed.now - FEED_SPAN)
 
@@ -370,8 +449,10 @@ def prepare_database(url: str, feed: Feed) -> float:
             with unit_of_work(engine) as conn:
                 result = store_events(conn, catalogs.current(conn), items, received)
             if result.accepted != len(items) or result.rejected:
-                raise RuntimeError(f"history: {result.accepted} of {len(items)} accepted, "
-                                   f"first rejection: {(result.rejected or [None])[0]}")
+                raise RuntimeError(
+                    f"history: {result.accepted} of {len(items)} accepted, "
+                    f"first rejection: {(result.rejected or [None])[0]}"
+                )
 
         t0 = time.perf_counter()
         for items in feed.history:
@@ -395,7 +476,12 @@ def notices_by_type(url: str, since_us: int | None = None) -> dict[str, int]:
     where = f" WHERE at_us >= {since_us}" if since_us is not None else ""
     try:
         with engine.connect() as conn:
-            return {t: int(n) for t, n in conn.execute(text(f"SELECT type, count(*) FROM notices{where} GROUP BY type"))}
+            return {
+                t: int(n)
+                for t, n in conn.execute(
+                    text(f"SELECT type, count(*) FROM notices{where} GROUP BY type")
+                )
+            }
     finally:
         engine.dispose()
 
@@ -417,29 +503,41 @@ def check_media(base: str, feed: Feed, rnd: random.Random) -> tuple[int, list[st
     problems = []
     with httpx.Client(base_url=base, timeout=120, headers=AUTH) as client:
         for o in sample:
-            r = client.get(f"/v1/customers/{o.name}/entitlements/media", params={"at": rfc3339(feed.now)})
+            r = client.get(
+                f"/v1/customers/{o.name}/entitlements/media", params={"at": rfc3339(feed.now)}
+            )
             if r.status_code != 200:
-                problems.append(f"GET media balance of {o.name}: HTTP {r.status_code}: {r.text[:200]}")
+                problems.append(
+                    f"GET media balance of {o.name}: HTTP {r.status_code}: {r.text[:200]}"
+                )
                 continue
             expected = media_minutes(o.members, feed.spans, feed.period_lo, to_us(feed.now))
             if Decimal(str(r.json()["usage"])) != expected:
-                problems.append(f"{o.name}: media usage {r.json()['usage']} minutes, recomputed {expected}")
+                problems.append(
+                    f"{o.name}: media usage {r.json()['usage']} minutes, recomputed {expected}"
+                )
     return len(sample), problems
 
 
-def measure(kind: str, feed: Feed, args: argparse.Namespace, workdir: Path, py_spy: str | None) -> Outcome:
+def measure(
+    kind: str, feed: Feed, args: argparse.Namespace, workdir: Path, py_spy: str | None
+) -> Outcome:
     out = Outcome(kind, sum(map(len, feed.history)), feed.work.n)
     print(f"[{kind}] raw insert baseline …", file=sys.stderr, flush=True)
     with fresh_database(kind, workdir, "raw") as url:
         out.raw_seconds, out.raw_method = raw_insert(kind, url, feed.work, args.pg_raw)
         if (stored := count_events(url)) != feed.work.n:
-            out.problems.append(f"raw insert: the database holds {stored} events, expected {feed.work.n}")
+            out.problems.append(
+                f"raw insert: the database holds {stored} events, expected {feed.work.n}"
+            )
     with fresh_database(kind, args.keep or workdir, "feed", keep=args.keep is not None) as url:
         print(f"[{kind}] storing {out.history:,} history events …", file=sys.stderr, flush=True)
         out.history_seconds = prepare_database(url, feed)
         clock_path = workdir / f"clock-{kind}-h{out.history}"
         clock = FeedClock(clock_path, create_at=to_us(feed.now - FEED_SPAN))
-        ends = [max(row[4] for row in rows) + 1_000 for rows in feed.work.rows]  # 1 ms after a batch's last event
+        ends = [
+            max(row[4] for row in rows) + 1_000 for rows in feed.work.rows
+        ]  # 1 ms after a batch's last event
         server = Server(url, workdir, now=clock_path)
         try:
             server.wait_healthy()
@@ -451,21 +549,27 @@ def measure(kind: str, feed: Feed, args: argparse.Namespace, workdir: Path, py_s
             stacks = (args.profile or workdir) / f"server-feed-{kind}-h{out.history}.stacks.txt"
             with sampled(server.proc.pid, py_spy, stacks):
                 cpu0 = server.cpu_seconds()
-                posted = post_all(server.port, feed.work.bodies, args.clients,
-                                  before_send=lambda i: clock.move_to(ends[i]))
+                posted = post_all(
+                    server.port,
+                    feed.work.bodies,
+                    args.clients,
+                    before_send=lambda i: clock.move_to(ends[i]),
+                )
                 out.server_cpu = server.cpu_seconds() - cpu0
             out.http_seconds, out.client_cpu = posted.seconds, posted.client_cpu
             out.latencies, out.retries_503 = posted.latencies, posted.retries_503
             out.problems += check_answers(posted, feed.work.sizes)
             if (stored := count_events(url)) != feed.work.n + out.history:
-                out.problems.append(f"the database holds {stored} events, expected {feed.work.n + out.history}")
+                out.problems.append(
+                    f"the database holds {stored} events, expected {feed.work.n + out.history}"
+                )
             clock.move_to(to_us(feed.now))
             if not wait_evaluated(url):
                 out.problems.append("the feed's notices were not evaluated within 300 s")
             out.notices = notices_by_type(url, since_us=feed_lo)
             out.checked, problems = check_media(server.base, feed, random.Random(args.seed))
             out.problems += problems
-        except Exception as err:  # noqa: BLE001 - an invalid run is reported, the databases still cleaned up
+        except Exception as err:
             out.problems.append(f"{type(err).__name__}: {err}")
         finally:
             server.stop()
@@ -478,12 +582,15 @@ def measure(kind: str, feed: Feed, args: argparse.Namespace, workdir: Path, py_s
 
 # --- the report ------------------------------------------------------------------------------
 
+
 def pct(values: list[float], p: float) -> float:
     xs = sorted(v for v in values if not math.isnan(v))
     return xs[min(len(xs) - 1, math.ceil(p / 100 * len(xs)) - 1)] * 1000 if xs else float("nan")
 
 
-def report(outcomes: list[Outcome], feed: Feed, args: argparse.Namespace, load: tuple[float, ...]) -> None:
+def report(
+    outcomes: list[Outcome], feed: Feed, args: argparse.Namespace, load: tuple[float, ...]
+) -> None:
     opts = _server_options()
     policies = {p: sum(o.policy == p for o in feed.orgs) for p, _ in MIX}
     types: dict[str, int] = {}
@@ -491,32 +598,68 @@ def report(outcomes: list[Outcome], feed: Feed, args: argparse.Namespace, load: 
         for ev in orjson.loads(body):
             types[ev["type"]] = types.get(ev["type"], 0) + 1
     print()
-    print(f"quotameter live feed: {feed.work.n:,} events over the 3 h before {rfc3339(feed.now)} ({args.feed}), "
-          f"{len(feed.orgs):,} organizations ({', '.join(f'{p} {k}' for p, k in policies.items() if k)})")
-    print(f"events: {', '.join(f'{t} {k:,}' for t, k in sorted(types.items()))}; batches of {args.batch}, "
-          f"{args.clients} producers in time order; allowances: {allowances(feed, policies)}")
-    print(f"server: 1 uvicorn process (loop={opts['loop']}, http={opts['http']}), clock follows the feed, scheduler on; "
-          f"{os.cpu_count()} CPUs shared; load average before: {' '.join(f'{x:.2f}' for x in load)}")
+    print(
+        f"quotameter live feed: {feed.work.n:,} events over the 3 h before {rfc3339(feed.now)} ({args.feed}), "
+        f"{len(feed.orgs):,} organizations ({', '.join(f'{p} {k}' for p, k in policies.items() if k)})"
+    )
+    print(
+        f"events: {', '.join(f'{t} {k:,}' for t, k in sorted(types.items()))}; batches of {args.batch}, "
+        f"{args.clients} producers in time order; allowances: {allowances(feed, policies)}"
+    )
+    print(
+        f"server: 1 uvicorn process (loop={opts['loop']}, http={opts['http']}), clock follows the feed, scheduler on; "
+        f"{os.cpu_count()} CPUs shared; load average before: {' '.join(f'{x:.2f}' for x in load)}"
+    )
     print()
-    head = ("database", "history", "HTTP ev/s", "raw ev/s", "HTTP/raw", "p50 ms", "p99 ms", "503s",
-            "notices", "checked", "valid")
+    head = (
+        "database",
+        "history",
+        "HTTP ev/s",
+        "raw ev/s",
+        "HTTP/raw",
+        "p50 ms",
+        "p99 ms",
+        "503s",
+        "notices",
+        "checked",
+        "valid",
+    )
     lines = []
     for o in outcomes:
         http_eps, raw_eps = o.n / o.http_seconds, o.n / o.raw_seconds
-        lines.append((o.database, f"{o.history:,}", f"{http_eps:,.0f}", f"{raw_eps:,.0f}", f"{http_eps / raw_eps:.4f}",
-                      f"{pct(o.latencies, 50):,.0f}", f"{pct(o.latencies, 99):,.0f}", str(o.retries_503),
-                      str(sum(o.notices.values())), f"{o.checked}/{SAMPLE}" if o.checked else "n/a",
-                      "INVALID" if o.problems else "ok"))
+        lines.append(
+            (
+                o.database,
+                f"{o.history:,}",
+                f"{http_eps:,.0f}",
+                f"{raw_eps:,.0f}",
+                f"{http_eps / raw_eps:.4f}",
+                f"{pct(o.latencies, 50):,.0f}",
+                f"{pct(o.latencies, 99):,.0f}",
+                str(o.retries_503),
+                str(sum(o.notices.values())),
+                f"{o.checked}/{SAMPLE}" if o.checked else "n/a",
+                "INVALID" if o.problems else "ok",
+            )
+        )
     widths = [max(len(r[i]) for r in (head, *lines)) for i in range(len(head))]
     for row in (head, *lines):
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        print(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))
+            )
+        )
     print()
     for o in outcomes:
-        print(f"{o.database} history {o.history:,}: HTTP {o.http_seconds:.1f} s wall, server CPU {o.server_cpu:.1f} s "
-              f"({o.server_cpu / o.n * 1e6:,.0f} us/event), client CPU {o.client_cpu:.1f} s; raw {o.raw_seconds:.2f} s "
-              f"via {o.raw_method}; history stored in {o.history_seconds:.1f} s (untimed), "
-              f"{o.notices_before} notices before the feed")
-        print(f"  notices during the feed: {', '.join(f'{t} {k}' for t, k in sorted(o.notices.items())) or 'none'}")
+        print(
+            f"{o.database} history {o.history:,}: HTTP {o.http_seconds:.1f} s wall, server CPU {o.server_cpu:.1f} s "
+            f"({o.server_cpu / o.n * 1e6:,.0f} us/event), client CPU {o.client_cpu:.1f} s; raw {o.raw_seconds:.2f} s "
+            f"via {o.raw_method}; history stored in {o.history_seconds:.1f} s (untimed), "
+            f"{o.notices_before} notices before the feed"
+        )
+        print(
+            f"  notices during the feed: {', '.join(f'{t} {k}' for t, k in sorted(o.notices.items())) or 'none'}"
+        )
         if o.kept:
             print(f"  database kept: {o.kept}")
     by_db: dict[str, list[Outcome]] = {}
@@ -525,8 +668,10 @@ def report(outcomes: list[Outcome], feed: Feed, args: argparse.Namespace, load: 
     for db, runs in by_db.items():
         if len(runs) > 1:
             a, b = runs[0], runs[-1]
-            print(f"{db}: per-event cost with history {b.history:,} / with {a.history:,}: "
-                  f"{b.http_seconds / a.http_seconds:.2f} (wall), {b.server_cpu / a.server_cpu:.2f} (server CPU)")
+            print(
+                f"{db}: per-event cost with history {b.history:,} / with {a.history:,}: "
+                f"{b.http_seconds / a.http_seconds:.2f} (wall), {b.server_cpu / a.server_cpu:.2f} (server CPU)"
+            )
     for o in outcomes:
         for p in o.problems[:12]:
             print(f"INVALID {o.database} history {o.history:,}: {p}")
@@ -535,7 +680,10 @@ def report(outcomes: list[Outcome], feed: Feed, args: argparse.Namespace, load: 
 def allowances(feed: Feed, policies: dict[str, int]) -> str:
     """The scaled allowances of the plans some organization is on."""
     shown = []
-    for policy, plan, feature in (("basic", "basic", "media"), ("sessions", "sessions_100k", "sessions")):
+    for policy, plan, feature in (
+        ("basic", "basic", "media"),
+        ("sessions", "sessions_100k", "sessions"),
+    ):
         if policies.get(policy):
             allowance = feed.catalog["plans"][plan]["entitlements"][feature]["allowance"]
             shown.append(f"{plan} " + ", ".join(f"{k} {v}" for k, v in allowance.items()))
@@ -545,34 +693,52 @@ def allowances(feed: Feed, policies: dict[str, int]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--orgs", type=int, default=1000, help="organizations (default 1000)")
-    parser.add_argument("--events", type=int, default=200_000, help="events in the timed feed (default 200000)")
-    parser.add_argument("--history", default="10000",
-                        help="events stored before the feed, or a list (10000,200000) to run each and compare")
+    parser.add_argument(
+        "--events", type=int, default=200_000, help="events in the timed feed (default 200000)"
+    )
+    parser.add_argument(
+        "--history",
+        default="10000",
+        help="events stored before the feed, or a list (10000,200000) to run each and compare",
+    )
     parser.add_argument("--feed", choices=("mixed", "sessions"), default="mixed")
     parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="sqlite")
     parser.add_argument("--batch", type=int, default=1000, help="events per request (default 1000)")
     parser.add_argument("--clients", type=int, default=4, help="concurrent producers (default 4)")
-    parser.add_argument("--now", default=DEFAULT_NOW,
-                        help=f"the end of the feed, where the balances are checked (default {DEFAULT_NOW})")
+    parser.add_argument(
+        "--now",
+        default=DEFAULT_NOW,
+        help=f"the end of the feed, where the balances are checked (default {DEFAULT_NOW})",
+    )
     parser.add_argument("--pg-raw", choices=("executemany", "copy"), default="executemany")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--keep", type=Path, metavar="DIR",
-                        help="keep the database after the run (SQLite: a file in DIR; PostgreSQL: the database, "
-                             "its URL printed), for bench/check.py --database")
-    parser.add_argument("--profile", type=Path, metavar="DIR", help="sample the server with py-spy, as ingest.py")
+    parser.add_argument(
+        "--keep",
+        type=Path,
+        metavar="DIR",
+        help="keep the database after the run (SQLite: a file in DIR; PostgreSQL: the database, "
+        "its URL printed), for bench/check.py --database",
+    )
+    parser.add_argument(
+        "--profile", type=Path, metavar="DIR", help="sample the server with py-spy, as ingest.py"
+    )
     args = parser.parse_args(argv)
     try:
         histories = [int(h) for h in args.history.split(",")]
     except ValueError:
         parser.error("--history takes whole numbers separated by commas")
     if min(args.orgs, args.events, args.batch, args.clients) < 1 or min(histories) < 0:
-        parser.error("--orgs, --events, --batch and --clients must be positive, --history not negative")
+        parser.error(
+            "--orgs, --events, --batch and --clients must be positive, --history not negative"
+        )
     now = datetime.fromisoformat(args.now)
     if now.tzinfo is None:
         parser.error("--now needs a UTC offset")
     now = now.astimezone(UTC)
     if (now - FEED_SPAN).day == 1 and (now - FEED_SPAN).hour < 12:
-        parser.error("--now must leave room for a history between the start of its month and the feed")
+        parser.error(
+            "--now must leave room for a history between the start of its month and the feed"
+        )
     py_spy = profiler(parser, args.profile)
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
@@ -581,8 +747,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     outcomes, feed = [], None
     with tempfile.TemporaryDirectory(prefix="quotameter-feed-") as tmp:
         for history in histories:
-            print(f"generating {args.events:,} events (+{history:,} history) for {args.orgs:,} organizations …",
-                  file=sys.stderr, flush=True)
+            print(
+                f"generating {args.events:,} events (+{history:,} history) for {args.orgs:,} organizations …",
+                file=sys.stderr,
+                flush=True,
+            )
             feed = make_feed(args.orgs, args.events, history, args.batch, args.feed, now, args.seed)
             outcomes += [measure(kind, feed, args, Path(tmp), py_spy) for kind in kinds]
     assert feed is not None

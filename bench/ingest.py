@@ -35,7 +35,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from importlib.resources import files
 from pathlib import Path
 
@@ -49,7 +49,9 @@ from quotameter.store.engine import make_engine
 from quotameter.store.migrate import upgrade
 from quotameter.timeutil import from_us, rfc3339, to_us
 
-PG_ADMIN_URL = os.environ.get("QUOTAMETER_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_ADMIN_URL = os.environ.get(
+    "QUOTAMETER_BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 TARGET_HTTP_EPS = 50_000
 TARGET_RATIO = 0.25
 EVENT_TYPE = "session.created"
@@ -62,6 +64,7 @@ COLUMNS = ("source", "event_id", "type", "subject", "time_us", "data", "received
 
 
 # --- the workload ----------------------------------------------------------------------------
+
 
 @dataclass
 class Workload:
@@ -83,7 +86,7 @@ def make_workload(n: int, batch: int, order: str, seed: int) -> Workload:
     hourly buckets); `order=random` scatters every batch over the whole month.
     """
     rnd = random.Random(seed)
-    end = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=1)
+    end = datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
     start = end - WINDOW
     lo, span = to_us(start), to_us(end) - to_us(start)
     times = [lo + rnd.randrange(span) for _ in range(n)]
@@ -96,11 +99,27 @@ def make_workload(n: int, batch: int, order: str, seed: int) -> Workload:
         for i in range(b0, min(b0 + batch, n)):
             subject = CUSTOMERS[rnd.randrange(len(CUSTOMERS))]
             data = {"session": f"s{i}", "user": f"u{rnd.randrange(500)}"}
-            ev = {"specversion": "1.0", "id": f"ev-{i:09d}", "source": SOURCE, "type": EVENT_TYPE,
-                  "subject": subject, "time": rfc3339(from_us(times[i])), "data": data}
+            ev = {
+                "specversion": "1.0",
+                "id": f"ev-{i:09d}",
+                "source": SOURCE,
+                "type": EVENT_TYPE,
+                "subject": subject,
+                "time": rfc3339(from_us(times[i])),
+                "data": data,
+            }
             events.append(ev)
-            batch_rows.append((SOURCE, ev["id"], EVENT_TYPE, subject, times[i], orjson.dumps(data).decode(),
-                               received_us))
+            batch_rows.append(
+                (
+                    SOURCE,
+                    ev["id"],
+                    EVENT_TYPE,
+                    subject,
+                    times[i],
+                    orjson.dumps(data).decode(),
+                    received_us,
+                )
+            )
         bodies.append(orjson.dumps(events))
         rows.append(batch_rows)
         sizes.append(len(events))
@@ -109,8 +128,11 @@ def make_workload(n: int, batch: int, order: str, seed: int) -> Workload:
 
 def bench_catalog() -> dict:
     doc = load_yaml(files("quotameter.demo").joinpath("catalog.yaml").read_text())
-    assert doc["meters"]["coedit_sessions"] == {"event_type": EVENT_TYPE, "aggregation": "count", "unit": "session"}, \
-        "the demo catalog's count meter changed; update bench/ingest.py"
+    assert doc["meters"]["coedit_sessions"] == {
+        "event_type": EVENT_TYPE,
+        "aggregation": "count",
+        "unit": "session",
+    }, "the demo catalog's count meter changed; update bench/ingest.py"
     template = doc["customers"]["docs"]
     for name in CUSTOMERS:
         doc["customers"].setdefault(name, {**template, "owner": f"owner@{name}.example"})
@@ -118,6 +140,7 @@ def bench_catalog() -> dict:
 
 
 # --- fresh databases -------------------------------------------------------------------------
+
 
 @contextlib.contextmanager
 def fresh_database(kind: str, workdir: Path, label: str, keep: bool = False) -> Iterator[str]:
@@ -150,6 +173,7 @@ def count_events(url: str) -> int:
 
 # --- the baseline: the same rows straight into the database ----------------------------------
 
+
 def raw_insert(kind: str, url: str, work: Workload, pg_method: str) -> tuple[float, str]:
     """Seconds to insert every batch, one transaction per batch, and how it was done.
 
@@ -165,14 +189,19 @@ def raw_insert(kind: str, url: str, work: Workload, pg_method: str) -> tuple[flo
         if kind == "sqlite":
             assert isinstance(conn, sqlite3.Connection)
             mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
-            sync = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}[conn.execute("PRAGMA synchronous").fetchone()[0]]
+            sync = {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}[
+                conn.execute("PRAGMA synchronous").fetchone()[0]
+            ]
             sql = f"INSERT INTO events ({cols}) VALUES ({', '.join('?' * len(COLUMNS))})"
             t0 = time.perf_counter()
             for rows in work.rows:
                 conn.execute("BEGIN IMMEDIATE")
                 conn.executemany(sql, rows)
                 conn.execute("COMMIT")
-            return time.perf_counter() - t0, f"sqlite3 executemany INSERT (journal_mode={mode}, synchronous={sync})"
+            return (
+                time.perf_counter() - t0,
+                f"sqlite3 executemany INSERT (journal_mode={mode}, synchronous={sync})",
+            )
         import psycopg
 
         assert isinstance(conn, psycopg.Connection)
@@ -198,6 +227,7 @@ def raw_insert(kind: str, url: str, work: Workload, pg_method: str) -> tuple[flo
 
 
 # --- the server under test -------------------------------------------------------------------
+
 
 def _server_options() -> dict[str, str]:
     opts = {"loop": "asyncio", "http": "h11"}
@@ -241,7 +271,7 @@ class FeedClock:
                 struct.pack_into("<q", self._map, 0, t_us)
 
     def __call__(self) -> datetime:
-        return datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(microseconds=self.read_us())
+        return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=self.read_us())
 
 
 def serve(url: str, port: int, now: str | None = None) -> None:
@@ -260,9 +290,17 @@ def serve(url: str, port: int, now: str | None = None) -> None:
     if now and now.startswith("file:"):
         clock = FeedClock(Path(now[5:]))
     else:
-        clock = clock_from(datetime.fromisoformat(now.replace("Z", "+00:00"))) if now else system_clock
-    uvicorn.run(create_app(Settings(database_url=url, admin_key=BENCH_KEY), clock=clock), host="127.0.0.1", port=port,
-                log_level="warning", access_log=False, **_server_options())  # type: ignore[arg-type]
+        clock = (
+            clock_from(datetime.fromisoformat(now.replace("Z", "+00:00"))) if now else system_clock
+        )
+    uvicorn.run(
+        create_app(Settings(database_url=url, admin_key=BENCH_KEY), clock=clock),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        access_log=False,
+        **_server_options(),
+    )  # type: ignore[arg-type]
 
 
 def free_port() -> int:
@@ -279,20 +317,29 @@ class Server:
         self.base = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"server-{self.port}.log"
         self._log = self.log_path.open("wb")
-        pinned = [f"file:{now}" if isinstance(now, Path) else rfc3339(now)] if now is not None else []
-        self.proc = subprocess.Popen([sys.executable, __file__, "_serve", url, str(self.port), *pinned],
-                                     stdout=self._log, stderr=subprocess.STDOUT)
+        pinned = (
+            [f"file:{now}" if isinstance(now, Path) else rfc3339(now)] if now is not None else []
+        )
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "_serve", url, str(self.port), *pinned],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
 
     def wait_healthy(self, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited with {self.proc.returncode}:\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"the server exited with {self.proc.returncode}:\n{self.log_tail()}"
+                )
             with contextlib.suppress(httpx.TransportError):
                 if httpx.get(f"{self.base}/healthz", timeout=1.0).status_code == 200:
                     return
             time.sleep(0.05)
-        raise RuntimeError(f"the server did not answer /healthz within {timeout:.0f} s:\n{self.log_tail()}")
+        raise RuntimeError(
+            f"the server did not answer /healthz within {timeout:.0f} s:\n{self.log_tail()}"
+        )
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the server process so far (Linux /proc)."""
@@ -320,12 +367,17 @@ class Server:
 
 # --- the clients -----------------------------------------------------------------------------
 
+
 @dataclass
 class PostResult:
     seconds: float = 0.0
     client_cpu: float = 0.0
-    answers: list[tuple[int, bytes] | str | None] = field(default_factory=list)  # (status, body) or an error
-    latencies: list[float] = field(default_factory=list)  # per batch: first send to final answer, seconds
+    answers: list[tuple[int, bytes] | str | None] = field(
+        default_factory=list
+    )  # (status, body) or an error
+    latencies: list[float] = field(
+        default_factory=list
+    )  # per batch: first send to final answer, seconds
     retries_503: int = 0  # 503 answers, each retried after its Retry-After
 
 
@@ -337,8 +389,12 @@ def retry_after(value: str | None) -> float:
         return 1.0
 
 
-def post_all(port: int, bodies: Sequence[bytes], clients: int,
-             before_send: Callable[[int], None] | None = None) -> PostResult:
+def post_all(
+    port: int,
+    bodies: Sequence[bytes],
+    clients: int,
+    before_send: Callable[[int], None] | None = None,
+) -> PostResult:
     """Post every body with `clients` threads, each on its own keep-alive connection.
 
     The threads take the batches in order from one shared queue, as producers of a live feed
@@ -418,8 +474,10 @@ def check_answers(result: PostResult, sizes: Sequence[int]) -> list[str]:
         got = orjson.loads(body)
         if got.get("accepted") != size or got.get("duplicates") != 0 or got.get("rejected"):
             rejected = got.get("rejected") or []
-            problems.append(f"batch {i}: accepted {got.get('accepted')} of {size}, duplicates {got.get('duplicates')}, "
-                            f"{len(rejected)} rejected{' (first: ' + str(rejected[0]) + ')' if rejected else ''}")
+            problems.append(
+                f"batch {i}: accepted {got.get('accepted')} of {size}, duplicates {got.get('duplicates')}, "
+                f"{len(rejected)} rejected{' (first: ' + str(rejected[0]) + ')' if rejected else ''}"
+            )
     return problems
 
 
@@ -430,11 +488,15 @@ def counted_sessions(base: str, work: Workload) -> int:
         for customer in CUSTOMERS:
             at = work.window_end
             while True:
-                r = client.get(f"/v1/customers/{customer}/entitlements/{FEATURE}", params={"at": rfc3339(at)})
+                r = client.get(
+                    f"/v1/customers/{customer}/entitlements/{FEATURE}", params={"at": rfc3339(at)}
+                )
                 r.raise_for_status()
                 body = r.json()
                 total += int(body["usage"])
-                period_start = datetime.fromisoformat(body["period"]["start"].replace("Z", "+00:00"))
+                period_start = datetime.fromisoformat(
+                    body["period"]["start"].replace("Z", "+00:00")
+                )
                 if period_start <= work.window_start:
                     break
                 at = period_start - timedelta(microseconds=1)
@@ -443,12 +505,15 @@ def counted_sessions(base: str, work: Workload) -> int:
 
 # --- one database ----------------------------------------------------------------------------
 
+
 @dataclass
 class Outcome:
     database: str
     raw_method: str = ""
     raw_runs: list[float] = field(default_factory=list)  # seconds
-    http_runs: list[tuple[float, float, float]] = field(default_factory=list)  # wall, server CPU, client CPU
+    http_runs: list[tuple[float, float, float]] = field(
+        default_factory=list
+    )  # wall, server CPU, client CPU
     retries_503: int = 0  # over every HTTP run
     problems: list[str] = field(default_factory=list)
 
@@ -467,9 +532,23 @@ def sampled(pid: int, py_spy: str | None, out: Path) -> Iterator[None]:
     if py_spy is None:
         yield
         return
-    spy = subprocess.Popen([py_spy, "record", "--pid", str(pid), "--rate", "250", "--nonblocking",
-                            "--format", "raw", "--output", str(out)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    spy = subprocess.Popen(
+        [
+            py_spy,
+            "record",
+            "--pid",
+            str(pid),
+            "--rate",
+            "250",
+            "--nonblocking",
+            "--format",
+            "raw",
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     time.sleep(1.0)  # let it attach before the clock starts
     try:
         yield
@@ -488,18 +567,31 @@ def measure_raw(kind: str, work: Workload, pg_method: str, workdir: Path, out: O
     out.raw_runs.append(seconds)
 
 
-def measure_http(kind: str, work: Workload, clients: int, workdir: Path, out: Outcome,
-                 py_spy: str | None, profile_dir: Path | None) -> None:
+def measure_http(
+    kind: str,
+    work: Workload,
+    clients: int,
+    workdir: Path,
+    out: Outcome,
+    py_spy: str | None,
+    profile_dir: Path | None,
+) -> None:
     problems: list[str] = []
     with fresh_database(kind, workdir, "http") as url:
         server = Server(url, workdir)
         try:
             server.wait_healthy()
-            r = httpx.put(f"{server.base}/v1/catalog", content=orjson.dumps(bench_catalog()),
-                          headers={"Content-Type": "application/json", **AUTH}, timeout=60)
+            r = httpx.put(
+                f"{server.base}/v1/catalog",
+                content=orjson.dumps(bench_catalog()),
+                headers={"Content-Type": "application/json", **AUTH},
+                timeout=60,
+            )
             if r.status_code != 200:
                 raise RuntimeError(f"PUT /v1/catalog answered {r.status_code}: {r.text[:500]}")
-            with sampled(server.proc.pid, py_spy, (profile_dir or workdir) / f"server-{kind}.stacks.txt"):
+            with sampled(
+                server.proc.pid, py_spy, (profile_dir or workdir) / f"server-{kind}.stacks.txt"
+            ):
                 cpu0 = server.cpu_seconds()
                 posted = post_all(server.port, work.bodies, clients)
                 server_cpu = server.cpu_seconds() - cpu0
@@ -510,9 +602,11 @@ def measure_http(kind: str, work: Workload, clients: int, workdir: Path, out: Ou
                 problems.append(f"HTTP: the database holds {stored} events, expected {work.n}")
             counted = counted_sessions(server.base, work)
             if counted != work.n:
-                problems.append(f"HTTP: the balances of {', '.join(CUSTOMERS)} sum to {counted}, expected {work.n}")
+                problems.append(
+                    f"HTTP: the balances of {', '.join(CUSTOMERS)} sum to {counted}, expected {work.n}"
+                )
             out.http_runs.append((posted.seconds, server_cpu, posted.client_cpu))
-        except Exception as err:  # noqa: BLE001 - an invalid run is reported, the databases still cleaned up
+        except Exception as err:
             problems.append(f"{type(err).__name__}: {err}")
         finally:
             server.stop()
@@ -521,20 +615,31 @@ def measure_http(kind: str, work: Workload, clients: int, workdir: Path, out: Ou
     out.problems += problems
 
 
-def run_one(kind: str, work: Workload, clients: int, pg_method: str, repeat: int, workdir: Path,
-            py_spy: str | None = None, profile_dir: Path | None = None) -> Outcome:
+def run_one(
+    kind: str,
+    work: Workload,
+    clients: int,
+    pg_method: str,
+    repeat: int,
+    workdir: Path,
+    py_spy: str | None = None,
+    profile_dir: Path | None = None,
+) -> Outcome:
     """Baseline and HTTP alternately, `repeat` times each; the fastest run of each is kept."""
     out = Outcome(kind)
     for i in range(repeat):
         run = f" (run {i + 1}/{repeat})" if repeat > 1 else ""
         print(f"[{kind}] raw insert baseline{run} …", file=sys.stderr, flush=True)
         measure_raw(kind, work, pg_method, workdir, out)
-        print(f"[{kind}] HTTP ingest through one server process{run} …", file=sys.stderr, flush=True)
+        print(
+            f"[{kind}] HTTP ingest through one server process{run} …", file=sys.stderr, flush=True
+        )
         measure_http(kind, work, clients, workdir, out, py_spy, profile_dir)
     return out
 
 
 # --- the report ------------------------------------------------------------------------------
+
 
 def _rate(n: int, seconds: float) -> float:
     return n / seconds if seconds and seconds == seconds else float("nan")
@@ -546,41 +651,77 @@ def _verdict(ok: bool, valid: bool) -> str:
     return "PASS" if ok else "MISS"
 
 
-def report(outcomes: Sequence[Outcome], work: Workload, args: argparse.Namespace, load: tuple[float, ...]) -> None:
+def report(
+    outcomes: Sequence[Outcome], work: Workload, args: argparse.Namespace, load: tuple[float, ...]
+) -> None:
     opts = _server_options()
     print()
-    print(f"quotameter ingest: {work.n:,} distinct {EVENT_TYPE} events (count meter), {len(CUSTOMERS)} customers, "
-          f"times over {WINDOW.days} days, sent in {args.order} order")
-    print(f"server: 1 uvicorn process (loop={opts['loop']}, http={opts['http']}); client: {args.clients} threads, "
-          f"http.client keep-alive, bodies pre-serialized; {os.cpu_count()} CPUs shared by both")
-    print(f"load average before the run: {' '.join(f'{x:.2f}' for x in load)}"
-          + (f"; fastest of {args.repeat} runs of each" if args.repeat > 1 else ""))
+    print(
+        f"quotameter ingest: {work.n:,} distinct {EVENT_TYPE} events (count meter), {len(CUSTOMERS)} customers, "
+        f"times over {WINDOW.days} days, sent in {args.order} order"
+    )
+    print(
+        f"server: 1 uvicorn process (loop={opts['loop']}, http={opts['http']}); client: {args.clients} threads, "
+        f"http.client keep-alive, bodies pre-serialized; {os.cpu_count()} CPUs shared by both"
+    )
+    print(
+        f"load average before the run: {' '.join(f'{x:.2f}' for x in load)}"
+        + (f"; fastest of {args.repeat} runs of each" if args.repeat > 1 else "")
+    )
     print()
-    head = ("database", "batch", "clients", "HTTP ev/s", "raw ev/s", "HTTP/raw",
-            f"HTTP >= {TARGET_HTTP_EPS:,}", f"ratio >= {TARGET_RATIO}")
+    head = (
+        "database",
+        "batch",
+        "clients",
+        "HTTP ev/s",
+        "raw ev/s",
+        "HTTP/raw",
+        f"HTTP >= {TARGET_HTTP_EPS:,}",
+        f"ratio >= {TARGET_RATIO}",
+    )
     lines = []
     for o in outcomes:
         http_eps, raw_eps = _rate(work.n, o.best_http[0]), _rate(work.n, o.raw_seconds)
         ratio = http_eps / raw_eps
         valid = not o.problems
-        lines.append((o.database, str(args.batch), str(args.clients), f"{http_eps:,.0f}", f"{raw_eps:,.0f}",
-                      f"{ratio:.3f}", _verdict(http_eps >= TARGET_HTTP_EPS, valid),
-                      _verdict(ratio >= TARGET_RATIO, valid)))
+        lines.append(
+            (
+                o.database,
+                str(args.batch),
+                str(args.clients),
+                f"{http_eps:,.0f}",
+                f"{raw_eps:,.0f}",
+                f"{ratio:.3f}",
+                _verdict(http_eps >= TARGET_HTTP_EPS, valid),
+                _verdict(ratio >= TARGET_RATIO, valid),
+            )
+        )
     widths = [max(len(r[i]) for r in (head, *lines)) for i in range(len(head))]
     for row in (head, *lines):
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))))
+        print(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))
+            )
+        )
     print()
     for o in outcomes:
         wall, server_cpu, client_cpu = o.best_http
-        print(f"{o.database}: HTTP {wall:.2f} s wall, server CPU {server_cpu:.2f} s "
-              f"({server_cpu / work.n * 1e6:.1f} us/event), client CPU {client_cpu:.2f} s; "
-              f"raw {o.raw_seconds:.2f} s via {o.raw_method}, one transaction per batch; "
-              f"{o.retries_503} answers 503 (retried after Retry-After)")
-    print(f"targets: >= {TARGET_HTTP_EPS:,} events/s over HTTP for count events on one process, "
-          f"HTTP/raw >= {TARGET_RATIO}")
+        print(
+            f"{o.database}: HTTP {wall:.2f} s wall, server CPU {server_cpu:.2f} s "
+            f"({server_cpu / work.n * 1e6:.1f} us/event), client CPU {client_cpu:.2f} s; "
+            f"raw {o.raw_seconds:.2f} s via {o.raw_method}, one transaction per batch; "
+            f"{o.retries_503} answers 503 (retried after Retry-After)"
+        )
+    print(
+        f"targets: >= {TARGET_HTTP_EPS:,} events/s over HTTP for count events on one process, "
+        f"HTTP/raw >= {TARGET_RATIO}"
+    )
     for o in outcomes:
-        shown = o.problems if len(o.problems) <= 12 else [*o.problems[:10], f"… {len(o.problems) - 11} more …",
-                                                          o.problems[-1]]
+        shown = (
+            o.problems
+            if len(o.problems) <= 12
+            else [*o.problems[:10], f"… {len(o.problems) - 11} more …", o.problems[-1]]
+        )
         for p in shown:
             print(f"INVALID {o.database}: {p}")
 
@@ -599,22 +740,42 @@ def profiler(parser: argparse.ArgumentParser, profile: Path | None) -> str | Non
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", choices=("sqlite", "postgresql", "both"), default="sqlite")
-    parser.add_argument("--events", type=int, default=200_000, help="events to send (default 200000)")
-    parser.add_argument("--batch", type=int, default=1000, help="events per request and per raw transaction")
+    parser.add_argument(
+        "--events", type=int, default=200_000, help="events to send (default 200000)"
+    )
+    parser.add_argument(
+        "--batch", type=int, default=1000, help="events per request and per raw transaction"
+    )
     parser.add_argument("--clients", type=int, default=4, help="concurrent HTTP connections")
-    parser.add_argument("--order", choices=("time", "random"), default="time",
-                        help="time: batches in event-time order, as a live feed sends them (default); "
-                             "random: every batch spread over the whole month")
-    parser.add_argument("--pg-raw", choices=("executemany", "copy"), default="executemany",
-                        help="how the PostgreSQL baseline inserts (default executemany, the server's statement form)")
-    parser.add_argument("--repeat", type=int, default=1,
-                        help="run baseline and HTTP alternately this many times and keep the fastest of each "
-                             "(a busy machine only ever makes a run slower)")
+    parser.add_argument(
+        "--order",
+        choices=("time", "random"),
+        default="time",
+        help="time: batches in event-time order, as a live feed sends them (default); "
+        "random: every batch spread over the whole month",
+    )
+    parser.add_argument(
+        "--pg-raw",
+        choices=("executemany", "copy"),
+        default="executemany",
+        help="how the PostgreSQL baseline inserts (default executemany, the server's statement form)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run baseline and HTTP alternately this many times and keep the fastest of each "
+        "(a busy machine only ever makes a run slower)",
+    )
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--profile", type=Path, metavar="DIR",
-                        help="sample the server with py-spy (on PATH or $PY_SPY) during the HTTP phase and write "
-                             "collapsed stacks to DIR/server-<db>.stacks.txt; the sampling costs CPU, so the "
-                             "figures of a profiled run are not the benchmark's")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample the server with py-spy (on PATH or $PY_SPY) during the HTTP phase and write "
+        "collapsed stacks to DIR/server-<db>.stacks.txt; the sampling costs CPU, so the "
+        "figures of a profiled run are not the benchmark's",
+    )
     args = parser.parse_args(argv)
     if min(args.events, args.batch, args.clients, args.repeat) < 1:
         parser.error("--events, --batch, --clients and --repeat must be positive")
@@ -622,11 +783,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     kinds = ("sqlite", "postgresql") if args.db == "both" else (args.db,)
     py_spy = profiler(parser, args.profile)
     load = os.getloadavg()
-    print(f"generating {args.events:,} events in batches of {args.batch} …", file=sys.stderr, flush=True)
+    print(
+        f"generating {args.events:,} events in batches of {args.batch} …",
+        file=sys.stderr,
+        flush=True,
+    )
     work = make_workload(args.events, args.batch, args.order, args.seed)
     with tempfile.TemporaryDirectory(prefix="quotameter-bench-") as tmp:
-        outcomes = [run_one(kind, work, args.clients, args.pg_raw, args.repeat, Path(tmp), py_spy, args.profile)
-                    for kind in kinds]
+        outcomes = [
+            run_one(
+                kind, work, args.clients, args.pg_raw, args.repeat, Path(tmp), py_spy, args.profile
+            )
+            for kind in kinds
+        ]
     report(outcomes, work, args, load)
     return 1 if any(o.problems for o in outcomes) else 0
 

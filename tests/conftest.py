@@ -12,7 +12,7 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -20,11 +20,13 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from quotameter.store.engine import make_engine
-from support import ADMIN, ADMIN_KEY
 from quotameter.store.migrate import upgrade
 from quotameter.store.tables import metadata
+from support import ADMIN, ADMIN_KEY
 
-PG_URL = os.environ.get("QUOTAMETER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_URL = os.environ.get(
+    "QUOTAMETER_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
@@ -33,7 +35,7 @@ def _pg_admin() -> Engine | None:
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
-    except Exception as err:  # noqa: BLE001 - any failure to connect means "no server"
+    except Exception as err:
         engine.dispose()
         if IN_CI:
             pytest.fail(f"CI=true but PostgreSQL at {PG_URL} does not answer: {err}", pytrace=False)
@@ -45,7 +47,9 @@ def _pg_admin() -> Engine | None:
 def pg_url() -> Iterator[str]:
     admin = _pg_admin()
     if admin is None:
-        pytest.skip(f"no PostgreSQL server answers at {PG_URL} (set CI=true to make this a failure)")
+        pytest.skip(
+            f"no PostgreSQL server answers at {PG_URL} (set CI=true to make this a failure)"
+        )
     name = f"quotameter_test_{uuid.uuid4().hex[:10]}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -108,7 +112,7 @@ class Clock:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock(datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc))
+    return Clock(datetime(2026, 3, 10, 12, 0, tzinfo=UTC))
 
 
 @pytest.fixture
@@ -117,7 +121,10 @@ def app(db_url: str, clock: Clock):  # type: ignore[no-untyped-def]
     from quotameter.settings import Settings
 
     # The scheduler thread is off: tests drive `scheduler.tick` with the injected clock.
-    application = create_app(Settings(database_url=db_url, scheduler=False, tune_gc=False, admin_key=ADMIN_KEY), clock=clock)
+    application = create_app(
+        Settings(database_url=db_url, scheduler=False, tune_gc=False, admin_key=ADMIN_KEY),
+        clock=clock,
+    )
     yield application
     application.state.services.engine.dispose()
 

@@ -49,17 +49,32 @@ def recorded(engine: Engine, customer: str) -> list[dict[str, object]]:
 
 def latest_stamps(engine: Engine) -> dict[str, int | None]:
     """The latest instant in every column that records when something happened."""
-    columns = [tables.events.c.time_us, tables.events.c.received_us, tables.catalogs.c.applied_us,
-               tables.notices.c.at_us, tables.notices.c.recorded_us, tables.fired.c.at_us,
-               tables.grants.c.effective_us, tables.grants.c.recorded_us,
-               tables.seat_changes.c.effective_us, tables.seat_changes.c.recorded_us,
-               tables.plan_changes.c.effective_us, tables.plan_changes.c.recorded_us,
-               tables.stream_spans.c.last_us, tables.merged_spans.c.end_us, tables.gauge_points.c.t_us]
+    columns = [
+        tables.events.c.time_us,
+        tables.events.c.received_us,
+        tables.catalogs.c.applied_us,
+        tables.notices.c.at_us,
+        tables.notices.c.recorded_us,
+        tables.fired.c.at_us,
+        tables.grants.c.effective_us,
+        tables.grants.c.recorded_us,
+        tables.seat_changes.c.effective_us,
+        tables.seat_changes.c.recorded_us,
+        tables.plan_changes.c.effective_us,
+        tables.plan_changes.c.recorded_us,
+        tables.stream_spans.c.last_us,
+        tables.merged_spans.c.end_us,
+        tables.gauge_points.c.t_us,
+    ]
     with engine.connect() as conn:
-        return {f"{c.table.name}.{c.name}": conn.execute(select(func.max(c))).scalar() for c in columns}
+        return {
+            f"{c.table.name}.{c.name}": conn.execute(select(func.max(c))).scalar() for c in columns
+        }
 
 
-def assert_the_story_holds(engine: Engine, now: datetime) -> dict[tuple[str, str], dict[str, object]]:
+def assert_the_story_holds(
+    engine: Engine, now: datetime
+) -> dict[tuple[str, str], dict[str, object]]:
     """Every organization is where the demo's printout and its "Try" list say, at `now`; the
     balances, for more checks."""
     b = standings(engine, now)
@@ -67,20 +82,28 @@ def assert_the_story_holds(engine: Engine, now: datetime) -> dict[tuple[str, str
     near = b[("acme", "media")]
     assert Decimal(85) <= near["usage"] * 100 / near["limit"] < Decimal(95), near
     assert near["granted"] == 250 and near["has_access"], near  # the operator's credit
-    assert {(n["type"], n["percent"]) for n in recorded(engine, "acme")} >= {("usage.threshold", 85)}
+    assert {(n["type"], n["percent"]) for n in recorded(engine, "acme")} >= {
+        ("usage.threshold", 85)
+    }
 
     blocked = b[("northwind", "media")]
     assert blocked["usage"] == blocked["limit"] == 2000, blocked
     assert blocked["remaining"] == 0 and blocked["has_access"] is False
     told = [n for n in recorded(engine, "northwind") if n["type"] == "access.blocked"]
-    assert len(told) == 1 and told[0]["recipients"]["in_app"] and len(told[0]["recipients"]["members"]) == 4
+    assert (
+        len(told) == 1
+        and told[0]["recipients"]["in_app"]
+        and len(told[0]["recipients"]["members"]) == 4
+    )
     assert told[0]["at"] < now
 
     topped = b[("kestrel", "media")]
     assert topped["granted"] == 1000 and topped["limit"] == 3500 and topped["has_access"], topped
     kinds = [(n["type"], n["percent"]) for n in recorded(engine, "kestrel")]
     bought = [k for k, (kind, _) in enumerate(kinds) if kind == "topup.applied"]
-    assert len(bought) == 1 and ("usage.threshold", 95) in kinds[:bought[0]], kinds  # after the 95 % e-mail
+    assert len(bought) == 1 and ("usage.threshold", 95) in kinds[: bought[0]], (
+        kinds
+    )  # after the 95 % e-mail
 
     under = b[("brightline", "media")]
     assert under["included"] == 3000, under  # six seats: one added during the month

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from importlib.resources import files
 from typing import Any
 
@@ -55,22 +55,32 @@ def ingest_batches(engine: Any, loaded: Any, batches: Sequence[list[dict[str, An
 
 
 def at(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(timezone.utc)
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
 
 
 def iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def event(type_: str, subject: str, time: datetime | str | None, source: str = "test", **data: Any) -> dict[str, Any]:
-    ev: dict[str, Any] = {"specversion": "1.0", "id": f"e{next(_ids)}", "source": source, "type": type_,
-                          "subject": subject, "data": data}
+def event(
+    type_: str, subject: str, time: datetime | str | None, source: str = "test", **data: Any
+) -> dict[str, Any]:
+    ev: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": f"e{next(_ids)}",
+        "source": source,
+        "type": type_,
+        "subject": subject,
+        "data": data,
+    }
     if time is not None:
         ev["time"] = time if isinstance(time, str) else iso(time)
     return ev
 
 
-def stream(type_: str, subject: str, start: datetime, end: datetime | None, **data: Any) -> list[dict[str, Any]]:
+def stream(
+    type_: str, subject: str, start: datetime, end: datetime | None, **data: Any
+) -> list[dict[str, Any]]:
     """A start event, and a stop event when `end` is given."""
     out = [event(type_, subject, start, action="start", **data)]
     if end is not None:
@@ -100,13 +110,24 @@ class ServerProcess:
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        environ = {**os.environ, "QUOTAMETER_PORT": str(self.port), "QUOTAMETER_SCHEDULER": "false",
-                   "QUOTAMETER_ADMIN_KEY": ADMIN_KEY, **env}
+        environ = {
+            **os.environ,
+            "QUOTAMETER_PORT": str(self.port),
+            "QUOTAMETER_SCHEDULER": "false",
+            "QUOTAMETER_ADMIN_KEY": ADMIN_KEY,
+            **env,
+        }
         environ.pop("QUOTAMETER_DATABASE_URL", None)
         if database_url:
             environ["QUOTAMETER_DATABASE_URL"] = database_url
-        self.proc = subprocess.Popen([sys.executable, "-m", "quotameter.cli", "serve", *args], cwd=cwd, env=environ,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "quotameter.cli", "serve", *args],
+            cwd=cwd,
+            env=environ,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         self.output: list[str] = []
 
     def wait_ready(self) -> str:
@@ -130,7 +151,9 @@ class ServerProcess:
                 socket.create_connection(("127.0.0.1", self.port), timeout=5).close()
                 return
             except ConnectionRefusedError:
-                assert self.proc.poll() is None and time.monotonic() < deadline, "".join(self.output)
+                assert self.proc.poll() is None and time.monotonic() < deadline, "".join(
+                    self.output
+                )
                 pause.wait(0.05)
 
     def stop(self) -> None:
@@ -147,8 +170,15 @@ def running(db_url: str, clock: Any, **settings: Any) -> Iterator[tuple[Any, Any
     from quotameter.serving import uvicorn_options
     from quotameter.settings import Settings
 
-    config = Settings(database_url=db_url, scheduler=False, tune_gc=False, admin_key=ADMIN_KEY, host="127.0.0.1",
-                      port=free_port(), **settings)
+    config = Settings(
+        database_url=db_url,
+        scheduler=False,
+        tune_gc=False,
+        admin_key=ADMIN_KEY,
+        host="127.0.0.1",
+        port=free_port(),
+        **settings,
+    )
     app = create_app(config, clock=clock)
     port = config.port
     # The options `quotameter serve` gives uvicorn (the header timeout's protocol among them).
@@ -176,8 +206,14 @@ class AsgiAnswer:
     reads: int  # how many times the application asked for the request body
 
 
-def asgi_call(app: Any, method: str, path: str, headers: dict[str, str], chunks: Sequence[bytes] = (b"",),
-              more: bool = False) -> AsgiAnswer:
+def asgi_call(
+    app: Any,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    chunks: Sequence[bytes] = (b"",),
+    more: bool = False,
+) -> AsgiAnswer:
     """One request straight through the ASGI application, without a server: each `receive`
     hands it the next of `chunks`, the body; with `more`, the client has more to send after
     them, and leaves instead."""
@@ -193,27 +229,50 @@ def asgi_call(app: Any, method: str, path: str, headers: dict[str, str], chunks:
         nonlocal reads
         reads += 1
         if reads <= len(pieces):
-            return {"type": "http.request", "body": pieces[reads - 1], "more_body": more or reads < len(pieces)}
+            return {
+                "type": "http.request",
+                "body": pieces[reads - 1],
+                "more_body": more or reads < len(pieces),
+            }
         return {"type": "http.disconnect"}
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    raw = [(b"host", b"test"), (b"content-type", b"application/json"),
-           *((k.lower().encode(), v.encode()) for k, v in headers.items())]
-    scope = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
-             "method": method, "scheme": "http", "path": path, "raw_path": path.encode(), "root_path": "",
-             "query_string": b"", "headers": raw, "client": ("127.0.0.1", 50000), "server": ("test", 80),
-             "state": {}}
+    raw = [
+        (b"host", b"test"),
+        (b"content-type", b"application/json"),
+        *((k.lower().encode(), v.encode()) for k, v in headers.items()),
+    ]
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": raw,
+        "client": ("127.0.0.1", 50000),
+        "server": ("test", 80),
+        "state": {},
+    }
     asyncio.run(app(scope, receive, send))
     start = next(m for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return AsgiAnswer(start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, orjson.loads(body), reads)
+    return AsgiAnswer(
+        start["status"],
+        {k.decode(): v.decode() for k, v in start["headers"]},
+        orjson.loads(body),
+        reads,
+    )
 
 
 # --- acme's microphone, open since 09:00 on one seat: the in-app tests (api and browser) ---
 
-MIC_ON = datetime(2026, 3, 10, 9, 0, tzinfo=timezone.utc)
+MIC_ON = datetime(2026, 3, 10, 9, 0, tzinfo=UTC)
 
 
 def mic_left_on(url: str) -> str:
@@ -223,10 +282,16 @@ def mic_left_on(url: str) -> str:
 
     with httpx.Client(base_url=url, headers=ADMIN) as admin:
         assert admin.put("/v1/catalog", json=demo_catalog()).status_code == 200
-        r = admin.patch("/v1/customers/acme", json={"seats": 1, "effective_at": "2026-03-01T00:00:00Z"})
+        r = admin.patch(
+            "/v1/customers/acme", json={"seats": 1, "effective_at": "2026-03-01T00:00:00Z"}
+        )
         assert r.status_code == 200, r.text
-        r = admin.post("/v1/events", json=stream("media.activity", "acme", MIC_ON, None, user="u1",
-                                                 stream="u1/mic", kind="mic"))
+        r = admin.post(
+            "/v1/events",
+            json=stream(
+                "media.activity", "acme", MIC_ON, None, user="u1", stream="u1/mic", kind="mic"
+            ),
+        )
         assert r.json()["rejected"] == [], r.text
         made = admin.post("/v1/keys", json={"role": "customer", "customer": "acme"})
         assert made.status_code == 201, made.text
@@ -236,5 +301,9 @@ def mic_left_on(url: str) -> str:
 def buy_media_block(url: str) -> None:
     import httpx
 
-    r = httpx.post(f"{url}/v1/customers/acme/topups", headers=ADMIN, json={"feature": "media", "blocks": 1, "id": "t-1"})
+    r = httpx.post(
+        f"{url}/v1/customers/acme/topups",
+        headers=ADMIN,
+        json={"feature": "media", "blocks": 1, "id": "t-1"},
+    )
     assert r.status_code == 201, r.text

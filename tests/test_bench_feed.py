@@ -11,7 +11,6 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 sys.path.insert(0, str(BENCH))
 
 import feed
-
 from quotameter.meters.spans import Span, usage_us
 
 
@@ -25,13 +24,17 @@ def test_media_minutes_is_the_metering_arithmetic() -> None:
             start = rnd.randrange(900 * feed.MINUTE, 2_100 * feed.MINUTE)
             stop = None if rnd.random() < 0.2 else start + rnd.randrange(1, 40 * feed.MINUTE)
             spans.setdefault(member, []).append((start, stop))
-        as_spans = {m: [Span(a, b, b if b is not None else a) for a, b in ss] for m, ss in spans.items()}
+        as_spans = {
+            m: [Span(a, b, b if b is not None else a) for a, b in ss] for m, ss in spans.items()
+        }
         expected = usage_us(as_spans, lo, at, at, unit_us=feed.MINUTE) // feed.MINUTE
         assert feed.media_minutes(sorted(spans), spans, lo, at) == expected
 
 
 def test_a_toy_feed_runs_valid(capsys) -> None:
-    assert feed.main(["--orgs", "30", "--events", "1500", "--history", "300", "--batch", "250"]) == 0
+    assert (
+        feed.main(["--orgs", "30", "--events", "1500", "--history", "300", "--batch", "250"]) == 0
+    )
     out = capsys.readouterr().out
     assert "INVALID" not in out and " ok" in out
 
@@ -43,6 +46,7 @@ def test_producers_retry_a_503_after_its_retry_after() -> None:
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     import orjson
+
     from ingest import check_answers, post_all
 
     shed = iter([True])  # the first request is refused
@@ -55,7 +59,11 @@ def test_producers_retry_a_503_after_its_retry_after() -> None:
             if next(shed, False):
                 status, body, extra = 503, b"{}", {"Retry-After": "0"}
             else:
-                status, body, extra = 200, orjson.dumps({"accepted": len(events), "duplicates": 0, "rejected": []}), {}
+                status, body, extra = (
+                    200,
+                    orjson.dumps({"accepted": len(events), "duplicates": 0, "rejected": []}),
+                    {},
+                )
             self.send_response(status)
             for name, value in {"Content-Length": str(len(body)), **extra}.items():
                 self.send_header(name, value)

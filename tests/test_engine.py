@@ -37,7 +37,7 @@ def test_threads_take_the_write_lock_in_turn_and_never_meet_sqlite_busy(impatien
                     conn.execute(text("UPDATE tally SET n = :n"), {"n": n + 1})
                 with impatient.connect() as conn:  # a read, beside the writers
                     conn.execute(text("SELECT n FROM tally")).scalar_one()
-        except BaseException as err:  # noqa: BLE001 - reported below
+        except BaseException as err:
             errors.append(err)
 
     threads = [threading.Thread(target=work) for _ in range(8)]
@@ -66,7 +66,9 @@ def test_a_transaction_that_fails_leaves_the_lock_to_the_next(impatient: Engine)
     threading.Thread(target=write, daemon=True).start()
     assert done.wait(10), "the write lock was not released by the failed transactions"
     with impatient.connect() as conn:
-        assert conn.execute(text("SELECT n FROM tally")).scalar_one() == 1  # the failed update rolled back
+        assert (
+            conn.execute(text("SELECT n FROM tally")).scalar_one() == 1
+        )  # the failed update rolled back
 
 
 def test_a_read_neither_waits_for_a_writer_nor_sees_its_uncommitted_rows(impatient: Engine) -> None:

@@ -47,7 +47,11 @@ class Client:
         self.sock.sendall(data)
 
     def request(self, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> None:
-        lines = [f"{method} {path} HTTP/1.1", "Host: test", *(f"{k}: {v}" for k, v in headers.items())]
+        lines = [
+            f"{method} {path} HTTP/1.1",
+            "Host: test",
+            *(f"{k}: {v}" for k, v in headers.items()),
+        ]
         self.send(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
 
     def _more(self) -> bytes:
@@ -97,8 +101,13 @@ def protocol(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
 
 @pytest.fixture
 def server(tmp_path: Path, clock, protocol: str) -> Iterator[tuple[Any, str]]:  # type: ignore[no-untyped-def]
-    with running(f"sqlite:///{tmp_path / 'http.sqlite3'}", clock, max_body_bytes=LIMIT, body_timeout_seconds=0.2,
-                 header_timeout_seconds=0.2) as (app, _server, url):
+    with running(
+        f"sqlite:///{tmp_path / 'http.sqlite3'}",
+        clock,
+        max_body_bytes=LIMIT,
+        body_timeout_seconds=0.2,
+        header_timeout_seconds=0.2,
+    ) as (app, _server, url):
         yield app, url
 
 
@@ -127,33 +136,51 @@ def quotameter_log(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
     finally:
         if attached:
             logger.removeHandler(caplog.handler)
+
+
 JSON = {"Content-Type": "application/json"}
 
 
 def test_a_request_without_a_key_is_answered_401_before_its_body_is_read(client: Client) -> None:
     # 400 MB announced, not one byte sent: the answer must come without waiting for them.
-    client.request("POST", "/v1/customers/x/entitlements/y/check", {**JSON, "Content-Length": "400000000",
-                                                                    "Expect": "100-continue"})
+    client.request(
+        "POST",
+        "/v1/customers/x/entitlements/y/check",
+        {**JSON, "Content-Length": "400000000", "Expect": "100-continue"},
+    )
     got = client.answer()
-    assert (got.status, got.body) == (401, {"error": "authorization: missing; send 'Authorization: Bearer <key>'"})
+    assert (got.status, got.body) == (
+        401,
+        {"error": "authorization: missing; send 'Authorization: Bearer <key>'"},
+    )
     assert got.headers["www-authenticate"] == "Bearer" and got.headers["connection"] == "close"
     assert client.closed()
 
 
-def test_a_length_over_the_limit_is_refused_without_reading_and_without_100_continue(client: Client,
-                                                                                     server: tuple[Any, str]) -> None:
-    client.request("POST", CHECK, {**ADMIN, **JSON, "Content-Length": str(LIMIT + 1), "Expect": "100-continue"})
+def test_a_length_over_the_limit_is_refused_without_reading_and_without_100_continue(
+    client: Client, server: tuple[Any, str]
+) -> None:
+    client.request(
+        "POST", CHECK, {**ADMIN, **JSON, "Content-Length": str(LIMIT + 1), "Expect": "100-continue"}
+    )
     got = client.answer()  # the first thing the server says: no "100 Continue" before it
-    assert (got.status, got.body) == (413, {"error": f"body: {LIMIT + 1} bytes is over the limit of {LIMIT} bytes"})
+    assert (got.status, got.body) == (
+        413,
+        {"error": f"body: {LIMIT + 1} bytes is over the limit of {LIMIT} bytes"},
+    )
     assert got.headers["connection"] == "close" and client.closed()
     # Within the limit, the client is told to go on once the body is wanted, and it is read.
     within = Client(server[1])
     body = b'{"amount": 1}'
-    within.request("POST", CHECK, {**ADMIN, **JSON, "Content-Length": str(len(body)), "Expect": "100-continue"})
+    within.request(
+        "POST", CHECK, {**ADMIN, **JSON, "Content-Length": str(len(body)), "Expect": "100-continue"}
+    )
     assert within.head() == b"HTTP/1.1 100 Continue"
     within.send(body)
     got = within.answer()
-    assert got.status == 404 and got.body == {"error": "customer: unknown customer 'acme'"}  # read and understood
+    assert got.status == 404 and got.body == {
+        "error": "customer: unknown customer 'acme'"
+    }  # read and understood
     within.close()
 
 
@@ -169,13 +196,16 @@ def test_a_chunked_body_is_cut_off_as_soon_as_it_passes_the_limit(client: Client
 def test_a_body_that_stops_coming_is_answered_408_and_its_connection_closed(client: Client) -> None:
     client.request("POST", CHECK, {**ADMIN, **JSON, "Content-Length": "50"}, b'{"amount": ')
     got = client.answer()  # after the body timeout (0.2 s)
-    assert (got.status, got.body) == (408, {"error": "body: nothing arrived for 0.2 s after 11 bytes; "
-                                                     "send the body without pausing"})
+    assert (got.status, got.body) == (
+        408,
+        {"error": "body: nothing arrived for 0.2 s after 11 bytes; send the body without pausing"},
+    )
     assert got.headers["connection"] == "close" and client.closed()
 
 
-def test_headers_that_do_not_arrive_in_time_close_the_connection(server: tuple[Any, str],
-                                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_headers_that_do_not_arrive_in_time_close_the_connection(
+    server: tuple[Any, str], caplog: pytest.LogCaptureFixture
+) -> None:
     _app, url = server
     with quotameter_log(caplog):
         silent = Client(url)  # connects and says nothing
@@ -190,19 +220,33 @@ def test_headers_that_do_not_arrive_in_time_close_the_connection(server: tuple[A
         assert again.closed()
     for c in (silent, slow, again):
         c.close()
-    late = [r for r in caplog.records if "request headers were not complete within 0.2 s" in r.getMessage()]
-    assert len(late) == 2 and all(r.levelno == logging.INFO for r in late)  # the silent one is closed quietly
+    late = [
+        r
+        for r in caplog.records
+        if "request headers were not complete within 0.2 s" in r.getMessage()
+    ]
+    assert len(late) == 2 and all(
+        r.levelno == logging.INFO for r in late
+    )  # the silent one is closed quietly
 
 
-def test_a_long_answer_is_not_cut_by_the_header_timeout(tmp_path: Path, clock, protocol: str) -> None:  # type: ignore[no-untyped-def]
+def test_a_long_answer_is_not_cut_by_the_header_timeout(
+    tmp_path: Path, clock, protocol: str
+) -> None:  # type: ignore[no-untyped-def]
     from support import MIC_ON, mic_left_on
 
     clock.now = MIC_ON
-    with running(f"sqlite:///{tmp_path / 'long.sqlite3'}", clock, header_timeout_seconds=0.1,
-                 inapp_heartbeat_seconds=0.05) as (_app, _server, url):
+    with running(
+        f"sqlite:///{tmp_path / 'long.sqlite3'}",
+        clock,
+        header_timeout_seconds=0.1,
+        inapp_heartbeat_seconds=0.05,
+    ) as (_app, _server, url):
         key = mic_left_on(url)
         stream = Client(url)
-        stream.request("GET", "/v1/customers/acme/notifications/stream", {"Authorization": f"Bearer {key}"})
+        stream.request(
+            "GET", "/v1/customers/acme/notifications/stream", {"Authorization": f"Bearer {key}"}
+        )
         assert stream.head().startswith(b"HTTP/1.1 200")
         started = time.monotonic()
         # Past three header timeouts, on the stream's own keep-alives.
@@ -212,7 +256,8 @@ def test_a_long_answer_is_not_cut_by_the_header_timeout(tmp_path: Path, clock, p
 
 
 def test_a_client_that_leaves_in_the_middle_of_its_body_is_one_line_in_the_log(
-        server: tuple[Any, str], caplog: pytest.LogCaptureFixture) -> None:
+    server: tuple[Any, str], caplog: pytest.LogCaptureFixture
+) -> None:
     _app, url = server
     with quotameter_log(caplog):
         for path, half in (("/v1/events", b'[{"id": "e1", "sour'), (CHECK, b'{"amount": ')):
@@ -221,13 +266,17 @@ def test_a_client_that_leaves_in_the_middle_of_its_body_is_one_line_in_the_log(
             c.close()
         deadline = time.monotonic() + WAIT
         pause = threading.Event()
-        while len([r for r in caplog.records if "client left" in r.getMessage()]) < 2:  # the server's own pace
+        while (
+            len([r for r in caplog.records if "client left" in r.getMessage()]) < 2
+        ):  # the server's own pace
             assert time.monotonic() < deadline, [r.getMessage() for r in caplog.records]
             pause.wait(0.01)
     left = [r for r in caplog.records if "client left" in r.getMessage()]
     # How much was received depends on whether the app had asked for it before the client left.
     said = sorted(re.sub(r"\d+ received", "N received", r.getMessage()) for r in left)
-    assert said == [f"client left before the end of its body: POST {CHECK} (40 bytes announced, N received)",
-                    "client left before the end of its body: POST /v1/events (40 bytes announced, N received)"]
+    assert said == [
+        f"client left before the end of its body: POST {CHECK} (40 bytes announced, N received)",
+        "client left before the end of its body: POST /v1/events (40 bytes announced, N received)",
+    ]
     assert all(r.levelno == logging.INFO and r.exc_info is None for r in left)
     assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []  # no error, no trace

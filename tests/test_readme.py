@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def readme_commands() -> list[str]:
-    block = re.search(r"## The two commands.*?```sh\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    block = re.search(
+        r"## The two commands.*?```sh\n(.*?)```", (ROOT / "README.md").read_text(), re.S
+    )
     assert block, "README: no '## The two commands' section with a sh block"
     return [line.split("#")[0].strip() for line in block.group(1).splitlines() if line.strip()]
 
@@ -28,7 +30,11 @@ def test_the_readme_has_exactly_two_commands_and_ci_runs_the_second() -> None:
     demo, test = readme_commands()
     assert demo == "python3 dev.py demo"
     assert test == "python3 dev.py test"
-    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line and not line.startswith("#")]
+    ci = [
+        line
+        for line in (ROOT / ".ci" / "run").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
     assert ci[-1] == f"exec {test}", ci
 
 
@@ -36,15 +42,25 @@ def test_the_demo_table_in_the_readme_is_what_its_pinned_run_prints(tmp_path: Pa
     """The sample in "The demo" names the run it comes from; that run prints it, line for line."""
     section = re.search(r"### The demo\n(.*?)\n## ", (ROOT / "README.md").read_text(), re.S)
     assert section, "README: no '### The demo' section"
-    sample = re.search(r"`quotameter demo --now (\S+) --no-serve`[^`]*```\n(.*?)```", section.group(1), re.S)
-    assert sample, "README: the demo's sample table does not follow the `quotameter demo --now … --no-serve` it is from"
+    sample = re.search(
+        r"`quotameter demo --now (\S+) --no-serve`[^`]*```\n(.*?)```", section.group(1), re.S
+    )
+    assert sample, (
+        "README: the demo's sample table does not follow the `quotameter demo --now … --no-serve` it is from"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUOTAMETER_")}
     env["COLUMNS"] = "240"  # a terminal wide enough for one line per organization
-    done = subprocess.run([sys.executable, "-m", "quotameter.cli", "demo", "--now", sample.group(1), "--no-serve"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "quotameter.cli", "demo", "--now", sample.group(1), "--no-serve"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     printed = [line.rstrip() for line in done.stdout.splitlines()]
-    table = printed[:next(k for k, line in enumerate(printed) if line.startswith("admin key:"))]
+    table = printed[: next(k for k, line in enumerate(printed) if line.startswith("admin key:"))]
     assert table == [line.rstrip() for line in sample.group(2).splitlines()], done.stdout
 
 
@@ -55,8 +71,14 @@ def test_the_demo_command_starts_answers_a_balance_and_stops(tmp_path: Path) -> 
     env["QUOTAMETER_PORT"] = str(port)
     # As written, from a directory of the user's: `python3` here is the interpreter running
     # the tests (a fresh machine's python3 would do the same through dev.py).
-    proc = subprocess.Popen([sys.executable, str(ROOT / demo[1]), *demo[2:]], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / demo[1]), *demo[2:]],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     output: list[str] = []
     try:
         assert proc.stdout is not None
@@ -73,16 +95,22 @@ def test_the_demo_command_starts_answers_a_balance_and_stops(tmp_path: Path) -> 
         assert re.search(r"northwind\s+basic\s+media\s+blocked", text), text
 
         url = f"http://127.0.0.1:{port}"
-        mine = httpx.get(f"{url}/v1/customers/acme/entitlements/media",
-                         headers={"Authorization": f"Bearer {acme.group(1)}"})
+        mine = httpx.get(
+            f"{url}/v1/customers/acme/entitlements/media",
+            headers={"Authorization": f"Bearer {acme.group(1)}"},
+        )
         assert mine.status_code == 200, mine.text
         b = mine.json()
         assert b["has_access"] is True and 0 < float(b["usage"]) < float(b["limit"])
-        blocked = httpx.get(f"{url}/v1/customers/northwind/entitlements/media",
-                            headers={"Authorization": f"Bearer {admin.group(1)}"}).json()
+        blocked = httpx.get(
+            f"{url}/v1/customers/northwind/entitlements/media",
+            headers={"Authorization": f"Bearer {admin.group(1)}"},
+        ).json()
         assert blocked["has_access"] is False and float(blocked["remaining"]) == 0
-        refused = httpx.get(f"{url}/v1/customers/northwind/entitlements/media",
-                            headers={"Authorization": f"Bearer {acme.group(1)}"})
+        refused = httpx.get(
+            f"{url}/v1/customers/northwind/entitlements/media",
+            headers={"Authorization": f"Bearer {acme.group(1)}"},
+        )
         assert refused.status_code == 403
         assert (tmp_path / "quotameter-demo.sqlite3").exists()  # in the user's directory
         tries = [line.strip() for line in text.splitlines() if line.strip().startswith("curl ")]
@@ -115,4 +143,6 @@ def as_printed(line: str) -> tuple[httpx.Response, int]:
             url = arg
     params = {"max_seconds": "0"} if url.endswith("/stream") else None
     response = httpx.request(method, url, headers=headers, content=body, params=params, timeout=30)
-    return response, 403 if comment.startswith("403") else (201 if method == "POST" and "/topups" in url else 200)
+    return response, 403 if comment.startswith("403") else (
+        201 if method == "POST" and "/topups" in url else 200
+    )

@@ -6,10 +6,9 @@ import re
 import socket
 from pathlib import Path
 
-import pytest
-
 import httpx
 import orjson
+import pytest
 
 from support import ServerProcess
 
@@ -21,10 +20,15 @@ def test_serve_prints_where_it_listens_and_answers(tmp_path: Path) -> None:
         assert f"quotameter listening on http://127.0.0.1:{server.port}" in output, output
         assert "sqlite:///quotameter.sqlite3" in output
         assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
-        assert (tmp_path / "quotameter.sqlite3").exists()  # the embedded default, in the working directory
+        assert (
+            tmp_path / "quotameter.sqlite3"
+        ).exists()  # the embedded default, in the working directory
         logged = [orjson.loads(line) for line in output.splitlines() if line.startswith("{")]
-        assert {"level": "info", "logger": "uvicorn.error", "msg": "Application startup complete."}.items() <= \
-            logged[-1].items(), logged
+        assert {
+            "level": "info",
+            "logger": "uvicorn.error",
+            "msg": "Application startup complete.",
+        }.items() <= logged[-1].items(), logged
     finally:
         server.stop()
 
@@ -35,9 +39,13 @@ def test_first_start_prints_an_admin_key_once(tmp_path: Path) -> None:
         server = ServerProcess(None, str(tmp_path), QUOTAMETER_ADMIN_KEY="")
         try:
             output = server.wait_ready()
-            keys.append(re.findall(r"first admin key \(shown this once, keep it\): (qm_\S+)", output))
+            keys.append(
+                re.findall(r"first admin key \(shown this once, keep it\): (qm_\S+)", output)
+            )
             if keys[-1]:
-                r = httpx.get(f"{server.url}/v1/keys", headers={"Authorization": f"Bearer {keys[-1][0]}"})
+                r = httpx.get(
+                    f"{server.url}/v1/keys", headers={"Authorization": f"Bearer {keys[-1][0]}"}
+                )
                 assert r.status_code == 200 and r.json()["keys"][0]["role"] == "admin"
         finally:
             server.stop()
@@ -45,13 +53,19 @@ def test_first_start_prints_an_admin_key_once(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
-def test_serve_closes_a_connection_whose_headers_do_not_come_in_time(tmp_path: Path, workers: str) -> None:
-    server = ServerProcess(None, str(tmp_path), "--workers", workers, QUOTAMETER_HEADER_TIMEOUT_SECONDS="0.2")
+def test_serve_closes_a_connection_whose_headers_do_not_come_in_time(
+    tmp_path: Path, workers: str
+) -> None:
+    server = ServerProcess(
+        None, str(tmp_path), "--workers", workers, QUOTAMETER_HEADER_TIMEOUT_SECONDS="0.2"
+    )
     try:
         server.wait_listening()
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as slow:
             slow.sendall(b"GET /healthz HTTP/1.1\r\nHost: test\r\n")  # and never the blank line
             assert slow.recv(1024) == b""  # closed by the server, well before the socket's timeout
-        assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}  # whole requests are answered
+        assert httpx.get(f"{server.url}/healthz").json() == {
+            "status": "ok"
+        }  # whole requests are answered
     finally:
         server.stop()

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -18,13 +18,22 @@ if TYPE_CHECKING:
 
     from quotameter.catalog.service import Applied
 
-app = typer.Typer(help="Meter real-time media usage, enforce allowances live, bill it exactly.",
-                  no_args_is_help=True, pretty_exceptions_show_locals=False)
+app = typer.Typer(
+    help="Meter real-time media usage, enforce allowances live, bill it exactly.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 console = Console(soft_wrap=True)  # whole lines, also when piped
 err_console = Console(stderr=True, soft_wrap=True)
 
-DatabaseOpt = Annotated[Optional[str], typer.Option("--database-url", envvar="QUOTAMETER_DATABASE_URL",
-                                                     help="sqlite:///path (default) or postgresql+psycopg://…")]
+DatabaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="QUOTAMETER_DATABASE_URL",
+        help="sqlite:///path (default) or postgresql+psycopg://…",
+    ),
+]
 
 
 def _settings(database_url: str | None, **extra: object) -> Settings:
@@ -35,20 +44,32 @@ def _settings(database_url: str | None, **extra: object) -> Settings:
 @app.command()
 def serve(
     database_url: DatabaseOpt = None,
-    host: Annotated[Optional[str], typer.Option(envvar="QUOTAMETER_HOST")] = None,
-    port: Annotated[Optional[int], typer.Option(envvar="QUOTAMETER_PORT")] = None,
-    log_level: Annotated[Optional[str], typer.Option(envvar="QUOTAMETER_LOG_LEVEL",
-                                                     help="critical, error, warning, info or debug")] = None,
-    log_format: Annotated[Optional[str], typer.Option(envvar="QUOTAMETER_LOG_FORMAT", help="json or text")] = None,
-    workers: Annotated[int, typer.Option(help="worker processes on one port (use PostgreSQL past one)")] = 1,
+    host: Annotated[str | None, typer.Option(envvar="QUOTAMETER_HOST")] = None,
+    port: Annotated[int | None, typer.Option(envvar="QUOTAMETER_PORT")] = None,
+    log_level: Annotated[
+        str | None,
+        typer.Option(envvar="QUOTAMETER_LOG_LEVEL", help="critical, error, warning, info or debug"),
+    ] = None,
+    log_format: Annotated[
+        str | None, typer.Option(envvar="QUOTAMETER_LOG_FORMAT", help="json or text")
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(help="worker processes on one port (use PostgreSQL past one)")
+    ] = 1,
 ) -> None:
     """Serve the HTTP API (and the notice scheduler) until stopped."""
-    settings = _settings(database_url, host=host, port=port, log_level=log_level, log_format=log_format)
+    settings = _settings(
+        database_url, host=host, port=port, log_level=log_level, log_format=log_format
+    )
     _serve(settings, workers)
 
 
-def _serve(settings: Settings, workers: int = 1, banner: Callable[[], None] | None = None,
-           clock: Callable[[], datetime] | None = None) -> None:
+def _serve(
+    settings: Settings,
+    workers: int = 1,
+    banner: Callable[[], None] | None = None,
+    clock: Callable[[], datetime] | None = None,
+) -> None:
     """Serve until stopped; `clock` (one worker only) is the app's, by default the system's."""
     import os
 
@@ -70,11 +91,16 @@ def _serve(settings: Settings, workers: int = 1, banner: Callable[[], None] | No
         made = bootstrap(conn, admin, to_us(clock()))
     engine.dispose()
     if made:
-        console.print(f"first admin key (shown this once, keep it): [bold]{made}[/bold]", highlight=False)
+        console.print(
+            f"first admin key (shown this once, keep it): [bold]{made}[/bold]", highlight=False
+        )
     if banner is not None:
         banner()
-    console.print(f"quotameter listening on [bold]http://{settings.host}:{settings.port}[/bold] "
-                  f"(database: {_redact(settings.database_url)}); API docs at /docs", highlight=False)
+    console.print(
+        f"quotameter listening on [bold]http://{settings.host}:{settings.port}[/bold] "
+        f"(database: {_redact(settings.database_url)}); API docs at /docs",
+        highlight=False,
+    )
     log_config = logs.config(settings.log_level, settings.log_format)
     options = uvicorn_options(settings)
     if workers == 1:
@@ -84,9 +110,16 @@ def _serve(settings: Settings, workers: int = 1, banner: Callable[[], None] | No
         return
     # Worker processes build their app from the environment: hand them these settings.
     for name, value in settings.model_dump(exclude={"admin_key"}).items():
-        os.environ[f"QUOTAMETER_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
-    uvicorn.run("quotameter.server:app_from_environment", factory=True, **options, workers=workers,
-                log_config=log_config)
+        os.environ[f"QUOTAMETER_{name.upper()}"] = (
+            str(value).lower() if isinstance(value, bool) else str(value)
+        )
+    uvicorn.run(
+        "quotameter.server:app_from_environment",
+        factory=True,
+        **options,
+        workers=workers,
+        log_config=log_config,
+    )
 
 
 def _engine(database_url: str | None) -> Engine:
@@ -106,12 +139,26 @@ def _redact(url: str) -> str:
 
 
 @app.command()
-def apply(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
-          prune: Annotated[bool, typer.Option("--prune", help="drop customers the file leaves out even if they have "
-                                                                "records (events, keys, invoices, …)")] = False,
-          dry_run: Annotated[bool, typer.Option("--dry-run", help="validate and print what would change; apply "
-                                                                    "nothing (exit 1 if it would be refused)")] = False,
-          database_url: DatabaseOpt = None) -> None:
+def apply(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    prune: Annotated[
+        bool,
+        typer.Option(
+            "--prune",
+            help="drop customers the file leaves out even if they have "
+            "records (events, keys, invoices, …)",
+        ),
+    ] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="validate and print what would change; apply "
+            "nothing (exit 1 if it would be refused)",
+        ),
+    ] = False,
+    database_url: DatabaseOpt = None,
+) -> None:
     """Validate a catalog (YAML) and make it the one in force; nothing changes if any part is
     wrong, or if it leaves out customers with records and --prune is not given."""
     from quotameter.catalog import service
@@ -124,16 +171,26 @@ def apply(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, read
     try:
         doc = load_yaml(file.read_text())
         with unit_of_work(engine) as conn:
-            applied = service.apply(conn, doc, service.CatalogCache().current(conn), to_us(system_clock()),
-                                    prune=prune, dry_run=dry_run)
+            applied = service.apply(
+                conn,
+                doc,
+                service.CatalogCache().current(conn),
+                to_us(system_clock()),
+                prune=prune,
+                dry_run=dry_run,
+            )
     except CatalogInvalid as err:
-        err_console.print(f"[red]{file}: the catalog was not applied; {len(err.errors)} error(s):[/red]")
+        err_console.print(
+            f"[red]{file}: the catalog was not applied; {len(err.errors)} error(s):[/red]"
+        )
         for line in err.errors:
             err_console.print(f"  {line}", markup=False, highlight=False)
         raise typer.Exit(1) from None
     except service.DropsRecordedCustomers as err:
-        err_console.print(f"[red]{file}: the catalog was not applied: it leaves out {len(err.dropped)} customer(s) "
-                          "with records (--prune drops them; their records are kept):[/red]")
+        err_console.print(
+            f"[red]{file}: the catalog was not applied: it leaves out {len(err.dropped)} customer(s) "
+            "with records (--prune drops them; their records are kept):[/red]"
+        )
         for line in err.errors or []:
             err_console.print(f"  {line}", markup=False, highlight=False)
         raise typer.Exit(1) from None
@@ -142,40 +199,76 @@ def apply(file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, read
         if applied.refused:
             raise typer.Exit(1)
         return
-    console.print(f"catalog version {applied.version} applied"
-                  + (f"; rebuilt meters: {', '.join(applied.changed_meters)}" if applied.changed_meters else "")
-                  + (f"; dropped with their records kept: {', '.join(sorted(applied.dropped))}"
-                     if applied.dropped else ""), highlight=False)
+    console.print(
+        f"catalog version {applied.version} applied"
+        + (
+            f"; rebuilt meters: {', '.join(applied.changed_meters)}"
+            if applied.changed_meters
+            else ""
+        )
+        + (
+            f"; dropped with their records kept: {', '.join(sorted(applied.dropped))}"
+            if applied.dropped
+            else ""
+        ),
+        highlight=False,
+    )
 
 
 def _print_changes(file: Path, applied: Applied) -> None:
     """What a dry run found: each section's additions, removals and changes."""
     from quotameter.catalog.service import dropped_lines
 
-    verdict = "would be refused without --prune" if applied.refused else f"would become version {applied.version}"
+    verdict = (
+        "would be refused without --prune"
+        if applied.refused
+        else f"would become version {applied.version}"
+    )
     console.print(f"{file}: valid; {verdict} (dry run: nothing applied)", highlight=False)
     for section, changes in applied.diff.as_dict().items():
-        words = [f"{sign} {name}" for key, sign in (("added", "+"), ("removed", "-"), ("changed", "~"))
-                 for name in changes[key]]
-        console.print(f"  {section}: {', '.join(words) if words else 'unchanged'}", markup=False, highlight=False)
+        words = [
+            f"{sign} {name}"
+            for key, sign in (("added", "+"), ("removed", "-"), ("changed", "~"))
+            for name in changes[key]
+        ]
+        console.print(
+            f"  {section}: {', '.join(words) if words else 'unchanged'}",
+            markup=False,
+            highlight=False,
+        )
     if applied.changed_meters:
-        console.print(f"  meters rebuilt from the events: {', '.join(applied.changed_meters)}", highlight=False)
+        console.print(
+            f"  meters rebuilt from the events: {', '.join(applied.changed_meters)}",
+            highlight=False,
+        )
     if applied.dropped:
-        console.print("  left out with records (--prune drops them, keeping their records):", highlight=False)
+        console.print(
+            "  left out with records (--prune drops them, keeping their records):", highlight=False
+        )
         for line in dropped_lines(applied.dropped):
             console.print(f"    {line}", markup=False, highlight=False)
 
 
 @app.command()
 def ingest(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
-                                         help="one CloudEvent per line (JSON Lines)")],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, readable=True, help="one CloudEvent per line (JSON Lines)"
+        ),
+    ],
     batch: Annotated[int, typer.Option(min=1, max=10_000, help="events per transaction")] = 1000,
     database_url: DatabaseOpt = None,
 ) -> None:
     """Load events from a JSON Lines file, in batches, as POST /v1/events would take them."""
     import orjson
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     from quotameter.catalog.service import CatalogCache
     from quotameter.events.service import ingest as store_events
@@ -198,8 +291,16 @@ def ingest(
         rejected.extend((lines[r["index"]], r["error"]) for r in result.rejected)
 
     total = file.stat().st_size
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with file.open("rb") as handle, Progress(*columns, console=err_console, transient=True) as progress:
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    )
+    with (
+        file.open("rb") as handle,
+        Progress(*columns, console=err_console, transient=True) as progress,
+    ):
         task = progress.add_task(f"ingesting {file.name} (bytes)", total=total)
         lines: list[int] = []
         items: list[object] = []
@@ -219,8 +320,11 @@ def ingest(
         if items:
             flush(lines, items)
     rejected.sort()
-    console.print(f"{file}: [green]{accepted} accepted[/green], {duplicates} duplicates, "
-                  f"[{'red' if rejected else 'green'}]{len(rejected)} rejected[/]", highlight=False)
+    console.print(
+        f"{file}: [green]{accepted} accepted[/green], {duplicates} duplicates, "
+        f"[{'red' if rejected else 'green'}]{len(rejected)} rejected[/]",
+        highlight=False,
+    )
     for number, reason in rejected[:50]:
         console.print(f"  line {number}: {reason}", markup=False, highlight=False)
     if len(rejected) > 50:
@@ -236,8 +340,10 @@ app.add_typer(keys_app, name="keys")
 @keys_app.command("create")
 def keys_create(
     role: Annotated[str, typer.Argument(help="admin, ingest or customer")],
-    customer: Annotated[Optional[str], typer.Option(help="the customer a 'customer' key reads")] = None,
-    label: Annotated[Optional[str], typer.Option(help="a note on what the key is for")] = None,
+    customer: Annotated[
+        str | None, typer.Option(help="the customer a 'customer' key reads")
+    ] = None,
+    label: Annotated[str | None, typer.Option(help="a note on what the key is for")] = None,
     database_url: DatabaseOpt = None,
 ) -> None:
     """Make a key. It is printed this once; only its digest is stored."""
@@ -251,7 +357,10 @@ def keys_create(
     with _domain_errors(), unit_of_work(engine) as conn:
         known = CatalogCache().current(conn).spec.customers
         view, secret = service.create(conn, role, customer, label, to_us(system_clock()), known)
-    console.print(f"{view['id']} ({view['role']}{', ' + view['customer'] if view['customer'] else ''})", highlight=False)
+    console.print(
+        f"{view['id']} ({view['role']}{', ' + view['customer'] if view['customer'] else ''})",
+        highlight=False,
+    )
     console.print(secret, style="bold", highlight=False)
 
 
@@ -270,14 +379,22 @@ def keys_list(database_url: DatabaseOpt = None) -> None:
     for name in ("role", "customer", "label", "created", "revoked"):
         table.add_column(name, overflow="fold")
     for k in rows:
-        table.add_row(k["id"], k["role"], k["customer"] or "", k["label"] or "", rfc3339(k["created_at"]),
-                      rfc3339(k["revoked_at"]) if k["revoked_at"] else "")
+        table.add_row(
+            k["id"],
+            k["role"],
+            k["customer"] or "",
+            k["label"] or "",
+            rfc3339(k["created_at"]),
+            rfc3339(k["revoked_at"]) if k["revoked_at"] else "",
+        )
     console.print(table)
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_id: Annotated[str, typer.Argument(help="the key's id (see `keys list`)")],
-                database_url: DatabaseOpt = None) -> None:
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="the key's id (see `keys list`)")],
+    database_url: DatabaseOpt = None,
+) -> None:
     """Revoke a key: refused from now on (by other running servers within a few seconds)."""
     from quotameter.keys import service
     from quotameter.store.engine import unit_of_work
@@ -302,9 +419,12 @@ def _domain_errors() -> Iterator[None]:
 
 
 @app.command()
-def balance(customer: str, feature: str,
-            at: Annotated[Optional[str], typer.Option(help="RFC 3339 instant (default: now)")] = None,
-            database_url: DatabaseOpt = None) -> None:
+def balance(
+    customer: str,
+    feature: str,
+    at: Annotated[str | None, typer.Option(help="RFC 3339 instant (default: now)")] = None,
+    database_url: DatabaseOpt = None,
+) -> None:
     """Show a customer's balance for one feature."""
     from quotameter.catalog.service import CatalogCache
     from quotameter.entitlements.service import balance as read_balance
@@ -316,18 +436,29 @@ def balance(customer: str, feature: str,
         when: datetime = instant(at, "at", system_clock())
         with engine.connect() as conn:
             b = read_balance(conn, CatalogCache().current(conn), customer, feature, when)
-    console.print(f"{b.customer} / {b.feature}: [bold]{b.usage}[/bold] {b.unit} "
-                  f"in {rfc3339(b.period.start)} … {rfc3339(b.period.end)}", highlight=False)
+    console.print(
+        f"{b.customer} / {b.feature}: [bold]{b.usage}[/bold] {b.unit} "
+        f"in {rfc3339(b.period.start)} … {rfc3339(b.period.end)}",
+        highlight=False,
+    )
 
 
 @app.command()
-def usage(customer: str,
-          feature: Annotated[str, typer.Argument(help="a feature of the customer's plan")],
-          group_by: Annotated[Optional[str], typer.Option("--group-by", help="a data property, e.g. user")] = None,
-          window: Annotated[Optional[str], typer.Option(help="hour, day or month")] = None,
-          start: Annotated[Optional[str], typer.Option("--from", help="RFC 3339 (default: start of the period)")] = None,
-          end: Annotated[Optional[str], typer.Option("--to", help="RFC 3339, exclusive (default: now)")] = None,
-          database_url: DatabaseOpt = None) -> None:
+def usage(
+    customer: str,
+    feature: Annotated[str, typer.Argument(help="a feature of the customer's plan")],
+    group_by: Annotated[
+        str | None, typer.Option("--group-by", help="a data property, e.g. user")
+    ] = None,
+    window: Annotated[str | None, typer.Option(help="hour, day or month")] = None,
+    start: Annotated[
+        str | None, typer.Option("--from", help="RFC 3339 (default: start of the period)")
+    ] = None,
+    end: Annotated[
+        str | None, typer.Option("--to", help="RFC 3339, exclusive (default: now)")
+    ] = None,
+    database_url: DatabaseOpt = None,
+) -> None:
     """Who used how much of a feature, and when (GET /v1/customers/{customer}/usage)."""
     from rich.table import Table
 
@@ -342,19 +473,30 @@ def usage(customer: str,
     with _domain_errors():
         if window is not None and window not in WINDOWS:
             raise Invalid(f"window: must be day, hour or month (got {window!r})")
-        query = UsageQuery(feature, group_by, window,  # type: ignore[arg-type]
-                           instant(start, "from", EPOCH) if start else None, instant(end, "to", EPOCH) if end else None)
+        query = UsageQuery(
+            feature,
+            group_by,
+            window,  # type: ignore[arg-type]
+            instant(start, "from", EPOCH) if start else None,
+            instant(end, "to", EPOCH) if end else None,
+        )
         with engine.connect() as conn:
             result = report(conn, CatalogCache().current(conn), customer, query, system_clock())
-    table = Table(box=None, title=f"{customer} / {feature}: {_number(result.total)} {result.unit} "
-                                  f"from {rfc3339(result.start)} to {rfc3339(result.end)}", title_justify="left")
+    table = Table(
+        box=None,
+        title=f"{customer} / {feature}: {_number(result.total)} {result.unit} "
+        f"from {rfc3339(result.start)} to {rfc3339(result.end)}",
+        title_justify="left",
+    )
     if group_by:
         table.add_column(group_by, overflow="fold")
     if window:
         table.add_column(window, no_wrap=True)
     table.add_column(result.unit, justify="right")
     for row in result.rows:
-        cells = ([row.group or "(none)"] if group_by else []) + ([rfc3339(row.start)] if window else [])
+        cells = ([row.group or "(none)"] if group_by else []) + (
+            [rfc3339(row.start)] if window else []
+        )
         table.add_row(*cells, _number(row.usage))
     console.print(table)
 
@@ -368,13 +510,20 @@ def _number(value: object) -> str:
 
 @app.command()
 def demo(
-    database: Annotated[Path, typer.Option(help="the SQLite file to (re)create")] = Path("quotameter-demo.sqlite3"),
-    host: Annotated[Optional[str], typer.Option(envvar="QUOTAMETER_HOST")] = None,
-    port: Annotated[Optional[int], typer.Option(envvar="QUOTAMETER_PORT")] = None,
+    database: Annotated[Path, typer.Option(help="the SQLite file to (re)create")] = Path(
+        "quotameter-demo.sqlite3"
+    ),
+    host: Annotated[str | None, typer.Option(envvar="QUOTAMETER_HOST")] = None,
+    port: Annotated[int | None, typer.Option(envvar="QUOTAMETER_PORT")] = None,
     serve: Annotated[bool, typer.Option(help="serve the API once loaded")] = True,
-    now: Annotated[Optional[str], typer.Option(
-        "--now", help="RFC 3339: the demo's clock; the month is loaded up to it and the server's clock runs on "
-                      "from it (default: now, or whole days earlier while a month is too young for the story)")] = None,
+    now: Annotated[
+        str | None,
+        typer.Option(
+            "--now",
+            help="RFC 3339: the demo's clock; the month is loaded up to it and the server's clock runs on "
+            "from it (default: now, or whole days earlier while a month is too young for the story)",
+        ),
+    ] = None,
 ) -> None:
     """Load a month of usage of eight organizations under the four reference policies into a
     fresh SQLite database, then serve it and print what to try."""
@@ -409,10 +558,16 @@ def demo(
 
     if pinned is None and start < today:
         days = round((today - start) / timedelta(days=1))
-        console.print(f"The demo's clock is {days} day{'s' if days > 1 else ''} back: the story needs {STORY_DAYS} days "
-                      "of every organization's period behind it; --now T picks another instant.", highlight=False)
-    table = Table(title=f"{summary.events:,} events, {summary.notices} notices, up to {start:%d %b %Y %H:%M} UTC",
-                  title_justify="left", box=None)
+        console.print(
+            f"The demo's clock is {days} day{'s' if days > 1 else ''} back: the story needs {STORY_DAYS} days "
+            "of every organization's period behind it; --now T picks another instant.",
+            highlight=False,
+        )
+    table = Table(
+        title=f"{summary.events:,} events, {summary.notices} notices, up to {start:%d %b %Y %H:%M} UTC",
+        title_justify="left",
+        box=None,
+    )
     for name in ("customer", "plan", "feature", "state"):
         table.add_column(name, overflow="fold", no_wrap=name != "state")
     for row in summary.table():
@@ -428,7 +583,9 @@ def demo(
         console.print("\n[bold]Try[/bold] (in another shell):", highlight=False)
         for line in _demo_tries(url, admin, acme, shown):
             console.print(f"  {line}", markup=False, highlight=False)
-        console.print(f"  open {url}/docs for every endpoint; Ctrl+C stops the demo\n", highlight=False)
+        console.print(
+            f"  open {url}/docs for every endpoint; Ctrl+C stops the demo\n", highlight=False
+        )
 
     # The server's clock runs on from the demo's: acme's meeting still crosses its next threshold live.
     _serve(settings, banner=banner, clock=clock_from(start))
@@ -462,7 +619,7 @@ def _demo_tries(url: str, admin: str, acme: str, states: dict[str, str]) -> list
             "# northwind is blocked; its notices, then a 1,000-minute block that lifts it:",
             f"curl -s {a} {url}/v1/customers/northwind/notifications",
             f"curl -s {a} -X POST {url}/v1/customers/northwind/topups -H 'content-type: application/json' "
-            "-d '{\"feature\":\"media\",\"blocks\":1,\"id\":\"try-1\"}'",
+            '-d \'{"feature":"media","blocks":1,"id":"try-1"}\'',
             f"curl -s {a} -X POST {url}/v1/customers/northwind/entitlements/media/check "
             "-H 'content-type: application/json' -d '{\"amount\":30}'",
         ]
@@ -470,12 +627,19 @@ def _demo_tries(url: str, admin: str, acme: str, states: dict[str, str]) -> list
 
 
 @app.command()
-def invoices(customer: str,
-             at: Annotated[Optional[str], typer.Option(help="RFC 3339 instant (default: now)")] = None,
-             output: Annotated[str, typer.Option("--format", help="table, json or csv")] = "table",
-             finalize_due: Annotated[bool, typer.Option("--finalize-due", help="first finalize every invoice whose "
-                                                        "period ended more than the grace window ago")] = False,
-             database_url: DatabaseOpt = None) -> None:
+def invoices(
+    customer: str,
+    at: Annotated[str | None, typer.Option(help="RFC 3339 instant (default: now)")] = None,
+    output: Annotated[str, typer.Option("--format", help="table, json or csv")] = "table",
+    finalize_due: Annotated[
+        bool,
+        typer.Option(
+            "--finalize-due",
+            help="first finalize every invoice whose period ended more than the grace window ago",
+        ),
+    ] = False,
+    database_url: DatabaseOpt = None,
+) -> None:
     """A customer's running invoice at AT (GET /v1/customers/{customer}/invoices/upcoming)."""
     from datetime import timedelta
 
@@ -504,7 +668,10 @@ def invoices(customer: str,
             failed = state.failing
             err_console.print(f"{made} invoice(s) finalized", highlight=False)
             for name in sorted(failed):  # each logged above with its reason
-                err_console.print(f"[red]customer {name!r}: not finalized (see the error above)[/red]", highlight=False)
+                err_console.print(
+                    f"[red]customer {name!r}: not finalized (see the error above)[/red]",
+                    highlight=False,
+                )
         with engine.connect() as conn:
             inv = invoicing.upcoming(conn, catalogs.current(conn), customer, when)
     if output == "json":
@@ -512,18 +679,27 @@ def invoices(customer: str,
     elif output == "csv":
         console.print(export.to_csv([inv]), end="", highlight=False, markup=False)
     else:
-        table = Table(box=None, title=f"{inv.number} ({inv.status}) for {inv.customer}, plan {inv.plan}: "
-                                      f"{rfc3339(inv.period.start)} … {rfc3339(inv.period.end)}",
-                      title_justify="left")
+        table = Table(
+            box=None,
+            title=f"{inv.number} ({inv.status}) for {inv.customer}, plan {inv.plan}: "
+            f"{rfc3339(inv.period.start)} … {rfc3339(inv.period.end)}",
+            title_justify="left",
+        )
         table.add_column("item", overflow="fold")
         table.add_column("quantity", justify="right")
         table.add_column("unit price", justify="right")
         table.add_column(f"amount ({inv.currency})", justify="right")
         for line in inv.lines:
             money = line.as_dict(inv.currency)
-            table.add_row(line.description, _number(line.quantity), str(money["unit_price"] or ""),
-                          str(money["amount"]))
-        table.add_row("[bold]total[/bold]", "", "", f"[bold]{amount_text(inv.total, inv.currency)}[/bold]")
+            table.add_row(
+                line.description,
+                _number(line.quantity),
+                str(money["unit_price"] or ""),
+                str(money["amount"]),
+            )
+        table.add_row(
+            "[bold]total[/bold]", "", "", f"[bold]{amount_text(inv.total, inv.currency)}[/bold]"
+        )
         console.print(table)
     if failed:  # what could be shown is shown; the status says not everything was finalized
         raise typer.Exit(1)

@@ -60,4 +60,4 @@ def shown(value: object, limit: int = 60) -> str:
     """A value as an error message quotes it: its repr, cut short when long (a body may be
     megabytes, and the answer should not echo it)."""
     text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit - 3]}..."
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."

@@ -69,15 +69,23 @@ class RequestGuard:
         headers = Headers(scope=scope)
         declared = declared_length(headers)
         if declared is not None and declared > self.max_body_bytes:
-            refused = JSON({"error": f"body: {declared} bytes is over the limit of {self.max_body_bytes} bytes"},
-                           status_code=413, headers=CLOSE)
+            refused = JSON(
+                {
+                    "error": f"body: {declared} bytes is over the limit of {self.max_body_bytes} bytes"
+                },
+                status_code=413,
+                headers=CLOSE,
+            )
             await refused(scope, receive, send)
             return
         body = _Body(self, scope, receive, declared, announces_body(headers))
 
         async def closing_send(message: Message) -> None:
             if message["type"] == "http.response.start" and body.pending:
-                message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+                message = {
+                    **message,
+                    "headers": [*message.get("headers", []), (b"connection", b"close")],
+                }
             await send(message)
 
         try:
@@ -91,8 +99,14 @@ class RequestGuard:
 class _Body:
     """The body of one request as the application receives it: counted and timed."""
 
-    def __init__(self, guard: RequestGuard, scope: Scope, receive: Receive, declared: int | None,
-                 announced: bool) -> None:
+    def __init__(
+        self,
+        guard: RequestGuard,
+        scope: Scope,
+        receive: Receive,
+        declared: int | None,
+        announced: bool,
+    ) -> None:
         self.guard, self.scope, self._receive, self.declared = guard, scope, receive, declared
         self.pending = announced  # bytes of the body may still come
         self.received = 0
@@ -106,8 +120,11 @@ class _Body:
             async with asyncio.timeout(timeout):
                 message = await self._receive()
         except TimeoutError:
-            raise BodyRefused(408, f"body: nothing arrived for {timeout:g} s after {self.received} bytes; "
-                                   "send the body without pausing") from None
+            raise BodyRefused(
+                408,
+                f"body: nothing arrived for {timeout:g} s after {self.received} bytes; "
+                "send the body without pausing",
+            ) from None
         if message["type"] == "http.request":
             self.received += len(message.get("body", b""))
             if self.received > limit:
@@ -115,7 +132,11 @@ class _Body:
             self.pending = bool(message.get("more_body", False))
         elif message["type"] == "http.disconnect":
             self.pending, self.left = False, True
-            log.info("client left before the end of its body: %s %s (%s bytes announced, %d received)",
-                     self.scope["method"], self.scope["path"], "no length" if self.declared is None else self.declared,
-                     self.received)
+            log.info(
+                "client left before the end of its body: %s %s (%s bytes announced, %d received)",
+                self.scope["method"],
+                self.scope["path"],
+                "no length" if self.declared is None else self.declared,
+                self.received,
+            )
         return message

@@ -3,24 +3,34 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 # Attributes every LogRecord has; anything else was passed with `extra=` and is logged as a field.
-_STANDARD = set(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {"message", "asctime", "color_message"}
+_STANDARD = set(vars(logging.LogRecord("x", 0, "x", 0, "x", None, None))) | {
+    "message",
+    "asctime",
+    "color_message",
+}
 _ACCESS_FIELDS = ("client", "method", "path", "http_version", "status")
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds"),
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(
+                timespec="milliseconds"
+            ),
             "level": record.levelname.lower(),
             "logger": record.name,
         }
-        if record.name == "uvicorn.access" and isinstance(record.args, tuple) and len(record.args) == 5:
+        if (
+            record.name == "uvicorn.access"
+            and isinstance(record.args, tuple)
+            and len(record.args) == 5
+        ):
             out.update(zip(_ACCESS_FIELDS, record.args))
             out["msg"] = "request"
         else:
@@ -33,8 +43,11 @@ class JsonFormatter(logging.Formatter):
 
 def config(level: str, fmt: str) -> dict[str, Any]:
     """A `logging.config.dictConfig` document for quotameter and uvicorn."""
-    formatter = ({"()": JsonFormatter} if fmt == "json"
-                 else {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"})
+    formatter = (
+        {"()": JsonFormatter}
+        if fmt == "json"
+        else {"format": "%(asctime)s %(levelname)-7s %(name)s: %(message)s"}
+    )
     handler = {"class": "logging.StreamHandler", "formatter": "main", "stream": "ext://sys.stderr"}
     level = level.upper()
     return {

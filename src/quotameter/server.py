@@ -19,47 +19,64 @@ from quotameter.catalog.api import router as catalog_router
 from quotameter.customers.api import router as customers_router
 from quotameter.delivery.worker import start_delivery
 from quotameter.entitlements.api import router as entitlements_router
-from quotameter.grants.api import router as grants_router
-from quotameter.inapp.api import router as inapp_router
-from quotameter.invoices.api import router as invoices_router
-from quotameter.invoices.finalizer import Finalizer
-from quotameter.notifications.api import router as notifications_router
-from quotameter.notifications.scheduler import Scheduler
 from quotameter.errors import Overloaded, QuotameterError
 from quotameter.events.api import router as events_router
 from quotameter.events.api import with_event_schema
+from quotameter.grants.api import router as grants_router
 from quotameter.guard import RequestGuard
-from quotameter.settings import Settings
+from quotameter.inapp.api import router as inapp_router
+from quotameter.invoices.api import router as invoices_router
+from quotameter.invoices.finalizer import Finalizer
 from quotameter.keys import service as keys
 from quotameter.keys.api import router as keys_router
 from quotameter.keys.auth import KeyFirst
+from quotameter.notifications.api import router as notifications_router
+from quotameter.notifications.scheduler import Scheduler
+from quotameter.settings import Settings
 from quotameter.store.checkpoint import Checkpointer
 from quotameter.store.engine import bounded_writes, busy, make_engine, retry_after, unit_of_work
-from quotameter.timeutil import to_us
 from quotameter.store.migrate import upgrade
+from quotameter.timeutil import to_us
 from quotameter.usage.api import router as usage_router
 from quotameter.web import JSON, ErrorBody, Services, error_responses, no_nul_in_path, system_clock
 
 log = logging.getLogger("quotameter")
 
 
-def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] = system_clock) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, clock: Callable[[], datetime] = system_clock
+) -> FastAPI:
     settings = settings or Settings()
     engine = make_engine(settings.database_url)
     upgrade(engine)
-    services = Services(engine, clock, settings.max_body_bytes, settings.max_batch, settings.balance_cache,
-                        settings.key_cache_seconds)
+    services = Services(
+        engine,
+        clock,
+        settings.max_body_bytes,
+        settings.max_batch,
+        settings.balance_cache,
+        settings.key_cache_seconds,
+    )
     with unit_of_work(engine) as conn:
         admin_key = settings.admin_key.get_secret_value() if settings.admin_key else None
         services.generated_admin_key = keys.bootstrap(conn, admin_key, to_us(clock()))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        scheduler = Scheduler(engine, services.catalogs, clock, services.evaluate_soon) if settings.scheduler else None
+        scheduler = (
+            Scheduler(engine, services.catalogs, clock, services.evaluate_soon)
+            if settings.scheduler
+            else None
+        )
         if scheduler is not None:
             scheduler.start()
-        finalizer = (Finalizer(engine, services.catalogs, clock, timedelta(seconds=settings.invoice_grace_seconds))
-                     if settings.scheduler else None)
+        finalizer = (
+            Finalizer(
+                engine, services.catalogs, clock, timedelta(seconds=settings.invoice_grace_seconds)
+            )
+            if settings.scheduler
+            else None
+        )
         if finalizer is not None:
             finalizer.start()
         delivery = start_delivery(settings, engine, services.catalogs, clock)
@@ -82,12 +99,27 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
             if services.probes is not engine:
                 services.probes.dispose()
 
-    app = FastAPI(title="quotameter", version=__version__, default_response_class=JSON, lifespan=lifespan,
-                  dependencies=[Depends(no_nul_in_path)])
+    app = FastAPI(
+        title="quotameter",
+        version=__version__,
+        default_response_class=JSON,
+        lifespan=lifespan,
+        dependencies=[Depends(no_nul_in_path)],
+    )
     app.state.services = services
     app.state.settings = settings  # read by endpoints with settings of their own (inapp)
-    for router in (catalog_router, events_router, entitlements_router, customers_router, grants_router,
-                   notifications_router, inapp_router, usage_router, keys_router, invoices_router):
+    for router in (
+        catalog_router,
+        events_router,
+        entitlements_router,
+        customers_router,
+        grants_router,
+        notifications_router,
+        inapp_router,
+        usage_router,
+        keys_router,
+        invoices_router,
+    ):
         # Every one needs a key, and any may find the database too busy (a write, or a read that
         # first settles a customer's pending evaluation).
         app.include_router(router, responses=error_responses(401, 403, 503))
@@ -110,16 +142,27 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     @app.exception_handler(RequestValidationError)
     async def _request(_: Request, err: RequestValidationError) -> JSON:
         first = err.errors()[0]
-        if first["type"] == "json_invalid":  # the same answer as the endpoints that parse their body
-            return JSON({"error": f"body: not valid JSON ({first.get('ctx', {}).get('error')})"}, status_code=400)
+        if (
+            first["type"] == "json_invalid"
+        ):  # the same answer as the endpoints that parse their body
+            return JSON(
+                {"error": f"body: not valid JSON ({first.get('ctx', {}).get('error')})"},
+                status_code=400,
+            )
         field = ".".join(str(p) for p in first["loc"][1:]) or str(first["loc"][0])
         return JSON({"error": f"{field}: {first['msg']}"}, status_code=422)
 
     @app.exception_handler(HTTPException)
     async def _http(request: Request, err: HTTPException) -> JSON:
         message = str(err.detail)
-        if err.status_code == 400 and message == "There was an error parsing the body":  # e.g. not UTF-8
-            message = f"body: not valid JSON ({err.__cause__})" if err.__cause__ else "body: not valid JSON"
+        if (
+            err.status_code == 400 and message == "There was an error parsing the body"
+        ):  # e.g. not UTF-8
+            message = (
+                f"body: not valid JSON ({err.__cause__})"
+                if err.__cause__
+                else "body: not valid JSON"
+            )
         elif err.status_code == 404 and message == "Not Found":
             message = f"path: no endpoint at {request.url.path}"
         elif err.status_code == 405:
@@ -129,7 +172,11 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     # Each added around the previous: BoundedWrites (how long a request's writes may wait) around
     # CatchAll (a JSON 503 for a busy database, a JSON 500 for any other error) around KeyFirst
     # (401 before anything of the body is read) around RequestGuard (the body's size and pauses).
-    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes, body_timeout=settings.body_timeout_seconds)
+    app.add_middleware(
+        RequestGuard,
+        max_body_bytes=settings.max_body_bytes,
+        body_timeout=settings.body_timeout_seconds,
+    )
     app.add_middleware(KeyFirst)
     app.add_middleware(CatchAll, write_wait=settings.write_wait_seconds)
     app.add_middleware(BoundedWrites, seconds=settings.write_wait_seconds)
@@ -151,12 +198,16 @@ def one_error_shape(make_document: Callable[[], dict[str, Any]]) -> Callable[[],
         if schemas.pop("HTTPValidationError", None) is None:
             return doc
         schemas.pop("ValidationError", None)
-        schemas.setdefault("ErrorBody", ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}"))
+        schemas.setdefault(
+            "ErrorBody", ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+        )
         for operations in doc["paths"].values():
             for operation in operations.values():
                 answer = operation.get("responses", {}).get("422")
                 if answer is not None:
-                    answer["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}
+                    answer["content"] = {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}
+                    }
                     answer["description"] = "A field is missing, of the wrong type or out of range."
         return doc
 
@@ -227,13 +278,19 @@ class CatchAll:
             log.exception("unhandled error on %s %s", scope.get("method"), scope.get("path"))
             if started:
                 raise
-            response = JSON({"error": "internal error; the server log has the details"}, status_code=500)
+            response = JSON(
+                {"error": "internal error; the server log has the details"}, status_code=500
+            )
             await response(scope, receive, send)
 
     def _busy(self, scope: Scope, err: Exception) -> JSON:
         log.warning("answered 503 to %s %s: %s", scope.get("method"), scope.get("path"), err)
         if not isinstance(err, Overloaded):
             seconds = retry_after(self.write_wait)
-            err = Overloaded(f"database: too busy with other work; nothing was stored, send it again in {seconds} s",
-                             retry_after=seconds)
-        return JSON({"error": err.message}, status_code=503, headers={"Retry-After": str(err.retry_after)})
+            err = Overloaded(
+                f"database: too busy with other work; nothing was stored, send it again in {seconds} s",
+                retry_after=seconds,
+            )
+        return JSON(
+            {"error": err.message}, status_code=503, headers={"Retry-After": str(err.retry_after)}
+        )

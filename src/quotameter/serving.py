@@ -75,12 +75,21 @@ class _HeaderDeadline(asyncio.Protocol):
 
     def _too_late(self) -> None:
         self._deadline = None
-        if self._answering() or self.transport.is_closing() or self.transport.get_protocol() is not self:
+        if (
+            self._answering()
+            or self.transport.is_closing()
+            or self.transport.get_protocol() is not self
+        ):
             return  # answering, already closing, or upgraded to a WebSocket
-        if self._partial:  # an idle connection is closed quietly, like uvicorn's keep-alive timeout does
+        if (
+            self._partial
+        ):  # an idle connection is closed quietly, like uvicorn's keep-alive timeout does
             client = "%s:%d" % self.client if self.client else "a client"
-            log.info("closed the connection of %s: its request headers were not complete within %g s",
-                     client, self.header_timeout)
+            log.info(
+                "closed the connection of %s: its request headers were not complete within %g s",
+                client,
+                self.header_timeout,
+            )
         self.transport.close()
 
 
@@ -93,6 +102,7 @@ try:
 except ImportError:  # httptools is not installed: uvicorn's "auto" serves with h11, and so do we
     AUTO: type[asyncio.Protocol] = H11WithHeaderDeadline
 else:
+
     class HttpToolsWithHeaderDeadline(_HeaderDeadline, HttpToolsProtocol):
         pass
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Instants taken from outside end before this: a period, a time zone or a billing month added
 # to any of them is still a date Python can represent (its calendar ends with year 9999).
-LATEST = datetime(9999, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 def to_us(at: datetime) -> int:
@@ -24,7 +24,7 @@ def from_us(us: int) -> datetime:
 
 
 def rfc3339(at: datetime) -> str:
-    at = at.astimezone(timezone.utc)
+    at = at.astimezone(UTC)
     text = at.isoformat(timespec="microseconds" if at.microsecond else "seconds")
     return text.replace("+00:00", "Z")
 
@@ -36,14 +36,18 @@ def rfc3339(at: datetime) -> str:
 # sender cannot have meant as a timestamp on the wire. "T" and "Z" may be lower case (§5.6).
 _DATE_TIME = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
-    r"(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))")
-_WITHOUT_OFFSET = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?")
+    r"(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))"
+)
+_WITHOUT_OFFSET = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+)
 # What nearly every sender writes: upper case, a valid time of day and offset, at most six
 # fraction digits. For these `datetime.fromisoformat` (in C) gives the same instant as
 # `rfc3339_us`, several times faster; it still checks the day of the month.
 COMMON_RFC3339 = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,6})?"
-    r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])")
+    r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+)
 NO_OFFSET = "must carry a UTC offset (e.g. 2026-01-01T10:00:00Z)"
 NOT_RFC3339 = "not an RFC 3339 timestamp"
 _common = COMMON_RFC3339.fullmatch
@@ -71,17 +75,25 @@ def rfc3339_us(text: str) -> int:
     if not 1 <= day <= _days_in_month(year, month):
         raise ValueError(f"{NOT_RFC3339}: {year:04d}-{month:02d} has no day {day:02d}")
     if hour > 23 or minute > 59 or second > 60:
-        raise ValueError(f"{NOT_RFC3339}: {hour:02d}:{minute:02d}:{second:02d} is not a time of day")
+        raise ValueError(
+            f"{NOT_RFC3339}: {hour:02d}:{minute:02d}:{second:02d} is not a time of day"
+        )
     offset_us = 0
     if m.group(8) is not None:
         off_hour, off_minute = int(m.group(9)), int(m.group(10))
         if off_hour > 23 or off_minute > 59:
-            raise ValueError(f"{NOT_RFC3339}: {m.group(8)}{off_hour:02d}:{off_minute:02d} is not a UTC offset")
+            raise ValueError(
+                f"{NOT_RFC3339}: {m.group(8)}{off_hour:02d}:{off_minute:02d} is not a UTC offset"
+            )
         offset_us = (off_hour * 60 + off_minute) * 60_000_000 * (1 if m.group(8) == "+" else -1)
     fraction = m.group(7) or ""
     micro = int(fraction[:6].ljust(6, "0"))
-    return (_days_from_civil(year, month, day) * _US_PER_DAY
-            + ((hour * 60 + minute) * 60 + second) * 1_000_000 + micro - offset_us)
+    return (
+        _days_from_civil(year, month, day) * _US_PER_DAY
+        + ((hour * 60 + minute) * 60 + second) * 1_000_000
+        + micro
+        - offset_us
+    )
 
 
 def _days_in_month(year: int, month: int) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
@@ -23,7 +23,6 @@ from quotameter.catalog.service import CatalogCache
 from quotameter.errors import Invalid, NotFound, shown
 from quotameter.store.group import GroupCommit
 from quotameter.timeutil import EPOCH, LATEST, NO_OFFSET, from_us, rfc3339, rfc3339_us, to_us
-
 
 T = TypeVar("T")
 
@@ -55,9 +54,13 @@ class ErrorBody(BaseModel):
     """The one shape of every error the API answers (mapped from exceptions in `server.py`)."""
 
     model_config = ConfigDict(extra="forbid")
-    error: str = Field(description="the field, a colon, and the reason",
-                       examples=["customer: unknown customer 'nobody'"])
-    errors: list[str] = Field(default_factory=list, description="every problem, when there are several")
+    error: str = Field(
+        description="the field, a colon, and the reason",
+        examples=["customer: unknown customer 'nobody'"],
+    )
+    errors: list[str] = Field(
+        default_factory=list, description="every problem, when there are several"
+    )
 
 
 _WHEN = {
@@ -70,7 +73,7 @@ _WHEN = {
     415: "The Content-Type is not one this endpoint reads.",
     422: "A field is missing, of the wrong type or out of range.",
     503: "The database is too busy with other writes (QUOTAMETER_WRITE_WAIT_SECONDS): nothing was "
-         "stored; send the same request again after `Retry-After` seconds (ids make a repeat count once).",
+    "stored; send the same request again after `Retry-After` seconds (ids make a repeat count once).",
 }
 
 
@@ -81,8 +84,13 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 def json_body(schema: dict[str, Any], description: str) -> dict[str, Any]:
     """`openapi_extra` declaring the JSON body of an endpoint that reads its body by hand."""
-    return {"requestBody": {"required": True, "description": description,
-                            "content": {"application/json": {"schema": schema}}}}
+    return {
+        "requestBody": {
+            "required": True,
+            "description": description,
+            "content": {"application/json": {"schema": schema}},
+        }
+    }
 
 
 def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -106,8 +114,15 @@ def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
 class Services:
     """Per-process wiring, on `app.state.services`."""
 
-    def __init__(self, engine: Engine, clock: Callable[[], datetime], max_body_bytes: int, max_batch: int,
-                 balance_cache: bool = True, key_cache_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        clock: Callable[[], datetime],
+        max_body_bytes: int,
+        max_batch: int,
+        balance_cache: bool = True,
+        key_cache_seconds: float = 5.0,
+    ) -> None:
         from quotameter.entitlements.cache import BalanceCache
         from quotameter.keys.service import KeyCache
 
@@ -116,13 +131,17 @@ class Services:
         self.catalogs = CatalogCache()
         self.max_body_bytes = max_body_bytes
         self.max_batch = max_batch
-        self.ingests: GroupCommit[Any, Any] = GroupCommit()  # batches queued for the write lock go in together
+        self.ingests: GroupCommit[Any, Any] = (
+            GroupCommit()
+        )  # batches queued for the write lock go in together
         self.evaluate_soon = threading.Event()  # wakes this process's scheduler after a batch
         self.inline_reads = engine.dialect.name == "sqlite"
         self.probes = engine if self.inline_reads else probe_engine(engine)
         self.balances = BalanceCache() if balance_cache else None
         self.keys = KeyCache(key_cache_seconds)
-        self.generated_admin_key: str | None = None  # set once, when this start made the first admin key
+        self.generated_admin_key: str | None = (
+            None  # set once, when this start made the first admin key
+        )
 
     def now(self) -> datetime:
         return self.clock()
@@ -164,7 +183,7 @@ def services(request: HTTPConnection) -> Services:
 
 
 def system_clock() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def clock_from(start: datetime) -> Callable[[], datetime]:
@@ -181,7 +200,9 @@ def _without_nul(value: str) -> str:
 
 
 # Text from a request that is stored: PostgreSQL cannot keep a NUL character.
-Text = Annotated[str, AfterValidator(_without_nul), Field(json_schema_extra={"pattern": "^[^\\x00]*$"})]
+Text = Annotated[
+    str, AfterValidator(_without_nul), Field(json_schema_extra={"pattern": "^[^\\x00]*$"})
+]
 
 
 def no_nul_in_path(request: Request) -> None:
@@ -195,7 +216,10 @@ def no_nul_in_path(request: Request) -> None:
 Quantity = Annotated[Decimal, Field(gt=0, le=10**15, decimal_places=12)]
 
 # An RFC 3339 timestamp in a query or a body, parsed by `instant`.
-Instant = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time", "examples": ["2026-03-10T12:00:00Z"]})]
+Instant = Annotated[
+    str,
+    WithJsonSchema({"type": "string", "format": "date-time", "examples": ["2026-03-10T12:00:00Z"]}),
+]
 
 
 # In the descriptions of answers: a Decimal, which `JSON` writes as an exact JSON number.
@@ -216,10 +240,14 @@ def instant(value: str | None, field: str, default: datetime) -> datetime:
         us = rfc3339_us(_plus_sign(value))
     except ValueError as err:
         reason = str(err)
-        raise Invalid(f"{field}: {reason}" if reason == NO_OFFSET else f"{field}: {reason} ({shown(value)})") from None
+        raise Invalid(
+            f"{field}: {reason}" if reason == NO_OFFSET else f"{field}: {reason} ({shown(value)})"
+        ) from None
     # Compared in microseconds: 0001-01-01T00:00:00+01:00 has no datetime in UTC at all.
     if not 0 <= us < _LATEST_US:
-        raise Invalid(f"{field}: must be on or after {EPOCH.date()} and before {LATEST.date()} (got {shown(value)})")
+        raise Invalid(
+            f"{field}: must be on or after {EPOCH.date()} and before {LATEST.date()} (got {shown(value)})"
+        )
     return from_us(us)
 
 

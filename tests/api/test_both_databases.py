@@ -12,13 +12,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
+from conftest import Clock
 from quotameter.invoices.service import finalize_due
 from quotameter.notifications import scheduler
 from quotameter.server import create_app
 from quotameter.settings import Settings
 from quotameter.store.tables import metadata
 from support import ADMIN, ADMIN_KEY, at, demo_catalog, event
-from conftest import Clock
 
 SUMS = {"event_type": "upload.done", "aggregation": "sum", "value_property": "gb", "unit": "GB"}
 LEVELS = {"event_type": "disk.level", "aggregation": "gauge", "value_property": "gb", "unit": "GB"}
@@ -29,19 +29,33 @@ def catalog() -> dict[str, Any]:
     doc["meters"].update(uploads=SUMS, disk=LEVELS)
     doc["plans"]["storage"] = {
         "entitlements": {
-            "uploads": {"meter": "uploads", "allowance": {"fixed": "10.5"}, "notify": {"percent_used": [50]},
-                        "enforcement": "overage", "overage_limit": "1000"},
-            "disk": {"meter": "disk", "allowance": {"fixed": 2000}, "enforcement": "soft", "slack": "0.25"},
+            "uploads": {
+                "meter": "uploads",
+                "allowance": {"fixed": "10.5"},
+                "notify": {"percent_used": [50]},
+                "enforcement": "overage",
+                "overage_limit": "1000",
+            },
+            "disk": {
+                "meter": "disk",
+                "allowance": {"fixed": 2000},
+                "enforcement": "soft",
+                "slack": "0.25",
+            },
         },
-        "prices": [{"type": "overage", "feature": "uploads", "unit_price": "0.10"},
-                   {"type": "unit", "feature": "disk", "unit_price": "0.001"}],
+        "prices": [
+            {"type": "overage", "feature": "uploads", "unit_price": "0.10"},
+            {"type": "unit", "feature": "disk", "unit_price": "0.001"},
+        ],
     }
     doc["customers"]["vault"] = {"plan": "storage", "admins": ["ops@vault.example"]}
     return doc
 
 
 @pytest.fixture
-def both(tmp_path: Path, sqlite_template: Path, pg_url: str) -> Iterator[dict[str, tuple[TestClient, Clock]]]:
+def both(
+    tmp_path: Path, sqlite_template: Path, pg_url: str
+) -> Iterator[dict[str, tuple[TestClient, Clock]]]:
     import shutil
 
     path = tmp_path / "same.sqlite3"
@@ -51,8 +65,10 @@ def both(tmp_path: Path, sqlite_template: Path, pg_url: str) -> Iterator[dict[st
     try:
         for name, url in (("sqlite", f"sqlite:///{path}"), ("postgresql", pg_url)):
             clock = Clock(at("2026-03-10T12:00:00Z"))
-            app = create_app(Settings(database_url=url, scheduler=False, tune_gc=False, admin_key=ADMIN_KEY),
-                             clock=clock)
+            app = create_app(
+                Settings(database_url=url, scheduler=False, tune_gc=False, admin_key=ADMIN_KEY),
+                clock=clock,
+            )
             apps.append(app)
             client = TestClient(app, headers=ADMIN)
             client.__enter__()
@@ -65,41 +81,70 @@ def both(tmp_path: Path, sqlite_template: Path, pg_url: str) -> Iterator[dict[st
             app.state.services.engine.dispose()
         engine = create_engine(pg_url)
         with engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {', '.join(t.name for t in metadata.sorted_tables)} RESTART IDENTITY"))
+            conn.execute(
+                text(
+                    f"TRUNCATE {', '.join(t.name for t in metadata.sorted_tables)} RESTART IDENTITY"
+                )
+            )
         engine.dispose()
 
 
 def scenario(client: TestClient, clock: Clock) -> list[tuple[str, str]]:
     """Write the same history, then read it back through every endpoint that shows a number."""
     assert client.put("/v1/catalog", json=catalog()).status_code == 200
-    evs = [event("media.volume", "studio", at("2026-02-20T00:00:00Z"), source="s", hours_delta=2300),
-           event("media.volume", "studio", at("2026-02-21T00:00:00Z"), source="s", hours_delta="-1.50"),
-           event("upload.done", "vault", at("2026-03-02T10:00:00Z"), source="s", gb="2.50"),
-           event("upload.done", "vault", at("2026-03-02T10:30:00Z"), source="s", gb="3.250"),
-           event("upload.done", "vault", at("2026-03-03T09:00:00Z"), source="s", gb=8),
-           event("upload.done", "vault", at("2026-03-04T09:00:00Z"), source="s", gb="0.10"),
-           event("disk.level", "vault", at("2026-03-02T10:00:00Z"), source="s", gb="2300.000"),
-           event("disk.level", "vault", at("2026-03-05T10:00:00Z"), source="s", gb="1250.50")]
+    evs = [
+        event("media.volume", "studio", at("2026-02-20T00:00:00Z"), source="s", hours_delta=2300),
+        event(
+            "media.volume", "studio", at("2026-02-21T00:00:00Z"), source="s", hours_delta="-1.50"
+        ),
+        event("upload.done", "vault", at("2026-03-02T10:00:00Z"), source="s", gb="2.50"),
+        event("upload.done", "vault", at("2026-03-02T10:30:00Z"), source="s", gb="3.250"),
+        event("upload.done", "vault", at("2026-03-03T09:00:00Z"), source="s", gb=8),
+        event("upload.done", "vault", at("2026-03-04T09:00:00Z"), source="s", gb="0.10"),
+        event("disk.level", "vault", at("2026-03-02T10:00:00Z"), source="s", gb="2300.000"),
+        event("disk.level", "vault", at("2026-03-05T10:00:00Z"), source="s", gb="1250.50"),
+    ]
     r = client.post("/v1/events", json=evs)
     assert r.json()["rejected"] == [], r.text
-    assert client.post("/v1/customers/acme/topups", json={"feature": "media", "blocks": 2, "id": "t1"}).status_code == 201
-    assert client.post("/v1/customers/vault/grants",
-                       json={"feature": "uploads", "amount": "1.50", "id": "g1"}).status_code == 201
+    assert (
+        client.post(
+            "/v1/customers/acme/topups", json={"feature": "media", "blocks": 2, "id": "t1"}
+        ).status_code
+        == 201
+    )
+    assert (
+        client.post(
+            "/v1/customers/vault/grants", json={"feature": "uploads", "amount": "1.50", "id": "g1"}
+        ).status_code
+        == 201
+    )
     svc = client.app.state.services  # type: ignore[attr-defined]
     scheduler.tick(svc.engine, svc.catalogs, clock)
-    reads = ["/v1/customers/studio/entitlements/managed_media?at=2026-02-22T00:00:00Z",
-             "/v1/customers/studio/usage?feature=managed_media&window=day&from=2026-02-19T00:00:00Z&to=2026-02-23T00:00:00Z",
-             "/v1/customers/vault/entitlements/uploads", "/v1/customers/vault/entitlements/disk",
-             "/v1/customers/vault/usage?feature=disk&window=day",
-             "/v1/customers/vault/usage?feature=uploads&window=hour&from=2026-03-02T00:00:00Z",
-             "/v1/customers/vault/grants", "/v1/customers/acme/grants", "/v1/customers/acme/entitlements/media",
-             "/v1/customers/studio/invoices/upcoming?at=2026-02-22T00:00:00Z", "/v1/customers/vault/invoices/upcoming"]
+    reads = [
+        "/v1/customers/studio/entitlements/managed_media?at=2026-02-22T00:00:00Z",
+        "/v1/customers/studio/usage?feature=managed_media&window=day&from=2026-02-19T00:00:00Z&to=2026-02-23T00:00:00Z",
+        "/v1/customers/vault/entitlements/uploads",
+        "/v1/customers/vault/entitlements/disk",
+        "/v1/customers/vault/usage?feature=disk&window=day",
+        "/v1/customers/vault/usage?feature=uploads&window=hour&from=2026-03-02T00:00:00Z",
+        "/v1/customers/vault/grants",
+        "/v1/customers/acme/grants",
+        "/v1/customers/acme/entitlements/media",
+        "/v1/customers/studio/invoices/upcoming?at=2026-02-22T00:00:00Z",
+        "/v1/customers/vault/invoices/upcoming",
+    ]
     answers = [(path, read(client, path)) for path in reads]
     clock.now = at("2026-04-02T00:00:00Z")
     assert finalize_due(svc.engine, svc.catalogs, clock()) >= 2
-    for path in ("/v1/customers/studio/notifications", "/v1/customers/vault/notifications",
-                 "/v1/customers/acme/notifications", "/v1/customers/vault/invoices", "/v1/customers/studio/invoices",
-                 "/v1/customers/acme/invoices", "/v1/customers/vault/invoices/upcoming?at=2026-03-20T00:00:00Z"):
+    for path in (
+        "/v1/customers/studio/notifications",
+        "/v1/customers/vault/notifications",
+        "/v1/customers/acme/notifications",
+        "/v1/customers/vault/invoices",
+        "/v1/customers/studio/invoices",
+        "/v1/customers/acme/invoices",
+        "/v1/customers/vault/invoices/upcoming?at=2026-03-20T00:00:00Z",
+    ):
         answers.append((path, read(client, path)))
     return answers
 

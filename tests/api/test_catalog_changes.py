@@ -10,15 +10,32 @@ from support import at, event, minutes
 CATALOG = {
     "meters": {
         "calls": {"event_type": "call", "aggregation": "count", "filter": {"kind": ["api"]}},
-        "media": {"event_type": "media", "aggregation": "duration", "stream_property": "stream",
-                  "rounding": {"unit_seconds": 60, "mode": "ceil"}, "unit": "minute"},
+        "media": {
+            "event_type": "media",
+            "aggregation": "duration",
+            "stream_property": "stream",
+            "rounding": {"unit_seconds": 60, "mode": "ceil"},
+            "unit": "minute",
+        },
     },
-    "plans": {"p": {"entitlements": {
-        "calls": {"meter": "calls", "allowance": {"fixed": 10}, "enforcement": "hard",
-                  "notify": {"percent_used": [50], "recipients": "admins"}},
-        "media": {"meter": "media", "allowance": {"fixed": 100}, "enforcement": "hard",
-                  "notify": {"percent_used": [50], "recipients": "admins"}},
-    }}},
+    "plans": {
+        "p": {
+            "entitlements": {
+                "calls": {
+                    "meter": "calls",
+                    "allowance": {"fixed": 10},
+                    "enforcement": "hard",
+                    "notify": {"percent_used": [50], "recipients": "admins"},
+                },
+                "media": {
+                    "meter": "media",
+                    "allowance": {"fixed": 100},
+                    "enforcement": "hard",
+                    "notify": {"percent_used": [50], "recipients": "admins"},
+                },
+            }
+        }
+    },
     "customers": {"c": {"plan": "p", "admins": ["ops@c.example"]}},
 }
 T0 = at("2026-03-10T12:00:00Z")
@@ -47,14 +64,21 @@ def test_a_rebuilt_meter_that_crosses_a_level_is_told(client, clock) -> None:  #
 def test_a_lowered_allowance_blocks_and_is_told(client, clock) -> None:  # type: ignore[no-untyped-def]
     assert client.put("/v1/catalog", json=CATALOG).status_code == 200
     clock.now = T0
-    assert client.post("/v1/events", json=[event("call", "c", T0, kind="api") for _ in range(4)]).json()["accepted"] == 4
+    assert (
+        client.post(
+            "/v1/events", json=[event("call", "c", T0, kind="api") for _ in range(4)]
+        ).json()["accepted"]
+        == 4
+    )
     assert notices(client) == []
     smaller = copy.deepcopy(CATALOG)
     smaller["plans"]["p"]["entitlements"]["calls"]["allowance"] = {"fixed": 4}
     assert client.put("/v1/catalog", json=smaller).status_code == 200
     assert client.get("/v1/customers/c/entitlements/calls").json()["has_access"] is False
-    assert notices(client) == [("usage.threshold", "calls", "2026-03-10T12:00:00Z"),
-                               ("access.blocked", "calls", "2026-03-10T12:00:00Z")]
+    assert notices(client) == [
+        ("usage.threshold", "calls", "2026-03-10T12:00:00Z"),
+        ("access.blocked", "calls", "2026-03-10T12:00:00Z"),
+    ]
 
 
 def test_an_open_stream_is_timed_again_under_the_new_definition(client, clock) -> None:  # type: ignore[no-untyped-def]

@@ -17,21 +17,52 @@ LADDER = {
         "volume": {"event_type": "volume", "aggregation": "gauge", "delta_property": "d"},
     },
     "plans": {
-        "small": {"next_plan": "big", "entitlements": {
-            "calls": {"meter": "calls", "allowance": {"fixed": 10}, "enforcement": "hard",
-                      "notify": {"percent_used": [50, 80], "percent_remaining": [10], "exhausted": True,
-                                 "recipients": "owner"}},
-            "soft": {"meter": "bytes", "allowance": {"fixed": 100}, "enforcement": "soft", "slack": 0.05},
-            "over": {"meter": "volume", "allowance": {"fixed": 25}, "enforcement": "overage", "overage_limit": 15},
-            "free": {"meter": "bytes", "enforcement": "none"},
-        }},
-        "big": {"entitlements": {
-            "calls": {"meter": "calls", "allowance": {"fixed": 20}, "enforcement": "hard",
-                      "notify": {"percent_used": [50, 80], "exhausted": True, "recipients": "owner"}},
-        }},
+        "small": {
+            "next_plan": "big",
+            "entitlements": {
+                "calls": {
+                    "meter": "calls",
+                    "allowance": {"fixed": 10},
+                    "enforcement": "hard",
+                    "notify": {
+                        "percent_used": [50, 80],
+                        "percent_remaining": [10],
+                        "exhausted": True,
+                        "recipients": "owner",
+                    },
+                },
+                "soft": {
+                    "meter": "bytes",
+                    "allowance": {"fixed": 100},
+                    "enforcement": "soft",
+                    "slack": 0.05,
+                },
+                "over": {
+                    "meter": "volume",
+                    "allowance": {"fixed": 25},
+                    "enforcement": "overage",
+                    "overage_limit": 15,
+                },
+                "free": {"meter": "bytes", "enforcement": "none"},
+            },
+        },
+        "big": {
+            "entitlements": {
+                "calls": {
+                    "meter": "calls",
+                    "allowance": {"fixed": 20},
+                    "enforcement": "hard",
+                    "notify": {"percent_used": [50, 80], "exhausted": True, "recipients": "owner"},
+                },
+            }
+        },
     },
     "customers": {
-        "a": {"plan": "small", "owner": "boss@a.example", "members": ["m1@a.example", "m2@a.example"]},
+        "a": {
+            "plan": "small",
+            "owner": "boss@a.example",
+            "members": ["m1@a.example", "m2@a.example"],
+        },
         "up": {"plan": "small", "owner": "boss@up.example", "auto_upgrade": True},
     },
 }
@@ -42,13 +73,17 @@ def num(value) -> Decimal:  # type: ignore[no-untyped-def]
 
 
 def get(client, customer, feature, when=None) -> dict:  # type: ignore[no-untyped-def]
-    r = client.get(f"/v1/customers/{customer}/entitlements/{feature}", params={"at": iso(when)} if when else {})
+    r = client.get(
+        f"/v1/customers/{customer}/entitlements/{feature}", params={"at": iso(when)} if when else {}
+    )
     assert r.status_code == 200, r.text
     return r.json()
 
 
 def check(client, customer, feature, amount) -> dict:  # type: ignore[no-untyped-def]
-    r = client.post(f"/v1/customers/{customer}/entitlements/{feature}/check", json={"amount": amount})
+    r = client.post(
+        f"/v1/customers/{customer}/entitlements/{feature}/check", json={"amount": amount}
+    )
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -73,7 +108,12 @@ def ladder(client):  # type: ignore[no-untyped-def]
 def test_hard_limit_just_below_at_and_above(ladder, clock) -> None:  # type: ignore[no-untyped-def]
     calls(ladder, "a", 9)
     b = get(ladder, "a", "calls")
-    assert (num(b["usage"]), num(b["limit"]), num(b["hard_limit"]), num(b["remaining"])) == (9, 10, 10, 1)
+    assert (num(b["usage"]), num(b["limit"]), num(b["hard_limit"]), num(b["remaining"])) == (
+        9,
+        10,
+        10,
+        1,
+    )
     assert b["has_access"] is True
     assert check(ladder, "a", "calls", 1)["allowed"] is True
     refused = check(ladder, "a", "calls", 2)
@@ -90,7 +130,12 @@ def test_hard_limit_just_below_at_and_above(ladder, clock) -> None:  # type: ign
 def test_soft_limit_blocks_past_the_slack(ladder) -> None:  # type: ignore[no-untyped-def]
     ladder.post("/v1/events", json=[event("upload", "a", T0, bytes=104)])
     b = get(ladder, "a", "soft")
-    assert (num(b["limit"]), num(b["hard_limit"]), b["has_access"], num(b["overage"])) == (100, Decimal("105.00"), True, 4)
+    assert (num(b["limit"]), num(b["hard_limit"]), b["has_access"], num(b["overage"])) == (
+        100,
+        Decimal("105.00"),
+        True,
+        4,
+    )
     assert check(ladder, "a", "soft", 1)["allowed"] is True
     assert check(ladder, "a", "soft", "1.01")["allowed"] is False
     ladder.post("/v1/events", json=[event("upload", "a", T0, bytes=1)])
@@ -101,7 +146,10 @@ def test_overage_gauge_compares_the_level_and_bills_the_maximum(ladder) -> None:
     ladder.post("/v1/events", json=[event("volume", "a", T0, d=39)])
     b = get(ladder, "a", "over")
     assert (num(b["hard_limit"]), b["has_access"], num(b["overage"])) == (40, True, 14)
-    assert check(ladder, "a", "over", 1)["allowed"] is True and check(ladder, "a", "over", 2)["allowed"] is False
+    assert (
+        check(ladder, "a", "over", 1)["allowed"] is True
+        and check(ladder, "a", "over", 2)["allowed"] is False
+    )
     ladder.post("/v1/events", json=[event("volume", "a", T0 + minutes(1), d=1)])
     assert get(ladder, "a", "over")["has_access"] is False
     ladder.post("/v1/events", json=[event("volume", "a", T0 + minutes(2), d=-20)])
@@ -112,7 +160,12 @@ def test_overage_gauge_compares_the_level_and_bills_the_maximum(ladder) -> None:
 def test_no_allowance_is_unlimited(ladder) -> None:  # type: ignore[no-untyped-def]
     ladder.post("/v1/events", json=[event("upload", "a", T0, bytes=10**9)])
     b = get(ladder, "a", "free")
-    assert (b["limit"], b["hard_limit"], b["remaining"], b["has_access"]) == (None, None, None, True)
+    assert (b["limit"], b["hard_limit"], b["remaining"], b["has_access"]) == (
+        None,
+        None,
+        None,
+        True,
+    )
     assert check(ladder, "a", "free", 10**9)["allowed"] is True
 
 
@@ -177,8 +230,12 @@ def demo(client):  # type: ignore[no-untyped-def]
 
 
 def media(client, user: str, start, end) -> None:  # type: ignore[no-untyped-def]
-    r = client.post("/v1/events", json=stream("media.activity", "acme", start, end, user=user,
-                                              stream=f"{user}/mic", kind="mic"))
+    r = client.post(
+        "/v1/events",
+        json=stream(
+            "media.activity", "acme", start, end, user=user, stream=f"{user}/mic", kind="mic"
+        ),
+    )
     assert r.json()["rejected"] == []
 
 
@@ -189,8 +246,12 @@ def test_pooled_allowance_follows_the_highest_seat_count_of_the_period(demo, clo
     demo.patch("/v1/customers/acme", json={"seats": 8, "effective_at": "2026-03-20T00:00:00Z"})
     assert num(get(demo, "acme", "media", at("2026-03-11T00:00:00Z"))["included"]) == 5000
     assert num(get(demo, "acme", "media", at("2026-03-15T00:00:00Z"))["included"]) == 6000
-    assert num(get(demo, "acme", "media", at("2026-03-25T00:00:00Z"))["included"]) == 6000  # highest so far
-    assert num(get(demo, "acme", "media", at("2026-04-02T00:00:00Z"))["included"]) == 4000  # new month
+    assert (
+        num(get(demo, "acme", "media", at("2026-03-25T00:00:00Z"))["included"]) == 6000
+    )  # highest so far
+    assert (
+        num(get(demo, "acme", "media", at("2026-04-02T00:00:00Z"))["included"]) == 4000
+    )  # new month
     bad = demo.patch("/v1/customers/acme", json={"seats": -1})
     assert bad.status_code == 422 and "seats" in bad.json()["error"]
 
@@ -201,28 +262,53 @@ def test_topup_lifts_the_block_rearms_thresholds_and_does_not_roll_over(demo, cl
     b = get(demo, "acme", "media")
     assert (num(b["usage"]), b["has_access"]) == (500, False)
     assert [n["type"] for n in notices(demo, "acme")] == [
-        "usage.threshold", "usage.threshold", "usage.threshold", "usage.exhausted", "access.blocked"]
+        "usage.threshold",
+        "usage.threshold",
+        "usage.threshold",
+        "usage.exhausted",
+        "access.blocked",
+    ]
     r = demo.post("/v1/customers/acme/topups", json={"feature": "media", "blocks": 1, "id": "t-1"})
     assert r.status_code == 201 and r.json()["price"] == "5.00" and num(r.json()["amount"]) == 1000
-    again = demo.post("/v1/customers/acme/topups", json={"feature": "media", "blocks": 1, "id": "t-1"})
+    again = demo.post(
+        "/v1/customers/acme/topups", json={"feature": "media", "blocks": 1, "id": "t-1"}
+    )
     assert again.status_code == 200 and again.json()["created"] is False
     b = get(demo, "acme", "media")
-    assert (num(b["granted"]), num(b["limit"]), b["has_access"]) == (1000, 1500, True)  # counted once
+    assert (num(b["granted"]), num(b["limit"]), b["has_access"]) == (
+        1000,
+        1500,
+        True,
+    )  # counted once
     assert [n["type"] for n in notices(demo, "acme")][5:] == ["topup.applied", "access.restored"]
     # 500/1500 = 33 %: the 85/90/95 % levels are armed again and fire again when reached.
     clock.now = T0 + minutes(800)
     media(demo, "u2", T0, T0 + minutes(776))  # 1276 / 1500 = 85.07 %
-    assert [(n["type"], num(n["percent"])) for n in notices(demo, "acme")][7:] == [("usage.threshold", 85)]
+    assert [(n["type"], num(n["percent"])) for n in notices(demo, "acme")][7:] == [
+        ("usage.threshold", 85)
+    ]
     # Gone at the end of the month: April starts with no grant.
     b = get(demo, "acme", "media", at("2026-04-01T00:00:00Z"))
     assert (num(b["granted"]), num(b["limit"])) == (0, 500)
-    wrong = demo.post("/v1/customers/acme/topups", json={"feature": "media", "blocks": 2, "id": "t-1"})
-    assert wrong.status_code == 409 and wrong.json()["error"].startswith("id: 't-1' was already used")
+    wrong = demo.post(
+        "/v1/customers/acme/topups", json={"feature": "media", "blocks": 2, "id": "t-1"}
+    )
+    assert wrong.status_code == 409 and wrong.json()["error"].startswith(
+        "id: 't-1' was already used"
+    )
 
 
 def test_a_rollover_credit_carries_its_unused_part_once(demo) -> None:  # type: ignore[no-untyped-def]
-    r = demo.post("/v1/customers/acme/grants", json={"feature": "media", "amount": 300, "id": "c-1",
-                                                      "rollover": True, "effective_at": "2026-03-02T00:00:00Z"})
+    r = demo.post(
+        "/v1/customers/acme/grants",
+        json={
+            "feature": "media",
+            "amount": 300,
+            "id": "c-1",
+            "rollover": True,
+            "effective_at": "2026-03-02T00:00:00Z",
+        },
+    )
     assert r.status_code == 201 and r.json()["expires_at"] == "2026-05-01T00:00:00Z"
     media(demo, "u1", T0, T0 + minutes(5100))  # 5100 of 5300: 200 unused, all of it the credit's
     assert num(get(demo, "acme", "media", at("2026-03-31T23:00:00Z"))["granted"]) == 300
@@ -238,24 +324,31 @@ def test_time_alone_crosses_thresholds_of_an_open_stream(demo, clock) -> None:  
     media(demo, "u1", T0, None)  # the microphone stays on
     assert notices(demo, "acme") == []
     services = demo.app.state.services
-    assert tick(services.engine, services.catalogs, clock) == 3  # the other customers a new catalog leaves to evaluate
+    assert (
+        tick(services.engine, services.catalogs, clock) == 3
+    )  # the other customers a new catalog leaves to evaluate
     clock.now = T0 + minutes(430)
     assert tick(services.engine, services.catalogs, clock) == 1
     first = notices(demo, "acme")
     # 85 % of 500 = 425 minutes: reached the moment minute 425 starts (each span rounds up).
     assert [(n["type"], num(n["percent"]), n["at"]) for n in first] == [
-        ("usage.threshold", 85, "2026-03-10T16:04:00.000001Z")]
+        ("usage.threshold", 85, "2026-03-10T16:04:00.000001Z")
+    ]
     clock.now = T0 + minutes(600)
     tick(services.engine, services.catalogs, clock)
     got = [(n["type"], n["at"]) for n in notices(demo, "acme")][1:]
-    assert got == [("usage.threshold", "2026-03-10T16:29:00.000001Z"),
-                   ("usage.threshold", "2026-03-10T16:54:00.000001Z"),
-                   ("usage.exhausted", "2026-03-10T17:19:00.000001Z"),
-                   ("access.blocked", "2026-03-10T17:19:00.000001Z")]
+    assert got == [
+        ("usage.threshold", "2026-03-10T16:29:00.000001Z"),
+        ("usage.threshold", "2026-03-10T16:54:00.000001Z"),
+        ("usage.exhausted", "2026-03-10T17:19:00.000001Z"),
+        ("access.blocked", "2026-03-10T17:19:00.000001Z"),
+    ]
     assert check(demo, "acme", "media", 1)["allowed"] is False
 
 
-@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)  # SQLite has no server connection to lose
+@pytest.mark.parametrize(
+    "db_url", ["postgresql"], indirect=True
+)  # SQLite has no server connection to lose
 def test_a_check_answers_after_the_database_dropped_every_connection(demo, db_url) -> None:  # type: ignore[no-untyped-def]
     """PostgreSQL restarted (or a proxy cut the pooled connections): the cached check's probe
     finds its connection dead and asks again on a new one, instead of a 500."""
@@ -266,8 +359,12 @@ def test_a_check_answers_after_the_database_dropped_every_connection(demo, db_ur
     assert demo.post(path, json={"amount": 1}).json() == first.json()  # the second is a cache hit
     killer = create_engine(db_url, isolation_level="AUTOCOMMIT")
     with killer.connect() as conn:
-        cut = conn.execute(text("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                                "WHERE datname = current_database() AND pid <> pg_backend_pid()")).scalar_one()
+        cut = conn.execute(
+            text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        ).scalar_one()
     killer.dispose()
     assert cut >= 1
     again = demo.post(path, json={"amount": 1})

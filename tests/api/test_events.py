@@ -10,7 +10,11 @@ import pytest
 from support import ADMIN, ADMIN_KEY, at, demo_catalog, event, iso
 
 CATALOG = demo_catalog()
-CATALOG["meters"]["bytes"] = {"event_type": "upload", "aggregation": "sum", "value_property": "bytes"}
+CATALOG["meters"]["bytes"] = {
+    "event_type": "upload",
+    "aggregation": "sum",
+    "value_property": "bytes",
+}
 CATALOG["plans"]["basic"]["entitlements"]["uploads"] = {"meter": "bytes"}
 WHEN = at("2026-03-10T09:00:00Z")
 
@@ -67,10 +71,15 @@ def test_same_id_from_another_source_is_another_event(api) -> None:  # type: ign
 
 
 def test_one_event_alone_and_the_cloudevents_batch_content_type(api) -> None:  # type: ignore[no-untyped-def]
-    assert api.post("/v1/events", json=event("session.created", "docs", WHEN)).json()["accepted"] == 1
+    assert (
+        api.post("/v1/events", json=event("session.created", "docs", WHEN)).json()["accepted"] == 1
+    )
     batch = [event("session.created", "docs", WHEN) for _ in range(2)]
-    r = api.post("/v1/events", content=orjson.dumps(batch),
-                 headers={"content-type": "application/cloudevents-batch+json"})
+    r = api.post(
+        "/v1/events",
+        content=orjson.dumps(batch),
+        headers={"content-type": "application/cloudevents-batch+json"},
+    )
     assert r.json()["accepted"] == 2
     assert sessions(api) == 3
 
@@ -103,7 +112,10 @@ def test_an_acknowledged_event_is_committed(api, db_url, clock) -> None:  # type
     from quotameter.settings import Settings
 
     api.post("/v1/events", json=[event("session.created", "docs", WHEN) for _ in range(5)])
-    fresh = create_app(Settings(database_url=db_url, scheduler=False, tune_gc=False, admin_key=ADMIN_KEY), clock=clock)  # another process, same database
+    fresh = create_app(
+        Settings(database_url=db_url, scheduler=False, tune_gc=False, admin_key=ADMIN_KEY),
+        clock=clock,
+    )  # another process, same database
     with TestClient(fresh, headers=ADMIN) as other:
         assert sessions(other) == 5
     fresh.state.services.engine.dispose()
@@ -113,9 +125,14 @@ def test_balance_errors_name_the_field(api) -> None:  # type: ignore[no-untyped-
     r = api.get("/v1/customers/nobody/entitlements/media")
     assert (r.status_code, r.json()["error"]) == (404, "customer: unknown customer 'nobody'")
     r = api.get("/v1/customers/acme/entitlements/sessions")
-    assert r.status_code == 404 and r.json()["error"].startswith("feature: plan 'basic' of customer 'acme' has no")
+    assert r.status_code == 404 and r.json()["error"].startswith(
+        "feature: plan 'basic' of customer 'acme' has no"
+    )
     r = api.get("/v1/customers/acme/entitlements/media", params={"at": "2026-03-01T00:00:00"})
-    assert (r.status_code, r.json()["error"]) == (422, "at: must carry a UTC offset (e.g. 2026-01-01T10:00:00Z)")
+    assert (r.status_code, r.json()["error"]) == (
+        422,
+        "at: must carry a UTC offset (e.g. 2026-01-01T10:00:00Z)",
+    )
 
 
 def test_an_unexpected_error_is_a_json_500_without_trace(api, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -139,8 +156,13 @@ def test_values_the_database_cannot_hold_are_refused_not_a_server_error(api) -> 
     refused with its field, the rest of the batch is kept, on both databases alike."""
     nul_type = event("session.created", "docs", WHEN)
     nul_type["type"] = "session.\x00created"
-    batch = [nul_type, event("upload", "acme", WHEN, bytes=1e30), event("upload", "acme", WHEN, bytes="-1E+15"),
-             event("upload", "acme", WHEN, bytes="0.1234567890123456789"), event("session.created", "docs", WHEN)]
+    batch = [
+        nul_type,
+        event("upload", "acme", WHEN, bytes=1e30),
+        event("upload", "acme", WHEN, bytes="-1E+15"),
+        event("upload", "acme", WHEN, bytes="0.1234567890123456789"),
+        event("session.created", "docs", WHEN),
+    ]
     r = api.post("/v1/events", json=batch)
     assert r.status_code == 200, r.text
     assert r.json()["rejected"] == [
@@ -150,28 +172,54 @@ def test_values_the_database_cannot_hold_are_refused_not_a_server_error(api) -> 
     ]
     assert sessions(api) == 1
     # More than 12 decimal places are rounded as the database column would, on SQLite too.
-    usage = api.get("/v1/customers/acme/entitlements/uploads", params={"at": "2026-03-20T00:00:00Z"}).json()["usage"]
+    usage = api.get(
+        "/v1/customers/acme/entitlements/uploads", params={"at": "2026-03-20T00:00:00Z"}
+    ).json()["usage"]
     assert Decimal(str(usage)) == Decimal("0.123456789012")
 
 
 # --- timestamps: RFC 3339 only --------------------------------------------------------------
 
-NOT_RFC3339 = ["2026-W10-2T09:00:00Z", "20260310T090000Z", "2026-03-10T01Z", "2026-03-10T09:00:00+01:00:30",
-               "2026-03-10\x0009:00:00Z", "2026-03-10 09:00:00Z", "2026-03-10T09:00Z"]
+NOT_RFC3339 = [
+    "2026-W10-2T09:00:00Z",
+    "20260310T090000Z",
+    "2026-03-10T01Z",
+    "2026-03-10T09:00:00+01:00:30",
+    "2026-03-10\x0009:00:00Z",
+    "2026-03-10 09:00:00Z",
+    "2026-03-10T09:00Z",
+]
 
 
 def test_event_times_that_are_not_rfc_3339_are_refused_by_index(api) -> None:  # type: ignore[no-untyped-def]
     plain = [event("session.created", "docs", text) for text in NOT_RFC3339]
-    checked_in_full = dict(event("session.created", "docs", "2026-W10-2T09:00:00Z"), id=7)  # a number for an id
-    span = event("connector.stream", "callco", WHEN, stream_id="c1", start="20260310T090000Z",
-                 end="2026-03-10T10:00:00Z")
+    checked_in_full = dict(
+        event("session.created", "docs", "2026-W10-2T09:00:00Z"), id=7
+    )  # a number for an id
+    span = event(
+        "connector.stream",
+        "callco",
+        WHEN,
+        stream_id="c1",
+        start="20260310T090000Z",
+        end="2026-03-10T10:00:00Z",
+    )
     good = event("session.created", "docs", WHEN)
     r = api.post("/v1/events", json=[*plain, checked_in_full, span, good])
     assert r.status_code == 200, r.text
     assert r.json()["rejected"] == [
-        *({"index": i, "error": f"time: not an RFC 3339 timestamp ({text!r})"} for i, text in enumerate(NOT_RFC3339)),
-        {"index": len(NOT_RFC3339), "error": "time: not an RFC 3339 timestamp ('2026-W10-2T09:00:00Z')"},
-        {"index": len(NOT_RFC3339) + 1, "error": "data.start: not an RFC 3339 timestamp ('20260310T090000Z')"},
+        *(
+            {"index": i, "error": f"time: not an RFC 3339 timestamp ({text!r})"}
+            for i, text in enumerate(NOT_RFC3339)
+        ),
+        {
+            "index": len(NOT_RFC3339),
+            "error": "time: not an RFC 3339 timestamp ('2026-W10-2T09:00:00Z')",
+        },
+        {
+            "index": len(NOT_RFC3339) + 1,
+            "error": "data.start: not an RFC 3339 timestamp ('20260310T090000Z')",
+        },
     ]
     assert r.json()["accepted"] == 1
     assert sessions(api) == 1
@@ -180,22 +228,36 @@ def test_event_times_that_are_not_rfc_3339_are_refused_by_index(api) -> None:  #
 def test_every_rfc_3339_form_is_taken_at_the_instant_it_denotes(api) -> None:  # type: ignore[no-untyped-def]
     # Lower case t and z, an offset, and nanoseconds (dropped past the microsecond) mark the
     # same instant: the last microsecond of February, in the February period.
-    last = ["2026-02-28t23:59:59.999999999z", "2026-03-01T00:59:59.9999999+01:00", "2026-02-28T22:59:59.999999-01:00"]
+    last = [
+        "2026-02-28t23:59:59.999999999z",
+        "2026-03-01T00:59:59.9999999+01:00",
+        "2026-02-28T22:59:59.999999-01:00",
+    ]
     r = api.post("/v1/events", json=[event("session.created", "docs", text) for text in last])
     assert r.json() == {"accepted": 3, "duplicates": 0, "rejected": []}
     assert sessions(api, "2026-02-28T23:59:59.999999Z") == 3
     assert sessions(api, "2026-03-01T00:00:00Z") == 0
-    leap = api.post("/v1/events", json=[dict(event("session.created", "docs", "2016-12-31T23:59:60Z"), id=8)]).json()
-    assert leap["accepted"] == 1  # a leap second is the first second of the next minute, as in Unix time
+    leap = api.post(
+        "/v1/events", json=[dict(event("session.created", "docs", "2016-12-31T23:59:60Z"), id=8)]
+    ).json()
+    assert (
+        leap["accepted"] == 1
+    )  # a leap second is the first second of the next minute, as in Unix time
     assert sessions(api, "2017-01-01T00:00:00Z") == 1
 
 
 @pytest.mark.parametrize("text", NOT_RFC3339)
 def test_instants_in_queries_and_bodies_are_rfc_3339_only(api, text: str) -> None:  # type: ignore[no-untyped-def]
     r = api.get("/v1/customers/acme/entitlements/media", params={"at": text})
-    assert (r.status_code, r.json()) == (422, {"error": f"at: not an RFC 3339 timestamp ({text!r})"})
+    assert (r.status_code, r.json()) == (
+        422,
+        {"error": f"at: not an RFC 3339 timestamp ({text!r})"},
+    )
     r = api.patch("/v1/customers/acme", json={"seats": 3, "effective_at": text})
-    assert (r.status_code, r.json()) == (422, {"error": f"effective_at: not an RFC 3339 timestamp ({text!r})"})
+    assert (r.status_code, r.json()) == (
+        422,
+        {"error": f"effective_at: not an RFC 3339 timestamp ({text!r})"},
+    )
 
 
 def test_an_offsets_plus_sign_left_unescaped_in_a_query_still_reads(api) -> None:  # type: ignore[no-untyped-def]
@@ -209,6 +271,7 @@ def test_an_offsets_plus_sign_left_unescaped_in_a_query_still_reads(api) -> None
 
 # --- numbers in data --------------------------------------------------------------------------
 
+
 def uploads(client) -> Decimal:  # type: ignore[no-untyped-def]
     r = client.get("/v1/customers/acme/entitlements/uploads", params={"at": "2026-03-20T00:00:00Z"})
     assert r.status_code == 200, r.text
@@ -216,28 +279,58 @@ def uploads(client) -> Decimal:  # type: ignore[no-untyped-def]
 
 
 def test_numbers_are_json_numbers_or_plain_decimal_strings(api) -> None:  # type: ignore[no-untyped-def]
-    refused = ["1_000", "\u0661\u0662", " 1 ", "1 ", "Infinity", "-Infinity", "NaN", "sNaN", ".5", "5.", "0x10",
-               "1,5", "\uff11", ""]
+    refused = [
+        "1_000",
+        "\u0661\u0662",
+        " 1 ",
+        "1 ",
+        "Infinity",
+        "-Infinity",
+        "NaN",
+        "sNaN",
+        ".5",
+        "5.",
+        "0x10",
+        "1,5",
+        "\uff11",
+        "",
+    ]
     taken = [7, 0.25, "12", "+1", "-2.5", "1e2", "2.5E-1"]
-    r = api.post("/v1/events", json=[event("upload", "acme", WHEN, bytes=v) for v in [*refused, *taken]])
+    r = api.post(
+        "/v1/events", json=[event("upload", "acme", WHEN, bytes=v) for v in [*refused, *taken]]
+    )
     assert r.status_code == 200, r.text
     assert r.json()["rejected"] == [
-        {"index": i, "error": f"data.bytes: must be a number (got {v!r})"} for i, v in enumerate(refused)]
+        {"index": i, "error": f"data.bytes: must be a number (got {v!r})"}
+        for i, v in enumerate(refused)
+    ]
     assert r.json()["accepted"] == len(taken)
-    assert uploads(api) == Decimal("7") + Decimal("0.25") + 12 + 1 - Decimal("2.5") + 100 + Decimal("0.25")
+    assert uploads(api) == Decimal("7") + Decimal("0.25") + 12 + 1 - Decimal("2.5") + 100 + Decimal(
+        "0.25"
+    )
 
 
 def test_a_huge_exponent_is_refused_by_field_not_a_server_error(api) -> None:  # type: ignore[no-untyped-def]
-    r = api.post("/v1/events", json=[event("upload", "acme", WHEN, bytes="1e999999999"),
-                                      event("upload", "acme", WHEN, bytes="1e-999999999"),
-                                      event("upload", "acme", WHEN, bytes="3")])
+    r = api.post(
+        "/v1/events",
+        json=[
+            event("upload", "acme", WHEN, bytes="1e999999999"),
+            event("upload", "acme", WHEN, bytes="1e-999999999"),
+            event("upload", "acme", WHEN, bytes="3"),
+        ],
+    )
     assert r.status_code == 200, r.text
     assert r.json()["rejected"] == [
-        {"index": 0, "error": "data.bytes: must be less than 10^15 in magnitude (got '1e999999999')"}]
+        {
+            "index": 0,
+            "error": "data.bytes: must be less than 10^15 in magnitude (got '1e999999999')",
+        }
+    ]
     assert uploads(api) == 3  # 10^-999999999 is 0 at twelve decimal places
 
 
 # --- what data may hold -----------------------------------------------------------------------
+
 
 def nested(depth: int) -> bytes:
     """`data` as JSON text with `depth` levels of objects and arrays, itself the first (too deep
@@ -249,17 +342,37 @@ def nested(depth: int) -> bytes:
 
 def test_data_nested_too_deep_is_refused_by_index_and_the_batch_kept(api) -> None:  # type: ignore[no-untyped-def]
     def deep(depth: int, **fields: object) -> bytes:
-        envelope = orjson.dumps({**event("session.created", "docs", WHEN), "data": "DATA", **fields})
+        envelope = orjson.dumps(
+            {**event("session.created", "docs", WHEN), "data": "DATA", **fields}
+        )
         return envelope.replace(b'"DATA"', nested(depth))
 
     # 1,022 levels of data is as deep as a batch body may nest at all (1,024 with the array and the event).
-    batch = [orjson.dumps(event("session.created", "docs", WHEN)), deep(254), deep(255), deep(1022),
-             deep(600, id=9, extension="checked by Pydantic"), orjson.dumps(event("session.created", "docs", WHEN))]
-    r = api.post("/v1/events", content=b"[" + b",".join(batch) + b"]", headers={"content-type": "application/json"})
+    batch = [
+        orjson.dumps(event("session.created", "docs", WHEN)),
+        deep(254),
+        deep(255),
+        deep(1022),
+        deep(600, id=9, extension="checked by Pydantic"),
+        orjson.dumps(event("session.created", "docs", WHEN)),
+    ]
+    r = api.post(
+        "/v1/events",
+        content=b"[" + b",".join(batch) + b"]",
+        headers={"content-type": "application/json"},
+    )
     assert r.status_code == 200, r.text
-    assert r.json() == {"accepted": 3, "duplicates": 0, "rejected": [
-        {"index": i, "error": f"data: nested {depth} levels deep, at most 254 (objects and arrays, data itself the first)"}
-        for i, depth in ((2, 255), (3, 1022), (4, 600))]}
+    assert r.json() == {
+        "accepted": 3,
+        "duplicates": 0,
+        "rejected": [
+            {
+                "index": i,
+                "error": f"data: nested {depth} levels deep, at most 254 (objects and arrays, data itself the first)",
+            }
+            for i, depth in ((2, 255), (3, 1022), (4, 600))
+        ],
+    }
     assert sessions(api) == 3
 
 
@@ -275,14 +388,24 @@ def media_minutes(client, when: str = "2026-03-10T12:00:00Z") -> Decimal:  # typ
 
 def test_a_nul_in_a_stream_or_merge_key_is_refused_by_field_on_every_database(api) -> None:  # type: ignore[no-untyped-def]
     """PostgreSQL cannot hold NUL in text: such an event was a 500 there and lost its batch."""
-    batch = [media_event("2026-03-10T09:00:00Z", "start", user="u\x00", stream="s"),
-             media_event("2026-03-10T09:00:00Z", "start", user="u", stream="s\x00"),
-             media_event("2026-03-10T09:00:00Z", "start", user="u", stream="s"),
-             media_event("2026-03-10T09:00:00Z", "start", user="u" * 257, stream="s"),
-             media_event("2026-03-10T09:00:00Z", "start", user="\u00e9" * 129, stream="s"),
-             event("media.activity", "acme", WHEN, kind="mic", user="u", stream="\u00e9" * 128,  # 256 bytes: taken
-                   start="2026-03-10T09:00:00Z", end="2026-03-10T09:10:00Z"),
-             media_event("2026-03-10T09:10:00Z", "stop", user="u", stream="s")]
+    batch = [
+        media_event("2026-03-10T09:00:00Z", "start", user="u\x00", stream="s"),
+        media_event("2026-03-10T09:00:00Z", "start", user="u", stream="s\x00"),
+        media_event("2026-03-10T09:00:00Z", "start", user="u", stream="s"),
+        media_event("2026-03-10T09:00:00Z", "start", user="u" * 257, stream="s"),
+        media_event("2026-03-10T09:00:00Z", "start", user="\u00e9" * 129, stream="s"),
+        event(
+            "media.activity",
+            "acme",
+            WHEN,
+            kind="mic",
+            user="u",
+            stream="\u00e9" * 128,  # 256 bytes: taken
+            start="2026-03-10T09:00:00Z",
+            end="2026-03-10T09:10:00Z",
+        ),
+        media_event("2026-03-10T09:10:00Z", "stop", user="u", stream="s"),
+    ]
     r = api.post("/v1/events", json=batch)
     assert r.status_code == 200, r.text
     assert r.json()["rejected"] == [
@@ -297,38 +420,62 @@ def test_a_nul_in_a_stream_or_merge_key_is_refused_by_field_on_every_database(ap
 
 def test_unique_values_that_the_database_cannot_index_are_refused_by_field(client) -> None:  # type: ignore[no-untyped-def]
     catalog = demo_catalog()
-    catalog["meters"]["rooms"] = {"event_type": "room.joined", "aggregation": "unique_count", "value_property": "room"}
+    catalog["meters"]["rooms"] = {
+        "event_type": "room.joined",
+        "aggregation": "unique_count",
+        "value_property": "room",
+    }
     catalog["plans"]["basic"]["entitlements"]["rooms"] = {"meter": "rooms"}
     assert client.put("/v1/catalog", json=catalog).status_code == 200
     rooms = ["r\x00", "x" * 1022, "x" * 1023, {"name": "\u00e9" * 600}, "r\x00"]
-    r = client.post("/v1/events", json=[event("room.joined", "acme", WHEN, room=room) for room in rooms])
+    r = client.post(
+        "/v1/events", json=[event("room.joined", "acme", WHEN, room=room) for room in rooms]
+    )
     assert r.status_code == 200, r.text
     assert r.json()["rejected"] == [
         {"index": 2, "error": "data.room: at most 1024 bytes once written as JSON (got 1025)"},
         {"index": 3, "error": "data.room: at most 1024 bytes once written as JSON (got 1211)"},
     ]
-    usage = client.get("/v1/customers/acme/entitlements/rooms", params={"at": "2026-03-20T00:00:00Z"}).json()["usage"]
+    usage = client.get(
+        "/v1/customers/acme/entitlements/rooms", params={"at": "2026-03-20T00:00:00Z"}
+    ).json()["usage"]
     assert usage == 2  # "r\x00" twice is one room; a NUL is kept, written as JSON
 
 
 def test_streams_of_two_users_never_share_a_key(api) -> None:  # type: ignore[no-untyped-def]
     """User "x\\x01y" with stream "z" and user "x" with stream "y\\x01z" were joined to one key,
     so the second start was taken for the same stream: ten minutes instead of twenty."""
-    batch = [media_event("2026-03-10T09:00:00Z", "start", user="x\x01y", stream="z"),
-             media_event("2026-03-10T09:00:00Z", "start", user="x", stream="y\x01z"),
-             media_event("2026-03-10T09:10:00Z", "stop", user="x\x01y", stream="z"),
-             media_event("2026-03-10T09:20:00Z", "stop", user="x", stream="y\x01z")]
+    batch = [
+        media_event("2026-03-10T09:00:00Z", "start", user="x\x01y", stream="z"),
+        media_event("2026-03-10T09:00:00Z", "start", user="x", stream="y\x01z"),
+        media_event("2026-03-10T09:10:00Z", "stop", user="x\x01y", stream="z"),
+        media_event("2026-03-10T09:20:00Z", "stop", user="x", stream="y\x01z"),
+    ]
     assert api.post("/v1/events", json=batch).json()["rejected"] == []
     assert media_minutes(api) == 10 + 20
-    r = api.get("/v1/customers/acme/usage", params={"feature": "media", "group_by": "user", "at": "2026-03-10T12:00:00Z"})
+    r = api.get(
+        "/v1/customers/acme/usage",
+        params={"feature": "media", "group_by": "user", "at": "2026-03-10T12:00:00Z"},
+    )
     assert r.status_code == 200, r.text
-    assert sorted((row["group"], row["usage"]) for row in r.json()["rows"]) == [("x", 20), ("x\x01y", 10)]
+    assert sorted((row["group"], row["usage"]) for row in r.json()["rows"]) == [
+        ("x", 20),
+        ("x\x01y", 10),
+    ]
 
 
 def test_the_longest_keys_fit_once_joined_and_escaped(api) -> None:  # type: ignore[no-untyped-def]
     # 256 bytes of a user made of join characters is 512 once escaped, plus 1 and a 256-byte stream.
-    span = event("media.activity", "acme", WHEN, kind="mic", user="\x01" * 256, stream="s" * 256,
-                 start="2026-03-10T09:00:00Z", end="2026-03-10T09:05:00Z")
+    span = event(
+        "media.activity",
+        "acme",
+        WHEN,
+        kind="mic",
+        user="\x01" * 256,
+        stream="s" * 256,
+        start="2026-03-10T09:00:00Z",
+        end="2026-03-10T09:05:00Z",
+    )
     r = api.post("/v1/events", json=[span])
     assert r.json() == {"accepted": 1, "duplicates": 0, "rejected": []}, r.text
     assert media_minutes(api) == 5

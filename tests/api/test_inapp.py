@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
+
 from support import (
     ADMIN,
     ADMIN_KEY,
@@ -75,7 +76,9 @@ def same_notice(listed: dict[str, Any], sent: dict[str, Any]) -> bool:
     """The event carries the notice as the listing shows it, as it was when sent: its
     delivery state (status, deliveries) may have moved on since."""
     moving = {"status", "deliveries"}
-    return {k: v for k, v in listed.items() if k not in moving} == {k: v for k, v in sent.items() if k not in moving}
+    return {k: v for k, v in listed.items() if k not in moving} == {
+        k: v for k, v in sent.items() if k not in moving
+    }
 
 
 def open_stream(client: httpx.Client, key: str, **extra: Any):  # type: ignore[no-untyped-def]
@@ -91,7 +94,10 @@ def test_a_client_learns_at_once_that_media_is_blocked_then_restored(db_url: str
     with running(db_url, clock, inapp_poll_seconds=60) as (app, _server, url):
         key = mic_left_on(url)
         svc = app.state.services
-        with httpx.Client(base_url=url, timeout=READ_TIMEOUT) as client, open_stream(client, key) as response:
+        with (
+            httpx.Client(base_url=url, timeout=READ_TIMEOUT) as client,
+            open_stream(client, key) as response,
+        ):
             events = Events(response)
             state = events.next()
             assert state["event"] == "state" and "id" not in state
@@ -102,12 +108,17 @@ def test_a_client_learns_at_once_that_media_is_blocked_then_restored(db_url: str
             blocked = events.next()  # the thresholds before it are not addressed in-app
             assert blocked["event"] == "access.blocked"
             notice = blocked["data"]
-            assert (notice["type"], notice["feature"], notice["at"]) == ("access.blocked", "media",
-                                                                         "2026-03-10T17:19:00.000001Z")
+            assert (notice["type"], notice["feature"], notice["at"]) == (
+                "access.blocked",
+                "media",
+                "2026-03-10T17:19:00.000001Z",
+            )
             assert notice["recipients"]["in_app"] is True and int(blocked["id"]) == notice["id"]
             buy_media_block(url)
             restored = events.next()
-            assert restored["event"] == "access.restored" and int(restored["id"]) > int(blocked["id"])
+            assert restored["event"] == "access.restored" and int(restored["id"]) > int(
+                blocked["id"]
+            )
         shown = {n["id"]: n for n in listing(url)}
         assert same_notice(shown[notice["id"]], notice)
         assert same_notice(shown[restored["data"]["id"]], restored["data"])
@@ -131,7 +142,10 @@ def test_last_event_id_resumes_without_loss_and_all_sends_every_type(db_url: str
             with open_stream(client, key, headers={"Last-Event-ID": blocked["id"]}) as response:
                 events = Events(response)
                 state = events.next()
-                assert state["event"] == "state" and state["data"]["features"]["media"]["has_access"] is True
+                assert (
+                    state["event"] == "state"
+                    and state["data"]["features"]["media"]["has_access"] is True
+                )
                 assert events.next()["event"] == "access.restored"
             # Every type, from the first, sent at once and then closed (max_seconds=0).
             with open_stream(client, key, after=0, max_seconds=0, all="true") as response:
@@ -142,11 +156,19 @@ def test_last_event_id_resumes_without_loss_and_all_sends_every_type(db_url: str
                     while True:
                         got.append(events.next())
         everything = listing(url)
-        assert [(int(e["id"]), e["event"]) for e in got] == [(n["id"], n["type"]) for n in everything]
+        assert [(int(e["id"]), e["event"]) for e in got] == [
+            (n["id"], n["type"]) for n in everything
+        ]
         assert all(same_notice(n, e["data"]) for n, e in zip(everything, got, strict=True))
-        assert [n["type"] for n in everything] == ["usage.threshold", "usage.threshold", "usage.threshold",
-                                                   "usage.exhausted", "access.blocked", "topup.applied",
-                                                   "access.restored"]
+        assert [n["type"] for n in everything] == [
+            "usage.threshold",
+            "usage.threshold",
+            "usage.threshold",
+            "usage.exhausted",
+            "access.blocked",
+            "topup.applied",
+            "access.restored",
+        ]
 
 
 def test_notices_recorded_by_another_process_arrive_by_polling(db_url: str, clock) -> None:  # type: ignore[no-untyped-def]
@@ -159,7 +181,10 @@ def test_notices_recorded_by_another_process_arrive_by_polling(db_url: str, cloc
         key = mic_left_on(url)
         elsewhere = make_engine(db_url)  # another process's engine: no wake-up reaches the stream
         try:
-            with httpx.Client(base_url=url, timeout=READ_TIMEOUT) as client, open_stream(client, key) as response:
+            with (
+                httpx.Client(base_url=url, timeout=READ_TIMEOUT) as client,
+                open_stream(client, key) as response,
+            ):
                 events = Events(response)
                 assert events.next()["event"] == "state"
                 clock.now = T0 + minutes(600)
@@ -178,7 +203,9 @@ def test_keep_alive_comments_and_streams_end_when_the_server_stops(db_url: str, 
             events = Events(response)
             assert events.next()["event"] == "state"
             assert events.next() == {"comment": ": keep-alive"}
-            server.should_exit = True  # with the stream still open: it must end, not hold the server
+            server.should_exit = (
+                True  # with the stream still open: it must end, not hold the server
+            )
             deadline = time.monotonic() + READ_TIMEOUT
             with pytest.raises(AssertionError, match="the stream ended"):
                 while True:  # keep-alive comments until it ends
@@ -191,31 +218,48 @@ def test_the_stream_needs_the_customers_own_key_or_an_admin_key(db_url: str, clo
     with running(db_url, clock) as (_app, _server, url):
         mic_left_on(url)
         with httpx.Client(base_url=url, timeout=READ_TIMEOUT) as client:
-            studio = client.post("/v1/keys", headers=ADMIN, json={"role": "customer", "customer": "studio"}).json()
+            studio = client.post(
+                "/v1/keys", headers=ADMIN, json={"role": "customer", "customer": "studio"}
+            ).json()
             r = client.get(PATH, headers=bearer(studio["key"]))
-            assert (r.status_code, r.json()["error"]) == (403, "customer: this key reads customer 'studio' only")
+            assert (r.status_code, r.json()["error"]) == (
+                403,
+                "customer: this key reads customer 'studio' only",
+            )
             r = client.get(PATH)
             assert r.status_code == 401 and r.json()["error"].startswith("authorization: ")
             r = client.get("/v1/customers/nobody/notifications/stream", headers=ADMIN)
-            assert (r.status_code, r.json()["error"]) == (404, "customer: unknown customer 'nobody'")
+            assert (r.status_code, r.json()["error"]) == (
+                404,
+                "customer: unknown customer 'nobody'",
+            )
             r = client.get(PATH, headers={**ADMIN, "Last-Event-ID": "yesterday"})
             assert r.status_code == 422 and r.json()["error"].startswith("Last-Event-ID: ")
-            with open_stream(client, ADMIN_KEY, max_seconds=0) as response:  # an admin reads any customer
+            with open_stream(
+                client, ADMIN_KEY, max_seconds=0
+            ) as response:  # an admin reads any customer
                 assert Events(response).next()["event"] == "state"
 
 
-def test_a_client_that_leaves_is_forgotten_and_the_poll_stops_with_the_last_stream(db_url: str, clock) -> None:  # type: ignore[no-untyped-def]
+def test_a_client_that_leaves_is_forgotten_and_the_poll_stops_with_the_last_stream(
+    db_url: str, clock
+) -> None:  # type: ignore[no-untyped-def]
     clock.now = T0
     with running(db_url, clock, inapp_poll_seconds=0.05) as (app, _server, url):
         key = mic_left_on(url)
-        with httpx.Client(base_url=url, timeout=READ_TIMEOUT) as client, open_stream(client, key) as response:
+        with (
+            httpx.Client(base_url=url, timeout=READ_TIMEOUT) as client,
+            open_stream(client, key) as response,
+        ):
             events = Events(response)  # kept: dropping its line iterator would close the connection
             assert events.next()["event"] == "state"
             hub = app.state.inapp_hub
             assert hub._waiting.keys() == {"acme"} and hub._poller is not None
         deadline = time.monotonic() + READ_TIMEOUT
         pause = threading.Event()
-        while hub._waiting or hub._poller is not None:  # the server notices the disconnect on its own
+        while (
+            hub._waiting or hub._poller is not None
+        ):  # the server notices the disconnect on its own
             assert time.monotonic() < deadline, "the stream or its poll outlived its client"
             pause.wait(0.01)
 
@@ -228,16 +272,28 @@ def test_the_streams_of_a_revoked_key_end_within_the_key_cache_interval(db_url: 
 
     clock.now = T0
     # The key cache's interval made small, the poll for notices long: only the key check can end it.
-    with running(db_url, clock, key_cache_seconds=0.05, inapp_poll_seconds=60) as (app, _server, url):
+    with running(db_url, clock, key_cache_seconds=0.05, inapp_poll_seconds=60) as (
+        app,
+        _server,
+        url,
+    ):
         key = mic_left_on(url)
         listed = httpx.get(f"{url}/v1/keys", headers=ADMIN).json()["keys"]
         key_id = next(k["id"] for k in listed if k["role"] == "customer")
-        elsewhere = make_engine(db_url)  # another process revokes the key: nothing in this one is told
+        elsewhere = make_engine(
+            db_url
+        )  # another process revokes the key: nothing in this one is told
         try:
-            with httpx.Client(base_url=url, timeout=READ_TIMEOUT) as client, \
-                    open_stream(client, key) as revoked, open_stream(client, ADMIN_KEY) as kept:
+            with (
+                httpx.Client(base_url=url, timeout=READ_TIMEOUT) as client,
+                open_stream(client, key) as revoked,
+                open_stream(client, ADMIN_KEY) as kept,
+            ):
                 revoked_events, kept_events = Events(revoked), Events(kept)
-                assert revoked_events.next()["event"] == "state" and kept_events.next()["event"] == "state"
+                assert (
+                    revoked_events.next()["event"] == "state"
+                    and kept_events.next()["event"] == "state"
+                )
                 with unit_of_work(elsewhere) as conn:
                     keys.revoke(conn, key_id, to_us(clock()))
                 with pytest.raises(AssertionError, match="the stream ended"):
@@ -248,7 +304,10 @@ def test_the_streams_of_a_revoked_key_end_within_the_key_cache_interval(db_url: 
                 tick(svc.engine, svc.catalogs, clock)
                 assert kept_events.until("access.blocked")["data"]["feature"] == "media"
                 r = client.get(PATH, headers=bearer(key))
-                assert (r.status_code, r.json()["error"]) == (401, "authorization: unknown or revoked key")
+                assert (r.status_code, r.json()["error"]) == (
+                    401,
+                    "authorization: unknown or revoked key",
+                )
         finally:
             elsewhere.dispose()
 
@@ -257,8 +316,13 @@ def test_a_stream_ends_after_its_maximum_lifetime(db_url: str, clock) -> None:  
     clock.now = T0
     with running(db_url, clock, inapp_max_stream_seconds=0.2) as (_app, _server, url):
         key = mic_left_on(url)
-        with httpx.Client(base_url=url, timeout=READ_TIMEOUT) as client, open_stream(client, key) as response:
+        with (
+            httpx.Client(base_url=url, timeout=READ_TIMEOUT) as client,
+            open_stream(client, key) as response,
+        ):
             events = Events(response)
             assert events.next()["event"] == "state"
-            with pytest.raises(AssertionError, match="the stream ended"):  # on its own wake-up, after 0.2 s
+            with pytest.raises(
+                AssertionError, match="the stream ended"
+            ):  # on its own wake-up, after 0.2 s
                 events.next()

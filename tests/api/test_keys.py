@@ -37,19 +37,49 @@ def calls(customer: str) -> list[tuple[str, str, str, Any]]:
         ("catalog.put", "PUT", "/v1/catalog", demo_catalog()),
         ("catalog.get", "GET", "/v1/catalog", None),
         ("events", "POST", "/v1/events", [event("session.created", "docs", WHEN)]),
-        ("balance", "GET", f"/v1/customers/{customer}/entitlements/media?at=2026-03-10T12:00:00Z", None),
+        (
+            "balance",
+            "GET",
+            f"/v1/customers/{customer}/entitlements/media?at=2026-03-10T12:00:00Z",
+            None,
+        ),
         ("check", "POST", f"/v1/customers/{customer}/entitlements/media/check", {"amount": 1}),
-        ("consume", "POST", f"/v1/customers/{customer}/entitlements/media/consume", {"id": "c1", "amount": 1}),
+        (
+            "consume",
+            "POST",
+            f"/v1/customers/{customer}/entitlements/media/consume",
+            {"id": "c1", "amount": 1},
+        ),
         ("customer.get", "GET", f"/v1/customers/{customer}", None),
         ("customer.patch", "PATCH", f"/v1/customers/{customer}", {"seats": 11}),
         ("subscription", "POST", f"/v1/customers/{customer}/subscription", {"plan": "unlimited"}),
-        ("topups", "POST", f"/v1/customers/{customer}/topups", {"feature": "media", "blocks": 1, "id": "t1"}),
-        ("grants.post", "POST", f"/v1/customers/{customer}/grants", {"feature": "media", "amount": 5, "id": "g1"}),
+        (
+            "topups",
+            "POST",
+            f"/v1/customers/{customer}/topups",
+            {"feature": "media", "blocks": 1, "id": "t1"},
+        ),
+        (
+            "grants.post",
+            "POST",
+            f"/v1/customers/{customer}/grants",
+            {"feature": "media", "amount": 5, "id": "g1"},
+        ),
         ("grants.get", "GET", f"/v1/customers/{customer}/grants", None),
         ("notifications", "GET", f"/v1/customers/{customer}/notifications", None),
         # max_seconds=0: the stream sends what is waiting and ends, so that a test client can read it whole.
-        ("notifications.stream", "GET", f"/v1/customers/{customer}/notifications/stream?max_seconds=0", None),
-        ("usage", "GET", f"/v1/customers/{customer}/usage?feature=media&group_by=user&window=day", None),
+        (
+            "notifications.stream",
+            "GET",
+            f"/v1/customers/{customer}/notifications/stream?max_seconds=0",
+            None,
+        ),
+        (
+            "usage",
+            "GET",
+            f"/v1/customers/{customer}/usage?feature=media&group_by=user&window=day",
+            None,
+        ),
         ("invoices.upcoming", "GET", f"/v1/customers/{customer}/invoices/upcoming", None),
         ("invoices", "GET", f"/v1/customers/{customer}/invoices", None),
         ("invoices.get", "GET", f"/v1/customers/{customer}/invoices/1", None),
@@ -59,8 +89,19 @@ def calls(customer: str) -> list[tuple[str, str, str, Any]]:
     ]
 
 
-READS = {"balance", "check", "customer.get", "grants.get", "notifications", "notifications.stream", "usage",
-         "invoices.upcoming", "invoices", "invoices.get", "invoices.html"}
+READS = {
+    "balance",
+    "check",
+    "customer.get",
+    "grants.get",
+    "notifications",
+    "notifications.stream",
+    "usage",
+    "invoices.upcoming",
+    "invoices",
+    "invoices.get",
+    "invoices.html",
+}
 ALLOWED = {
     "admin": {name for name, *_ in calls("acme")},
     "ingest": {"events"},
@@ -74,11 +115,20 @@ def send(api, method: str, path: str, body: Any, headers: dict[str, str]):  # ty
 
 @pytest.mark.parametrize("role", ["admin", "ingest", "customer"])
 def test_each_role_reaches_exactly_its_endpoints(api, role: str) -> None:  # type: ignore[no-untyped-def]
-    key = bearer(ADMIN_KEY) if role == "admin" else bearer(new_key(api, role, "acme" if role == "customer" else None))
+    key = (
+        bearer(ADMIN_KEY)
+        if role == "admin"
+        else bearer(new_key(api, role, "acme" if role == "customer" else None))
+    )
     for name, method, path, body in calls("acme"):
         r = send(api, method, path, body, key)
         if name in ALLOWED[role]:  # let through (what the endpoint then says is its own business)
-            assert r.status_code not in (401, 403) and r.status_code < 500, (role, name, r.status_code, r.text)
+            assert r.status_code not in (401, 403) and r.status_code < 500, (
+                role,
+                name,
+                r.status_code,
+                r.text,
+            )
         else:
             assert r.status_code == 403, (role, name, r.status_code, r.text)
             assert r.json()["error"].startswith(("authorization: ", "customer: ")), r.text
@@ -110,7 +160,10 @@ def test_a_customer_key_never_sees_another_customer(api) -> None:  # type: ignor
                 continue
             r = send(api, method, path, body, key)
             if "/" in other.replace("%2F", "/"):  # no such route: nothing about anyone
-                assert (r.status_code, r.json()["error"]) == (404, f"path: no endpoint at {path.split('?')[0].replace('%2F', '/')}")
+                assert (r.status_code, r.json()["error"]) == (
+                    404,
+                    f"path: no endpoint at {path.split('?')[0].replace('%2F', '/')}",
+                )
                 continue
             assert r.status_code == 403, (other, name, r.status_code, r.text)
             assert r.json()["error"] == "customer: this key reads customer 'acme' only"
@@ -135,19 +188,29 @@ def test_keys_are_shown_once_and_stored_as_a_digest(api, app) -> None:  # type: 
     assert {k["id"] for k in listed} >= {made["id"]}
     assert all("key" not in k for k in listed)
     with app.state.services.engine.connect() as conn:
-        stored = " ".join(str(v) for row in conn.execute(text("SELECT * FROM api_keys")) for v in row)
+        stored = " ".join(
+            str(v) for row in conn.execute(text("SELECT * FROM api_keys")) for v in row
+        )
     assert made["key"] not in stored and ADMIN_KEY not in stored
 
 
 def test_key_requests_are_checked(api) -> None:  # type: ignore[no-untyped-def]
     r = api.post("/v1/keys", json={"role": "root"})
-    assert (r.status_code, r.json()["error"]) == (422, "role: must be one of admin, ingest, customer (got 'root')")
+    assert (r.status_code, r.json()["error"]) == (
+        422,
+        "role: must be one of admin, ingest, customer (got 'root')",
+    )
     r = api.post("/v1/keys", json={"role": "customer"})
-    assert (r.status_code, r.json()["error"]) == (422, "customer: required for a key of role 'customer'")
+    assert (r.status_code, r.json()["error"]) == (
+        422,
+        "customer: required for a key of role 'customer'",
+    )
     r = api.post("/v1/keys", json={"role": "customer", "customer": "ghost"})
     assert (r.status_code, r.json()["error"]) == (404, "customer: unknown customer 'ghost'")
     r = api.post("/v1/keys", json={"role": "ingest", "customer": "acme"})
-    assert r.status_code == 422 and r.json()["error"].startswith("customer: only a key of role 'customer'")
+    assert r.status_code == 422 and r.json()["error"].startswith(
+        "customer: only a key of role 'customer'"
+    )
 
 
 def test_first_start_without_an_admin_key_makes_one_once(db_url: str, clock) -> None:  # type: ignore[no-untyped-def]
@@ -163,15 +226,21 @@ def test_first_start_without_an_admin_key_makes_one_once(db_url: str, clock) -> 
         assert c.get("/v1/keys", headers=bearer(made)).status_code == 200
     first.state.services.engine.dispose()
     again = create_app(Settings(database_url=db_url, scheduler=False, tune_gc=False), clock=clock)
-    assert again.state.services.generated_admin_key is None  # an admin key exists: nothing new to show
+    assert (
+        again.state.services.generated_admin_key is None
+    )  # an admin key exists: nothing new to show
     again.state.services.engine.dispose()
-    env = create_app(Settings(database_url=db_url, scheduler=False, tune_gc=False, admin_key=ADMIN_KEY), clock=clock)
+    env = create_app(
+        Settings(database_url=db_url, scheduler=False, tune_gc=False, admin_key=ADMIN_KEY),
+        clock=clock,
+    )
     with TestClient(env, headers=ADMIN) as c:
         assert c.get("/v1/keys").status_code == 200
     env.state.services.engine.dispose()
 
 
 # --- the key is checked before the body is read -------------------------------------------
+
 
 def test_a_request_without_a_valid_key_is_refused_before_its_body_is_read(api, app) -> None:  # type: ignore[no-untyped-def]
     revoked = new_key(api, "admin")
@@ -190,9 +259,22 @@ def test_a_request_without_a_valid_key_is_refused_before_its_body_is_read(api, a
         for method in operations:
             for headers, message in refusals:
                 # A 400 MB body is announced, and never sent.
-                got = asgi_call(app, method.upper(), path, {**headers, "Content-Length": "400000000"}, [], more=True)
-                assert (got.status, got.body, got.reads) == (401, {"error": message}, 0), (method, path, headers)
+                got = asgi_call(
+                    app,
+                    method.upper(),
+                    path,
+                    {**headers, "Content-Length": "400000000"},
+                    [],
+                    more=True,
+                )
+                assert (got.status, got.body, got.reads) == (401, {"error": message}, 0), (
+                    method,
+                    path,
+                    headers,
+                )
                 assert got.headers["www-authenticate"] == "Bearer"
-                assert got.headers["connection"] == "close"  # the body is never read: the connection ends
+                assert (
+                    got.headers["connection"] == "close"
+                )  # the body is never read: the connection ends
             seen += 1
     assert seen >= 15

@@ -32,16 +32,30 @@ HELD = 30.0  # a holder gives the lock up after this long if the test never lets
 
 CATALOG = {
     "meters": {"calls": {"event_type": "api.call", "aggregation": "count"}},
-    "plans": {"p": {"entitlements": {"calls": {"meter": "calls", "allowance": {"fixed": 1_000_000},
-                                               "enforcement": "hard"}}}},
+    "plans": {
+        "p": {
+            "entitlements": {
+                "calls": {
+                    "meter": "calls",
+                    "allowance": {"fixed": 1_000_000},
+                    "enforcement": "hard",
+                }
+            }
+        }
+    },
     "customers": {"c": {"plan": "p", "admins": ["ops@c.example"]}},
 }
 
 
 @contextmanager
 def serving(db_url: str, clock: Any, write_wait: float) -> Iterator[TestClient]:
-    settings = Settings(database_url=db_url, scheduler=False, tune_gc=False, admin_key=ADMIN_KEY,
-                        write_wait_seconds=write_wait)
+    settings = Settings(
+        database_url=db_url,
+        scheduler=False,
+        tune_gc=False,
+        admin_key=ADMIN_KEY,
+        write_wait_seconds=write_wait,
+    )
     app = create_app(settings, clock=clock)
     with TestClient(app, headers=ADMIN) as c:
         yield c
@@ -70,7 +84,9 @@ class Holder:
                 names = ", ".join(t.name for t in metadata.sorted_tables)
                 conn.execute(text(f"LOCK TABLE {names} IN EXCLUSIVE MODE"))
             else:
-                conn.execute(text("DELETE FROM pending_evaluations WHERE 1 = 0"))  # a write: the file's lock is taken
+                conn.execute(
+                    text("DELETE FROM pending_evaluations WHERE 1 = 0")
+                )  # a write: the file's lock is taken
             self.held.set()
             self.timed_out = not self.release.wait(HELD)
 
@@ -104,7 +120,9 @@ def _refused(answer: Any) -> None:
 
 
 @pytest.fixture(params=["this process", "another process"])
-def holder_engine(request: pytest.FixtureRequest, client: TestClient, db_url: str) -> Iterator[Engine]:
+def holder_engine(
+    request: pytest.FixtureRequest, client: TestClient, db_url: str
+) -> Iterator[Engine]:
     """The lock held by a thread of the server's process (its engine), or as by another
     process (an engine of its own: on SQLite, another in-process lock over the same file)."""
     if request.param == "this process":
@@ -115,12 +133,15 @@ def holder_engine(request: pytest.FixtureRequest, client: TestClient, db_url: st
     other.dispose()
 
 
-def test_reads_answer_and_writes_are_refused_while_the_write_lock_is_held(client: TestClient,
-                                                                         holder_engine: Engine) -> None:
+def test_reads_answer_and_writes_are_refused_while_the_write_lock_is_held(
+    client: TestClient, holder_engine: Engine
+) -> None:
     assert client.put("/v1/catalog", json=CATALOG).status_code == 200
     first = [event("api.call", "c", at("2026-03-10T09:00:00Z"))]
     assert client.post("/v1/events", json=first).json()["accepted"] == 1
-    assert _usage(client) == 1  # settles the batch's evaluation: the reads below have nothing to write
+    assert (
+        _usage(client) == 1
+    )  # settles the batch's evaluation: the reads below have nothing to write
     batch = [event("api.call", "c", at(f"2026-03-10T10:0{i}:00Z")) for i in range(3)]
     with holding(holder_engine):
         assert client.get("/healthz").status_code == 200
@@ -133,8 +154,16 @@ def test_reads_answer_and_writes_are_refused_while_the_write_lock_is_held(client
         started = time.monotonic()
         _refused(client.post("/v1/events", json=batch))
         assert time.monotonic() - started < HELD / 2  # bounded by WAIT, far from the old 30 s
-        _refused(client.post("/v1/customers/c/entitlements/calls/consume", json={"id": "k1", "amount": 5}))
-        _refused(client.post("/v1/customers/c/grants", json={"feature": "calls", "amount": "10", "id": "g1"}))
+        _refused(
+            client.post(
+                "/v1/customers/c/entitlements/calls/consume", json={"id": "k1", "amount": 5}
+            )
+        )
+        _refused(
+            client.post(
+                "/v1/customers/c/grants", json={"feature": "calls", "amount": "10", "id": "g1"}
+            )
+        )
         _refused(client.put("/v1/catalog", json=CATALOG))
     assert _stored(client) == 1  # nothing of the refused requests
     accepted = client.post("/v1/events", json=batch).json()
@@ -143,18 +172,32 @@ def test_reads_answer_and_writes_are_refused_while_the_write_lock_is_held(client
     assert (again["accepted"], again["duplicates"]) == (0, 3)
     assert _stored(client) == 4
     assert _usage(client) == 4  # each event counted once
-    assert client.post("/v1/customers/c/entitlements/calls/consume", json={"id": "k1", "amount": 5}).status_code == 200
+    assert (
+        client.post(
+            "/v1/customers/c/entitlements/calls/consume", json={"id": "k1", "amount": 5}
+        ).status_code
+        == 200
+    )
     assert _usage(client) == 9
 
 
-@pytest.mark.parametrize("error", [
-    sqlite3.OperationalError("database is locked"),  # another process held SQLite's lock too long
-    DBAPIError("INSERT …", {}, psycopg.errors.DeadlockDetected()),  # still deadlocked after the retries
-    psycopg.errors.LockNotAvailable(),  # lock_timeout, raised through the driver's own cursor
-    PoolTimeout("QueuePool limit reached"),
-], ids=["sqlite-locked", "pg-deadlock", "pg-lock-timeout", "pool-timeout"])
-def test_any_busy_database_error_is_a_503_not_a_500(client: TestClient, monkeypatch: pytest.MonkeyPatch,
-                                                    error: Exception) -> None:
+@pytest.mark.parametrize(
+    "error",
+    [
+        sqlite3.OperationalError(
+            "database is locked"
+        ),  # another process held SQLite's lock too long
+        DBAPIError(
+            "INSERT …", {}, psycopg.errors.DeadlockDetected()
+        ),  # still deadlocked after the retries
+        psycopg.errors.LockNotAvailable(),  # lock_timeout, raised through the driver's own cursor
+        PoolTimeout("QueuePool limit reached"),
+    ],
+    ids=["sqlite-locked", "pg-deadlock", "pg-lock-timeout", "pool-timeout"],
+)
+def test_any_busy_database_error_is_a_503_not_a_500(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
     assert client.put("/v1/catalog", json=CATALOG).status_code == 200
 
     def fail(*_args: Any) -> None:
@@ -187,15 +230,25 @@ def test_background_work_waits_its_turn(client: TestClient) -> None:
 
 def test_the_document_declares_503_for_writes(client: TestClient) -> None:
     doc = client.get("/openapi.json").json()
-    for path, method in [("/v1/events", "post"), ("/v1/customers/{customer}/entitlements/{feature}/consume", "post"),
-                         ("/v1/customers/{customer}/grants", "post"), ("/v1/catalog", "put")]:
+    for path, method in [
+        ("/v1/events", "post"),
+        ("/v1/customers/{customer}/entitlements/{feature}/consume", "post"),
+        ("/v1/customers/{customer}/grants", "post"),
+        ("/v1/catalog", "put"),
+    ]:
         answer = doc["paths"][path][method]["responses"]["503"]
-        assert answer["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
+        assert answer["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/ErrorBody"
+        }
 
 
-def test_a_consume_of_half_a_million_units_of_a_limited_count_meter_is_one_row(client: TestClient) -> None:
+def test_a_consume_of_half_a_million_units_of_a_limited_count_meter_is_one_row(
+    client: TestClient,
+) -> None:
     assert client.put("/v1/catalog", json=CATALOG).status_code == 200
-    r = client.post("/v1/customers/c/entitlements/calls/consume", json={"id": "bulk", "amount": 500_000})
+    r = client.post(
+        "/v1/customers/c/entitlements/calls/consume", json={"id": "bulk", "amount": 500_000}
+    )
     assert (r.status_code, r.json()["usage"]) == (200, 500_000)
     assert _stored(client) == 1
     assert _usage(client) == 500_000

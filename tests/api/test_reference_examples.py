@@ -35,7 +35,13 @@ def usage(client, customer: str, feature: str, when=None) -> Decimal:  # type: i
 
 
 def connector(customer: str, stream_id: str, start_min: int, stop_min: int) -> list[dict]:
-    return stream("connector.stream", customer, T0 + minutes(start_min), T0 + minutes(stop_min), stream_id=stream_id)
+    return stream(
+        "connector.stream",
+        customer,
+        T0 + minutes(start_min),
+        T0 + minutes(stop_min),
+        stream_id=stream_id,
+    )
 
 
 def test_streaming_case_1_one_participant_27_minutes(api) -> None:  # type: ignore[no-untyped-def]
@@ -50,10 +56,17 @@ def test_streaming_case_2_two_connections_57_minutes(api) -> None:  # type: igno
 
 def test_streaming_case_3_two_participants_one_connection_60_minutes(api) -> None:  # type: ignore[no-untyped-def]
     # Same WebSocket connection, two StreamIDs: each participant is billed on its own.
-    post(api, [
-        *stream("connector.stream", "call3", T0, T0 + minutes(30), stream_id="A", connection="ws-1"),
-        *stream("connector.stream", "call3", T0, T0 + minutes(30), stream_id="B", connection="ws-1"),
-    ])
+    post(
+        api,
+        [
+            *stream(
+                "connector.stream", "call3", T0, T0 + minutes(30), stream_id="A", connection="ws-1"
+            ),
+            *stream(
+                "connector.stream", "call3", T0, T0 + minutes(30), stream_id="B", connection="ws-1"
+            ),
+        ],
+    )
     assert usage(api, "call3", "audio_connector") == 60
 
 
@@ -63,27 +76,90 @@ def test_streaming_case_4_participant_without_connection_counts_nothing(api) -> 
 
 
 def test_screen_share_of_5_min_10_s_counts_6_minutes(api) -> None:  # type: ignore[no-untyped-def]
-    post(api, stream("media.activity", "acme", T0, T0 + minutes(5) + minutes(1 / 6),
-                     user="u1", stream="u1/screen", kind="screen"))
+    post(
+        api,
+        stream(
+            "media.activity",
+            "acme",
+            T0,
+            T0 + minutes(5) + minutes(1 / 6),
+            user="u1",
+            stream="u1/screen",
+            kind="screen",
+        ),
+    )
     assert usage(api, "acme", "media") == 6
 
 
 def test_mic_camera_and_screen_together_count_once(api) -> None:  # type: ignore[no-untyped-def]
-    post(api, [
-        *stream("media.activity", "acme", T0, T0 + minutes(10), user="u1", stream="u1/mic", kind="mic"),
-        *stream("media.activity", "acme", T0, T0 + minutes(10), user="u1", stream="u1/camera", kind="camera"),
-        *stream("media.activity", "acme", T0 + minutes(2), T0 + minutes(7), user="u1", stream="u1/screen",
-                kind="screen"),
-    ])
+    post(
+        api,
+        [
+            *stream(
+                "media.activity",
+                "acme",
+                T0,
+                T0 + minutes(10),
+                user="u1",
+                stream="u1/mic",
+                kind="mic",
+            ),
+            *stream(
+                "media.activity",
+                "acme",
+                T0,
+                T0 + minutes(10),
+                user="u1",
+                stream="u1/camera",
+                kind="camera",
+            ),
+            *stream(
+                "media.activity",
+                "acme",
+                T0 + minutes(2),
+                T0 + minutes(7),
+                user="u1",
+                stream="u1/screen",
+                kind="screen",
+            ),
+        ],
+    )
     assert usage(api, "acme", "media") == 10
 
 
 def test_listening_does_not_count_and_other_users_add_up(api) -> None:  # type: ignore[no-untyped-def]
-    post(api, [
-        *stream("media.activity", "acme", T0, T0 + minutes(30), user="u1", stream="u1/listen", kind="listen"),
-        *stream("media.activity", "acme", T0, T0 + minutes(10), user="u1", stream="u1/mic", kind="mic"),
-        *stream("media.activity", "acme", T0, T0 + minutes(4), user="guest-7", stream="guest-7/mic", kind="mic"),
-    ])
+    post(
+        api,
+        [
+            *stream(
+                "media.activity",
+                "acme",
+                T0,
+                T0 + minutes(30),
+                user="u1",
+                stream="u1/listen",
+                kind="listen",
+            ),
+            *stream(
+                "media.activity",
+                "acme",
+                T0,
+                T0 + minutes(10),
+                user="u1",
+                stream="u1/mic",
+                kind="mic",
+            ),
+            *stream(
+                "media.activity",
+                "acme",
+                T0,
+                T0 + minutes(4),
+                user="guest-7",
+                stream="guest-7/mic",
+                kind="mic",
+            ),
+        ],
+    )
     assert usage(api, "acme", "media") == 14
 
 
@@ -106,13 +182,18 @@ def test_span_across_month_end_is_split_and_each_part_rounded(api) -> None:  # t
 def test_managed_media_is_billed_on_the_maximum_of_the_cycle(api) -> None:  # type: ignore[no-untyped-def]
     # studio's billing cycle runs from the 15th; 10 h carried in, up to 30 h, back down to 20 h.
     base = at("2026-03-01T10:00:00Z")
-    post(api, [
-        event("media.volume", "studio", base, hours_delta=10),
-        event("media.volume", "studio", at("2026-03-16T10:00:00Z"), hours_delta=12.5),
-        event("media.volume", "studio", at("2026-03-20T10:00:00Z"), hours_delta=7.5),
-        event("media.volume", "studio", at("2026-03-25T10:00:00Z"), hours_delta=-10),
-    ])
-    r = api.get("/v1/customers/studio/entitlements/managed_media", params={"at": "2026-04-01T00:00:00Z"})
+    post(
+        api,
+        [
+            event("media.volume", "studio", base, hours_delta=10),
+            event("media.volume", "studio", at("2026-03-16T10:00:00Z"), hours_delta=12.5),
+            event("media.volume", "studio", at("2026-03-20T10:00:00Z"), hours_delta=7.5),
+            event("media.volume", "studio", at("2026-03-25T10:00:00Z"), hours_delta=-10),
+        ],
+    )
+    r = api.get(
+        "/v1/customers/studio/entitlements/managed_media", params={"at": "2026-04-01T00:00:00Z"}
+    )
     body = r.json()
     assert Decimal(str(body["usage"])) == 30
     assert Decimal(str(body["level"])) == 20
@@ -122,7 +203,10 @@ def test_managed_media_is_billed_on_the_maximum_of_the_cycle(api) -> None:  # ty
 
 
 def test_coediting_sessions_are_counted_per_calendar_month(api) -> None:  # type: ignore[no-untyped-def]
-    post(api, [event("session.created", "docs", at("2026-03-0%dT10:00:00Z" % d)) for d in range(1, 6)])
+    post(
+        api,
+        [event("session.created", "docs", at("2026-03-0%dT10:00:00Z" % d)) for d in range(1, 6)],
+    )
     post(api, [event("session.created", "docs", at("2026-04-01T00:00:00Z"))])
     assert usage(api, "docs", "sessions", at("2026-03-31T23:59:59Z")) == 5
     assert usage(api, "docs", "sessions", at("2026-04-01T00:00:00Z")) == 1

@@ -11,7 +11,7 @@ import atexit
 import logging
 import shutil
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,15 +25,21 @@ from schemathesis import checks
 
 from support import ADMIN, ADMIN_KEY, demo_catalog
 
-NOW = datetime(2026, 3, 10, 12, 0, tzinfo=timezone.utc)
-CHECKS = [checks.not_a_server_error, checks.response_schema_conformance, checks.status_code_conformance]
+NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+CHECKS = [
+    checks.not_a_server_error,
+    checks.response_schema_conformance,
+    checks.status_code_conformance,
+]
 
 
 def make_app(path: Path) -> FastAPI:
     from quotameter.server import create_app
     from quotameter.settings import Settings
 
-    settings_ = Settings(database_url=f"sqlite:///{path}", scheduler=False, tune_gc=False, admin_key=ADMIN_KEY)
+    settings_ = Settings(
+        database_url=f"sqlite:///{path}", scheduler=False, tune_gc=False, admin_key=ADMIN_KEY
+    )
     return create_app(settings_, clock=lambda: NOW)
 
 
@@ -45,7 +51,12 @@ def apply_demo_catalog(app: FastAPI) -> None:
 
 PLANS = list(demo_catalog()["plans"])
 # Each demo customer with a feature of its plan.
-OWN_FEATURES = [("acme", "media"), ("studio", "managed_media"), ("docs", "sessions"), ("callco", "audio_connector")]
+OWN_FEATURES = [
+    ("acme", "media"),
+    ("studio", "managed_media"),
+    ("docs", "sessions"),
+    ("callco", "audio_connector"),
+]
 
 
 def prepare(path: Path) -> tuple[FastAPI, dict[str, list[str]]]:
@@ -55,7 +66,10 @@ def prepare(path: Path) -> tuple[FastAPI, dict[str, list[str]]]:
     with TestClient(app, headers=ADMIN) as client:
         key = client.post("/v1/keys", json={"role": "customer", "customer": "acme"})
         assert key.status_code == 201, key.text
-    return app, {"customer": [customer for customer, _ in OWN_FEATURES], "key_id": [key.json()["id"]]}
+    return app, {
+        "customer": [customer for customer, _ in OWN_FEATURES],
+        "key_id": [key.json()["id"]],
+    }
 
 
 # Schemathesis reads the served document when the tests are collected, so the app is made
@@ -73,9 +87,13 @@ def flatmap_path_parameters(_context: Any, path_parameters: dict[str, Any] | Non
     if not path_parameters:
         return st.just(path_parameters)
     if "feature" in path_parameters:
-        real = st.sampled_from(OWN_FEATURES).map(lambda pair: {"customer": pair[0], "feature": pair[1]})
+        real = st.sampled_from(OWN_FEATURES).map(
+            lambda pair: {"customer": pair[0], "feature": pair[1]}
+        )
     else:
-        real = st.fixed_dictionaries({name: st.sampled_from(REAL[name]) for name in path_parameters if name in REAL})
+        real = st.fixed_dictionaries(
+            {name: st.sampled_from(REAL[name]) for name in path_parameters if name in REAL}
+        )
     return st.just(path_parameters) | real.map(lambda drawn: {**path_parameters, **drawn})
 
 
@@ -91,12 +109,18 @@ def flatmap_case(_context: Any, case: Any) -> Any:
         case.body = {key: real.get(key) or value for key, value in case.body.items()}
         return case
 
-    return st.just(case) | st.builds(named, st.sampled_from(PLANS), st.sampled_from(REAL["customer"]))
+    return st.just(case) | st.builds(
+        named, st.sampled_from(PLANS), st.sampled_from(REAL["customer"])
+    )
 
 
 @schema.parametrize()
-@settings(max_examples=40, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 def test_every_answer_is_declared_and_none_is_a_server_error(case: Any) -> None:
     if case.path.endswith("/notifications/stream"):
         # An event stream stays open until the client leaves: max_seconds=0 has it send what is
@@ -120,15 +144,18 @@ def test_the_document_declares_one_error_shape(tmp_path: Path) -> None:
                 if (method, status) == ("post", "409") and path.endswith("/consume"):
                     # A refused consumption answers its `error` with the balance that refused it;
                     # a reused id or an invoiced `at` answer in the one shape.
-                    assert schema_["anyOf"] == [{"$ref": "#/components/schemas/ConsumeRefusedOut"},
-                                                {"$ref": "#/components/schemas/ErrorBody"}], (method, path)
+                    assert schema_["anyOf"] == [
+                        {"$ref": "#/components/schemas/ConsumeRefusedOut"},
+                        {"$ref": "#/components/schemas/ErrorBody"},
+                    ], (method, path)
                     assert "error" in doc["components"]["schemas"]["ConsumeRefusedOut"]["required"]
                     continue
                 assert schema_ == {"$ref": "#/components/schemas/ErrorBody"}, (method, path, status)
 
 
 def test_a_server_error_is_logged_with_its_trace_and_answered_without_it(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     # tests/api/test_events.py checks the answer to a failing write; this is a failing read, and the log.
     from quotameter.entitlements import api
 
@@ -138,7 +165,10 @@ def test_a_server_error_is_logged_with_its_trace_and_answered_without_it(
     monkeypatch.setattr(api, "_compute_balance", boom)
     app = make_app(tmp_path / "q.sqlite3")
     apply_demo_catalog(app)
-    with TestClient(app, headers=ADMIN, raise_server_exceptions=False) as client, caplog.at_level(logging.ERROR):
+    with (
+        TestClient(app, headers=ADMIN, raise_server_exceptions=False) as client,
+        caplog.at_level(logging.ERROR),
+    ):
         r = client.get("/v1/customers/acme/entitlements/media")
     assert r.status_code == 500
     assert r.json() == {"error": "internal error; the server log has the details"}

@@ -14,14 +14,35 @@ CATALOG = {
         "calls": {"event_type": "call", "aggregation": "count"},
         "hours": {"event_type": "volume", "aggregation": "gauge", "value_property": "hours"},
     },
-    "plans": {"p": {"entitlements": {
-        "calls": {"meter": "calls", "allowance": {"per_seat": 5}, "enforcement": "hard",
-                  "notify": {"percent_used": [50], "recipients": "admins"}},
-        "volume": {"meter": "hours", "allowance": {"fixed": 10}, "period": "billing_cycle",
-                   "enforcement": "overage", "overage_limit": 5, "notify": {"percent_used": [80], "recipients": "owner"}},
-    }}},
-    "customers": {"c": {"plan": "p", "seats": 2, "admins": ["ops@c.example"], "owner": "boss@c.example",
-                        "billing_anchor": "2026-01-15"}},
+    "plans": {
+        "p": {
+            "entitlements": {
+                "calls": {
+                    "meter": "calls",
+                    "allowance": {"per_seat": 5},
+                    "enforcement": "hard",
+                    "notify": {"percent_used": [50], "recipients": "admins"},
+                },
+                "volume": {
+                    "meter": "hours",
+                    "allowance": {"fixed": 10},
+                    "period": "billing_cycle",
+                    "enforcement": "overage",
+                    "overage_limit": 5,
+                    "notify": {"percent_used": [80], "recipients": "owner"},
+                },
+            }
+        }
+    },
+    "customers": {
+        "c": {
+            "plan": "p",
+            "seats": 2,
+            "admins": ["ops@c.example"],
+            "owner": "boss@c.example",
+            "billing_anchor": "2026-01-15",
+        }
+    },
 }
 T0 = at("2026-03-10T12:00:00Z")
 
@@ -48,14 +69,18 @@ def test_events_stamped_ahead_reach_the_limit_when_they_come_due(client, clock) 
     assert kinds(client) == []
     clock.now = T0 + minutes(45)
     tick(client, clock)
-    assert kinds(client) == [("usage.threshold", "calls", "2026-03-10T12:30:00Z"),
-                             ("access.blocked", "calls", "2026-03-10T12:30:00Z")]
+    assert kinds(client) == [
+        ("usage.threshold", "calls", "2026-03-10T12:30:00Z"),
+        ("access.blocked", "calls", "2026-03-10T12:30:00Z"),
+    ]
 
 
 def test_a_level_carried_into_a_new_period_is_told_when_the_period_starts(client, clock) -> None:  # type: ignore[no-untyped-def]
     assert client.put("/v1/catalog", json=CATALOG).status_code == 200
     clock.now = T0
-    assert client.post("/v1/events", json=[event("volume", "c", T0, hours=9)]).json()["accepted"] == 1
+    assert (
+        client.post("/v1/events", json=[event("volume", "c", T0, hours=9)]).json()["accepted"] == 1
+    )
     assert kinds(client) == [("usage.threshold", "volume", "2026-03-10T12:00:00Z")]
     clock.now = at("2026-03-20T00:00:00Z")  # the billing cycle turned on the 15th, at 9 hours
     tick(client, clock)
@@ -72,5 +97,7 @@ def test_an_allowance_of_zero_blocks_when_the_period_starts(client, clock) -> No
     assert kinds(client) == []  # March had 2 seats: 10 calls
     clock.now = at("2026-04-02T00:00:00Z")
     tick(client, clock)
-    assert kinds(client) == [("usage.threshold", "calls", "2026-04-01T00:00:00Z"),
-                             ("access.blocked", "calls", "2026-04-01T00:00:00Z")]
+    assert kinds(client) == [
+        ("usage.threshold", "calls", "2026-04-01T00:00:00Z"),
+        ("access.blocked", "calls", "2026-04-01T00:00:00Z"),
+    ]

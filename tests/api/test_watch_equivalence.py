@@ -17,7 +17,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, select
-from support import at, iso
 
 from quotameter.catalog import service as catalogs
 from quotameter.events.service import ingest
@@ -26,6 +25,7 @@ from quotameter.notifications import watch as watching
 from quotameter.store.engine import unit_of_work
 from quotameter.store.tables import metadata, notices
 from quotameter.timeutil import to_us
+from support import at, iso
 
 T0 = at("2026-03-10T12:00:00Z")
 CUSTOMERS = ["a", "b", "c"]
@@ -34,19 +34,42 @@ CATALOG = {
         # No idle timeout: with one, usage at an instant may be lower than at an earlier one (a
         # stream found idle counts as closed at its last event), so that evaluating at more or
         # fewer instants can re-arm a level the growth of a stream since found idle reached.
-        "media": {"event_type": "m", "aggregation": "duration", "stream_property": "stream", "merge_property": "user",
-                  "rounding": {"unit_seconds": 60, "mode": "ceil"}, "unit": "minute"},
+        "media": {
+            "event_type": "m",
+            "aggregation": "duration",
+            "stream_property": "stream",
+            "merge_property": "user",
+            "rounding": {"unit_seconds": 60, "mode": "ceil"},
+            "unit": "minute",
+        },
         "calls": {"event_type": "call", "aggregation": "count"},
         "hours": {"event_type": "volume", "aggregation": "gauge", "delta_property": "d"},
     },
-    "plans": {"p": {"entitlements": {
-        "media": {"meter": "media", "allowance": {"per_seat": 20}, "enforcement": "hard",
-                  "notify": {"percent_used": [50, 90], "exhausted": True, "recipients": "admins"}},
-        "calls": {"meter": "calls", "allowance": {"fixed": 12}, "enforcement": "soft",
-                  "notify": {"percent_used": [50], "exhausted": True, "recipients": "admins"}},
-        "volume": {"meter": "hours", "allowance": {"fixed": 10}, "enforcement": "overage", "overage_limit": 5,
-                   "notify": {"percent_used": [80], "recipients": "admins"}},
-    }}},
+    "plans": {
+        "p": {
+            "entitlements": {
+                "media": {
+                    "meter": "media",
+                    "allowance": {"per_seat": 20},
+                    "enforcement": "hard",
+                    "notify": {"percent_used": [50, 90], "exhausted": True, "recipients": "admins"},
+                },
+                "calls": {
+                    "meter": "calls",
+                    "allowance": {"fixed": 12},
+                    "enforcement": "soft",
+                    "notify": {"percent_used": [50], "exhausted": True, "recipients": "admins"},
+                },
+                "volume": {
+                    "meter": "hours",
+                    "allowance": {"fixed": 10},
+                    "enforcement": "overage",
+                    "overage_limit": 5,
+                    "notify": {"percent_used": [80], "recipients": "admins"},
+                },
+            }
+        }
+    },
     "customers": {c: {"plan": "p", "seats": 1, "admins": [f"ops@{c}.example"]} for c in CUSTOMERS},
 }
 
@@ -67,8 +90,15 @@ def item(draw: st.DrawFn) -> tuple[str, int, dict[str, Any]]:
     user = draw(st.sampled_from(["u1", "u2"]))
     stream = f"{user}/{draw(st.sampled_from(['mic', 'cam']))}"
     if kind == "m":
-        return "m", offset, {"user": user, "stream": stream,
-                             "action": draw(st.sampled_from(["start", "start", "heartbeat", "stop"]))}
+        return (
+            "m",
+            offset,
+            {
+                "user": user,
+                "stream": stream,
+                "action": draw(st.sampled_from(["start", "start", "heartbeat", "stop"])),
+            },
+        )
     if kind == "span":
         return "m", offset, {"user": user, "stream": stream, "length": draw(st.integers(1, 400))}
     if kind == "call":
@@ -78,8 +108,11 @@ def item(draw: st.DrawFn) -> tuple[str, int, dict[str, Any]]:
 
 # Mostly minutes apart; now and then into the next month (a new period, a gauge's level carried in).
 advance = st.integers(0, 600) | st.just(21 * 24 * 3600)
-feed = st.lists(st.tuples(advance, st.lists(st.tuples(st.sampled_from(CUSTOMERS), item()), max_size=6)),
-                min_size=1, max_size=10)
+feed = st.lists(
+    st.tuples(advance, st.lists(st.tuples(st.sampled_from(CUSTOMERS), item()), max_size=6)),
+    min_size=1,
+    max_size=10,
+)
 
 
 def _run(engine: Engine, steps, skipping: bool, monkeypatch) -> list[tuple]:  # type: ignore[no-untyped-def]
@@ -98,11 +131,24 @@ def _run(engine: Engine, steps, skipping: bool, monkeypatch) -> list[tuple]:  # 
         for customer, (type_, offset, data) in batch:
             t = clock.now + timedelta(seconds=offset)
             if "length" in data:
-                data = {"user": data["user"], "stream": data["stream"], "start": iso(t - timedelta(seconds=data["length"])),
-                        "end": iso(t)}
+                data = {
+                    "user": data["user"],
+                    "stream": data["stream"],
+                    "start": iso(t - timedelta(seconds=data["length"])),
+                    "end": iso(t),
+                }
             n += 1
-            events.append({"specversion": "1.0", "id": f"e{n}", "source": "s", "type": type_, "subject": customer,
-                           "time": iso(t), "data": data})
+            events.append(
+                {
+                    "specversion": "1.0",
+                    "id": f"e{n}",
+                    "source": "s",
+                    "type": type_,
+                    "subject": customer,
+                    "time": iso(t),
+                    "data": data,
+                }
+            )
         if events:
             with unit_of_work(engine) as conn:
                 assert ingest(conn, cache.current(conn), events, to_us(clock.now)).rejected == []
@@ -113,13 +159,22 @@ def _run(engine: Engine, steps, skipping: bool, monkeypatch) -> list[tuple]:  # 
     monkeypatch.undo()
     with engine.connect() as conn:
         n_ = notices.c
-        return [tuple(r) for r in conn.execute(select(n_.customer, n_.type, n_.feature, n_.percent, n_.at_us)
-                                               .order_by(n_.customer, n_.at_us, n_.feature, n_.type, n_.percent))]
+        return [
+            tuple(r)
+            for r in conn.execute(
+                select(n_.customer, n_.type, n_.feature, n_.percent, n_.at_us).order_by(
+                    n_.customer, n_.at_us, n_.feature, n_.type, n_.percent
+                )
+            )
+        ]
 
 
 @pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
-@settings(max_examples=int(os.environ.get("QUOTAMETER_PROPERTY_EXAMPLES", "70")) // 2, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("QUOTAMETER_PROPERTY_EXAMPLES", "70")) // 2,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(steps=feed)
 def test_skipping_by_watches_records_the_same_notices(engine: Engine, steps, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     assert _run(engine, steps, True, monkeypatch) == _run(engine, steps, False, monkeypatch)

@@ -15,20 +15,33 @@ import pytest
 
 # As root on a machine with a closed network: no sandbox, and nothing in the background
 # trying to reach Google's hosts.
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def chromium_path() -> str | None:
-    return os.environ.get("QUOTAMETER_TEST_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    return (
+        os.environ.get("QUOTAMETER_TEST_CHROMIUM")
+        or shutil.which("chromium")
+        or shutil.which("chromium-browser")
+    )
 
 
 @pytest.fixture(scope="session")
 def chromium() -> Iterator[Any]:
     path = chromium_path()
     if path is None:
-        reason = ("no Chromium: install Debian's `chromium` (python3 dev.py test does, as root) "
-                  "or set QUOTAMETER_TEST_CHROMIUM to its path")
+        reason = (
+            "no Chromium: install Debian's `chromium` (python3 dev.py test does, as root) "
+            "or set QUOTAMETER_TEST_CHROMIUM to its path"
+        )
         if os.environ.get("CI") == "true":
             pytest.fail(f"CI=true and {reason}")
         pytest.skip(reason)

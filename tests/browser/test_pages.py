@@ -18,11 +18,23 @@ from support import ADMIN, MIC_ON, at, buy_media_block, event, mic_left_on, minu
 
 A4_WIDTH_PX = 794  # 210 mm at 96 px per inch
 TEAM = {  # a plan with every kind of fee: flat, per seat, graduated usage
-    "meters": {"sessions": {"event_type": "session.created", "aggregation": "count", "unit": "session"}},
-    "plans": {"team": {"prices": [{"type": "flat", "amount": "10.00"}, {"type": "per_seat", "amount": "2.50"},
-                                  {"type": "graduated", "feature": "sessions", "tiers": [
-                                      {"up_to": 3, "unit_price": "1.00"}, {"unit_price": "0.10"}]}],
-                       "entitlements": {"sessions": {"meter": "sessions"}}}},
+    "meters": {
+        "sessions": {"event_type": "session.created", "aggregation": "count", "unit": "session"}
+    },
+    "plans": {
+        "team": {
+            "prices": [
+                {"type": "flat", "amount": "10.00"},
+                {"type": "per_seat", "amount": "2.50"},
+                {
+                    "type": "graduated",
+                    "feature": "sessions",
+                    "tiers": [{"up_to": 3, "unit_price": "1.00"}, {"unit_price": "0.10"}],
+                },
+            ],
+            "entitlements": {"sessions": {"meter": "sessions"}},
+        }
+    },
     "customers": {"crew": {"plan": "team", "seats": 4}},
 }
 
@@ -51,7 +63,9 @@ def test_the_printable_invoice_shows_the_lines_and_prints_on_one_a4_page(served,
         svc = app.state.services
         assert finalize_due(svc.engine, svc.catalogs, at("2026-04-02T00:00:00Z")) == 1
         [invoice] = admin.get("/v1/customers/crew/invoices").json()["invoices"]
-    assert [line["kind"] for line in invoice["lines"]][:2] == ["flat", "per_seat"] and len(invoice["lines"]) >= 3
+    assert [line["kind"] for line in invoice["lines"]][:2] == ["flat", "per_seat"] and len(
+        invoice["lines"]
+    ) >= 3
 
     page.set_extra_http_headers(ADMIN)
     response = page.goto(f"{url}/v1/customers/crew/invoices/{invoice['id']}.html")
@@ -67,7 +81,9 @@ def test_the_printable_invoice_shows_the_lines_and_prints_on_one_a4_page(served,
 
     page.emulate_media(media="print")
     page.set_viewport_size({"width": A4_WIDTH_PX, "height": 1123})
-    assert page.evaluate("document.documentElement.scrollWidth") <= A4_WIDTH_PX  # nothing cut off at the side
+    assert (
+        page.evaluate("document.documentElement.scrollWidth") <= A4_WIDTH_PX
+    )  # nothing cut off at the side
     pdf = page.pdf(format="A4")
     assert pdf.startswith(b"%PDF") and len(re.findall(rb"/Type\s*/Page\b", pdf)) == 1
 
@@ -112,7 +128,8 @@ function handle(type, notice) {
 
 
 def test_the_microphone_button_stops_responding_when_media_is_blocked_and_returns_after_a_top_up(
-        served, page, clock) -> None:  # type: ignore[no-untyped-def]
+    served, page, clock
+) -> None:  # type: ignore[no-untyped-def]
     from playwright.sync_api import expect
 
     app, url = served
@@ -120,7 +137,9 @@ def test_the_microphone_button_stops_responding_when_media_is_blocked_and_return
     key = mic_left_on(url)
     # The page is served from the API's own origin (intercepted by the browser), as a
     # product's backend would serve it next to a proxied stream.
-    page.route(f"{url}/call", lambda route: route.fulfill(body=PRODUCT_PAGE, content_type="text/html"))
+    page.route(
+        f"{url}/call", lambda route: route.fulfill(body=PRODUCT_PAGE, content_type="text/html")
+    )
     page.goto(f"{url}/call#key={key}")
     mic, last = page.locator("#mic"), page.locator("#last")
     expect(last).to_have_text("state")

@@ -126,8 +126,20 @@ def meter(**fields: Any) -> dict[str, Any]:
 def test_demo_catalog_validates_with_every_section() -> None:
     catalog = demo()
 
-    assert set(catalog.meters) == {"media_minutes", "streaming_minutes", "managed_media_hours", "coedit_sessions"}
-    assert set(catalog.plans) == {"basic", "unlimited", "pro", "sessions_100k", "sessions_200k", "connector"}
+    assert set(catalog.meters) == {
+        "media_minutes",
+        "streaming_minutes",
+        "managed_media_hours",
+        "coedit_sessions",
+    }
+    assert set(catalog.plans) == {
+        "basic",
+        "unlimited",
+        "pro",
+        "sessions_100k",
+        "sessions_200k",
+        "connector",
+    }
     assert set(catalog.customers) == {"acme", "studio", "docs", "callco"}
 
 
@@ -221,14 +233,22 @@ def test_round_trip_keeps_every_price_type() -> None:
             "p": {
                 "currency": "EUR",
                 "entitlements": {
-                    "f": {"meter": "m", "allowance": {"fixed": 10}, "topup": {"block_size": 5, "price": 1.1}}
+                    "f": {
+                        "meter": "m",
+                        "allowance": {"fixed": 10},
+                        "topup": {"block_size": 5, "price": 1.1},
+                    }
                 },
                 "prices": [
                     {"type": "flat", "amount": 1},
                     {"type": "per_seat", "amount": "2.50"},
                     {"type": "unit", "feature": "f", "unit_price": "0.1"},
                     {"type": "overage", "feature": "f", "unit_price": "3"},
-                    {"type": "graduated", "feature": "f", "tiers": [{"up_to": 10, "unit_price": 1}, {"unit_price": 0}]},
+                    {
+                        "type": "graduated",
+                        "feature": "f",
+                        "tiers": [{"up_to": 10, "unit_price": 1}, {"unit_price": 0}],
+                    },
                     {"type": "package", "feature": "f"},
                 ],
             }
@@ -255,7 +275,10 @@ def test_every_independent_mistake_is_reported_with_its_path() -> None:
             "basic": {"entitlements": {"media": {"meter": "x2"}}},
             "pro": {
                 "entitlements": {"managed_media": {"meter": "ok"}},
-                "prices": [{"type": "flat", "amount": "1"}, {"type": "unit", "feature": "foo", "unit_price": "1"}],
+                "prices": [
+                    {"type": "flat", "amount": "1"},
+                    {"type": "unit", "feature": "foo", "unit_price": "1"},
+                ],
             },
         },
         "customers": {"acme": {"plan": "gold"}},
@@ -309,7 +332,12 @@ def test_unknown_fields_are_named() -> None:
 def test_each_meter_rule_is_its_own_error() -> None:
     doc = {
         "meters": {
-            "s": meter(aggregation="sum", rounding={"unit_seconds": 60}, idle_timeout=30, delta_property="d"),
+            "s": meter(
+                aggregation="sum",
+                rounding={"unit_seconds": 60},
+                idle_timeout=30,
+                delta_property="d",
+            ),
             "g": meter(aggregation="gauge"),
             "d": meter(aggregation="duration", merge_property="user"),
         }
@@ -333,8 +361,17 @@ def test_entitlement_rules() -> None:
             "p": {
                 "entitlements": {
                     "hard": {"meter": "m", "enforcement": "hard"},
-                    "extras": {"meter": "m", "notify": {"exhausted": True}, "topup": {"block_size": 1, "price": 1}},
-                    "mixed": {"meter": "m", "allowance": {"fixed": 1}, "slack": 0.1, "overage_limit": 5},
+                    "extras": {
+                        "meter": "m",
+                        "notify": {"exhausted": True},
+                        "topup": {"block_size": 1, "price": 1},
+                    },
+                    "mixed": {
+                        "meter": "m",
+                        "allowance": {"fixed": 1},
+                        "slack": 0.1,
+                        "overage_limit": 5,
+                    },
                     "both": {"meter": "m", "allowance": {"fixed": 1, "per_seat": 2}},
                 }
             }
@@ -352,7 +389,9 @@ def test_entitlement_rules() -> None:
 
 
 def test_soft_enforcement_defaults_slack_to_zero() -> None:
-    spec = EntitlementSpec.model_validate({"meter": "m", "allowance": {"fixed": 1}, "enforcement": "soft"})
+    spec = EntitlementSpec.model_validate(
+        {"meter": "m", "allowance": {"fixed": 1}, "enforcement": "soft"}
+    )
 
     assert spec.slack == Decimal(0)
     assert EntitlementSpec.model_validate({"meter": "m"}).enforcement == "none"
@@ -367,7 +406,11 @@ def test_price_errors_point_into_the_price_list() -> None:
                 "prices": [
                     {"type": "flat", "amount": "-1"},
                     {"type": "bulk"},
-                    {"type": "graduated", "feature": "f", "tiers": [{"unit_price": 1}, {"up_to": 5, "unit_price": 1}]},
+                    {
+                        "type": "graduated",
+                        "feature": "f",
+                        "tiers": [{"unit_price": 1}, {"up_to": 5, "unit_price": 1}],
+                    },
                     {
                         "type": "graduated",
                         "feature": "f",
@@ -438,7 +481,9 @@ def test_customer_errors() -> None:
 
 
 def test_a_document_that_is_not_a_mapping() -> None:
-    assert errors_of(["meters"]) == ["catalog: must be a mapping with meters, plans and customers (got a list)"]
+    assert errors_of(["meters"]) == [
+        "catalog: must be a mapping with meters, plans and customers (got a list)"
+    ]
     assert errors_of({"meters": [1]}) == ["meters: must be a mapping of names (got a list)"]
 
 
@@ -524,27 +569,50 @@ def test_money_and_quantities_are_bounded_each_at_its_path() -> None:
     doc = {
         "meters": {
             "m": meter(),
-            "d": meter(aggregation="duration", stream_property="s", unit="minute", idle_timeout=10**9,
-                       rounding={"unit_seconds": 366 * 86_400 + 1}),
+            "d": meter(
+                aggregation="duration",
+                stream_property="s",
+                unit="minute",
+                idle_timeout=10**9,
+                rounding={"unit_seconds": 366 * 86_400 + 1},
+            ),
         },
         "plans": {
             "p": {
                 "entitlements": {
-                    "f": {"meter": "m", "allowance": {"fixed": big}, "enforcement": "soft", "slack": fine,
-                          "topup": {"block_size": "1e400", "price": "5.001"}},
-                    "g": {"meter": "m", "allowance": {"per_seat": "NaN"}, "enforcement": "overage",
-                          "overage_limit": "-1e15"},
+                    "f": {
+                        "meter": "m",
+                        "allowance": {"fixed": big},
+                        "enforcement": "soft",
+                        "slack": fine,
+                        "topup": {"block_size": "1e400", "price": "5.001"},
+                    },
+                    "g": {
+                        "meter": "m",
+                        "allowance": {"per_seat": "NaN"},
+                        "enforcement": "overage",
+                        "overage_limit": "-1e15",
+                    },
                 },
                 "prices": [
                     {"type": "flat", "amount": "1e400"},
                     {"type": "per_seat", "amount": "0.125"},
                     {"type": "unit", "feature": "f", "unit_price": fine},
                     {"type": "overage", "feature": "f", "unit_price": "Infinity"},
-                    {"type": "graduated", "feature": "f", "tiers": [{"up_to": big, "unit_price": "0.5"},
-                                                                     {"unit_price": 1e300}]},
+                    {
+                        "type": "graduated",
+                        "feature": "f",
+                        "tiers": [{"up_to": big, "unit_price": "0.5"}, {"unit_price": 1e300}],
+                    },
                 ],
             },
-            "yen": {"currency": "JPY", "prices": [{"type": "flat", "amount": "500.5"}, {"type": "flat", "amount": "500.00"}]},
+            "yen": {
+                "currency": "JPY",
+                "prices": [
+                    {"type": "flat", "amount": "500.5"},
+                    {"type": "flat", "amount": "500.00"},
+                ],
+            },
         },
         "customers": {"c": {"plan": "p", "seats": 1_000_000_001}},
     }
@@ -572,15 +640,29 @@ def test_the_largest_values_are_taken() -> None:
     top = "999999999999999.999999999999"
     doc = {
         "meters": {"m": meter()},
-        "plans": {"p": {
-            "entitlements": {"f": {"meter": "m", "allowance": {"fixed": top}, "enforcement": "overage",
-                                   "overage_limit": top, "topup": {"block_size": top, "price": "999999999999999.99"}}},
-            "prices": [{"type": "per_seat", "amount": "999999999999999.99"}, {"type": "unit", "feature": "f",
-                                                                             "unit_price": top}]}},
+        "plans": {
+            "p": {
+                "entitlements": {
+                    "f": {
+                        "meter": "m",
+                        "allowance": {"fixed": top},
+                        "enforcement": "overage",
+                        "overage_limit": top,
+                        "topup": {"block_size": top, "price": "999999999999999.99"},
+                    }
+                },
+                "prices": [
+                    {"type": "per_seat", "amount": "999999999999999.99"},
+                    {"type": "unit", "feature": "f", "unit_price": top},
+                ],
+            }
+        },
         "customers": {"c": {"plan": "p", "seats": 1_000_000_000}},
     }
 
-    assert validate_catalog(doc).plans["p"].prices[1] == UnitPrice(type="unit", feature="f", unit_price=Decimal(top))
+    assert validate_catalog(doc).plans["p"].prices[1] == UnitPrice(
+        type="unit", feature="f", unit_price=Decimal(top)
+    )
 
 
 def test_a_stored_catalog_is_read_back_whatever_bounds_came_later() -> None:
@@ -611,20 +693,36 @@ def test_one_catalog_with_errors_at_every_level_lists_them_all_at_once() -> None
                 "entitlements": {
                     # a field, a rule and an unknown meter in one entitlement
                     "media": {"meter": "nope", "allowance": {"fixed": "lots"}, "slack": 0.1},
-                    "calls": {"meter": "level", "allowance": {"per_seat": 1, "fixed": 2}},  # a rule one level down
+                    "calls": {
+                        "meter": "level",
+                        "allowance": {"per_seat": 1, "fixed": 2},
+                    },  # a rule one level down
                 },
                 "prices": [
                     {"type": "flat", "amount": "1e400"},  # out of range
-                    {"type": "unit", "feature": "video", "unit_price": "0.01"},  # an unknown feature
-                    {"type": "graduated", "feature": "media",  # a field and a rule of one price
-                     "tiers": [{"unit_price": 1}, {"up_to": "x", "unit_price": 1}, {"up_to": 5, "unit_price": 1}]},
+                    {
+                        "type": "unit",
+                        "feature": "video",
+                        "unit_price": "0.01",
+                    },  # an unknown feature
+                    {
+                        "type": "graduated",
+                        "feature": "media",  # a field and a rule of one price
+                        "tiers": [
+                            {"unit_price": 1},
+                            {"up_to": "x", "unit_price": 1},
+                            {"up_to": 5, "unit_price": 1},
+                        ],
+                    },
                     {"type": "per_seat", "amount": "0.001"},  # more places than the currency has
                 ],
             },
             "a": {"next_plan": "b"},  # a loop
             "b": {"next_plan": "a", "currency": "usd"},
         },
-        "customers": {"acme": {"plan": "silver", "timezone": "Mars/Base"}},  # an unknown plan and zone
+        "customers": {
+            "acme": {"plan": "silver", "timezone": "Mars/Base"}
+        },  # an unknown plan and zone
         "extras": {},  # not a section
     }
 

@@ -36,7 +36,9 @@ class Inbox:
     arrived: threading.Condition = field(default_factory=threading.Condition)
 
     async def handle_DATA(self, server, session, envelope) -> str:  # type: ignore[no-untyped-def]
-        message = message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
+        message = message_from_bytes(
+            envelope.original_content or envelope.content, policy=policy.default
+        )
         with self.arrived:
             self.mails.append(Mail(list(envelope.rcpt_tos), message))  # type: ignore[arg-type]
             self.arrived.notify_all()
@@ -77,7 +79,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 receiver.requests.append(Received(self.path, dict(self.headers.items()), body))
                 queued = receiver.script.get(self.path)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -31,23 +31,42 @@ app(sys.argv[2:], prog_name="quotameter")
 def run_demo(cwd: Path, today: datetime, zone: str, *args: str) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUOTAMETER_")}
     env |= {"TZ": zone, "COLUMNS": "240"}  # a terminal wide enough for one line per organization
-    done = subprocess.run([sys.executable, "-c", AT_TODAY, today.isoformat(), "demo", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", AT_TODAY, today.isoformat(), "demo", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
 
-@pytest.mark.parametrize(("today", "zone", "shown", "moved"), [
-    # 00:30 on the 1st, east of UTC: already 09:30 in Tokyo; December is young everywhere.
-    (datetime(2026, 12, 1, 0, 30, tzinfo=timezone.utc), "Asia/Tokyo", datetime(2026, 11, 30, 0, 30), "1 day back"),
-    # 23:30 on the 31st, west of UTC: 15:30 in Los Angeles, but Tokyo's January has begun.
-    (datetime(2027, 1, 31, 23, 30, tzinfo=timezone.utc), "America/Los_Angeles", datetime(2027, 1, 30, 23, 30),
-     "1 day back"),
-])
+@pytest.mark.parametrize(
+    ("today", "zone", "shown", "moved"),
+    [
+        # 00:30 on the 1st, east of UTC: already 09:30 in Tokyo; December is young everywhere.
+        (
+            datetime(2026, 12, 1, 0, 30, tzinfo=UTC),
+            "Asia/Tokyo",
+            datetime(2026, 11, 30, 0, 30),
+            "1 day back",
+        ),
+        # 23:30 on the 31st, west of UTC: 15:30 in Los Angeles, but Tokyo's January has begun.
+        (
+            datetime(2027, 1, 31, 23, 30, tzinfo=UTC),
+            "America/Los_Angeles",
+            datetime(2027, 1, 30, 23, 30),
+            "1 day back",
+        ),
+    ],
+)
 def test_the_command_moves_its_clock_back_says_so_and_tells_the_story(
-        tmp_path: Path, today: datetime, zone: str, shown: datetime, moved: str) -> None:
+    tmp_path: Path, today: datetime, zone: str, shown: datetime, moved: str
+) -> None:
     out = run_demo(tmp_path, today, zone, "--no-serve")
-    now = shown.replace(tzinfo=timezone.utc)
+    now = shown.replace(tzinfo=UTC)
     assert f"The demo's clock is {moved}" in out and "--now" in out, out
     assert f"up to {now:%d %b %Y %H:%M} UTC" in out, out
     assert_the_printout_tells_it(printed_states(out))
@@ -57,4 +76,3 @@ def test_the_command_moves_its_clock_back_says_so_and_tells_the_story(
         assert_the_story_holds(engine, now)
     finally:
         engine.dispose()
-

@@ -6,21 +6,35 @@ from __future__ import annotations
 
 import functools
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import Engine, func, select
 
-from demo_story import assert_the_printout_tells_it, assert_the_story_holds, process_zone, recorded, standings
+from demo_story import (
+    assert_the_printout_tells_it,
+    assert_the_story_holds,
+    process_zone,
+    recorded,
+    standings,
+)
 from quotameter.catalog.model import validate_catalog
-from quotameter.demo.load import SHOWN, STORY_DAYS, DemoMonth, demo_catalog, load_demo, plan_month, story_clock
+from quotameter.demo.load import (
+    SHOWN,
+    STORY_DAYS,
+    DemoMonth,
+    demo_catalog,
+    load_demo,
+    plan_month,
+    story_clock,
+)
 from quotameter.periods import period_containing
 from quotameter.store import tables
 from quotameter.timeutil import to_us
 from support import event
 
-NOW = datetime(2026, 3, 24, 15, 30, tzinfo=timezone.utc)  # a Tuesday afternoon
-UTC = timezone.utc
+NOW = datetime(2026, 3, 24, 15, 30, tzinfo=UTC)  # a Tuesday afternoon
+UTC = UTC
 CATALOG = validate_catalog(demo_catalog())
 
 
@@ -38,13 +52,18 @@ def test_a_month_puts_every_organization_where_its_story_says(engine: Engine) ->
     assert_the_printout_tells_it({o.customer: o.state for o in summary.organizations})
     assert [row[0] for row in summary.table()] == [c for c, _ in SHOWN]
     with engine.connect() as conn:
-        assert summary.events == conn.execute(select(func.count()).select_from(tables.events)).scalar()
+        assert (
+            summary.events == conn.execute(select(func.count()).select_from(tables.events)).scalar()
+        )
 
     # Loading again with the same seed and now: the same month, nothing added.
     again = load_demo(engine, NOW)
     assert standings(engine, NOW) == b
-    assert (again.events, again.notices, again.catalog_version) == (summary.events, summary.notices,
-                                                                    summary.catalog_version)
+    assert (again.events, again.notices, again.catalog_version) == (
+        summary.events,
+        summary.notices,
+        summary.catalog_version,
+    )
     assert again.organizations == summary.organizations
 
 
@@ -61,36 +80,59 @@ EAST, WEST = "Asia/Tokyo", "America/Los_Angeles"
 
 
 @pytest.mark.parametrize("zone", ["UTC", EAST, WEST])
-@pytest.mark.parametrize(("today", "expected"), [
-    (FIRST, datetime(2027, 2, 28, 0, 30, tzinfo=UTC)),
-    (datetime(2026, 12, 1, 0, 30, tzinfo=UTC), datetime(2026, 11, 30, 0, 30, tzinfo=UTC)),  # New York: 30 Nov
-    (datetime(2026, 12, 2, 10, 0, tzinfo=UTC), datetime(2026, 11, 30, 10, 0, tzinfo=UTC)),
-    # Three days of December in London and Tokyo, not yet in New York: back to November.
-    (datetime(2026, 12, 4, 2, 0, tzinfo=UTC), datetime(2026, 11, 30, 2, 0, tzinfo=UTC)),
-    (datetime(2026, 12, 4, 5, 0, tzinfo=UTC), datetime(2026, 12, 4, 5, 0, tzinfo=UTC)),  # New York's too
-    (THREE_DAYS, THREE_DAYS),
-    (FIFTEENTH, datetime(2026, 11, 14, 12, 0, tzinfo=UTC)),  # studio's cycle began at midnight
-    (datetime(2026, 11, 17, 23, 59, tzinfo=UTC), datetime(2026, 11, 14, 23, 59, tzinfo=UTC)),
-    (datetime(2026, 11, 18, 0, 0, tzinfo=UTC), datetime(2026, 11, 18, 0, 0, tzinfo=UTC)),
-    (LAST, datetime(2026, 12, 30, 23, 30, tzinfo=UTC)),  # Tokyo's January is 8.5 hours old
-    (datetime(2026, 11, 20, 15, 0, tzinfo=UTC), datetime(2026, 11, 20, 15, 0, tzinfo=UTC)),
-])
+@pytest.mark.parametrize(
+    ("today", "expected"),
+    [
+        (FIRST, datetime(2027, 2, 28, 0, 30, tzinfo=UTC)),
+        (
+            datetime(2026, 12, 1, 0, 30, tzinfo=UTC),
+            datetime(2026, 11, 30, 0, 30, tzinfo=UTC),
+        ),  # New York: 30 Nov
+        (datetime(2026, 12, 2, 10, 0, tzinfo=UTC), datetime(2026, 11, 30, 10, 0, tzinfo=UTC)),
+        # Three days of December in London and Tokyo, not yet in New York: back to November.
+        (datetime(2026, 12, 4, 2, 0, tzinfo=UTC), datetime(2026, 11, 30, 2, 0, tzinfo=UTC)),
+        (
+            datetime(2026, 12, 4, 5, 0, tzinfo=UTC),
+            datetime(2026, 12, 4, 5, 0, tzinfo=UTC),
+        ),  # New York's too
+        (THREE_DAYS, THREE_DAYS),
+        (FIFTEENTH, datetime(2026, 11, 14, 12, 0, tzinfo=UTC)),  # studio's cycle began at midnight
+        (datetime(2026, 11, 17, 23, 59, tzinfo=UTC), datetime(2026, 11, 14, 23, 59, tzinfo=UTC)),
+        (datetime(2026, 11, 18, 0, 0, tzinfo=UTC), datetime(2026, 11, 18, 0, 0, tzinfo=UTC)),
+        (LAST, datetime(2026, 12, 30, 23, 30, tzinfo=UTC)),  # Tokyo's January is 8.5 hours old
+        (datetime(2026, 11, 20, 15, 0, tzinfo=UTC), datetime(2026, 11, 20, 15, 0, tzinfo=UTC)),
+    ],
+)
 def test_the_demo_clock_goes_back_whole_days_until_every_period_has_three(
-        today: datetime, expected: datetime, zone: str) -> None:
+    today: datetime, expected: datetime, zone: str
+) -> None:
     with process_zone(zone):
         assert story_clock(today) == expected
-        assert story_clock(today.astimezone(timezone(timedelta(hours=-10)))) == expected  # the same instant
+        assert (
+            story_clock(today.astimezone(timezone(timedelta(hours=-10)))) == expected
+        )  # the same instant
     for customer, _ in SHOWN:
         spec, plan = CATALOG.customers[customer], CATALOG.plans[CATALOG.customers[customer].plan]
         kind = next(iter(plan.entitlements.values())).period
-        start = period_containing(kind, expected, tz=spec.timezone, anchor=spec.billing_anchor).start
+        start = period_containing(
+            kind, expected, tz=spec.timezone, anchor=spec.billing_anchor
+        ).start
         assert expected - start >= timedelta(days=STORY_DAYS), customer
 
 
-@pytest.mark.parametrize(("db_url", "today", "zone"), [
-    ("sqlite", FIRST, WEST), ("postgresql", FIFTEENTH, EAST), ("sqlite", LAST, WEST), ("postgresql", THREE_DAYS, EAST),
-], indirect=["db_url"])
-def test_the_story_holds_on_any_day_of_a_month_in_any_zone(engine: Engine, today: datetime, zone: str) -> None:
+@pytest.mark.parametrize(
+    ("db_url", "today", "zone"),
+    [
+        ("sqlite", FIRST, WEST),
+        ("postgresql", FIFTEENTH, EAST),
+        ("sqlite", LAST, WEST),
+        ("postgresql", THREE_DAYS, EAST),
+    ],
+    indirect=["db_url"],
+)
+def test_the_story_holds_on_any_day_of_a_month_in_any_zone(
+    engine: Engine, today: datetime, zone: str
+) -> None:
     """The default clock and the month loaded at it, with the machine's zone west or east of
     UTC (tests/demo/test_command.py runs the command itself in the others)."""
     with process_zone(zone):
@@ -118,7 +160,9 @@ def test_the_month_is_the_same_for_the_same_seed_and_now() -> None:
 
     assert first.times == sorted(first.times) and first.times[-1] <= to_us(NOW)
     assert len({(e["source"], e["id"]) for e in first.events}) == len(first.events)
-    assert {frozenset(e) for e in first.events} == {frozenset(event("t", "s", NOW))}  # CloudEvents as tests send them
+    assert {frozenset(e) for e in first.events} == {
+        frozenset(event("t", "s", NOW))
+    }  # CloudEvents as tests send them
     per_customer = Counter(e["subject"] for e in first.events)
     assert set(per_customer) == {c for c, _ in SHOWN} and per_customer["docs"] > 100_000
 
@@ -129,7 +173,9 @@ def test_every_event_is_in_its_customers_current_period() -> None:
         starts = {}
         for key, spec in CATALOG.customers.items():
             kind = next(iter(CATALOG.plans[spec.plan].entitlements.values())).period
-            starts[key] = to_us(period_containing(kind, now, tz=spec.timezone, anchor=spec.billing_anchor).start)
+            starts[key] = to_us(
+                period_containing(kind, now, tz=spec.timezone, anchor=spec.billing_anchor).start
+            )
         planned = month(now)
         for ev, t in zip(planned.events, planned.times):
             assert starts[ev["subject"]] <= t <= to_us(now), ev

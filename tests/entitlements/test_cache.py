@@ -23,20 +23,46 @@ BASE = at("2026-03-30T00:00:00Z")  # the month turns two days in
 CATALOG = {
     "meters": {
         "calls": {"event_type": "call", "aggregation": "count"},
-        "mins": {"event_type": "m", "aggregation": "duration", "stream_property": "s", "unit": "minute",
-                 "rounding": {"unit_seconds": 60}},
-        "idle": {"event_type": "m", "aggregation": "duration", "stream_property": "s", "unit": "minute",
-                 "rounding": {"unit_seconds": 60}, "idle_timeout": 1200},
+        "mins": {
+            "event_type": "m",
+            "aggregation": "duration",
+            "stream_property": "s",
+            "unit": "minute",
+            "rounding": {"unit_seconds": 60},
+        },
+        "idle": {
+            "event_type": "m",
+            "aggregation": "duration",
+            "stream_property": "s",
+            "unit": "minute",
+            "rounding": {"unit_seconds": 60},
+            "idle_timeout": 1200,
+        },
     },
     "plans": {
-        "seat": {"entitlements": {
-            "calls": {"meter": "calls", "allowance": {"per_seat": 5}, "topup": {"block_size": 10, "price": "1"}},
-            "mins": {"meter": "mins", "allowance": {"fixed": 30}},
-            "idle": {"meter": "idle", "allowance": {"fixed": 45}}}},
-        "flat": {"entitlements": {
-            "calls": {"meter": "calls", "allowance": {"fixed": 7}, "enforcement": "soft", "slack": 0.5},
-            "mins": {"meter": "mins", "allowance": {"fixed": 60}},
-            "idle": {"meter": "idle", "allowance": {"fixed": 20}, "enforcement": "hard"}}},
+        "seat": {
+            "entitlements": {
+                "calls": {
+                    "meter": "calls",
+                    "allowance": {"per_seat": 5},
+                    "topup": {"block_size": 10, "price": "1"},
+                },
+                "mins": {"meter": "mins", "allowance": {"fixed": 30}},
+                "idle": {"meter": "idle", "allowance": {"fixed": 45}},
+            }
+        },
+        "flat": {
+            "entitlements": {
+                "calls": {
+                    "meter": "calls",
+                    "allowance": {"fixed": 7},
+                    "enforcement": "soft",
+                    "slack": 0.5,
+                },
+                "mins": {"meter": "mins", "allowance": {"fixed": 60}},
+                "idle": {"meter": "idle", "allowance": {"fixed": 20}, "enforcement": "hard"},
+            }
+        },
     },
     "customers": {"c": {"plan": "seat", "seats": 2}},
 }
@@ -60,8 +86,11 @@ def _reset(engine: Engine) -> catalogs.LoadedCatalog:
 
 
 @pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                   HealthCheck.too_slow])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(ops=st.lists(op, min_size=1, max_size=30))
 def test_cached_balance_equals_fresh(engine: Engine, ops) -> None:  # type: ignore[no-untyped-def]
     catalog = _reset(engine)
@@ -72,19 +101,57 @@ def test_cached_balance_equals_fresh(engine: Engine, ops) -> None:  # type: igno
         n += 1
         with unit_of_work(engine) as conn:
             if kind == "calls":
-                ingest(conn, catalog, [{"id": f"{n}.{k}", "source": "t", "type": "call", "subject": "c",
-                                        "time": iso(when)} for k in range(arg)], to_us(when))
+                ingest(
+                    conn,
+                    catalog,
+                    [
+                        {
+                            "id": f"{n}.{k}",
+                            "source": "t",
+                            "type": "call",
+                            "subject": "c",
+                            "time": iso(when),
+                        }
+                        for k in range(arg)
+                    ],
+                    to_us(when),
+                )
             elif kind == "stream":
-                ingest(conn, catalog, [{"id": str(n), "source": "t", "type": "m", "subject": "c", "time": iso(when),
-                                        "data": {"s": "mic", "action": arg}}], to_us(when))
+                ingest(
+                    conn,
+                    catalog,
+                    [
+                        {
+                            "id": str(n),
+                            "source": "t",
+                            "type": "m",
+                            "subject": "c",
+                            "time": iso(when),
+                            "data": {"s": "mic", "action": arg},
+                        }
+                    ],
+                    to_us(when),
+                )
             elif kind == "seats":
-                customers.change(conn, catalog, "c", seats=arg, settings={}, effective_us=to_us(when),
-                                 recorded_us=to_us(when))
+                customers.change(
+                    conn,
+                    catalog,
+                    "c",
+                    seats=arg,
+                    settings={},
+                    effective_us=to_us(when),
+                    recorded_us=to_us(when),
+                )
             elif kind == "topup":
                 try:
-                    grants.add(conn, catalog, grants.GrantRequest("c", f"g{n}", "calls", "topup", blocks=arg),
-                               when, to_us(when))
-                except Exception:  # noqa: BLE001 - the flat plan sells no top-ups: a refused write
+                    grants.add(
+                        conn,
+                        catalog,
+                        grants.GrantRequest("c", f"g{n}", "calls", "topup", blocks=arg),
+                        when,
+                        to_us(when),
+                    )
+                except Exception:
                     pass
             elif kind == "plan":
                 customers.change_plan(conn, catalog, "c", arg, to_us(when), to_us(when))
@@ -93,22 +160,38 @@ def test_cached_balance_equals_fresh(engine: Engine, ops) -> None:  # type: igno
                 cached = cache.balance(conn, catalog, "c", arg, when)
                 # Later instants of the same writes: from the entry, open streams moved by time alone
                 # (past the idle timeout too), as a fresh computation moves them.
-                later = [cache.balance(conn, catalog, "c", arg, when + timedelta(minutes=k)) for k in (7, 31)]
+                later = [
+                    cache.balance(conn, catalog, "c", arg, when + timedelta(minutes=k))
+                    for k in (7, 31)
+                ]
             with engine.connect() as conn:
                 assert cached == balance(conn, catalog, "c", arg, when)
-                assert later == [balance(conn, catalog, "c", arg, when + timedelta(minutes=k)) for k in (7, 31)]
+                assert later == [
+                    balance(conn, catalog, "c", arg, when + timedelta(minutes=k)) for k in (7, 31)
+                ]
 
 
-stream_op = st.tuples(st.sampled_from(["mic", "cam"]), st.sampled_from(["start", "stop", "heartbeat"]),
-                      st.integers(0, 90))
+stream_op = st.tuples(
+    st.sampled_from(["mic", "cam"]),
+    st.sampled_from(["start", "stop", "heartbeat"]),
+    st.integers(0, 90),
+)
 
 
 @pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                   HealthCheck.too_slow])
-@given(ops=st.lists(stream_op, min_size=1, max_size=12), first=st.integers(0, 60),
-       later=st.lists(st.integers(0, 24 * 60), min_size=1, max_size=4))
-def test_a_balance_with_open_streams_moves_with_time_from_its_entry(engine: Engine, ops, first, later) -> None:  # type: ignore[no-untyped-def]
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    ops=st.lists(stream_op, min_size=1, max_size=12),
+    first=st.integers(0, 60),
+    later=st.lists(st.integers(0, 24 * 60), min_size=1, max_size=4),
+)
+def test_a_balance_with_open_streams_moves_with_time_from_its_entry(
+    engine: Engine, ops, first, later
+) -> None:  # type: ignore[no-untyped-def]
     """Read after the last event, then later with nothing written: every later read is a hit
     (no recomputation), and equals a fresh computation, idle timeouts and the month's end included."""
     catalog = _reset(engine)
@@ -117,8 +200,21 @@ def test_a_balance_with_open_streams_moves_with_time_from_its_entry(engine: Engi
     with unit_of_work(engine) as conn:
         for n, (stream, action, gap) in enumerate(ops):
             when += timedelta(minutes=gap)
-            ingest(conn, catalog, [{"id": str(n), "source": "t", "type": "m", "subject": "c", "time": iso(when),
-                                    "data": {"s": stream, "action": action}}], to_us(when))
+            ingest(
+                conn,
+                catalog,
+                [
+                    {
+                        "id": str(n),
+                        "source": "t",
+                        "type": "m",
+                        "subject": "c",
+                        "time": iso(when),
+                        "data": {"s": stream, "action": action},
+                    }
+                ],
+                to_us(when),
+            )
     for feature in ("mins", "idle"):
         t = when + timedelta(minutes=first)
         with engine.connect() as conn:
@@ -128,5 +224,7 @@ def test_a_balance_with_open_streams_moves_with_time_from_its_entry(engine: Engi
                 at_k = t + timedelta(minutes=k)
                 cached = cache.balance(conn, catalog, "c", feature, at_k)
                 assert cached == balance(conn, catalog, "c", feature, at_k)
-            if t.month == (t + timedelta(minutes=max(later))).month:  # a new period is computed afresh
+            if (
+                t.month == (t + timedelta(minutes=max(later))).month
+            ):  # a new period is computed afresh
                 assert cache.hits == hits + len(later)

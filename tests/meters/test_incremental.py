@@ -39,12 +39,27 @@ CATALOG = {
         "peak": {"event_type": "x", "aggregation": "max", "value_property": "v"},
         "last": {"event_type": "x", "aggregation": "latest", "value_property": "v"},
         "users": {"event_type": "x", "aggregation": "unique_count", "value_property": "user"},
-        "level": {"event_type": "g", "aggregation": "gauge", "value_property": "set", "delta_property": "d"},
-        "media": {"event_type": "m", "aggregation": "duration", "stream_property": "stream",
-                  "merge_property": "user", "rounding": {"unit_seconds": 60, "mode": "ceil"},
-                  "idle_timeout": 600, "unit": "minute"},
-        "raw_seconds": {"event_type": "m", "aggregation": "duration", "stream_property": "stream",
-                        "unit": "second"},
+        "level": {
+            "event_type": "g",
+            "aggregation": "gauge",
+            "value_property": "set",
+            "delta_property": "d",
+        },
+        "media": {
+            "event_type": "m",
+            "aggregation": "duration",
+            "stream_property": "stream",
+            "merge_property": "user",
+            "rounding": {"unit_seconds": 60, "mode": "ceil"},
+            "idle_timeout": 600,
+            "unit": "minute",
+        },
+        "raw_seconds": {
+            "event_type": "m",
+            "aggregation": "duration",
+            "stream_property": "stream",
+            "unit": "second",
+        },
     },
     "customers": {"c1": {"plan": "p"}, "c2": {"plan": "p", "timezone": "Asia/Kolkata"}},
     "plans": {"p": {}},
@@ -59,26 +74,47 @@ def _instant(minute: int, micros: int) -> str:
 minute = st.integers(0, SPAN_MINUTES)
 micros = st.sampled_from([0, 0, 0, 1, 250_000, 59_999_999])
 customer = st.sampled_from(["c1", "c2"])
-small_number = st.decimals(min_value=-50, max_value=50, places=1, allow_nan=False, allow_infinity=False)
+small_number = st.decimals(
+    min_value=-50, max_value=50, places=1, allow_nan=False, allow_infinity=False
+)
 
 
 @st.composite
 def simple_event(draw: st.DrawFn) -> dict[str, Any]:
-    return {"type": "x", "subject": draw(customer), "time": _instant(draw(minute), draw(micros)),
-            "data": {"kind": draw(st.sampled_from(["a", "b", "c"])), "v": str(draw(small_number)),
-                     "user": draw(st.sampled_from(["u1", "u2", "u3", "u4"]))}}
+    return {
+        "type": "x",
+        "subject": draw(customer),
+        "time": _instant(draw(minute), draw(micros)),
+        "data": {
+            "kind": draw(st.sampled_from(["a", "b", "c"])),
+            "v": str(draw(small_number)),
+            "user": draw(st.sampled_from(["u1", "u2", "u3", "u4"])),
+        },
+    }
 
 
 @st.composite
 def gauge_event(draw: st.DrawFn) -> dict[str, Any]:
-    data = {"set": str(draw(small_number))} if draw(st.booleans()) and draw(st.booleans()) else {"d": str(draw(small_number))}
-    return {"type": "g", "subject": draw(customer), "time": _instant(draw(minute), draw(micros)), "data": data}
+    data = (
+        {"set": str(draw(small_number))}
+        if draw(st.booleans()) and draw(st.booleans())
+        else {"d": str(draw(small_number))}
+    )
+    return {
+        "type": "g",
+        "subject": draw(customer),
+        "time": _instant(draw(minute), draw(micros)),
+        "data": data,
+    }
 
 
 @st.composite
 def media_event(draw: st.DrawFn) -> dict[str, Any]:
     user = draw(st.sampled_from(["u1", "u2"]))
-    data: dict[str, Any] = {"user": user, "stream": f"{user}/{draw(st.sampled_from(['mic', 'cam', 'screen']))}"}
+    data: dict[str, Any] = {
+        "user": user,
+        "stream": f"{user}/{draw(st.sampled_from(['mic', 'cam', 'screen']))}",
+    }
     m = draw(minute)
     if draw(st.integers(0, 9)) == 0:
         start, length, end = draw(micros), draw(st.integers(0, 90)), draw(micros)
@@ -92,7 +128,9 @@ def media_event(draw: st.DrawFn) -> dict[str, Any]:
 
 @st.composite
 def scenario(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[list[dict[str, Any]]]]:
-    events = draw(st.lists(st.one_of(simple_event(), gauge_event(), media_event()), min_size=1, max_size=45))
+    events = draw(
+        st.lists(st.one_of(simple_event(), gauge_event(), media_event()), min_size=1, max_size=45)
+    )
     for i, ev in enumerate(events):
         ev.update(specversion="1.0", id=f"e{i}", source=draw(st.sampled_from(["s", "t"])))
     # Arrival: shuffled, with exact repeats, cut into batches.
@@ -107,7 +145,9 @@ def _reset(engine: Engine) -> None:
     fresh_catalog(engine, CATALOG)
 
 
-def _expected(events: list[dict[str, Any]], meter: str, cust: str, lo: int, hi: int, at_us: int) -> Decimal:
+def _expected(
+    events: list[dict[str, Any]], meter: str, cust: str, lo: int, hi: int, at_us: int
+) -> Decimal:
     from quotameter.events.model import parse_event, parse_instant
     from quotameter.meters.model import interpret
 
@@ -125,8 +165,12 @@ def _windows(draw_times: list[int]) -> list[tuple[int, int]]:
     month_edge = to_us(at("2026-04-01T00:00:00Z"))
     kolkata_edge = to_us(at("2026-03-31T18:30:00Z"))
     far = 40 * 24 * 3600 * US
-    windows = [(month_edge - far, month_edge), (month_edge, month_edge + far),
-               (kolkata_edge - far, kolkata_edge), (kolkata_edge, kolkata_edge + far)]
+    windows = [
+        (month_edge - far, month_edge),
+        (month_edge, month_edge + far),
+        (kolkata_edge - far, kolkata_edge),
+        (kolkata_edge, kolkata_edge + far),
+    ]
     a, b = sorted(draw_times[:2])
     windows.append((a, b + 1))
     return windows
@@ -134,8 +178,11 @@ def _windows(draw_times: list[int]) -> list[tuple[int, int]]:
 
 @pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
 # QUOTAMETER_PROPERTY_EXAMPLES=1000 for a longer soak than CI's.
-@settings(max_examples=int(os.environ.get("QUOTAMETER_PROPERTY_EXAMPLES", "70")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                   HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("QUOTAMETER_PROPERTY_EXAMPLES", "70")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(data=scenario(), probe=st.lists(st.tuples(minute, micros), min_size=3, max_size=3))
 def test_incremental_usage_equals_recomputation(engine: Engine, data, probe) -> None:  # type: ignore[no-untyped-def]
     events, batches = data
@@ -152,7 +199,9 @@ def test_incremental_usage_equals_recomputation(engine: Engine, data, probe) -> 
                 for cust in ("c1", "c2"):
                     for at_us in instants:
                         for lo, hi in _windows(instants):
-                            out[(meter, cust, at_us, lo, hi)] = meters.usage(conn, spec, meter, cust, lo, hi, at_us)
+                            out[(meter, cust, at_us, lo, hi)] = meters.usage(
+                                conn, spec, meter, cust, lo, hi, at_us
+                            )
         return out
 
     got = answers()
@@ -166,6 +215,7 @@ def test_incremental_usage_equals_recomputation(engine: Engine, data, probe) -> 
 
 
 # --- consumes: one event per consumption, counted as its units --------------------------------
+
 
 @st.composite
 def consumed(draw: st.DrawFn) -> dict[str, Any]:
@@ -190,7 +240,9 @@ def forged(draw: st.DrawFn) -> dict[str, Any]:
 
 @st.composite
 def consume_scenario(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[list[dict[str, Any]]]]:
-    events = draw(st.lists(st.one_of(consumed(), forged(), simple_event()), min_size=1, max_size=30))
+    events = draw(
+        st.lists(st.one_of(consumed(), forged(), simple_event()), min_size=1, max_size=30)
+    )
     for i, ev in enumerate(events):
         ev.update(specversion="1.0", id=f"e{i}")
         ev.setdefault("source", draw(st.sampled_from(["s", "t"])))
@@ -211,8 +263,11 @@ def _counted(events: list[dict[str, Any]], cust: str, lo: int, hi: int) -> int:
 
 
 @pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
-@settings(max_examples=int(os.environ.get("QUOTAMETER_PROPERTY_EXAMPLES", "70")) // 3, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("QUOTAMETER_PROPERTY_EXAMPLES", "70")) // 3,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(data=consume_scenario(), probe=st.lists(st.tuples(minute, micros), min_size=3, max_size=3))
 def test_consumes_of_large_amounts_count_as_their_units(engine: Engine, data, probe) -> None:  # type: ignore[no-untyped-def]
     events, batches = data
@@ -228,9 +283,15 @@ def test_consumes_of_large_amounts_count_as_their_units(engine: Engine, data, pr
 
     def answers() -> dict[tuple, Decimal]:
         with engine.connect() as conn:
-            return {(meter, cust, at_us, lo, hi): meters.usage(conn, SPEC.meters[meter], meter, cust, lo, hi, at_us)
-                    for meter in simple for cust in ("c1", "c2") for at_us in instants
-                    for lo, hi in _windows(instants)}
+            return {
+                (meter, cust, at_us, lo, hi): meters.usage(
+                    conn, SPEC.meters[meter], meter, cust, lo, hi, at_us
+                )
+                for meter in simple
+                for cust in ("c1", "c2")
+                for at_us in instants
+                for lo, hi in _windows(instants)
+            }
 
     got = answers()
     for (meter, cust, at_us, lo, hi), value in got.items():
@@ -240,8 +301,10 @@ def test_consumes_of_large_amounts_count_as_their_units(engine: Engine, data, pr
     with engine.connect() as conn:
         for cust in ("c1", "c2"):
             for lo, hi in _windows(instants):
-                assert meters.recompute_usage(conn, SPEC.meters["n"], cust, lo, hi, instants[-1]) == \
-                    got[("n", cust, instants[-1], lo, hi)]
+                assert (
+                    meters.recompute_usage(conn, SPEC.meters["n"], cust, lo, hi, instants[-1])
+                    == got[("n", cust, instants[-1], lo, hi)]
+                )
     with unit_of_work(engine) as conn:
         for meter in simple:
             meters.rebuild(conn, SPEC, meter)

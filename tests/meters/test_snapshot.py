@@ -14,6 +14,8 @@ from datetime import timedelta
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import Engine
+
 from meters.test_incremental import (
     BASE,
     SPEC,
@@ -24,8 +26,6 @@ from meters.test_incremental import (
     minute,
     scenario,
 )
-from sqlalchemy import Engine
-
 from quotameter.catalog import service as catalogs
 from quotameter.meters import service as meters
 from quotameter.timeutil import to_us
@@ -42,14 +42,21 @@ def media_scenario(draw: st.DrawFn) -> tuple[list, list]:
     cuts = sorted(draw(st.lists(st.integers(0, len(arrival)), max_size=4)))
     return events, [arrival[a:b] for a, b in zip([0, *cuts], [*cuts, len(arrival)]) if b > a]
 
+
 DURATIONS = [name for name, spec in SPEC.meters.items() if spec.aggregation == "duration"]
 
 
 @pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
-@settings(max_examples=int(os.environ.get("QUOTAMETER_PROPERTY_EXAMPLES", "70")), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(data=st.one_of(scenario(), media_scenario()), taken=st.tuples(minute, micros),
-       later=st.lists(st.tuples(st.integers(0, 24 * 60), micros), min_size=1, max_size=6))
+@settings(
+    max_examples=int(os.environ.get("QUOTAMETER_PROPERTY_EXAMPLES", "70")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    data=st.one_of(scenario(), media_scenario()),
+    taken=st.tuples(minute, micros),
+    later=st.lists(st.tuples(st.integers(0, 24 * 60), micros), min_size=1, max_size=6),
+)
 def test_snapshot_usage_equals_the_read(engine: Engine, data, taken, later) -> None:  # type: ignore[no-untyped-def]
     _, batches = data
     _reset(engine)
@@ -65,4 +72,11 @@ def test_snapshot_usage_equals_the_read(engine: Engine, data, taken, later) -> N
                     snap = meters.snapshot(conn, spec, meter, cust, lo, hi, t0)
                     for t in instants:
                         want = meters.usage(conn, spec, meter, cust, lo, hi, t)
-                        assert meters.snapshot_usage(spec, snap, t) == want, (meter, cust, lo, hi, t0, t)
+                        assert meters.snapshot_usage(spec, snap, t) == want, (
+                            meter,
+                            cust,
+                            lo,
+                            hi,
+                            t0,
+                            t,
+                        )

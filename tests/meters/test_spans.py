@@ -88,7 +88,9 @@ def round_seconds(length: int, unit: int | None, mode: str) -> int:
 
 @dataclass(frozen=True)
 class Scenario:
-    streams: list[tuple[str, list[tuple[int, str, str]]]]  # (merge key, [(second, action, order key)])
+    streams: list[
+        tuple[str, list[tuple[int, str, str]]]
+    ]  # (merge key, [(second, action, order key)])
     completed: list[tuple[str, int, int]]  # (merge key, start, end): one-event completed spans
     idle_s: int | None
     lo: int
@@ -99,7 +101,16 @@ class Scenario:
 
 
 def oracle_seconds(sc: Scenario) -> int:
-    size = max([sc.at, *(s for _, evs in sc.streams for s, _, _ in evs), *(e for _, _, e in sc.completed)]) + 1
+    size = (
+        max(
+            [
+                sc.at,
+                *(s for _, evs in sc.streams for s, _, _ in evs),
+                *(e for _, _, e in sc.completed),
+            ]
+        )
+        + 1
+    )
     on_by_key: dict[str, bytearray] = defaultdict(lambda: bytearray(size))
     for key, evs in sc.streams:
         on = stream_on_seconds([(s, a) for s, a, _ in evs], sc.idle_s, sc.at)
@@ -132,8 +143,15 @@ def usage_from_spans_py(sc: Scenario) -> int:
         spans[key].extend(replay([ev(s, a, k) for s, a, k in evs], idle_us))
     for key, start, end in sc.completed:
         spans[key].append(Span(t(start), t(end), t(end)))
-    return usage_us(dict(spans), t(sc.lo), t(sc.hi), t(sc.at), idle_timeout_us=idle_us,
-                    unit_us=sc.unit * US if sc.unit is not None else None, mode=sc.mode)  # type: ignore[arg-type]
+    return usage_us(
+        dict(spans),
+        t(sc.lo),
+        t(sc.hi),
+        t(sc.at),
+        idle_timeout_us=idle_us,
+        unit_us=sc.unit * US if sc.unit is not None else None,
+        mode=sc.mode,
+    )  # type: ignore[arg-type]
 
 
 @st.composite
@@ -149,25 +167,45 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     point = st.one_of(instant, instant, st.integers(0, end + step))
     keys = ["u1", "u2", "u3"][: draw(st.integers(1, 3))]
     action = st.sampled_from(["start", "start", "start", "stop", "heartbeat", "heartbeat"])
-    stream = st.tuples(st.sampled_from(keys),
-                       st.lists(st.tuples(instant, action, st.sampled_from(["", "a", "b"])), min_size=1, max_size=12))
+    stream = st.tuples(
+        st.sampled_from(keys),
+        st.lists(
+            st.tuples(instant, action, st.sampled_from(["", "a", "b"])), min_size=1, max_size=12
+        ),
+    )
     streams = draw(st.lists(stream, min_size=1, max_size=5))
-    completed = draw(st.lists(st.tuples(st.sampled_from(keys), instant, instant)
-                              .filter(lambda c: c[1] < c[2]), max_size=2))
+    completed = draw(
+        st.lists(
+            st.tuples(st.sampled_from(keys), instant, instant).filter(lambda c: c[1] < c[2]),
+            max_size=2,
+        )
+    )
     idle_s = draw(st.none() | st.integers(1, slots).map(lambda k: k * step) | st.integers(1, 3600))
     lo = draw(st.just(0) | point)
     hi = draw(st.integers(end, end + 3600) | point)
     # `at` after everything, on the grid, or exactly one idle timeout after an event.
-    at_choices = [st.integers(end, end + 3600), st.integers(0, slots).map(lambda k: (slots - k) * step), point]
+    at_choices = [
+        st.integers(end, end + 3600),
+        st.integers(0, slots).map(lambda k: (slots - k) * step),
+        point,
+    ]
     if idle_s is not None:
-        at_choices.append(st.sampled_from(sorted({s + idle_s for _, evs in streams for s, _, _ in evs})))
+        at_choices.append(
+            st.sampled_from(sorted({s + idle_s for _, evs in streams for s, _, _ in evs}))
+        )
     at = draw(st.one_of(at_choices))
-    if draw(st.sampled_from([True] * 9 + [False])):  # mostly a window open before `at`; now and then an empty one
+    if draw(
+        st.sampled_from([True] * 9 + [False])
+    ):  # mostly a window open before `at`; now and then an empty one
         lo, hi = min(lo, hi), max(lo, hi)
         if lo >= at:
             lo = draw(st.integers(0, max(at - 1, 0)))
     # A unit of two grid steps puts runs of an odd number of steps exactly half-way.
-    unit = draw(st.none() | st.integers(1, 300) | st.sampled_from([u for u in (2 * step, step, 60, 120) if u <= 300]))
+    unit = draw(
+        st.none()
+        | st.integers(1, 300)
+        | st.sampled_from([u for u in (2 * step, step, 60, 120) if u <= 300])
+    )
     mode = draw(st.sampled_from(["ceil", "floor", "nearest"]))
     return Scenario(streams, completed, idle_s, lo, hi, at, unit, mode)
 
@@ -179,10 +217,30 @@ def _one_user(*streams: list[tuple[int, str]]) -> list[tuple[str, list[tuple[int
 @settings(max_examples=400, deadline=None)
 @given(scenarios())
 # Ties that random draws reach only now and then:
-@example(Scenario(_one_user([(0, "start"), (30, "stop")], [(30, "start"), (60, "stop")]),
-                  [], None, 0, 3600, 3600, 60, "ceil"))  # two streams touching: one span
-@example(Scenario(_one_user([(0, "start"), (30, "start"), (30, "stop"), (60, "stop")]),
-                  [], None, 0, 3600, 3600, 60, "ceil"))  # stop and start at one instant
+@example(
+    Scenario(
+        _one_user([(0, "start"), (30, "stop")], [(30, "start"), (60, "stop")]),
+        [],
+        None,
+        0,
+        3600,
+        3600,
+        60,
+        "ceil",
+    )
+)  # two streams touching: one span
+@example(
+    Scenario(
+        _one_user([(0, "start"), (30, "start"), (30, "stop"), (60, "stop")]),
+        [],
+        None,
+        0,
+        3600,
+        3600,
+        60,
+        "ceil",
+    )
+)  # stop and start at one instant
 @example(Scenario(_one_user([(0, "start"), (30, "stop")]), [], None, 0, 3600, 3600, 60, "nearest"))
 @example(Scenario(_one_user([(0, "start"), (10, "heartbeat")]), [], 20, 0, 3600, 30, None, "ceil"))
 def test_usage_equals_brute_force_oracle(sc: Scenario) -> None:
@@ -192,20 +250,34 @@ def test_usage_equals_brute_force_oracle(sc: Scenario) -> None:
 def test_ties_as_documented_in_the_oracle_and_in_spans_py() -> None:
     # The oracle is only as good as its reading of the rules: pin both on the ties.
     def both(events: list[tuple[int, str]], idle: int | None, at: int) -> list[int]:
-        oracle = [k for k, flag in enumerate(stream_on_seconds(events, idle, at)) if flag and k < at]
+        oracle = [
+            k for k, flag in enumerate(stream_on_seconds(events, idle, at)) if flag and k < at
+        ]
         idle_us = idle * US if idle is not None else None
-        extents = [iv for sp in replay([ev(s, a) for s, a in events], idle_us)
-                   if (iv := extent(sp, t(at), idle_us)) is not None]
-        spans_py = [k for start, end in merge(extents) for k in range(start // US - T0, end // US - T0)]
+        extents = [
+            iv
+            for sp in replay([ev(s, a) for s, a in events], idle_us)
+            if (iv := extent(sp, t(at), idle_us)) is not None
+        ]
+        spans_py = [
+            k for start, end in merge(extents) for k in range(start // US - T0, end // US - T0)
+        ]
         assert spans_py == oracle
         return oracle
 
     assert both([(2, "start"), (4, "stop"), (4, "start"), (6, "stop")], None, 10) == [2, 3, 4, 5]
-    assert both([(2, "start"), (2, "stop")], None, 4) == [2, 3]  # the stop comes first and finds it closed
+    assert both([(2, "start"), (2, "stop")], None, 4) == [
+        2,
+        3,
+    ]  # the stop comes first and finds it closed
     assert both([(2, "start"), (4, "heartbeat"), (7, "heartbeat")], 3, 10) == [2, 3]
     assert both([(2, "start"), (4, "heartbeat")], 3, 7) == [2, 3]  # time alone closes it at `at`
     assert both([(2, "start"), (4, "heartbeat")], 3, 6) == [2, 3, 4, 5]
-    assert both([(1, "stop"), (1, "heartbeat"), (2, "start"), (3, "start"), (5, "stop")], 3, 9) == [2, 3, 4]
+    assert both([(1, "stop"), (1, "heartbeat"), (2, "start"), (3, "start"), (5, "stop")], 3, 9) == [
+        2,
+        3,
+        4,
+    ]
     assert both([(2, "start"), (5, "stop")], 3, 9) == []  # closed at 2 by the timeout: zero length
 
 
@@ -214,12 +286,30 @@ def test_ties_as_documented_in_the_oracle_and_in_spans_py() -> None:
 MONTH = 30 * 24 * 3600
 
 
-def minutes_used(streams_by_user: dict[str, list[list[StreamEvent]]], at: int, *, lo: int = -MONTH,
-                 hi: int = MONTH, idle: int | None = None, unit: int | None = 60, mode: str = "ceil") -> Fraction:
+def minutes_used(
+    streams_by_user: dict[str, list[list[StreamEvent]]],
+    at: int,
+    *,
+    lo: int = -MONTH,
+    hi: int = MONTH,
+    idle: int | None = None,
+    unit: int | None = 60,
+    mode: str = "ceil",
+) -> Fraction:
     idle_us = idle * US if idle is not None else None
-    spans = {user: [sp for evs in streams for sp in replay(evs, idle_us)] for user, streams in streams_by_user.items()}
-    total = usage_us(spans, t(lo), t(hi), t(at), idle_timeout_us=idle_us,
-                     unit_us=unit * US if unit is not None else None, mode=mode)  # type: ignore[arg-type]
+    spans = {
+        user: [sp for evs in streams for sp in replay(evs, idle_us)]
+        for user, streams in streams_by_user.items()
+    }
+    total = usage_us(
+        spans,
+        t(lo),
+        t(hi),
+        t(at),
+        idle_timeout_us=idle_us,
+        unit_us=unit * US if unit is not None else None,
+        mode=mode,
+    )  # type: ignore[arg-type]
     return Fraction(total, MIN)
 
 
@@ -235,9 +325,11 @@ def test_mic_camera_and_screen_of_one_user_merge_before_rounding() -> None:
     assert minutes_used({"u1": together}, at=3600) == 10
     # Mic hands over to the camera without a gap, the screen overlaps the camera: one span
     # of 10 min (rounded per stream it would be 5 + 3 + 4 = 12).
-    handover = [[ev(0, "start"), ev(250, "stop")],
-                [ev(250, "start"), ev(430, "stop")],
-                [ev(400, "start"), ev(600, "stop")]]
+    handover = [
+        [ev(0, "start"), ev(250, "stop")],
+        [ev(250, "start"), ev(430, "stop")],
+        [ev(400, "start"), ev(600, "stop")],
+    ]
     assert minutes_used({"u1": handover}, at=3600) == 10
     # Another user's streams are not merged with u1's.
     assert minutes_used({"u1": together, "u2": [[ev(0, "start"), ev(600, "stop")]]}, at=3600) == 20
@@ -251,7 +343,10 @@ def test_span_across_a_period_boundary_is_split_and_each_part_rounded() -> None:
     assert minutes_used(mic, at=3600, lo=-MONTH, hi=0, unit=None) == Fraction(30, 60)
     # 30 s + 90 s split is 1 + 2 min, where the unsplit 2 min would be less.
     long = {"u1": [[ev(-30, "start"), ev(90, "stop")]]}
-    assert minutes_used(long, at=3600, lo=-MONTH, hi=0) + minutes_used(long, at=3600, lo=0, hi=MONTH) == 3
+    assert (
+        minutes_used(long, at=3600, lo=-MONTH, hi=0) + minutes_used(long, at=3600, lo=0, hi=MONTH)
+        == 3
+    )
 
 
 def test_open_stream_accrues_up_to_the_instant_asked_about() -> None:
@@ -263,7 +358,9 @@ def test_open_stream_accrues_up_to_the_instant_asked_about() -> None:
     assert minutes_used({"u1": [mic]}, at=0) == 0
     assert minutes_used({"u1": [mic]}, at=-10) == 0
     # A span stopped after `at` also counts only up to `at`.
-    assert minutes_used({"u1": [[ev(0, "start"), ev(600, "stop")]]}, at=450, unit=None) == Fraction(450, 60)
+    assert minutes_used({"u1": [[ev(0, "start"), ev(600, "stop")]]}, at=450, unit=None) == Fraction(
+        450, 60
+    )
     # Heartbeats keep it open under an idle timeout.
     alive = [ev(0, "start"), ev(300, "heartbeat"), ev(600, "heartbeat"), ev(900, "heartbeat")]
     assert minutes_used({"u1": [alive]}, at=1000, idle=600, unit=None) == Fraction(1000, 60)
@@ -273,7 +370,9 @@ def test_idle_timeout_closes_the_stream_at_its_last_heartbeat() -> None:
     mic = [ev(0, "start"), ev(60, "heartbeat"), ev(120, "heartbeat")]
     assert replay(mic, 300 * US) == [Span(t(0), None, t(120))]
     assert minutes_used({"u1": [mic]}, at=419, idle=300, unit=None) == Fraction(419, 60)
-    assert minutes_used({"u1": [mic]}, at=420, idle=300, unit=None) == 2  # exactly 300 s without an event
+    assert (
+        minutes_used({"u1": [mic]}, at=420, idle=300, unit=None) == 2
+    )  # exactly 300 s without an event
     assert minutes_used({"u1": [mic]}, at=5000, idle=300, unit=None) == 2
     assert extent(Span(t(0), None, t(120)), t(420), 300 * US) == (t(0), t(120))
     # A heartbeat exactly 300 s after the last one comes too late: ignored, the stream is
@@ -300,7 +399,14 @@ def test_second_start_while_open_is_a_sign_of_life() -> None:
 
 
 def test_heartbeat_and_stop_of_a_closed_stream_are_ignored() -> None:
-    mic = [ev(10, "heartbeat"), ev(20, "stop"), ev(30, "start"), ev(60, "stop"), ev(70, "stop"), ev(80, "heartbeat")]
+    mic = [
+        ev(10, "heartbeat"),
+        ev(20, "stop"),
+        ev(30, "start"),
+        ev(60, "stop"),
+        ev(70, "stop"),
+        ev(80, "heartbeat"),
+    ]
     assert replay(mic, None) == [Span(t(30), t(60), t(60))]
     assert minutes_used({"u1": [mic]}, at=3600, unit=None) == Fraction(30, 60)
 
@@ -346,9 +452,13 @@ interval = st.tuples(st.integers(0, 60), st.integers(1, 20)).map(lambda p: (p[0]
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(interval, max_size=12))
-def test_merge_is_sorted_disjoint_non_touching_and_covers_the_union(intervals: list[tuple[int, int]]) -> None:
+def test_merge_is_sorted_disjoint_non_touching_and_covers_the_union(
+    intervals: list[tuple[int, int]],
+) -> None:
     out = merge(intervals)
     assert all(start < end for start, end in out)
-    assert all(a_end < b_start for (_, a_end), (b_start, _) in itertools.pairwise(out))  # sorted, gaps between
+    assert all(
+        a_end < b_start for (_, a_end), (b_start, _) in itertools.pairwise(out)
+    )  # sorted, gaps between
     for x in range(-1, 82):
         assert any(s <= x < e for s, e in intervals) == any(s <= x < e for s, e in out), x

@@ -25,18 +25,38 @@ from quotameter.notifications import watch as watching
 from quotameter.notifications.watch import Watch
 
 MIN = 60_000_000
-SPEC = validate_catalog({
-    "meters": {
-        "media": {"event_type": "m", "aggregation": "duration", "stream_property": "stream", "merge_property": "user",
-                  "rounding": {"unit_seconds": 60, "mode": "ceil"}, "idle_timeout": 600, "unit": "minute"},
-        "raw": {"event_type": "m", "aggregation": "duration", "stream_property": "stream", "unit": "second"},
-        "hours": {"event_type": "m", "aggregation": "duration", "stream_property": "stream",
-                  "rounding": {"unit_seconds": 60, "mode": "ceil"}, "unit": "hour"},
-        "level": {"event_type": "g", "aggregation": "gauge", "delta_property": "d"},
-        "n": {"event_type": "x", "aggregation": "count"},
-    },
-    "customers": {}, "plans": {},
-})
+SPEC = validate_catalog(
+    {
+        "meters": {
+            "media": {
+                "event_type": "m",
+                "aggregation": "duration",
+                "stream_property": "stream",
+                "merge_property": "user",
+                "rounding": {"unit_seconds": 60, "mode": "ceil"},
+                "idle_timeout": 600,
+                "unit": "minute",
+            },
+            "raw": {
+                "event_type": "m",
+                "aggregation": "duration",
+                "stream_property": "stream",
+                "unit": "second",
+            },
+            "hours": {
+                "event_type": "m",
+                "aggregation": "duration",
+                "stream_property": "stream",
+                "rounding": {"unit_seconds": 60, "mode": "ceil"},
+                "unit": "hour",
+            },
+            "level": {"event_type": "g", "aggregation": "gauge", "delta_property": "d"},
+            "n": {"event_type": "x", "aggregation": "count"},
+        },
+        "customers": {},
+        "plans": {},
+    }
+)
 LO, HI = 0, 10_000 * MIN
 T = 100 * MIN
 
@@ -50,8 +70,13 @@ def point(draw: st.DrawFn, lo: int, hi: int) -> StreamPoint:
     t = draw(st.integers(lo, hi))
     if draw(st.integers(0, 7)) == 0:
         return StreamPoint(stream, user, t, "span", f"k{draw(st.integers())}", t + draw(instant))
-    return StreamPoint(stream, user, t, draw(st.sampled_from(["start", "start", "stop", "heartbeat"])),
-                       f"k{draw(st.integers())}")
+    return StreamPoint(
+        stream,
+        user,
+        t,
+        draw(st.sampled_from(["start", "start", "stop", "heartbeat"])),
+        f"k{draw(st.integers())}",
+    )
 
 
 def open_streams(points: list[StreamPoint], idle: int | None) -> int:
@@ -59,8 +84,12 @@ def open_streams(points: list[StreamPoint], idle: int | None) -> int:
     for p in points:
         if p.action != "span":
             by_stream.setdefault(p.stream_key, []).append(p)
-    return sum(1 for pts in by_stream.values()
-               for s in replay([StreamEvent(p.t, p.action, p.order_key) for p in pts], idle) if s.end is None)  # type: ignore[arg-type]
+    return sum(
+        1
+        for pts in by_stream.values()
+        for s in replay([StreamEvent(p.t, p.action, p.order_key) for p in pts], idle)
+        if s.end is None
+    )  # type: ignore[arg-type]
 
 
 @settings(max_examples=400, deadline=None)
@@ -68,30 +97,49 @@ def open_streams(points: list[StreamPoint], idle: int | None) -> int:
 def test_a_widened_watch_bounds_stream_usage(meter: str, data: st.DataObject) -> None:
     spec = SPEC.meters[meter]
     before = data.draw(st.lists(point(LO, T), max_size=12))
-    before = [p for p in before if p.action != "span" or p.end <= T]  # ends after T: stamped ahead, no watch
+    before = [
+        p for p in before if p.action != "span" or p.end <= T
+    ]  # ends after T: stamped ahead, no watch
     received = T + data.draw(instant)
     batch = data.draw(st.lists(point(T, received), max_size=8))
-    batch = [p if p.action != "span" else StreamPoint(p.stream_key, p.merge_key, p.t, "span", p.order_key, min(p.end, received))  # type: ignore[type-var]
-             for p in batch]
+    batch = [
+        p
+        if p.action != "span"
+        else StreamPoint(p.stream_key, p.merge_key, p.t, "span", p.order_key, min(p.end, received))  # type: ignore[type-var]
+        for p in batch
+    ]
     idle = spec.idle_timeout * 1_000_000 if spec.idle_timeout else None
     rate = open_streams(before, idle)
     usage_t = duration_usage(before, spec, LO, HI, T)
-    w = Watch(meter, HI, T, usage_t + watching.slack(spec, rate), rate, None, watching.unit_us(spec))
+    w = Watch(
+        meter, HI, T, usage_t + watching.slack(spec, rate), rate, None, watching.unit_us(spec)
+    )
     widened = watching.batch_increase(spec, w, batch, received)
     assert widened is not None
-    for t in [received, received + 1, *(received + x for x in data.draw(st.lists(instant, max_size=5)))]:
+    for t in [
+        received,
+        received + 1,
+        *(received + x for x in data.draw(st.lists(instant, max_size=5))),
+    ]:
         assert duration_usage([*before, *batch], spec, LO, HI, t) <= widened.bound_at(t), t
 
 
 @settings(max_examples=300, deadline=None)
-@given(deltas=st.lists(st.tuples(st.integers(0, 2 * T), st.decimals(-5, 5, places=2)), max_size=12),
-       counts=st.lists(st.integers(0, 2 * T), max_size=12), received=st.integers(T, 2 * T))
+@given(
+    deltas=st.lists(st.tuples(st.integers(0, 2 * T), st.decimals(-5, 5, places=2)), max_size=12),
+    counts=st.lists(st.integers(0, 2 * T), max_size=12),
+    received=st.integers(T, 2 * T),
+)
 def test_a_widened_watch_bounds_gauges_and_counts(deltas, counts, received) -> None:  # type: ignore[no-untyped-def]
     changes = [GaugeChange(t, f"k{i}", None, d) for i, (t, d) in enumerate(deltas) if t <= received]
     old = [c for c in changes if c.t <= T]
     w = Watch("level", HI, T, gauge_usage(old, LO, T + 1)[0], 0, None, None)
-    widened = watching.batch_increase(SPEC.meters["level"], w, [c for c in changes if c.t > T], received)
-    assert widened is not None and gauge_usage(changes, LO, received + 1)[0] <= widened.bound_at(received)
+    widened = watching.batch_increase(
+        SPEC.meters["level"], w, [c for c in changes if c.t > T], received
+    )
+    assert widened is not None and gauge_usage(changes, LO, received + 1)[0] <= widened.bound_at(
+        received
+    )
 
     items = [Simple(t, f"k{i}") for i, t in enumerate(counts) if t <= received]
     w = Watch("n", HI, T, Decimal(sum(1 for i in items if i.t <= T)), 0, None, None)
@@ -106,7 +154,10 @@ def test_what_cannot_be_bounded_is_evaluated_exactly() -> None:
     assert watching.batch_increase(n, w, [Simple(T + 9, "ahead")], T + 5) is None
     assert watching.batch_increase(n, w, [Simple(T + 1, "a")], HI) is None  # the period is over
     gauge = SPEC.meters["level"]
-    assert watching.batch_increase(gauge, w, [GaugeChange(T + 1, "s", Decimal(3), None)], T + 5) is None
+    assert (
+        watching.batch_increase(gauge, w, [GaugeChange(T + 1, "s", Decimal(3), None)], T + 5)
+        is None
+    )
     assert watching.batch_increase(n, w, [Simple(T + 1, "a")], T + 5).bound == 1  # type: ignore[union-attr]
 
 

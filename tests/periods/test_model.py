@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import calendar
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -20,7 +20,7 @@ from quotameter.periods import (
 )
 from quotameter.periods.model import _when_clock_reads
 
-UTC = timezone.utc
+UTC = UTC
 MICROSECOND = timedelta(microseconds=1)
 
 

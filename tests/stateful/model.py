@@ -105,7 +105,9 @@ class Model:
         self.seats.setdefault(customer, []).append(Change(effective_us, next(self._seq), seats))
 
     def add_plan(self, customer: str, plan: str, effective_us: int, reason: str = "manual") -> None:
-        self.plans.setdefault(customer, []).append(Change(effective_us, next(self._seq), plan, reason))
+        self.plans.setdefault(customer, []).append(
+            Change(effective_us, next(self._seq), plan, reason)
+        )
 
     def plan_history(self, customer: str) -> list[Change]:
         return sorted(self.plans.get(customer, []), key=lambda c: (c.effective_us, c.seq))
@@ -117,7 +119,11 @@ class Model:
 
     def plan_at(self, customer: str, t_us: int) -> tuple[str, PlanSpec]:
         changes = [c for c in self.plans.get(customer, []) if c.effective_us <= t_us]
-        name = max(changes, key=lambda c: (c.effective_us, c.seq)).value if changes else self.spec(customer).plan
+        name = (
+            max(changes, key=lambda c: (c.effective_us, c.seq)).value
+            if changes
+            else self.spec(customer).plan
+        )
         if name not in self.catalog.plans:  # removed from the catalog since: the catalog's plan
             name = self.spec(customer).plan
         return name, self.catalog.plans[name]
@@ -129,14 +135,18 @@ class Model:
         return int(max(changes, key=lambda c: (c.effective_us, c.seq)).value)
 
     def highest_seats(self, customer: str, start_us: int, at_us: int) -> int:
-        later = [int(c.value) for c in self.seats.get(customer, []) if start_us < c.effective_us <= at_us]
+        later = [
+            int(c.value) for c in self.seats.get(customer, []) if start_us < c.effective_us <= at_us
+        ]
         return max([self.seats_at(customer, start_us), *later])
 
     def period_of(self, customer: str, ent: EntitlementSpec, at: datetime) -> Period:
         spec = self.spec(customer)
         return period_containing(ent.period, at, tz=spec.timezone, anchor=spec.billing_anchor)
 
-    def entitlement(self, customer: str, feature: str, at_us: int) -> tuple[str, PlanSpec, EntitlementSpec]:
+    def entitlement(
+        self, customer: str, feature: str, at_us: int
+    ) -> tuple[str, PlanSpec, EntitlementSpec]:
         name, plan = self.plan_at(customer, at_us)
         ent = plan.entitlements.get(feature)
         if ent is None:
@@ -167,7 +177,9 @@ class Model:
                 take(f"{CONSUME_SOURCE}\x01{c.key}", c.t_us, c.data, c.copies)
         return items
 
-    def usage(self, meter_name: str, customer: str, lo: int, hi: int, at_us: int) -> tuple[Decimal, Decimal | None]:
+    def usage(
+        self, meter_name: str, customer: str, lo: int, hi: int, at_us: int
+    ) -> tuple[Decimal, Decimal | None]:
         """The meter's quantity in [lo, hi) at `at_us`, and for a gauge the level at `at_us`."""
         meter = self.catalog.meters[meter_name]
         items = self.contributions(meter, customer)
@@ -184,12 +196,16 @@ class Model:
 
     # --- balances --------------------------------------------------------------------------
 
-    def balance(self, customer: str, feature: str, at: datetime, *, whole_period: bool = False) -> Balance:
+    def balance(
+        self, customer: str, feature: str, at: datetime, *, whole_period: bool = False
+    ) -> Balance:
         at_us = to_us(at)
         plan_name, _, ent = self.entitlement(customer, feature, at_us)
         period = self.period_of(customer, ent, at)
         start_us, end_us = to_us(period.start), to_us(period.end)
-        usage, level = self.usage(ent.meter, customer, start_us, end_us, end_us - 1 if whole_period else at_us)
+        usage, level = self.usage(
+            ent.meter, customer, start_us, end_us, end_us - 1 if whole_period else at_us
+        )
         per_seat = ent.allowance is not None and ent.allowance.per_seat is not None
         seats = self.highest_seats(customer, start_us, at_us) if per_seat else 0
         granted = self.granted(customer, feature, period, at_us) if ent.allowance else ZERO
@@ -200,7 +216,10 @@ class Model:
         previous period's rollover grants (carried once)."""
         start_us = to_us(period.start)
         mine = [g for g in self.grants.get(customer, {}).values() if g.feature == feature]
-        bought = sum((g.amount for g in mine if g.period_start_us == start_us and g.effective_us <= at_us), ZERO)
+        bought = sum(
+            (g.amount for g in mine if g.period_start_us == start_us and g.effective_us <= at_us),
+            ZERO,
+        )
         if not any(g.rollover and g.period_start_us < start_us < g.expires_us for g in mine):
             return bought
         previous_end = period.start - ONE_US
@@ -210,8 +229,16 @@ class Model:
         except FeatureMissing:
             return bought
         previous_start_us = to_us(self.period_of(customer, ent, previous_end).start)
-        rollover = sum((g.amount for g in mine if g.rollover and g.period_start_us == previous_start_us
-                        and g.effective_us <= previous_end_us), ZERO)
+        rollover = sum(
+            (
+                g.amount
+                for g in mine
+                if g.rollover
+                and g.period_start_us == previous_start_us
+                and g.effective_us <= previous_end_us
+            ),
+            ZERO,
+        )
         if rollover == 0:
             return bought
         before = self.balance(customer, feature, previous_end).standing
@@ -237,14 +264,21 @@ class Model:
                 plan = self.plan_at(customer, now_us)[1]
                 s = self.balance(customer, feature, now).standing
                 nxt = plan.next_plan
-                if not (spec.auto_upgrade and nxt and s.limit is not None and s.usage >= s.limit
-                        and feature in self.catalog.plans[nxt].entitlements):
+                if not (
+                    spec.auto_upgrade
+                    and nxt
+                    and s.limit is not None
+                    and s.usage >= s.limit
+                    and feature in self.catalog.plans[nxt].entitlements
+                ):
                     break
                 self.add_plan(customer, nxt, now_us, "auto_upgrade")
                 moved.append(nxt)
         return moved
 
-    def grant_outcome(self, customer: str, req: dict[str, Any], effective: datetime) -> tuple[int, Grant | None]:
+    def grant_outcome(
+        self, customer: str, req: dict[str, Any], effective: datetime
+    ) -> tuple[int, Grant | None]:
         """The status the service answers for a grant request, and the grant it then holds."""
         eff_us = to_us(effective)
         try:
@@ -263,8 +297,16 @@ class Model:
         expires = period.end
         if req.get("rollover"):
             expires = self.period_of(customer, ent, period.end).end
-        grant = Grant(req["id"], req["feature"], req["kind"], amount, bool(req.get("rollover")), eff_us,
-                      to_us(period.start), to_us(expires))
+        grant = Grant(
+            req["id"],
+            req["feature"],
+            req["kind"],
+            amount,
+            bool(req.get("rollover")),
+            eff_us,
+            to_us(period.start),
+            to_us(expires),
+        )
         held = self.grants.get(customer, {}).get(req["id"])
         if held is None:
             self.grants.setdefault(customer, {})[req["id"]] = grant
@@ -277,5 +319,8 @@ class Model:
 def _watched(ent: EntitlementSpec, spec: CustomerSpec, plan: PlanSpec) -> bool:
     if ent.allowance is None:
         return False
-    return ent.notify is not None or ent.enforcement != "none" or bool(spec.auto_upgrade and plan.next_plan)
-
+    return (
+        ent.notify is not None
+        or ent.enforcement != "none"
+        or bool(spec.auto_upgrade and plan.next_plan)
+    )

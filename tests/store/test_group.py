@@ -39,7 +39,7 @@ def run(submitters: list[str], write, alone=lambda err: True):  # type: ignore[n
         start.wait()
         try:
             out[item] = group.submit(item, write, alone)
-        except Exception as err:  # noqa: BLE001 - the test looks at it
+        except Exception as err:
             out[item] = err
 
     threads = [threading.Thread(target=submit, args=(i,)) for i in submitters]
@@ -61,17 +61,23 @@ def test_items_queued_behind_a_write_are_written_together_in_order_and_answered_
 
     group: GroupCommit[str, str] = GroupCommit(max_items=8)
     queued = threading.Condition()
-    group._mutex = Notifying(group._mutex, queued)  # type: ignore[assignment]  # noqa: SLF001
+    group._mutex = Notifying(group._mutex, queued)  # type: ignore[assignment]
     out: dict[str, str] = {}
-    lead = threading.Thread(target=lambda: out.__setitem__("a", group.submit("a", write, lambda e: True)))
+    lead = threading.Thread(
+        target=lambda: out.__setitem__("a", group.submit("a", write, lambda e: True))
+    )
     lead.start()
     first_started.wait()
-    others = [threading.Thread(target=lambda i=i: out.__setitem__(i, group.submit(i, write, lambda e: True)))
-              for i in "bcd"]
+    others = [
+        threading.Thread(
+            target=lambda i=i: out.__setitem__(i, group.submit(i, write, lambda e: True))
+        )
+        for i in "bcd"
+    ]
     for t in others:
         t.start()
     with queued:  # until all three are queued behind the first write
-        queued.wait_for(lambda: len(group._queued) == 3)  # noqa: SLF001
+        queued.wait_for(lambda: len(group._queued) == 3)
     release.set()
     for t in [lead, *others]:
         t.join()
@@ -93,7 +99,9 @@ def test_one_bad_item_never_costs_the_others_of_its_group() -> None:
     assert isinstance(out["bad"], ValueError)
 
 
-def test_a_busy_database_answers_every_item_of_the_group_at_once_without_trying_each_again() -> None:
+def test_a_busy_database_answers_every_item_of_the_group_at_once_without_trying_each_again() -> (
+    None
+):
     calls: list[list[str]] = []
 
     def write(items: Sequence[str]) -> list[str]:
@@ -117,7 +125,10 @@ def test_a_group_holds_at_most_max_items() -> None:
         return list(items)
 
     group: GroupCommit[str, str] = GroupCommit(max_items=2)
-    threads = [threading.Thread(target=group.submit, args=(str(i), write, lambda e: True)) for i in range(7)]
+    threads = [
+        threading.Thread(target=group.submit, args=(str(i), write, lambda e: True))
+        for i in range(7)
+    ]
     for t in threads:
         t.start()
     gate.set()

@@ -21,16 +21,34 @@ def _migrate(engine: Engine, revision: str, down: bool = False) -> None:
 def test_stream_keys_joined_ambiguously_are_re_encoded_and_the_others_kept(engine: Engine) -> None:
     _migrate(engine, "20261122_0007", down=True)
     # As 20261122_0007 stored them: merge key, U+0001, stream, whatever the merge key held.
-    rows = [("x\x01y", "x\x01y\x01z"), ("x", "x\x01y\x01z"), ("u1", "u1\x01u1/mic"), ("a\x02", "a\x02\x01s"),
-            ("solo", "solo")]
+    rows = [
+        ("x\x01y", "x\x01y\x01z"),
+        ("x", "x\x01y\x01z"),
+        ("u1", "u1\x01u1/mic"),
+        ("a\x02", "a\x02\x01s"),
+        ("solo", "solo"),
+    ]
     with engine.begin() as conn:
         for i, (merge_key, key) in enumerate(rows):
             point = {"meter": "m", "customer": "c", "stream_key": key, "merge_key": merge_key}
-            conn.execute(insert(stream_points).values(**point, t_us=1, rank=0, order_key=f"e{i}", action="start"))
-            conn.execute(insert(stream_spans).values(**point, start_us=1, end_us=None, last_us=1, explicit=False))
+            conn.execute(
+                insert(stream_points).values(
+                    **point, t_us=1, rank=0, order_key=f"e{i}", action="start"
+                )
+            )
+            conn.execute(
+                insert(stream_spans).values(
+                    **point, start_us=1, end_us=None, last_us=1, explicit=False
+                )
+            )
     _migrate(engine, "head")
-    expected = [("x\x01y", stream_key("x\x01y", "z")), ("x", stream_key("x", "y\x01z")), ("u1", "u1\x01u1/mic"),
-                ("a\x02", stream_key("a\x02", "s")), ("solo", "solo")]
+    expected = [
+        ("x\x01y", stream_key("x\x01y", "z")),
+        ("x", stream_key("x", "y\x01z")),
+        ("u1", "u1\x01u1/mic"),
+        ("a\x02", stream_key("a\x02", "s")),
+        ("solo", "solo"),
+    ]
     assert expected[0][1] != expected[1][1]  # the two that shared a key no longer do
     with engine.connect() as conn:
         for table in (stream_points, stream_spans):
@@ -38,6 +56,7 @@ def test_stream_keys_joined_ambiguously_are_re_encoded_and_the_others_kept(engin
             assert sorted(map(tuple, stored)) == sorted(expected)
     _migrate(engine, "20261122_0007", down=True)
     with engine.connect() as conn:
-        assert sorted(map(tuple, conn.execute(select(stream_points.c.merge_key, stream_points.c.stream_key)))) == \
-            sorted(rows)
+        assert sorted(
+            map(tuple, conn.execute(select(stream_points.c.merge_key, stream_points.c.stream_key)))
+        ) == sorted(rows)
     _migrate(engine, "head")

@@ -13,9 +13,8 @@ from quotameter.errors import BadRequest, Invalid
 from quotameter.keys.auth import admin_only
 from quotameter.store.engine import lock_keys, unit_of_work
 from quotameter.timeutil import to_us
-from quotameter.wording import plural
 from quotameter.web import JSON, error_responses, inline_schema, json_body, services
-
+from quotameter.wording import plural
 
 router = APIRouter(tags=["catalog"])
 
@@ -34,14 +33,19 @@ class DiffOut(BaseModel):
 
 class AppliedOut(BaseModel):
     version: int = Field(description="the catalog's version (a dry run: the version it would get)")
-    rebuilt_meters: list[str] = Field(description="meters whose totals were (would be) recomputed from the events")
+    rebuilt_meters: list[str] = Field(
+        description="meters whose totals were (would be) recomputed from the events"
+    )
     changes: DiffOut = Field(description="meters, plans and customers added, removed or changed")
     dropped_with_records: dict[str, dict[str, int]] = Field(
         description="customers left out that have records, with how many of each kind (events, keys, invoices, "
-                    "grants, seat_changes, plan_changes, notices, settings_changes): dropped with prune=true "
-                    "(their records are kept), refused (409) without")
+        "grants, seat_changes, plan_changes, notices, settings_changes): dropped with prune=true "
+        "(their records are kept), refused (409) without"
+    )
     dry_run: bool = Field(description="true: nothing was applied")
-    refused: bool = Field(description="a dry run: whether applying would be refused (409) for lack of prune=true")
+    refused: bool = Field(
+        description="a dry run: whether applying would be refused (409) for lack of prune=true"
+    )
 
 
 class CatalogOut(BaseModel):
@@ -51,14 +55,25 @@ class CatalogOut(BaseModel):
     customers: dict[str, Any]
 
 
-@router.put("/v1/catalog", response_class=JSON, dependencies=[Depends(admin_only)],
-            responses={200: {"model": AppliedOut}, **error_responses(400, 409, 422)},
-            openapi_extra=json_body(inline_schema(Catalog), "meters, plans and customers, as in the YAML catalog"))
+@router.put(
+    "/v1/catalog",
+    response_class=JSON,
+    dependencies=[Depends(admin_only)],
+    responses={200: {"model": AppliedOut}, **error_responses(400, 409, 422)},
+    openapi_extra=json_body(
+        inline_schema(Catalog), "meters, plans and customers, as in the YAML catalog"
+    ),
+)
 async def put_catalog(
     request: Request,
-    prune: bool = Query(False, description="drop customers the document leaves out even if they have records "
-                                           "(events, keys, invoices, …); without it such a catalog is refused (409)"),
-    dry_run: bool = Query(False, description="validate and answer what would change; apply nothing"),
+    prune: bool = Query(
+        False,
+        description="drop customers the document leaves out even if they have records "
+        "(events, keys, invoices, …); without it such a catalog is refused (409)",
+    ),
+    dry_run: bool = Query(
+        False, description="validate and answer what would change; apply nothing"
+    ),
 ) -> Any:
     """Replace meters, plans and customers with one document; nothing changes if any part is
     wrong (422, every error listed) or if it leaves out customers with records without
@@ -74,8 +89,14 @@ async def put_catalog(
             # Applies take turns (on SQLite every writer does): each numbers its version after
             # the last committed one, where two at once would both take the same (a 500).
             lock_keys(conn, ["catalog"])
-            return service.apply(conn, doc, svc.catalogs.current(conn), to_us(svc.now()), prune=prune,
-                                 dry_run=dry_run)
+            return service.apply(
+                conn,
+                doc,
+                svc.catalogs.current(conn),
+                to_us(svc.now()),
+                prune=prune,
+                dry_run=dry_run,
+            )
 
     try:
         applied = await run_in_threadpool(apply)
@@ -85,14 +106,25 @@ async def put_catalog(
 
 
 def applied_json(applied: service.Applied) -> dict[str, Any]:
-    return {"version": applied.version, "rebuilt_meters": applied.changed_meters, "changes": applied.diff.as_dict(),
-            "dropped_with_records": {customer: {plural(kind).replace(" ", "_"): n for kind, n in kinds.items()}
-                                     for customer, kinds in sorted(applied.dropped.items())},
-            "dry_run": not applied.applied, "refused": applied.refused}
+    return {
+        "version": applied.version,
+        "rebuilt_meters": applied.changed_meters,
+        "changes": applied.diff.as_dict(),
+        "dropped_with_records": {
+            customer: {plural(kind).replace(" ", "_"): n for kind, n in kinds.items()}
+            for customer, kinds in sorted(applied.dropped.items())
+        },
+        "dry_run": not applied.applied,
+        "refused": applied.refused,
+    }
 
 
-@router.get("/v1/catalog", response_class=JSON, dependencies=[Depends(admin_only)],
-            responses={200: {"model": CatalogOut}})
+@router.get(
+    "/v1/catalog",
+    response_class=JSON,
+    dependencies=[Depends(admin_only)],
+    responses={200: {"model": CatalogOut}},
+)
 def get_catalog(request: Request) -> Any:
     svc = services(request)
     with svc.engine.connect() as conn:

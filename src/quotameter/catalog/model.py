@@ -151,16 +151,19 @@ def _at_most(limit: int) -> AfterValidator:
 def _check_filter_value(value: object) -> object:
     # Pydantic turns a ValueError, not a TypeError, into a validation error.
     if not isinstance(value, (str, int, float, bool)):
-        raise ValueError(f"must be a string, number or boolean (got {_describe(value)})")  # noqa: TRY004
+        raise ValueError(f"must be a string, number or boolean (got {_describe(value)})")
     return value
 
 
 Name = Annotated[str, AfterValidator(_check_name)]
 Integer = Annotated[int, BeforeValidator(_reject_bool)]
 # The sign is checked before the bounds, so that -1 is "must be >= 0" rather than out of range.
-Quantity = Annotated[Decimal, BeforeValidator(_decimal_from_float_text), Field(ge=0), AfterValidator(_within_bounds)]
-PositiveQuantity = Annotated[Decimal, BeforeValidator(_decimal_from_float_text), Field(gt=0),
-                             AfterValidator(_within_bounds)]
+Quantity = Annotated[
+    Decimal, BeforeValidator(_decimal_from_float_text), Field(ge=0), AfterValidator(_within_bounds)
+]
+PositiveQuantity = Annotated[
+    Decimal, BeforeValidator(_decimal_from_float_text), Field(gt=0), AfterValidator(_within_bounds)
+]
 Money = Quantity
 Seconds = Annotated[Integer, _at_most(MAX_SECONDS)]
 Email = Annotated[str, AfterValidator(_check_email)]
@@ -174,8 +177,12 @@ def _raise_problems(problems: list[Problem]) -> None:
     that `validate_catalog` can report each at its own field.
     """
     if problems:
-        summary = "; ".join(f"{_render_loc(loc) or '(model)'}: {reason}" for loc, reason in problems)
-        raise PydanticCustomError(_RULES_ERROR, "{summary}", {"summary": summary, "problems": problems})
+        summary = "; ".join(
+            f"{_render_loc(loc) or '(model)'}: {reason}" for loc, reason in problems
+        )
+        raise PydanticCustomError(
+            _RULES_ERROR, "{summary}", {"summary": summary, "problems": problems}
+        )
 
 
 class _Spec(BaseModel):
@@ -206,7 +213,9 @@ class _Ruled(_Spec):
         return data
 
     @classmethod
-    def _partial(cls, data: Mapping[str, Any], broken: set[str | int], info: ValidationInfo) -> Self:
+    def _partial(
+        cls, data: Mapping[str, Any], broken: set[str | int], info: ValidationInfo
+    ) -> Self:
         """The spec as far as it is valid: the fields as given, BROKEN where they failed."""
         values = {name: data[name] for name in cls.model_fields if name in data}
         values |= {name: BROKEN for name in broken if name in cls.model_fields}
@@ -214,7 +223,9 @@ class _Ruled(_Spec):
 
     @model_validator(mode="wrap")
     @classmethod
-    def _with_rules(cls, data: Any, handler: ModelWrapValidatorHandler[Self], info: ValidationInfo) -> Self:
+    def _with_rules(
+        cls, data: Any, handler: ModelWrapValidatorHandler[Self], info: ValidationInfo
+    ) -> Self:
         data = cls._prepare(data)
         try:
             spec = handler(data)
@@ -225,7 +236,11 @@ class _Ruled(_Spec):
             partial = cls._partial(data, {loc[0] for loc, _ in problems if loc}, info)
             try:
                 problems += partial._problems()
-            except (AttributeError, TypeError, KeyError):  # a value too odd for the rules: its field error says it
+            except (
+                AttributeError,
+                TypeError,
+                KeyError,
+            ):  # a value too odd for the rules: its field error says it
                 pass
             _raise_problems(problems)
             raise
@@ -233,9 +248,12 @@ class _Ruled(_Spec):
         return spec
 
 
-def _each(adapter: TypeAdapter[Any], raw: object, info: ValidationInfo, container: type[list | dict]) -> object:
+def _each(
+    adapter: TypeAdapter[Any], raw: object, info: ValidationInfo, container: type[list | dict]
+) -> object:
     """The items of a list (or mapping) validated one by one, BROKEN where one fails, for
     rules that look at several items; BROKEN as a whole when `raw` is not that container."""
+
     def one(item: object) -> object:
         try:
             return adapter.validate_python(item, context=info.context)
@@ -258,9 +276,15 @@ _DURATION_ONLY = ("rounding", "merge_property", "idle_timeout")
 
 # What a duration meter's `unit` may be, in seconds.
 DURATION_UNITS = {
-    "s": 1, "second": 1, "seconds": 1,
-    "min": 60, "minute": 60, "minutes": 60,
-    "h": 3600, "hour": 3600, "hours": 3600,
+    "s": 1,
+    "second": 1,
+    "seconds": 1,
+    "min": 60,
+    "minute": 60,
+    "minutes": 60,
+    "h": 3600,
+    "hour": 3600,
+    "hours": 3600,
 }
 
 
@@ -303,11 +327,18 @@ class MeterSpec(_Ruled):
         if kind in _NEEDS_VALUE and self.value_property is None:
             problems.append((("value_property",), f"required for aggregation {kind!r}"))
         if kind == "gauge" and self.value_property is None and self.delta_property is None:
-            problems.append((("value_property",), "aggregation 'gauge' needs value_property or delta_property"))
+            problems.append(
+                (("value_property",), "aggregation 'gauge' needs value_property or delta_property")
+            )
         if kind == "duration" and self.stream_property is None:
             problems.append((("stream_property",), "required for aggregation 'duration'"))
         if kind == "duration" and self.unit is not BROKEN and self.unit not in DURATION_UNITS:
-            problems.append((("unit",), f"a duration meter counts seconds, minutes or hours (got {self.unit!r})"))
+            problems.append(
+                (
+                    ("unit",),
+                    f"a duration meter counts seconds, minutes or hours (got {self.unit!r})",
+                )
+            )
         if kind != "duration":
             problems += [
                 ((field,), f"only allowed for aggregation 'duration' (got {kind!r})")
@@ -315,7 +346,9 @@ class MeterSpec(_Ruled):
                 if getattr(self, field) is not None
             ]
         if kind != "gauge" and self.delta_property is not None:
-            problems.append((("delta_property",), f"only allowed for aggregation 'gauge' (got {kind!r})"))
+            problems.append(
+                (("delta_property",), f"only allowed for aggregation 'gauge' (got {kind!r})")
+            )
         return problems
 
     def matches(self, data: Mapping[str, Any]) -> bool:
@@ -392,12 +425,18 @@ class EntitlementSpec(_Ruled):
             if self.allowance is None and mode != "none":
                 problems.append((("enforcement",), f"enforcement {mode!r} needs an allowance"))
             if self.slack is not None and mode != "soft":
-                problems.append((("slack",), f"only allowed with enforcement 'soft' (got {mode!r})"))
+                problems.append(
+                    (("slack",), f"only allowed with enforcement 'soft' (got {mode!r})")
+                )
             if self.overage_limit is not None and mode != "overage":
-                problems.append((("overage_limit",), f"only allowed with enforcement 'overage' (got {mode!r})"))
+                problems.append(
+                    (("overage_limit",), f"only allowed with enforcement 'overage' (got {mode!r})")
+                )
         if self.allowance is None:
             problems += [
-                ((field,), "needs an allowance") for field in ("notify", "topup") if getattr(self, field) is not None
+                ((field,), "needs an allowance")
+                for field in ("notify", "topup")
+                if getattr(self, field) is not None
             ]
         return problems
 
@@ -438,7 +477,9 @@ class GraduatedPrice(_Ruled):
     tiers: list[Tier] = Field(min_length=1)
 
     @classmethod
-    def _partial(cls, data: Mapping[str, Any], broken: set[str | int], info: ValidationInfo) -> Self:
+    def _partial(
+        cls, data: Mapping[str, Any], broken: set[str | int], info: ValidationInfo
+    ) -> Self:
         return cls.model_construct(tiers=_each(_TIER, data.get("tiers"), info, list))
 
     def _problems(self) -> list[Problem]:
@@ -490,10 +531,14 @@ class PlanSpec(_Ruled):
     currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
 
     @classmethod
-    def _partial(cls, data: Mapping[str, Any], broken: set[str | int], info: ValidationInfo) -> Self:
-        return cls.model_construct(entitlements=_each(_ENTITLEMENT, data.get("entitlements", {}), info, dict),
-                                   prices=_each(_PRICE, data.get("prices", []), info, list),
-                                   currency=BROKEN if "currency" in broken else data.get("currency", "USD"))
+    def _partial(
+        cls, data: Mapping[str, Any], broken: set[str | int], info: ValidationInfo
+    ) -> Self:
+        return cls.model_construct(
+            entitlements=_each(_ENTITLEMENT, data.get("entitlements", {}), info, dict),
+            prices=_each(_PRICE, data.get("prices", []), info, list),
+            currency=BROKEN if "currency" in broken else data.get("currency", "USD"),
+        )
 
     def _problems(self) -> list[Problem]:
         """Amounts charged as they stand are in the currency's minor unit: an invoice would
@@ -503,15 +548,27 @@ class PlanSpec(_Ruled):
         digits = minor_digits(self.currency)
         charged: list[tuple[Loc, Decimal]] = []
         if self.prices is not BROKEN:
-            charged += [(("prices", index, "amount"), price.amount) for index, price in enumerate(self.prices)
-                        if isinstance(price, (FlatPrice, PerSeatPrice))]
+            charged += [
+                (("prices", index, "amount"), price.amount)
+                for index, price in enumerate(self.prices)
+                if isinstance(price, (FlatPrice, PerSeatPrice))
+            ]
         if self.entitlements is not BROKEN:
-            charged += [(("entitlements", feature, "topup", "price"), spec.topup.price)
-                        for feature, spec in self.entitlements.items()
-                        if spec is not BROKEN and spec.topup is not None]
-        rule = f"must be a whole amount in {self.currency}" if digits == 0 else \
-            f"must have at most {digits} decimal places in {self.currency}"
-        return [(loc, f"{rule} (got {amount})") for loc, amount in charged if decimal_places(amount) > digits]
+            charged += [
+                (("entitlements", feature, "topup", "price"), spec.topup.price)
+                for feature, spec in self.entitlements.items()
+                if spec is not BROKEN and spec.topup is not None
+            ]
+        rule = (
+            f"must be a whole amount in {self.currency}"
+            if digits == 0
+            else f"must have at most {digits} decimal places in {self.currency}"
+        )
+        return [
+            (loc, f"{rule} (got {amount})")
+            for loc, amount in charged
+            if decimal_places(amount) > digits
+        ]
 
 
 class CustomerSpec(_Spec):
@@ -549,7 +606,9 @@ class Catalog(_Spec):
     def plan_features(self, plan: str) -> dict[str, EntitlementSpec]:
         return self.plans[plan].entitlements
 
-    def entitlement(self, customer_key: str, feature: str) -> tuple[CustomerSpec, PlanSpec, EntitlementSpec]:
+    def entitlement(
+        self, customer_key: str, feature: str
+    ) -> tuple[CustomerSpec, PlanSpec, EntitlementSpec]:
         """The customer, its plan and the plan's entitlement for `feature`; KeyError if any is missing."""
         customer = self.customers.get(customer_key)
         if customer is None:
@@ -557,7 +616,9 @@ class Catalog(_Spec):
         plan = self.plans[customer.plan]
         spec = plan.entitlements.get(feature)
         if spec is None:
-            raise KeyError(f"plan {customer.plan!r} of customer {customer_key!r} has no feature {feature!r}")
+            raise KeyError(
+                f"plan {customer.plan!r} of customer {customer_key!r} has no feature {feature!r}"
+            )
         return customer, plan, spec
 
 
@@ -574,8 +635,11 @@ class Changes:
 
     @classmethod
     def between(cls, before: Mapping[str, object], after: Mapping[str, object]) -> Changes:
-        return cls(sorted(set(after) - set(before)), sorted(set(before) - set(after)),
-                   sorted(name for name in set(before) & set(after) if before[name] != after[name]))
+        return cls(
+            sorted(set(after) - set(before)),
+            sorted(set(before) - set(after)),
+            sorted(name for name in set(before) & set(after) if before[name] != after[name]),
+        )
 
     def as_dict(self) -> dict[str, list[str]]:
         return {"added": self.added, "removed": self.removed, "changed": self.changed}
@@ -589,13 +653,21 @@ class CatalogDiff:
     rebuilt_meters: list[str]  # added or redefined: their usage is recomputed from the events
 
     def as_dict(self) -> dict[str, dict[str, list[str]]]:
-        return {"meters": self.meters.as_dict(), "plans": self.plans.as_dict(), "customers": self.customers.as_dict()}
+        return {
+            "meters": self.meters.as_dict(),
+            "plans": self.plans.as_dict(),
+            "customers": self.customers.as_dict(),
+        }
 
 
 def diff(before: Catalog, after: Catalog) -> CatalogDiff:
     meters = Changes.between(before.meters, after.meters)
-    return CatalogDiff(meters, Changes.between(before.plans, after.plans),
-                       Changes.between(before.customers, after.customers), sorted(meters.added + meters.changed))
+    return CatalogDiff(
+        meters,
+        Changes.between(before.plans, after.plans),
+        Changes.between(before.customers, after.customers),
+        sorted(meters.added + meters.changed),
+    )
 
 
 # --- cross references -----------------------------------------------------------------
@@ -616,9 +688,11 @@ class _PlanRefs:
 def _plan_refs(raw: object) -> _PlanRefs:
     if not isinstance(raw, Mapping):
         return _PlanRefs()
-    refs = _PlanRefs(next_plan=raw.get("next_plan") if isinstance(raw.get("next_plan"), str) else None)
+    refs = _PlanRefs(
+        next_plan=raw.get("next_plan") if isinstance(raw.get("next_plan"), str) else None
+    )
     entitlements = raw.get("entitlements")
-    for feature, body in (entitlements.items() if isinstance(entitlements, Mapping) else ()):
+    for feature, body in entitlements.items() if isinstance(entitlements, Mapping) else ():
         refs.features.add(str(feature))
         if isinstance(body, Mapping):
             if isinstance(body.get("meter"), str):
@@ -629,7 +703,11 @@ def _plan_refs(raw: object) -> _PlanRefs:
             refs.topups.add(str(feature))
     prices = raw.get("prices")
     for index, price in enumerate(prices if isinstance(prices, list) else ()):
-        if isinstance(price, Mapping) and isinstance(price.get("type"), str) and isinstance(price.get("feature"), str):
+        if (
+            isinstance(price, Mapping)
+            and isinstance(price.get("type"), str)
+            and isinstance(price.get("feature"), str)
+        ):
             refs.priced.append((index, price["type"], price["feature"]))
     return refs
 
@@ -659,12 +737,15 @@ def _reference_problems(
     return problems
 
 
-def _plan_reference_problems(name: str, plan: _PlanRefs, meter_names: set[str] | None,
-                             plan_names: set[str] | None) -> list[Problem]:
+def _plan_reference_problems(
+    name: str, plan: _PlanRefs, meter_names: set[str] | None, plan_names: set[str] | None
+) -> list[Problem]:
     problems: list[Problem] = []
     for feature, meter in plan.meters.items():
         if meter_names is not None and meter not in meter_names:
-            problems.append((("plans", name, "entitlements", feature, "meter"), f"unknown meter {meter!r}"))
+            problems.append(
+                (("plans", name, "entitlements", feature, "meter"), f"unknown meter {meter!r}")
+            )
     features = ", ".join(sorted(plan.features)) or "no features"
     for index, kind, feature in plan.priced:
         loc: Loc = ("plans", name, "prices", index, "feature")
@@ -762,7 +843,12 @@ _TYPE_REASONS = {
     "date_from_datetime_parsing": "must be a date (YYYY-MM-DD)",
     "date_from_datetime_inexact": "must be a date without a time",
 }
-_BOUNDS = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
+_BOUNDS = {
+    "greater_than": ">",
+    "greater_than_equal": ">=",
+    "less_than": "<",
+    "less_than_equal": "<=",
+}
 
 
 def _reason(error: Mapping[str, Any]) -> str:
@@ -836,7 +922,9 @@ _SECTIONS: dict[str, TypeAdapter[Any]] = {
 @dataclass
 class _Section:
     parsed: dict[str, Any] = field(default_factory=dict)  # name -> spec, for the valid entries
-    written: dict[str, object] = field(default_factory=dict)  # name -> the entry as written, valid or not
+    written: dict[str, object] = field(
+        default_factory=dict
+    )  # name -> the entry as written, valid or not
     readable: bool = True  # False when the section is not a mapping of names
     problems: list[Problem] = field(default_factory=list)
 
@@ -846,12 +934,17 @@ def _parse_section(section: str, raw: object, context: dict[str, Any] | None) ->
     if raw is None:
         return _Section()
     if not isinstance(raw, Mapping):
-        return _Section(readable=False, problems=[((section,), f"must be a mapping of names (got {_describe(raw)})")])
+        return _Section(
+            readable=False,
+            problems=[((section,), f"must be a mapping of names (got {_describe(raw)})")],
+        )
     adapter = _SECTIONS[section]
     out = _Section()
     for name, body in raw.items():
         if not isinstance(name, str):
-            out.problems.append(((section, str(name)), f"name must be a string (got {_describe(name)})"))
+            out.problems.append(
+                ((section, str(name)), f"name must be a string (got {_describe(name)})")
+            )
             continue
         out.written[name] = body
         try:
@@ -872,16 +965,23 @@ def validate_catalog(doc: object, *, stored: bool = False) -> Catalog:
     held to bounds added since (a catalog in force must keep loading after an upgrade).
     """
     if not isinstance(doc, Mapping):
-        raise CatalogInvalid([f"catalog: must be a mapping with meters, plans and customers (got {_describe(doc)})"])
+        raise CatalogInvalid(
+            [f"catalog: must be a mapping with meters, plans and customers (got {_describe(doc)})"]
+        )
     context = {_STORED: True} if stored else None
-    problems: list[Problem] = [((str(key),), "unknown field") for key in doc if key not in _SECTIONS]
+    problems: list[Problem] = [
+        ((str(key),), "unknown field") for key in doc if key not in _SECTIONS
+    ]
     meters = _parse_section("meters", doc.get("meters"), context)
     plans = _parse_section("plans", doc.get("plans"), context)
     customers = _parse_section("customers", doc.get("customers"), context)
     problems += meters.problems + plans.problems + customers.problems
-    problems += _reference_problems(set(meters.written) if meters.readable else None,
-                                    set(plans.written) if plans.readable else None,
-                                    plans.written, customers.written)
+    problems += _reference_problems(
+        set(meters.written) if meters.readable else None,
+        set(plans.written) if plans.readable else None,
+        plans.written,
+        customers.written,
+    )
     if problems:
         raise CatalogInvalid([f"{_render_loc(loc)}: {reason}" for loc, reason in problems])
     return Catalog(meters=meters.parsed, plans=plans.parsed, customers=customers.parsed)
@@ -896,7 +996,9 @@ def load_yaml(text: str) -> object:
         problem = error.problem or error.context or "invalid YAML"
         if mark is None:
             raise CatalogInvalid([f"yaml: {problem}"]) from error
-        raise CatalogInvalid([f"yaml: line {mark.line + 1}, column {mark.column + 1}: {problem}"]) from error
+        raise CatalogInvalid(
+            [f"yaml: line {mark.line + 1}, column {mark.column + 1}: {problem}"]
+        ) from error
     except yaml.YAMLError as error:
         raise CatalogInvalid([f"yaml: {error}"]) from error
 

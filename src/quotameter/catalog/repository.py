@@ -6,7 +6,6 @@ from sqlalchemy import Connection, insert, select, text
 
 from quotameter.store.tables import catalogs
 
-
 _LATEST = text("SELECT max(version) FROM catalogs")
 
 
@@ -15,7 +14,9 @@ def latest_version(conn: Connection) -> int:
 
 
 def document(conn: Connection, version: int) -> str:
-    return conn.execute(select(catalogs.c.document).where(catalogs.c.version == version)).scalar_one()
+    return conn.execute(
+        select(catalogs.c.document).where(catalogs.c.version == version)
+    ).scalar_one()
 
 
 def add(conn: Connection, version: int, doc: str, applied_us: int) -> None:

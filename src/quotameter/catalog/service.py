@@ -10,7 +10,14 @@ import orjson
 from sqlalchemy import Connection
 
 from quotameter.catalog import repository
-from quotameter.catalog.model import Catalog, CatalogDiff, MeterSpec, catalog_to_json, diff, validate_catalog
+from quotameter.catalog.model import (
+    Catalog,
+    CatalogDiff,
+    MeterSpec,
+    catalog_to_json,
+    diff,
+    validate_catalog,
+)
 from quotameter.customers import repository as customer_records
 from quotameter.errors import Conflict
 from quotameter.notifications import repository as notices
@@ -82,20 +89,32 @@ class DropsRecordedCustomers(Conflict):
     """The catalog leaves out customers with recorded data; applying it anyway takes `prune`."""
 
     def __init__(self, dropped: dict[str, dict[str, int]]) -> None:
-        super().__init__(f"customers: the catalog leaves out {len(dropped)} customer(s) with recorded data; "
-                         "apply it with prune to drop them (their records are kept)",
-                         errors=dropped_lines(dropped))
+        super().__init__(
+            f"customers: the catalog leaves out {len(dropped)} customer(s) with recorded data; "
+            "apply it with prune to drop them (their records are kept)",
+            errors=dropped_lines(dropped),
+        )
         self.dropped = dropped
 
 
 def dropped_lines(dropped: dict[str, dict[str, int]]) -> list[str]:
     """One line per customer: ``customers.acme: has 12 events, 1 key``."""
-    return [f"customers.{customer}: has " + ", ".join(f"{n} {plural(kind, n)}" for kind, n in kinds.items())
-            for customer, kinds in sorted(dropped.items())]
+    return [
+        f"customers.{customer}: has "
+        + ", ".join(f"{n} {plural(kind, n)}" for kind, n in kinds.items())
+        for customer, kinds in sorted(dropped.items())
+    ]
 
 
-def apply(conn: Connection, doc: object, previous: LoadedCatalog, applied_us: int, *, prune: bool = False,
-          dry_run: bool = False) -> Applied:
+def apply(
+    conn: Connection,
+    doc: object,
+    previous: LoadedCatalog,
+    applied_us: int,
+    *,
+    prune: bool = False,
+    dry_run: bool = False,
+) -> Applied:
     """Validate and store a whole catalog. Meters whose definition changed are rebuilt from
     the raw events, so usage always follows the definition in force.
 
@@ -108,7 +127,11 @@ def apply(conn: Connection, doc: object, previous: LoadedCatalog, applied_us: in
 
     catalog = validate_catalog(doc)
     changes = diff(previous.spec, catalog)
-    found = customer_records.recorded(conn, changes.customers.removed) if changes.customers.removed else {}
+    found = (
+        customer_records.recorded(conn, changes.customers.removed)
+        if changes.customers.removed
+        else {}
+    )
     dropped = {customer: kinds for customer, kinds in found.items() if kinds}
     version = repository.latest_version(conn) + 1
     refused = bool(dropped) and not prune

@@ -14,10 +14,11 @@ from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import from_us, to_us
 from quotameter.web import JSON, Instant, error_responses, instant, services
 
-
 router = APIRouter(tags=["customers"])
 
-MAX_SEATS = 1_000_000_000  # far above any organization, and within the 32-bit column that keeps seats
+MAX_SEATS = (
+    1_000_000_000  # far above any organization, and within the 32-bit column that keeps seats
+)
 
 
 class CustomerPatch(BaseModel):
@@ -59,8 +60,12 @@ class CustomerOut(BaseModel):
 _CUSTOMER = {200: {"model": CustomerOut}}
 
 
-@router.get("/v1/customers/{customer}", response_class=JSON, dependencies=[Depends(reads_customer)],
-            responses={**_CUSTOMER, **error_responses(404, 422)})
+@router.get(
+    "/v1/customers/{customer}",
+    response_class=JSON,
+    dependencies=[Depends(reads_customer)],
+    responses={**_CUSTOMER, **error_responses(404, 422)},
+)
 def get_customer(request: Request, customer: str, at: Instant | None = None) -> Any:
     svc = services(request)
     when = instant(at, "at", svc.now())
@@ -69,17 +74,32 @@ def get_customer(request: Request, customer: str, at: Instant | None = None) -> 
         view = service.view(conn, catalog, customer, to_us(when))
         seats = service.seats_at(conn, catalog, customer, to_us(when))
         history = repository.plan_history(conn, customer)
-    return JSON({
-        "key": customer, "plan": view.plan_name, "seats": seats, "admins": view.spec.admins,
-        "owner": view.spec.owner, "members": view.spec.members, "timezone": view.spec.timezone,
-        "billing_anchor": view.spec.billing_anchor, "auto_upgrade": view.spec.auto_upgrade, "at": when,
-        "plan_changes": [{"plan": h.plan, "effective_at": from_us(h.effective_us), "reason": h.reason}
-                         for h in history],
-    })
+    return JSON(
+        {
+            "key": customer,
+            "plan": view.plan_name,
+            "seats": seats,
+            "admins": view.spec.admins,
+            "owner": view.spec.owner,
+            "members": view.spec.members,
+            "timezone": view.spec.timezone,
+            "billing_anchor": view.spec.billing_anchor,
+            "auto_upgrade": view.spec.auto_upgrade,
+            "at": when,
+            "plan_changes": [
+                {"plan": h.plan, "effective_at": from_us(h.effective_us), "reason": h.reason}
+                for h in history
+            ],
+        }
+    )
 
 
-@router.patch("/v1/customers/{customer}", response_class=JSON, dependencies=[Depends(admin_only)],
-              responses={**_CUSTOMER, **error_responses(400, 404, 409, 422)})
+@router.patch(
+    "/v1/customers/{customer}",
+    response_class=JSON,
+    dependencies=[Depends(admin_only)],
+    responses={**_CUSTOMER, **error_responses(400, 404, 409, 422)},
+)
 def patch_customer(request: Request, customer: str, body: CustomerPatch) -> Any:
     """Seats (kept as history, effective at `effective_at`), contacts, auto_upgrade."""
     svc = services(request)
@@ -88,14 +108,25 @@ def patch_customer(request: Request, customer: str, body: CustomerPatch) -> Any:
     settings = body.model_dump(exclude_unset=True, exclude={"seats", "effective_at"})
     with unit_of_work(svc.engine) as conn:
         catalog = svc.catalogs.current(conn)
-        service.change(conn, catalog, customer, seats=body.seats, settings=settings,
-                       effective_us=to_us(when), recorded_us=to_us(now))
+        service.change(
+            conn,
+            catalog,
+            customer,
+            seats=body.seats,
+            settings=settings,
+            effective_us=to_us(when),
+            recorded_us=to_us(now),
+        )
         after_change(conn, catalog, customer, when, now)
     return get_customer(request, customer)
 
 
-@router.post("/v1/customers/{customer}/subscription", response_class=JSON, dependencies=[Depends(admin_only)],
-             responses={**_CUSTOMER, **error_responses(400, 404, 409, 422)})
+@router.post(
+    "/v1/customers/{customer}/subscription",
+    response_class=JSON,
+    dependencies=[Depends(admin_only)],
+    responses={**_CUSTOMER, **error_responses(400, 404, 409, 422)},
+)
 def change_subscription(request: Request, customer: str, body: SubscriptionIn) -> Any:
     """Move to another plan at once (or at `effective_at`); the period's usage carries over."""
     svc = services(request)

@@ -21,14 +21,19 @@ from quotameter.store.tables import (
     seat_changes,
 )
 
-
 # Balance reads run these on every check: plain prepared text, no expression building.
-_SEATS_AT = text("SELECT seats FROM seat_changes WHERE customer = :c AND effective_us <= :t "
-                 "ORDER BY effective_us DESC, id DESC LIMIT 1")
-_MAX_SEATS = text("SELECT max(seats) FROM seat_changes WHERE customer = :c AND effective_us > :a "
-                  "AND effective_us <= :b")
-_PLAN_AT = text("SELECT plan FROM plan_changes WHERE customer = :c AND effective_us <= :t "
-                "ORDER BY effective_us DESC, id DESC LIMIT 1")
+_SEATS_AT = text(
+    "SELECT seats FROM seat_changes WHERE customer = :c AND effective_us <= :t "
+    "ORDER BY effective_us DESC, id DESC LIMIT 1"
+)
+_MAX_SEATS = text(
+    "SELECT max(seats) FROM seat_changes WHERE customer = :c AND effective_us > :a "
+    "AND effective_us <= :b"
+)
+_PLAN_AT = text(
+    "SELECT plan FROM plan_changes WHERE customer = :c AND effective_us <= :t "
+    "ORDER BY effective_us DESC, id DESC LIMIT 1"
+)
 _SETTINGS = text("SELECT settings FROM customer_settings WHERE customer = :c")
 
 
@@ -40,9 +45,14 @@ def max_seats_between(conn: Connection, customer: str, after: int, upto: int) ->
     return conn.execute(_MAX_SEATS, {"c": customer, "a": after, "b": upto}).scalar()
 
 
-def add_seats(conn: Connection, customer: str, seats: int, effective_us: int, recorded_us: int) -> None:
-    conn.execute(insert(seat_changes).values(customer=customer, seats=seats, effective_us=effective_us,
-                                             recorded_us=recorded_us))
+def add_seats(
+    conn: Connection, customer: str, seats: int, effective_us: int, recorded_us: int
+) -> None:
+    conn.execute(
+        insert(seat_changes).values(
+            customer=customer, seats=seats, effective_us=effective_us, recorded_us=recorded_us
+        )
+    )
     state.bump(conn, [(customer, effective_us)])
 
 
@@ -52,13 +62,27 @@ def plan_at(conn: Connection, customer: str, t: int) -> str | None:
 
 def plan_history(conn: Connection, customer: str) -> list:
     p = plan_changes.c
-    return list(conn.execute(select(p.plan, p.effective_us, p.reason).where(p.customer == customer)
-                             .order_by(p.effective_us, p.id)))
+    return list(
+        conn.execute(
+            select(p.plan, p.effective_us, p.reason)
+            .where(p.customer == customer)
+            .order_by(p.effective_us, p.id)
+        )
+    )
 
 
-def add_plan(conn: Connection, customer: str, plan: str, effective_us: int, reason: str, recorded_us: int) -> None:
-    conn.execute(insert(plan_changes).values(customer=customer, plan=plan, effective_us=effective_us,
-                                             reason=reason, recorded_us=recorded_us))
+def add_plan(
+    conn: Connection, customer: str, plan: str, effective_us: int, reason: str, recorded_us: int
+) -> None:
+    conn.execute(
+        insert(plan_changes).values(
+            customer=customer,
+            plan=plan,
+            effective_us=effective_us,
+            reason=reason,
+            recorded_us=recorded_us,
+        )
+    )
     state.bump(conn, [(customer, effective_us)])
 
 
@@ -96,7 +120,7 @@ def recorded(conn: Connection, customers: Sequence[str]) -> dict[str, dict[str, 
     names = sorted(out)
     for kind, column, where in _RECORDS:
         for start in range(0, len(names), _CHUNK):
-            chunk = names[start:start + _CHUNK]
+            chunk = names[start : start + _CHUNK]
             query = select(column, func.count()).where(column.in_(chunk), *where).group_by(column)
             for customer, count in conn.execute(query):
                 out[customer][kind] = count

@@ -39,7 +39,9 @@ def seats_at(conn: Connection, catalog: LoadedCatalog, customer: str, at_us: int
     return catalog.spec.customers[customer].seats if found is None else found
 
 
-def highest_seats(conn: Connection, catalog: LoadedCatalog, customer: str, start_us: int, at_us: int) -> int:
+def highest_seats(
+    conn: Connection, catalog: LoadedCatalog, customer: str, start_us: int, at_us: int
+) -> int:
     """The highest paid-seat count from the period's start up to `at`."""
     first = seats_at(conn, catalog, customer, start_us)
     later = repository.max_seats_between(conn, customer, start_us, at_us)
@@ -49,8 +51,16 @@ def highest_seats(conn: Connection, catalog: LoadedCatalog, customer: str, start
 SETTINGS = ("admins", "owner", "members", "auto_upgrade")
 
 
-def change(conn: Connection, catalog: LoadedCatalog, customer: str, *, seats: int | None,
-           settings: dict[str, object], effective_us: int, recorded_us: int) -> None:
+def change(
+    conn: Connection,
+    catalog: LoadedCatalog,
+    customer: str,
+    *,
+    seats: int | None,
+    settings: dict[str, object],
+    effective_us: int,
+    recorded_us: int,
+) -> None:
     """Seat changes are kept as history; contact settings and auto_upgrade are current values."""
     from pydantic import ValidationError
 
@@ -74,14 +84,23 @@ def change(conn: Connection, catalog: LoadedCatalog, customer: str, *, seats: in
         repository.save_settings(conn, customer, merged)
 
 
-def change_plan(conn: Connection, catalog: LoadedCatalog, customer: str, plan: str, effective_us: int,
-                recorded_us: int, reason: str = "manual") -> None:
+def change_plan(
+    conn: Connection,
+    catalog: LoadedCatalog,
+    customer: str,
+    plan: str,
+    effective_us: int,
+    recorded_us: int,
+    reason: str = "manual",
+) -> None:
     from quotameter.errors import Invalid
 
     if customer not in catalog.spec.customers:
         raise NotFound(f"customer: unknown customer {customer!r}")
     if plan not in catalog.spec.plans:
-        raise Invalid(f"plan: unknown plan {plan!r} (known: {', '.join(sorted(catalog.spec.plans))})")
+        raise Invalid(
+            f"plan: unknown plan {plan!r} (known: {', '.join(sorted(catalog.spec.plans))})"
+        )
     from quotameter.invoices.service import refuse_if_finalized
 
     refuse_if_finalized(conn, customer, effective_us)

@@ -8,8 +8,10 @@ from sqlalchemy import Connection, text
 
 from quotameter.store import bulk
 
-_BUMP = ("ON CONFLICT (customer) DO UPDATE SET version = customer_state.version + 1, "
-         "horizon_us = {greatest}(customer_state.horizon_us, excluded.horizon_us)")
+_BUMP = (
+    "ON CONFLICT (customer) DO UPDATE SET version = customer_state.version + 1, "
+    "horizon_us = {greatest}(customer_state.horizon_us, excluded.horizon_us)"
+)
 _READ = text("SELECT version, horizon_us FROM customer_state WHERE customer = :c")
 _VERSIONS = text("SELECT customer, version FROM customer_state")
 
@@ -19,8 +21,14 @@ def bump(conn: Connection, horizons: Iterable[tuple[str, int]]) -> None:
     One statement for all customers of a batch; sorted, so concurrent writers take the row
     locks in the same order."""
     greatest = "max" if conn.dialect.name == "sqlite" else "GREATEST"
-    bulk.insert(conn, "customer_state", ("customer", "horizon_us", "version"), ("text", "bigint", "integer"),
-                [(c, h, 1) for c, h in sorted(horizons)], _BUMP.format(greatest=greatest))
+    bulk.insert(
+        conn,
+        "customer_state",
+        ("customer", "horizon_us", "version"),
+        ("text", "bigint", "integer"),
+        [(c, h, 1) for c, h in sorted(horizons)],
+        _BUMP.format(greatest=greatest),
+    )
 
 
 def read(conn: Connection, customer: str) -> tuple[int, int]:

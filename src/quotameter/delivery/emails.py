@@ -18,17 +18,25 @@ from quotameter.delivery.service import DeliveryFailed, Outgoing
 
 log = logging.getLogger("quotameter.delivery")
 
-_templates = Environment(loader=PackageLoader("quotameter.delivery", "templates"),
-                         autoescape=select_autoescape(["html"]), undefined=StrictUndefined,
-                         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+_templates = Environment(
+    loader=PackageLoader("quotameter.delivery", "templates"),
+    autoescape=select_autoescape(["html"]),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
 
 
 def render(notice: Notice, plans: dict[str, PlanSpec]) -> dict[str, str]:
     """Subject, plain-text and HTML bodies of a notice's e-mail."""
     desc = describe(notice, plans)
     context = {"notice": notice, "d": desc}
-    return {"subject": desc.subject, "text": _templates.get_template("notice.txt").render(context),
-            "html": _templates.get_template("notice.html").render(context)}
+    return {
+        "subject": desc.subject,
+        "text": _templates.get_template("notice.txt").render(context),
+        "html": _templates.get_template("notice.html").render(context),
+    }
 
 
 class EmailSender:
@@ -36,9 +44,17 @@ class EmailSender:
 
     channel = EMAIL
 
-    def __init__(self, host: str, port: int = 587, tls: str = "starttls", username: str | None = None,
-                 password: str | None = None, sender: str = "quotameter@localhost", timeout: float = 10.0,
-                 context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int = 587,
+        tls: str = "starttls",
+        username: str | None = None,
+        password: str | None = None,
+        sender: str = "quotameter@localhost",
+        timeout: float = 10.0,
+        context: ssl.SSLContext | None = None,
+    ) -> None:
         if tls not in ("none", "starttls", "tls"):
             raise ValueError(f"smtp_tls: expected none, starttls or tls, not {tls!r}")
         self.host, self.port, self.tls, self.timeout = host, port, tls, timeout
@@ -69,7 +85,9 @@ class EmailSender:
         msg = self.message(out, now)
         try:
             if self.tls == "tls":
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout, context=self.context)
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                    self.host, self.port, timeout=self.timeout, context=self.context
+                )
             else:
                 smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
             with smtp:
@@ -79,7 +97,9 @@ class EmailSender:
                     smtp.login(self.username, self.password or "")
                 refused = smtp.send_message(msg, to_addrs=orjson.loads(out.target))
         except (smtplib.SMTPException, OSError) as err:
-            raise DeliveryFailed(f"SMTP {self.host}:{self.port}: {type(err).__name__}: {err}") from err
+            raise DeliveryFailed(
+                f"SMTP {self.host}:{self.port}: {type(err).__name__}: {err}"
+            ) from err
         if refused:
             # smtplib raises when every recipient is refused; sending again for the others
             # would repeat the message to those who got it.

@@ -96,7 +96,9 @@ def unit_price(value: Decimal | str, currency: str) -> str:
 def percent_of(usage: Decimal, limit: Decimal | None) -> Decimal | None:
     if limit is None or limit == 0:
         return None
-    return (usage * 100 / limit).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP, context=EXACT)  # any size
+    return (usage * 100 / limit).quantize(
+        Decimal("0.1"), rounding=ROUND_HALF_UP, context=EXACT
+    )  # any size
 
 
 def when(at: datetime | None, tz: str = "UTC") -> str:
@@ -135,30 +137,42 @@ def describe(notice: Notice, plans: dict[str, PlanSpec]) -> Description:
     if kind == "usage.threshold":
         left = number(Decimal(100) - notice.percent) if notice.percent is not None else "?"
         subject = f"{who}: {pct_text} % of your {feature} allowance used ({left} % left)"
-        headline = (f"{who} has used {number(usage)} of {number(limit)} {plural(unit, limit)} of {feature} "
-                    f"this period, past the {pct_text} % mark.")
+        headline = (
+            f"{who} has used {number(usage)} of {number(limit)} {plural(unit, limit)} of {feature} "
+            f"this period, past the {pct_text} % mark."
+        )
     elif kind == "usage.exhausted":
         subject = f"{who}: your {feature} allowance is used up"
         headline = f"{who} has used all {number(limit)} {plural(unit, limit)} of {feature} included this period."
     elif kind == "access.blocked":
         subject = f"{who}: {feature} is blocked"
-        headline = (f"{who} reached the limit of {number(hard if hard is not None else limit)} "
-                    f"{plural(unit)} of {feature}: it is disabled for every member of the organization "
-                    "until more is available.")
+        headline = (
+            f"{who} reached the limit of {number(hard if hard is not None else limit)} "
+            f"{plural(unit)} of {feature}: it is disabled for every member of the organization "
+            "until more is available."
+        )
     elif kind == "access.restored":
         subject = f"{who}: {feature} is available again"
         headline = f"{feature} is available again for every member of {who}."
     elif kind == "plan.upgrading":
         subject = f"{who}: upgrading from {d.get('from_plan')} to {d.get('to_plan')}"
-        headline = (f"{who} used up its {feature} allowance and has auto-upgrade on: the subscription is moving "
-                    f"from {d.get('from_plan')} to {d.get('to_plan')}.")
+        headline = (
+            f"{who} used up its {feature} allowance and has auto-upgrade on: the subscription is moving "
+            f"from {d.get('from_plan')} to {d.get('to_plan')}."
+        )
     elif kind == "plan.upgraded":
         subject = f"{who}: upgraded to {d.get('to_plan')}"
-        headline = (f"{who} is now on the {d.get('to_plan')} plan (was {d.get('from_plan')}) and stays there; "
-                    f"the new {feature} limit is {number(limit)} {plural(unit, limit)}.")
+        headline = (
+            f"{who} is now on the {d.get('to_plan')} plan (was {d.get('from_plan')}) and stays there; "
+            f"the new {feature} limit is {number(limit)} {plural(unit, limit)}."
+        )
     elif kind == "topup.applied":
-        subject = f"{who}: {d.get('blocks') or ''} top-up block(s) of {feature} added".replace(":  ", ": ")
-        headline = f"{number(d.get('amount'))} more of {feature} are available to {who} from now on."
+        subject = f"{who}: {d.get('blocks') or ''} top-up block(s) of {feature} added".replace(
+            ":  ", ": "
+        )
+        headline = (
+            f"{number(d.get('amount'))} more of {feature} are available to {who} from now on."
+        )
         facts = [("Added", number(d.get("amount"))), ("Price", str(d.get("price", "-")))]
     else:
         subject = f"{who}: {kind}"
@@ -174,7 +188,9 @@ def advice(notice: Notice, plans: dict[str, PlanSpec]) -> list[str]:
     if kind == "access.restored":
         return ["Nothing to do: usage can go on."]
     if kind in ("plan.upgrading", "plan.upgraded"):
-        return ["Nothing to do. An admin can move the subscription back to a lower plan at any time."]
+        return [
+            "Nothing to do. An admin can move the subscription back to a lower plan at any time."
+        ]
     if kind not in ("usage.threshold", "usage.exhausted", "access.blocked") or plan is None:
         return []
     unit = d.get("unit")
@@ -182,17 +198,25 @@ def advice(notice: Notice, plans: dict[str, PlanSpec]) -> list[str]:
     out: list[str] = []
     if ent is not None and ent.topup is not None:
         t = ent.topup
-        out.append(f"Buy a block of {number(t.block_size)} {plural(unit, t.block_size)} for "
-                   f"{money(t.price, plan.currency)} {plan.currency} from the billing menu: it is added at once.")
+        out.append(
+            f"Buy a block of {number(t.block_size)} {plural(unit, t.block_size)} for "
+            f"{money(t.price, plan.currency)} {plan.currency} from the billing menu: it is added at once."
+        )
     nxt = plans.get(plan.next_plan) if plan.next_plan else None
     if nxt is not None and notice.feature in nxt.entitlements:
         allowance = nxt.entitlements[notice.feature].allowance
-        more = f" ({number(allowance.fixed)} {plural(unit)})" if allowance is not None and allowance.fixed else ""
+        more = (
+            f" ({number(allowance.fixed)} {plural(unit)})"
+            if allowance is not None and allowance.fixed
+            else ""
+        )
         out.append(f"Upgrade to the {plan.next_plan} plan{more}.")
     for price in plan.prices:
         if isinstance(price, OveragePrice) and price.feature == notice.feature:
-            out.append(f"Use beyond the limit is billed at {unit_price(price.unit_price, plan.currency)} "
-                       f"{plan.currency} per {unit}.")
+            out.append(
+                f"Use beyond the limit is billed at {unit_price(price.unit_price, plan.currency)} "
+                f"{plan.currency} per {unit}."
+            )
     if notice.period_end is not None:
         out.append(f"Or wait: the allowance resets on {when(notice.period_end, notice.timezone)}.")
     return out

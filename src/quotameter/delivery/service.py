@@ -59,15 +59,28 @@ class Sender(Protocol):
 
 def notice_of(row, catalog: LoadedCatalog) -> Notice:  # type: ignore[no-untyped-def]
     customer = catalog.spec.customers.get(row.customer)
-    return Notice(id=row.id, customer=row.customer, type=row.type, feature=row.feature,
-                  percent=None if row.percent is None else Decimal(row.percent),
-                  period_start=None if row.period_start_us is None else from_us(row.period_start_us),
-                  period_end=None if row.period_end_us is None else from_us(row.period_end_us),
-                  at=from_us(row.at_us), recipients=orjson.loads(row.recipients), details=orjson.loads(row.payload),
-                  timezone=customer.timezone if customer is not None else "UTC")
+    return Notice(
+        id=row.id,
+        customer=row.customer,
+        type=row.type,
+        feature=row.feature,
+        percent=None if row.percent is None else Decimal(row.percent),
+        period_start=None if row.period_start_us is None else from_us(row.period_start_us),
+        period_end=None if row.period_end_us is None else from_us(row.period_end_us),
+        at=from_us(row.at_us),
+        recipients=orjson.loads(row.recipients),
+        details=orjson.loads(row.payload),
+        timezone=customer.timezone if customer is not None else "UTC",
+    )
 
 
-def fan_out(conn: Connection, catalog: LoadedCatalog, now_us: int, senders: Sequence[Sender], limit: int = 200) -> int:
+def fan_out(
+    conn: Connection,
+    catalog: LoadedCatalog,
+    now_us: int,
+    senders: Sequence[Sender],
+    limit: int = 200,
+) -> int:
     """Turn up to `limit` pending notices into deliveries; how many notices were taken."""
     rows = repo.take_notices(conn, limit)
     out: list[dict] = []
@@ -78,9 +91,20 @@ def fan_out(conn: Connection, catalog: LoadedCatalog, now_us: int, senders: Sequ
             if not targets:
                 continue
             body = sender.render(notice, catalog.spec.plans)
-            out += [{"notice_id": notice.id, "customer": notice.customer, "channel": sender.channel,
-                     "target": target, "body": body, "status": PENDING, "attempts": 0,
-                     "next_attempt_us": now_us, "created_us": now_us} for target in targets]
+            out += [
+                {
+                    "notice_id": notice.id,
+                    "customer": notice.customer,
+                    "channel": sender.channel,
+                    "target": target,
+                    "body": body,
+                    "status": PENDING,
+                    "attempts": 0,
+                    "next_attempt_us": now_us,
+                    "created_us": now_us,
+                }
+                for target in targets
+            ]
     repo.add(conn, out)
     repo.mark_dispatched(conn, [r.id for r in rows])
     return len(rows)
@@ -109,8 +133,15 @@ def record(conn: Connection, out: Outgoing, error: str | None, now_us: int, poli
     return status
 
 
-def deliver_due(engine: Engine, now: datetime, senders: Iterable[Sender], *, policy: Policy = Policy(),
-                catalogs: CatalogCache | None = None, batch: int = 20) -> int:
+def deliver_due(
+    engine: Engine,
+    now: datetime,
+    senders: Iterable[Sender],
+    *,
+    policy: Policy = Policy(),
+    catalogs: CatalogCache | None = None,
+    batch: int = 20,
+) -> int:
     """One pass at instant `now`: fan out pending notices, then attempt every delivery due;
     how many attempts were made (successful or not)."""
     senders = list(senders)
@@ -133,8 +164,15 @@ def deliver_due(engine: Engine, now: datetime, senders: Iterable[Sender], *, pol
             with unit_of_work(engine) as conn:
                 status = record(conn, out, error, now_us, policy)
             if error is not None:
-                log.warning("delivery %s (notice %s, %s) attempt %s failed, now %s: %s",
-                            out.id, out.notice_id, out.channel, out.attempts, status, error)
+                log.warning(
+                    "delivery %s (notice %s, %s) attempt %s failed, now %s: %s",
+                    out.id,
+                    out.notice_id,
+                    out.channel,
+                    out.attempts,
+                    status,
+                    error,
+                )
             attempted += 1
 
 
@@ -145,7 +183,7 @@ def _attempt(sender: Sender | None, out: Outgoing, now: datetime) -> str | None:
         sender.send(out, now)
     except DeliveryFailed as err:
         return str(err)
-    except Exception as err:  # noqa: BLE001 - any failure of one delivery must not stop the others
+    except Exception as err:
         log.exception("delivery %s: unexpected error", out.id)
         return f"{type(err).__name__}: {err}"
     return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -33,29 +33,42 @@ def message_id(notice_id: int) -> str:
 
 def sign(msg_id: str, at: datetime, body: str, secret: str) -> dict[str, str]:
     """The three Standard Webhooks headers for `body` sent at `at`."""
-    stamp = datetime.fromtimestamp(int(at.timestamp()), tz=timezone.utc)
-    return {"webhook-id": msg_id, "webhook-timestamp": str(int(stamp.timestamp())),
-            "webhook-signature": Webhook(secret).sign(msg_id, stamp, body)}
+    stamp = datetime.fromtimestamp(int(at.timestamp()), tz=UTC)
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(stamp.timestamp())),
+        "webhook-signature": Webhook(secret).sign(msg_id, stamp, body),
+    }
 
 
-def verify(payload: bytes | str, headers: Mapping[str, str], secret: str, *, now: datetime | None = None,
-           tolerance: timedelta = TOLERANCE) -> Any:
+def verify(
+    payload: bytes | str,
+    headers: Mapping[str, str],
+    secret: str,
+    *,
+    now: datetime | None = None,
+    tolerance: timedelta = TOLERANCE,
+) -> Any:
     """Check a received webhook; its parsed JSON body, or `WebhookVerificationError`.
 
     `now` defaults to the clock (a timestamp further than `tolerance` from it is refused,
     against replays); pass it to check a recorded request later."""
     body = payload if isinstance(payload, str) else payload.decode()
     lowered = {k.lower(): v for k, v in headers.items()}
-    msg_id, stamp, signatures = (lowered.get(h) for h in ("webhook-id", "webhook-timestamp", "webhook-signature"))
+    msg_id, stamp, signatures = (
+        lowered.get(h) for h in ("webhook-id", "webhook-timestamp", "webhook-signature")
+    )
     if not (msg_id and stamp and signatures):
         raise WebhookVerificationError("Missing required headers")
     try:
-        sent = datetime.fromtimestamp(int(stamp), tz=timezone.utc)
+        sent = datetime.fromtimestamp(int(stamp), tz=UTC)
     except (ValueError, OverflowError, OSError):
         raise WebhookVerificationError("Invalid webhook-timestamp") from None
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if abs(now - sent) > tolerance:
-        raise WebhookVerificationError("Message timestamp too old" if sent < now else "Message timestamp too new")
+        raise WebhookVerificationError(
+            "Message timestamp too old" if sent < now else "Message timestamp too new"
+        )
     expected = Webhook(secret).sign(msg_id, sent, body).split(",", 1)[1]
     for candidate in signatures.split(" "):
         version, _, value = candidate.partition(",")
@@ -70,8 +83,13 @@ class WebhookSender:
 
     channel = WEBHOOK
 
-    def __init__(self, urls: Sequence[str], secret: str, timeout: float = 10.0,
-                 client: httpx.Client | None = None) -> None:
+    def __init__(
+        self,
+        urls: Sequence[str],
+        secret: str,
+        timeout: float = 10.0,
+        client: httpx.Client | None = None,
+    ) -> None:
         Webhook(secret)  # a malformed secret fails at start, not at the first notice
         self.urls, self.secret = list(dict.fromkeys(urls)), secret
         self.client = client or httpx.Client(timeout=timeout, follow_redirects=False)
@@ -80,16 +98,29 @@ class WebhookSender:
         return self.urls
 
     def render(self, notice: Notice, plans: dict[str, PlanSpec]) -> str:
-        data = {"id": notice.id, "customer": notice.customer, "type": notice.type, "feature": notice.feature,
-                "percent": None if notice.percent is None else format(notice.percent.normalize(), "f"),
-                "period": None if notice.period_start is None else {
-                    "start": rfc3339(notice.period_start), "end": rfc3339(notice.period_end)},  # type: ignore[arg-type]
-                "at": rfc3339(notice.at), "recipients": notice.recipients, "details": notice.details}
-        return orjson.dumps({"type": notice.type, "timestamp": rfc3339(notice.at), "data": data}).decode()
+        data = {
+            "id": notice.id,
+            "customer": notice.customer,
+            "type": notice.type,
+            "feature": notice.feature,
+            "percent": None if notice.percent is None else format(notice.percent.normalize(), "f"),
+            "period": None
+            if notice.period_start is None
+            else {"start": rfc3339(notice.period_start), "end": rfc3339(notice.period_end)},  # type: ignore[arg-type]
+            "at": rfc3339(notice.at),
+            "recipients": notice.recipients,
+            "details": notice.details,
+        }
+        return orjson.dumps(
+            {"type": notice.type, "timestamp": rfc3339(notice.at), "data": data}
+        ).decode()
 
     def send(self, out: Outgoing, now: datetime) -> None:
-        headers = {"content-type": "application/json", "user-agent": "quotameter",
-                   **sign(message_id(out.notice_id), now, out.body, self.secret)}
+        headers = {
+            "content-type": "application/json",
+            "user-agent": "quotameter",
+            **sign(message_id(out.notice_id), now, out.body, self.secret),
+        }
         try:
             response = self.client.post(out.target, content=out.body.encode(), headers=headers)
         except httpx.HTTPError as err:

@@ -26,23 +26,40 @@ def senders_from(settings: Settings) -> list[Sender]:
 
     out: list[Sender] = []
     if settings.smtp_host:
-        out.append(EmailSender(settings.smtp_host, settings.smtp_port, settings.smtp_tls, settings.smtp_username,
-                               settings.smtp_password.get_secret_value() if settings.smtp_password else None,
-                               settings.smtp_from, settings.delivery_timeout_seconds))
+        out.append(
+            EmailSender(
+                settings.smtp_host,
+                settings.smtp_port,
+                settings.smtp_tls,
+                settings.smtp_username,
+                settings.smtp_password.get_secret_value() if settings.smtp_password else None,
+                settings.smtp_from,
+                settings.delivery_timeout_seconds,
+            )
+        )
     if settings.webhook_urls:
         if settings.webhook_secret is None:
-            raise ValueError("QUOTAMETER_WEBHOOK_SECRET is required with QUOTAMETER_WEBHOOK_URLS "
-                             "(Standard Webhooks format: whsec_ followed by base64)")
-        out.append(WebhookSender(settings.webhook_urls, settings.webhook_secret.get_secret_value(),
-                                 settings.delivery_timeout_seconds))
+            raise ValueError(
+                "QUOTAMETER_WEBHOOK_SECRET is required with QUOTAMETER_WEBHOOK_URLS "
+                "(Standard Webhooks format: whsec_ followed by base64)"
+            )
+        out.append(
+            WebhookSender(
+                settings.webhook_urls,
+                settings.webhook_secret.get_secret_value(),
+                settings.delivery_timeout_seconds,
+            )
+        )
     return out
 
 
 def policy_from(settings: Settings) -> Policy:
-    return Policy(max_attempts=settings.delivery_max_attempts,
-                  backoff_us=int(settings.delivery_backoff_seconds * 1e6),
-                  backoff_max_us=int(settings.delivery_backoff_max_seconds * 1e6),
-                  lease_us=int(settings.delivery_lease_seconds * 1e6))
+    return Policy(
+        max_attempts=settings.delivery_max_attempts,
+        backoff_us=int(settings.delivery_backoff_seconds * 1e6),
+        backoff_max_us=int(settings.delivery_backoff_max_seconds * 1e6),
+        lease_us=int(settings.delivery_lease_seconds * 1e6),
+    )
 
 
 class DeliveryWorker:
@@ -50,8 +67,15 @@ class DeliveryWorker:
     process commits (see `start_delivery`), or by `stop`. A notice recorded by another
     process waits at most `poll` seconds, unless that process delivers it first."""
 
-    def __init__(self, engine: Engine, catalogs: CatalogCache, clock: Callable[[], datetime],
-                 senders: list[Sender], policy: Policy, poll: float = 5.0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        catalogs: CatalogCache,
+        clock: Callable[[], datetime],
+        senders: list[Sender],
+        policy: Policy,
+        poll: float = 5.0,
+    ) -> None:
         self.engine, self.catalogs, self.clock = engine, catalogs, clock
         self.senders, self.policy, self.poll = senders, policy, poll
         self.wake = threading.Event()
@@ -72,19 +96,28 @@ class DeliveryWorker:
         while not self._stopping:
             self.wake.clear()
             try:
-                deliver_due(self.engine, self.clock(), self.senders, policy=self.policy, catalogs=self.catalogs)
-            except Exception:  # noqa: BLE001 - keep the loop alive; the error is logged
+                deliver_due(
+                    self.engine,
+                    self.clock(),
+                    self.senders,
+                    policy=self.policy,
+                    catalogs=self.catalogs,
+                )
+            except Exception:
                 log.exception("delivery pass failed")
             self.wake.wait(self.poll)
 
 
-def start_delivery(settings: Settings, engine: Engine, catalogs: CatalogCache,
-                   clock: Callable[[], datetime]) -> DeliveryWorker | None:
+def start_delivery(
+    settings: Settings, engine: Engine, catalogs: CatalogCache, clock: Callable[[], datetime]
+) -> DeliveryWorker | None:
     """The worker of a server process, started when delivery is on and a channel configured."""
     senders = senders_from(settings) if settings.delivery else []
     if not senders:
         return None
-    worker = DeliveryWorker(engine, catalogs, clock, senders, policy_from(settings), settings.delivery_poll_seconds)
+    worker = DeliveryWorker(
+        engine, catalogs, clock, senders, policy_from(settings), settings.delivery_poll_seconds
+    )
     on_commit(engine, [notices], lambda _customers: worker.wake.set())
     worker.start()
     return worker

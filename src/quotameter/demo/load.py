@@ -44,7 +44,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_DOWN, Decimal
 from importlib.resources import files
 from typing import Any
@@ -87,35 +87,83 @@ SESSION_SOURCE = "collab.example/docs"
 
 # --- the organizations -----------------------------------------------------------------
 
+
 def _people(domain: str, *names: str) -> list[str]:
     return [f"{name}@{domain}" for name in names]
 
 
-ACME = _people("acme.example", "ana", "ben", "chloe", "david", "elif", "farid", "grace", "hugo", "ines",
-               "jonas") + ["kim@partner.example"]  # a guest: guests count like members
+ACME = _people(
+    "acme.example",
+    "ana",
+    "ben",
+    "chloe",
+    "david",
+    "elif",
+    "farid",
+    "grace",
+    "hugo",
+    "ines",
+    "jonas",
+) + ["kim@partner.example"]  # a guest: guests count like members
 BRIGHTLINE = _people("brightline.example", "lena", "max", "sofia", "paul", "mia")
 BRIGHTLINE_HIRE = "emil@brightline.example"  # the sixth seat
 NORTHWIND = _people("northwind.example", "maya", "liam", "zoe", "ethan")
 KESTREL = _people("kestrel.example", "haruto", "yui", "sota", "aoi", "ren")
 ORBIT = _people("orbit.example", "joao", "beatriz", "tiago", "ana", "rui", "marta", "pedro", "ines")
-CALLCO_AGENTS = _people("callco.example", "agent.mia", "agent.noah", "agent.olivia", "agent.lucas",
-                        "agent.amara", "agent.kenji", "agent.sara", "agent.omar")
+CALLCO_AGENTS = _people(
+    "callco.example",
+    "agent.mia",
+    "agent.noah",
+    "agent.olivia",
+    "agent.lucas",
+    "agent.amara",
+    "agent.kenji",
+    "agent.sara",
+    "agent.omar",
+)
 
 EXTRA_CUSTOMERS: dict[str, dict[str, Any]] = {
-    "brightline": {"plan": "basic", "seats": 5, "admins": [BRIGHTLINE[0]],
-                   "members": [*BRIGHTLINE, BRIGHTLINE_HIRE], "timezone": "Europe/Berlin"},
-    "northwind": {"plan": "basic", "seats": 4, "admins": [NORTHWIND[0]], "owner": NORTHWIND[1],
-                  "members": NORTHWIND, "timezone": "America/New_York"},
-    "kestrel": {"plan": "basic", "seats": 5, "admins": [KESTREL[0]], "members": KESTREL,
-                "timezone": "Asia/Tokyo"},
-    "orbit": {"plan": "unlimited", "seats": 8, "admins": [ORBIT[0]], "members": ORBIT,
-              "timezone": "Europe/Lisbon"},
+    "brightline": {
+        "plan": "basic",
+        "seats": 5,
+        "admins": [BRIGHTLINE[0]],
+        "members": [*BRIGHTLINE, BRIGHTLINE_HIRE],
+        "timezone": "Europe/Berlin",
+    },
+    "northwind": {
+        "plan": "basic",
+        "seats": 4,
+        "admins": [NORTHWIND[0]],
+        "owner": NORTHWIND[1],
+        "members": NORTHWIND,
+        "timezone": "America/New_York",
+    },
+    "kestrel": {
+        "plan": "basic",
+        "seats": 5,
+        "admins": [KESTREL[0]],
+        "members": KESTREL,
+        "timezone": "Asia/Tokyo",
+    },
+    "orbit": {
+        "plan": "unlimited",
+        "seats": 8,
+        "admins": [ORBIT[0]],
+        "members": ORBIT,
+        "timezone": "Europe/Lisbon",
+    },
 }
 
 # The summary's rows: each organization and the feature its story is about.
 SHOWN: list[tuple[str, str]] = [
-    ("acme", "media"), ("brightline", "media"), ("northwind", "media"), ("kestrel", "media"),
-    ("orbit", "media"), ("studio", "managed_media"), ("docs", "sessions"), ("callco", "audio_connector"),
+    ("acme", "media"),
+    ("brightline", "media"),
+    ("northwind", "media"),
+    ("kestrel", "media"),
+    ("orbit", "media"),
+    ("studio", "managed_media"),
+    ("docs", "sessions"),
+    ("callco", "audio_connector"),
 ]
 
 
@@ -140,13 +188,17 @@ def story_clock(today: datetime, catalog: Catalog | None = None) -> datetime:
     if today.tzinfo is None:
         raise ValueError("today: must be an aware datetime")
     catalog = catalog or validate_catalog(demo_catalog())
-    now = today.astimezone(timezone.utc)
+    now = today.astimezone(UTC)
     for _ in range(LONGEST_STEP_BACK + 1):
-        if all(now - _period_of(catalog, customer, now).start >= timedelta(days=STORY_DAYS)
-               for customer, _feature in SHOWN):
+        if all(
+            now - _period_of(catalog, customer, now).start >= timedelta(days=STORY_DAYS)
+            for customer, _feature in SHOWN
+        ):
             return now
         now -= timedelta(days=1)
-    raise ValueError(f"the demo catalog has a period younger than {STORY_DAYS} days on every day of a month")
+    raise ValueError(
+        f"the demo catalog has a period younger than {STORY_DAYS} days on every day of a month"
+    )
 
 
 def _period_of(catalog: Catalog, customer: str, at: datetime) -> Period:
@@ -157,6 +209,7 @@ def _period_of(catalog: Catalog, customer: str, at: datetime) -> Period:
 
 
 # --- what happens in the month -----------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class CustomerChange:
@@ -197,8 +250,16 @@ class DemoMonth:
 def plan_month(catalog: Catalog, now: datetime, seed: int = 7) -> DemoMonth:
     """The month so far of every demo organization; pure, and the same for the same seed and now."""
     now_us = to_us(now)
-    stories: list[Callable[[_Story], None]] = [_acme, _brightline, _northwind, _kestrel, _orbit,
-                                               _studio, _docs, _callco]
+    stories: list[Callable[[_Story], None]] = [
+        _acme,
+        _brightline,
+        _northwind,
+        _kestrel,
+        _orbit,
+        _studio,
+        _docs,
+        _callco,
+    ]
     timed: list[tuple[int, dict[str, Any]]] = []
     operations: list[Operation] = []
     checks: list[tuple[int, str]] = []
@@ -212,7 +273,9 @@ def plan_month(catalog: Catalog, now: datetime, seed: int = 7) -> DemoMonth:
         starts.append(s.period_lo)
     timed.sort(key=lambda item: item[0])  # stable: same-instant events keep their story's order
     operations.sort(key=lambda op: op.at_us)
-    return DemoMonth(min(starts), [t for t, _ in timed], [ev for _, ev in timed], operations, sorted(checks))
+    return DemoMonth(
+        min(starts), [t for t, _ in timed], [ev for _, ev in timed], operations, sorted(checks)
+    )
 
 
 class _Story:
@@ -244,12 +307,24 @@ class _Story:
             day += timedelta(days=1)
 
     def emit(self, t_us: int, source: str, type_: str, data: dict[str, Any]) -> None:
-        assert self.period_lo <= t_us <= self.now_us, "the demo writes only the current period up to now"
+        assert self.period_lo <= t_us <= self.now_us, (
+            "the demo writes only the current period up to now"
+        )
         self._count += 1
-        self.events.append((t_us, {
-            "specversion": "1.0", "id": f"{self.customer}-{self._count:06d}", "source": source, "type": type_,
-            "subject": self.customer, "time": _stamp(t_us), "data": data,
-        }))
+        self.events.append(
+            (
+                t_us,
+                {
+                    "specversion": "1.0",
+                    "id": f"{self.customer}-{self._count:06d}",
+                    "source": source,
+                    "type": type_,
+                    "subject": self.customer,
+                    "time": _stamp(t_us),
+                    "data": data,
+                },
+            )
+        )
 
     def emit_sorted(self, source: str, type_: str, items: list[tuple[int, dict[str, Any]]]) -> None:
         """`emit` for many events in time order, in a tighter loop (a hundred thousand sessions)."""
@@ -258,8 +333,20 @@ class _Story:
         assert self.period_lo <= items[0][0] and items[-1][0] <= self.now_us
         customer, append, n = self.customer, self.events.append, self._count
         for n, (t_us, data) in enumerate(items, n + 1):
-            append((t_us, {"specversion": "1.0", "id": f"{customer}-{n:06d}", "source": source, "type": type_,
-                           "subject": customer, "time": _stamp(t_us), "data": data}))
+            append(
+                (
+                    t_us,
+                    {
+                        "specversion": "1.0",
+                        "id": f"{customer}-{n:06d}",
+                        "source": source,
+                        "type": type_,
+                        "subject": customer,
+                        "time": _stamp(t_us),
+                        "data": data,
+                    },
+                )
+            )
         self._count = n
 
     def windows(self) -> list[tuple[int, int]]:
@@ -300,8 +387,9 @@ def _stamp(t_us: int) -> str:
     return f"{text}{_CLOCKS[seconds]}.{fraction:06d}Z" if fraction else f"{text}{_CLOCKS[seconds]}Z"
 
 
-def _local_windows(zone: ZoneInfo, lo_us: int, now_us: int, hours: tuple[int, int],
-                   weekdays_only: bool) -> list[tuple[int, int]]:
+def _local_windows(
+    zone: ZoneInfo, lo_us: int, now_us: int, hours: tuple[int, int], weekdays_only: bool
+) -> list[tuple[int, int]]:
     day = from_us(lo_us).astimezone(zone).date()
     last = from_us(now_us).astimezone(zone).date()
     out = []
@@ -334,7 +422,16 @@ def _running(weights: list[float], total: int) -> list[int]:
 
 DURATIONS = [15, 15, 20, 25, 30, 30, 30, 45, 45, 50, 60, 60, 90]  # minutes
 SIZES = [2, 2, 2, 3, 3, 3, 4, 5]
-ROOMS = ["stand-up", "design-review", "planning", "one-on-one", "customer-call", "all-hands", "pairing", "retro"]
+ROOMS = [
+    "stand-up",
+    "design-review",
+    "planning",
+    "one-on-one",
+    "customer-call",
+    "all-hands",
+    "pairing",
+    "retro",
+]
 LATE_JOIN_S = 90
 LEAVE_S = 60  # people leave up to a minute before or after the end
 APART_US = 5 * MINUTE  # a user's meetings are at least this far apart, so their media never merges
@@ -439,10 +536,27 @@ class _Meetings:
             else:
                 out.append(_Stream("mic", user, [(join, leave)]))
             if rng.random() < 0.6:
-                out.append(_Stream("camera", user, [(join + rng.randint(5, 40) * US, leave - rng.randint(0, 30) * US)]))
+                out.append(
+                    _Stream(
+                        "camera",
+                        user,
+                        [(join + rng.randint(5, 40) * US, leave - rng.randint(0, 30) * US)],
+                    )
+                )
             if i == 0 and rng.random() < 0.5:
                 shown = join + rng.randint(60, 300) * US
-                out.append(_Stream("screen", user, [(shown, min(leave, shown + rng.randint(5, max(5, minutes // 2)) * MINUTE))]))
+                out.append(
+                    _Stream(
+                        "screen",
+                        user,
+                        [
+                            (
+                                shown,
+                                min(leave, shown + rng.randint(5, max(5, minutes // 2)) * MINUTE),
+                            )
+                        ],
+                    )
+                )
         return out
 
     def _metered(self, streams: list[_Stream]) -> int:
@@ -454,13 +568,22 @@ class _Meetings:
                 continue
             for a, b in s.segments:
                 if a < self.now_us:
-                    span = Span(a, b, b) if b <= self.now_us else Span(a, None, _last_heartbeat(a, self.now_us))
+                    span = (
+                        Span(a, b, b)
+                        if b <= self.now_us
+                        else Span(a, None, _last_heartbeat(a, self.now_us))
+                    )
                     by_user.setdefault(s.user, []).append(span)
         rounding = spec.rounding
-        total = usage_us(by_user, self.story.period_lo, self.story.period_hi, self.now_us,
-                         idle_timeout_us=spec.idle_timeout * US if spec.idle_timeout else None,
-                         unit_us=rounding.unit_seconds * US if rounding else None,
-                         mode=rounding.mode if rounding else "ceil")
+        total = usage_us(
+            by_user,
+            self.story.period_lo,
+            self.story.period_hi,
+            self.now_us,
+            idle_timeout_us=spec.idle_timeout * US if spec.idle_timeout else None,
+            unit_us=rounding.unit_seconds * US if rounding else None,
+            mode=rounding.mode if rounding else "ceil",
+        )
         return total // MINUTE
 
     def _free(self, user: str, start: int, end: int) -> bool:
@@ -478,10 +601,17 @@ class _Meetings:
             for a, b in s.segments:
                 if a >= self.now_us:
                     continue
-                data = {"user": s.user, "stream": f"{s.user}/{s.kind}", "kind": s.kind, "room": room}
+                data = {
+                    "user": s.user,
+                    "stream": f"{s.user}/{s.kind}",
+                    "kind": s.kind,
+                    "room": room,
+                }
                 self.story.emit(a, MEDIA_SOURCE, "media.activity", {**data, "action": "start"})
                 for beat in range(a + HEARTBEAT_US, min(b, self.now_us + 1), HEARTBEAT_US):
-                    self.story.emit(beat, MEDIA_SOURCE, "media.activity", {**data, "action": "heartbeat"})
+                    self.story.emit(
+                        beat, MEDIA_SOURCE, "media.activity", {**data, "action": "heartbeat"}
+                    )
                 if b <= self.now_us:
                     self.story.emit(b, MEDIA_SOURCE, "media.activity", {**data, "action": "stop"})
 
@@ -516,7 +646,9 @@ def _acme(story: _Story) -> None:
     credit = Decimal(250)
     at = windows[1][0] + HOUR + 12 * MINUTE if len(windows) > 1 else story.now_us + 1
     if at <= story.now_us:
-        story.operations.append(GrantChange("acme", "media", "demo-acme-outage-credit", "credit", at, amount=credit))
+        story.operations.append(
+            GrantChange("acme", "media", "demo-acme-outage-credit", "credit", at, amount=credit)
+        )
     else:
         credit = Decimal(0)
     limit = _limit(story, story.spec.seats) + int(credit)
@@ -573,7 +705,9 @@ def _kestrel(story: _Story) -> None:
     for window, goal in zip(windows, goals):
         if not topped_up and meetings.used >= base * 95 // 100:
             at = window[0] - 15 * MINUTE  # 08:45, the morning after the 95 % e-mail
-            story.operations.append(GrantChange("kestrel", "media", "demo-kestrel-topup-1", "topup", at, blocks=1))
+            story.operations.append(
+                GrantChange("kestrel", "media", "demo-kestrel-topup-1", "topup", at, blocks=1)
+            )
             topped_up = True
         meetings.fill(window, goal if topped_up else min(goal, cap))
         story.day_over(window[1] + AFTER_WORK_US)
@@ -587,7 +721,16 @@ def _orbit(story: _Story) -> None:
 # --- managed media volume (a gauge) -------------------------------------------------------
 
 QUARTER = Decimal("0.25")
-PROJECTS = ["ep-101", "ep-102", "ep-103", "ep-104", "promo-spring", "interviews", "b-roll", "archive-2025"]
+PROJECTS = [
+    "ep-101",
+    "ep-102",
+    "ep-103",
+    "ep-104",
+    "promo-spring",
+    "interviews",
+    "b-roll",
+    "archive-2025",
+]
 
 
 def _studio(story: _Story) -> None:
@@ -596,10 +739,23 @@ def _studio(story: _Story) -> None:
     rng = story.rng
     story.every_evening()
     opening, peak = Decimal("17.5"), Decimal("30.25")
-    story.emit(story.period_lo, VOLUME_SOURCE, "media.volume",
-               {"workspace": "studio", "asset": "library", "action": "carried_over", "hours_delta": str(opening)})
+    story.emit(
+        story.period_lo,
+        VOLUME_SOURCE,
+        "media.volume",
+        {
+            "workspace": "studio",
+            "asset": "library",
+            "action": "carried_over",
+            "hours_delta": str(opening),
+        },
+    )
     windows = story.windows()
-    instants = sorted(rng.randint(lo, min(hi, story.now_us)) for lo, hi in windows for _ in range(rng.randint(2, 4)))
+    instants = sorted(
+        rng.randint(lo, min(hi, story.now_us))
+        for lo, hi in windows
+        for _ in range(rng.randint(2, 4))
+    )
     if len(instants) < 2:
         return
     rise = int((peak - opening) / QUARTER)  # in quarter hours
@@ -609,9 +765,17 @@ def _studio(story: _Story) -> None:
     level = opening
     for t, quarters in zip(instants, ups):
         level += quarters * QUARTER
-        story.emit(t, VOLUME_SOURCE, "media.volume", {
-            "workspace": "studio", "asset": f"{rng.choice(PROJECTS)}/{rng.randint(1, 400):03d}.mxf",
-            "action": "ingested", "hours_delta": str(quarters * QUARTER)})
+        story.emit(
+            t,
+            VOLUME_SOURCE,
+            "media.volume",
+            {
+                "workspace": "studio",
+                "asset": f"{rng.choice(PROJECTS)}/{rng.randint(1, 400):03d}.mxf",
+                "action": "ingested",
+                "hours_delta": str(quarters * QUARTER),
+            },
+        )
     for t in instants[n_up:]:
         if level > Decimal(26) or (level > Decimal("24.5") and rng.random() < 0.6):
             delta = -QUARTER * rng.randint(1, min(8, int((level - Decimal(24)) / QUARTER)))
@@ -620,9 +784,17 @@ def _studio(story: _Story) -> None:
             delta = QUARTER * rng.randint(1, 3)
             action = "ingested"
         level += delta
-        story.emit(t, VOLUME_SOURCE, "media.volume", {
-            "workspace": "studio", "asset": f"{rng.choice(PROJECTS)}/{rng.randint(1, 400):03d}.mxf",
-            "action": action, "hours_delta": str(delta)})
+        story.emit(
+            t,
+            VOLUME_SOURCE,
+            "media.volume",
+            {
+                "workspace": "studio",
+                "asset": f"{rng.choice(PROJECTS)}/{rng.randint(1, 400):03d}.mxf",
+                "action": action,
+                "hours_delta": str(delta),
+            },
+        )
 
 
 # --- co-editing sessions (a count) --------------------------------------------------------
@@ -636,14 +808,20 @@ def _docs(story: _Story) -> None:
     (in the first week of a month: by now), and it moved up to the next tier (the auto-upgrade)."""
     rng = story.rng
     story.every_evening()
-    day = from_us(story.period_lo).astimezone(timezone.utc).date()
+    day = from_us(story.period_lo).astimezone(UTC).date()
     days: list[tuple[int, list[int]]] = []  # (day start, the hours begun by now)
     weights: list[float] = []
-    while (lo := to_us(datetime.combine(day, time(0), timezone.utc))) < story.now_us:
-        hours = [h for h in range(24) if lo + h * HOUR < story.now_us and lo + h * HOUR >= story.period_lo]
+    while (lo := to_us(datetime.combine(day, time(0), UTC))) < story.now_us:
+        hours = [
+            h
+            for h in range(24)
+            if lo + h * HOUR < story.now_us and lo + h * HOUR >= story.period_lo
+        ]
         growth = 1 + 0.02 * len(days)
         busy = 1.0 if day.weekday() < 5 else 0.45
-        done = sum(HOURLY[h] * min(HOUR, story.now_us - lo - h * HOUR) / HOUR for h in hours) / sum(HOURLY)
+        done = sum(HOURLY[h] * min(HOUR, story.now_us - lo - h * HOUR) / HOUR for h in hours) / sum(
+            HOURLY
+        )
         days.append((lo, hours))
         weights.append(growth * busy * done * rng.uniform(0.9, 1.1))
         day += timedelta(days=1)
@@ -660,15 +838,26 @@ def _docs(story: _Story) -> None:
         if not hours or n <= 0:
             continue
         picked = rng.choices(hours, weights=[HOURLY[h] for h in hours], k=n)
-        instants = sorted(lo + h * HOUR + int(random_() * (min(HOUR, story.now_us - lo - h * HOUR) // US)) * US
-                          for h in picked)
+        instants = sorted(
+            lo + h * HOUR + int(random_() * (min(HOUR, story.now_us - lo - h * HOUR) // US)) * US
+            for h in picked
+        )
         sessions = []
         for serial, t in enumerate(instants, serial + 1):
-            sessions.append((t, {"session": f"ses_{serial:06d}", "document": f"doc-{1 + int(random_() * 2400):04d}"}))
+            sessions.append(
+                (
+                    t,
+                    {
+                        "session": f"ses_{serial:06d}",
+                        "document": f"doc-{1 + int(random_() * 2400):04d}",
+                    },
+                )
+            )
         story.emit_sorted(SESSION_SOURCE, "session.created", sessions)
 
 
 # --- participant streaming minutes (duration, never merged) -------------------------------
+
 
 def _callco(story: _Story) -> None:
     """A contact centre sends each participant's audio to the connector: calls around the
@@ -697,13 +886,20 @@ def _call(story: _Story, number: int, start: int, minutes: int) -> None:
     call = f"call-{number:05d}"
     end = start + minutes * MINUTE
     agent = rng.choice(CALLCO_AGENTS)
-    people = [agent] + [f"caller-{rng.randint(1000, 9999)}" for _ in range(rng.choice([1, 1, 2, 3]))]
+    people = [agent] + [
+        f"caller-{rng.randint(1000, 9999)}" for _ in range(rng.choice([1, 1, 2, 3]))
+    ]
     shared = len(people) > 2 and rng.random() < 0.3
     for k, who in enumerate(people):
         if k > 0 and len(people) > 2 and rng.random() < 0.2:
             continue  # joined the call but never opened a connection: nothing to meter
         connection = f"{call}/ws-1" if shared and k > 0 else f"{call}/ws-{k}"
-        data = {"stream_id": f"{call}/p{k}", "call": call, "connection": connection, "participant": who}
+        data = {
+            "stream_id": f"{call}/p{k}",
+            "call": call,
+            "connection": connection,
+            "participant": who,
+        }
         a = start + rng.randint(0, 60) * US
         b = max(a + 30 * US, end - rng.randint(0, 60) * US)
         if a > story.now_us:
@@ -714,6 +910,7 @@ def _call(story: _Story, number: int, start: int, minutes: int) -> None:
 
 
 # --- loading --------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class OrgState:
@@ -744,7 +941,7 @@ def load_demo(engine: Engine, now: datetime, seed: int = 7) -> DemoSummary:
     database (loading again with the same seed and now adds nothing)."""
     if now.tzinfo is None:
         raise ValueError("now: must be an aware datetime")
-    now = now.astimezone(timezone.utc)
+    now = now.astimezone(UTC)
     now_us = to_us(now)
     doc = demo_catalog()
     spec = validate_catalog(doc)
@@ -787,18 +984,22 @@ def _timeline(month: DemoMonth) -> Iterator[tuple[int, Operation | None, list[st
     evenings: dict[int, list[str]] = {}
     for at_us, customer in month.checks:
         evenings.setdefault(at_us, []).append(customer)
-    moments: list[tuple[int, int, Operation | None, list[str]]] = [(op.at_us, 0, op, []) for op in month.operations]
+    moments: list[tuple[int, int, Operation | None, list[str]]] = [
+        (op.at_us, 0, op, []) for op in month.operations
+    ]
     moments += [(at_us, 1, None, names) for at_us, names in evenings.items()]
     for at_us, _, operation, names in sorted(moments, key=lambda m: (m[0], m[1])):
         yield at_us, operation, names
 
 
-def _ingest(engine: Engine, catalogs: CatalogCache, events: list[dict[str, Any]], received_us: int) -> int:
+def _ingest(
+    engine: Engine, catalogs: CatalogCache, events: list[dict[str, Any]], received_us: int
+) -> int:
     """Post `events` in batches; how many were new."""
     accepted = 0
     for k in range(0, len(events), BATCH):
         with unit_of_work(engine) as conn:
-            result = ingest(conn, catalogs.current(conn), events[k:k + BATCH], received_us)
+            result = ingest(conn, catalogs.current(conn), events[k : k + BATCH], received_us)
         if result.rejected:  # the generator's mistake, never the data's
             raise RuntimeError(f"demo events rejected: {result.rejected[:3]}")
         accepted += result.accepted
@@ -814,12 +1015,19 @@ def _apply(engine: Engine, catalogs: CatalogCache, op: Operation) -> None:
     with unit_of_work(engine) as conn:
         catalog = catalogs.current(conn)
         if isinstance(op, CustomerChange):
-            customers.change(conn, catalog, op.customer, seats=op.seats,
-                             settings={"members": list(op.members)} if op.members else {},
-                             effective_us=op.at_us, recorded_us=op.at_us)
+            customers.change(
+                conn,
+                catalog,
+                op.customer,
+                seats=op.seats,
+                settings={"members": list(op.members)} if op.members else {},
+                effective_us=op.at_us,
+                recorded_us=op.at_us,
+            )
         else:
-            req = grants.GrantRequest(op.customer, op.grant_id, op.feature, op.kind,
-                                      amount=op.amount, blocks=op.blocks)
+            req = grants.GrantRequest(
+                op.customer, op.grant_id, op.feature, op.kind, amount=op.amount, blocks=op.blocks
+            )
             grant, created = grants.add(conn, catalog, req, at, op.at_us)
             if not created:
                 return  # loaded before
@@ -828,20 +1036,37 @@ def _apply(engine: Engine, catalogs: CatalogCache, op: Operation) -> None:
 
 # --- the summary --------------------------------------------------------------------------
 
-def _state(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, now: datetime) -> OrgState:
+
+def _state(
+    conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, now: datetime
+) -> OrgState:
     b = balance(conn, catalog, customer, feature, now)
-    upgrades = [h for h in customer_history.plan_history(conn, customer) if h.reason == "auto_upgrade"]
-    extras = [g for g in grant_store.listing(conn, customer)
-              if g.feature == feature and to_us(b.period.start) <= g.effective_us <= to_us(now)]
-    state = describe(b, upgraded_at=from_us(upgrades[-1].effective_us) if upgrades else None,
-                     was=catalog.spec.customers[customer].plan,
-                     topups=sum(g.blocks or 0 for g in extras if g.kind == "topup"),
-                     credits=sum((Decimal(g.amount) for g in extras if g.kind == "credit"), Decimal(0)))
+    upgrades = [
+        h for h in customer_history.plan_history(conn, customer) if h.reason == "auto_upgrade"
+    ]
+    extras = [
+        g
+        for g in grant_store.listing(conn, customer)
+        if g.feature == feature and to_us(b.period.start) <= g.effective_us <= to_us(now)
+    ]
+    state = describe(
+        b,
+        upgraded_at=from_us(upgrades[-1].effective_us) if upgrades else None,
+        was=catalog.spec.customers[customer].plan,
+        topups=sum(g.blocks or 0 for g in extras if g.kind == "topup"),
+        credits=sum((Decimal(g.amount) for g in extras if g.kind == "credit"), Decimal(0)),
+    )
     return OrgState(customer, b.plan, feature, state, b.usage, b.standing.limit, b.unit)
 
 
-def describe(b: Balance, *, upgraded_at: datetime | None = None, was: str = "", topups: int = 0,
-             credits: Decimal = Decimal(0)) -> str:
+def describe(
+    b: Balance,
+    *,
+    upgraded_at: datetime | None = None,
+    was: str = "",
+    topups: int = 0,
+    credits: Decimal = Decimal(0),
+) -> str:
     """A feature's standing in a few words, from the balance alone (plus how it got there)."""
     s = b.standing
     unit = b.unit
@@ -851,8 +1076,10 @@ def describe(b: Balance, *, upgraded_at: datetime | None = None, was: str = "", 
     if not s.has_access:
         text = f"blocked: {used}; members told in-app"
     elif s.level is not None and s.overage > 0:
-        text = (f"in overage: peaked at {_num(s.usage)} of {_num(s.limit)} {_units(unit, s.limit)} "
-                f"({_num(s.overage)} billed as overage); level now {_num(s.level)}")
+        text = (
+            f"in overage: peaked at {_num(s.usage)} of {_num(s.limit)} {_units(unit, s.limit)} "
+            f"({_num(s.overage)} billed as overage); level now {_num(s.level)}"
+        )
     elif s.overage > 0:
         text = f"past its limit: {used}, within the slack"
     elif s.usage * 100 >= _near(b) * s.limit:

@@ -16,9 +16,21 @@ from quotameter.notifications.scheduler import settle_before_read
 from quotameter.store.engine import retry_transient, unit_of_work
 from quotameter.timeutil import to_us
 from quotameter.usecases.consume import ConsumeRequest, Consumption, consume
-from quotameter.web import (JSON, ErrorBody, Instant, Number, PeriodOut, Quantity, Services, Text, error_responses, instant,
-                            probe, read, services)
-
+from quotameter.web import (
+    JSON,
+    ErrorBody,
+    Instant,
+    Number,
+    PeriodOut,
+    Quantity,
+    Services,
+    Text,
+    error_responses,
+    instant,
+    probe,
+    read,
+    services,
+)
 
 router = APIRouter(tags=["entitlements"])
 
@@ -30,9 +42,13 @@ class CheckIn(BaseModel):
 
 
 class ConsumeIn(CheckIn):
-    id: Text = Field(min_length=1, max_length=200, examples=["request-1"],
-                     description="names this consumption of the feature: a repeat with the same amount "
-                                 "records nothing; another amount under it is refused (409)")
+    id: Text = Field(
+        min_length=1,
+        max_length=200,
+        examples=["request-1"],
+        description="names this consumption of the feature: a repeat with the same amount "
+        "records nothing; another amount under it is refused (409)",
+    )
 
 
 class BalanceOut(BaseModel):
@@ -68,20 +84,32 @@ class ConsumeOut(CheckOut):
 class ConsumeRefusedOut(ConsumeOut):
     """A refused consumption: nothing recorded; the balance as it stands."""
 
-    error: str = Field(description="`amount: ` and the reason, as every error names its field",
-                       examples=["amount: 30 more would exceed the limit of 5000 (12 left)"])
+    error: str = Field(
+        description="`amount: ` and the reason, as every error names its field",
+        examples=["amount: 30 more would exceed the limit of 5000 (12 left)"],
+    )
 
 
-@router.get("/v1/customers/{customer}/entitlements/{feature}", response_class=JSON, dependencies=[Depends(reads_customer)],
-            responses={200: {"model": BalanceOut}, **error_responses(404, 422)})
-async def get_balance(request: Request, customer: str, feature: str, at: Instant | None = None) -> Any:
+@router.get(
+    "/v1/customers/{customer}/entitlements/{feature}",
+    response_class=JSON,
+    dependencies=[Depends(reads_customer)],
+    responses={200: {"model": BalanceOut}, **error_responses(404, 422)},
+)
+async def get_balance(
+    request: Request, customer: str, feature: str, at: Instant | None = None
+) -> Any:
     """The feature's balance for the period that contains `at` (default: now)."""
     b = await _read_balance(services(request), customer, feature, at)
     return JSON(b.as_dict())
 
 
-@router.post("/v1/customers/{customer}/entitlements/{feature}/check", response_class=JSON, dependencies=[Depends(reads_customer)],
-             responses={200: {"model": CheckOut}, **error_responses(400, 404, 422)})
+@router.post(
+    "/v1/customers/{customer}/entitlements/{feature}/check",
+    response_class=JSON,
+    dependencies=[Depends(reads_customer)],
+    responses={200: {"model": CheckOut}, **error_responses(400, 404, 422)},
+)
 async def check(request: Request, customer: str, feature: str, body: CheckIn) -> Any:
     """May `amount` more be used now? Reads only; `consume` to record."""
     b = await _read_balance(services(request), customer, feature, body.at)
@@ -94,7 +122,8 @@ _PROBE = text(
     "SELECT (SELECT max(version) FROM catalogs) AS catalog_version, "
     "(SELECT version FROM customer_state WHERE customer = :c) AS version, "
     "(SELECT horizon_us FROM customer_state WHERE customer = :c) AS horizon, "
-    "(SELECT count(*) FROM pending_evaluations WHERE customer = :c) AS pending")
+    "(SELECT count(*) FROM pending_evaluations WHERE customer = :c) AS pending"
+)
 
 
 async def _read_balance(svc: Services, customer: str, feature: str, at: str | None) -> Balance:
@@ -127,7 +156,9 @@ def _cached_balance(svc: Services, customer: str, feature: str, when: datetime) 
     found = probe(svc, _PROBE, {"c": customer})
     if found.pending:
         return None
-    return svc.balances.lookup(customer, feature, when, found.catalog_version or 0, found.version or 0)
+    return svc.balances.lookup(
+        customer, feature, when, found.catalog_version or 0, found.version or 0
+    )
 
 
 def _compute_balance(svc: Services, customer: str, feature: str, when: datetime) -> Balance:
@@ -138,20 +169,33 @@ def _compute_balance(svc: Services, customer: str, feature: str, when: datetime)
         return svc.balances.balance(conn, catalog, customer, feature, when)
 
 
-@router.post("/v1/customers/{customer}/entitlements/{feature}/consume", response_class=JSON, dependencies=[Depends(admin_only)],
-             responses={200: {"model": ConsumeOut}, **error_responses(400, 404, 422),
-                        409: {"model": ConsumeRefusedOut | ErrorBody,
-                              "description": "Not allowed: nothing recorded, and the balance as it stands "
-                                             "(`allowed: false`). Or `{\"error\"}` naming `id` (recorded before "
-                                             "with another amount) or `at` (in an invoiced period)."}})
+@router.post(
+    "/v1/customers/{customer}/entitlements/{feature}/consume",
+    response_class=JSON,
+    dependencies=[Depends(admin_only)],
+    responses={
+        200: {"model": ConsumeOut},
+        **error_responses(400, 404, 422),
+        409: {
+            "model": ConsumeRefusedOut | ErrorBody,
+            "description": "Not allowed: nothing recorded, and the balance as it stands "
+            '(`allowed: false`). Or `{"error"}` naming `id` (recorded before '
+            "with another amount) or `at` (in an invoiced period).",
+        },
+    },
+)
 async def post_consume(request: Request, customer: str, feature: str, body: ConsumeIn) -> Any:
     """Check and record in one atomic step; refused (409) when not allowed; idempotent on
     `id` (per customer and feature): a repeat with the same amount records nothing and
     answers `duplicate: true`, another amount under a recorded `id` is a 409."""
     svc = services(request)
     result = await run_in_threadpool(_consume, svc, customer, feature, body)
-    payload = {"allowed": result.allowed, "reason": result.reason, "duplicate": result.duplicate,
-               **result.balance.as_dict()}
+    payload = {
+        "allowed": result.allowed,
+        "reason": result.reason,
+        "duplicate": result.duplicate,
+        **result.balance.as_dict(),
+    }
     if not result.allowed:
         return JSON({"error": f"amount: {result.reason}", **payload}, status_code=409)
     return JSON(payload)
@@ -160,6 +204,8 @@ async def post_consume(request: Request, customer: str, feature: str, body: Cons
 @retry_transient
 def _consume(svc: Services, customer: str, feature: str, body: ConsumeIn) -> Consumption:
     with unit_of_work(svc.engine) as conn:
-        now = svc.now()  # read inside the transaction: no later-stamped consumption is committed yet
+        now = (
+            svc.now()
+        )  # read inside the transaction: no later-stamped consumption is committed yet
         req = ConsumeRequest(customer, feature, body.id, body.amount, instant(body.at, "at", now))
         return consume(conn, svc.catalogs.current(conn), req, to_us(now), svc.now)

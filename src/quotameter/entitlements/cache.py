@@ -24,9 +24,9 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
+from quotameter.catalog.model import MeterSpec
 from quotameter.catalog.service import LoadedCatalog
 from quotameter.customers import state
-from quotameter.catalog.model import MeterSpec
 from quotameter.entitlements.model import with_usage
 from quotameter.entitlements.service import Balance, balance
 from quotameter.meters import repository as meter_store
@@ -49,7 +49,9 @@ class _Entry:
             return dataclasses.replace(self.balance, at=at)
         spec, snap = self.growing
         usage = meters.snapshot_usage(spec, snap, at_us)
-        return dataclasses.replace(self.balance, at=at, standing=with_usage(self.balance.standing, usage))
+        return dataclasses.replace(
+            self.balance, at=at, standing=with_usage(self.balance.standing, usage)
+        )
 
 
 class BalanceCache:
@@ -59,8 +61,15 @@ class BalanceCache:
         self._size = size
         self.hits = 0
 
-    def balance(self, conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, at: datetime,
-                known: tuple[int, int] | None = None) -> Balance:
+    def balance(
+        self,
+        conn: Connection,
+        catalog: LoadedCatalog,
+        customer: str,
+        feature: str,
+        at: datetime,
+        known: tuple[int, int] | None = None,
+    ) -> Balance:
         """`known`: the customer's (version, horizon) when the caller already read them."""
         at_us = to_us(at)
         version, horizon = known if known is not None else state.read(conn, customer)
@@ -70,8 +79,14 @@ class BalanceCache:
         fresh = balance(conn, catalog, customer, feature, at)
         if horizon <= at_us:
             key = (customer, feature)
-            entry = _Entry(catalog.version, version, at_us, to_us(fresh.period.end), fresh,
-                           self._growing(conn, catalog, fresh, at_us))
+            entry = _Entry(
+                catalog.version,
+                version,
+                at_us,
+                to_us(fresh.period.end),
+                fresh,
+                self._growing(conn, catalog, fresh, at_us),
+            )
             with self._lock:
                 self._entries[key] = entry
                 self._entries.move_to_end(key)
@@ -79,19 +94,31 @@ class BalanceCache:
                     self._entries.popitem(last=False)
         return fresh
 
-    def lookup(self, customer: str, feature: str, at: datetime, catalog_version: int, version: int) -> Balance | None:
+    def lookup(
+        self, customer: str, feature: str, at: datetime, catalog_version: int, version: int
+    ) -> Balance | None:
         """The cached balance if it is still exact at `at` for these versions; no I/O."""
         entry = self._entries.get((customer, feature))
         at_us = to_us(at)
-        if (entry is not None and entry.catalog_version == catalog_version and entry.version == version
-                and entry.computed_us <= at_us < entry.period_end_us):
+        if (
+            entry is not None
+            and entry.catalog_version == catalog_version
+            and entry.version == version
+            and entry.computed_us <= at_us < entry.period_end_us
+        ):
             self.hits += 1
             return entry.at(at, at_us)
         return None
 
     @staticmethod
-    def _growing(conn: Connection, catalog: LoadedCatalog, b: Balance, at_us: int) -> tuple[MeterSpec, Snapshot] | None:
+    def _growing(
+        conn: Connection, catalog: LoadedCatalog, b: Balance, at_us: int
+    ) -> tuple[MeterSpec, Snapshot] | None:
         spec = catalog.spec.meters[b.meter]
-        if spec.aggregation != "duration" or not meter_store.any_open_span(conn, b.meter, b.customer):
+        if spec.aggregation != "duration" or not meter_store.any_open_span(
+            conn, b.meter, b.customer
+        ):
             return None
-        return spec, meters.snapshot(conn, spec, b.meter, b.customer, to_us(b.period.start), to_us(b.period.end), at_us)
+        return spec, meters.snapshot(
+            conn, spec, b.meter, b.customer, to_us(b.period.start), to_us(b.period.end), at_us
+        )

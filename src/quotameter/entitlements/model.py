@@ -57,7 +57,9 @@ def hard_limit(ent: EntitlementSpec, limit: Decimal | None) -> Decimal | None:
     return limit
 
 
-def standing(ent: EntitlementSpec, usage: Decimal, level: Decimal | None, seats: int, granted: Decimal) -> Standing:
+def standing(
+    ent: EntitlementSpec, usage: Decimal, level: Decimal | None, seats: int, granted: Decimal
+) -> Standing:
     base = included(ent.allowance, seats)
     limit = None if base is None else base + granted
     return _standing(usage, level, base, granted, limit, hard_limit(ent, limit))
@@ -69,8 +71,14 @@ def with_usage(s: Standing, usage: Decimal) -> Standing:
     return _standing(usage, s.level, s.included, s.granted, s.limit, s.hard_limit)
 
 
-def _standing(usage: Decimal, level: Decimal | None, base: Decimal | None, granted: Decimal, limit: Decimal | None,
-              hard: Decimal | None) -> Standing:
+def _standing(
+    usage: Decimal,
+    level: Decimal | None,
+    base: Decimal | None,
+    granted: Decimal,
+    limit: Decimal | None,
+    hard: Decimal | None,
+) -> Standing:
     enforced = level if level is not None else usage
     return Standing(
         usage=usage,
@@ -96,8 +104,10 @@ def allows(s: Standing, amount: Decimal) -> tuple[bool, str]:
         return True, "within the limit"
     if s.enforced_quantity >= s.hard_limit:
         return False, f"the limit of {fmt(s.hard_limit)} is reached"
-    return False, (f"{fmt(amount)} more would exceed the limit of {fmt(s.hard_limit)} "
-                   f"({fmt(s.hard_limit - s.enforced_quantity)} left)")
+    return False, (
+        f"{fmt(amount)} more would exceed the limit of {fmt(s.hard_limit)} "
+        f"({fmt(s.hard_limit - s.enforced_quantity)} left)"
+    )
 
 
 def fmt(value: Decimal) -> str:
@@ -118,7 +128,10 @@ def thresholds(notify: Notify | None) -> list[Threshold]:
     if notify is None:
         return []
     out = {Threshold(Decimal(p), "usage.threshold", f"used:{p}") for p in notify.percent_used}
-    out |= {Threshold(HUNDRED - r, "usage.threshold", f"remaining:{r}") for r in notify.percent_remaining}
+    out |= {
+        Threshold(HUNDRED - r, "usage.threshold", f"remaining:{r}")
+        for r in notify.percent_remaining
+    }
     if notify.exhausted:
         out.add(Threshold(HUNDRED, "usage.exhausted", "exhausted"))
     return sorted(out)

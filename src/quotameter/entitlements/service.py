@@ -48,10 +48,20 @@ class Balance:
     def as_dict(self) -> dict[str, object]:
         s = self.standing
         out: dict[str, object] = {
-            "customer": self.customer, "feature": self.feature, "plan": self.plan, "meter": self.meter,
-            "unit": self.unit, "usage": s.usage, "included": s.included, "granted": s.granted, "limit": s.limit,
-            "hard_limit": s.hard_limit, "remaining": s.remaining, "overage": s.overage,
-            "has_access": s.has_access, "period": {"start": self.period.start, "end": self.period.end},
+            "customer": self.customer,
+            "feature": self.feature,
+            "plan": self.plan,
+            "meter": self.meter,
+            "unit": self.unit,
+            "usage": s.usage,
+            "included": s.included,
+            "granted": s.granted,
+            "limit": s.limit,
+            "hard_limit": s.hard_limit,
+            "remaining": s.remaining,
+            "overage": s.overage,
+            "has_access": s.has_access,
+            "period": {"start": self.period.start, "end": self.period.end},
             "at": self.at,
         }
         if s.level is not None:
@@ -63,8 +73,10 @@ def entitlement_of(view: CustomerView, feature: str) -> EntitlementSpec:
     ent = view.plan.entitlements.get(feature)
     if ent is None:
         known = ", ".join(sorted(view.plan.entitlements)) or "none"
-        raise NotFound(f"feature: plan {view.plan_name!r} of customer {view.key!r} has no feature {feature!r} "
-                       f"(it has: {known})")
+        raise NotFound(
+            f"feature: plan {view.plan_name!r} of customer {view.key!r} has no feature {feature!r} "
+            f"(it has: {known})"
+        )
     return ent
 
 
@@ -72,8 +84,15 @@ def period_of(view: CustomerView, ent: EntitlementSpec, at: datetime) -> Period:
     return period_containing(ent.period, at, tz=view.spec.timezone, anchor=view.spec.billing_anchor)
 
 
-def balance(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, at: datetime,
-            *, whole_period: bool = False) -> Balance:
+def balance(
+    conn: Connection,
+    catalog: LoadedCatalog,
+    customer: str,
+    feature: str,
+    at: datetime,
+    *,
+    whole_period: bool = False,
+) -> Balance:
     """The standing at `at`. With `whole_period`, usage counts every event recorded for the
     period, also those timestamped after `at`: what enforcement must compare against."""
     at_us = to_us(at)
@@ -82,20 +101,36 @@ def balance(conn: Connection, catalog: LoadedCatalog, customer: str, feature: st
     meter = catalog.spec.meters[ent.meter]
     period = period_of(view, ent, at)
     start_us, end_us = to_us(period.start), to_us(period.end)
-    usage, level = meters.usage_and_level(conn, meter, ent.meter, customer, start_us, end_us,
-                                          end_us - 1 if whole_period else at_us)
-    seats = customers.highest_seats(conn, catalog, customer, start_us, at_us) if _per_seat(ent) else 0
-    granted = granted_in(conn, catalog, customer, feature, ent, period, at_us) if ent.allowance else Decimal(0)
+    usage, level = meters.usage_and_level(
+        conn, meter, ent.meter, customer, start_us, end_us, end_us - 1 if whole_period else at_us
+    )
+    seats = (
+        customers.highest_seats(conn, catalog, customer, start_us, at_us) if _per_seat(ent) else 0
+    )
+    granted = (
+        granted_in(conn, catalog, customer, feature, ent, period, at_us)
+        if ent.allowance
+        else Decimal(0)
+    )
     standing = model.standing(ent, usage, level, seats, granted)
-    return Balance(customer, feature, view.plan_name, ent.meter, meter.unit, period, at, standing, view, ent)
+    return Balance(
+        customer, feature, view.plan_name, ent.meter, meter.unit, period, at, standing, view, ent
+    )
 
 
 def _per_seat(ent: EntitlementSpec) -> bool:
     return ent.allowance is not None and ent.allowance.per_seat is not None
 
 
-def granted_in(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, ent: EntitlementSpec,
-               period: Period, at_us: int) -> Decimal:
+def granted_in(
+    conn: Connection,
+    catalog: LoadedCatalog,
+    customer: str,
+    feature: str,
+    ent: EntitlementSpec,
+    period: Period,
+    at_us: int,
+) -> Decimal:
     """Grants in force: those of this period, plus the unused part of the previous period's
     rollover grants (carried once: what they carry in does not roll again)."""
     start_us = to_us(period.start)
@@ -103,18 +138,27 @@ def granted_in(conn: Connection, catalog: LoadedCatalog, customer: str, feature:
     if not carried:
         return bought
     previous_end = period.start - ONE_US
-    rollover = grants.rollover_total(conn, customer, feature,
-                                     _previous_start(conn, catalog, customer, feature, previous_end), to_us(previous_end))
+    rollover = grants.rollover_total(
+        conn,
+        customer,
+        feature,
+        _previous_start(conn, catalog, customer, feature, previous_end),
+        to_us(previous_end),
+    )
     if rollover == 0:
         return bought
     before = balance(conn, catalog, customer, feature, previous_end).standing
-    if before.limit is None:  # the period ended unlimited (a plan change): none of the grants was used
+    if (
+        before.limit is None
+    ):  # the period ended unlimited (a plan change): none of the grants was used
         return bought + rollover
     unused = max(Decimal(0), before.limit - before.usage)
     return bought + min(rollover, unused)
 
 
-def _previous_start(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, at: datetime) -> int:
+def _previous_start(
+    conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, at: datetime
+) -> int:
     view = customers.view(conn, catalog, customer, to_us(at))
     ent = view.plan.entitlements.get(feature)
     if ent is None:
@@ -122,6 +166,8 @@ def _previous_start(conn: Connection, catalog: LoadedCatalog, customer: str, fea
     return to_us(period_of(view, ent, at).start)
 
 
-def meter_of(catalog: LoadedCatalog, view: CustomerView, feature: str) -> tuple[EntitlementSpec, MeterSpec]:
+def meter_of(
+    catalog: LoadedCatalog, view: CustomerView, feature: str
+) -> tuple[EntitlementSpec, MeterSpec]:
     ent = entitlement_of(view, feature)
     return ent, catalog.spec.meters[ent.meter]

@@ -18,7 +18,6 @@ from quotameter.store.engine import busy, retry_transient, unit_of_work
 from quotameter.timeutil import to_us
 from quotameter.web import JSON, Services, error_responses, inline_schema, services
 
-
 router = APIRouter(tags=["events"])
 
 
@@ -38,22 +37,43 @@ class IngestOut(BaseModel):
 # it is described as one event because openapi-python-client (0.29) writes a client that fails
 # (isinstance with list[...]) when several media types of one body may be arrays.
 _EVENT_REF = {"$ref": "#/components/schemas/CloudEvent"}
-_BODY: dict[str, Any] = {"requestBody": {"required": True, "description": (
-    "One CloudEvent, or an array of them (as `application/json` too). In CloudEvents binary mode "
-    "(a `ce-specversion` header) the attributes are `ce-` headers and the body is the event's "
-    "`data`, a JSON object."),
-    "content": {JSON_TYPE: {"schema": _EVENT_REF},
-                STRUCTURED: {"schema": _EVENT_REF},
-                BATCH: {"schema": {"type": "array", "items": _EVENT_REF}}}}}
+_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": (
+            "One CloudEvent, or an array of them (as `application/json` too). In CloudEvents binary mode "
+            "(a `ce-specversion` header) the attributes are `ce-` headers and the body is the event's "
+            "`data`, a JSON object."
+        ),
+        "content": {
+            JSON_TYPE: {"schema": _EVENT_REF},
+            STRUCTURED: {"schema": _EVENT_REF},
+            BATCH: {"schema": {"type": "array", "items": _EVENT_REF}},
+        },
+    }
+}
 # Binary mode, described: the attributes as headers (any other `ce-` header is an extension).
 _BINARY_HEADERS = [
-    {"name": f"ce-{attribute}", "in": "header", "required": False, "schema": {"type": "string"},
-     "description": f"CloudEvents binary mode: the event's `{attribute}`, percent-encoded; "
-                    "the body is then its `data`" + (" (RFC 3339)" if attribute == "time" else "")}
-    for attribute in ("specversion", "id", "source", "type", "subject", "time")]
+    {
+        "name": f"ce-{attribute}",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": f"CloudEvents binary mode: the event's `{attribute}`, percent-encoded; "
+        "the body is then its `data`" + (" (RFC 3339)" if attribute == "time" else ""),
+    }
+    for attribute in ("specversion", "id", "source", "type", "subject", "time")
+]
 _BODY["parameters"] = _BINARY_HEADERS
-_EXAMPLE = {"specversion": "1.0", "id": "e1", "source": "app", "type": "media.activity", "subject": "acme",
-            "time": "2026-03-10T09:00:00Z", "data": {"user": "u1", "stream": "u1/mic", "kind": "mic", "action": "start"}}
+_EXAMPLE = {
+    "specversion": "1.0",
+    "id": "e1",
+    "source": "app",
+    "type": "media.activity",
+    "subject": "acme",
+    "time": "2026-03-10T09:00:00Z",
+    "data": {"user": "u1", "stream": "u1/mic", "kind": "mic", "action": "start"},
+}
 
 
 def with_event_schema(make_document: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
@@ -69,8 +89,13 @@ def with_event_schema(make_document: Callable[[], dict[str, Any]]) -> Callable[[
     return document
 
 
-@router.post("/v1/events", response_class=JSON, dependencies=[Depends(may_ingest)],
-             responses={200: {"model": IngestOut}, **error_responses(400, 413, 415)}, openapi_extra=_BODY)
+@router.post(
+    "/v1/events",
+    response_class=JSON,
+    dependencies=[Depends(may_ingest)],
+    responses={200: {"model": IngestOut}, **error_responses(400, 413, 415)},
+    openapi_extra=_BODY,
+)
 async def post_events(request: Request) -> Any:
     """One CloudEvent or an array of them, as `application/json`, `application/cloudevents+json`
     (one event), `application/cloudevents-batch+json` (an array) or in CloudEvents binary mode.
@@ -78,10 +103,14 @@ async def post_events(request: Request) -> Any:
     The answer comes after the accepted events are committed.
     """
     svc = services(request)
-    body = await request.body()  # at most max_body_bytes: the guard in server.py cuts a longer one off
+    body = (
+        await request.body()
+    )  # at most max_body_bytes: the guard in server.py cuts a longer one off
     items = events_of(request.headers.raw, body)
     if len(items) > svc.max_batch:
-        raise PayloadTooLarge(f"body: {len(items)} events is over the batch limit of {svc.max_batch}")
+        raise PayloadTooLarge(
+            f"body: {len(items)} events is over the batch limit of {svc.max_batch}"
+        )
     result = await run_in_threadpool(_ingest, svc, items)
     if result.accepted:
         svc.evaluate_soon.set()
@@ -109,7 +138,9 @@ def _store_group(svc: Services, group: Sequence[tuple[list[Any], Prepared]]) -> 
         in_force = svc.catalogs.current(conn)
         results = []
         for items, prepared in group:
-            if prepared.catalog_version != in_force.version:  # a catalog was applied meanwhile: check again
+            if (
+                prepared.catalog_version != in_force.version
+            ):  # a catalog was applied meanwhile: check again
                 prepared = prepare(in_force, items, prepared.received_us)
             results.append(store(conn, in_force, prepared))
         return results

@@ -24,8 +24,10 @@ STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
 JSON = "application/json"
 EVENT_TYPES = (JSON, STRUCTURED, BATCH)
-ACCEPTED = (f"{JSON}, {STRUCTURED} or {BATCH} (UTF-8), or CloudEvents binary mode: ce-* headers "
-            f"with JSON data ({JSON} or an application/*+json type)")
+ACCEPTED = (
+    f"{JSON}, {STRUCTURED} or {BATCH} (UTF-8), or CloudEvents binary mode: ce-* headers "
+    f"with JSON data ({JSON} or an application/*+json type)"
+)
 
 _ATTRIBUTE = re.compile(r"[a-z0-9]{1,64}")
 # In binary mode these come from the request itself, never from a ce- header.
@@ -40,17 +42,21 @@ def events_of(headers: Sequence[tuple[bytes, bytes]], body: bytes) -> list[Any]:
     if media not in (STRUCTURED, BATCH) and _header(headers, b"ce-specversion") is not None:
         return [_binary_event(headers, body, content_type, media)]
     if media is not None and media not in EVENT_TYPES:
-        raise UnsupportedMediaType(f"Content-Type: {shown(content_type)} is not accepted; send {ACCEPTED}")
+        raise UnsupportedMediaType(
+            f"Content-Type: {shown(content_type)} is not accepted; send {ACCEPTED}"
+        )
     payload = _json(body)
     return payload if isinstance(payload, list) else [payload]
 
 
-def _binary_event(headers: Sequence[tuple[bytes, bytes]], body: bytes, content_type: str | None,
-                  media: str | None) -> dict[str, Any]:
+def _binary_event(
+    headers: Sequence[tuple[bytes, bytes]], body: bytes, content_type: str | None, media: str | None
+) -> dict[str, Any]:
     if media is not None and not is_json(media):
         raise UnsupportedMediaType(
             f"Content-Type: {shown(content_type)} is not accepted as the data of a binary-mode event; "
-            f"the data must be JSON ({JSON} or an application/*+json type)")
+            f"the data must be JSON ({JSON} or an application/*+json type)"
+        )
     event: dict[str, Any] = {}
     for name, raw in headers:
         if not name.startswith(b"ce-"):
@@ -58,8 +64,10 @@ def _binary_event(headers: Sequence[tuple[bytes, bytes]], body: bytes, content_t
         header = name.decode("latin-1")
         attribute = header[3:]
         if not _ATTRIBUTE.fullmatch(attribute) or attribute in _NOT_HEADERS:
-            raise BadRequest(f"{header}: not a CloudEvents attribute header (ce- and 1 to 64 lower-case "
-                             f"letters and digits, not {', '.join(sorted(_NOT_HEADERS))})")
+            raise BadRequest(
+                f"{header}: not a CloudEvents attribute header (ce- and 1 to 64 lower-case "
+                f"letters and digits, not {', '.join(sorted(_NOT_HEADERS))})"
+            )
         if attribute in event:
             raise BadRequest(f"{header}: given more than once")
         try:
@@ -91,8 +99,13 @@ def _media_type(content_type: str) -> str:
     media, _, parameters = content_type.partition(";")
     for parameter in parameters.split(";"):
         key, _, value = parameter.strip().partition("=")
-        if key.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
-            raise UnsupportedMediaType(f"Content-Type: {shown(content_type)} is not accepted: JSON is UTF-8")
+        if key.strip().lower() == "charset" and value.strip().strip('"').lower() not in (
+            "utf-8",
+            "utf8",
+        ):
+            raise UnsupportedMediaType(
+                f"Content-Type: {shown(content_type)} is not accepted: JSON is UTF-8"
+            )
     return media.strip().lower()
 
 

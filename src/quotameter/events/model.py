@@ -6,7 +6,15 @@ import re
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from quotameter.errors import shown
@@ -45,7 +53,9 @@ class CloudEvent(BaseModel):
         try:
             return from_us(instant_us(v, "time"))
         except EventRejected as err:
-            raise PydanticCustomError("rfc3339", "{reason}", {"reason": str(err).split(": ", 1)[1]}) from None
+            raise PydanticCustomError(
+                "rfc3339", "{reason}", {"reason": str(err).split(": ", 1)[1]}
+            ) from None
 
 
 _event = TypeAdapter(CloudEvent)
@@ -70,11 +80,25 @@ def describe(err: ValidationError) -> str:
 class Envelope:
     """The attributes of an accepted event that quotameter uses."""
 
-    __slots__ = ("id", "source", "type", "subject", "time", "data")
+    __slots__ = ("data", "id", "source", "subject", "time", "type")
 
-    def __init__(self, id: str, source: str, type: str, subject: str, time: datetime | None,
-                 data: dict[str, Any]) -> None:
-        self.id, self.source, self.type, self.subject, self.time, self.data = id, source, type, subject, time, data
+    def __init__(
+        self,
+        id: str,
+        source: str,
+        type: str,
+        subject: str,
+        time: datetime | None,
+        data: dict[str, Any],
+    ) -> None:
+        self.id, self.source, self.type, self.subject, self.time, self.data = (
+            id,
+            source,
+            type,
+            subject,
+            time,
+            data,
+        )
 
 
 _CONTROL = re.compile(r"[\x00-\x1f]")
@@ -104,11 +128,28 @@ def plain_fields(obj: Any) -> Fields | None:
         return None
     get = obj.get
     id_, source, type_, subject, data, time = (
-        get("id"), get("source"), get("type"), get("subject"), get("data", _NO_DATA), get("time"))
-    if not (type(id_) is str and type(source) is str and type(type_) is str and type(subject) is str
-            and 0 < len(id_) <= 512 and 0 < len(source) <= 512 and 0 < len(type_) <= 256
-            and 0 < len(subject) <= 256 and (type(data) is dict or data is _NO_DATA)
-            and get("specversion", "1.0") == "1.0" and _plain(id_) and _plain(source) and _plain(type_)):
+        get("id"),
+        get("source"),
+        get("type"),
+        get("subject"),
+        get("data", _NO_DATA),
+        get("time"),
+    )
+    if not (
+        type(id_) is str
+        and type(source) is str
+        and type(type_) is str
+        and type(subject) is str
+        and 0 < len(id_) <= 512
+        and 0 < len(source) <= 512
+        and 0 < len(type_) <= 256
+        and 0 < len(subject) <= 256
+        and (type(data) is dict or data is _NO_DATA)
+        and get("specversion", "1.0") == "1.0"
+        and _plain(id_)
+        and _plain(source)
+        and _plain(type_)
+    ):
         return None
     if data is _NO_DATA:
         data = {}
@@ -169,7 +210,9 @@ def instant_us(text: str, field: str) -> int:
         us = rfc3339_us(text)
     except ValueError as err:
         reason = str(err)
-        raise EventRejected(f"{field}: {reason}" if reason == NO_OFFSET else f"{field}: {reason} ({shown(text)})") from None
+        raise EventRejected(
+            f"{field}: {reason}" if reason == NO_OFFSET else f"{field}: {reason} ({shown(text)})"
+        ) from None
     return _in_range(us, field, text)
 
 
@@ -180,8 +223,10 @@ def checked_us(at: datetime, field: str) -> int:
 def _in_range(us: int, field: str, written: str) -> int:
     # Past 9999-01-01 a period or a time zone around the instant could not be computed.
     if not 0 <= us < _LATEST_US:
-        raise EventRejected(f"{field}: must be on or after {EPOCH.date()} and before {LATEST.date()} "
-                            f"(got {shown(written)})")
+        raise EventRejected(
+            f"{field}: must be on or after {EPOCH.date()} and before {LATEST.date()} "
+            f"(got {shown(written)})"
+        )
     return us
 
 

@@ -35,11 +35,15 @@ def _insert_sqlite(conn: Connection, rows: Sequence[Row]) -> set[tuple[str, str]
     before = cur.execute("SELECT coalesce(max(pk), 0) FROM events").fetchone()[0]
     cur.executemany(
         f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (source, event_id) DO NOTHING", rows)
+        "ON CONFLICT (source, event_id) DO NOTHING",
+        rows,
+    )
     inserted = cur.execute("SELECT count(*) FROM events WHERE pk > ?", (before,)).fetchone()[0]
     if inserted == len(rows):
         return None
-    return set(cur.execute("SELECT source, event_id FROM events WHERE pk > ?", (before,)).fetchall())
+    return set(
+        cur.execute("SELECT source, event_id FROM events WHERE pk > ?", (before,)).fetchall()
+    )
 
 
 def _insert_postgresql(conn: Connection, rows: Sequence[Row]) -> set[tuple[str, str]] | None:
@@ -49,36 +53,54 @@ def _insert_postgresql(conn: Connection, rows: Sequence[Row]) -> set[tuple[str, 
     cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     cur.execute(
         "CREATE TEMP TABLE IF NOT EXISTS events_in (source text, event_id text, type text, subject text, "
-        "time_us bigint, data text, received_us bigint) ON COMMIT DELETE ROWS")
+        "time_us bigint, data text, received_us bigint) ON COMMIT DELETE ROWS"
+    )
     with cur.copy(f"COPY events_in ({', '.join(COLUMNS)}) FROM STDIN") as copy:
         for row in rows:
             copy.write_row(row)
     cur.execute(
         f"INSERT INTO events ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)} FROM events_in "
-        "ORDER BY source COLLATE \"C\", event_id COLLATE \"C\" "
-        "ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id")
+        'ORDER BY source COLLATE "C", event_id COLLATE "C" '
+        "ON CONFLICT (source, event_id) DO NOTHING RETURNING source, event_id"
+    )
     new = set(cur.fetchall())
     cur.execute("TRUNCATE events_in")
     return None if len(new) == len(rows) else new
 
 
 def exists(conn: Connection, source: str, event_id: str) -> bool:
-    return conn.execute(select(events.c.pk).where(events.c.source == source, events.c.event_id == event_id)
-                        ).first() is not None
+    return (
+        conn.execute(
+            select(events.c.pk).where(events.c.source == source, events.c.event_id == event_id)
+        ).first()
+        is not None
+    )
 
 
 def stored(conn: Connection, source: str, event_id: str) -> Any:
     """The event with this identity (subject, type, time_us, data, received_us), or None."""
     e = events.c
-    return conn.execute(select(e.subject, e.type, e.time_us, e.data, e.received_us)
-                        .where(e.source == source, e.event_id == event_id)).first()
+    return conn.execute(
+        select(e.subject, e.type, e.time_us, e.data, e.received_us).where(
+            e.source == source, e.event_id == event_id
+        )
+    ).first()
 
 
-def ids_stored_with(conn: Connection, source: str, subject: str, type_: str, time_us: int, received_us: int
-                    ) -> list[str]:
+def ids_stored_with(
+    conn: Connection, source: str, subject: str, type_: str, time_us: int, received_us: int
+) -> list[str]:
     """The ids of one source's events of one subject and type, stamped at one instant and
     received at one instant: those one batch stored together."""
     e = events.c
-    return list(conn.execute(select(e.event_id).where(
-        e.subject == subject, e.type == type_, e.time_us == time_us, e.source == source,
-        e.received_us == received_us)).scalars())
+    return list(
+        conn.execute(
+            select(e.event_id).where(
+                e.subject == subject,
+                e.type == type_,
+                e.time_us == time_us,
+                e.source == source,
+                e.received_us == received_us,
+            )
+        ).scalars()
+    )

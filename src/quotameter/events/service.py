@@ -39,7 +39,9 @@ class Prepared:
     catalog_version: int
     rows: list[Row]
     found: dict[tuple[str, str], tuple[str, list[tuple[str, Contribution]]]]
-    grouped: dict[tuple[str, str], list[Contribution]]  # (meter, customer): contributions of every row
+    grouped: dict[
+        tuple[str, str], list[Contribution]
+    ]  # (meter, customer): contributions of every row
     rejected: list[dict[str, Any]]
     repeats: int
     received_us: int
@@ -52,7 +54,9 @@ class Prepared:
     earliest: dict[str, int] = field(default_factory=dict)
 
 
-def prepare(catalog: LoadedCatalog, items: list[Any], received_us: int, *, consume: bool = False) -> Prepared:
+def prepare(
+    catalog: LoadedCatalog, items: list[Any], received_us: int, *, consume: bool = False
+) -> Prepared:
     """Check every event of a batch. A bad event is reported by its index, never costs the others.
 
     This is the per-event hot path of ingest: plain events are checked inline, and the
@@ -86,12 +90,17 @@ def prepare(catalog: LoadedCatalog, items: list[Any], received_us: int, *, consu
             if t is None:
                 t = received_us
             try:
-                text = dumps(data).decode()  # the meters look into data only once it is known to be writable
+                text = dumps(
+                    data
+                ).decode()  # the meters look into data only once it is known to be writable
             except orjson.JSONEncodeError as err:
                 raise EventRejected(data_unwritable(data, err)) from None
             specs = by_type.get(type_)
-            contributions = (meters.contributions(specs, EventFacts(subject, t, f"{source}\x01{id_}", data))
-                             if specs else [])
+            contributions = (
+                meters.contributions(specs, EventFacts(subject, t, f"{source}\x01{id_}", data))
+                if specs
+                else []
+            )
         except EventRejected as err:
             rejected.append({"index": index, "error": str(err)})
             continue
@@ -118,8 +127,18 @@ def prepare(catalog: LoadedCatalog, items: list[Any], received_us: int, *, consu
             earliest[subject] = first
         rows.append((source, id_, type_, subject, t, text, received_us))
         indexes.append(index)
-    return Prepared(catalog.version, rows, found, grouped, rejected, repeats, received_us, horizons, indexes,
-                    earliest)
+    return Prepared(
+        catalog.version,
+        rows,
+        found,
+        grouped,
+        rejected,
+        repeats,
+        received_us,
+        horizons,
+        indexes,
+        earliest,
+    )
 
 
 def _without_invoiced(conn: Connection, catalog: LoadedCatalog, prepared: Prepared) -> Prepared:
@@ -132,7 +151,9 @@ def _without_invoiced(conn: Connection, catalog: LoadedCatalog, prepared: Prepar
         return prepared
     from quotameter.invoices.model import closed_reason
 
-    periods = {c: [(r.period_start_us, r.period_end_us) for r in invoices.listing(conn, c)] for c in closed}
+    periods = {
+        c: [(r.period_start_us, r.period_end_us) for r in invoices.listing(conn, c)] for c in closed
+    }
     rows: list[Row] = []
     indexes: list[int] = []
     rejected = list(prepared.rejected)
@@ -146,8 +167,19 @@ def _without_invoiced(conn: Connection, catalog: LoadedCatalog, prepared: Prepar
             if repository.exists(conn, source, id_):  # a repeat stays a duplicate, never an error
                 repeats += 1
             else:
-                rejected.append({"index": index, "error": closed_reason(
-                    "time", subject, touched, periods[subject], through[subject], "usage there can no longer change")})
+                rejected.append(
+                    {
+                        "index": index,
+                        "error": closed_reason(
+                            "time",
+                            subject,
+                            touched,
+                            periods[subject],
+                            through[subject],
+                            "usage there can no longer change",
+                        ),
+                    }
+                )
             continue
         rows.append(row)
         indexes.append(index)
@@ -159,11 +191,23 @@ def _without_invoiced(conn: Connection, catalog: LoadedCatalog, prepared: Prepar
             grouped[(meter, subject)].append(contribution)
     for row in rows:
         subject, t = row[3], row[4]
-        latest = max([t, *(getattr(c, "end", None) or c.t for _, c in kept_found[(row[0], row[1])][1])])
+        latest = max(
+            [t, *(getattr(c, "end", None) or c.t for _, c in kept_found[(row[0], row[1])][1])]
+        )
         horizons[subject] = max(horizons.get(subject, -1), latest)
     rejected.sort(key=lambda r: r["index"])
-    return Prepared(prepared.catalog_version, rows, kept_found, dict(grouped), rejected,
-                    repeats, prepared.received_us, horizons, indexes, {})
+    return Prepared(
+        prepared.catalog_version,
+        rows,
+        kept_found,
+        dict(grouped),
+        rejected,
+        repeats,
+        prepared.received_us,
+        horizons,
+        indexes,
+        {},
+    )
 
 
 def store(conn: Connection, catalog: LoadedCatalog, prepared: Prepared) -> IngestResult:
@@ -184,9 +228,13 @@ def store(conn: Connection, catalog: LoadedCatalog, prepared: Prepared) -> Inges
     customer_state.bump(conn, [(c, prepared.horizons[c]) for c in touched])
     # Notices are evaluated after the commit, once for many batches (see notifications.scheduler).
     scheduler.note_batch(conn, catalog, grouped, touched, prepared.received_us)
-    return IngestResult(accepted, prepared.repeats + len(prepared.rows) - accepted, prepared.rejected)
+    return IngestResult(
+        accepted, prepared.repeats + len(prepared.rows) - accepted, prepared.rejected
+    )
 
 
-def ingest(conn: Connection, catalog: LoadedCatalog, items: list[Any], received_us: int) -> IngestResult:
+def ingest(
+    conn: Connection, catalog: LoadedCatalog, items: list[Any], received_us: int
+) -> IngestResult:
     """Prepare and store in one go (the write transaction is the caller's)."""
     return store(conn, catalog, prepare(catalog, items, received_us))

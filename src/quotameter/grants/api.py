@@ -14,7 +14,6 @@ from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import to_us
 from quotameter.web import JSON, Instant, Number, Quantity, Text, error_responses, instant, services
 
-
 router = APIRouter(tags=["grants"])
 
 
@@ -55,29 +54,50 @@ class GrantsOut(BaseModel):
     grants: list[GrantOut]
 
 
-_GRANTED = {201: {"model": GrantedOut, "description": "Granted."},
-            200: {"model": GrantedOut, "description": "Already granted under this `id`: the grant as recorded."},
-            **error_responses(400, 404, 409, 422)}
+_GRANTED = {
+    201: {"model": GrantedOut, "description": "Granted."},
+    200: {
+        "model": GrantedOut,
+        "description": "Already granted under this `id`: the grant as recorded.",
+    },
+    **error_responses(400, 404, 409, 422),
+}
 
 
-@router.post("/v1/customers/{customer}/topups", response_class=JSON, dependencies=[Depends(admin_only)],
-             status_code=201, responses=_GRANTED)
+@router.post(
+    "/v1/customers/{customer}/topups",
+    response_class=JSON,
+    dependencies=[Depends(admin_only)],
+    status_code=201,
+    responses=_GRANTED,
+)
 def buy_topup(request: Request, customer: str, body: TopupIn) -> Any:
     """Buy `blocks` top-up blocks: effective at once, recorded with their price; idempotent on `id`."""
     req = service.GrantRequest(customer, body.id, body.feature, "topup", blocks=body.blocks)
     return _grant(request, req, body.effective_at)
 
 
-@router.post("/v1/customers/{customer}/grants", response_class=JSON, dependencies=[Depends(admin_only)],
-             status_code=201, responses=_GRANTED)
+@router.post(
+    "/v1/customers/{customer}/grants",
+    response_class=JSON,
+    dependencies=[Depends(admin_only)],
+    status_code=201,
+    responses=_GRANTED,
+)
 def grant_credit(request: Request, customer: str, body: GrantIn) -> Any:
     """An operator's credit of extra allowance; `rollover` carries its unused part into the next period once."""
-    req = service.GrantRequest(customer, body.id, body.feature, "credit", amount=body.amount, rollover=body.rollover)
+    req = service.GrantRequest(
+        customer, body.id, body.feature, "credit", amount=body.amount, rollover=body.rollover
+    )
     return _grant(request, req, body.effective_at)
 
 
-@router.get("/v1/customers/{customer}/grants", response_class=JSON, dependencies=[Depends(reads_customer)],
-            responses={200: {"model": GrantsOut}, **error_responses(404)})
+@router.get(
+    "/v1/customers/{customer}/grants",
+    response_class=JSON,
+    dependencies=[Depends(reads_customer)],
+    responses={200: {"model": GrantsOut}, **error_responses(404)},
+)
 def list_grants(request: Request, customer: str) -> Any:
     svc = services(request)
     with svc.engine.connect() as conn:
@@ -85,7 +105,9 @@ def list_grants(request: Request, customer: str) -> Any:
         if customer not in catalog.spec.customers:
             raise NotFound(f"customer: unknown customer {customer!r}")
         currency = customers.view(conn, catalog, customer, to_us(svc.now())).plan.currency
-        return JSON({"grants": [service.as_dict(r, currency) for r in repository.listing(conn, customer)]})
+        return JSON(
+            {"grants": [service.as_dict(r, currency) for r in repository.listing(conn, customer)]}
+        )
 
 
 def _grant(request: Request, req: service.GrantRequest, effective_at: str | None) -> JSON:

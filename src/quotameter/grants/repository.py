@@ -15,8 +15,12 @@ from quotameter.store.tables import grants
 def add(conn: Connection, row: dict) -> bool:
     """Insert a grant; False when its id was already used (nothing written)."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = (dialect.insert(grants).values(**row).on_conflict_do_nothing(index_elements=["customer", "grant_id"])
-            .returning(grants.c.grant_id))
+    stmt = (
+        dialect.insert(grants)
+        .values(**row)
+        .on_conflict_do_nothing(index_elements=["customer", "grant_id"])
+        .returning(grants.c.grant_id)
+    )
     created = conn.execute(stmt).first() is not None
     if created:
         state.bump(conn, [(row["customer"], row["effective_us"])])
@@ -25,34 +29,61 @@ def add(conn: Connection, row: dict) -> bool:
 
 def get(conn: Connection, customer: str, grant_id: str):  # type: ignore[no-untyped-def]
     g = grants.c
-    return conn.execute(select(grants).where(g.customer == customer, g.grant_id == grant_id)).first()
+    return conn.execute(
+        select(grants).where(g.customer == customer, g.grant_id == grant_id)
+    ).first()
 
 
-def in_force(conn: Connection, customer: str, feature: str, period_start_us: int, at_us: int) -> tuple[Decimal, bool]:
+def in_force(
+    conn: Connection, customer: str, feature: str, period_start_us: int, at_us: int
+) -> tuple[Decimal, bool]:
     """(grants bought in this period in force at `at`, whether any earlier rollover grant
     is still unexpired at the period's start): one query on the hot path of every check."""
     rows = conn.execute(_IN_FORCE, {"c": customer, "f": feature, "ps": period_start_us}).all()
-    bought = sum((Decimal(r.amount) for r in rows if r.period_start_us == period_start_us and r.effective_us <= at_us),
-                 Decimal(0))
+    bought = sum(
+        (
+            Decimal(r.amount)
+            for r in rows
+            if r.period_start_us == period_start_us and r.effective_us <= at_us
+        ),
+        Decimal(0),
+    )
     carried = any(r.rollover and r.period_start_us < period_start_us for r in rows)
     return bought, carried
 
 
-_IN_FORCE = text("SELECT amount, period_start_us, effective_us, rollover FROM grants "
-                 "WHERE customer = :c AND feature = :f AND expires_us > :ps AND period_start_us <= :ps"
-                 ).columns(amount=DecimalColumn)  # read as the column type would, the same on both databases
+_IN_FORCE = text(
+    "SELECT amount, period_start_us, effective_us, rollover FROM grants "
+    "WHERE customer = :c AND feature = :f AND expires_us > :ps AND period_start_us <= :ps"
+).columns(amount=DecimalColumn)  # read as the column type would, the same on both databases
 
 
-def rollover_total(conn: Connection, customer: str, feature: str, period_start_us: int, at_us: int) -> Decimal:
+def rollover_total(
+    conn: Connection, customer: str, feature: str, period_start_us: int, at_us: int
+) -> Decimal:
     """The rollover grants bought in the period starting at `period_start_us`, in force at `at_us`."""
     g = grants.c
-    amount = func.dec_sum(g.amount, type_=DecimalColumn()) if conn.dialect.name == "sqlite" else func.sum(g.amount)
-    value = conn.execute(select(amount).where(
-        g.customer == customer, g.feature == feature, g.period_start_us == period_start_us,
-        g.effective_us <= at_us, g.rollover.is_(True))).scalar()
+    amount = (
+        func.dec_sum(g.amount, type_=DecimalColumn())
+        if conn.dialect.name == "sqlite"
+        else func.sum(g.amount)
+    )
+    value = conn.execute(
+        select(amount).where(
+            g.customer == customer,
+            g.feature == feature,
+            g.period_start_us == period_start_us,
+            g.effective_us <= at_us,
+            g.rollover.is_(True),
+        )
+    ).scalar()
     return Decimal(value) if value is not None else Decimal(0)
 
 
 def listing(conn: Connection, customer: str) -> list:
     g = grants.c
-    return list(conn.execute(select(grants).where(g.customer == customer).order_by(g.effective_us, g.grant_id)))
+    return list(
+        conn.execute(
+            select(grants).where(g.customer == customer).order_by(g.effective_us, g.grant_id)
+        )
+    )

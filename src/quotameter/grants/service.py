@@ -33,7 +33,13 @@ class GrantRequest:
     rollover: bool = False
 
 
-def add(conn: Connection, catalog: LoadedCatalog, req: GrantRequest, effective: datetime, recorded_us: int) -> tuple[dict, bool]:
+def add(
+    conn: Connection,
+    catalog: LoadedCatalog,
+    req: GrantRequest,
+    effective: datetime,
+    recorded_us: int,
+) -> tuple[dict, bool]:
     """Record a grant; (the grant, created). Repeating an id returns the first grant.
 
     A new top-up also records its `topup.applied` notice, in the same transaction."""
@@ -41,7 +47,9 @@ def add(conn: Connection, catalog: LoadedCatalog, req: GrantRequest, effective: 
     ent = entitlement_of(view, req.feature)
     refuse_if_finalized(conn, req.customer, to_us(effective))
     if ent.allowance is None:
-        raise Invalid(f"feature: {req.feature!r} is unlimited on plan {view.plan_name!r}; there is nothing to add to")
+        raise Invalid(
+            f"feature: {req.feature!r} is unlimited on plan {view.plan_name!r}; there is nothing to add to"
+        )
     price: Decimal | None = None
     if req.kind == "topup":
         if ent.topup is None:
@@ -57,24 +65,52 @@ def add(conn: Connection, catalog: LoadedCatalog, req: GrantRequest, effective: 
     period = period_of(view, ent, effective)
     expires = period.end
     if req.rollover:
-        expires = period_containing(ent.period, period.end, tz=view.spec.timezone,
-                                    anchor=view.spec.billing_anchor).end
-    row = {"customer": req.customer, "grant_id": req.grant_id, "feature": req.feature, "kind": req.kind,
-           "amount": amount, "blocks": req.blocks, "price": price, "rollover": req.rollover,
-           "effective_us": to_us(effective), "period_start_us": to_us(period.start),
-           "expires_us": to_us(expires), "recorded_us": recorded_us}
+        expires = period_containing(
+            ent.period, period.end, tz=view.spec.timezone, anchor=view.spec.billing_anchor
+        ).end
+    row = {
+        "customer": req.customer,
+        "grant_id": req.grant_id,
+        "feature": req.feature,
+        "kind": req.kind,
+        "amount": amount,
+        "blocks": req.blocks,
+        "price": price,
+        "rollover": req.rollover,
+        "effective_us": to_us(effective),
+        "period_start_us": to_us(period.start),
+        "expires_us": to_us(expires),
+        "recorded_us": recorded_us,
+    }
     created = repository.add(conn, row)
     stored = repository.get(conn, req.customer, req.grant_id)
-    if not created and (stored.feature, stored.kind, Decimal(stored.amount)) != (req.feature, req.kind, amount):
-        raise Conflict(f"id: {req.grant_id!r} was already used for another grant "
-                       f"({stored.kind} of {stored.amount} {stored.feature})")
+    if not created and (stored.feature, stored.kind, Decimal(stored.amount)) != (
+        req.feature,
+        req.kind,
+        amount,
+    ):
+        raise Conflict(
+            f"id: {req.grant_id!r} was already used for another grant "
+            f"({stored.kind} of {stored.amount} {stored.feature})"
+        )
     grant = as_dict(stored, view.plan.currency)
     if created and req.kind == "topup" and price is not None:
-        notices.record(conn, customer=req.customer, feature=req.feature, type="topup.applied", percent=None,
-                       period=None, at_us=to_us(effective), recipients=recipients(view, ent, "topup.applied"),
-                       payload={"blocks": req.blocks, "amount": format(amount, "f"),
-                                "price": amount_text(price, view.plan.currency)},
-                       recorded_us=recorded_us)
+        notices.record(
+            conn,
+            customer=req.customer,
+            feature=req.feature,
+            type="topup.applied",
+            percent=None,
+            period=None,
+            at_us=to_us(effective),
+            recipients=recipients(view, ent, "topup.applied"),
+            payload={
+                "blocks": req.blocks,
+                "amount": format(amount, "f"),
+                "price": amount_text(price, view.plan.currency),
+            },
+            recorded_us=recorded_us,
+        )
     return grant, created
 
 
@@ -82,7 +118,14 @@ def as_dict(row, currency: str) -> dict:  # type: ignore[no-untyped-def]
     """A grant as the API shows it; a top-up's price is money in `currency` (the plan's)."""
     from quotameter.timeutil import from_us
 
-    return {"id": row.grant_id, "feature": row.feature, "kind": row.kind, "amount": Decimal(row.amount),
-            "blocks": row.blocks, "price": None if row.price is None else amount_text(Decimal(row.price), currency),
-            "rollover": row.rollover, "effective_at": from_us(row.effective_us),
-            "expires_at": from_us(row.expires_us)}
+    return {
+        "id": row.grant_id,
+        "feature": row.feature,
+        "kind": row.kind,
+        "amount": Decimal(row.amount),
+        "blocks": row.blocks,
+        "price": None if row.price is None else amount_text(Decimal(row.price), currency),
+        "rollover": row.rollover,
+        "effective_at": from_us(row.effective_us),
+        "expires_at": from_us(row.expires_us),
+    }

@@ -40,14 +40,30 @@ end_streams_when_uvicorn_stops()
 RETRY_MS = 1000  # how long a disconnected EventSource waits before it reconnects
 MAX_ID = 2**63 - 1
 # Before OpenAPI 3.2, the `schema` of text/event-stream describes one event.
-_EVENT = {"type": "object", "required": ["event", "data"], "properties": {
-    "id": {"type": "string", "description": "the notice id (none on `state`)"},
-    "event": {"type": "string", "description": "`state`, or the notice type", "examples": ["access.blocked"]},
-    "data": {"type": "string", "description": "JSON: the notice as `GET …/notifications` lists it; on `state`, "
-                                              "has_access per feature"},
-    "retry": {"type": "integer", "description": "milliseconds to wait before reconnecting"}}}
-_STREAM = {200: {"description": "Server-sent events: `state`, then each notice as it is recorded.",
-                 "content": {"text/event-stream": {"schema": _EVENT}}}}
+_EVENT = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "id": {"type": "string", "description": "the notice id (none on `state`)"},
+        "event": {
+            "type": "string",
+            "description": "`state`, or the notice type",
+            "examples": ["access.blocked"],
+        },
+        "data": {
+            "type": "string",
+            "description": "JSON: the notice as `GET …/notifications` lists it; on `state`, "
+            "has_access per feature",
+        },
+        "retry": {"type": "integer", "description": "milliseconds to wait before reconnecting"},
+    },
+}
+_STREAM = {
+    200: {
+        "description": "Server-sent events: `state`, then each notice as it is recorded.",
+        "content": {"text/event-stream": {"schema": _EVENT}},
+    }
+}
 
 
 def frame(event: str, data: Any, id: int | None = None) -> bytes:
@@ -55,28 +71,57 @@ def frame(event: str, data: Any, id: int | None = None) -> bytes:
     return f"{head}event: {event}\n".encode() + b"data: " + dumps(data) + b"\n\n"
 
 
-@router.get("/v1/customers/{customer}/notifications/stream", response_class=StreamingResponse,
-            responses={**_STREAM, **error_responses(404, 422)})
+@router.get(
+    "/v1/customers/{customer}/notifications/stream",
+    response_class=StreamingResponse,
+    responses={**_STREAM, **error_responses(404, 422)},
+)
 async def stream_notices(
-        request: Request, customer: str, who: Principal = Depends(reads_customer),
-        every: bool = Query(False, alias="all", description="every notice, not only those addressed in-app"),
-        after: int | None = Query(None, ge=0, le=MAX_ID, description="send the notices after this id "
-                                  "(the Last-Event-ID header wins); without either, those from now on"),
-        max_seconds: float | None = Query(None, ge=0, le=86_400, description="end the stream after this long "
-                                          "(0: send what is waiting and end); the client reconnects"),
-        last_event_id: int | None = Header(None, alias="Last-Event-ID", ge=0, le=MAX_ID,
-                                           description="the id of the last event received: resume after it"),
+    request: Request,
+    customer: str,
+    who: Principal = Depends(reads_customer),
+    every: bool = Query(
+        False, alias="all", description="every notice, not only those addressed in-app"
+    ),
+    after: int | None = Query(
+        None,
+        ge=0,
+        le=MAX_ID,
+        description="send the notices after this id "
+        "(the Last-Event-ID header wins); without either, those from now on",
+    ),
+    max_seconds: float | None = Query(
+        None,
+        ge=0,
+        le=86_400,
+        description="end the stream after this long "
+        "(0: send what is waiting and end); the client reconnects",
+    ),
+    last_event_id: int | None = Header(
+        None,
+        alias="Last-Event-ID",
+        ge=0,
+        le=MAX_ID,
+        description="the id of the last event received: resume after it",
+    ),
 ) -> StreamingResponse:
     """The customer's in-app notices as server-sent events, the moment they are recorded."""
     svc = services(request)
-    state = await run_in_threadpool(service.opening, svc.engine, svc.catalogs, customer, svc.now)  # 404 for a stranger
+    state = await run_in_threadpool(
+        service.opening, svc.engine, svc.catalogs, customer, svc.now
+    )  # 404 for a stranger
     last = last_event_id if last_event_id is not None else after
     if last is None:
         last = await run_in_threadpool(service.latest_id, svc.engine, customer)
     settings: Settings = getattr(request.app.state, "settings", None) or Settings()
-    events = _events(svc, _hub(request), customer, who.key_id, last, every, state, settings, max_seconds)
-    return StreamingResponse(events, media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    events = _events(
+        svc, _hub(request), customer, who.key_id, last, every, state, settings, max_seconds
+    )
+    return StreamingResponse(
+        events,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
 
 
 def _hub(request: Request) -> Hub:
@@ -84,12 +129,23 @@ def _hub(request: Request) -> Hub:
     if hub is None:
         settings: Settings = getattr(request.app.state, "settings", None) or Settings()
         svc = services(request)
-        hub = request.app.state.inapp_hub = Hub(svc.engine, settings.inapp_poll_seconds, svc.keys.ttl)
+        hub = request.app.state.inapp_hub = Hub(
+            svc.engine, settings.inapp_poll_seconds, svc.keys.ttl
+        )
     return hub
 
 
-async def _events(svc: Services, hub: Hub, customer: str, key_id: str, last: int, every: bool,
-                  state: dict[str, Any], settings: Settings, max_seconds: float | None) -> AsyncIterator[bytes]:
+async def _events(
+    svc: Services,
+    hub: Hub,
+    customer: str,
+    key_id: str,
+    last: int,
+    every: bool,
+    state: dict[str, Any],
+    settings: Settings,
+    max_seconds: float | None,
+) -> AsyncIterator[bytes]:
     """Read the outbox whenever the hub wakes the stream (see hub.py), and send a keep-alive
     comment when nothing was sent for a while. Ends when the client leaves (Starlette
     cancels it), the server stops, after `max_seconds` or `inapp_max_stream_seconds`, or
@@ -99,7 +155,9 @@ async def _events(svc: Services, hub: Hub, customer: str, key_id: str, last: int
     beat = settings.inapp_heartbeat_seconds
     now = clock()
     # Real time, like the pacing: the service clock is the domain's, which tests and replays move.
-    deadline = now + min(settings.inapp_max_stream_seconds, math.inf if max_seconds is None else max_seconds)
+    deadline = now + min(
+        settings.inapp_max_stream_seconds, math.inf if max_seconds is None else max_seconds
+    )
     next_beat = now + beat
     try:
         yield f"retry: {RETRY_MS}\n".encode() + frame("state", state)
@@ -108,8 +166,9 @@ async def _events(svc: Services, hub: Hub, customer: str, key_id: str, last: int
             if hub.revoked(wake):  # not one more notice for a revoked key
                 return
             # The stream is answered already: no 503 to give, its reads wait their turn.
-            sent, last, more = await run_in_threadpool(patiently, service.after, svc.engine, svc.catalogs,
-                                                       customer, svc.now, last, every)
+            sent, last, more = await run_in_threadpool(
+                patiently, service.after, svc.engine, svc.catalogs, customer, svc.now, last, every
+            )
             for notice in sent:
                 yield frame(notice["type"], notice, notice["id"])
             if sent:

@@ -43,7 +43,9 @@ class Hub:
         self._lock = threading.Lock()
         self._waiting: dict[str, dict[asyncio.Event, asyncio.AbstractEventLoop]] = {}
         self._key_of: dict[asyncio.Event, str] = {}  # the key each stream was opened with
-        self._revoked: set[asyncio.Event] = set()  # streams whose key was revoked: they end when woken
+        self._revoked: set[asyncio.Event] = (
+            set()
+        )  # streams whose key was revoked: they end when woken
         self._poller: threading.Thread | None = None
         _HUBS.add(self)
         self.watch(engine)
@@ -55,7 +57,9 @@ class Hub:
             if key_id is not None:
                 self._key_of[wake] = key_id
             if self._poller is None:
-                self._poller = threading.Thread(target=self._poll, name="quotameter-inapp-poll", daemon=True)
+                self._poller = threading.Thread(
+                    target=self._poll, name="quotameter-inapp-poll", daemon=True
+                )
                 self._poller.start()
         return wake
 
@@ -75,8 +79,12 @@ class Hub:
     def wake(self, customers: set[str] | None = None) -> None:
         """Wake the streams of these customers (None: all); safe from any thread."""
         with self._lock:
-            targets = [(w, loop) for name, streams in self._waiting.items()
-                       if customers is None or name in customers for w, loop in streams.items()]
+            targets = [
+                (w, loop)
+                for name, streams in self._waiting.items()
+                if customers is None or name in customers
+                for w, loop in streams.items()
+            ]
         for w, loop in targets:
             try:
                 loop.call_soon_threadsafe(w.set)
@@ -97,7 +105,7 @@ class Hub:
                 keys = set(self._key_of.values())
             try:
                 newest, pending, revoked = _changes(self.engine, customers, keys)
-            except Exception:  # noqa: BLE001 - keep polling; the streams still wake on this process's commits
+            except Exception:
                 log.exception("in-app poll failed")
             else:
                 woken = {c for c, top in newest.items() if top > seen.get(c, 0)} | pending
@@ -110,8 +118,12 @@ class Hub:
 
     def _end_streams_of(self, keys: set[str]) -> None:
         with self._lock:
-            ending = [(w, loop) for streams in self._waiting.values() for w, loop in streams.items()
-                      if self._key_of.get(w) in keys]
+            ending = [
+                (w, loop)
+                for streams in self._waiting.values()
+                for w, loop in streams.items()
+                if self._key_of.get(w) in keys
+            ]
             self._revoked.update(w for w, _ in ending)
         for w, loop in ending:
             with suppress(RuntimeError):  # that loop is closed: its stream is gone
@@ -123,14 +135,23 @@ class Hub:
         on_commit(engine, _WATCHED, self.wake)
 
 
-def _changes(engine: Engine, customers: list[str], keys: set[str]) -> tuple[dict[str, int], set[str], set[str]]:
+def _changes(
+    engine: Engine, customers: list[str], keys: set[str]
+) -> tuple[dict[str, int], set[str], set[str]]:
     """Per customer its newest notice id, which have usage left to evaluate, and which of
     the streams' keys were revoked."""
     n, p = notices.c, pending_evaluations.c
     with engine.connect() as conn:
-        newest = dict(conn.execute(select(n.customer, func.max(n.id)).where(n.customer.in_(customers))
-                                   .group_by(n.customer)).all())
-        pending = set(conn.execute(select(p.customer).where(p.customer.in_(customers)).distinct()).scalars())
+        newest = dict(
+            conn.execute(
+                select(n.customer, func.max(n.id))
+                .where(n.customer.in_(customers))
+                .group_by(n.customer)
+            ).all()
+        )
+        pending = set(
+            conn.execute(select(p.customer).where(p.customer.in_(customers)).distinct()).scalars()
+        )
         revoked = revoked_among(conn, keys)
     return newest, pending, revoked
 

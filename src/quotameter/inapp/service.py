@@ -30,10 +30,16 @@ def latest_id(engine: Engine, customer: str) -> int:
     what comes after it."""
     n = notices_table.c
     with engine.connect() as conn:
-        return int(conn.execute(select(func.coalesce(func.max(n.id), 0)).where(n.customer == customer)).scalar_one())
+        return int(
+            conn.execute(
+                select(func.coalesce(func.max(n.id), 0)).where(n.customer == customer)
+            ).scalar_one()
+        )
 
 
-def opening(engine: Engine, catalogs: CatalogCache, customer: str, clock: Callable[[], datetime]) -> dict[str, Any]:
+def opening(
+    engine: Engine, catalogs: CatalogCache, customer: str, clock: Callable[[], datetime]
+) -> dict[str, Any]:
     """Settle the customer's pending evaluation (404 for a stranger), then its access per
     feature now: the `state` event a stream starts with."""
     settle_before_read(engine, catalogs, customer, clock)
@@ -41,13 +47,23 @@ def opening(engine: Engine, catalogs: CatalogCache, customer: str, clock: Callab
     with engine.connect() as conn:
         catalog = catalogs.current(conn)
         view = customers.view(conn, catalog, customer, to_us(now))
-        features = {feature: {"has_access": balance(conn, catalog, customer, feature, now).standing.has_access}
-                    for feature in sorted(view.plan.entitlements)}
+        features = {
+            feature: {
+                "has_access": balance(conn, catalog, customer, feature, now).standing.has_access
+            }
+            for feature in sorted(view.plan.entitlements)
+        }
     return {"customer": customer, "plan": view.plan_name, "at": now, "features": features}
 
 
-def after(engine: Engine, catalogs: CatalogCache, customer: str, clock: Callable[[], datetime], last: int,
-          every_type: bool) -> tuple[list[dict[str, Any]], int, bool]:
+def after(
+    engine: Engine,
+    catalogs: CatalogCache,
+    customer: str,
+    clock: Callable[[], datetime],
+    last: int,
+    every_type: bool,
+) -> tuple[list[dict[str, Any]], int, bool]:
     """The notices to send after id `last` (in-app ones, or all with `every_type`), the id
     to continue after, and whether more are waiting past it. Usage committed meanwhile is evaluated first.
 

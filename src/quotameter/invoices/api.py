@@ -11,13 +11,25 @@ from quotameter.invoices import export, service
 from quotameter.invoices.service import Invoice
 from quotameter.keys.auth import reads_customer
 from quotameter.notifications.scheduler import settle_before_read
-from quotameter.web import JSON, Instant, Number, PeriodOut, Services, error_responses, instant, services
+from quotameter.web import (
+    JSON,
+    Instant,
+    Number,
+    PeriodOut,
+    Services,
+    error_responses,
+    instant,
+    services,
+)
 
 router = APIRouter(tags=["invoices"])
 
 Format = Literal["json", "csv", "html"]
-_FORMAT = Query(None, description="json (default), csv, or html (a printable page); "
-                                  "also chosen by `Accept: text/csv` or `text/html`")
+_FORMAT = Query(
+    None,
+    description="json (default), csv, or html (a printable page); "
+    "also chosen by `Accept: text/csv` or `text/html`",
+)
 
 
 class LineOut(BaseModel):
@@ -27,7 +39,9 @@ class LineOut(BaseModel):
     feature: str | None
     quantity: Number
     unit_price: str | None = Field(description="in the invoice's currency")
-    amount: str = Field(description="rounded half-up to the currency's minor unit", examples=["0.29"])
+    amount: str = Field(
+        description="rounded half-up to the currency's minor unit", examples=["0.29"]
+    )
 
 
 class InvoiceOut(BaseModel):
@@ -40,7 +54,9 @@ class InvoiceOut(BaseModel):
     currency: str
     lines: list[LineOut]
     total: str = Field(description="the sum of the lines", examples=["766.67"])
-    at: Instant = Field(description="upcoming: the instant it runs to; finalized: when it was finalized")
+    at: Instant = Field(
+        description="upcoming: the instant it runs to; finalized: when it was finalized"
+    )
 
 
 class InvoicesOut(BaseModel):
@@ -54,10 +70,15 @@ def _answers(model: type[BaseModel], html: bool = True) -> dict[int | str, dict[
     return {200: {"model": model, "content": content}, **error_responses(404, 422)}
 
 
-@router.get("/v1/customers/{customer}/invoices/upcoming", response_class=JSON,
-            dependencies=[Depends(reads_customer)], responses=_answers(InvoiceOut))
-async def upcoming_invoice(request: Request, customer: str, at: Instant | None = None,
-                           format: Format | None = _FORMAT) -> Any:  # noqa: A002 - the query's name
+@router.get(
+    "/v1/customers/{customer}/invoices/upcoming",
+    response_class=JSON,
+    dependencies=[Depends(reads_customer)],
+    responses=_answers(InvoiceOut),
+)
+async def upcoming_invoice(
+    request: Request, customer: str, at: Instant | None = None, format: Format | None = _FORMAT
+) -> Any:
     """The running invoice of the billing period containing `at` (default now), priced up to `at`."""
     svc = services(request)
     when = instant(at, "at", svc.now())
@@ -66,14 +87,22 @@ async def upcoming_invoice(request: Request, customer: str, at: Instant | None =
 
 
 def _upcoming(svc: Services, customer: str, when: Any) -> Invoice:
-    settle_before_read(svc.engine, svc.catalogs, customer, svc.now)  # an auto-upgrade owed changes the plan
+    settle_before_read(
+        svc.engine, svc.catalogs, customer, svc.now
+    )  # an auto-upgrade owed changes the plan
     with svc.engine.connect() as conn:
         return service.upcoming(conn, svc.catalogs.current(conn), customer, when)
 
 
-@router.get("/v1/customers/{customer}/invoices", response_class=JSON, dependencies=[Depends(reads_customer)],
-            responses=_answers(InvoicesOut, html=False))
-def list_invoices(request: Request, customer: str, format: Literal["json", "csv"] | None = _FORMAT) -> Any:  # noqa: A002
+@router.get(
+    "/v1/customers/{customer}/invoices",
+    response_class=JSON,
+    dependencies=[Depends(reads_customer)],
+    responses=_answers(InvoicesOut, html=False),
+)
+def list_invoices(
+    request: Request, customer: str, format: Literal["json", "csv"] | None = _FORMAT
+) -> Any:
     """The finalized invoices, oldest first (CSV: every line of every invoice)."""
     svc = services(request)
     with svc.engine.connect() as conn:
@@ -87,19 +116,32 @@ _ID = Path(ge=1, le=2**63 - 1, description="the invoice's id")
 
 
 # Response (no media type of its own), so that the errors are declared as JSON like everywhere else.
-@router.get("/v1/customers/{customer}/invoices/{invoice_id}.html", response_class=Response,
-            dependencies=[Depends(reads_customer)],
-            responses={200: {"description": "A printable page.", "content": {"text/html": {"schema": {"type": "string"}}}},
-                       **error_responses(404, 422)})
+@router.get(
+    "/v1/customers/{customer}/invoices/{invoice_id}.html",
+    response_class=Response,
+    dependencies=[Depends(reads_customer)],
+    responses={
+        200: {
+            "description": "A printable page.",
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        },
+        **error_responses(404, 422),
+    },
+)
 def invoice_page(request: Request, customer: str, invoice_id: int = _ID) -> Any:
     """A finalized invoice as a printable HTML page."""
     return HTMLResponse(export.to_html(_get(request, customer, invoice_id)))
 
 
-@router.get("/v1/customers/{customer}/invoices/{invoice_id}", response_class=JSON,
-            dependencies=[Depends(reads_customer)], responses=_answers(InvoiceOut))
-def get_invoice(request: Request, customer: str, invoice_id: int = _ID,
-                format: Format | None = _FORMAT) -> Any:  # noqa: A002
+@router.get(
+    "/v1/customers/{customer}/invoices/{invoice_id}",
+    response_class=JSON,
+    dependencies=[Depends(reads_customer)],
+    responses=_answers(InvoiceOut),
+)
+def get_invoice(
+    request: Request, customer: str, invoice_id: int = _ID, format: Format | None = _FORMAT
+) -> Any:
     """One finalized invoice."""
     return _render(request, [_get(request, customer, invoice_id)], format, single=True)
 

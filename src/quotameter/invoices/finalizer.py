@@ -24,9 +24,21 @@ log = logging.getLogger("quotameter.invoices")
 
 
 class Finalizer:
-    def __init__(self, engine: Engine, catalogs: CatalogCache, clock: Callable[[], datetime], grace: timedelta,
-                 poll: float = 60.0) -> None:
-        self.engine, self.catalogs, self.clock, self.grace, self.poll = engine, catalogs, clock, grace, poll
+    def __init__(
+        self,
+        engine: Engine,
+        catalogs: CatalogCache,
+        clock: Callable[[], datetime],
+        grace: timedelta,
+        poll: float = 60.0,
+    ) -> None:
+        self.engine, self.catalogs, self.clock, self.grace, self.poll = (
+            engine,
+            catalogs,
+            clock,
+            grace,
+            poll,
+        )
         self._stop = threading.Event()
         self.state = FinalizerState()
         self._thread: threading.Thread | None = None
@@ -42,7 +54,9 @@ class Finalizer:
 
     def run_once(self) -> int:
         """One pass at the clock's now; how many invoices it finalized."""
-        made = finalize_due(self.engine, self.catalogs, self.clock(), self.grace, self.state, after_last_change=True)
+        made = finalize_due(
+            self.engine, self.catalogs, self.clock(), self.grace, self.state, after_last_change=True
+        )
         if made:
             log.info("finalized %d invoice(s)", made)
         return made
@@ -51,6 +65,6 @@ class Finalizer:
         while not self._stop.is_set():
             try:
                 self.run_once()
-            except Exception:  # noqa: BLE001 - keep the loop alive; the error is logged
+            except Exception:
                 log.exception("invoice finalization failed")
             self._stop.wait(self.poll)

@@ -40,6 +40,7 @@ from quotameter.wording import plural
 
 ZERO = Decimal(0)
 
+
 @dataclass(frozen=True, slots=True)
 class Line:
     kind: str  # flat | per_seat | unit | overage | graduated | package | proration
@@ -53,10 +54,17 @@ class Line:
     def as_dict(self, currency: str) -> dict[str, object]:
         """Money as written everywhere (see `quotameter.money`): the amount with exactly the
         currency's places, the unit price with at least them."""
-        return {"kind": self.kind, "description": self.description, "plan": self.plan, "feature": self.feature,
-                "quantity": self.quantity,
-                "unit_price": None if self.unit_price is None else price_text(self.unit_price, currency),
-                "amount": amount_text(self.amount, currency)}
+        return {
+            "kind": self.kind,
+            "description": self.description,
+            "plan": self.plan,
+            "feature": self.feature,
+            "quantity": self.quantity,
+            "unit_price": None
+            if self.unit_price is None
+            else price_text(self.unit_price, currency),
+            "amount": amount_text(self.amount, currency),
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,11 +128,29 @@ def fee_lines(plan_name: str, plan: PlanSpec, seats: int) -> list[Line]:
     lines = []
     for price in plan.prices:
         if isinstance(price, FlatPrice):
-            lines.append(Line("flat", f"plan {plan_name}", plan_name, None, Decimal(1), price.amount,
-                              round_money(price.amount, cur)))
+            lines.append(
+                Line(
+                    "flat",
+                    f"plan {plan_name}",
+                    plan_name,
+                    None,
+                    Decimal(1),
+                    price.amount,
+                    round_money(price.amount, cur),
+                )
+            )
         elif isinstance(price, PerSeatPrice):
-            lines.append(Line("per_seat", f"plan {plan_name}: {seats} seat(s)", plan_name, None, Decimal(seats),
-                              price.amount, round_money(price.amount * seats, cur)))
+            lines.append(
+                Line(
+                    "per_seat",
+                    f"plan {plan_name}: {seats} seat(s)",
+                    plan_name,
+                    None,
+                    Decimal(seats),
+                    price.amount,
+                    round_money(price.amount * seats, cur),
+                )
+            )
     return lines
 
 
@@ -135,23 +161,52 @@ def usage_lines(plan_name: str, plan: PlanSpec, usage: dict[str, FeatureUsage]) 
     for price in plan.prices:
         if isinstance(price, UnitPrice) and price.feature in usage:
             u = usage[price.feature]
-            lines.append(Line("unit", f"{price.feature}: {plain(u.usage)} {plural(u.unit, u.usage)}", plan_name, price.feature,
-                              u.usage, price.unit_price, round_money(u.usage * price.unit_price, cur)))
+            lines.append(
+                Line(
+                    "unit",
+                    f"{price.feature}: {plain(u.usage)} {plural(u.unit, u.usage)}",
+                    plan_name,
+                    price.feature,
+                    u.usage,
+                    price.unit_price,
+                    round_money(u.usage * price.unit_price, cur),
+                )
+            )
         elif isinstance(price, OveragePrice) and price.feature in usage:
             u = usage[price.feature]
             if u.overage > 0:
-                lines.append(Line("overage", f"{price.feature}: {plain(u.overage)} {plural(u.unit, u.overage)} over the limit",
-                                  plan_name, price.feature, u.overage, price.unit_price,
-                                  round_money(u.overage * price.unit_price, cur)))
+                lines.append(
+                    Line(
+                        "overage",
+                        f"{price.feature}: {plain(u.overage)} {plural(u.unit, u.overage)} over the limit",
+                        plan_name,
+                        price.feature,
+                        u.overage,
+                        price.unit_price,
+                        round_money(u.overage * price.unit_price, cur),
+                    )
+                )
         elif isinstance(price, GraduatedPrice) and price.feature in usage:
             u = usage[price.feature]
             below = ZERO
             for tier, qty in zip(price.tiers, tier_quantities(price.tiers, u.usage), strict=True):
                 if qty > 0:
-                    span = f"{plain(below)}–{plain(tier.up_to)}" if tier.up_to is not None else f"over {plain(below)}"
-                    lines.append(Line("graduated", f"{price.feature}: {plain(qty)} {plural(u.unit, qty)} in tier {span}",
-                                      plan_name, price.feature, qty, tier.unit_price,
-                                      round_money(qty * tier.unit_price, cur)))
+                    span = (
+                        f"{plain(below)}–{plain(tier.up_to)}"
+                        if tier.up_to is not None
+                        else f"over {plain(below)}"
+                    )
+                    lines.append(
+                        Line(
+                            "graduated",
+                            f"{price.feature}: {plain(qty)} {plural(u.unit, qty)} in tier {span}",
+                            plan_name,
+                            price.feature,
+                            qty,
+                            tier.unit_price,
+                            round_money(qty * tier.unit_price, cur),
+                        )
+                    )
                 if tier.up_to is not None:
                     below = tier.up_to
     return lines
@@ -159,33 +214,62 @@ def usage_lines(plan_name: str, plan: PlanSpec, usage: dict[str, FeatureUsage]) 
 
 @exact
 def topup_lines(plan_name: str, currency: str, topups: Iterable[Topup]) -> list[Line]:
-    return [Line("package", f"{t.feature}: {t.blocks} top-up block(s) ({t.grant_id})", plan_name, t.feature,
-                 Decimal(t.blocks), padded(t.price / t.blocks, currency), round_money(t.price, currency)) for t in topups]
+    return [
+        Line(
+            "package",
+            f"{t.feature}: {t.blocks} top-up block(s) ({t.grant_id})",
+            plan_name,
+            t.feature,
+            Decimal(t.blocks),
+            padded(t.price / t.blocks, currency),
+            round_money(t.price, currency),
+        )
+        for t in topups
+    ]
 
 
 @exact
-def proration_line(change: PlanChange, old_fee: Decimal, new_fee: Decimal, currency: str) -> Line | None:
+def proration_line(
+    change: PlanChange, old_fee: Decimal, new_fee: Decimal, currency: str
+) -> Line | None:
     diff = new_fee - old_fee
     if diff == 0:
         return None
     percent = plain((change.fraction_left * 100).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
-    return Line("proration", f"{change.old_plan} → {change.new_plan} ({change.reason}): fee difference "
-                f"{plain(diff)} × {percent} % of the period left", change.new_plan, None,
-                change.fraction_left.quantize(Decimal("0.000001")), diff, round_money(diff * change.fraction_left, currency))
+    return Line(
+        "proration",
+        f"{change.old_plan} → {change.new_plan} ({change.reason}): fee difference "
+        f"{plain(diff)} × {percent} % of the period left",
+        change.new_plan,
+        None,
+        change.fraction_left.quantize(Decimal("0.000001")),
+        diff,
+        round_money(diff * change.fraction_left, currency),
+    )
 
 
-def closed_reason(field: str, customer: str, t_us: int, periods: Iterable[tuple[int, int]], through: int,
-                  what: str) -> str:
+def closed_reason(
+    field: str,
+    customer: str,
+    t_us: int,
+    periods: Iterable[tuple[int, int]],
+    through: int,
+    what: str,
+) -> str:
     """Why something at `t_us` is refused: the finalized period it falls in (or, before the
     first invoice, the instant up to which the customer is invoiced)."""
     from quotameter.timeutil import from_us, rfc3339
 
     for start_us, end_us in periods:
         if start_us <= t_us < end_us:
-            return (f"{field}: the period {rfc3339(from_us(start_us))} … {rfc3339(from_us(end_us))} of customer "
-                    f"{customer!r} is invoiced (finalized); {what}")
-    return (f"{field}: {rfc3339(from_us(t_us))} is before {rfc3339(from_us(through))}, up to which customer "
-            f"{customer!r} is invoiced (finalized); {what}")
+            return (
+                f"{field}: the period {rfc3339(from_us(start_us))} … {rfc3339(from_us(end_us))} of customer "
+                f"{customer!r} is invoiced (finalized); {what}"
+            )
+    return (
+        f"{field}: {rfc3339(from_us(t_us))} is before {rfc3339(from_us(through))}, up to which customer "
+        f"{customer!r} is invoiced (finalized); {what}"
+    )
 
 
 @exact

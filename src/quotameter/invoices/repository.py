@@ -32,8 +32,12 @@ def add(conn: Connection, row: dict[str, Any]) -> int | None:
     """Insert a finalized invoice; its id, or None when the period was already finalized
     (by this process or another: the unique key on (customer, period_start_us) decides)."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = (dialect.insert(invoices).values(**row)
-            .on_conflict_do_nothing(index_elements=["customer", "period_start_us"]).returning(invoices.c.id))
+    stmt = (
+        dialect.insert(invoices)
+        .values(**row)
+        .on_conflict_do_nothing(index_elements=["customer", "period_start_us"])
+        .returning(invoices.c.id)
+    )
     return conn.execute(stmt).scalar()
 
 
@@ -44,19 +48,26 @@ def get(conn: Connection, customer: str, invoice_id: int) -> Any:
 
 def for_period(conn: Connection, customer: str, period_start_us: int) -> Any:
     i = invoices.c
-    return conn.execute(select(invoices).where(i.customer == customer, i.period_start_us == period_start_us)).first()
+    return conn.execute(
+        select(invoices).where(i.customer == customer, i.period_start_us == period_start_us)
+    ).first()
 
 
 def containing(conn: Connection, customer: str, t_us: int) -> Any:
     """The finalized invoice whose period contains `t_us`, if any."""
     i = invoices.c
-    return conn.execute(select(invoices).where(i.customer == customer, i.period_start_us <= t_us,
-                                               i.period_end_us > t_us)).first()
+    return conn.execute(
+        select(invoices).where(
+            i.customer == customer, i.period_start_us <= t_us, i.period_end_us > t_us
+        )
+    ).first()
 
 
 def listing(conn: Connection, customer: str) -> list[Any]:
     i = invoices.c
-    return list(conn.execute(select(invoices).where(i.customer == customer).order_by(i.period_start_us)))
+    return list(
+        conn.execute(select(invoices).where(i.customer == customer).order_by(i.period_start_us))
+    )
 
 
 _THROUGH_ONE = text("SELECT max(period_end_us) FROM invoices WHERE customer = :c")
@@ -97,11 +108,15 @@ def last_change_us(conn: Connection, customer: str, start_us: int, end_us: int) 
     received, a seat or plan change or a grant effective there. A period is due a grace
     window after this (and after its end)."""
     candidates = [
-        select(func.max(events.c.received_us)).where(events.c.subject == customer, events.c.time_us >= start_us,
-                                                     events.c.time_us < end_us),
-        *(select(func.max(t.c.recorded_us)).where(t.c.customer == customer, t.c.effective_us >= start_us,
-                                                 t.c.effective_us < end_us)
-          for t in (seat_changes, plan_changes, grants)),
+        select(func.max(events.c.received_us)).where(
+            events.c.subject == customer, events.c.time_us >= start_us, events.c.time_us < end_us
+        ),
+        *(
+            select(func.max(t.c.recorded_us)).where(
+                t.c.customer == customer, t.c.effective_us >= start_us, t.c.effective_us < end_us
+            )
+            for t in (seat_changes, plan_changes, grants)
+        ),
     ]
     found = [v for v in (conn.execute(q).scalar() for q in candidates) if v is not None]
     return max(found) if found else None
@@ -114,16 +129,27 @@ def first_catalog_us(conn: Connection) -> int | None:
 def topups(conn: Connection, customer: str, start_us: int, upto_us: int) -> list[Any]:
     """Top-ups effective in [start, upto]."""
     g = grants.c
-    return list(conn.execute(
-        select(g.grant_id, g.feature, g.blocks, g.price, g.effective_us)
-        .where(g.customer == customer, g.kind == "topup", g.effective_us >= start_us, g.effective_us <= upto_us)
-        .order_by(g.effective_us, g.grant_id)))
+    return list(
+        conn.execute(
+            select(g.grant_id, g.feature, g.blocks, g.price, g.effective_us)
+            .where(
+                g.customer == customer,
+                g.kind == "topup",
+                g.effective_us >= start_us,
+                g.effective_us <= upto_us,
+            )
+            .order_by(g.effective_us, g.grant_id)
+        )
+    )
 
 
 def plan_changes_between(conn: Connection, customer: str, after_us: int, upto_us: int) -> list[Any]:
     """Plan changes effective in (after, upto], in order."""
     p = plan_changes.c
-    return list(conn.execute(
-        select(p.plan, p.effective_us, p.reason).where(p.customer == customer, p.effective_us > after_us,
-                                                       p.effective_us <= upto_us)
-        .order_by(p.effective_us, p.id)))
+    return list(
+        conn.execute(
+            select(p.plan, p.effective_us, p.reason)
+            .where(p.customer == customer, p.effective_us > after_us, p.effective_us <= upto_us)
+            .order_by(p.effective_us, p.id)
+        )
+    )

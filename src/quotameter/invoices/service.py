@@ -33,11 +33,11 @@ from quotameter.customers import service as customers
 from quotameter.customers import state as customer_state
 from quotameter.customers.service import CustomerView
 from quotameter.decimals import canonical
-from quotameter.money import amount_text
 from quotameter.entitlements.service import balance
 from quotameter.errors import Conflict
 from quotameter.invoices import model, repository
 from quotameter.invoices.model import FeatureUsage, Line, PlanChange, Topup
+from quotameter.money import amount_text
 from quotameter.periods import Period, period_containing
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import from_us, to_us
@@ -68,23 +68,37 @@ class Invoice:
         return f"{self.customer}-{self.period.start.strftime('%Y%m%d')}"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "number": self.number, "customer": self.customer, "status": self.status,
-                "period": {"start": self.period.start, "end": self.period.end}, "plan": self.plan,
-                "currency": self.currency, "lines": [line.as_dict(self.currency) for line in self.lines],
-                "total": amount_text(self.total, self.currency), "at": self.at}
+        return {
+            "id": self.id,
+            "number": self.number,
+            "customer": self.customer,
+            "status": self.status,
+            "period": {"start": self.period.start, "end": self.period.end},
+            "plan": self.plan,
+            "currency": self.currency,
+            "lines": [line.as_dict(self.currency) for line in self.lines],
+            "total": amount_text(self.total, self.currency),
+            "at": self.at,
+        }
 
 
 def billing_period(view: CustomerView, at: datetime) -> Period:
     cycle = any(ent.period == "billing_cycle" for ent in view.plan.entitlements.values())
-    return period_containing("billing_cycle" if cycle else "calendar_month", at, tz=view.spec.timezone,
-                             anchor=view.spec.billing_anchor)
+    return period_containing(
+        "billing_cycle" if cycle else "calendar_month",
+        at,
+        tz=view.spec.timezone,
+        anchor=view.spec.billing_anchor,
+    )
 
 
 def period_at(conn: Connection, catalog: LoadedCatalog, customer: str, at: datetime) -> Period:
     return billing_period(customers.view(conn, catalog, customer, to_us(at)), at)
 
 
-def compute(conn: Connection, catalog: LoadedCatalog, customer: str, period: Period, upto: datetime) -> Invoice:
+def compute(
+    conn: Connection, catalog: LoadedCatalog, customer: str, period: Period, upto: datetime
+) -> Invoice:
     """The invoice of `period` with everything up to `upto` (inclusive, within the period)."""
     start_us, end_us = to_us(period.start), to_us(period.end)
     upto_us = min(to_us(upto), end_us - 1)
@@ -97,18 +111,42 @@ def compute(conn: Connection, catalog: LoadedCatalog, customer: str, period: Per
     lines += _prorations(conn, catalog, customer, first, period, upto_us, seats, currency)
     usage: dict[str, FeatureUsage] = {}
     for price in final.plan.prices:
-        if isinstance(price, (UnitPrice, OveragePrice, GraduatedPrice)) and price.feature not in usage:
+        if (
+            isinstance(price, (UnitPrice, OveragePrice, GraduatedPrice))
+            and price.feature not in usage
+        ):
             b = balance(conn, catalog, customer, price.feature, upto)
             usage[price.feature] = FeatureUsage(price.feature, b.unit, b.usage, b.standing.overage)
     lines += model.usage_lines(final.plan_name, final.plan, usage)
-    topups = [Topup(r.grant_id, r.feature, r.blocks, canonical(Decimal(r.price)), from_us(r.effective_us))
-              for r in repository.topups(conn, customer, start_us, upto_us) if r.price is not None and r.blocks]
+    topups = [
+        Topup(r.grant_id, r.feature, r.blocks, canonical(Decimal(r.price)), from_us(r.effective_us))
+        for r in repository.topups(conn, customer, start_us, upto_us)
+        if r.price is not None and r.blocks
+    ]
     lines += model.topup_lines(final.plan_name, currency, topups)
-    return Invoice(None, customer, "upcoming", period, final.plan_name, currency, lines, model.total(lines), upto)
+    return Invoice(
+        None,
+        customer,
+        "upcoming",
+        period,
+        final.plan_name,
+        currency,
+        lines,
+        model.total(lines),
+        upto,
+    )
 
 
-def _prorations(conn: Connection, catalog: LoadedCatalog, customer: str, first: CustomerView, period: Period,
-                upto_us: int, seats: int, currency: str) -> list[Line]:
+def _prorations(
+    conn: Connection,
+    catalog: LoadedCatalog,
+    customer: str,
+    first: CustomerView,
+    period: Period,
+    upto_us: int,
+    seats: int,
+    currency: str,
+) -> list[Line]:
     start_us, end_us = to_us(period.start), to_us(period.end)
     lines = []
     old_name, old_plan = first.plan_name, first.plan
@@ -117,9 +155,12 @@ def _prorations(conn: Connection, catalog: LoadedCatalog, customer: str, first: 
         if new_plan is None or change.plan == old_name:
             continue
         left = Decimal(end_us - change.effective_us) / Decimal(end_us - start_us)
-        line = model.proration_line(PlanChange(from_us(change.effective_us), old_name, change.plan,
-                                               change.reason, left),
-                                    model.plan_fee(old_plan, seats), model.plan_fee(new_plan, seats), currency)
+        line = model.proration_line(
+            PlanChange(from_us(change.effective_us), old_name, change.plan, change.reason, left),
+            model.plan_fee(old_plan, seats),
+            model.plan_fee(new_plan, seats),
+            currency,
+        )
         if line is not None:
             lines.append(line)
         old_name, old_plan = change.plan, new_plan
@@ -136,15 +177,27 @@ def upcoming(conn: Connection, catalog: LoadedCatalog, customer: str, at: dateti
     return compute(conn, catalog, customer, period, at)
 
 
-def finalize(conn: Connection, catalog: LoadedCatalog, customer: str, period: Period, now: datetime) -> int | None:
+def finalize(
+    conn: Connection, catalog: LoadedCatalog, customer: str, period: Period, now: datetime
+) -> int | None:
     """Freeze the invoice of `period`; its id, or None if it was finalized already."""
     repository.hold_closing(conn, customer)
     invoice = compute(conn, catalog, customer, period, period.end - ONE_US)
-    return repository.add(conn, {
-        "customer": customer, "period_start_us": to_us(period.start), "period_end_us": to_us(period.end),
-        "plan": invoice.plan, "currency": invoice.currency, "total": invoice.total,
-        "lines": orjson.dumps([_line_json(line, invoice.currency) for line in invoice.lines]).decode(),
-        "finalized_us": to_us(now)})
+    return repository.add(
+        conn,
+        {
+            "customer": customer,
+            "period_start_us": to_us(period.start),
+            "period_end_us": to_us(period.end),
+            "plan": invoice.plan,
+            "currency": invoice.currency,
+            "total": invoice.total,
+            "lines": orjson.dumps(
+                [_line_json(line, invoice.currency) for line in invoice.lines]
+            ).decode(),
+            "finalized_us": to_us(now),
+        },
+    )
 
 
 @dataclass
@@ -166,8 +219,15 @@ class _PeriodFailed(Exception):
         self.period_start = period_start
 
 
-def finalize_due(engine: Engine, catalogs: CatalogCache, now: datetime, grace: timedelta = DEFAULT_GRACE,
-                 state: FinalizerState | None = None, *, after_last_change: bool = False) -> int:
+def finalize_due(
+    engine: Engine,
+    catalogs: CatalogCache,
+    now: datetime,
+    grace: timedelta = DEFAULT_GRACE,
+    state: FinalizerState | None = None,
+    *,
+    after_last_change: bool = False,
+) -> int:
     """Finalize every period that ended at least `grace` before `now` and is not finalized
     yet, each in its own transaction; how many this call finalized.
 
@@ -199,8 +259,16 @@ def finalize_due(engine: Engine, catalogs: CatalogCache, now: datetime, grace: t
         if quiet is not None and quiet[:2] == stamp and now < quiet[2]:
             continue
         try:
-            made, quiet_until = _finalize_customer(engine, catalog, customer, now, grace, through.get(customer),
-                                                   first_catalog, after_last_change)
+            made, quiet_until = _finalize_customer(
+                engine,
+                catalog,
+                customer,
+                now,
+                grace,
+                through.get(customer),
+                first_catalog,
+                after_last_change,
+            )
         except _PeriodFailed as failed:
             _failed(state, customer, failed.period_start, failed.__cause__ or failed)
             continue
@@ -213,15 +281,24 @@ def finalize_due(engine: Engine, catalogs: CatalogCache, now: datetime, grace: t
     return created
 
 
-def _finalize_customer(engine: Engine, catalog: LoadedCatalog, customer: str, now: datetime, grace: timedelta,
-                       last_end: int | None, first_catalog: int | None,
-                       after_last_change: bool) -> tuple[int, datetime | None]:
+def _finalize_customer(
+    engine: Engine,
+    catalog: LoadedCatalog,
+    customer: str,
+    now: datetime,
+    grace: timedelta,
+    last_end: int | None,
+    first_catalog: int | None,
+    after_last_change: bool,
+) -> tuple[int, datetime | None]:
     """Finalize the customer's due periods: (how many, the instant before which nothing
     more is due, or None when periods are left for the next call)."""
     try:
         with engine.connect() as conn:
             current = period_at(conn, catalog, customer, now - grace)  # not due yet
-            start_us = last_end if last_end is not None else _billing_start(conn, customer, first_catalog)
+            start_us = (
+                last_end if last_end is not None else _billing_start(conn, customer, first_catalog)
+            )
     except Exception as err:
         raise _PeriodFailed(None) from err
     created = 0
@@ -232,12 +309,18 @@ def _finalize_customer(engine: Engine, catalog: LoadedCatalog, customer: str, no
         try:
             with unit_of_work(engine) as conn:
                 period = period_at(conn, catalog, customer, t)
-                if last_end is not None and period.start < t:  # the billing rule changed: no overlap
+                if (
+                    last_end is not None and period.start < t
+                ):  # the billing rule changed: no overlap
                     period = Period(t, period.end)
                 period = Period(period.start, min(period.end, current.start))
                 if after_last_change:
-                    changed_us = repository.last_change_us(conn, customer, to_us(period.start), to_us(period.end))
-                    if changed_us is not None and from_us(changed_us) + grace > now:  # more may follow
+                    changed_us = repository.last_change_us(
+                        conn, customer, to_us(period.start), to_us(period.end)
+                    )
+                    if (
+                        changed_us is not None and from_us(changed_us) + grace > now
+                    ):  # more may follow
                         return created, from_us(changed_us) + grace
                 if finalize(conn, catalog, customer, period, now) is not None:
                     created += 1
@@ -247,13 +330,20 @@ def _finalize_customer(engine: Engine, catalog: LoadedCatalog, customer: str, no
     return created, None
 
 
-def _failed(state: FinalizerState, customer: str, period_start: datetime | None, err: BaseException) -> None:
+def _failed(
+    state: FinalizerState, customer: str, period_start: datetime | None, err: BaseException
+) -> None:
     if customer in state.failing and state.failing[customer] == period_start:
         return  # logged already; it is tried again on every call
     state.failing[customer] = period_start
     where = "" if period_start is None else f" for the period from {period_start.isoformat()}"
-    log.error("the invoice of customer %r%s could not be finalized; the other customers are, and it is tried "
-              "again on every pass (logged again if this changes)", customer, where, exc_info=err)
+    log.error(
+        "the invoice of customer %r%s could not be finalized; the other customers are, and it is tried "
+        "again on every pass (logged again if this changes)",
+        customer,
+        where,
+        exc_info=err,
+    )
 
 
 def _billing_start(conn: Connection, customer: str, first_catalog: int | None) -> int | None:
@@ -267,16 +357,27 @@ def _billing_start(conn: Connection, customer: str, first_catalog: int | None) -
 def closed_message(conn: Connection, customer: str, t_us: int, field: str, what: str) -> str:
     row = repository.containing(conn, customer, t_us)
     periods = [] if row is None else [(row.period_start_us, row.period_end_us)]
-    return model.closed_reason(field, customer, t_us, periods, repository.finalized_through(conn, customer) or 0, what)
+    return model.closed_reason(
+        field, customer, t_us, periods, repository.finalized_through(conn, customer) or 0, what
+    )
 
 
-def refuse_if_finalized(conn: Connection, customer: str, effective_us: int, field: str = "effective_at") -> None:
+def refuse_if_finalized(
+    conn: Connection, customer: str, effective_us: int, field: str = "effective_at"
+) -> None:
     """A change effective inside a finalized period would change a final invoice: 409 naming `field`."""
     repository.hold_open(conn, [customer])
     through = repository.finalized_through(conn, customer)
     if through is not None and effective_us < through:
-        raise Conflict(closed_message(conn, customer, effective_us, field,
-                                      "a change effective there can no longer be recorded"))
+        raise Conflict(
+            closed_message(
+                conn,
+                customer,
+                effective_us,
+                field,
+                "a change effective there can no longer be recorded",
+            )
+        )
 
 
 # --- stored invoices ------------------------------------------------------------------------
@@ -289,12 +390,30 @@ def _line_json(line: Line, currency: str) -> dict[str, Any]:
 
 
 def from_row(row: Any) -> Invoice:
-    lines = [Line(d["kind"], d["description"], d["plan"], d["feature"], Decimal(d["quantity"]),
-                  None if d["unit_price"] is None else Decimal(d["unit_price"]), Decimal(d["amount"]))
-             for d in orjson.loads(row.lines)]
+    lines = [
+        Line(
+            d["kind"],
+            d["description"],
+            d["plan"],
+            d["feature"],
+            Decimal(d["quantity"]),
+            None if d["unit_price"] is None else Decimal(d["unit_price"]),
+            Decimal(d["amount"]),
+        )
+        for d in orjson.loads(row.lines)
+    ]
     total = model.total(lines)
-    return Invoice(row.id, row.customer, "finalized", Period(from_us(row.period_start_us), from_us(row.period_end_us)),
-                   row.plan, row.currency, lines, total, from_us(row.finalized_us))
+    return Invoice(
+        row.id,
+        row.customer,
+        "finalized",
+        Period(from_us(row.period_start_us), from_us(row.period_end_us)),
+        row.plan,
+        row.currency,
+        lines,
+        total,
+        from_us(row.finalized_us),
+    )
 
 
 def get(conn: Connection, catalog: LoadedCatalog, customer: str, invoice_id: int) -> Invoice:

@@ -18,8 +18,11 @@ class KeyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # Checked by the service, which names the roles in its error; the schema lists them too.
-    role: str = Field(description="admin, ingest or customer", json_schema_extra={"enum": list(service.ROLES)},
-                      examples=["ingest"])
+    role: str = Field(
+        description="admin, ingest or customer",
+        json_schema_extra={"enum": list(service.ROLES)},
+        examples=["ingest"],
+    )
     customer: str | None = Field(default=None, description="the customer a 'customer' key reads")
     label: Text | None = Field(default=None, max_length=256)
 
@@ -41,14 +44,20 @@ class KeysOut(BaseModel):
     keys: list[KeyOut]
 
 
-@router.post("/v1/keys", response_class=JSON, status_code=201,
-             responses={201: {"model": NewKeyOut}, **error_responses(400, 404, 422)})
+@router.post(
+    "/v1/keys",
+    response_class=JSON,
+    status_code=201,
+    responses={201: {"model": NewKeyOut}, **error_responses(400, 404, 422)},
+)
 def create_key(body: KeyRequest, request: Request) -> Any:
     """A new key. The answer holds the key itself: it is shown this once, and stored only as a digest."""
     svc = services(request)
     with unit_of_work(svc.engine) as conn:
         known = svc.catalogs.current(conn).spec.customers
-        view, secret = service.create(conn, body.role, body.customer, body.label, to_us(svc.now()), known)
+        view, secret = service.create(
+            conn, body.role, body.customer, body.label, to_us(svc.now()), known
+        )
     return JSON({**view, "key": secret}, status_code=201)
 
 
@@ -60,7 +69,11 @@ def list_keys(request: Request) -> Any:
         return JSON({"keys": service.listing(conn)})
 
 
-@router.delete("/v1/keys/{key_id}", response_class=JSON, responses={200: {"model": KeyOut}, **error_responses(404)})
+@router.delete(
+    "/v1/keys/{key_id}",
+    response_class=JSON,
+    responses={200: {"model": KeyOut}, **error_responses(404)},
+)
 def revoke_key(key_id: str, request: Request) -> Any:
     svc = services(request)
     with unit_of_work(svc.engine) as conn:

@@ -65,7 +65,9 @@ class KeyFirst:
                 conn.state.principal = identify(conn)
             except Unauthorized as err:
                 headers = {"WWW-Authenticate": "Bearer", **(CLOSE if has_body(scope) else {})}
-                await JSON({"error": err.message}, status_code=401, headers=headers)(scope, receive, send)
+                await JSON({"error": err.message}, status_code=401, headers=headers)(
+                    scope, receive, send
+                )
                 return
         await self.app(scope, receive, send)
 
@@ -73,11 +75,13 @@ class KeyFirst:
 def _route_path(scope: Scope) -> str:
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
-    return path[len(root):] if root and path.startswith(root) else path
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 async def caller(request: Request) -> Principal:
-    principal: Principal | None = getattr(request.state, "principal", None)  # KeyFirst's, for /v1/ paths
+    principal: Principal | None = getattr(
+        request.state, "principal", None
+    )  # KeyFirst's, for /v1/ paths
     if principal is None:
         principal = request.state.principal = identify(request)
     return principal
@@ -91,7 +95,9 @@ async def admin_only(who: Principal = Depends(caller)) -> Principal:
 
 async def may_ingest(who: Principal = Depends(caller)) -> Principal:
     if who.role not in ("admin", "ingest"):
-        raise Forbidden(f"authorization: posting events needs an admin or ingest key (this key's role is {who.role!r})")
+        raise Forbidden(
+            f"authorization: posting events needs an admin or ingest key (this key's role is {who.role!r})"
+        )
     return who
 
 
@@ -100,5 +106,7 @@ async def reads_customer(customer: str, who: Principal = Depends(caller)) -> Pri
         return who
     if who.role == "customer":
         raise Forbidden(f"customer: this key reads customer {who.customer!r} only")
-    raise Forbidden(f"authorization: this needs an admin key or customer {customer!r}'s own key "
-                    f"(this key's role is {who.role!r})")
+    raise Forbidden(
+        f"authorization: this needs an admin key or customer {customer!r}'s own key "
+        f"(this key's role is {who.role!r})"
+    )

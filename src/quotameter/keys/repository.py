@@ -11,20 +11,40 @@ from quotameter.store.tables import api_keys
 k = api_keys.c
 
 
-def add(conn: Connection, key_id: str, digest: str, role: str, customer: str | None, label: str | None,
-        created_us: int) -> None:
-    conn.execute(insert(api_keys).values(id=key_id, digest=digest, role=role, customer=customer, label=label,
-                                         created_us=created_us))
+def add(
+    conn: Connection,
+    key_id: str,
+    digest: str,
+    role: str,
+    customer: str | None,
+    label: str | None,
+    created_us: int,
+) -> None:
+    conn.execute(
+        insert(api_keys).values(
+            id=key_id,
+            digest=digest,
+            role=role,
+            customer=customer,
+            label=label,
+            created_us=created_us,
+        )
+    )
 
 
-def add_if_absent(conn: Connection, key_id: str, digest: str, role: str, label: str, created_us: int) -> None:
+def add_if_absent(
+    conn: Connection, key_id: str, digest: str, role: str, label: str, created_us: int
+) -> None:
     """Register a key unless its digest is known (two processes may start at the same moment)."""
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as dialect_insert
     else:
         from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    conn.execute(dialect_insert(api_keys).values(id=key_id, digest=digest, role=role, label=label,
-                                                 created_us=created_us).on_conflict_do_nothing())
+    conn.execute(
+        dialect_insert(api_keys)
+        .values(id=key_id, digest=digest, role=role, label=label, created_us=created_us)
+        .on_conflict_do_nothing()
+    )
 
 
 def by_digest(conn: Connection, digest: str) -> Row | None:
@@ -36,12 +56,16 @@ def by_id(conn: Connection, key_id: str) -> Row | None:
 
 
 def revoke(conn: Connection, key_id: str, revoked_us: int) -> None:
-    conn.execute(update(api_keys).where(k.id == key_id, k.revoked_us.is_(None)).values(revoked_us=revoked_us))
+    conn.execute(
+        update(api_keys).where(k.id == key_id, k.revoked_us.is_(None)).values(revoked_us=revoked_us)
+    )
 
 
 def active_ids(conn: Connection, key_ids: Iterable[str]) -> set[str]:
     """Which of these keys exist and are not revoked."""
-    return set(conn.execute(select(k.id).where(k.id.in_(list(key_ids)), k.revoked_us.is_(None))).scalars())
+    return set(
+        conn.execute(select(k.id).where(k.id.in_(list(key_ids)), k.revoked_us.is_(None))).scalars()
+    )
 
 
 def every(conn: Connection) -> list[Row]:
@@ -49,4 +73,7 @@ def every(conn: Connection) -> list[Row]:
 
 
 def has_active_admin(conn: Connection) -> bool:
-    return conn.execute(select(k.id).where(k.role == "admin", k.revoked_us.is_(None)).limit(1)).first() is not None
+    return (
+        conn.execute(select(k.id).where(k.role == "admin", k.revoked_us.is_(None)).limit(1)).first()
+        is not None
+    )

@@ -35,13 +35,24 @@ def digest(secret: str) -> str:
 def _view(row: Row) -> dict[str, Any]:
     from quotameter.timeutil import from_us
 
-    return {"id": row.id, "role": row.role, "customer": row.customer, "label": row.label,
-            "created_at": from_us(row.created_us),
-            "revoked_at": None if row.revoked_us is None else from_us(row.revoked_us)}
+    return {
+        "id": row.id,
+        "role": row.role,
+        "customer": row.customer,
+        "label": row.label,
+        "created_at": from_us(row.created_us),
+        "revoked_at": None if row.revoked_us is None else from_us(row.revoked_us),
+    }
 
 
-def create(conn: Connection, role: str, customer: str | None, label: str | None, now_us: int,
-           known_customers: object) -> tuple[dict[str, Any], str]:
+def create(
+    conn: Connection,
+    role: str,
+    customer: str | None,
+    label: str | None,
+    now_us: int,
+    known_customers: object,
+) -> tuple[dict[str, Any], str]:
     """A new key: its description, and the key itself (the only time it is ever shown)."""
     if role not in ROLES:
         raise Invalid(f"role: must be one of {', '.join(ROLES)} (got {role!r})")
@@ -51,7 +62,9 @@ def create(conn: Connection, role: str, customer: str | None, label: str | None,
         if customer not in known_customers:  # type: ignore[operator]
             raise NotFound(f"customer: unknown customer {customer!r}")
     elif customer is not None:
-        raise Invalid(f"customer: only a key of role 'customer' belongs to a customer (role is {role!r})")
+        raise Invalid(
+            f"customer: only a key of role 'customer' belongs to a customer (role is {role!r})"
+        )
     key_id = "key_" + secrets.token_hex(8)
     secret = PREFIX + secrets.token_urlsafe(32)
     repository.add(conn, key_id, digest(secret), role, customer, label, now_us)
@@ -80,12 +93,22 @@ def bootstrap(conn: Connection, admin_key: str | None, now_us: int) -> str | Non
     and returned, for the caller to show once. Nothing is returned on later starts."""
     if admin_key:
         wanted = digest(admin_key)
-        repository.add_if_absent(conn, "key_env_" + wanted[:12], wanted, "admin", "QUOTAMETER_ADMIN_KEY", now_us)
+        repository.add_if_absent(
+            conn, "key_env_" + wanted[:12], wanted, "admin", "QUOTAMETER_ADMIN_KEY", now_us
+        )
         return None
     if repository.has_active_admin(conn):
         return None
     secret = PREFIX + secrets.token_urlsafe(32)
-    repository.add(conn, "key_" + secrets.token_hex(8), digest(secret), "admin", None, "first admin key", now_us)
+    repository.add(
+        conn,
+        "key_" + secrets.token_hex(8),
+        digest(secret),
+        "admin",
+        None,
+        "first admin key",
+        now_us,
+    )
     return secret
 
 

@@ -36,7 +36,9 @@ class _Writes:
 
     rows: list[tuple] = field(default_factory=list)  # spans to insert (repo.span_row)
     doomed: list[int] = field(default_factory=list)  # ids of derived spans to delete
-    continued: list[tuple[int, int | None, int]] = field(default_factory=list)  # (id, end, last) to set
+    continued: list[tuple[int, int | None, int]] = field(
+        default_factory=list
+    )  # (id, end, last) to set
     windows: dict[MergeId, tuple[int, int]] = field(default_factory=dict)
 
     def widen(self, key: MergeId, start: int, end: int | None) -> None:
@@ -47,12 +49,17 @@ class _Writes:
     def add(self, sid: StreamId, merge_key: str, spans: Sequence[Span]) -> None:
         meter, customer, stream_key = sid
         for sp in spans:
-            self.rows.append(repo.span_row(meter, customer, stream_key, merge_key, sp, explicit=False))
+            self.rows.append(
+                repo.span_row(meter, customer, stream_key, merge_key, sp, explicit=False)
+            )
             self.widen((meter, customer, merge_key), sp.start, sp.end)
 
 
-def fold(conn: Connection, meters: Mapping[str, MeterSpec],
-         grouped: Mapping[tuple[str, str], Sequence[StreamPoint]]) -> None:
+def fold(
+    conn: Connection,
+    meters: Mapping[str, MeterSpec],
+    grouped: Mapping[tuple[str, str], Sequence[StreamPoint]],
+) -> None:
     """Fold a batch's duration contributions, grouped per (meter, customer)."""
     writes = _Writes()
     by_stream: dict[StreamId, list[StreamPoint]] = defaultdict(list)
@@ -62,14 +69,29 @@ def fold(conn: Connection, meters: Mapping[str, MeterSpec],
                 by_stream[(meter, customer, p.stream_key)].append(p)
             elif p.end > p.t:  # type: ignore[operator]
                 # A one-event span stands on its own: it is stored as is, never replayed.
-                writes.rows.append(repo.span_row(meter, customer, p.stream_key, p.merge_key,
-                                                 Span(p.t, p.end, p.end), explicit=True))  # type: ignore[arg-type]
+                writes.rows.append(
+                    repo.span_row(
+                        meter,
+                        customer,
+                        p.stream_key,
+                        p.merge_key,
+                        Span(p.t, p.end, p.end),
+                        explicit=True,
+                    )
+                )  # type: ignore[arg-type]
                 writes.widen((meter, customer, p.merge_key), p.t, p.end)
-    new = {sid: sorted((StreamEvent(p.t, p.action, p.order_key) for p in pts),  # type: ignore[arg-type]
-                       key=StreamEvent.sort_key) for sid, pts in by_stream.items()}
+    new = {
+        sid: sorted(
+            (StreamEvent(p.t, p.action, p.order_key) for p in pts),  # type: ignore[arg-type]
+            key=StreamEvent.sort_key,
+        )
+        for sid, pts in by_stream.items()
+    }
     # Read before the new points are stored: "late" compares them with the stored ones.
     states = repo.stream_states(conn, {sid: evs[0].sort_key() for sid, evs in new.items()})
-    actions, old_spans = repo.stream_histories(conn, {sid: st.since for sid, st in states.items() if st.late})
+    actions, old_spans = repo.stream_histories(
+        conn, {sid: st.since for sid, st in states.items() if st.late}
+    )
     repo.add_stream_points(conn, ((m, c, p) for (m, c), points in grouped.items() for p in points))
     for sid, evs in new.items():
         merge_key, state, idle = by_stream[sid][0].merge_key, states[sid], idle_us(meters[sid[0]])
@@ -82,13 +104,18 @@ def fold(conn: Connection, meters: Mapping[str, MeterSpec],
             writes.add(sid, merge_key, replay([*actions[sid], *evs], idle))
         else:
             # In order (the usual case): carry on from the stream's open span, if any.
-            writes.add(sid, merge_key, _carry_on(writes, sid, merge_key, state, replay(evs, idle, state.open_span)))
+            writes.add(
+                sid,
+                merge_key,
+                _carry_on(writes, sid, merge_key, state, replay(evs, idle, state.open_span)),
+            )
     repo.replace_spans(conn, writes.doomed, writes.continued, writes.rows)
     repo.remerge(conn, writes.windows)
 
 
-def _carry_on(writes: _Writes, sid: StreamId, merge_key: str, state: repo.StreamState, spans: list[Span]
-              ) -> list[Span]:
+def _carry_on(
+    writes: _Writes, sid: StreamId, merge_key: str, state: repo.StreamState, spans: list[Span]
+) -> list[Span]:
     """The spans still to insert once the stream's open span is dealt with: if the replay
     carries it on (kept alive, or closed), its row is updated in place, cheaper than a delete
     and an insert in every index of stream_spans; otherwise it is deleted."""

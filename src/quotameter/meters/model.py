@@ -22,7 +22,6 @@ from quotameter.meters.spans import US, Span, StreamEvent, replay, usage_us
 ZERO = Decimal(0)
 
 
-
 class EventRejected(ValueError):
     """An event that cannot be counted; the message names the field and the reason."""
 
@@ -100,7 +99,9 @@ def number(data: Mapping[str, Any], prop: str) -> Decimal:
         if kind is int:
             value = Decimal(raw)
         elif kind is float:
-            value = Decimal(repr(raw))  # the shortest text that reads back as this float: what was sent
+            value = Decimal(
+                repr(raw)
+            )  # the shortest text that reads back as this float: what was sent
         elif kind is str and _DECIMAL_TEXT(raw) is not None:
             value = Decimal(raw)
         elif isinstance(raw, Decimal):
@@ -115,7 +116,9 @@ def number(data: Mapping[str, Any], prop: str) -> Decimal:
     if value.copy_abs() >= LARGEST:  # copy_abs: exact, where abs() could overflow the context
         raise EventRejected(f"data.{prop}: must be less than 10^15 in magnitude (got {shown(raw)})")
     if value.as_tuple().exponent < -PLACES:  # type: ignore[operator]
-        value = value.quantize(SMALLEST)  # as PostgreSQL's NUMERIC(38, 12) would store it, on SQLite too
+        value = value.quantize(
+            SMALLEST
+        )  # as PostgreSQL's NUMERIC(38, 12) would store it, on SQLite too
     return value
 
 
@@ -152,7 +155,9 @@ def _key(data: Mapping[str, Any], prop: str) -> str:
     if "\x00" in key:
         raise EventRejected(f"data.{prop}: {_NUL}")
     if len(key) > KEY_BYTES // 4 and len(key.encode()) > KEY_BYTES:
-        raise EventRejected(f"data.{prop}: at most {KEY_BYTES} bytes in UTF-8 (got {len(key.encode())})")
+        raise EventRejected(
+            f"data.{prop}: at most {KEY_BYTES} bytes in UTF-8 (got {len(key.encode())})"
+        )
     return key
 
 
@@ -160,7 +165,9 @@ def _unique(value: Any, prop: str) -> str:
     # Written as JSON, a NUL is the six characters \u0000: only the length can be too much.
     text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
     if len(text) > UNIQUE_BYTES // 4 and len(text.encode()) > UNIQUE_BYTES:
-        raise EventRejected(f"data.{prop}: at most {UNIQUE_BYTES} bytes once written as JSON (got {len(text.encode())})")
+        raise EventRejected(
+            f"data.{prop}: at most {UNIQUE_BYTES} bytes once written as JSON (got {len(text.encode())})"
+        )
     return text
 
 
@@ -190,10 +197,20 @@ def interpret(spec: MeterSpec, ev: EventFacts, parse_instant) -> Contribution:  
             raise EventRejected(f"data.{prop}: required by this event's meter")
         return Simple(ev.t, ev.order_key, unique=_unique(data[prop], prop))  # type: ignore[index,arg-type]
     if kind == "gauge":
-        set_value = number(data, spec.value_property) if spec.value_property and spec.value_property in data else None
-        delta = number(data, spec.delta_property) if spec.delta_property and spec.delta_property in data else None
+        set_value = (
+            number(data, spec.value_property)
+            if spec.value_property and spec.value_property in data
+            else None
+        )
+        delta = (
+            number(data, spec.delta_property)
+            if spec.delta_property and spec.delta_property in data
+            else None
+        )
         if set_value is None and delta is None:
-            wanted = " or ".join(f"data.{p}" for p in (spec.value_property, spec.delta_property) if p)
+            wanted = " or ".join(
+                f"data.{p}" for p in (spec.value_property, spec.delta_property) if p
+            )
             raise EventRejected(f"{wanted}: required by this event's meter")
         return GaugeChange(ev.t, ev.order_key, set_value, delta)
     return _stream_point(spec, ev, parse_instant)
@@ -206,8 +223,10 @@ def consumed_units(ev: EventFacts) -> int:
         return 1
     units = ev.data[CONSUME_UNITS]
     if type(units) is not int or not 1 <= units <= MAX_CONSUME_UNITS:
-        raise EventRejected(f"data.{CONSUME_UNITS}: must be a whole number from 1 to {MAX_CONSUME_UNITS} "
-                            f"(got {orjson.dumps(units).decode()})")
+        raise EventRejected(
+            f"data.{CONSUME_UNITS}: must be a whole number from 1 to {MAX_CONSUME_UNITS} "
+            f"(got {orjson.dumps(units).decode()})"
+        )
     return units
 
 
@@ -236,6 +255,7 @@ def _stream_point(spec: MeterSpec, ev: EventFacts, parse_instant) -> StreamPoint
 
 # --- the definitions every incremental path must agree with -------------------------------
 
+
 def latest_key(t: int, order_key: str) -> str:
     return f"{t:020d}\x01{order_key}"
 
@@ -257,7 +277,9 @@ def aggregate_simple(kind: str, items: Iterable[Simple]) -> Decimal:
     raise ValueError(f"not a simple aggregation: {kind}")
 
 
-def gauge_levels(changes: Iterable[GaugeChange], start_level: Decimal = ZERO) -> list[tuple[GaugeChange, Decimal]]:
+def gauge_levels(
+    changes: Iterable[GaugeChange], start_level: Decimal = ZERO
+) -> list[tuple[GaugeChange, Decimal]]:
     """Each change in event order with the level right after it. A set replaces, a delta adds."""
     level = start_level
     out = []
@@ -286,7 +308,9 @@ def gauge_usage(changes: Iterable[GaugeChange], lo: int, hi: int) -> tuple[Decim
     return (carried if highest is None else max(carried, highest)), current
 
 
-def duration_usage(points: Iterable[StreamPoint], spec: MeterSpec, lo: int, hi: int, at: int) -> Decimal:
+def duration_usage(
+    points: Iterable[StreamPoint], spec: MeterSpec, lo: int, hi: int, at: int
+) -> Decimal:
     """Recompute a duration meter from its stream points alone."""
     by_stream: dict[str, list[StreamPoint]] = {}
     for p in points:
@@ -297,15 +321,23 @@ def duration_usage(points: Iterable[StreamPoint], spec: MeterSpec, lo: int, hi: 
         merge_key = pts[0].merge_key
         spans = spans_by_merge.setdefault(merge_key, [])
         spans.extend(Span(p.t, p.end, p.end) for p in pts if p.action == "span" and p.end > p.t)  # type: ignore[operator]
-        spans.extend(replay((StreamEvent(p.t, p.action, p.order_key) for p in pts if p.action != "span"), idle))  # type: ignore[arg-type]
+        spans.extend(
+            replay(
+                (StreamEvent(p.t, p.action, p.order_key) for p in pts if p.action != "span"), idle
+            )
+        )  # type: ignore[arg-type]
     return duration_quantity(spans_by_merge, spec, lo, hi, at)
 
 
-def duration_quantity(spans_by_merge: dict[str, list[Span]], spec: MeterSpec, lo: int, hi: int, at: int) -> Decimal:
+def duration_quantity(
+    spans_by_merge: dict[str, list[Span]], spec: MeterSpec, lo: int, hi: int, at: int
+) -> Decimal:
     idle = spec.idle_timeout * US if spec.idle_timeout else None
     unit = spec.rounding.unit_seconds * US if spec.rounding else None
     mode = spec.rounding.mode if spec.rounding else "ceil"
-    total = usage_us(spans_by_merge, lo, min(hi, at), at, idle_timeout_us=idle, unit_us=unit, mode=mode)
+    total = usage_us(
+        spans_by_merge, lo, min(hi, at), at, idle_timeout_us=idle, unit_us=unit, mode=mode
+    )
     return to_unit(total, spec.unit)
 
 

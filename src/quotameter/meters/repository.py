@@ -15,7 +15,6 @@ from sqlalchemy import Connection, and_, delete, func, or_, select, text
 from quotameter.meters.model import GaugeChange, Simple, StreamPoint, latest_key
 from quotameter.meters.spans import ACTION_RANK, Span, StreamEvent, merge
 from quotameter.store import bulk
-from quotameter.store.tables import Decimal as DecimalColumn
 from quotameter.store.tables import (
     DERIVED_TABLES,
     buckets,
@@ -25,6 +24,7 @@ from quotameter.store.tables import (
     stream_spans,
     unique_values,
 )
+from quotameter.store.tables import Decimal as DecimalColumn
 
 HOUR_US = 3_600 * 1_000_000
 
@@ -32,14 +32,26 @@ HOUR_US = 3_600 * 1_000_000
 def _sql(conn: Connection) -> dict[str, str]:
     """The few spellings that differ between the two databases."""
     if conn.dialect.name == "sqlite":
-        return {"add": "dec_add({a}, {b})", "max": "dec_max({a}, {b})", "least": "min", "greatest": "max"}
-    return {"add": "COALESCE({a} + {b}, {a}, {b})", "max": "GREATEST({a}, {b})", "least": "LEAST",
-            "greatest": "GREATEST"}
+        return {
+            "add": "dec_add({a}, {b})",
+            "max": "dec_max({a}, {b})",
+            "least": "min",
+            "greatest": "max",
+        }
+    return {
+        "add": "COALESCE({a} + {b}, {a}, {b})",
+        "max": "GREATEST({a}, {b})",
+        "least": "LEAST",
+        "greatest": "GREATEST",
+    }
 
 
 # --- count / sum / max / latest -----------------------------------------------------------
 
-def bump_buckets(conn: Connection, groups: Iterable[tuple[str, str, str, Sequence[Simple]]]) -> None:
+
+def bump_buckets(
+    conn: Connection, groups: Iterable[tuple[str, str, str, Sequence[Simple]]]
+) -> None:
     """Add the (meter, customer, kind, contributions) groups of a batch to their hour buckets,
     all customers in one statement."""
     rows: dict[tuple[str, str, int], dict] = {}
@@ -60,18 +72,50 @@ def bump_buckets(conn: Connection, groups: Iterable[tuple[str, str, str, Sequenc
         f"max_us = {s['greatest']}(meter_buckets.max_us, excluded.max_us)"
     )
     # Sorted: concurrent batches then lock shared bucket rows in the same order (no deadlock).
-    bulk.insert(conn, "meter_buckets", _BUCKET_COLUMNS, _BUCKET_TYPES, [tuple(rows[k].values()) for k in sorted(rows)],
-                conflict)
+    bulk.insert(
+        conn,
+        "meter_buckets",
+        _BUCKET_COLUMNS,
+        _BUCKET_TYPES,
+        [tuple(rows[k].values()) for k in sorted(rows)],
+        conflict,
+    )
 
 
 # A bucket row's columns and their PostgreSQL types, in the order of `_fold_buckets`'s dicts.
-_BUCKET_COLUMNS = ("meter", "customer", "bucket", "n", "total", "vmax", "latest_key", "latest_value",
-                   "min_us", "max_us")
-_BUCKET_TYPES = ("text", "text", "bigint", "bigint", "numeric", "numeric", "text", "numeric", "bigint", "bigint")
+_BUCKET_COLUMNS = (
+    "meter",
+    "customer",
+    "bucket",
+    "n",
+    "total",
+    "vmax",
+    "latest_key",
+    "latest_value",
+    "min_us",
+    "max_us",
+)
+_BUCKET_TYPES = (
+    "text",
+    "text",
+    "bigint",
+    "bigint",
+    "numeric",
+    "numeric",
+    "text",
+    "numeric",
+    "bigint",
+    "bigint",
+)
 
 
-def _fold_buckets(rows: dict[tuple[str, str, int], dict], meter: str, customer: str, kind: str,
-                  items: Sequence[Simple]) -> None:
+def _fold_buckets(
+    rows: dict[tuple[str, str, int], dict],
+    meter: str,
+    customer: str,
+    kind: str,
+    items: Sequence[Simple],
+) -> None:
     """Aggregate one group's contributions into `rows`, one per (meter, customer, hour)."""
     is_latest = kind == "latest"
     for it in items:
@@ -80,12 +124,17 @@ def _fold_buckets(rows: dict[tuple[str, str, int], dict], meter: str, customer: 
         key = latest_key(it.t, it.order_key) if is_latest else None
         if row is None:
             rows[(meter, customer, b)] = {
-                "meter": meter, "customer": customer, "bucket": b, "n": it.units,
+                "meter": meter,
+                "customer": customer,
+                "bucket": b,
+                "n": it.units,
                 "total": it.value if kind == "sum" else None,
                 "vmax": it.value if kind == "max" else None,
                 "latest_key": key if kind == "latest" else None,
                 "latest_value": it.value if kind == "latest" else None,
-                "min_us": it.t, "max_us": it.t}
+                "min_us": it.t,
+                "max_us": it.t,
+            }
             continue
         row["n"] += it.units
         if kind == "sum":
@@ -107,123 +156,219 @@ def add_unique(conn: Connection, groups: Iterable[tuple[str, str, Sequence[Simpl
             key = (meter, customer, it.t // HOUR_US, it.unique)
             row = rows.get(key)  # type: ignore[arg-type]
             if row is None:
-                rows[key] = {"meter": meter, "customer": customer, "bucket": key[2], "value": it.unique,  # type: ignore[index]
-                             "min_us": it.t, "max_us": it.t}
+                rows[key] = {
+                    "meter": meter,
+                    "customer": customer,
+                    "bucket": key[2],
+                    "value": it.unique,  # type: ignore[index]
+                    "min_us": it.t,
+                    "max_us": it.t,
+                }
             else:
                 row["min_us"], row["max_us"] = min(row["min_us"], it.t), max(row["max_us"], it.t)
     if not rows:
         return
     s = _sql(conn)
-    bulk.insert(conn, "meter_unique_values", ("meter", "customer", "bucket", "value", "min_us", "max_us"),
-                ("text", "text", "bigint", "text", "bigint", "bigint"),
-                [tuple(rows[k].values()) for k in sorted(rows)],  # type: ignore[type-var]
-                "ON CONFLICT (meter, customer, bucket, value) DO UPDATE SET "
-                f"min_us = {s['least']}(meter_unique_values.min_us, excluded.min_us), "
-                f"max_us = {s['greatest']}(meter_unique_values.max_us, excluded.max_us)")
+    bulk.insert(
+        conn,
+        "meter_unique_values",
+        ("meter", "customer", "bucket", "value", "min_us", "max_us"),
+        ("text", "text", "bigint", "text", "bigint", "bigint"),
+        [tuple(rows[k].values()) for k in sorted(rows)],  # type: ignore[type-var]
+        "ON CONFLICT (meter, customer, bucket, value) DO UPDATE SET "
+        f"min_us = {s['least']}(meter_unique_values.min_us, excluded.min_us), "
+        f"max_us = {s['greatest']}(meter_unique_values.max_us, excluded.max_us)",
+    )
 
 
 def bucket_rows(conn: Connection, meter: str, customer: str, first: int, last: int) -> list:
-    return list(conn.execute(
-        select(buckets).where(buckets.c.meter == meter, buckets.c.customer == customer,
-                              buckets.c.bucket.in_({first, last}))
-    ))
+    return list(
+        conn.execute(
+            select(buckets).where(
+                buckets.c.meter == meter,
+                buckets.c.customer == customer,
+                buckets.c.bucket.in_({first, last}),
+            )
+        )
+    )
 
 
-def middle_aggregate(conn: Connection, meter: str, customer: str, kind: str, first: int, last: int) -> Decimal | None:
+def middle_aggregate(
+    conn: Connection, meter: str, customer: str, kind: str, first: int, last: int
+) -> Decimal | None:
     """The aggregate over the whole buckets strictly between `first` and `last`."""
-    where = (buckets.c.meter == meter, buckets.c.customer == customer,
-             buckets.c.bucket > first, buckets.c.bucket < last)
+    where = (
+        buckets.c.meter == meter,
+        buckets.c.customer == customer,
+        buckets.c.bucket > first,
+        buckets.c.bucket < last,
+    )
     sqlite = conn.dialect.name == "sqlite"
     if kind == "count":
         value = conn.execute(select(func.sum(buckets.c.n)).where(*where)).scalar()
     elif kind == "sum":
-        col = func.dec_sum(buckets.c.total, type_=DecimalColumn()) if sqlite else func.sum(buckets.c.total)
+        col = (
+            func.dec_sum(buckets.c.total, type_=DecimalColumn())
+            if sqlite
+            else func.sum(buckets.c.total)
+        )
         value = conn.execute(select(col).where(*where)).scalar()
     elif kind == "max":
-        col = func.dec_maxagg(buckets.c.vmax, type_=DecimalColumn()) if sqlite else func.max(buckets.c.vmax)
+        col = (
+            func.dec_maxagg(buckets.c.vmax, type_=DecimalColumn())
+            if sqlite
+            else func.max(buckets.c.vmax)
+        )
         value = conn.execute(select(col).where(*where)).scalar()
     else:
-        row = conn.execute(select(buckets.c.latest_key, buckets.c.latest_value).where(*where)
-                           .order_by(buckets.c.latest_key.desc()).limit(1)).first()
+        row = conn.execute(
+            select(buckets.c.latest_key, buckets.c.latest_value)
+            .where(*where)
+            .order_by(buckets.c.latest_key.desc())
+            .limit(1)
+        ).first()
         return row  # type: ignore[return-value]
     return None if value is None else Decimal(value)
 
 
 def unique_count_inside(conn: Connection, meter: str, customer: str, lo: int, hi: int) -> int:
     t = unique_values.c
-    return conn.execute(
-        select(func.count(t.value.distinct())).where(
-            t.meter == meter, t.customer == customer,
-            t.bucket >= lo // HOUR_US, t.bucket <= (hi - 1) // HOUR_US, t.min_us >= lo, t.max_us < hi)
-    ).scalar() or 0
+    return (
+        conn.execute(
+            select(func.count(t.value.distinct())).where(
+                t.meter == meter,
+                t.customer == customer,
+                t.bucket >= lo // HOUR_US,
+                t.bucket <= (hi - 1) // HOUR_US,
+                t.min_us >= lo,
+                t.max_us < hi,
+            )
+        ).scalar()
+        or 0
+    )
 
 
-def unique_values_inside(conn: Connection, meter: str, customer: str, lo: int, hi: int, values: Iterable[str]) -> set[str]:
+def unique_values_inside(
+    conn: Connection, meter: str, customer: str, lo: int, hi: int, values: Iterable[str]
+) -> set[str]:
     t = unique_values.c
     values = list(values)
     if not values:
         return set()
-    return set(conn.execute(
-        select(t.value).distinct().where(
-            t.meter == meter, t.customer == customer,
-            t.bucket >= lo // HOUR_US, t.bucket <= (hi - 1) // HOUR_US, t.min_us >= lo, t.max_us < hi,
-            t.value.in_(values))
-    ).scalars())
+    return set(
+        conn.execute(
+            select(t.value)
+            .distinct()
+            .where(
+                t.meter == meter,
+                t.customer == customer,
+                t.bucket >= lo // HOUR_US,
+                t.bucket <= (hi - 1) // HOUR_US,
+                t.min_us >= lo,
+                t.max_us < hi,
+                t.value.in_(values),
+            )
+        ).scalars()
+    )
 
 
-def unique_edge_ranges(conn: Connection, meter: str, customer: str, lo: int, hi: int) -> list[tuple[int, int]]:
+def unique_edge_ranges(
+    conn: Connection, meter: str, customer: str, lo: int, hi: int
+) -> list[tuple[int, int]]:
     """Hour buckets whose values also lie outside [lo, hi): those parts are read from raw events."""
     t = unique_values.c
     rows = conn.execute(
-        select(t.bucket).distinct().where(
-            t.meter == meter, t.customer == customer,
-            t.bucket >= lo // HOUR_US, t.bucket <= (hi - 1) // HOUR_US,
-            or_(t.min_us < lo, t.max_us >= hi))
+        select(t.bucket)
+        .distinct()
+        .where(
+            t.meter == meter,
+            t.customer == customer,
+            t.bucket >= lo // HOUR_US,
+            t.bucket <= (hi - 1) // HOUR_US,
+            or_(t.min_us < lo, t.max_us >= hi),
+        )
     ).scalars()
     return [(max(lo, b * HOUR_US), min(hi, (b + 1) * HOUR_US)) for b in rows]
 
 
 def raw_events(conn: Connection, customer: str, event_type: str, lo: int, hi: int) -> list:
     e = events.c
-    return list(conn.execute(
-        select(e.time_us, e.source, e.event_id, e.data)
-        .where(e.subject == customer, e.type == event_type, e.time_us >= lo, e.time_us < hi)
-    ))
+    return list(
+        conn.execute(
+            select(e.time_us, e.source, e.event_id, e.data).where(
+                e.subject == customer, e.type == event_type, e.time_us >= lo, e.time_us < hi
+            )
+        )
+    )
 
 
 # --- gauges --------------------------------------------------------------------------------
 
-def add_gauge_changes(conn: Connection, groups: Mapping[tuple[str, str], Sequence[GaugeChange]]) -> None:
+
+def add_gauge_changes(
+    conn: Connection, groups: Mapping[tuple[str, str], Sequence[GaugeChange]]
+) -> None:
     """Insert the changes of every (meter, customer) gauge of a batch, then re-level, per
     gauge, every later point up to the first untouched `set`: four statements in all."""
     keys = sorted(k for k, changes in groups.items() if changes)
     if not keys:
         return
-    bulk.insert(conn, "gauge_points", ("meter", "customer", "t_us", "order_key", "set_value", "delta", "level"),
-                ("text", "text", "bigint", "text", "numeric", "numeric", "numeric"),
-             [(meter, customer, c.t, c.order_key, c.set_value, c.delta, Decimal(0))
-              for meter, customer in keys for c in groups[(meter, customer)]])
+    bulk.insert(
+        conn,
+        "gauge_points",
+        ("meter", "customer", "t_us", "order_key", "set_value", "delta", "level"),
+        ("text", "text", "bigint", "text", "numeric", "numeric", "numeric"),
+        [
+            (meter, customer, c.t, c.order_key, c.set_value, c.delta, Decimal(0))
+            for meter, customer in keys
+            for c in groups[(meter, customer)]
+        ],
+    )
     firsts = [min((c.t, c.order_key) for c in groups[k]) for k in keys]
-    k = json_rows(conn, ("i", "int"), ("meter", "text"), ("customer", "text"), ("t", "int"), ("o", "ordered"))
-    param = {"k": json_param([[i, m, c, t, o] for i, ((m, c), (t, o)) in enumerate(zip(keys, firsts, strict=True))])}
-    before = dict(conn.execute(text(
-        f"WITH k AS MATERIALIZED ({k}) SELECT k.i, (SELECT g.level FROM gauge_points g "
-        "WHERE g.meter = k.meter AND g.customer = k.customer AND (g.t_us, g.order_key) < (k.t, k.o) "
-        "ORDER BY g.t_us DESC, g.order_key DESC LIMIT 1) FROM k"), param).all())
-    later = conn.execute(text(
-        f"WITH k AS MATERIALIZED ({k}) SELECT k.i, g.t_us, g.order_key, g.set_value, g.delta, g.level "
-        "FROM k JOIN gauge_points g ON g.meter = k.meter AND g.customer = k.customer "
-        "AND (g.t_us, g.order_key) >= (k.t, k.o) ORDER BY k.i, g.t_us, g.order_key"), param)
+    k = json_rows(
+        conn, ("i", "int"), ("meter", "text"), ("customer", "text"), ("t", "int"), ("o", "ordered")
+    )
+    param = {
+        "k": json_param(
+            [[i, m, c, t, o] for i, ((m, c), (t, o)) in enumerate(zip(keys, firsts, strict=True))]
+        )
+    }
+    before = dict(
+        conn.execute(
+            text(
+                f"WITH k AS MATERIALIZED ({k}) SELECT k.i, (SELECT g.level FROM gauge_points g "
+                "WHERE g.meter = k.meter AND g.customer = k.customer AND (g.t_us, g.order_key) < (k.t, k.o) "
+                "ORDER BY g.t_us DESC, g.order_key DESC LIMIT 1) FROM k"
+            ),
+            param,
+        ).all()
+    )
+    later = conn.execute(
+        text(
+            f"WITH k AS MATERIALIZED ({k}) SELECT k.i, g.t_us, g.order_key, g.set_value, g.delta, g.level "
+            "FROM k JOIN gauge_points g ON g.meter = k.meter AND g.customer = k.customer "
+            "AND (g.t_us, g.order_key) >= (k.t, k.o) ORDER BY k.i, g.t_us, g.order_key"
+        ),
+        param,
+    )
     updates: list[tuple] = []
     for i, rows in groupby(later, key=lambda r: r[0]):
         meter, customer = keys[i]
         new = {(c.t, c.order_key) for c in groups[keys[i]]}
         updates.extend(_relevel(meter, customer, before.get(i), rows, new))
-    bulk.update(conn, "gauge_points", ("meter", "customer", "t_us", "order_key"), ("level",),
-                ("text", "text", "bigint", "text", "numeric"), updates)
+    bulk.update(
+        conn,
+        "gauge_points",
+        ("meter", "customer", "t_us", "order_key"),
+        ("level",),
+        ("text", "text", "bigint", "text", "numeric"),
+        updates,
+    )
 
 
-def _relevel(meter: str, customer: str, before: Any, later: Iterable[Any], new: set[tuple[int, str]]) -> list[tuple]:
+def _relevel(
+    meter: str, customer: str, before: Any, later: Iterable[Any], new: set[tuple[int, str]]
+) -> list[tuple]:
     """The level updates of one gauge: `later` are its points from its first new one on, in
     order; `before` the level just before them (None: nothing before)."""
     level = Decimal(before) if before is not None else Decimal(0)
@@ -242,17 +387,27 @@ def _relevel(meter: str, customer: str, before: Any, later: Iterable[Any], new: 
     return updates
 
 
-def gauge_read(conn: Connection, meter: str, customer: str, lo: int, hi: int) -> tuple[Decimal, Decimal]:
+def gauge_read(
+    conn: Connection, meter: str, customer: str, lo: int, hi: int
+) -> tuple[Decimal, Decimal]:
     """(highest level in [lo, hi) including the one carried in, level just before hi)."""
     g = gauge_points.c
     mine = (g.meter == meter, g.customer == customer)
 
     def level_before(instant: int) -> Decimal:
-        v = conn.execute(select(g.level).where(*mine, g.t_us < instant)
-                         .order_by(g.t_us.desc(), g.order_key.desc()).limit(1)).scalar()
+        v = conn.execute(
+            select(g.level)
+            .where(*mine, g.t_us < instant)
+            .order_by(g.t_us.desc(), g.order_key.desc())
+            .limit(1)
+        ).scalar()
         return Decimal(v) if v is not None else Decimal(0)
 
-    col = func.dec_maxagg(g.level, type_=DecimalColumn()) if conn.dialect.name == "sqlite" else func.max(g.level)
+    col = (
+        func.dec_maxagg(g.level, type_=DecimalColumn())
+        if conn.dialect.name == "sqlite"
+        else func.max(g.level)
+    )
     highest = conn.execute(select(col).where(*mine, g.t_us >= lo, g.t_us < hi)).scalar()
     carried = level_before(lo)
     usage = carried if highest is None else max(carried, Decimal(highest))
@@ -273,10 +428,18 @@ def json_rows(conn: Connection, *columns: tuple[str, str]) -> str:
     """A SELECT of the rows of the JSON parameter :k (a list of arrays, values in `columns`
     order; a column is "int", "text" or "ordered": text compared by code point)."""
     if conn.dialect.name == "sqlite":
-        cols = ", ".join(f"json_extract(value, '$[{n}]') AS {name}" for n, (name, _) in enumerate(columns))
+        cols = ", ".join(
+            f"json_extract(value, '$[{n}]') AS {name}" for n, (name, _) in enumerate(columns)
+        )
         return f"SELECT {cols} FROM json_each(:k)"
-    spell = {"int": "CAST(e->>{n} AS bigint)", "text": "(e->>{n})", "ordered": "(e->>{n}) COLLATE \"C\""}
-    cols = ", ".join(f"{spell[kind].format(n=n)} AS {name}" for n, (name, kind) in enumerate(columns))
+    spell = {
+        "int": "CAST(e->>{n} AS bigint)",
+        "text": "(e->>{n})",
+        "ordered": '(e->>{n}) COLLATE "C"',
+    }
+    cols = ", ".join(
+        f"{spell[kind].format(n=n)} AS {name}" for n, (name, kind) in enumerate(columns)
+    )
     return f"SELECT {cols} FROM jsonb_array_elements(CAST(:k AS jsonb)) AS e"
 
 
@@ -286,11 +449,36 @@ def json_param(rows: Sequence[Sequence[Any]]) -> str:
 
 def add_stream_points(conn: Connection, points: Iterable[tuple[str, str, StreamPoint]]) -> None:
     """Store the (meter, customer, point)s of a batch, one statement."""
-    bulk.insert(conn, "stream_points",
-                ("meter", "customer", "stream_key", "merge_key", "t_us", "rank", "order_key", "action", "end_us"),
-                ("text", "text", "text", "text", "bigint", "integer", "text", "text", "bigint"),
-                [(meter, customer, p.stream_key, p.merge_key, p.t, ACTION_RANK[p.action], p.order_key, p.action, p.end)
-                 for meter, customer, p in points])
+    bulk.insert(
+        conn,
+        "stream_points",
+        (
+            "meter",
+            "customer",
+            "stream_key",
+            "merge_key",
+            "t_us",
+            "rank",
+            "order_key",
+            "action",
+            "end_us",
+        ),
+        ("text", "text", "text", "text", "bigint", "integer", "text", "text", "bigint"),
+        [
+            (
+                meter,
+                customer,
+                p.stream_key,
+                p.merge_key,
+                p.t,
+                ACTION_RANK[p.action],
+                p.order_key,
+                p.action,
+                p.end,
+            )
+            for meter, customer, p in points
+        ],
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,30 +489,47 @@ class StreamState:
     open_span: Span | None
 
 
-def stream_states(conn: Connection, firsts: Mapping[StreamId, tuple[int, int, str]]) -> dict[StreamId, StreamState]:
+def stream_states(
+    conn: Connection, firsts: Mapping[StreamId, tuple[int, int, str]]
+) -> dict[StreamId, StreamState]:
     """What the batch must know of each stream before folding its new events, given the
     order position (t, rank, order_key) of its earliest new start/stop/heartbeat."""
     if not firsts:
         return {}
     ids = list(firsts)
-    k = json_rows(conn, ("i", "int"), ("meter", "text"), ("customer", "text"), ("stream_key", "text"),
-                  ("t", "int"), ("r", "int"), ("o", "ordered"))
+    k = json_rows(
+        conn,
+        ("i", "int"),
+        ("meter", "text"),
+        ("customer", "text"),
+        ("stream_key", "text"),
+        ("t", "int"),
+        ("r", "int"),
+        ("o", "ordered"),
+    )
     same = "{x}.meter = k.meter AND {x}.customer = k.customer AND {x}.stream_key = k.stream_key"
-    rows = conn.execute(text(
-        f"WITH k AS MATERIALIZED ({k}) SELECT k.i, "
-        f"EXISTS (SELECT 1 FROM stream_points p WHERE {same.format(x='p')} AND p.action != 'span' "
-        "AND (p.t_us, p.rank, p.order_key) >= (k.t, k.r, k.o)), "
-        f"(SELECT max(s.start_us) FROM stream_spans s WHERE {same.format(x='s')} AND NOT s.explicit "
-        "AND s.start_us < k.t), o.id, o.start_us, o.last_us "
-        f"FROM k LEFT JOIN stream_spans o ON {same.format(x='o')} AND o.end_us IS NULL"),
-        {"k": json_param([[i, *sid, *firsts[sid]] for i, sid in enumerate(ids)])})
-    return {ids[i]: StreamState(bool(late), since, open_id,
-                                None if open_id is None else Span(start, None, last))
-            for i, late, since, open_id, start, last in rows}
+    rows = conn.execute(
+        text(
+            f"WITH k AS MATERIALIZED ({k}) SELECT k.i, "
+            f"EXISTS (SELECT 1 FROM stream_points p WHERE {same.format(x='p')} AND p.action != 'span' "
+            "AND (p.t_us, p.rank, p.order_key) >= (k.t, k.r, k.o)), "
+            f"(SELECT max(s.start_us) FROM stream_spans s WHERE {same.format(x='s')} AND NOT s.explicit "
+            "AND s.start_us < k.t), o.id, o.start_us, o.last_us "
+            f"FROM k LEFT JOIN stream_spans o ON {same.format(x='o')} AND o.end_us IS NULL"
+        ),
+        {"k": json_param([[i, *sid, *firsts[sid]] for i, sid in enumerate(ids)])},
+    )
+    return {
+        ids[i]: StreamState(
+            bool(late), since, open_id, None if open_id is None else Span(start, None, last)
+        )
+        for i, late, since, open_id, start, last in rows
+    }
 
 
-def stream_histories(conn: Connection, since: Mapping[StreamId, int | None]
-                     ) -> tuple[dict[StreamId, list[StreamEvent]], dict[StreamId, list[tuple[int, int, int | None]]]]:
+def stream_histories(
+    conn: Connection, since: Mapping[StreamId, int | None]
+) -> tuple[dict[StreamId, list[StreamEvent]], dict[StreamId, list[tuple[int, int, int | None]]]]:
     """For streams replayed from `since` (None: from their first event): their stored
     start/stop/heartbeat events from then on, and their derived spans from then on (id, start, end)."""
     actions: dict[StreamId, list[StreamEvent]] = defaultdict(list)
@@ -332,32 +537,77 @@ def stream_histories(conn: Connection, since: Mapping[StreamId, int | None]
     if not since:
         return actions, spans
     ids = list(since)
-    k = json_rows(conn, ("i", "int"), ("meter", "text"), ("customer", "text"), ("stream_key", "text"), ("since", "int"))
-    param = {"k": json_param([[i, *sid, NO_SINCE if since[sid] is None else since[sid]] for i, sid in enumerate(ids)])}
+    k = json_rows(
+        conn,
+        ("i", "int"),
+        ("meter", "text"),
+        ("customer", "text"),
+        ("stream_key", "text"),
+        ("since", "int"),
+    )
+    param = {
+        "k": json_param(
+            [[i, *sid, NO_SINCE if since[sid] is None else since[sid]] for i, sid in enumerate(ids)]
+        )
+    }
     same = "{x}.meter = k.meter AND {x}.customer = k.customer AND {x}.stream_key = k.stream_key"
-    for i, t_us, action, order_key in conn.execute(text(
+    for i, t_us, action, order_key in conn.execute(
+        text(
             f"WITH k AS MATERIALIZED ({k}) SELECT k.i, p.t_us, p.action, p.order_key FROM k "
-            f"JOIN stream_points p ON {same.format(x='p')} AND p.t_us >= k.since WHERE p.action != 'span'"), param):
+            f"JOIN stream_points p ON {same.format(x='p')} AND p.t_us >= k.since WHERE p.action != 'span'"
+        ),
+        param,
+    ):
         actions[ids[i]].append(StreamEvent(t_us, action, order_key))
-    for i, span_id, start, end in conn.execute(text(
+    for i, span_id, start, end in conn.execute(
+        text(
             f"WITH k AS MATERIALIZED ({k}) SELECT k.i, s.id, s.start_us, s.end_us FROM k "
-            f"JOIN stream_spans s ON {same.format(x='s')} AND s.start_us >= k.since WHERE NOT s.explicit"), param):
+            f"JOIN stream_spans s ON {same.format(x='s')} AND s.start_us >= k.since WHERE NOT s.explicit"
+        ),
+        param,
+    ):
         spans[ids[i]].append((span_id, start, end))
     return actions, spans
 
 
-def replace_spans(conn: Connection, doomed: Sequence[int], continued: Sequence[tuple[int, int | None, int]],
-                  rows: Sequence[tuple]) -> None:
+def replace_spans(
+    conn: Connection,
+    doomed: Sequence[int],
+    continued: Sequence[tuple[int, int | None, int]],
+    rows: Sequence[tuple],
+) -> None:
     """Delete the derived spans with these ids, set the (id, end, last) of those `continued`,
     then insert these spans (rows of `span_row`)."""
     bulk.delete(conn, "stream_spans", ("id",), ("bigint",), [(i,) for i in sorted(doomed)])
-    bulk.update(conn, "stream_spans", ("id",), ("end_us", "last_us"), ("bigint", "bigint", "bigint"), sorted(continued))
-    bulk.insert(conn, "stream_spans",
-                ("meter", "customer", "stream_key", "merge_key", "start_us", "end_us", "last_us", "explicit"),
-                ("text", "text", "text", "text", "bigint", "bigint", "bigint", "boolean"), rows)
+    bulk.update(
+        conn,
+        "stream_spans",
+        ("id",),
+        ("end_us", "last_us"),
+        ("bigint", "bigint", "bigint"),
+        sorted(continued),
+    )
+    bulk.insert(
+        conn,
+        "stream_spans",
+        (
+            "meter",
+            "customer",
+            "stream_key",
+            "merge_key",
+            "start_us",
+            "end_us",
+            "last_us",
+            "explicit",
+        ),
+        ("text", "text", "text", "text", "bigint", "bigint", "bigint", "boolean"),
+        rows,
+    )
 
 
-def span_row(meter: str, customer: str, stream_key: str, merge_key: str, span: Span, *, explicit: bool) -> tuple:
+def span_row(
+    meter: str, customer: str, stream_key: str, merge_key: str, span: Span, *, explicit: bool
+) -> tuple:
     return (meter, customer, stream_key, merge_key, span.start, span.end, span.last, explicit)
 
 
@@ -368,14 +618,24 @@ def remerge(conn: Connection, windows: Mapping[MergeId, tuple[int, int]]) -> Non
         return
     ids = sorted(windows)
     reach = _merged_reach(conn, ids, windows)
-    k = json_rows(conn, ("i", "int"), ("meter", "text"), ("customer", "text"), ("merge_key", "text"),
-                  ("a", "int"), ("b", "int"))
+    k = json_rows(
+        conn,
+        ("i", "int"),
+        ("meter", "text"),
+        ("customer", "text"),
+        ("merge_key", "text"),
+        ("a", "int"),
+        ("b", "int"),
+    )
     closed: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    for i, start, end in conn.execute(text(
+    for i, start, end in conn.execute(
+        text(
             f"WITH k AS MATERIALIZED ({k}) SELECT k.i, s.start_us, s.end_us FROM k JOIN stream_spans s "
             "ON s.meter = k.meter AND s.customer = k.customer AND s.merge_key = k.merge_key "
-            "AND s.start_us >= k.a AND s.start_us <= k.b WHERE s.end_us IS NOT NULL"),
-            {"k": json_param([[i, *mid, *reach[i][0]] for i, mid in enumerate(ids)])}):
+            "AND s.start_us >= k.a AND s.start_us <= k.b WHERE s.end_us IS NOT NULL"
+        ),
+        {"k": json_param([[i, *mid, *reach[i][0]] for i, mid in enumerate(ids)])},
+    ):
         closed[i].append((start, end))
     doomed: list[tuple] = []
     fresh: list[tuple] = []
@@ -384,29 +644,50 @@ def remerge(conn: Connection, windows: Mapping[MergeId, tuple[int, int]]) -> Non
         old, new = set(reach[i][1]), set(merge(closed[i]))
         doomed += [(meter, customer, merge_key, st) for st, _ in sorted(old - new)]
         fresh += [(meter, customer, merge_key, st, en) for st, en in sorted(new - old)]
-    bulk.delete(conn, "merged_spans", ("meter", "customer", "merge_key", "start_us"),
-                ("text", "text", "text", "bigint"), doomed)
-    bulk.insert(conn, "merged_spans", ("meter", "customer", "merge_key", "start_us", "end_us"),
-                ("text", "text", "text", "bigint", "bigint"), fresh)
+    bulk.delete(
+        conn,
+        "merged_spans",
+        ("meter", "customer", "merge_key", "start_us"),
+        ("text", "text", "text", "bigint"),
+        doomed,
+    )
+    bulk.insert(
+        conn,
+        "merged_spans",
+        ("meter", "customer", "merge_key", "start_us", "end_us"),
+        ("text", "text", "text", "bigint", "bigint"),
+        fresh,
+    )
 
 
-def _merged_reach(conn: Connection, ids: Sequence[MergeId], windows: Mapping[MergeId, tuple[int, int]]
-                  ) -> list[tuple[tuple[int, int], list[tuple[int, int]]]]:
+def _merged_reach(
+    conn: Connection, ids: Sequence[MergeId], windows: Mapping[MergeId, tuple[int, int]]
+) -> list[tuple[tuple[int, int], list[tuple[int, int]]]]:
     """Per merge key, the range [a, b] its re-merge covers and the merged spans starting in it:
     the window widened to the merged span reaching into it from before, and to the ends of
     those starting inside (merged spans never overlap, so no other starts in [a, b])."""
-    k = json_rows(conn, ("i", "int"), ("meter", "text"), ("customer", "text"), ("merge_key", "text"),
-                  ("lo", "int"), ("hi", "int"))
+    k = json_rows(
+        conn,
+        ("i", "int"),
+        ("meter", "text"),
+        ("customer", "text"),
+        ("merge_key", "text"),
+        ("lo", "int"),
+        ("hi", "int"),
+    )
     same = "{x}.meter = k.meter AND {x}.customer = k.customer AND {x}.merge_key = k.merge_key"
     found: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    for i, start, end in conn.execute(text(
+    for i, start, end in conn.execute(
+        text(
             f"WITH k AS MATERIALIZED ({k}) "
             f"SELECT k.i, m.start_us, m.end_us FROM k JOIN merged_spans m ON {same.format(x='m')} "
             f"AND m.start_us = (SELECT max(x.start_us) FROM merged_spans x WHERE {same.format(x='x')} "
             "AND x.start_us < k.lo) "
             f"UNION ALL SELECT k.i, m.start_us, m.end_us FROM k JOIN merged_spans m ON {same.format(x='m')} "
-            "AND m.start_us >= k.lo AND m.start_us <= k.hi"),
-            {"k": json_param([[i, *mid, *windows[mid]] for i, mid in enumerate(ids)])}):
+            "AND m.start_us >= k.lo AND m.start_us <= k.hi"
+        ),
+        {"k": json_param([[i, *mid, *windows[mid]] for i, mid in enumerate(ids)])},
+    ):
         found[i].append((start, end))
     out = []
     for i, mid in enumerate(ids):
@@ -423,8 +704,13 @@ def _merged_reach(conn: Connection, ids: Sequence[MergeId], windows: Mapping[Mer
 
 def open_spans(conn: Connection, meter: str, customer: str, before: int) -> list:
     s = stream_spans.c
-    return list(conn.execute(select(s.merge_key, s.start_us, s.last_us).where(
-        s.meter == meter, s.customer == customer, s.end_us.is_(None), s.start_us < before)))
+    return list(
+        conn.execute(
+            select(s.merge_key, s.start_us, s.last_us).where(
+                s.meter == meter, s.customer == customer, s.end_us.is_(None), s.start_us < before
+            )
+        )
+    )
 
 
 def rounded_sql(conn: Connection, lo: int, hi: int, unit_us: int | None, mode: str):  # type: ignore[no-untyped-def]
@@ -441,19 +727,35 @@ def rounded_sql(conn: Connection, lo: int, hi: int, unit_us: int | None, mode: s
     return f"(({length} + {u // 2}) / {u}) * {u}"
 
 
-def merged_total(conn: Connection, meter: str, customer: str, lo: int, hi: int, unit_us: int | None, mode: str) -> int:
+def merged_total(
+    conn: Connection, meter: str, customer: str, lo: int, hi: int, unit_us: int | None, mode: str
+) -> int:
     expr = rounded_sql(conn, lo, hi, unit_us, mode)
-    total = conn.execute(text(
-        f"SELECT SUM({expr}) FROM merged_spans "
-        "WHERE meter = :meter AND customer = :customer AND end_us > :lo AND start_us < :hi"
-    ), {"meter": meter, "customer": customer, "lo": lo, "hi": hi}).scalar()
+    total = conn.execute(
+        text(
+            f"SELECT SUM({expr}) FROM merged_spans "
+            "WHERE meter = :meter AND customer = :customer AND end_us > :lo AND start_us < :hi"
+        ),
+        {"meter": meter, "customer": customer, "lo": lo, "hi": hi},
+    ).scalar()
     return int(total or 0)
 
 
-def merged_overlapping(conn: Connection, meter: str, customer: str, merge_key: str, lo: int, hi: int) -> list:
+def merged_overlapping(
+    conn: Connection, meter: str, customer: str, merge_key: str, lo: int, hi: int
+) -> list:
     m = merged_spans.c
-    return list(conn.execute(select(m.start_us, m.end_us).where(
-        m.meter == meter, m.customer == customer, m.merge_key == merge_key, m.end_us >= lo, m.start_us <= hi)))
+    return list(
+        conn.execute(
+            select(m.start_us, m.end_us).where(
+                m.meter == meter,
+                m.customer == customer,
+                m.merge_key == merge_key,
+                m.end_us >= lo,
+                m.start_us <= hi,
+            )
+        )
+    )
 
 
 def clear_meter(conn: Connection, meter: str, customer: str | None = None) -> None:
@@ -464,7 +766,9 @@ def clear_meter(conn: Connection, meter: str, customer: str | None = None) -> No
         conn.execute(delete(table).where(and_(*where)))
 
 
-_ANY_OPEN = text("SELECT 1 FROM stream_spans WHERE meter = :m AND customer = :c AND end_us IS NULL LIMIT 1")
+_ANY_OPEN = text(
+    "SELECT 1 FROM stream_spans WHERE meter = :m AND customer = :c AND end_us IS NULL LIMIT 1"
+)
 
 
 def any_open_span(conn: Connection, meter: str, customer: str) -> bool:
@@ -473,12 +777,26 @@ def any_open_span(conn: Connection, meter: str, customer: str) -> bool:
 
 # --- snapshots of a duration meter for the scheduler (reads only) -------------------------
 
-def closed_for_snapshot(conn: Connection, meter: str, customer: str, lo: int, hi: int, taken: int,
-                        reach: dict[str, int]) -> list:
+
+def closed_for_snapshot(
+    conn: Connection, meter: str, customer: str, lo: int, hi: int, taken: int, reach: dict[str, int]
+) -> list:
     """The closed merged spans overlapping [lo, hi) that time can still change the share of:
     those ending after `taken`, and those of a merge key in `reach` ending at or after its
     earliest open start (an open stream may join them)."""
     m = merged_spans.c
-    moving = [m.end_us > taken, *(and_(m.merge_key == key, m.end_us >= start) for key, start in reach.items())]
-    return list(conn.execute(select(m.merge_key, m.start_us, m.end_us).where(
-        m.meter == meter, m.customer == customer, m.end_us > lo, m.start_us < hi, or_(*moving))))
+    moving = [
+        m.end_us > taken,
+        *(and_(m.merge_key == key, m.end_us >= start) for key, start in reach.items()),
+    ]
+    return list(
+        conn.execute(
+            select(m.merge_key, m.start_us, m.end_us).where(
+                m.meter == meter,
+                m.customer == customer,
+                m.end_us > lo,
+                m.start_us < hi,
+                or_(*moving),
+            )
+        )
+    )

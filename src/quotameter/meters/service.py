@@ -38,14 +38,22 @@ from quotameter.store.tables import events
 SIMPLE = ("count", "sum", "max", "latest", "unique_count")
 
 
-def contributions(meters: Mapping[str, MeterSpec], facts: EventFacts) -> list[tuple[str, Contribution]]:
+def contributions(
+    meters: Mapping[str, MeterSpec], facts: EventFacts
+) -> list[tuple[str, Contribution]]:
     """What an event adds to each of the meters of its type; EventRejected if any cannot use it."""
-    return [(name, interpret(spec, facts, parse_instant)) for name, spec in meters.items()
-            if not spec.filter or spec.matches(facts.data)]
+    return [
+        (name, interpret(spec, facts, parse_instant))
+        for name, spec in meters.items()
+        if not spec.filter or spec.matches(facts.data)
+    ]
 
 
-def apply(conn: Connection, meters: Mapping[str, MeterSpec],
-          grouped: Mapping[tuple[str, str], Sequence[Contribution]]) -> None:
+def apply(
+    conn: Connection,
+    meters: Mapping[str, MeterSpec],
+    grouped: Mapping[tuple[str, str], Sequence[Contribution]],
+) -> None:
     """Fold contributions, grouped per (meter, customer), into the incremental state: a few
     statements per kind of aggregation for the whole batch, whatever its number of customers."""
     stateful = [key for key in grouped if meters[key[0]].aggregation in ("gauge", "duration")]
@@ -76,7 +84,10 @@ def _idle_us(spec: MeterSpec) -> int | None:
 
 # --- reads -----------------------------------------------------------------------------------
 
-def usage(conn: Connection, spec: MeterSpec, meter: str, customer: str, lo: int, hi: int, at: int) -> Decimal:
+
+def usage(
+    conn: Connection, spec: MeterSpec, meter: str, customer: str, lo: int, hi: int, at: int
+) -> Decimal:
     """The meter's quantity for [lo, hi) at instant `at`: events stamped up to and at `at`,
     spans cut at `at`. Spans are derived from every event known now, so a stream that a
     later event shows was idle counts as closed at its last event, also before `at`."""
@@ -93,15 +104,18 @@ def usage(conn: Connection, spec: MeterSpec, meter: str, customer: str, lo: int,
     return _simple_read(conn, spec, meter, customer, lo, end)
 
 
-def usage_and_level(conn: Connection, spec: MeterSpec, meter: str, customer: str, lo: int, hi: int, at: int
-                    ) -> tuple[Decimal, Decimal | None]:
+def usage_and_level(
+    conn: Connection, spec: MeterSpec, meter: str, customer: str, lo: int, hi: int, at: int
+) -> tuple[Decimal, Decimal | None]:
     """`usage`, and for a gauge also the level held at `at` (both from one read)."""
     if spec.aggregation != "gauge":
         return usage(conn, spec, meter, customer, lo, hi, at), None
     end = min(hi, at + 1)
     if lo < end == at + 1:  # the window reaches `at`: its read ends with the level there
         return repo.gauge_read(conn, meter, customer, lo, end)
-    return usage(conn, spec, meter, customer, lo, hi, at), repo.gauge_read(conn, meter, customer, at, at + 1)[1]
+    return usage(conn, spec, meter, customer, lo, hi, at), repo.gauge_read(
+        conn, meter, customer, at, at + 1
+    )[1]
 
 
 def _raw_simple(conn: Connection, spec: MeterSpec, customer: str, lo: int, hi: int) -> list[Simple]:
@@ -124,7 +138,9 @@ def _interpret_row(spec: MeterSpec, customer: str, row) -> Contribution | None: 
         return None  # stored under an older definition of the meter: it does not count now
 
 
-def _simple_read(conn: Connection, spec: MeterSpec, meter: str, customer: str, lo: int, hi: int) -> Decimal:
+def _simple_read(
+    conn: Connection, spec: MeterSpec, meter: str, customer: str, lo: int, hi: int
+) -> Decimal:
     kind = spec.aggregation
     first, last = lo // repo.HOUR_US, (hi - 1) // repo.HOUR_US
     partials: list[tuple[Decimal, str | None]] = []  # (value, latest key)
@@ -134,7 +150,12 @@ def _simple_read(conn: Connection, spec: MeterSpec, meter: str, customer: str, l
         partials.append((middle[1], middle[0]) if kind == "latest" else (middle, None))  # type: ignore[index]
     for row in repo.bucket_rows(conn, meter, customer, first, last):
         if row.min_us >= lo and row.max_us < hi:
-            value = {"count": Decimal(row.n), "sum": row.total, "max": row.vmax, "latest": row.latest_value}[kind]
+            value = {
+                "count": Decimal(row.n),
+                "sum": row.total,
+                "max": row.vmax,
+                "latest": row.latest_value,
+            }[kind]
             partials.append((value, row.latest_key))
         else:
             b = row.bucket * repo.HOUR_US
@@ -151,7 +172,9 @@ def _simple_read(conn: Connection, spec: MeterSpec, meter: str, customer: str, l
     return sum(values, Decimal(0))
 
 
-def _unique_read(conn: Connection, spec: MeterSpec, meter: str, customer: str, lo: int, hi: int) -> Decimal:
+def _unique_read(
+    conn: Connection, spec: MeterSpec, meter: str, customer: str, lo: int, hi: int
+) -> Decimal:
     inside = repo.unique_count_inside(conn, meter, customer, lo, hi)
     edge_values: set[str] = set()
     for a, b in repo.unique_edge_ranges(conn, meter, customer, lo, hi):
@@ -160,7 +183,9 @@ def _unique_read(conn: Connection, spec: MeterSpec, meter: str, customer: str, l
     return Decimal(inside + len(extra))
 
 
-def _duration_read(conn: Connection, spec: MeterSpec, meter: str, customer: str, lo: int, hi: int, at: int) -> Decimal:
+def _duration_read(
+    conn: Connection, spec: MeterSpec, meter: str, customer: str, lo: int, hi: int, at: int
+) -> Decimal:
     h = min(hi, at)
     if h <= lo:
         return Decimal(0)
@@ -174,23 +199,35 @@ def _duration_read(conn: Connection, spec: MeterSpec, meter: str, customer: str,
             extents[row.merge_key].append(iv)
     # Open streams join the closed merged spans they touch: re-merge just those.
     for merge_key, ivs in extents.items():
-        closed = [(r.start_us, r.end_us) for r in repo.merged_overlapping(
-            conn, meter, customer, merge_key, min(s for s, _ in ivs), max(e for _, e in ivs))]
+        closed = [
+            (r.start_us, r.end_us)
+            for r in repo.merged_overlapping(
+                conn, meter, customer, merge_key, min(s for s, _ in ivs), max(e for _, e in ivs)
+            )
+        ]
         total -= sum(round_length(clipped_length(c, lo, h), unit, mode) for c in closed)
-        total += sum(round_length(clipped_length(m, lo, h), unit, mode) for m in merge([*ivs, *closed]))
+        total += sum(
+            round_length(clipped_length(m, lo, h), unit, mode) for m in merge([*ivs, *closed])
+        )
     return to_unit(total, spec.unit)
 
 
 # --- recomputation from raw events -------------------------------------------------------
 
+
 def raw_contributions(conn: Connection, spec: MeterSpec, customer: str) -> list[Contribution]:
     e = events.c
-    rows = conn.execute(select(e.time_us, e.source, e.event_id, e.data)
-                        .where(e.subject == customer, e.type == spec.event_type))
+    rows = conn.execute(
+        select(e.time_us, e.source, e.event_id, e.data).where(
+            e.subject == customer, e.type == spec.event_type
+        )
+    )
     return [c for row in rows if (c := _interpret_row(spec, customer, row)) is not None]
 
 
-def recompute_usage(conn: Connection, spec: MeterSpec, customer: str, lo: int, hi: int, at: int) -> Decimal:
+def recompute_usage(
+    conn: Connection, spec: MeterSpec, customer: str, lo: int, hi: int, at: int
+) -> Decimal:
     """The same number as `usage`, from the raw events alone (slow; for checks and tests)."""
     items = raw_contributions(conn, spec, customer)
     return usage_of(spec, items, lo, hi, at)
@@ -216,8 +253,12 @@ def rebuild(conn: Connection, catalog: Catalog, meter: str, chunk: int = 5000) -
     e = events.c
     count, after = 0, -1
     while True:
-        rows = conn.execute(select(e.pk, e.subject, e.time_us, e.source, e.event_id, e.data)
-                            .where(e.type == spec.event_type, e.pk > after).order_by(e.pk).limit(chunk)).all()
+        rows = conn.execute(
+            select(e.pk, e.subject, e.time_us, e.source, e.event_id, e.data)
+            .where(e.type == spec.event_type, e.pk > after)
+            .order_by(e.pk)
+            .limit(chunk)
+        ).all()
         if not rows:
             return count
         after = rows[-1].pk
@@ -229,10 +270,12 @@ def rebuild(conn: Connection, catalog: Catalog, meter: str, chunk: int = 5000) -
         apply(conn, {meter: spec}, grouped)
 
 
-
 # --- snapshots: usage as time alone moves, from one read ----------------------------------
 
-def snapshot(conn: Connection, spec: MeterSpec, meter: str, customer: str, lo: int, hi: int, taken: int) -> Snapshot:
+
+def snapshot(
+    conn: Connection, spec: MeterSpec, meter: str, customer: str, lo: int, hi: int, taken: int
+) -> Snapshot:
     """A duration meter's state in [lo, hi) as of `taken` (see `spans.Snapshot`): three
     queries, then `snapshot_usage` answers `usage` at any instant from `taken` on in memory."""
     unit = spec.rounding.unit_seconds * US if spec.rounding else None
@@ -251,8 +294,13 @@ def snapshot(conn: Connection, spec: MeterSpec, meter: str, customer: str, lo: i
     if h > lo:
         fixed = repo.merged_total(conn, meter, customer, lo, h, unit, mode) - sum(
             round_length(clipped_length(c, lo, h), unit, mode)
-            for spans in closed.values() for c in spans if c[1] > lo and c[0] < h)
-    return Snapshot(lo, hi, taken, fixed, dict(closed), dict(open_by_key), _idle_us(spec), unit, mode)
+            for spans in closed.values()
+            for c in spans
+            if c[1] > lo and c[0] < h
+        )
+    return Snapshot(
+        lo, hi, taken, fixed, dict(closed), dict(open_by_key), _idle_us(spec), unit, mode
+    )
 
 
 def snapshot_usage(spec: MeterSpec, snap: Snapshot, at: int) -> Decimal:

@@ -40,8 +40,9 @@ class Span:
     last: int  # the stream's last event inside the span (idle timeout is counted from it)
 
 
-def replay(events: Iterable[StreamEvent], idle_timeout_us: int | None,
-           open_span: Span | None = None) -> list[Span]:
+def replay(
+    events: Iterable[StreamEvent], idle_timeout_us: int | None, open_span: Span | None = None
+) -> list[Span]:
     """Spans of one stream, from a closed stream (or from `open_span`, still open).
 
     - start opens the stream (a start while open only counts as a sign of life);
@@ -55,7 +56,11 @@ def replay(events: Iterable[StreamEvent], idle_timeout_us: int | None,
     open_start: int | None = open_span.start if open_span else None
     last = open_span.last if open_span else 0
     for ev in sorted(events, key=StreamEvent.sort_key):
-        if open_start is not None and idle_timeout_us is not None and ev.t - last >= idle_timeout_us:
+        if (
+            open_start is not None
+            and idle_timeout_us is not None
+            and ev.t - last >= idle_timeout_us
+        ):
             _close(spans, open_start, last)
             open_start = None
         if ev.action == "start":
@@ -138,7 +143,6 @@ def usage_us(
     return total
 
 
-
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """A duration meter's state for one customer and window [lo, hi), read once at `taken`:
@@ -163,8 +167,9 @@ class Snapshot:
     def growing(self) -> int:
         """How many spans may grow after `taken` (open streams, closed spans ending later):
         the usage grows by at most that many microseconds per microsecond."""
-        return (sum(len(spans) for spans in self.open.values())
-                + sum(1 for spans in self.closed.values() for _, end in spans if end > self.taken))
+        return sum(len(spans) for spans in self.open.values()) + sum(
+            1 for spans in self.closed.values() for _, end in spans if end > self.taken
+        )
 
     def usage_us(self, at: int) -> int:
         """Total rounded time in [lo, hi) as seen at `at` (`at >= taken`)."""
@@ -173,7 +178,11 @@ class Snapshot:
             return 0
         total = self.fixed_us
         for key in self.closed.keys() | self.open.keys():
-            ivs = [iv for s in self.open.get(key, ()) if (iv := extent(s, at, self.idle_timeout_us)) is not None]
+            ivs = [
+                iv
+                for s in self.open.get(key, ())
+                if (iv := extent(s, at, self.idle_timeout_us)) is not None
+            ]
             closed = self.closed.get(key, [])
             if ivs:  # as the read does: closed spans within the extents' reach join them
                 a, b = min(s for s, _ in ivs), max(e for _, e in ivs)
@@ -182,5 +191,7 @@ class Snapshot:
                 parts = [*merge([*ivs, *joined]), *rest]
             else:
                 parts = closed
-            total += sum(round_length(clipped_length(p, self.lo, h), self.unit_us, self.mode) for p in parts)
+            total += sum(
+                round_length(clipped_length(p, self.lo, h), self.unit_us, self.mode) for p in parts
+            )
         return total

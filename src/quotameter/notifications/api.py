@@ -14,7 +14,6 @@ from quotameter.notifications.service import as_dict
 from quotameter.timeutil import to_us
 from quotameter.web import JSON, Instant, Number, PeriodOut, error_responses, services
 
-
 router = APIRouter(tags=["notifications"])
 
 
@@ -40,28 +39,42 @@ class NoticeOut(BaseModel):
     recipients: RecipientsOut
     status: str = Field(description="pending, or dispatched once its deliveries were created")
     details: dict[str, Any]
-    deliveries: list[DeliveryOut] = Field(default=[], description="one per e-mail message or webhook endpoint")
+    deliveries: list[DeliveryOut] = Field(
+        default=[], description="one per e-mail message or webhook endpoint"
+    )
 
 
 class NoticesOut(BaseModel):
     notifications: list[NoticeOut]
 
 
-@router.get("/v1/customers/{customer}/notifications", response_class=JSON, dependencies=[Depends(reads_customer)],
-            responses={200: {"model": NoticesOut}, **error_responses(404, 422)})
-def list_notices(request: Request, customer: str, after: int = Query(0, ge=0, le=2**63 - 1),
-                 limit: int = Query(500, ge=1, le=1000)) -> Any:
+@router.get(
+    "/v1/customers/{customer}/notifications",
+    response_class=JSON,
+    dependencies=[Depends(reads_customer)],
+    responses={200: {"model": NoticesOut}, **error_responses(404, 422)},
+)
+def list_notices(
+    request: Request,
+    customer: str,
+    after: int = Query(0, ge=0, le=2**63 - 1),
+    limit: int = Query(500, ge=1, le=1000),
+) -> Any:
     """Notices recorded for a customer, oldest first; `after` an id to page on."""
     svc = services(request)
     settle_before_read(svc.engine, svc.catalogs, customer, svc.now)
     with svc.engine.connect() as conn:
-        customers.view(conn, svc.catalogs.current(conn), customer, to_us(svc.now()))  # 404 for a stranger
+        customers.view(
+            conn, svc.catalogs.current(conn), customer, to_us(svc.now())
+        )  # 404 for a stranger
         rows = repository.listing(conn, customer, after, limit)
         sent = deliveries.for_notices(conn, [r.id for r in rows])
     out = []
     for row in rows:
         notice = as_dict(row)
-        notice["deliveries"] = [{"channel": d.channel, "status": d.status, "attempts": d.attempts}
-                                for d in sent.get(row.id, [])]
+        notice["deliveries"] = [
+            {"channel": d.channel, "status": d.status, "attempts": d.attempts}
+            for d in sent.get(row.id, [])
+        ]
         out.append(notice)
     return JSON({"notifications": out})

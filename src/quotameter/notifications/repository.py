@@ -22,54 +22,119 @@ def _dialect(conn: Connection):  # type: ignore[no-untyped-def]
     return postgresql if conn.dialect.name == "postgresql" else sqlite
 
 
-def fired_keys(conn: Connection, customer: str, feature: str, period_start_us: int) -> dict[str, int]:
+def fired_keys(
+    conn: Connection, customer: str, feature: str, period_start_us: int
+) -> dict[str, int]:
     """The levels fired in the period, each with the instant it fired at."""
     f = fired.c
-    rows = conn.execute(select(f.key, f.at_us).where(f.customer == customer, f.feature == feature,
-                                                     f.period_start_us == period_start_us))
+    rows = conn.execute(
+        select(f.key, f.at_us).where(
+            f.customer == customer, f.feature == feature, f.period_start_us == period_start_us
+        )
+    )
     return {key: at_us for key, at_us in rows}
 
 
-def fire(conn: Connection, customer: str, feature: str, period_start_us: int, key: str, at_us: int) -> bool:
+def fire(
+    conn: Connection, customer: str, feature: str, period_start_us: int, key: str, at_us: int
+) -> bool:
     """Mark a level as fired; False if it already was (by this or another process)."""
-    stmt = _dialect(conn).insert(fired).values(customer=customer, feature=feature, period_start_us=period_start_us,
-                                               key=key, at_us=at_us).on_conflict_do_nothing()
+    stmt = (
+        _dialect(conn)
+        .insert(fired)
+        .values(
+            customer=customer,
+            feature=feature,
+            period_start_us=period_start_us,
+            key=key,
+            at_us=at_us,
+        )
+        .on_conflict_do_nothing()
+    )
     return conn.execute(stmt.returning(fired.c.key)).first() is not None
 
 
 def rearm(conn: Connection, customer: str, feature: str, period_start_us: int, key: str) -> bool:
     f = fired.c
-    return bool(conn.execute(delete(fired).where(f.customer == customer, f.feature == feature,
-                                                 f.period_start_us == period_start_us, f.key == key)).rowcount)
+    return bool(
+        conn.execute(
+            delete(fired).where(
+                f.customer == customer,
+                f.feature == feature,
+                f.period_start_us == period_start_us,
+                f.key == key,
+            )
+        ).rowcount
+    )
 
 
-def record(conn: Connection, *, customer: str, feature: str | None, type: str, percent: Decimal | None,
-           period: tuple[int, int] | None, at_us: int, recipients: dict, payload: dict, recorded_us: int) -> int:
-    return int(conn.execute(insert(notices).values(
-        customer=customer, feature=feature, type=type, percent=percent,
-        period_start_us=period[0] if period else None, period_end_us=period[1] if period else None,
-        at_us=at_us, recipients=orjson.dumps(recipients).decode(), payload=orjson.dumps(payload).decode(),
-        status="pending", attempts=0, next_attempt_us=recorded_us, recorded_us=recorded_us,
-    ).returning(notices.c.id)).scalar_one())
+def record(
+    conn: Connection,
+    *,
+    customer: str,
+    feature: str | None,
+    type: str,
+    percent: Decimal | None,
+    period: tuple[int, int] | None,
+    at_us: int,
+    recipients: dict,
+    payload: dict,
+    recorded_us: int,
+) -> int:
+    return int(
+        conn.execute(
+            insert(notices)
+            .values(
+                customer=customer,
+                feature=feature,
+                type=type,
+                percent=percent,
+                period_start_us=period[0] if period else None,
+                period_end_us=period[1] if period else None,
+                at_us=at_us,
+                recipients=orjson.dumps(recipients).decode(),
+                payload=orjson.dumps(payload).decode(),
+                status="pending",
+                attempts=0,
+                next_attempt_us=recorded_us,
+                recorded_us=recorded_us,
+            )
+            .returning(notices.c.id)
+        ).scalar_one()
+    )
 
 
 def listing(conn: Connection, customer: str, after_id: int = 0, limit: int = 500) -> list:
     n = notices.c
-    return list(conn.execute(select(notices).where(n.customer == customer, n.id > after_id)
-                             .order_by(n.id).limit(limit)))
+    return list(
+        conn.execute(
+            select(notices)
+            .where(n.customer == customer, n.id > after_id)
+            .order_by(n.id)
+            .limit(limit)
+        )
+    )
 
 
 def set_wakeup(conn: Connection, customer: str, feature: str, due_us: int | None) -> None:
     w = wakeups.c
     conn.execute(delete(wakeups).where(w.customer == customer, w.feature == feature))
     if due_us is not None:
-        conn.execute(insert(wakeups).values(customer=customer, feature=feature, due_us=due_us, exact=True))
+        conn.execute(
+            insert(wakeups).values(customer=customer, feature=feature, due_us=due_us, exact=True)
+        )
 
 
 def due_wakeups(conn: Connection, now_us: int, limit: int = 100) -> list:
     w = wakeups.c
-    return list(conn.execute(select(w.customer, w.feature, w.due_us, w.exact).where(w.due_us <= now_us)
-                             .order_by(w.due_us).limit(limit)))
+    return list(
+        conn.execute(
+            select(w.customer, w.feature, w.due_us, w.exact)
+            .where(w.due_us <= now_us)
+            .order_by(w.due_us)
+            .limit(limit)
+        )
+    )
 
 
 def next_wakeup(conn: Connection) -> int | None:
@@ -109,27 +174,56 @@ def take_pending(conn: Connection, customer: str | None, limit: int) -> list[str
 
 # --- watches (see notifications.watch) -------------------------------------------------------
 
-def read_watches(conn: Connection, customers: list[str]) -> tuple[dict[str, dict[str, Watch]], dict[str, int]]:
+
+def read_watches(
+    conn: Connection, customers: list[str]
+) -> tuple[dict[str, dict[str, Watch]], dict[str, int]]:
     """The watches of these customers (customer -> feature -> watch), and the change counters
     (customers.state) of those that have any: one query for a batch's customers."""
     out: dict[str, dict[str, Watch]] = {}
     counters: dict[str, int] = {}
     if not customers:
         return out, counters
-    rows = conn.execute(_READ_WATCHES[conn.dialect.name == "postgresql"],
-                        {"k": orjson.dumps(sorted(set(customers))).decode()})
-    for customer, feature, meter, period_end, evaluated, bound, rate, goal, unit, version, counter in rows:
+    rows = conn.execute(
+        _READ_WATCHES[conn.dialect.name == "postgresql"],
+        {"k": orjson.dumps(sorted(set(customers))).decode()},
+    )
+    for (
+        customer,
+        feature,
+        meter,
+        period_end,
+        evaluated,
+        bound,
+        rate,
+        goal,
+        unit,
+        version,
+        counter,
+    ) in rows:
         out.setdefault(customer, {})[feature] = Watch(
-            meter, period_end, evaluated, Decimal(bound), rate, None if goal is None else Decimal(goal), unit, version)
+            meter,
+            period_end,
+            evaluated,
+            Decimal(bound),
+            rate,
+            None if goal is None else Decimal(goal),
+            unit,
+            version,
+        )
         counters[customer] = counter or 0
     return out, counters
 
 
-_WATCH_COLUMNS = ("SELECT w.customer, w.feature, w.meter, w.period_end_us, w.evaluated_us, w.bound, w.rate, w.goal, "
-                  "w.unit_us, w.version, s.version FROM watches w "
-                  "LEFT JOIN customer_state s ON s.customer = w.customer WHERE w.customer IN ")
-_READ_WATCHES = (text(_WATCH_COLUMNS + "(SELECT value FROM json_each(:k))"),  # SQLite
-                 text(_WATCH_COLUMNS + "(SELECT jsonb_array_elements_text(CAST(:k AS jsonb)))"))  # PostgreSQL
+_WATCH_COLUMNS = (
+    "SELECT w.customer, w.feature, w.meter, w.period_end_us, w.evaluated_us, w.bound, w.rate, w.goal, "
+    "w.unit_us, w.version, s.version FROM watches w "
+    "LEFT JOIN customer_state s ON s.customer = w.customer WHERE w.customer IN "
+)
+_READ_WATCHES = (
+    text(_WATCH_COLUMNS + "(SELECT value FROM json_each(:k))"),  # SQLite
+    text(_WATCH_COLUMNS + "(SELECT jsonb_array_elements_text(CAST(:k AS jsonb)))"),
+)  # PostgreSQL
 
 
 def drop_watches(conn: Connection, customer: str) -> None:
@@ -139,20 +233,30 @@ def drop_watches(conn: Connection, customer: str) -> None:
 def put_watch(conn: Connection, customer: str, feature: str, watch: Watch, *, insert: bool) -> None:
     """Rewrite the feature's watch; with `insert`, write it also where there was none."""
     w = watches.c
-    done = conn.execute(update(watches).where(w.customer == customer, w.feature == feature)
-                        .values(**_watch_values(watch))).rowcount
+    done = conn.execute(
+        update(watches)
+        .where(w.customer == customer, w.feature == feature)
+        .values(**_watch_values(watch))
+    ).rowcount
     if insert and not done:
-        conn.execute(watches.insert().values(customer=customer, feature=feature, **_watch_values(watch)))
+        conn.execute(
+            watches.insert().values(customer=customer, feature=feature, **_watch_values(watch))
+        )
 
 
 def widen_watches(conn: Connection, rows: list[tuple[str, str, Watch]]) -> None:
     """Store the bounds a batch raised (one statement for the batch)."""
     if rows:
         w = watches.c
-        conn.execute(update(watches).where(w.customer == bindparam("k_c"), w.feature == bindparam("k_f"))
-                     .values(bound=bindparam("bound"), rate=bindparam("rate"), version=bindparam("version")),
-                     [{"k_c": c, "k_f": f, "bound": x.bound, "rate": x.rate, "version": x.version}
-                      for c, f, x in sorted(rows, key=_key)])
+        conn.execute(
+            update(watches)
+            .where(w.customer == bindparam("k_c"), w.feature == bindparam("k_f"))
+            .values(bound=bindparam("bound"), rate=bindparam("rate"), version=bindparam("version")),
+            [
+                {"k_c": c, "k_f": f, "bound": x.bound, "rate": x.rate, "version": x.version}
+                for c, f, x in sorted(rows, key=_key)
+            ],
+        )
 
 
 def _key(row: tuple[str, str, Watch]) -> tuple[str, str]:
@@ -160,18 +264,28 @@ def _key(row: tuple[str, str, Watch]) -> tuple[str, str]:
 
 
 def _watch_values(watch: Watch) -> dict[str, object]:
-    return {"meter": watch.meter, "period_end_us": watch.period_end_us, "evaluated_us": watch.evaluated_us,
-            "bound": watch.bound, "rate": watch.rate, "goal": watch.goal, "unit_us": watch.unit_us,
-            "version": watch.version}
+    return {
+        "meter": watch.meter,
+        "period_end_us": watch.period_end_us,
+        "evaluated_us": watch.evaluated_us,
+        "bound": watch.bound,
+        "rate": watch.rate,
+        "goal": watch.goal,
+        "unit_us": watch.unit_us,
+        "version": watch.version,
+    }
 
 
 def advance_wakeups(conn: Connection, due: list[tuple[str, str, int]]) -> None:
     """Bring wake-ups forward to these instants (never later than they are); one brought
     forward is no longer an exact crossing."""
     if due:
-        conn.execute(text(
-            "INSERT INTO wakeups (customer, feature, due_us, exact) VALUES (:c, :f, :d, false) "
-            "ON CONFLICT (customer, feature) DO UPDATE SET "
-            "exact = wakeups.exact AND wakeups.due_us <= excluded.due_us, "
-            "due_us = CASE WHEN excluded.due_us < wakeups.due_us THEN excluded.due_us ELSE wakeups.due_us END"),
-            [{"c": c, "f": f, "d": d} for c, f, d in sorted(due)])
+        conn.execute(
+            text(
+                "INSERT INTO wakeups (customer, feature, due_us, exact) VALUES (:c, :f, :d, false) "
+                "ON CONFLICT (customer, feature) DO UPDATE SET "
+                "exact = wakeups.exact AND wakeups.due_us <= excluded.due_us, "
+                "due_us = CASE WHEN excluded.due_us < wakeups.due_us THEN excluded.due_us ELSE wakeups.due_us END"
+            ),
+            [{"c": c, "f": f, "d": d} for c, f, d in sorted(due)],
+        )

@@ -49,8 +49,9 @@ log = logging.getLogger("quotameter.scheduler")
 SETTLE_CHUNK = 4  # customers evaluated per transaction by `tick`
 
 
-def _crossing(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, now: datetime
-              ) -> tuple[int | None, Watch]:
+def _crossing(
+    conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, now: datetime
+) -> tuple[int | None, Watch]:
     """The next instant time alone brings the feature to a level not yet fired (or the next
     period's start, to look again then), and the watch that bounds its usage from `now` on."""
     now_us = to_us(now)
@@ -64,7 +65,9 @@ def _crossing(conn: Connection, catalog: LoadedCatalog, customer: str, feature: 
     usage, rate = _usage_from(conn, meter, ent.meter, customer, start_us, end_us, now_us)
     targets = _targets(conn, customer, feature, start_us, s, ent, view)
     goal = min((q for q in targets if q > s.usage), default=None)
-    if any(q <= s.usage for q in targets) or (meter.aggregation == "gauge" and _blocked(conn, customer, feature, start_us)):
+    if any(q <= s.usage for q in targets) or (
+        meter.aggregation == "gauge" and _blocked(conn, customer, feature, start_us)
+    ):
         # A level reached but not fired (nothing evaluated it), or a block a falling level
         # may lift: every batch is evaluated exactly.
         watch = Watch(ent.meter, end_us, now_us, Decimal(0), 0, Decimal(0), None)
@@ -72,7 +75,9 @@ def _crossing(conn: Connection, catalog: LoadedCatalog, customer: str, feature: 
         watch = _watch(meter, ent.meter, end_us, now_us, s.usage, rate, goal)
     last = end_us - 1
     if usage(last) <= s.usage:  # nothing open, nothing stamped ahead in this period
-        return (end_us if _due_at_start(conn, catalog, customer, feature, b.period.end) else None), watch
+        return (
+            end_us if _due_at_start(conn, catalog, customer, feature, b.period.end) else None
+        ), watch
     if goal is None or usage(last) < goal:
         return end_us, watch  # open streams run into the next period: look again when it starts
     lo, hi = now_us, last  # usage(lo) < goal <= usage(hi)
@@ -85,17 +90,33 @@ def _crossing(conn: Connection, catalog: LoadedCatalog, customer: str, feature: 
     return hi, watch
 
 
-def _watch(spec: MeterSpec, meter: str, end_us: int, now_us: int, usage: Decimal, rate: int,
-           goal: Decimal | None) -> Watch:
-    return Watch(meter, end_us, now_us, usage + watching.slack(spec, rate), rate, goal, watching.unit_us(spec))
+def _watch(
+    spec: MeterSpec,
+    meter: str,
+    end_us: int,
+    now_us: int,
+    usage: Decimal,
+    rate: int,
+    goal: Decimal | None,
+) -> Watch:
+    return Watch(
+        meter,
+        end_us,
+        now_us,
+        usage + watching.slack(spec, rate),
+        rate,
+        goal,
+        watching.unit_us(spec),
+    )
 
 
 def _blocked(conn: Connection, customer: str, feature: str, start_us: int) -> bool:
     return BLOCKED in repo.fired_keys(conn, customer, feature, start_us)
 
 
-def _usage_from(conn: Connection, spec: MeterSpec, meter: str, customer: str, lo: int, hi: int, now_us: int
-                ) -> tuple[Callable[[int], Decimal], int]:
+def _usage_from(
+    conn: Connection, spec: MeterSpec, meter: str, customer: str, lo: int, hi: int, now_us: int
+) -> tuple[Callable[[int], Decimal], int]:
     """The meter's usage in [lo, hi) at instants from `now_us` on, as time alone moves it,
     and how many spans grow with time (the usage grows by at most that many microseconds
     per microsecond). A duration meter is read once (a snapshot, then every instant costs
@@ -107,7 +128,9 @@ def _usage_from(conn: Connection, spec: MeterSpec, meter: str, customer: str, lo
     return (lambda t: meters.usage(conn, spec, meter, customer, lo, hi, t)), 0
 
 
-def _due_at_start(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, start: datetime) -> bool:
+def _due_at_start(
+    conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, start: datetime
+) -> bool:
     """Whether the period starting at `start` needs an evaluation when it starts: something of
     the customer is stamped there or later, or its standing starts at a level not yet fired."""
     if customer_state.read(conn, customer)[1] >= to_us(start):
@@ -121,11 +144,17 @@ def _due_at_start(conn: Connection, catalog: LoadedCatalog, customer: str, featu
     return any(s.usage >= q for q in targets)
 
 
-def _targets(conn: Connection, customer: str, feature: str, start_us: int, s: model.Standing, ent, view) -> list[Decimal]:  # type: ignore[no-untyped-def]
+def _targets(
+    conn: Connection, customer: str, feature: str, start_us: int, s: model.Standing, ent, view
+) -> list[Decimal]:  # type: ignore[no-untyped-def]
     if s.limit is None:
         return []
     done = repo.fired_keys(conn, customer, feature, start_us)
-    out = [t.percent_used * s.limit / model.HUNDRED for t in model.thresholds(ent.notify) if t.key not in done]
+    out = [
+        t.percent_used * s.limit / model.HUNDRED
+        for t in model.thresholds(ent.notify)
+        if t.key not in done
+    ]
     if s.hard_limit is not None and BLOCKED not in done:
         out.append(s.hard_limit)
     if view.spec.auto_upgrade and view.plan.next_plan:
@@ -133,7 +162,9 @@ def _targets(conn: Connection, customer: str, feature: str, start_us: int, s: mo
     return out
 
 
-def refresh(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, now: datetime) -> int | None:
+def refresh(
+    conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, now: datetime
+) -> int | None:
     """Set the feature's wake-up and rewrite its watch, from an exact evaluation at `now`."""
     version = customer_state.read(conn, customer)[0]
     due = _refresh(conn, catalog, customer, feature, now, version, whole=False)
@@ -141,8 +172,16 @@ def refresh(conn: Connection, catalog: LoadedCatalog, customer: str, feature: st
     return due
 
 
-def _refresh(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, now: datetime, version: int,
-             *, whole: bool) -> int | None:
+def _refresh(
+    conn: Connection,
+    catalog: LoadedCatalog,
+    customer: str,
+    feature: str,
+    now: datetime,
+    version: int,
+    *,
+    whole: bool,
+) -> int | None:
     """`refresh`, given the customer's change counter read before any usage. A customer with
     anything stamped after `now` keeps no watch: what is stamped ahead grows usage at no
     rate, so each batch of theirs is evaluated exactly. Unless the customer's watches are
@@ -165,7 +204,9 @@ def _recheck(conn: Connection, customer: str, version: int, now_us: int) -> None
         repo.mark_pending(conn, [customer], now_us)
 
 
-def refresh_meters(conn: Connection, catalog: LoadedCatalog, customer: str, meter_names: set[str], now: datetime) -> None:
+def refresh_meters(
+    conn: Connection, catalog: LoadedCatalog, customer: str, meter_names: set[str], now: datetime
+) -> None:
     """Refresh every limited feature of the customer's plan: its watches are then whole (a
     meter without a watch is on no limited feature of the customer)."""
     version = customer_state.read(conn, customer)[0]
@@ -177,8 +218,13 @@ def refresh_meters(conn: Connection, catalog: LoadedCatalog, customer: str, mete
     _recheck(conn, customer, version, to_us(now))
 
 
-def note_batch(conn: Connection, catalog: LoadedCatalog, grouped: Mapping[tuple[str, str], Sequence[Contribution]],
-               touched: Sequence[str], received_us: int) -> None:
+def note_batch(
+    conn: Connection,
+    catalog: LoadedCatalog,
+    grouped: Mapping[tuple[str, str], Sequence[Contribution]],
+    touched: Sequence[str],
+    received_us: int,
+) -> None:
     """After a batch is stored (its customers' change counters bumped): mark for exact
     evaluation the customers it may have brought to a level, or whose growth it cannot bound,
     and widen the watches of the others, bringing their wake-ups forward to when the bound
@@ -196,18 +242,27 @@ def note_batch(conn: Connection, catalog: LoadedCatalog, grouped: Mapping[tuple[
     widened: list[tuple[str, str, Watch]] = []
     for customer in names:
         version = counters.get(customer, 0)
-        new = _widened(catalog, held.get(customer, {}), by_customer.get(customer, []), received_us, version)
+        new = _widened(
+            catalog, held.get(customer, {}), by_customer.get(customer, []), received_us, version
+        )
         if new is None:
             pending.append(customer)
         else:
             widened += [(customer, feature, w) for feature, w in new.items()]
     repo.mark_pending(conn, pending, received_us)
     repo.widen_watches(conn, widened)
-    repo.advance_wakeups(conn, [(c, f, due) for c, f, w in widened if (due := w.due_us()) is not None])
+    repo.advance_wakeups(
+        conn, [(c, f, due) for c, f, w in widened if (due := w.due_us()) is not None]
+    )
 
 
-def _widened(catalog: LoadedCatalog, watches: dict[str, Watch], contributions: list[tuple[str, Sequence[Contribution]]],
-             received_us: int, version: int) -> dict[str, Watch] | None:
+def _widened(
+    catalog: LoadedCatalog,
+    watches: dict[str, Watch],
+    contributions: list[tuple[str, Sequence[Contribution]]],
+    received_us: int,
+    version: int,
+) -> dict[str, Watch] | None:
     """Every watch of the customer, widened by the batch; None if it must be evaluated exactly."""
     if not watching.follows(list(watches.values()), version):
         return None
@@ -228,8 +283,13 @@ def _widened(catalog: LoadedCatalog, watches: dict[str, Watch], contributions: l
     return out
 
 
-def settle(conn: Connection, catalog: LoadedCatalog, customer: str | None, clock: Callable[[], datetime],
-           limit: int = 200) -> int:
+def settle(
+    conn: Connection,
+    catalog: LoadedCatalog,
+    customer: str | None,
+    clock: Callable[[], datetime],
+    limit: int = 200,
+) -> int:
     """Evaluate the customers whose usage changed since their last evaluation (one, or any).
 
     The instant is read from `clock` after the pending marks are claimed: a mark claimed here
@@ -247,7 +307,9 @@ def settle(conn: Connection, catalog: LoadedCatalog, customer: str | None, clock
     return len(names)
 
 
-def settle_before_read(engine: Engine, catalogs: CatalogCache, customer: str, clock: Callable[[], datetime]) -> None:
+def settle_before_read(
+    engine: Engine, catalogs: CatalogCache, customer: str, clock: Callable[[], datetime]
+) -> None:
     """Reads of balances and notices first settle the customer's pending evaluation, so they
     always reflect every committed event (an auto-upgrade included). Costs one lookup when
     nothing is pending."""
@@ -258,7 +320,9 @@ def settle_before_read(engine: Engine, catalogs: CatalogCache, customer: str, cl
         settle(conn, catalogs.current(conn), customer, clock)
 
 
-def tick(engine: Engine, catalogs: CatalogCache, clock: Callable[[], datetime], limit: int = 1000) -> int:
+def tick(
+    engine: Engine, catalogs: CatalogCache, clock: Callable[[], datetime], limit: int = 1000
+) -> int:
     """Settle the pending customers, then evaluate every wake-up due by now, each at its own
     instant, in time order (one crossing may schedule the next, also due already); how many ran."""
     ran = 0
@@ -280,7 +344,9 @@ def tick(engine: Engine, catalogs: CatalogCache, clock: Callable[[], datetime], 
             at = from_us(w.due_us)
             if not _still_has(conn, catalog, w.customer, w.feature, w.due_us):
                 repo.set_wakeup(conn, w.customer, w.feature, None)
-            elif not w.exact:  # a bound's instant: nothing crossed before it; find the exact crossing
+            elif (
+                not w.exact
+            ):  # a bound's instant: nothing crossed before it; find the exact crossing
                 refresh(conn, catalog, w.customer, w.feature, at)
             elif evaluate(conn, catalog, w.customer, w.feature, at, to_us(now)):
                 # What it recorded may be an auto-upgrade: the plan, and every feature's watch
@@ -292,7 +358,9 @@ def tick(engine: Engine, catalogs: CatalogCache, clock: Callable[[], datetime], 
     return ran
 
 
-def _still_has(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, at_us: int) -> bool:
+def _still_has(
+    conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, at_us: int
+) -> bool:
     """Whether a wake-up still concerns a feature of the customer: a plan change (or a new
     catalog) since it was set may have taken the feature away, and a wake-up left due would
     stop every pass at it, holding back all the wake-ups due after it."""
@@ -305,8 +373,15 @@ class Scheduler:
     """The loop inside `serve`: sleeps until the next wake-up (checking at least every
     `poll` seconds for wake-ups set by other processes)."""
 
-    def __init__(self, engine: Engine, catalogs: CatalogCache, clock: Callable[[], datetime],
-                 wake: threading.Event, poll: float = 2.0, coalesce: float = 0.1):
+    def __init__(
+        self,
+        engine: Engine,
+        catalogs: CatalogCache,
+        clock: Callable[[], datetime],
+        wake: threading.Event,
+        poll: float = 2.0,
+        coalesce: float = 0.1,
+    ):
         self.engine, self.catalogs, self.clock, self.poll = engine, catalogs, clock, poll
         # After a pass, let batches gather for this long: one evaluation per customer then
         # covers all of them (a busy ingest would otherwise evaluate after every batch).
@@ -332,7 +407,7 @@ class Scheduler:
                 tick(self.engine, self.catalogs, self.clock)
                 with self.engine.connect() as conn:
                     due = repo.next_wakeup(conn)
-            except Exception:  # noqa: BLE001 - keep the loop alive; the error is logged
+            except Exception:
                 log.exception("scheduler tick failed")
                 due = None
             wait = self.poll

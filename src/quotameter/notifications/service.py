@@ -35,7 +35,10 @@ def recipients(view: CustomerView, ent: EntitlementSpec | None, kind: str) -> di
     email = _addresses(view, who)
     if kind == "access.blocked":  # every member is stopped, so every member is told by e-mail too
         email = list(dict.fromkeys([*email, *view.spec.members]))
-    out: dict[str, object] = {"email": email, "in_app": kind in ("access.blocked", "access.restored")}
+    out: dict[str, object] = {
+        "email": email,
+        "in_app": kind in ("access.blocked", "access.restored"),
+    }
     if out["in_app"]:
         out["members"] = list(view.spec.members)  # every member learns it in-app
     return out
@@ -51,15 +54,26 @@ def _addresses(view: CustomerView, who: str) -> list[str]:
 
 def _payload(b: Balance, **extra: object) -> dict[str, object]:
     s = b.standing
-    body: dict[str, object] = {"plan": b.plan, "unit": b.unit, "usage": str(s.usage),
-                               "limit": None if s.limit is None else str(s.limit),
-                               "hard_limit": None if s.hard_limit is None else str(s.hard_limit)}
+    body: dict[str, object] = {
+        "plan": b.plan,
+        "unit": b.unit,
+        "usage": str(s.usage),
+        "limit": None if s.limit is None else str(s.limit),
+        "hard_limit": None if s.hard_limit is None else str(s.hard_limit),
+    }
     body.update(extra)
     return body
 
 
-def evaluate(conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, at: datetime,
-             recorded_us: int, depth: int = 0) -> list[int]:
+def evaluate(
+    conn: Connection,
+    catalog: LoadedCatalog,
+    customer: str,
+    feature: str,
+    at: datetime,
+    recorded_us: int,
+    depth: int = 0,
+) -> list[int]:
     """Record the notices a feature's standing at `at` calls for; their ids.
 
     Evaluations of one customer are serialized (SQLite: the write transaction; PostgreSQL:
@@ -78,9 +92,20 @@ def evaluate(conn: Connection, catalog: LoadedCatalog, customer: str, feature: s
     ids: list[int] = []
 
     def note(kind: str, percent: Decimal | None, **extra: object) -> None:
-        ids.append(repo.record(conn, customer=customer, feature=feature, type=kind, percent=percent,
-                               period=period, at_us=at_us, recipients=recipients(view, ent, kind),
-                               payload=_payload(b, **extra), recorded_us=recorded_us))
+        ids.append(
+            repo.record(
+                conn,
+                customer=customer,
+                feature=feature,
+                type=kind,
+                percent=percent,
+                period=period,
+                at_us=at_us,
+                recipients=recipients(view, ent, kind),
+                payload=_payload(b, **extra),
+                recorded_us=recorded_us,
+            )
+        )
 
     levels = model.thresholds(ent.notify)
     now_reached = model.reached(s, levels)
@@ -95,31 +120,59 @@ def evaluate(conn: Connection, catalog: LoadedCatalog, customer: str, feature: s
             note(level.kind, level.percent_used)
 
     next_plan = view.plan.next_plan
-    if (view.spec.auto_upgrade and next_plan and s.limit is not None and s.usage >= s.limit
-            and depth < MAX_UPGRADES and feature in catalog.spec.plans[next_plan].entitlements):
+    if (
+        view.spec.auto_upgrade
+        and next_plan
+        and s.limit is not None
+        and s.usage >= s.limit
+        and depth < MAX_UPGRADES
+        and feature in catalog.spec.plans[next_plan].entitlements
+    ):
         note("plan.upgrading", None, from_plan=view.plan_name, to_plan=next_plan)
         customer_history.add_plan(conn, customer, next_plan, at_us, "auto_upgrade", recorded_us)
         after = balance(conn, catalog, customer, feature, at)
-        ids.append(repo.record(conn, customer=customer, feature=feature, type="plan.upgraded", percent=None,
-                               period=period, at_us=at_us, recipients=recipients(view, ent, "plan.upgraded"),
-                               payload=_payload(after, from_plan=view.plan_name, to_plan=next_plan),
-                               recorded_us=recorded_us))
+        ids.append(
+            repo.record(
+                conn,
+                customer=customer,
+                feature=feature,
+                type="plan.upgraded",
+                percent=None,
+                period=period,
+                at_us=at_us,
+                recipients=recipients(view, ent, "plan.upgraded"),
+                payload=_payload(after, from_plan=view.plan_name, to_plan=next_plan),
+                recorded_us=recorded_us,
+            )
+        )
         return ids + evaluate(conn, catalog, customer, feature, at, recorded_us, depth + 1)
 
     if not s.has_access:
         if BLOCKED not in done and repo.fire(conn, customer, feature, ps, BLOCKED, at_us):
             note("access.blocked", model.percent_used(s))
-    elif BLOCKED in done and at_us >= done[BLOCKED] and repo.rearm(conn, customer, feature, ps, BLOCKED):
+    elif (
+        BLOCKED in done
+        and at_us >= done[BLOCKED]
+        and repo.rearm(conn, customer, feature, ps, BLOCKED)
+    ):
         note("access.restored", model.percent_used(s))
     return ids
 
 
-def evaluate_all(conn: Connection, catalog: LoadedCatalog, customer: str, at: datetime, recorded_us: int,
-                 meters: set[str] | None = None) -> list[int]:
+def evaluate_all(
+    conn: Connection,
+    catalog: LoadedCatalog,
+    customer: str,
+    at: datetime,
+    recorded_us: int,
+    meters: set[str] | None = None,
+) -> list[int]:
     """Evaluate every feature of the customer's plan (or those backed by `meters`)."""
     ids: list[int] = []
     for feature in sorted(customers.view(conn, catalog, customer, to_us(at)).plan.entitlements):
-        view = customers.view(conn, catalog, customer, to_us(at))  # an auto-upgrade may have moved it
+        view = customers.view(
+            conn, catalog, customer, to_us(at)
+        )  # an auto-upgrade may have moved it
         ent = view.plan.entitlements.get(feature)
         if ent is None or (meters is not None and ent.meter not in meters):
             continue
@@ -132,10 +185,16 @@ def _watched(ent: EntitlementSpec, view: CustomerView) -> bool:
     """Whether anything can ever be said about this entitlement."""
     if ent.allowance is None:
         return False
-    return ent.notify is not None or ent.enforcement != "none" or bool(view.spec.auto_upgrade and view.plan.next_plan)
+    return (
+        ent.notify is not None
+        or ent.enforcement != "none"
+        or bool(view.spec.auto_upgrade and view.plan.next_plan)
+    )
 
 
-def _blocked_on_record(conn: Connection, view: CustomerView, ent: EntitlementSpec, feature: str, at: datetime) -> bool:
+def _blocked_on_record(
+    conn: Connection, view: CustomerView, ent: EntitlementSpec, feature: str, at: datetime
+) -> bool:
     """Whether a block of the period is on record for a feature that can block no more (a plan
     change made it unlimited, or unenforced): evaluating it tells that access is restored."""
     start = period_of(view, ent, at).start
@@ -144,10 +203,16 @@ def _blocked_on_record(conn: Connection, view: CustomerView, ent: EntitlementSpe
 
 def as_dict(row) -> dict[str, object]:  # type: ignore[no-untyped-def]
     out: dict[str, object] = {
-        "id": row.id, "type": row.type, "feature": row.feature, "percent": row.percent,
-        "period": None if row.period_start_us is None else {"start": from_us(row.period_start_us),
-                                                            "end": from_us(row.period_end_us)},
-        "at": from_us(row.at_us), "recipients": orjson.loads(row.recipients), "status": row.status,
+        "id": row.id,
+        "type": row.type,
+        "feature": row.feature,
+        "percent": row.percent,
+        "period": None
+        if row.period_start_us is None
+        else {"start": from_us(row.period_start_us), "end": from_us(row.period_end_us)},
+        "at": from_us(row.at_us),
+        "recipients": orjson.loads(row.recipients),
+        "status": row.status,
     }
     out["details"] = orjson.loads(row.payload)
     return out

@@ -79,7 +79,11 @@ def slack(spec: MeterSpec, rate: int) -> Decimal:
 
 def _rounding_unit(spec: MeterSpec) -> Decimal:
     """A duration meter's rounding unit in its own unit (0 when it does not round)."""
-    return Decimal(spec.rounding.unit_seconds) / Decimal(_unit_seconds(spec)) if spec.rounding else Decimal(0)
+    return (
+        Decimal(spec.rounding.unit_seconds) / Decimal(_unit_seconds(spec))
+        if spec.rounding
+        else Decimal(0)
+    )
 
 
 def unit_us(spec: MeterSpec) -> int | None:
@@ -90,7 +94,9 @@ def _unit_seconds(spec: MeterSpec) -> int:
     return DURATION_UNITS[spec.unit]
 
 
-def batch_increase(spec: MeterSpec, watch: Watch, items: Sequence[Contribution], received_us: int) -> Watch | None:
+def batch_increase(
+    spec: MeterSpec, watch: Watch, items: Sequence[Contribution], received_us: int
+) -> Watch | None:
     """The watch with a batch's contributions added to its bound (and rate); None when the
     batch cannot be bounded cheaply: an event stamped before T or after its arrival, or in
     another period, or a contribution whose effect is unbounded (a gauge `set`)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import calendar
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -64,9 +64,7 @@ def period_containing(
         return calendar_month(at, tz)
     if kind == "billing_cycle":
         return billing_cycle(at, anchor, tz)
-    raise ValueError(
-        f"unknown period kind {kind!r}; expected one of {sorted(_PERIOD_KINDS)}"
-    )
+    raise ValueError(f"unknown period kind {kind!r}; expected one of {sorted(_PERIOD_KINDS)}")
 
 
 def periods_between(
@@ -129,12 +127,12 @@ def _when_clock_reads(wall: datetime, zone: ZoneInfo) -> datetime:
     occurrence (fold=0). A wall time skipped by a DST gap resolves to the moment
     the clocks jump, the first instant that exists after it.
     """
-    reading = wall.replace(tzinfo=zone).astimezone(timezone.utc)
+    reading = wall.replace(tzinfo=zone).astimezone(UTC)
     if _wall_time(reading, zone) == wall:
         return reading
     # Inside a gap, fold=0 reads the wall time with the offset from before the
     # jump and fold=1 with the offset from after it, so the jump lies between.
-    other_reading = wall.replace(tzinfo=zone, fold=1).astimezone(timezone.utc)
+    other_reading = wall.replace(tzinfo=zone, fold=1).astimezone(UTC)
     low, high = sorted((reading, other_reading))
     return _clock_jump(wall, low, high, zone)
 
@@ -161,7 +159,7 @@ def _wall_time(instant: datetime, zone: ZoneInfo) -> datetime:
 def _to_utc(value: datetime, name: str) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be a timezone-aware datetime, got naive {value!r}")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 def _zone(tz: str) -> ZoneInfo:

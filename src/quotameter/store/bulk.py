@@ -23,34 +23,64 @@ from typing import Any
 from sqlalchemy import Connection
 
 
-def insert(conn: Connection, table: str, columns: Sequence[str], types: Sequence[str],
-           rows: Sequence[Sequence[Any]], on_conflict: str = "") -> None:
+def insert(
+    conn: Connection,
+    table: str,
+    columns: Sequence[str],
+    types: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    on_conflict: str = "",
+) -> None:
     """INSERT the rows into `table`; `on_conflict` is an optional ON CONFLICT clause."""
     names = ", ".join(columns)
     if conn.dialect.name == "sqlite":
-        _sqlite(conn, f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))}) {on_conflict}", rows)
+        _sqlite(
+            conn,
+            f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))}) {on_conflict}",
+            rows,
+        )
     else:
-        _postgresql(conn, f"INSERT INTO {table} ({names}) SELECT {_cols(len(columns))} FROM {{rows}} {on_conflict}",
-                    types, rows)
+        _postgresql(
+            conn,
+            f"INSERT INTO {table} ({names}) SELECT {_cols(len(columns))} FROM {{rows}} {on_conflict}",
+            types,
+            rows,
+        )
 
 
-def delete(conn: Connection, table: str, columns: Sequence[str], types: Sequence[str],
-           rows: Sequence[Sequence[Any]]) -> None:
+def delete(
+    conn: Connection,
+    table: str,
+    columns: Sequence[str],
+    types: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+) -> None:
     """DELETE the rows of `table` whose `columns` equal one of `rows`."""
     if conn.dialect.name == "sqlite":
-        _sqlite(conn, f"DELETE FROM {table} WHERE " + " AND ".join(f"{c} = ?" for c in columns), rows)
+        _sqlite(
+            conn, f"DELETE FROM {table} WHERE " + " AND ".join(f"{c} = ?" for c in columns), rows
+        )
     else:
         match = " AND ".join(f"{table}.{c} = r.c{n}" for n, c in enumerate(columns))
         _postgresql(conn, f"DELETE FROM {table} USING {{rows}} WHERE {match}", types, rows)
 
 
-def update(conn: Connection, table: str, keys: Sequence[str], values: Sequence[str], types: Sequence[str],
-           rows: Sequence[Sequence[Any]]) -> None:
+def update(
+    conn: Connection,
+    table: str,
+    keys: Sequence[str],
+    values: Sequence[str],
+    types: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+) -> None:
     """SET `values` of the row of `table` whose `keys` match: each row is keys then values."""
     if conn.dialect.name == "sqlite":
-        _sqlite(conn, f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in values)} "
-                      f"WHERE {' AND '.join(f'{c} = ?' for c in keys)}",
-                [(*row[len(keys):], *row[:len(keys)]) for row in rows])
+        _sqlite(
+            conn,
+            f"UPDATE {table} SET {', '.join(f'{c} = ?' for c in values)} "
+            f"WHERE {' AND '.join(f'{c} = ?' for c in keys)}",
+            [(*row[len(keys) :], *row[: len(keys)]) for row in rows],
+        )
     else:
         sets = ", ".join(f"{c} = r.c{len(keys) + n}" for n, c in enumerate(values))
         match = " AND ".join(f"{table}.{c} = r.c{n}" for n, c in enumerate(keys))
@@ -63,14 +93,20 @@ def _cols(n: int) -> str:
 
 def _sqlite(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
     if rows:
-        values = [tuple(format(v, "f") if isinstance(v, Decimal) else v for v in row) for row in rows]
+        values = [
+            tuple(format(v, "f") if isinstance(v, Decimal) else v for v in row) for row in rows
+        ]
         conn.exec_driver_sql(sql, values)  # type: ignore[arg-type]
 
 
-def _postgresql(conn: Connection, sql: str, types: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+def _postgresql(
+    conn: Connection, sql: str, types: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> None:
     if not rows:
         return
     names = ", ".join(f"c{n}" for n in range(len(types)))
     arrays = ", ".join(f"CAST(%s AS {t}[])" for t in types)
     source = f"(SELECT * FROM unnest({arrays}) WITH ORDINALITY AS u({names}, n) ORDER BY n) AS r"
-    conn.exec_driver_sql(sql.format(rows=source), tuple(list(col) for col in zip(*rows, strict=True)))
+    conn.exec_driver_sql(
+        sql.format(rows=source), tuple(list(col) for col in zip(*rows, strict=True))
+    )

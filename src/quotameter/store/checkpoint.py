@@ -39,7 +39,9 @@ class Checkpointer:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        if event.contains(self.engine, "connect", _no_autocheckpoint):  # an app's lifespans may overlap
+        if event.contains(
+            self.engine, "connect", _no_autocheckpoint
+        ):  # an app's lifespans may overlap
             event.remove(self.engine, "connect", _no_autocheckpoint)
         self.checkpoint()  # leave the log copied back as far as it can be
 
@@ -56,5 +58,5 @@ class Checkpointer:
         while not self._stop.wait(self.every):
             try:
                 self.checkpoint()
-            except Exception:  # noqa: BLE001 - keep the loop alive; the error is logged
+            except Exception:
                 log.exception("checkpoint failed")

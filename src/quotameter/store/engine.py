@@ -116,8 +116,10 @@ def _write_turn(engine: Engine, deadline: float, wait: float | None) -> Iterator
     if not turn.acquire(timeout=max(0.0, deadline - time.monotonic())):
         if wait is not None:
             raise overloaded(wait)
-        raise TimeoutError(f"database: other transactions of this process held the write lock for "
-                           f"{PATIENT_SECONDS:g} s")
+        raise TimeoutError(
+            f"database: other transactions of this process held the write lock for "
+            f"{PATIENT_SECONDS:g} s"
+        )
     try:
         yield
     finally:
@@ -163,8 +165,11 @@ def _begin_immediate_within(conn: Connection, left: float, wait: float) -> None:
 
 def overloaded(wait: float) -> Overloaded:
     seconds = retry_after(wait)
-    return Overloaded(f"database: busy with other writes for over {wait:g} s; nothing was stored, "
-                      f"send it again in {seconds} s", retry_after=seconds)
+    return Overloaded(
+        f"database: busy with other writes for over {wait:g} s; nothing was stored, "
+        f"send it again in {seconds} s",
+        retry_after=seconds,
+    )
 
 
 def retry_after(wait: float) -> int:
@@ -187,8 +192,9 @@ def busy(err: BaseException) -> bool:
         return True
     orig = err.orig if isinstance(err, DBAPIError) else err
     if isinstance(orig, sqlite3.OperationalError):
-        return getattr(orig, "sqlite_errorcode", 0) & 0xFF in {_SQLITE_BUSY, _SQLITE_LOCKED} or \
-            str(orig).startswith(("database is locked", "database table is locked"))
+        return getattr(orig, "sqlite_errorcode", 0) & 0xFF in {_SQLITE_BUSY, _SQLITE_LOCKED} or str(
+            orig
+        ).startswith(("database is locked", "database table is locked"))
     return getattr(orig, "sqlstate", None) in _PG_CONTENTION
 
 
@@ -221,8 +227,13 @@ def make_engine(url: str | None = None) -> Engine:
         # Room for every thread that may read at once (the threadpool's 40, the background
         # workers') beside a read on the event loop: a read must never wait for a connection,
         # which would freeze the loop. Writers take a connection only in their turn (one).
-        engine = create_engine(url, connect_args={"check_same_thread": False}, pool_size=8, max_overflow=56,
-                               pool_use_lifo=True)
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False},
+            pool_size=8,
+            max_overflow=56,
+            pool_use_lifo=True,
+        )
         event.listen(engine, "connect", _prepare_sqlite)
         event.listen(engine, "begin", _begin_sqlite)
         _WRITE_TURNS[engine.dialect] = threading.Lock()
@@ -231,8 +242,10 @@ def make_engine(url: str | None = None) -> Engine:
         if parsed.drivername == "postgresql":
             url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
         return create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
-    raise ValueError(f"QUOTAMETER_DATABASE_URL: unsupported database {parsed.get_backend_name()!r} "
-                     "(use sqlite:///path or postgresql+psycopg://…)")
+    raise ValueError(
+        f"QUOTAMETER_DATABASE_URL: unsupported database {parsed.get_backend_name()!r} "
+        "(use sqlite:///path or postgresql+psycopg://…)"
+    )
 
 
 @contextmanager
@@ -263,8 +276,12 @@ def _transient(err: BaseException) -> bool:
     return getattr(orig, "sqlstate", None) in {"40P01", "40001"}
 
 
-retry_transient = retry(retry=retry_if_exception(_transient), stop=stop_after_attempt(5),
-                        wait=wait_random_exponential(multiplier=0.01, max=0.5), reraise=True)
+retry_transient = retry(
+    retry=retry_if_exception(_transient),
+    stop=stop_after_attempt(5),
+    wait=wait_random_exponential(multiplier=0.01, max=0.5),
+    reraise=True,
+)
 
 
 def lock_keys(conn: Connection, keys: Iterable[str], *, shared: bool = False) -> None:
@@ -277,8 +294,12 @@ def lock_keys(conn: Connection, keys: Iterable[str], *, shared: bool = False) ->
     """
     if conn.dialect.name != "postgresql":
         return
-    ids = sorted({int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "big", signed=True)
-                  for k in keys})
+    ids = sorted(
+        {
+            int.from_bytes(hashlib.blake2b(k.encode(), digest_size=8).digest(), "big", signed=True)
+            for k in keys
+        }
+    )
     if shared:
         if ids:
             conn.execute(_SHARED, {"ids": ids})
@@ -287,15 +308,21 @@ def lock_keys(conn: Connection, keys: Iterable[str], *, shared: bool = False) ->
         conn.execute(_EXCLUSIVE, {"ids": ids})
 
 
-_SHARED = text("SELECT count(pg_advisory_xact_lock_shared(k)) FROM unnest(CAST(:ids AS bigint[])) AS k")
+_SHARED = text(
+    "SELECT count(pg_advisory_xact_lock_shared(k)) FROM unnest(CAST(:ids AS bigint[])) AS k"
+)
 # One statement for all keys, taken in the array's (sorted) order: WITH ORDINALITY numbers
 # the elements and the ORDER BY in the aggregate makes PostgreSQL call the lock function row
 # by row in that order (a plain unnest leaves the order to the planner).
-_EXCLUSIVE = text("SELECT count(*) FROM (SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:ids AS bigint[])) "
-                  "WITH ORDINALITY AS u(k, n) ORDER BY n) AS taken")
+_EXCLUSIVE = text(
+    "SELECT count(*) FROM (SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(:ids AS bigint[])) "
+    "WITH ORDINALITY AS u(k, n) ORDER BY n) AS taken"
+)
 
 
-def on_commit(engine: Engine, tables: Iterable[Table], callback: Callable[[set[str]], None]) -> None:
+def on_commit(
+    engine: Engine, tables: Iterable[Table], callback: Callable[[set[str]], None]
+) -> None:
     """Call `callback` with the customers of the rows each transaction on `engine` inserted
     into `tables`, once it committed and its connection is back in the pool (so that whoever
     is told finds the rows visible). Rolled-back inserts are forgotten. Only this process's
@@ -303,7 +330,9 @@ def on_commit(engine: Engine, tables: Iterable[Table], callback: Callable[[set[s
     watched = tuple(tables)
     written, committed = object(), object()  # this registration's keys in the connection's info
 
-    def inserted(conn: Connection, _cursor: Any, _statement: str, _params: Any, context: Any, _many: bool) -> None:
+    def inserted(
+        conn: Connection, _cursor: Any, _statement: str, _params: Any, context: Any, _many: bool
+    ) -> None:
         if context is None or not context.isinsert:
             return
         table = getattr(context.compiled.statement, "table", None)

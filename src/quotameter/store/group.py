@@ -24,7 +24,7 @@ R = TypeVar("R")
 
 
 class _Slot(Generic[T, R]):
-    __slots__ = ("item", "result", "error", "done", "wake")
+    __slots__ = ("done", "error", "item", "result", "wake")
 
     def __init__(self, item: T) -> None:
         self.item = item
@@ -47,8 +47,12 @@ class GroupCommit(Generic[T, R]):
         self._queued: list[_Slot[T, R]] = []
         self._leader: _Slot[T, R] | None = None
 
-    def submit(self, item: T, write: Callable[[Sequence[T]], Sequence[R]],
-               alone: Callable[[BaseException], bool]) -> R:
+    def submit(
+        self,
+        item: T,
+        write: Callable[[Sequence[T]], Sequence[R]],
+        alone: Callable[[BaseException], bool],
+    ) -> R:
         """`item`'s result from `write`, which may have written it with others.
 
         When `write` fails for a group, `alone(error)` decides: True (the error concerns one
@@ -68,10 +72,12 @@ class GroupCommit(Generic[T, R]):
             raise slot.error
         return slot.result  # type: ignore[return-value]  # set with done, without an error
 
-    def _lead(self, write: Callable[[Sequence[T]], Sequence[R]], alone: Callable[[BaseException], bool]) -> None:
+    def _lead(
+        self, write: Callable[[Sequence[T]], Sequence[R]], alone: Callable[[BaseException], bool]
+    ) -> None:
         with self._mutex:
-            group = self._queued[:self.max_items]
-            del self._queued[:len(group)]
+            group = self._queued[: self.max_items]
+            del self._queued[: len(group)]
         try:
             _write(group, write, alone)
         finally:
@@ -81,11 +87,14 @@ class GroupCommit(Generic[T, R]):
                     self._leader.wake.set()
 
 
-def _write(group: list[_Slot[T, R]], write: Callable[[Sequence[T]], Sequence[R]],
-           alone: Callable[[BaseException], bool]) -> None:
+def _write(
+    group: list[_Slot[T, R]],
+    write: Callable[[Sequence[T]], Sequence[R]],
+    alone: Callable[[BaseException], bool],
+) -> None:
     try:
         results = write([s.item for s in group])
-    except BaseException as err:  # noqa: BLE001 - handed to the submitters, who raise it
+    except BaseException as err:
         if len(group) == 1 or not alone(err):
             for s in group:
                 s.finish(error=err)

@@ -28,6 +28,7 @@ from sqlalchemy.types import TypeDecorator
 
 from quotameter.decimals import canonical
 
+
 def _ordered(length: int) -> String:
     """A string that sorts by code point on both databases (PostgreSQL's default collation
     would sort by language rules, and event order must not depend on the server's locale)."""
@@ -92,7 +93,9 @@ catalogs = Table(
 events = Table(
     "events",
     metadata,
-    Column("pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "pk", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("source", String(512), nullable=False),
     Column("event_id", String(512), nullable=False),
     Column("type", String(256), nullable=False),
@@ -153,7 +156,9 @@ stream_points = Table(
     metadata,
     Column("meter", String(128), nullable=False),
     Column("customer", String(256), nullable=False),
-    Column("stream_key", String(1024), nullable=False),  # merge key (escaped), U+0001, stream: see meters.model.stream_key
+    Column(
+        "stream_key", String(1024), nullable=False
+    ),  # merge key (escaped), U+0001, stream: see meters.model.stream_key
     Column("merge_key", String(512), nullable=False),
     Column("t_us", BigInteger, nullable=False),
     Column("rank", Integer, nullable=False),
@@ -167,10 +172,14 @@ stream_points = Table(
 stream_spans = Table(
     "stream_spans",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("meter", String(128), nullable=False),
     Column("customer", String(256), nullable=False),
-    Column("stream_key", String(1024), nullable=False),  # merge key (escaped), U+0001, stream: see meters.model.stream_key
+    Column(
+        "stream_key", String(1024), nullable=False
+    ),  # merge key (escaped), U+0001, stream: see meters.model.stream_key
     Column("merge_key", String(512), nullable=False),
     Column("start_us", BigInteger, nullable=False),
     Column("end_us", BigInteger, nullable=True),
@@ -202,7 +211,9 @@ DERIVED_TABLES = (buckets, unique_values, gauge_points, stream_points, stream_sp
 seat_changes = Table(
     "seat_changes",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("customer", String(256), nullable=False),
     Column("effective_us", BigInteger, nullable=False),
     Column("seats", Integer, nullable=False),
@@ -214,7 +225,9 @@ seat_changes = Table(
 plan_changes = Table(
     "plan_changes",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("customer", String(256), nullable=False),
     Column("effective_us", BigInteger, nullable=False),
     Column("plan", String(128), nullable=False),
@@ -268,7 +281,9 @@ fired = Table(
 notices = Table(
     "notices",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("customer", String(256), nullable=False),
     Column("feature", String(128), nullable=True),
     Column("type", String(32), nullable=False),
@@ -364,7 +379,9 @@ api_keys = Table(
 invoices = Table(
     "invoices",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("customer", String(256), nullable=False),
     Column("period_start_us", BigInteger, nullable=False),
     Column("period_end_us", BigInteger, nullable=False),
@@ -386,7 +403,9 @@ invoices = Table(
 deliveries = Table(
     "deliveries",
     metadata,
-    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
     Column("notice_id", BigInteger, nullable=False),
     Column("customer", String(256), nullable=False),
     Column("channel", String(16), nullable=False),

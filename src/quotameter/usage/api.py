@@ -17,17 +17,30 @@ from quotameter.web import JSON, Services, error_responses, instant, services
 router = APIRouter(tags=["usage"])
 
 
-@router.get("/v1/customers/{customer}/usage", response_class=JSON, dependencies=[Depends(reads_customer)],
-            responses=error_responses(404, 422))
+@router.get(
+    "/v1/customers/{customer}/usage",
+    response_class=JSON,
+    dependencies=[Depends(reads_customer)],
+    responses=error_responses(404, 422),
+)
 async def get_usage(
     request: Request,
     customer: str,
     feature: str | None = Query(None, description="a feature of the customer's current plan"),
-    group_by: str | None = Query(None, description="a data property, e.g. `user` (a duration meter: its merge property)"),
-    window: str | None = Query(None, description="`hour`, `day` or `month` in the customer's time zone; "
-                                                 "omitted: one row per group for the whole range"),
-    start: str | None = Query(None, alias="from", description="RFC 3339; default: the start of the feature's period"),
-    end: str | None = Query(None, alias="to", description="RFC 3339, exclusive; default and at most: now"),
+    group_by: str | None = Query(
+        None, description="a data property, e.g. `user` (a duration meter: its merge property)"
+    ),
+    window: str | None = Query(
+        None,
+        description="`hour`, `day` or `month` in the customer's time zone; "
+        "omitted: one row per group for the whole range",
+    ),
+    start: str | None = Query(
+        None, alias="from", description="RFC 3339; default: the start of the feature's period"
+    ),
+    end: str | None = Query(
+        None, alias="to", description="RFC 3339, exclusive; default and at most: now"
+    ),
 ) -> Any:
     """Usage of one feature per group and window: who used how much, and when.
 
@@ -37,7 +50,13 @@ async def get_usage(
     rounded on its own, so with ceil rounding the days can add up to more than the month.
     """
     svc = services(request)
-    query = UsageQuery(feature or None, group_by or None, _window(window), _instant(start, "from"), _instant(end, "to"))
+    query = UsageQuery(
+        feature or None,
+        group_by or None,
+        _window(window),
+        _instant(start, "from"),
+        _instant(end, "to"),
+    )
     # A report may read a month of raw events: off the event loop, also on SQLite.
     result = await run_in_threadpool(_report, svc, customer, query)
     return JSON(result.as_dict())
@@ -45,7 +64,9 @@ async def get_usage(
 
 def _report(svc: Services, customer: str, query: UsageQuery) -> Report:
     now = svc.now()
-    settle_before_read(svc.engine, svc.catalogs, customer, svc.now)  # an auto-upgrade owed changes the plan
+    settle_before_read(
+        svc.engine, svc.catalogs, customer, svc.now
+    )  # an auto-upgrade owed changes the plan
     with svc.engine.connect() as conn:
         if conn.dialect.name == "postgresql":
             # One snapshot for every page: spans replaced by a concurrent late event are

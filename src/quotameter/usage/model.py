@@ -46,6 +46,7 @@ class TooMany(ValueError):
 
 # --- windows ------------------------------------------------------------------------------
 
+
 def _next_hour(t: int, tz: str) -> int:
     # The next instant the local clock reads hh:00. Offsets are whole quarter hours, so
     # stepping within the current offset finds it (a 30-minute DST shift lands on :30 once).
@@ -59,7 +60,9 @@ def _next_day(t: int, tz: str) -> int:
     today = from_us(t).astimezone(zone).date()
     # Clocks set back over midnight can repeat the end of a day after the next has begun.
     for ahead in (1, 2):
-        edge = to_us(_when_clock_reads(datetime.combine(today + timedelta(days=ahead), time()), zone))
+        edge = to_us(
+            _when_clock_reads(datetime.combine(today + timedelta(days=ahead), time()), zone)
+        )
         if edge > t:
             return edge
     raise AssertionError("a local day is shorter than two days")
@@ -103,11 +106,12 @@ def group_value(data: Any, prop: str) -> str | None:
 
 # --- count / sum / max / latest / unique_count ---------------------------------------------------
 
+
 class Tally:
     """One cell's aggregate, fed one contribution at a time: the value of
     `meters.model.aggregate_simple(kind, items)` without keeping the items."""
 
-    __slots__ = ("kind", "n", "total", "best", "latest", "uniques")
+    __slots__ = ("best", "kind", "latest", "n", "total", "uniques")
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -147,8 +151,9 @@ class Tally:
         raise ValueError(f"not a simple aggregation: {kind}")
 
 
-def simple_breakdown(kind: str, items: Iterable[tuple[str | None, Simple]], edges: list[int], max_cells: int
-                     ) -> tuple[dict[Cell, Decimal], Decimal]:
+def simple_breakdown(
+    kind: str, items: Iterable[tuple[str | None, Simple]], edges: list[int], max_cells: int
+) -> tuple[dict[Cell, Decimal], Decimal]:
     """(usage per cell, usage over the whole range) of (group, contribution) pairs whose
     instants all lie in `[edges[0], edges[-1]]`."""
     cells: dict[Cell, Tally] = {}
@@ -167,8 +172,15 @@ def simple_breakdown(kind: str, items: Iterable[tuple[str | None, Simple]], edge
 
 # --- duration -------------------------------------------------------------------------------
 
-def duration_breakdown(spans_by_merge: dict[str, list[Span]], spec: MeterSpec, edges: list[int], at: int,
-                       by_merge_key: bool, max_cells: int) -> tuple[dict[Cell, Decimal], Decimal]:
+
+def duration_breakdown(
+    spans_by_merge: dict[str, list[Span]],
+    spec: MeterSpec,
+    edges: list[int],
+    at: int,
+    by_merge_key: bool,
+    max_cells: int,
+) -> tuple[dict[Cell, Decimal], Decimal]:
     """(usage per cell, usage over the whole range) of a duration meter as seen at `at`.
 
     Spans are cut at `at` and merged per merge key exactly as for the balance; each merged
@@ -191,7 +203,9 @@ def duration_breakdown(spans_by_merge: dict[str, list[Span]], spec: MeterSpec, e
                 key = (group, i)
                 if key not in cells and len(cells) == max_cells:
                     raise TooMany(f"more than {max_cells} rows")
-                cells[key] += round_length(clipped_length(merged, edges[i], min(edges[i + 1], hi)), unit, mode)
+                cells[key] += round_length(
+                    clipped_length(merged, edges[i], min(edges[i + 1], hi)), unit, mode
+                )
                 i += 1
     total = duration_quantity(spans_by_merge, spec, edges[0], edges[-1], at)
     return {key: to_unit(us, spec.unit) for key, us in cells.items()}, total
@@ -199,7 +213,10 @@ def duration_breakdown(spans_by_merge: dict[str, list[Span]], spec: MeterSpec, e
 
 # --- gauge --------------------------------------------------------------------------------
 
-def gauge_windows(carried: Decimal, levels: Iterable[tuple[int, Decimal]], edges: list[int]) -> list[Decimal]:
+
+def gauge_windows(
+    carried: Decimal, levels: Iterable[tuple[int, Decimal]], edges: list[int]
+) -> list[Decimal]:
     """The highest level held in each window, counting the level carried into it
     (`meters.model.gauge_usage` per window). `levels`: (instant, level after the change) in
     event order, all in `[edges[0], edges[-1]]`; `carried`: the level before `edges[0]`."""

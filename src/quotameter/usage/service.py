@@ -90,15 +90,25 @@ class Report:
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "customer": self.customer, "feature": self.feature, "meter": self.meter, "unit": self.unit,
-            "from": self.start, "to": self.end, "group_by": self.group_by, "window": self.window,
+            "customer": self.customer,
+            "feature": self.feature,
+            "meter": self.meter,
+            "unit": self.unit,
+            "from": self.start,
+            "to": self.end,
+            "group_by": self.group_by,
+            "window": self.window,
             "total": self.total,
-            "rows": [{"group": r.group, "window_start": r.start, "window_end": r.end, "usage": r.usage}
-                     for r in self.rows],
+            "rows": [
+                {"group": r.group, "window_start": r.start, "window_end": r.end, "usage": r.usage}
+                for r in self.rows
+            ],
         }
 
 
-def report(conn: Connection, catalog: LoadedCatalog, customer: str, query: UsageQuery, now: datetime) -> Report:
+def report(
+    conn: Connection, catalog: LoadedCatalog, customer: str, query: UsageQuery, now: datetime
+) -> Report:
     """The feature of the customer's current plan, broken down over `[from, to)`; `to` is cut
     at `now` (open streams accrue up to now; events stamped at `now` count, as in the balance).
     Defaults: `to` now, `from` the start of the feature's period that holds `to`."""
@@ -106,7 +116,9 @@ def report(conn: Connection, catalog: LoadedCatalog, customer: str, query: Usage
     view = customers.view(conn, catalog, customer, now_us)
     if not query.feature:
         features = ", ".join(sorted(view.plan.entitlements)) or "none"
-        raise Invalid(f"feature: required, a feature of plan {view.plan_name!r} (it has: {features})")
+        raise Invalid(
+            f"feature: required, a feature of plan {view.plan_name!r} (it has: {features})"
+        )
     ent = entitlement_of(view, query.feature)
     spec = catalog.spec.meters[ent.meter]
     _check_group_by(spec, ent.meter, query.group_by)
@@ -118,35 +130,60 @@ def report(conn: Connection, catalog: LoadedCatalog, customer: str, query: Usage
     try:
         edges = window_edges(query.window, lo, shown_end, view.spec.timezone, MAX_WINDOWS)
     except TooMany:
-        raise Invalid(f"window: {query.window} windows from {rfc3339(from_us(lo))} to {rfc3339(from_us(shown_end))} "
-                      f"are more than {MAX_WINDOWS} (93 days of hours); narrow from/to or use a longer window") from None
+        raise Invalid(
+            f"window: {query.window} windows from {rfc3339(from_us(lo))} to {rfc3339(from_us(shown_end))} "
+            f"are more than {MAX_WINDOWS} (93 days of hours); narrow from/to or use a longer window"
+        ) from None
     try:
-        cells, total = _breakdown(conn, spec, ent.meter, customer, query.group_by, edges, now_us, events_end)
+        cells, total = _breakdown(
+            conn, spec, ent.meter, customer, query.group_by, edges, now_us, events_end
+        )
     except TooMany:
-        raise Invalid(f"group_by: more than {MAX_ROWS} rows of {query.group_by!r}"
-                      f"{f' per {query.window}' if query.window else ''}; narrow from/to or use a longer window") from None
-    return Report(customer, query.feature, ent.meter, spec.unit, from_us(lo), from_us(shown_end), query.group_by,
-                  query.window, total, _rows(cells, edges, shown_end, dense=query.group_by is None))
+        raise Invalid(
+            f"group_by: more than {MAX_ROWS} rows of {query.group_by!r}"
+            f"{f' per {query.window}' if query.window else ''}; narrow from/to or use a longer window"
+        ) from None
+    return Report(
+        customer,
+        query.feature,
+        ent.meter,
+        spec.unit,
+        from_us(lo),
+        from_us(shown_end),
+        query.group_by,
+        query.window,
+        total,
+        _rows(cells, edges, shown_end, dense=query.group_by is None),
+    )
 
 
 def _check_group_by(spec: MeterSpec, meter: str, group_by: str | None) -> None:
     if group_by is None:
         return
     if spec.aggregation == "gauge":
-        raise Invalid(f"group_by: meter {meter!r} is a gauge, one level for the whole customer; "
-                      f"it cannot be grouped (got {group_by!r})")
+        raise Invalid(
+            f"group_by: meter {meter!r} is a gauge, one level for the whole customer; "
+            f"it cannot be grouped (got {group_by!r})"
+        )
     if spec.aggregation == "duration":
         # Rounding applies to the spans merged per merge key: only that key splits the usage
         # into parts that add up to the whole.
         key = spec.merge_property or spec.stream_property
         if group_by != key:
-            how = f"merges the spans of each {key!r} before rounding" if spec.merge_property \
+            how = (
+                f"merges the spans of each {key!r} before rounding"
+                if spec.merge_property
                 else f"rounds the spans of each {key!r}"
-            raise Invalid(f"group_by: meter {meter!r} {how}, so its usage is grouped by {key!r} only "
-                          f"(got {group_by!r})")
+            )
+            raise Invalid(
+                f"group_by: meter {meter!r} {how}, so its usage is grouped by {key!r} only "
+                f"(got {group_by!r})"
+            )
 
 
-def _range(view: CustomerView, ent: EntitlementSpec, query: UsageQuery, now: datetime) -> tuple[int, int]:
+def _range(
+    view: CustomerView, ent: EntitlementSpec, query: UsageQuery, now: datetime
+) -> tuple[int, int]:
     """`[from, to)` as asked, in microseconds; `to` not yet cut at now."""
     if query.end is not None and query.end <= EPOCH:
         raise Invalid(f"to: must be after {rfc3339(EPOCH)} (no event is before)")
@@ -158,14 +195,26 @@ def _range(view: CustomerView, ent: EntitlementSpec, query: UsageQuery, now: dat
     if start < EPOCH:
         raise Invalid(f"from: must not be before {rfc3339(EPOCH)} (no event is)")
     if query.end is not None and start >= query.end:
-        raise Invalid(f"from: must be before to ({rfc3339(start)} is not before {rfc3339(query.end)})")
+        raise Invalid(
+            f"from: must be before to ({rfc3339(start)} is not before {rfc3339(query.end)})"
+        )
     if start > now:
-        raise Invalid(f"from: {rfc3339(start)} is after now ({rfc3339(now)}); usage is known up to now")
+        raise Invalid(
+            f"from: {rfc3339(start)} is after now ({rfc3339(now)}); usage is known up to now"
+        )
     return to_us(start), to_us(query.end if query.end is not None else now)
 
 
-def _breakdown(conn: Connection, spec: MeterSpec, meter: str, customer: str, group_by: str | None,
-               edges: list[int], now_us: int, events_end: int) -> tuple[dict[Cell, Decimal], Decimal]:
+def _breakdown(
+    conn: Connection,
+    spec: MeterSpec,
+    meter: str,
+    customer: str,
+    group_by: str | None,
+    edges: list[int],
+    now_us: int,
+    events_end: int,
+) -> tuple[dict[Cell, Decimal], Decimal]:
     lo, end = edges[0], events_end
     kind = spec.aggregation
     if kind == "duration":
@@ -174,25 +223,34 @@ def _breakdown(conn: Connection, spec: MeterSpec, meter: str, customer: str, gro
             spans[row.merge_key].append(Span(row.start_us, row.end_us, row.last_us))
         return duration_breakdown(spans, spec, edges, now_us, group_by is not None, MAX_ROWS)
     if kind == "gauge":
-        highs = gauge_windows(repo.gauge_level_before(conn, meter, customer, lo),
-                              repo.gauge_levels_between(conn, meter, customer, lo, end), edges)
+        highs = gauge_windows(
+            repo.gauge_level_before(conn, meter, customer, lo),
+            repo.gauge_levels_between(conn, meter, customer, lo, end),
+            edges,
+        )
         return {(None, i): high for i, high in enumerate(highs)}, max(highs)
     assert kind in SIMPLE
 
     def contributions() -> Iterator[tuple[str | None, Simple]]:
         for row in repo.events_between(conn, customer, spec.event_type, lo, end):
-            item = _interpret_row(spec, customer, row)  # the same reading of an event as the meter's
+            item = _interpret_row(
+                spec, customer, row
+            )  # the same reading of an event as the meter's
             if item is not None:
                 yield (group_value(orjson.loads(row.data), group_by) if group_by else None), item  # type: ignore[misc]
 
     return simple_breakdown(kind, contributions(), edges, MAX_ROWS)
 
 
-def _rows(cells: dict[Cell, Decimal], edges: list[int], shown_end: int, *, dense: bool) -> list[Row]:
+def _rows(
+    cells: dict[Cell, Decimal], edges: list[int], shown_end: int, *, dense: bool
+) -> list[Row]:
     """Rows in group then time order. Without groups every window has a row (0 when nothing
     was used); with groups only the windows in which that group used something."""
     if dense:
         cells = {(None, i): cells.get((None, i), ZERO) for i in range(len(edges) - 1)}
     ordered = sorted(cells.items(), key=lambda c: (c[0][0] is None, c[0][0] or "", c[0][1]))
-    return [Row(group, from_us(edges[i]), from_us(min(edges[i + 1], shown_end)), usage)
-            for (group, i), usage in ordered]
+    return [
+        Row(group, from_us(edges[i]), from_us(min(edges[i + 1], shown_end)), usage)
+        for (group, i), usage in ordered
+    ]

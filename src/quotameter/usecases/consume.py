@@ -70,8 +70,13 @@ class Consumption:
     balance: Balance
 
 
-def consume(conn: Connection, catalog: LoadedCatalog, req: ConsumeRequest, recorded_us: int,
-            clock: Callable[[], datetime]) -> Consumption:
+def consume(
+    conn: Connection,
+    catalog: LoadedCatalog,
+    req: ConsumeRequest,
+    recorded_us: int,
+    clock: Callable[[], datetime],
+) -> Consumption:
     """Check and record in one step (the transaction is the caller's). Callers of the same
     customer and meter are serialized (SQLite: the write transaction; PostgreSQL: an advisory
     lock), so the check always sees every earlier consumption and a hard limit is never
@@ -103,15 +108,23 @@ def consume(conn: Connection, catalog: LoadedCatalog, req: ConsumeRequest, recor
     if not result.accepted:
         # Recorded meanwhile by a consume of the same id that held another meter's lock (the
         # feature's meter differs between the two instants): the insert waited for it.
-        return _repeat(conn, catalog, req, meter, event_id, event_store.stored(conn, CONSUME_SOURCE, event_id))
-    return Consumption(True, reason, False, balance(conn, catalog, req.customer, req.feature, req.at,
-                                                    whole_period=True))
+        return _repeat(
+            conn, catalog, req, meter, event_id, event_store.stored(conn, CONSUME_SOURCE, event_id)
+        )
+    return Consumption(
+        True,
+        reason,
+        False,
+        balance(conn, catalog, req.customer, req.feature, req.at, whole_period=True),
+    )
 
 
 def _check(req: ConsumeRequest, name: str, meter: MeterSpec) -> None:
     if meter.aggregation not in ("count", "sum"):
-        raise Invalid(f"feature: consume records usage of count and sum meters; meter {name!r} "
-                      f"is {meter.aggregation!r}, send its events instead")
+        raise Invalid(
+            f"feature: consume records usage of count and sum meters; meter {name!r} "
+            f"is {meter.aggregation!r}, send its events instead"
+        )
     if _CONTROL.search(req.id):
         raise Invalid("id: must not contain control characters (U+0000 to U+001F)")
     if req.amount <= 0:
@@ -120,7 +133,9 @@ def _check(req: ConsumeRequest, name: str, meter: MeterSpec) -> None:
         if req.amount != req.amount.to_integral_value():
             raise Invalid(f"amount: meter {name!r} counts whole events (got {req.amount})")
         if req.amount > MAX_CONSUME_UNITS:
-            raise Invalid(f"amount: at most {MAX_CONSUME_UNITS} units of meter {name!r} per consume (got {req.amount})")
+            raise Invalid(
+                f"amount: at most {MAX_CONSUME_UNITS} units of meter {name!r} per consume (got {req.amount})"
+            )
     elif req.amount >= LARGEST:
         raise Invalid(f"amount: must be less than 10^15 (got {req.amount})")
 
@@ -131,23 +146,44 @@ def _event(event_id: str, meter: MeterSpec, req: ConsumeRequest) -> dict[str, ob
         data[meter.value_property] = format(req.amount, "f")  # type: ignore[index]
     else:
         data[CONSUME_UNITS] = int(req.amount)
-    return {"specversion": "1.0", "id": event_id, "source": CONSUME_SOURCE, "type": meter.event_type,
-            "subject": req.customer, "time": rfc3339(req.at), "data": data}
+    return {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": CONSUME_SOURCE,
+        "type": meter.event_type,
+        "subject": req.customer,
+        "time": rfc3339(req.at),
+        "data": data,
+    }
 
 
-def _repeat(conn: Connection, catalog: LoadedCatalog, req: ConsumeRequest, meter: MeterSpec, event_id: str,
-            earlier: Any) -> Consumption:
+def _repeat(
+    conn: Connection,
+    catalog: LoadedCatalog,
+    req: ConsumeRequest,
+    meter: MeterSpec,
+    event_id: str,
+    earlier: Any,
+) -> Consumption:
     """The answer to an id recorded before: a duplicate when the amount is the same."""
     recorded = _recorded_amount(conn, req, meter, event_id, earlier)
     if recorded != req.amount:
-        raise Conflict(f"id: {req.id!r} already recorded a consumption of {model.fmt(recorded)} of {req.feature!r} "
-                       f"for customer {req.customer!r} (asked: {model.fmt(req.amount)}); a repeat must ask the "
-                       "same amount, another consumption needs another id")
-    return Consumption(True, "already recorded", True,
-                       balance(conn, catalog, req.customer, req.feature, req.at, whole_period=True))
+        raise Conflict(
+            f"id: {req.id!r} already recorded a consumption of {model.fmt(recorded)} of {req.feature!r} "
+            f"for customer {req.customer!r} (asked: {model.fmt(req.amount)}); a repeat must ask the "
+            "same amount, another consumption needs another id"
+        )
+    return Consumption(
+        True,
+        "already recorded",
+        True,
+        balance(conn, catalog, req.customer, req.feature, req.at, whole_period=True),
+    )
 
 
-def _recorded_amount(conn: Connection, req: ConsumeRequest, meter: MeterSpec, event_id: str, row: Any) -> Decimal:
+def _recorded_amount(
+    conn: Connection, req: ConsumeRequest, meter: MeterSpec, event_id: str, row: Any
+) -> Decimal:
     """The amount the consumption stored under `event_id` recorded."""
     data = orjson.loads(row.data)
     if CONSUME_UNITS in data:
@@ -155,12 +191,23 @@ def _recorded_amount(conn: Connection, req: ConsumeRequest, meter: MeterSpec, ev
     if meter.aggregation == "sum" and meter.value_property in data:
         return Decimal(str(data[meter.value_property]))
     # One event per unit, `{id}`, `{id}#2`, …, all stored by one batch.
-    together = set(event_store.ids_stored_with(conn, CONSUME_SOURCE, row.subject, row.type, row.time_us,
-                                               row.received_us))
+    together = set(
+        event_store.ids_stored_with(
+            conn, CONSUME_SOURCE, row.subject, row.type, row.time_us, row.received_us
+        )
+    )
     owner, hash_, k = event_id.rpartition("#")
     if hash_ and _UNIT_SUFFIX.fullmatch(f"#{k}") and owner in together:
-        raise Conflict(f"id: {req.id!r} is taken by unit {k} of the consumption {req.id.rpartition('#')[0]!r} "
-                       f"of {req.feature!r} for customer {req.customer!r}, recorded one event per unit; "
-                       "another consumption needs another id")
-    return Decimal(1 + sum(1 for i in together if i.startswith(f"{event_id}#")
-                           and _UNIT_SUFFIX.fullmatch(i, len(event_id))))
+        raise Conflict(
+            f"id: {req.id!r} is taken by unit {k} of the consumption {req.id.rpartition('#')[0]!r} "
+            f"of {req.feature!r} for customer {req.customer!r}, recorded one event per unit; "
+            "another consumption needs another id"
+        )
+    return Decimal(
+        1
+        + sum(
+            1
+            for i in together
+            if i.startswith(f"{event_id}#") and _UNIT_SUFFIX.fullmatch(i, len(event_id))
+        )
+    )

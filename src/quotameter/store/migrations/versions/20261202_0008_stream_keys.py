@@ -12,44 +12,62 @@ Revision ID: 20261202_0008
 Revises: 20261122_0007
 Create Date: 2026-12-02 09:00:00
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
-
-revision = '20261202_0008'
-down_revision = '20261122_0007'
+revision = "20261202_0008"
+down_revision = "20261122_0007"
 branch_labels = None
 depends_on = None
 
-TABLES = ('stream_points', 'stream_spans')
+TABLES = ("stream_points", "stream_spans")
 
 
 def _escaped(merge_key: str) -> str:
-    return merge_key.replace('\x02', '\x02\x02').replace('\x01', '\x02\x01')
+    return merge_key.replace("\x02", "\x02\x02").replace("\x01", "\x02\x01")
 
 
 def _rekey(encode_old, encode_new) -> None:  # type: ignore[no-untyped-def]
     bind = op.get_bind()
     for name in TABLES:
-        table = sa.table(name, sa.column('stream_key', sa.String), sa.column('merge_key', sa.String))
+        table = sa.table(
+            name, sa.column("stream_key", sa.String), sa.column("merge_key", sa.String)
+        )
         c = table.c
-        affected = bind.execute(sa.select(c.stream_key, c.merge_key).distinct().where(
-            c.stream_key != c.merge_key,  # a meter without merge property keys streams by their own value
-            sa.or_(c.merge_key.contains('\x01', autoescape=True), c.merge_key.contains('\x02', autoescape=True)),
-        )).all()
+        affected = bind.execute(
+            sa.select(c.stream_key, c.merge_key)
+            .distinct()
+            .where(
+                c.stream_key
+                != c.merge_key,  # a meter without merge property keys streams by their own value
+                sa.or_(
+                    c.merge_key.contains("\x01", autoescape=True),
+                    c.merge_key.contains("\x02", autoescape=True),
+                ),
+            )
+        ).all()
         for old_key, merge_key in affected:
-            prefix = encode_old(merge_key) + '\x01'
+            prefix = encode_old(merge_key) + "\x01"
             if old_key.startswith(prefix):
-                new_key = encode_new(merge_key) + '\x01' + old_key[len(prefix):]
-                bind.execute(sa.update(table).where(c.stream_key == old_key, c.merge_key == merge_key)
-                             .values(stream_key=new_key))
+                new_key = encode_new(merge_key) + "\x01" + old_key[len(prefix) :]
+                bind.execute(
+                    sa.update(table)
+                    .where(c.stream_key == old_key, c.merge_key == merge_key)
+                    .values(stream_key=new_key)
+                )
 
 
 def upgrade() -> None:
-    if op.get_bind().dialect.name == 'postgresql':
+    if op.get_bind().dialect.name == "postgresql":
         for name in TABLES:
-            op.alter_column(name, 'stream_key', type_=sa.String(length=1024), existing_type=sa.String(length=512),
-                            existing_nullable=False)
+            op.alter_column(
+                name,
+                "stream_key",
+                type_=sa.String(length=1024),
+                existing_type=sa.String(length=512),
+                existing_nullable=False,
+            )
     _rekey(lambda merge_key: merge_key, _escaped)
 
 
