@@ -283,9 +283,9 @@ def serve(url: str, port: int, now: str | None = None) -> None:
     """
     import uvicorn
 
+    from quotameter.api.web import clock_from, system_clock
     from quotameter.server import create_app
     from quotameter.settings import Settings
-    from quotameter.web import clock_from, system_clock
 
     if now and now.startswith("file:"):
         clock = FeedClock(Path(now[5:]))

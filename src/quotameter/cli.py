@@ -76,11 +76,11 @@ def _serve(
     import uvicorn
 
     from quotameter import logs
+    from quotameter.api.web import system_clock
     from quotameter.keys.service import bootstrap
     from quotameter.serving import uvicorn_options
     from quotameter.store.engine import unit_of_work
     from quotameter.timeutil import to_us
-    from quotameter.web import system_clock
 
     if clock is not None and workers != 1:
         raise ValueError("clock: worker processes read the system clock; serve one worker")
@@ -161,11 +161,11 @@ def apply(
 ) -> None:
     """Validate a catalog (YAML) and make it the one in force; nothing changes if any part is
     wrong, or if it leaves out customers with records and --prune is not given."""
+    from quotameter.api.web import system_clock
     from quotameter.catalog import service
     from quotameter.catalog.model import CatalogInvalid, load_yaml
     from quotameter.store.engine import unit_of_work
     from quotameter.timeutil import to_us
-    from quotameter.web import system_clock
 
     engine = _engine(database_url)
     try:
@@ -270,11 +270,11 @@ def ingest(
         TimeRemainingColumn,
     )
 
+    from quotameter.api.web import system_clock
     from quotameter.catalog.service import CatalogCache
     from quotameter.events.service import ingest as store_events
     from quotameter.store.engine import retry_transient, unit_of_work
     from quotameter.timeutil import to_us
-    from quotameter.web import system_clock
 
     engine = _engine(database_url)
     catalogs = CatalogCache()
@@ -347,11 +347,11 @@ def keys_create(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Make a key. It is printed this once; only its digest is stored."""
+    from quotameter.api.web import system_clock
     from quotameter.catalog.service import CatalogCache
     from quotameter.keys import service
     from quotameter.store.engine import unit_of_work
     from quotameter.timeutil import to_us
-    from quotameter.web import system_clock
 
     engine = _engine(database_url)
     with _domain_errors(), unit_of_work(engine) as conn:
@@ -396,10 +396,10 @@ def keys_revoke(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Revoke a key: refused from now on (by other running servers within a few seconds)."""
+    from quotameter.api.web import system_clock
     from quotameter.keys import service
     from quotameter.store.engine import unit_of_work
     from quotameter.timeutil import to_us
-    from quotameter.web import system_clock
 
     with _domain_errors(), unit_of_work(_engine(database_url)) as conn:
         service.revoke(conn, key_id, to_us(system_clock()))
@@ -426,10 +426,10 @@ def balance(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Show a customer's balance for one feature."""
+    from quotameter.api.web import instant, system_clock
     from quotameter.catalog.service import CatalogCache
     from quotameter.entitlements.service import balance as read_balance
     from quotameter.timeutil import rfc3339
-    from quotameter.web import instant, system_clock
 
     engine = _engine(database_url)
     with _domain_errors():
@@ -462,12 +462,12 @@ def usage(
     """Who used how much of a feature, and when (GET /v1/customers/{customer}/usage)."""
     from rich.table import Table
 
+    from quotameter.api.web import instant, system_clock
     from quotameter.catalog.service import CatalogCache
     from quotameter.errors import Invalid
     from quotameter.timeutil import EPOCH, rfc3339
     from quotameter.usage.model import WINDOWS
     from quotameter.usage.service import UsageQuery, report
-    from quotameter.web import instant, system_clock
 
     engine = _engine(database_url)
     with _domain_errors():
@@ -529,11 +529,11 @@ def demo(
     fresh SQLite database, then serve it and print what to try."""
     from rich.table import Table
 
+    from quotameter.api.web import clock_from, instant, system_clock
     from quotameter.demo.load import STORY_DAYS, load_demo, story_clock
     from quotameter.keys import service as keys
     from quotameter.store.engine import unit_of_work
     from quotameter.timeutil import to_us
-    from quotameter.web import clock_from, instant, system_clock
 
     today = system_clock()
     with _domain_errors():
@@ -645,13 +645,13 @@ def invoices(
 
     from rich.table import Table
 
+    from quotameter.api.web import dumps, instant, system_clock
     from quotameter.catalog.service import CatalogCache
     from quotameter.errors import Invalid
     from quotameter.invoices import export
     from quotameter.invoices import service as invoicing
     from quotameter.money import amount_text
     from quotameter.timeutil import rfc3339
-    from quotameter.web import dumps, instant, system_clock
 
     engine = _engine(database_url)
     catalogs = CatalogCache()

@@ -15,30 +15,37 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from quotameter import __version__
-from quotameter.catalog.api import router as catalog_router
-from quotameter.customers.api import router as customers_router
+from quotameter.api.auth import KeyFirst
+from quotameter.api.catalog import router as catalog_router
+from quotameter.api.customers import router as customers_router
+from quotameter.api.entitlements import router as entitlements_router
+from quotameter.api.events import router as events_router
+from quotameter.api.events import with_event_schema
+from quotameter.api.grants import router as grants_router
+from quotameter.api.guard import RequestGuard
+from quotameter.api.inapp import router as inapp_router
+from quotameter.api.invoices import router as invoices_router
+from quotameter.api.keys import router as keys_router
+from quotameter.api.notifications import router as notifications_router
+from quotameter.api.usage import router as usage_router
+from quotameter.api.web import (
+    JSON,
+    ErrorBody,
+    Services,
+    error_responses,
+    no_nul_in_path,
+    system_clock,
+)
 from quotameter.delivery.worker import start_delivery
-from quotameter.entitlements.api import router as entitlements_router
 from quotameter.errors import Overloaded, QuotameterError
-from quotameter.events.api import router as events_router
-from quotameter.events.api import with_event_schema
-from quotameter.grants.api import router as grants_router
-from quotameter.guard import RequestGuard
-from quotameter.inapp.api import router as inapp_router
-from quotameter.invoices.api import router as invoices_router
 from quotameter.invoices.finalizer import Finalizer
 from quotameter.keys import service as keys
-from quotameter.keys.api import router as keys_router
-from quotameter.keys.auth import KeyFirst
-from quotameter.notifications.api import router as notifications_router
 from quotameter.notifications.scheduler import Scheduler
 from quotameter.settings import Settings
 from quotameter.store.checkpoint import Checkpointer
 from quotameter.store.engine import bounded_writes, busy, make_engine, retry_after, unit_of_work
 from quotameter.store.migrate import upgrade
 from quotameter.timeutil import to_us
-from quotameter.usage.api import router as usage_router
-from quotameter.web import JSON, ErrorBody, Services, error_responses, no_nul_in_path, system_clock
 
 log = logging.getLogger("quotameter")
 

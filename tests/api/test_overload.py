@@ -20,7 +20,7 @@ from sqlalchemy import Engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from quotameter.events import api as events_api
+from quotameter.api import events as events_api
 from quotameter.server import create_app
 from quotameter.settings import Settings
 from quotameter.store.engine import make_engine, unit_of_work

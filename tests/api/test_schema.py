@@ -157,7 +157,7 @@ def test_a_server_error_is_logged_with_its_trace_and_answered_without_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # tests/api/test_events.py checks the answer to a failing write; this is a failing read, and the log.
-    from quotameter.entitlements import api
+    from quotameter.api import entitlements as api
 
     def boom(*_args: Any) -> None:
         raise RuntimeError("secret internals")

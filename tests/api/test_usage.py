@@ -35,8 +35,8 @@ def client(app):  # type: ignore[no-untyped-def]
     """The admin client, with the usage router included unless `server.py` already has it."""
     from fastapi.testclient import TestClient
 
-    from quotameter.usage.api import router
-    from quotameter.web import error_responses
+    from quotameter.api.usage import router
+    from quotameter.api.web import error_responses
 
     if not any(getattr(route, "path", None) == PATH for route in app.routes):
         app.include_router(router, responses=error_responses(401, 403))

@@ -20,9 +20,9 @@ from quotameter.store.engine import make_engine
 AT_TODAY = """
 import sys
 from datetime import datetime
-import quotameter.web
+import quotameter.api.web
 today = datetime.fromisoformat(sys.argv[1])
-quotameter.web.system_clock = lambda: today
+quotameter.api.web.system_clock = lambda: today
 from quotameter.cli import app
 app(sys.argv[2:], prog_name="quotameter")
 """

@@ -46,12 +46,12 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from sqlalchemy import create_engine, text
 
+from quotameter.api.web import dumps
 from quotameter.catalog.model import validate_catalog
 from quotameter.entitlements.model import HUNDRED, allows, reached, thresholds
 from quotameter.periods import calendar_month
 from quotameter.store.tables import metadata
 from quotameter.timeutil import from_us, rfc3339, to_us
-from quotameter.web import dumps
 from stateful.model import CONSUME_SOURCE, Consumed, FeatureMissing, Model, StoredEvent
 from support import ADMIN, ADMIN_KEY
 

@@ -7,13 +7,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from quotameter.api.auth import admin_only
+from quotameter.api.web import JSON, error_responses, inline_schema, json_body, services
 from quotameter.catalog import service
 from quotameter.catalog.model import Catalog, CatalogInvalid, catalog_to_json
 from quotameter.errors import BadRequest, Invalid
-from quotameter.keys.auth import admin_only
 from quotameter.store.engine import lock_keys, unit_of_work
 from quotameter.timeutil import to_us
-from quotameter.web import JSON, error_responses, inline_schema, json_body, services
 from quotameter.wording import plural
 
 router = APIRouter(tags=["catalog"])

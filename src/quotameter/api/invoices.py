@@ -7,11 +7,8 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from quotameter.invoices import export, service
-from quotameter.invoices.service import Invoice
-from quotameter.keys.auth import reads_customer
-from quotameter.notifications.scheduler import settle_before_read
-from quotameter.web import (
+from quotameter.api.auth import reads_customer
+from quotameter.api.web import (
     JSON,
     Instant,
     Number,
@@ -21,6 +18,9 @@ from quotameter.web import (
     instant,
     services,
 )
+from quotameter.invoices import export, service
+from quotameter.invoices.service import Invoice
+from quotameter.notifications.scheduler import settle_before_read
 
 router = APIRouter(tags=["invoices"])
 

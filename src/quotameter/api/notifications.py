@@ -5,14 +5,14 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
+from quotameter.api.auth import reads_customer
+from quotameter.api.web import JSON, Instant, Number, PeriodOut, error_responses, services
 from quotameter.customers import service as customers
 from quotameter.delivery import repository as deliveries
-from quotameter.keys.auth import reads_customer
 from quotameter.notifications import repository
 from quotameter.notifications.scheduler import settle_before_read
 from quotameter.notifications.service import as_dict
 from quotameter.timeutil import to_us
-from quotameter.web import JSON, Instant, Number, PeriodOut, error_responses, services
 
 router = APIRouter(tags=["notifications"])
 

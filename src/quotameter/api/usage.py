@@ -6,13 +6,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from quotameter.api.auth import reads_customer
+from quotameter.api.web import JSON, Services, error_responses, instant, services
 from quotameter.errors import Invalid
-from quotameter.keys.auth import reads_customer
 from quotameter.notifications.scheduler import settle_before_read
 from quotameter.timeutil import EPOCH
 from quotameter.usage.model import WINDOWS, Window
 from quotameter.usage.service import Report, UsageQuery, report
-from quotameter.web import JSON, Services, error_responses, instant, services
 
 router = APIRouter(tags=["usage"])
 

@@ -5,11 +5,11 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from quotameter.api.auth import admin_only
+from quotameter.api.web import JSON, Instant, Text, error_responses, services
 from quotameter.keys import service
-from quotameter.keys.auth import admin_only
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import to_us
-from quotameter.web import JSON, Instant, Text, error_responses, services
 
 router = APIRouter(tags=["keys"], dependencies=[Depends(admin_only)])
 

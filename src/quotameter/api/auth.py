@@ -27,10 +27,10 @@ from fastapi import Depends, Request
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from quotameter.api.guard import CLOSE, has_body
+from quotameter.api.web import JSON, services
 from quotameter.errors import Forbidden, Unauthorized
-from quotameter.guard import CLOSE, has_body
 from quotameter.keys.service import Principal
-from quotameter.web import JSON, services
 
 API = "/v1/"  # every path under it needs a key; the docs and /healthz are outside
 

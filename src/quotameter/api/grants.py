@@ -5,14 +5,23 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from quotameter.api.auth import admin_only, reads_customer
+from quotameter.api.customers import after_change
+from quotameter.api.web import (
+    JSON,
+    Instant,
+    Number,
+    Quantity,
+    Text,
+    error_responses,
+    instant,
+    services,
+)
 from quotameter.customers import service as customers
-from quotameter.customers.api import after_change
 from quotameter.errors import NotFound
 from quotameter.grants import repository, service
-from quotameter.keys.auth import admin_only, reads_customer
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import to_us
-from quotameter.web import JSON, Instant, Number, Quantity, Text, error_responses, instant, services
 
 router = APIRouter(tags=["grants"])
 

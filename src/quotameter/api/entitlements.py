@@ -8,15 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
-from quotameter.entitlements import model
-from quotameter.entitlements.service import Balance, balance
-from quotameter.keys.auth import admin_only, reads_customer
-from quotameter.notifications.repository import is_pending
-from quotameter.notifications.scheduler import settle_before_read
-from quotameter.store.engine import retry_transient, unit_of_work
-from quotameter.timeutil import to_us
-from quotameter.usecases.consume import ConsumeRequest, Consumption, consume
-from quotameter.web import (
+from quotameter.api.auth import admin_only, reads_customer
+from quotameter.api.web import (
     JSON,
     ErrorBody,
     Instant,
@@ -31,6 +24,13 @@ from quotameter.web import (
     read,
     services,
 )
+from quotameter.entitlements import model
+from quotameter.entitlements.service import Balance, balance
+from quotameter.notifications.repository import is_pending
+from quotameter.notifications.scheduler import settle_before_read
+from quotameter.store.engine import retry_transient, unit_of_work
+from quotameter.timeutil import to_us
+from quotameter.usecases.consume import ConsumeRequest, Consumption, consume
 
 router = APIRouter(tags=["entitlements"])
 

@@ -6,13 +6,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from quotameter.api.auth import admin_only, reads_customer
+from quotameter.api.web import JSON, Instant, error_responses, instant, services
 from quotameter.customers import repository, service
-from quotameter.keys.auth import admin_only, reads_customer
 from quotameter.notifications import scheduler
 from quotameter.notifications.service import evaluate_all
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import from_us, to_us
-from quotameter.web import JSON, Instant, error_responses, instant, services
 
 router = APIRouter(tags=["customers"])
 

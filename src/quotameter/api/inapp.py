@@ -26,13 +26,13 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
+from quotameter.api.auth import reads_customer
+from quotameter.api.web import Services, dumps, error_responses, services
 from quotameter.inapp import service
 from quotameter.inapp.hub import Hub, end_streams_when_uvicorn_stops, stopping
-from quotameter.keys.auth import reads_customer
 from quotameter.keys.service import Principal
 from quotameter.settings import Settings
 from quotameter.store.engine import patiently
-from quotameter.web import Services, dumps, error_responses, services
 
 router = APIRouter(tags=["notifications"])
 end_streams_when_uvicorn_stops()

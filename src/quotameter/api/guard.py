@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from quotameter.web import JSON
+from quotameter.api.web import JSON
 
 log = logging.getLogger("quotameter.http")
 

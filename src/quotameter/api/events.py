@@ -8,15 +8,15 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from quotameter.api.auth import may_ingest
+from quotameter.api.web import JSON, Services, error_responses, inline_schema, services
 from quotameter.errors import Overloaded, PayloadTooLarge
 from quotameter.events.binding import BATCH, STRUCTURED, events_of
 from quotameter.events.binding import JSON as JSON_TYPE
 from quotameter.events.model import CloudEvent
 from quotameter.events.service import IngestResult, Prepared, prepare, store
-from quotameter.keys.auth import may_ingest
 from quotameter.store.engine import busy, retry_transient, unit_of_work
 from quotameter.timeutil import to_us
-from quotameter.web import JSON, Services, error_responses, inline_schema, services
 
 router = APIRouter(tags=["events"])
 

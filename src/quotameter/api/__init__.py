@@ -1,0 +1,2 @@
+"""The HTTP layer: one router per domain, each parsing, calling one use case or service, and
+rendering."""
