@@ -148,7 +148,7 @@ def _reset(engine: Engine) -> None:
 def _expected(
     events: list[dict[str, Any]], meter: str, cust: str, lo: int, hi: int, at_us: int
 ) -> Decimal:
-    from quotameter.events.model import parse_event, parse_instant
+    from quotameter.events.model import parse_event
     from quotameter.meters.model import interpret
 
     spec = SPEC.meters[meter]
@@ -157,7 +157,7 @@ def _expected(
         ev = parse_event(raw)
         if ev.subject == cust and ev.type == spec.event_type and spec.matches(ev.data):
             facts = EventFacts(cust, to_us(ev.time), f"{ev.source}\x01{ev.id}", ev.data)  # type: ignore[arg-type]
-            items.append(interpret(spec, facts, parse_instant))
+            items.append(interpret(spec, facts))
     return meters.usage_of(spec, items, lo, hi, at_us)
 
 

@@ -19,7 +19,6 @@ from typing import Any
 
 from quotameter.catalog.model import Catalog, CustomerSpec, EntitlementSpec, MeterSpec, PlanSpec
 from quotameter.entitlements.model import Standing, standing
-from quotameter.events.model import parse_instant
 from quotameter.meters.model import EventFacts, EventRejected, GaugeChange, gauge_levels, interpret
 from quotameter.meters.service import usage_of
 from quotameter.periods import Period, period_containing
@@ -164,7 +163,7 @@ class Model:
             if not meter.matches(data):
                 return
             try:
-                item = interpret(meter, EventFacts(customer, t_us, key, data), parse_instant)
+                item = interpret(meter, EventFacts(customer, t_us, key, data))
             except EventRejected:
                 return
             items.extend([item] * copies)

@@ -14,7 +14,6 @@ import orjson
 from sqlalchemy import Connection, select
 
 from quotameter.catalog.model import Catalog, MeterSpec
-from quotameter.events.model import parse_instant
 from quotameter.meters import durations
 from quotameter.meters import repository as repo
 from quotameter.meters.model import (
@@ -43,7 +42,7 @@ def contributions(
 ) -> list[tuple[str, Contribution]]:
     """What an event adds to each of the meters of its type; EventRejected if any cannot use it."""
     return [
-        (name, interpret(spec, facts, parse_instant))
+        (name, interpret(spec, facts))
         for name, spec in meters.items()
         if not spec.filter or spec.matches(facts.data)
     ]
@@ -133,7 +132,7 @@ def _interpret_row(spec: MeterSpec, customer: str, row) -> Contribution | None: 
         return None
     facts = EventFacts(customer, row.time_us, f"{row.source}\x01{row.event_id}", data)
     try:
-        return interpret(spec, facts, parse_instant)
+        return interpret(spec, facts)
     except EventRejected:
         return None  # stored under an older definition of the meter: it does not count now
 
