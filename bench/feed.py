@@ -63,10 +63,10 @@ from ingest import (
 )
 from quotameter.catalog import service as catalog_service
 from quotameter.catalog.model import load_yaml
-from quotameter.events.service import ingest as store_events
 from quotameter.store.engine import make_engine, retry_transient, unit_of_work
 from quotameter.store.migrate import upgrade
 from quotameter.timeutil import from_us, rfc3339, to_us
+from quotameter.usecases.record import ingest as store_events
 
 US = 1_000_000
 MINUTE = 60 * US

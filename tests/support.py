@@ -46,8 +46,8 @@ def fresh_catalog(engine: Any, catalog: dict[str, Any]) -> None:
 
 def ingest_batches(engine: Any, loaded: Any, batches: Sequence[list[dict[str, Any]]]) -> None:
     """Ingest each batch in its own transaction (received at 0); none of their events may be refused."""
-    from quotameter.events.service import ingest
     from quotameter.store.engine import unit_of_work
+    from quotameter.usecases.record import ingest
 
     for batch in batches:
         with unit_of_work(engine) as conn:

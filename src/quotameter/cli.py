@@ -272,9 +272,9 @@ def ingest(
 
     from quotameter.api.web import system_clock
     from quotameter.catalog.service import CatalogCache
-    from quotameter.events.service import ingest as store_events
     from quotameter.store.engine import retry_transient, unit_of_work
     from quotameter.timeutil import to_us
+    from quotameter.usecases.record import ingest as store_events
 
     engine = _engine(database_url)
     catalogs = CatalogCache()

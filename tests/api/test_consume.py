@@ -14,7 +14,6 @@ import httpx
 import pytest
 from sqlalchemy import select, text
 
-from quotameter.events.service import prepare, store
 from quotameter.invoices.service import finalize_due
 from quotameter.meters import service as meters
 from quotameter.meters.model import CONSUME_SOURCE
@@ -23,6 +22,7 @@ from quotameter.store.tables import events
 from quotameter.timeutil import to_us
 from quotameter.usecases.consume import ConsumeRequest
 from quotameter.usecases.consume import consume as use_case
+from quotameter.usecases.record import prepare, store
 from support import ADMIN, ServerProcess, at, demo_catalog, event
 
 QUOTA = 25

@@ -8,10 +8,10 @@ from decimal import Decimal
 
 import pytest
 
-from quotameter.events.service import ingest
 from quotameter.invoices.service import finalize_due
 from quotameter.store.engine import make_engine, unit_of_work
 from quotameter.timeutil import to_us
+from quotameter.usecases.record import ingest
 from support import at, demo_catalog, event, iso, stream
 
 D = Decimal

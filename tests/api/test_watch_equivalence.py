@@ -19,12 +19,12 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, select
 
 from quotameter.catalog import service as catalogs
-from quotameter.events.service import ingest
 from quotameter.notifications import scheduler
 from quotameter.notifications import watch as watching
 from quotameter.store.engine import unit_of_work
 from quotameter.store.tables import metadata, notices
 from quotameter.timeutil import to_us
+from quotameter.usecases.record import ingest
 from support import at, iso
 
 T0 = at("2026-03-10T12:00:00Z")

@@ -13,10 +13,10 @@ from quotameter.catalog import service as catalogs
 from quotameter.customers import service as customers
 from quotameter.entitlements.cache import BalanceCache
 from quotameter.entitlements.service import balance
-from quotameter.events.service import ingest
 from quotameter.grants import service as grants
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import to_us
+from quotameter.usecases.record import ingest
 from support import at, fresh_catalog, iso
 
 BASE = at("2026-03-30T00:00:00Z")  # the month turns two days in

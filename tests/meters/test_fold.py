@@ -21,10 +21,10 @@ from sqlalchemy import Engine, event
 
 from quotameter.catalog import service as catalogs
 from quotameter.catalog.model import validate_catalog
-from quotameter.events.service import ingest
 from quotameter.meters import service as meters
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import to_us
+from quotameter.usecases.record import ingest
 from support import at, fresh_catalog, ingest_batches, iso
 
 BASE = at("2026-03-31T22:00:00Z")  # the month boundary is 2 hours in

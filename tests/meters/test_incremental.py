@@ -21,11 +21,11 @@ from sqlalchemy import Engine
 
 from quotameter.catalog import service as catalogs
 from quotameter.catalog.model import validate_catalog
-from quotameter.events.service import prepare, store
 from quotameter.meters import service as meters
 from quotameter.meters.model import CONSUME_SOURCE, CONSUME_UNITS, MAX_CONSUME_UNITS, EventFacts
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import to_us
+from quotameter.usecases.record import prepare, store
 from support import at, fresh_catalog, ingest_batches, iso
 
 BASE = at("2026-03-31T20:00:00Z")  # the March/April boundary is 4 hours in

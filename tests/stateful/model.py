@@ -19,7 +19,8 @@ from typing import Any
 
 from quotameter.catalog.model import Catalog, CustomerSpec, EntitlementSpec, MeterSpec, PlanSpec
 from quotameter.entitlements.model import Standing, standing
-from quotameter.meters.model import EventFacts, EventRejected, GaugeChange, gauge_levels, interpret
+from quotameter.events.model import EventRejected
+from quotameter.meters.model import EventFacts, GaugeChange, gauge_levels, interpret
 from quotameter.meters.service import usage_of
 from quotameter.periods import Period, period_containing
 from quotameter.timeutil import to_us

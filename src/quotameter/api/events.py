@@ -14,9 +14,9 @@ from quotameter.errors import Overloaded, PayloadTooLarge
 from quotameter.events.binding import BATCH, STRUCTURED, events_of
 from quotameter.events.binding import JSON as JSON_TYPE
 from quotameter.events.model import CloudEvent
-from quotameter.events.service import IngestResult, Prepared, prepare, store
 from quotameter.store.engine import busy, retry_transient, unit_of_work
 from quotameter.timeutil import to_us
+from quotameter.usecases.record import IngestResult, Prepared, prepare, store
 
 router = APIRouter(tags=["events"])
 

@@ -17,10 +17,14 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from quotameter.meters.model import EventRejected, checked_us, instant_us
-from quotameter.timeutil import COMMON_RFC3339, EPOCH, LATEST, from_us, to_us
+from quotameter.errors import shown
+from quotameter.timeutil import COMMON_RFC3339, EPOCH, LATEST, NO_OFFSET, from_us, rfc3339_us, to_us
 
 _NO_CONTROL = r"^[^\x00-\x1f]+$"
+
+
+class EventRejected(ValueError):
+    """An event that cannot be counted; the message names the field and the reason."""
 
 
 class CloudEvent(BaseModel):
@@ -195,6 +199,38 @@ def _checked(obj: Any) -> Envelope:
     except ValidationError as err:
         raise EventRejected(describe(err)) from None
     return Envelope(ev.id, ev.source, ev.type, ev.subject, ev.time, ev.data)
+
+
+def parse_instant(value: Any, field: str) -> int:
+    if not isinstance(value, str):
+        raise EventRejected(f"{field}: required, an RFC 3339 timestamp")
+    return instant_us(value, field)
+
+
+def instant_us(text: str, field: str) -> int:
+    """An RFC 3339 timestamp in microseconds since the epoch; EventRejected saying why not."""
+    try:
+        us = rfc3339_us(text)
+    except ValueError as err:
+        reason = str(err)
+        raise EventRejected(
+            f"{field}: {reason}" if reason == NO_OFFSET else f"{field}: {reason} ({shown(text)})"
+        ) from None
+    return _in_range(us, field, text)
+
+
+def checked_us(at: datetime, field: str) -> int:
+    return _in_range(to_us(at), field, at.isoformat())
+
+
+def _in_range(us: int, field: str, written: str) -> int:
+    # Past 9999-01-01 a period or a time zone around the instant could not be computed.
+    if not 0 <= us < _LATEST_US:
+        raise EventRejected(
+            f"{field}: must be on or after {EPOCH.date()} and before {LATEST.date()} "
+            f"(got {shown(written)})"
+        )
+    return us
 
 
 # How deep `data` may nest, counting data itself as level 1: as deep as orjson writes JSON

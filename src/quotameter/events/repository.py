@@ -104,3 +104,29 @@ def ids_stored_with(
             )
         ).scalars()
     )
+
+
+def of_customer(conn: Connection, customer: str, type_: str, lo: int, hi: int) -> list[Any]:
+    """One customer's events of one type stamped in [lo, hi): time_us, source, event_id, data."""
+    e = events.c
+    return list(
+        conn.execute(
+            select(e.time_us, e.source, e.event_id, e.data).where(
+                e.subject == customer, e.type == type_, e.time_us >= lo, e.time_us < hi
+            )
+        )
+    )
+
+
+def of_type_after(conn: Connection, type_: str, after_pk: int, limit: int) -> list[Any]:
+    """Events of one type in storage order after `after_pk`, `limit` at most: pk, subject,
+    time_us, source, event_id, data."""
+    e = events.c
+    return list(
+        conn.execute(
+            select(e.pk, e.subject, e.time_us, e.source, e.event_id, e.data)
+            .where(e.type == type_, e.pk > after_pk)
+            .order_by(e.pk)
+            .limit(limit)
+        )
+    )

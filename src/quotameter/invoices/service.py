@@ -19,6 +19,7 @@ is refused whole (409, naming `effective_at`).
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -429,3 +430,18 @@ def get(conn: Connection, catalog: LoadedCatalog, customer: str, invoice_id: int
 def listing(conn: Connection, catalog: LoadedCatalog, customer: str) -> list[Invoice]:
     customers.view(conn, catalog, customer, 0)
     return [from_row(row) for row in repository.listing(conn, customer)]
+
+
+def hold_open(conn: Connection, customers: Sequence[str]) -> None:
+    """Keep these customers' invoices from being finalized until the transaction ends."""
+    repository.hold_open(conn, customers)
+
+
+def finalized_through_many(conn: Connection, customers: Sequence[str] | None) -> dict[str, int]:
+    """Per customer, the end of its last finalized period (customers with none left out)."""
+    return repository.finalized_through_many(conn, customers)
+
+
+def invoiced_periods(conn: Connection, customer: str) -> list[tuple[int, int]]:
+    """The (start, end) of every period the customer has an invoice for."""
+    return [(r.period_start_us, r.period_end_us) for r in repository.listing(conn, customer)]

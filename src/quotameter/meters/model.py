@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -18,49 +17,10 @@ import orjson
 
 from quotameter.catalog.model import DURATION_UNITS, MeterSpec
 from quotameter.errors import shown
+from quotameter.events.model import EventRejected, parse_instant
 from quotameter.meters.spans import US, Span, StreamEvent, replay, usage_us
-from quotameter.timeutil import EPOCH, LATEST, NO_OFFSET, rfc3339_us, to_us
 
 ZERO = Decimal(0)
-
-
-class EventRejected(ValueError):
-    """An event that cannot be counted; the message names the field and the reason."""
-
-
-def parse_instant(value: Any, field: str) -> int:
-    if not isinstance(value, str):
-        raise EventRejected(f"{field}: required, an RFC 3339 timestamp")
-    return instant_us(value, field)
-
-
-def instant_us(text: str, field: str) -> int:
-    """An RFC 3339 timestamp in microseconds since the epoch; EventRejected saying why not."""
-    try:
-        us = rfc3339_us(text)
-    except ValueError as err:
-        reason = str(err)
-        raise EventRejected(
-            f"{field}: {reason}" if reason == NO_OFFSET else f"{field}: {reason} ({shown(text)})"
-        ) from None
-    return _in_range(us, field, text)
-
-
-def checked_us(at: datetime, field: str) -> int:
-    return _in_range(to_us(at), field, at.isoformat())
-
-
-def _in_range(us: int, field: str, written: str) -> int:
-    # Past 9999-01-01 a period or a time zone around the instant could not be computed.
-    if not 0 <= us < _LATEST_INSTANT_US:
-        raise EventRejected(
-            f"{field}: must be on or after {EPOCH.date()} and before {LATEST.date()} "
-            f"(got {shown(written)})"
-        )
-    return us
-
-
-_LATEST_INSTANT_US = to_us(LATEST)
 
 
 def duration_unit_us(unit: str) -> int:

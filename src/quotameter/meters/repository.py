@@ -18,7 +18,6 @@ from quotameter.store import bulk
 from quotameter.store.tables import (
     DERIVED_TABLES,
     buckets,
-    events,
     gauge_points,
     merged_spans,
     stream_spans,
@@ -289,17 +288,6 @@ def unique_edge_ranges(
         )
     ).scalars()
     return [(max(lo, b * HOUR_US), min(hi, (b + 1) * HOUR_US)) for b in rows]
-
-
-def raw_events(conn: Connection, customer: str, event_type: str, lo: int, hi: int) -> list:
-    e = events.c
-    return list(
-        conn.execute(
-            select(e.time_us, e.source, e.event_id, e.data).where(
-                e.subject == customer, e.type == event_type, e.time_us >= lo, e.time_us < hi
-            )
-        )
-    )
 
 
 # --- gauges --------------------------------------------------------------------------------

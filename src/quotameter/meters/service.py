@@ -11,9 +11,10 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 import orjson
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection
 
 from quotameter.catalog.model import Catalog, MeterSpec
+from quotameter.events import service as event_log
 from quotameter.meters import durations
 from quotameter.meters import repository as repo
 from quotameter.meters.model import (
@@ -32,7 +33,6 @@ from quotameter.meters.model import (
 )
 from quotameter.meters.spans import US, Snapshot, Span, clipped_length, extent, merge, round_length
 from quotameter.store.engine import lock_keys
-from quotameter.store.tables import events
 
 SIMPLE = ("count", "sum", "max", "latest", "unique_count")
 
@@ -119,7 +119,7 @@ def usage_and_level(
 
 def _raw_simple(conn: Connection, spec: MeterSpec, customer: str, lo: int, hi: int) -> list[Simple]:
     out = []
-    for row in repo.raw_events(conn, customer, spec.event_type, lo, hi):
+    for row in event_log.of_customer(conn, customer, spec.event_type, lo, hi):
         item = _interpret_row(spec, customer, row)
         if item is not None:
             out.append(item)
@@ -215,12 +215,7 @@ def _duration_read(
 
 
 def raw_contributions(conn: Connection, spec: MeterSpec, customer: str) -> list[Contribution]:
-    e = events.c
-    rows = conn.execute(
-        select(e.time_us, e.source, e.event_id, e.data).where(
-            e.subject == customer, e.type == spec.event_type
-        )
-    )
+    rows = event_log.of_customer(conn, customer, spec.event_type, 0, 2**63 - 1)
     return [c for row in rows if (c := _interpret_row(spec, customer, row)) is not None]
 
 
@@ -249,15 +244,9 @@ def rebuild(conn: Connection, catalog: Catalog, meter: str, chunk: int = 5000) -
     """Throw away a meter's incremental state and derive it again from the raw events."""
     spec = catalog.meters[meter]
     repo.clear_meter(conn, meter)
-    e = events.c
     count, after = 0, -1
     while True:
-        rows = conn.execute(
-            select(e.pk, e.subject, e.time_us, e.source, e.event_id, e.data)
-            .where(e.type == spec.event_type, e.pk > after)
-            .order_by(e.pk)
-            .limit(chunk)
-        ).all()
+        rows = event_log.of_type_after(conn, spec.event_type, after, chunk)
         if not rows:
             return count
         after = rows[-1].pk

@@ -40,14 +40,14 @@ from quotameter.customers import service as customers
 from quotameter.entitlements import model
 from quotameter.entitlements.service import Balance, balance, meter_of
 from quotameter.errors import Conflict, Invalid
-from quotameter.events import repository as event_store
-from quotameter.events.service import prepare, store
-from quotameter.invoices import repository as invoices
+from quotameter.events import service as event_store
+from quotameter.invoices import service as invoices
 from quotameter.invoices.service import refuse_if_finalized
 from quotameter.meters.model import CONSUME_SOURCE, CONSUME_UNITS, LARGEST, MAX_CONSUME_UNITS
 from quotameter.notifications.scheduler import settle
 from quotameter.store.engine import lock_keys
 from quotameter.timeutil import rfc3339, to_us
+from quotameter.usecases.record import prepare, store
 
 _CONTROL = re.compile(r"[\x00-\x1f]")
 _UNIT_SUFFIX = re.compile(r"#([0-9]+)")
