@@ -114,6 +114,7 @@ DAY = 24 * HOUR
 
 
 def _us(span: timedelta) -> int:
+    """A scenario's duration in microseconds, the unit of the month's instants."""
     return span // timedelta(microseconds=1)
 
 
