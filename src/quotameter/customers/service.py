@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Row
 
 from quotameter.catalog.model import CustomerSpec, PlanSpec
 from quotameter.catalog.service import LoadedCatalog
@@ -105,3 +106,8 @@ def change_plan(
 
     refuse_if_finalized(conn, customer, effective_us)
     repository.add_plan(conn, customer, plan, effective_us, reason, recorded_us)
+
+
+def plan_history(conn: Connection, customer: str) -> list[Row[Any]]:
+    """The customer's recorded plan changes (plan, effective_us, reason), oldest first."""
+    return repository.plan_history(conn, customer)

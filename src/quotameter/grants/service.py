@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Row
 
 from quotameter.catalog.service import LoadedCatalog
 from quotameter.customers import service as customers
@@ -129,3 +130,8 @@ def as_dict(row, currency: str) -> dict:  # type: ignore[no-untyped-def]
         "effective_at": from_us(row.effective_us),
         "expires_at": from_us(row.expires_us),
     }
+
+
+def listing(conn: Connection, customer: str) -> list[Row[Any]]:
+    """The customer's grants, in effective order."""
+    return repository.listing(conn, customer)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Any
 
 import orjson
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Row
 
 from quotameter.catalog.model import EntitlementSpec
 from quotameter.catalog.service import LoadedCatalog
@@ -216,3 +217,8 @@ def as_dict(row) -> dict[str, object]:  # type: ignore[no-untyped-def]
     }
     out["details"] = orjson.loads(row.payload)
     return out
+
+
+def listing(conn: Connection, customer: str, after_id: int = 0, limit: int = 500) -> list[Row[Any]]:
+    """The customer's recorded notices after `after_id`, oldest first, at most `limit`."""
+    return repo.listing(conn, customer, after_id, limit)
