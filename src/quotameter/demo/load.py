@@ -36,13 +36,13 @@ from quotameter.demo.month import (
 )
 from quotameter.demo.scenario import SHOWN, STORY_DAYS
 from quotameter.entitlements.service import Balance, balance
-from quotameter.events.service import ingest
 from quotameter.grants import service as grants
 from quotameter.notifications import scheduler
 from quotameter.notifications import service as notifications
 from quotameter.notifications.service import evaluate_all
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import from_us, to_us
+from quotameter.usecases.record import ingest
 
 __all__ = [
     "SHOWN",
