@@ -66,6 +66,7 @@ from quotameter.catalog.model import load_yaml
 from quotameter.store.engine import make_engine, retry_transient, unit_of_work
 from quotameter.store.migrate import upgrade
 from quotameter.timeutil import from_us, rfc3339, to_us
+from quotameter.usecases import catalog as use_catalog
 from quotameter.usecases.record import ingest as store_events
 
 US = 1_000_000
@@ -438,7 +439,7 @@ def prepare_database(url: str, feed: Feed) -> float:
     try:
         upgrade(engine)
         with unit_of_work(engine) as conn:
-            catalog_service.apply(
+            use_catalog.apply(
                 conn, feed.catalog, catalog_service.CatalogCache().current(conn), feed.period_lo
             )
         catalogs = catalog_service.CatalogCache()

@@ -36,12 +36,13 @@ def fresh_catalog(engine: Any, catalog: dict[str, Any]) -> None:
     from quotameter.catalog import service as catalogs
     from quotameter.store.engine import unit_of_work
     from quotameter.store.tables import metadata
+    from quotameter.usecases.catalog import apply as apply_catalog
 
     with unit_of_work(engine) as conn:
         for table in reversed(metadata.sorted_tables):
             if table.name != "alembic_version":
                 conn.execute(delete(table))
-        catalogs.apply(conn, catalog, catalogs.EMPTY, 0)
+        apply_catalog(conn, catalog, catalogs.EMPTY, 0)
 
 
 def ingest_batches(engine: Any, loaded: Any, batches: Sequence[list[dict[str, Any]]]) -> None:

@@ -166,12 +166,13 @@ def apply(
     from quotameter.catalog.model import CatalogInvalid, load_yaml
     from quotameter.store.engine import unit_of_work
     from quotameter.timeutil import to_us
+    from quotameter.usecases import catalog as use_catalog
 
     engine = _engine(database_url)
     try:
         doc = load_yaml(file.read_text())
         with unit_of_work(engine) as conn:
-            applied = service.apply(
+            applied = use_catalog.apply(
                 conn,
                 doc,
                 service.CatalogCache().current(conn),

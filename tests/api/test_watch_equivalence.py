@@ -24,6 +24,7 @@ from quotameter.notifications import watch as watching
 from quotameter.store.engine import unit_of_work
 from quotameter.store.tables import metadata, notices
 from quotameter.timeutil import to_us
+from quotameter.usecases.catalog import apply as apply_catalog
 from quotameter.usecases.record import ingest
 from support import at, iso
 
@@ -120,7 +121,7 @@ def _run(engine: Engine, steps, skipping: bool, monkeypatch) -> list[tuple]:  # 
         for table in reversed(metadata.sorted_tables):
             if table.name != "alembic_version":
                 conn.execute(delete(table))
-        catalogs.apply(conn, CATALOG, catalogs.EMPTY, 0)
+        apply_catalog(conn, CATALOG, catalogs.EMPTY, 0)
     if not skipping:  # the behaviour before watches: every touched customer is evaluated
         monkeypatch.setattr(watching, "follows", lambda watches, version: False)
     cache, clock = catalogs.CatalogCache(), Clock()

@@ -16,6 +16,7 @@ from quotameter.entitlements.service import balance
 from quotameter.grants import service as grants
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import to_us
+from quotameter.usecases import grants as use_grants
 from quotameter.usecases.record import ingest
 from support import at, fresh_catalog, iso
 
@@ -144,7 +145,7 @@ def test_cached_balance_equals_fresh(engine: Engine, ops) -> None:  # type: igno
                 )
             elif kind == "topup":
                 try:
-                    grants.add(
+                    use_grants.add(
                         conn,
                         catalog,
                         grants.GrantRequest("c", f"g{n}", "calls", "topup", blocks=arg),

@@ -14,6 +14,7 @@ from quotameter.catalog.model import Catalog, CatalogInvalid, catalog_to_json
 from quotameter.errors import BadRequest, Invalid
 from quotameter.store.engine import lock_keys, unit_of_work
 from quotameter.timeutil import to_us
+from quotameter.usecases import catalog as use_catalog
 from quotameter.wording import plural
 
 router = APIRouter(tags=["catalog"])
@@ -89,7 +90,7 @@ async def put_catalog(
             # Applies take turns (on SQLite every writer does): each numbers its version after
             # the last committed one, where two at once would both take the same (a 500).
             lock_keys(conn, ["catalog"])
-            return service.apply(
+            return use_catalog.apply(
                 conn,
                 doc,
                 svc.catalogs.current(conn),

@@ -8,11 +8,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from quotameter.api.auth import admin_only, reads_customer
 from quotameter.api.web import JSON, Instant, error_responses, instant, services
-from quotameter.customers import repository, service
-from quotameter.notifications import scheduler
-from quotameter.notifications.service import evaluate_all
+from quotameter.customers import service
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import from_us, to_us
+from quotameter.usecases import customers as use_customers
 
 router = APIRouter(tags=["customers"])
 
@@ -73,7 +72,7 @@ def get_customer(request: Request, customer: str, at: Instant | None = None) -> 
         catalog = svc.catalogs.current(conn)
         view = service.view(conn, catalog, customer, to_us(when))
         seats = service.seats_at(conn, catalog, customer, to_us(when))
-        history = repository.plan_history(conn, customer)
+        history = service.plan_history(conn, customer)
     return JSON(
         {
             "key": customer,
@@ -108,16 +107,15 @@ def patch_customer(request: Request, customer: str, body: CustomerPatch) -> Any:
     settings = body.model_dump(exclude_unset=True, exclude={"seats", "effective_at"})
     with unit_of_work(svc.engine) as conn:
         catalog = svc.catalogs.current(conn)
-        service.change(
+        use_customers.change(
             conn,
             catalog,
             customer,
             seats=body.seats,
             settings=settings,
-            effective_us=to_us(when),
-            recorded_us=to_us(now),
+            effective=when,
+            now=now,
         )
-        after_change(conn, catalog, customer, when, now)
     return get_customer(request, customer)
 
 
@@ -134,12 +132,5 @@ def change_subscription(request: Request, customer: str, body: SubscriptionIn) -
     when = instant(body.effective_at, "effective_at", now)
     with unit_of_work(svc.engine) as conn:
         catalog = svc.catalogs.current(conn)
-        service.change_plan(conn, catalog, customer, body.plan, to_us(when), to_us(now))
-        after_change(conn, catalog, customer, when, now)
+        use_customers.change_plan(conn, catalog, customer, body.plan, when, now)
     return get_customer(request, customer)
-
-
-def after_change(conn, catalog, customer, when, now) -> None:  # type: ignore[no-untyped-def]
-    """A limit may have moved: record what that means now, and when time will cross next."""
-    evaluate_all(conn, catalog, customer, max(when, now), to_us(now))
-    scheduler.refresh_meters(conn, catalog, customer, set(catalog.spec.meters), max(when, now))

@@ -6,7 +6,6 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from quotameter.api.auth import admin_only, reads_customer
-from quotameter.api.customers import after_change
 from quotameter.api.web import (
     JSON,
     Instant,
@@ -19,9 +18,11 @@ from quotameter.api.web import (
 )
 from quotameter.customers import service as customers
 from quotameter.errors import NotFound
-from quotameter.grants import repository, service
+from quotameter.grants import service
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import to_us
+from quotameter.usecases import customers as use_customers
+from quotameter.usecases import grants as use_grants
 
 router = APIRouter(tags=["grants"])
 
@@ -115,7 +116,7 @@ def list_grants(request: Request, customer: str) -> Any:
             raise NotFound(f"customer: unknown customer {customer!r}")
         currency = customers.view(conn, catalog, customer, to_us(svc.now())).plan.currency
         return JSON(
-            {"grants": [service.as_dict(r, currency) for r in repository.listing(conn, customer)]}
+            {"grants": [service.as_dict(r, currency) for r in service.listing(conn, customer)]}
         )
 
 
@@ -125,7 +126,7 @@ def _grant(request: Request, req: service.GrantRequest, effective_at: str | None
     when = instant(effective_at, "effective_at", now)
     with unit_of_work(svc.engine) as conn:
         catalog = svc.catalogs.current(conn)
-        grant, created = service.add(conn, catalog, req, when, to_us(now))
+        grant, created = use_grants.add(conn, catalog, req, when, to_us(now))
         if created:
-            after_change(conn, catalog, req.customer, when, now)
+            use_customers.after_change(conn, catalog, req.customer, when, now)
     return JSON({**grant, "created": created}, status_code=201 if created else 200)

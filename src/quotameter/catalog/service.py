@@ -1,4 +1,7 @@
-"""Catalog use cases: apply a new document, and know the one in force."""
+"""The catalog in force: stored by version, cached per process.
+
+Applying a new document touches every domain; that is `quotameter.usecases.catalog`.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +18,9 @@ from quotameter.catalog.model import (
     CatalogDiff,
     MeterSpec,
     catalog_to_json,
-    diff,
     validate_catalog,
 )
-from quotameter.customers import repository as customer_records
 from quotameter.errors import Conflict
-from quotameter.notifications import repository as notices
 from quotameter.wording import plural
 
 
@@ -106,48 +106,11 @@ def dropped_lines(dropped: dict[str, dict[str, int]]) -> list[str]:
     ]
 
 
-def apply(
-    conn: Connection,
-    doc: object,
-    previous: LoadedCatalog,
-    applied_us: int,
-    *,
-    prune: bool = False,
-    dry_run: bool = False,
-) -> Applied:
-    """Validate and store a whole catalog. Meters whose definition changed are rebuilt from
-    the raw events, so usage always follows the definition in force.
+def next_version(conn: Connection) -> int:
+    """The version the next applied catalog gets."""
+    return repository.latest_version(conn) + 1
 
-    A catalog that leaves out customers with recorded data (events, keys, invoices, grants,
-    seat or plan changes, notices, settings) is refused unless `prune`: then they are dropped
-    from the catalog, and their records are kept (adding one back resumes with them). A
-    customer with nothing recorded is dropped without asking. `dry_run` stores nothing and
-    answers what applying would do (or whether it would be refused)."""
-    from quotameter.meters import service as meters
 
-    catalog = validate_catalog(doc)
-    changes = diff(previous.spec, catalog)
-    found = (
-        customer_records.recorded(conn, changes.customers.removed)
-        if changes.customers.removed
-        else {}
-    )
-    dropped = {customer: kinds for customer, kinds in found.items() if kinds}
-    version = repository.latest_version(conn) + 1
-    refused = bool(dropped) and not prune
-    applied = Applied(version, changes, dropped, applied=not dry_run, refused=refused)
-    if dry_run:
-        return applied
-    if refused:
-        raise DropsRecordedCustomers(dropped)
+def store(conn: Connection, version: int, catalog: Catalog, applied_us: int) -> None:
+    """Store a validated catalog as `version`, in force from `applied_us`."""
     repository.add(conn, version, orjson.dumps(catalog_to_json(catalog)).decode(), applied_us)
-    for name in changes.rebuilt_meters:
-        meters.rebuild(conn, catalog, name)
-    for gone in changes.meters.removed:
-        from quotameter.meters.repository import clear_meter
-
-        clear_meter(conn, gone)
-    # Usage and limits may have moved for anyone: every customer is evaluated again (by the
-    # scheduler, or before its next read), which also times its wake-ups again.
-    notices.mark_pending(conn, sorted(catalog.customers), applied_us)
-    return applied

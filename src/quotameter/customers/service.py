@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy import Connection, Row
 
 from quotameter.catalog.model import CustomerSpec, PlanSpec
 from quotameter.catalog.service import LoadedCatalog
 from quotameter.customers import repository
-from quotameter.errors import NotFound
+from quotameter.errors import Invalid, NotFound
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,23 @@ def highest_seats(
 SETTINGS = ("admins", "owner", "members", "auto_upgrade")
 
 
+def require(catalog: LoadedCatalog, customer: str) -> CustomerSpec:
+    """The customer's spec in the catalog; NotFound naming it when there is none."""
+    spec = catalog.spec.customers.get(customer)
+    if spec is None:
+        raise NotFound(f"customer: unknown customer {customer!r}")
+    return spec
+
+
+def check_plan(catalog: LoadedCatalog, customer: str, plan: str) -> None:
+    """NotFound for an unknown customer, Invalid for an unknown plan."""
+    require(catalog, customer)
+    if plan not in catalog.spec.plans:
+        raise Invalid(
+            f"plan: unknown plan {plan!r} (known: {', '.join(sorted(catalog.spec.plans))})"
+        )
+
+
 def change(
     conn: Connection,
     catalog: LoadedCatalog,
@@ -62,18 +81,10 @@ def change(
     effective_us: int,
     recorded_us: int,
 ) -> None:
-    """Seat changes are kept as history; contact settings and auto_upgrade are current values."""
-    from pydantic import ValidationError
-
-    from quotameter.errors import Invalid
-
-    spec = catalog.spec.customers.get(customer)
-    if spec is None:
-        raise NotFound(f"customer: unknown customer {customer!r}")
+    """Seat changes are kept as history; contact settings and auto_upgrade are current values.
+    (Refusing a change inside a finalized period is the caller's: usecases.customers.)"""
+    spec = require(catalog, customer)
     if seats is not None:
-        from quotameter.invoices.service import refuse_if_finalized
-
-        refuse_if_finalized(conn, customer, effective_us)
         repository.add_seats(conn, customer, seats, effective_us, recorded_us)
     if settings:
         merged = {**repository.settings(conn, customer), **settings}
@@ -94,20 +105,16 @@ def change_plan(
     recorded_us: int,
     reason: str = "manual",
 ) -> None:
-    from quotameter.errors import Invalid
-
-    if customer not in catalog.spec.customers:
-        raise NotFound(f"customer: unknown customer {customer!r}")
-    if plan not in catalog.spec.plans:
-        raise Invalid(
-            f"plan: unknown plan {plan!r} (known: {', '.join(sorted(catalog.spec.plans))})"
-        )
-    from quotameter.invoices.service import refuse_if_finalized
-
-    refuse_if_finalized(conn, customer, effective_us)
+    """Record a move to `plan` from `effective_us` (checked: a known customer and plan)."""
+    check_plan(catalog, customer, plan)
     repository.add_plan(conn, customer, plan, effective_us, reason, recorded_us)
 
 
 def plan_history(conn: Connection, customer: str) -> list[Row[Any]]:
     """The customer's recorded plan changes (plan, effective_us, reason), oldest first."""
     return repository.plan_history(conn, customer)
+
+
+def recorded(conn: Connection, customers: Sequence[str]) -> dict[str, dict[str, int]]:
+    """For each customer, how many of each kind of record it has (kinds with none left out)."""
+    return repository.recorded(conn, customers)

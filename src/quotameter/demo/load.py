@@ -22,7 +22,6 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Connection, Engine
 
-from quotameter.catalog import service as catalog_service
 from quotameter.catalog.model import validate_catalog
 from quotameter.catalog.service import CatalogCache, LoadedCatalog
 from quotameter.customers import service as customers
@@ -42,6 +41,8 @@ from quotameter.notifications import service as notifications
 from quotameter.notifications.service import evaluate_all
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import from_us, to_us
+from quotameter.usecases import catalog as use_catalog
+from quotameter.usecases import grants as use_grants
 from quotameter.usecases.record import ingest
 
 __all__ = [
@@ -102,7 +103,7 @@ def load_demo(engine: Engine, now: datetime, seed: int = 7) -> DemoSummary:
         current = catalogs.current(conn)
         version = current.version
         if current.spec != spec:
-            version = catalog_service.apply(conn, doc, current, month.start_us).version
+            version = use_catalog.apply(conn, doc, current, month.start_us).version
 
     by_source: dict[str, list[dict[str, Any]]] = {}
     for ev in month.events:
@@ -182,7 +183,7 @@ def _apply(engine: Engine, catalogs: CatalogCache, op: Operation) -> None:
             req = grants.GrantRequest(
                 op.customer, op.grant_id, op.feature, op.kind, amount=op.amount, blocks=op.blocks
             )
-            _grant, created = grants.add(conn, catalog, req, at, op.at_us)
+            _grant, created = use_grants.add(conn, catalog, req, at, op.at_us)
             if not created:
                 return  # loaded before
         evaluate_all(conn, catalog, op.customer, at, op.at_us)

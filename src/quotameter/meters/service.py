@@ -294,3 +294,8 @@ def snapshot(
 def snapshot_usage(spec: MeterSpec, snap: Snapshot, at: int) -> Decimal:
     """`usage` at `at` (>= the snapshot's instant) of the meter the snapshot was read from."""
     return to_unit(snap.usage_us(at), spec.unit)
+
+
+def clear(conn: Connection, meter: str) -> None:
+    """Throw away a meter's incremental state (a meter the catalog no longer has)."""
+    repo.clear_meter(conn, meter)

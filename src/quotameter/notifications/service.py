@@ -222,3 +222,36 @@ def as_dict(row) -> dict[str, object]:  # type: ignore[no-untyped-def]
 def listing(conn: Connection, customer: str, after_id: int = 0, limit: int = 500) -> list[Row[Any]]:
     """The customer's recorded notices after `after_id`, oldest first, at most `limit`."""
     return repo.listing(conn, customer, after_id, limit)
+
+
+def mark_pending(conn: Connection, customers: list[str], since_us: int) -> None:
+    """Have these customers evaluated again (by the scheduler, or before their next read)."""
+    repo.mark_pending(conn, customers, since_us)
+
+
+def record(
+    conn: Connection,
+    *,
+    customer: str,
+    feature: str | None,
+    type: str,
+    percent: Decimal | None,
+    period: tuple[int, int] | None,
+    at_us: int,
+    recipients: dict[str, object],
+    payload: dict[str, object],
+    recorded_us: int,
+) -> int:
+    """Record a notice (delivered by the outbox after the commit); its id."""
+    return repo.record(
+        conn,
+        customer=customer,
+        feature=feature,
+        type=type,
+        percent=percent,
+        period=period,
+        at_us=at_us,
+        recipients=recipients,
+        payload=payload,
+        recorded_us=recorded_us,
+    )

@@ -1,0 +1,54 @@
+"""Apply a catalog: validate it, store it, rebuild the meters it redefines, and have every
+customer evaluated again."""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection
+
+from quotameter.catalog import service as catalogs
+from quotameter.catalog.model import diff, validate_catalog
+from quotameter.catalog.service import Applied, DropsRecordedCustomers, LoadedCatalog
+from quotameter.customers import service as customers
+from quotameter.meters import service as meters
+from quotameter.notifications import service as notices
+
+__all__ = ["Applied", "DropsRecordedCustomers", "apply"]
+
+
+def apply(
+    conn: Connection,
+    doc: object,
+    previous: LoadedCatalog,
+    applied_us: int,
+    *,
+    prune: bool = False,
+    dry_run: bool = False,
+) -> Applied:
+    """Validate and store a whole catalog. Meters whose definition changed are rebuilt from
+    the raw events, so usage always follows the definition in force.
+
+    A catalog that leaves out customers with recorded data (events, keys, invoices, grants,
+    seat or plan changes, notices, settings) is refused unless `prune`: then they are dropped
+    from the catalog, and their records are kept (adding one back resumes with them). A
+    customer with nothing recorded is dropped without asking. `dry_run` stores nothing and
+    answers what applying would do (or whether it would be refused)."""
+    catalog = validate_catalog(doc)
+    changes = diff(previous.spec, catalog)
+    found = customers.recorded(conn, changes.customers.removed) if changes.customers.removed else {}
+    dropped = {customer: kinds for customer, kinds in found.items() if kinds}
+    version = catalogs.next_version(conn)
+    refused = bool(dropped) and not prune
+    applied = Applied(version, changes, dropped, applied=not dry_run, refused=refused)
+    if dry_run:
+        return applied
+    if refused:
+        raise DropsRecordedCustomers(dropped)
+    catalogs.store(conn, version, catalog, applied_us)
+    for name in changes.rebuilt_meters:
+        meters.rebuild(conn, catalog, name)
+    for gone in changes.meters.removed:
+        meters.clear(conn, gone)
+    # Usage and limits may have moved for anyone: every customer is evaluated again (by the
+    # scheduler, or before its next read), which also times its wake-ups again.
+    notices.mark_pending(conn, sorted(catalog.customers), applied_us)
+    return applied

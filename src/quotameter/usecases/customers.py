@@ -1,0 +1,64 @@
+"""Change a customer: seats, settings or plan, refused inside a finalized period, then the
+customer evaluated again where a limit may have moved."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Connection
+
+from quotameter.catalog.service import LoadedCatalog
+from quotameter.customers import service as customers
+from quotameter.invoices.service import refuse_if_finalized
+from quotameter.notifications import scheduler
+from quotameter.notifications.service import evaluate_all
+from quotameter.timeutil import to_us
+
+
+def change(
+    conn: Connection,
+    catalog: LoadedCatalog,
+    customer: str,
+    *,
+    seats: int | None,
+    settings: dict[str, object],
+    effective: datetime,
+    now: datetime,
+) -> None:
+    """Seats (history, from `effective`), contact settings and auto_upgrade (current values)."""
+    customers.require(catalog, customer)
+    if seats is not None:
+        refuse_if_finalized(conn, customer, to_us(effective))
+    customers.change(
+        conn,
+        catalog,
+        customer,
+        seats=seats,
+        settings=settings,
+        effective_us=to_us(effective),
+        recorded_us=to_us(now),
+    )
+    after_change(conn, catalog, customer, effective, now)
+
+
+def change_plan(
+    conn: Connection,
+    catalog: LoadedCatalog,
+    customer: str,
+    plan: str,
+    effective: datetime,
+    now: datetime,
+) -> None:
+    """Move to another plan from `effective`; the period's usage carries over."""
+    customers.check_plan(catalog, customer, plan)
+    refuse_if_finalized(conn, customer, to_us(effective))
+    customers.change_plan(conn, catalog, customer, plan, to_us(effective), to_us(now))
+    after_change(conn, catalog, customer, effective, now)
+
+
+def after_change(
+    conn: Connection, catalog: LoadedCatalog, customer: str, when: datetime, now: datetime
+) -> None:
+    """A limit may have moved: record what that means now, and when time will cross next."""
+    evaluate_all(conn, catalog, customer, max(when, now), to_us(now))
+    scheduler.refresh_meters(conn, catalog, customer, set(catalog.spec.meters), max(when, now))
