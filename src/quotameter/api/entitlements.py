@@ -5,7 +5,6 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from quotameter.api.auth import admin_only, reads_customer
@@ -25,11 +24,10 @@ from quotameter.api.web import (
     services,
 )
 from quotameter.entitlements import model
-from quotameter.entitlements.service import Balance, balance
-from quotameter.notifications.repository import is_pending
-from quotameter.notifications.scheduler import settle_before_read
+from quotameter.entitlements.service import Balance
 from quotameter.store.engine import retry_transient, unit_of_work
 from quotameter.timeutil import to_us
+from quotameter.usecases import balances
 from quotameter.usecases.consume import ConsumeRequest, Consumption, consume
 
 router = APIRouter(tags=["entitlements"])
@@ -117,21 +115,13 @@ async def check(request: Request, customer: str, feature: str, body: CheckIn) ->
     return JSON({"allowed": allowed, "reason": reason, **b.as_dict()})
 
 
-# Everything a cached read needs to know, in one round trip.
-_PROBE = text(
-    "SELECT (SELECT max(version) FROM catalogs) AS catalog_version, "
-    "(SELECT version FROM customer_state WHERE customer = :c) AS version, "
-    "(SELECT horizon_us FROM customer_state WHERE customer = :c) AS horizon, "
-    "(SELECT count(*) FROM pending_evaluations WHERE customer = :c) AS pending"
-)
-
-
 async def _read_balance(svc: Services, customer: str, feature: str, at: str | None) -> Balance:
     """A cache hit costs one query and is answered on the event loop (on PostgreSQL too: a
     threadpool hop costs more than the round trip); anything else is computed by `read`."""
     when = instant(at, "at", svc.now())
     if svc.balances is not None:
-        hit = _cached_balance(svc, customer, feature, when)
+        found = probe(svc, balances.FRESHNESS, {"c": customer})
+        hit = balances.cached(found, svc.balances, customer, feature, when)
         if hit is not None:
             return hit
     await _settle(svc, customer)
@@ -143,30 +133,17 @@ async def _settle(svc: Services, customer: str) -> None:
     be owed). That is a write, so it runs in the threadpool: the event loop, which answers
     SQLite's reads, never waits for the write lock. One lookup when nothing is pending."""
     if await read(svc, _pending, svc, customer):
-        await run_in_threadpool(settle_before_read, svc.engine, svc.catalogs, customer, svc.now)
+        await run_in_threadpool(balances.settle, svc.engine, svc.catalogs, customer, svc.now)
 
 
 def _pending(svc: Services, customer: str) -> bool:
     with svc.engine.connect() as conn:
-        return is_pending(conn, customer)
-
-
-def _cached_balance(svc: Services, customer: str, feature: str, when: datetime) -> Balance | None:
-    assert svc.balances is not None
-    found = probe(svc, _PROBE, {"c": customer})
-    if found.pending:
-        return None
-    return svc.balances.lookup(
-        customer, feature, when, found.catalog_version or 0, found.version or 0
-    )
+        return balances.pending(conn, customer)
 
 
 def _compute_balance(svc: Services, customer: str, feature: str, when: datetime) -> Balance:
     with svc.engine.connect() as conn:
-        catalog = svc.catalogs.current(conn)
-        if svc.balances is None:
-            return balance(conn, catalog, customer, feature, when)
-        return svc.balances.balance(conn, catalog, customer, feature, when)
+        return balances.compute(conn, svc.catalogs, svc.balances, customer, feature, when)
 
 
 @router.post(

@@ -8,9 +8,9 @@ from pydantic import BaseModel, Field
 from quotameter.api.auth import reads_customer
 from quotameter.api.web import JSON, Instant, Number, PeriodOut, error_responses, services
 from quotameter.customers import service as customers
-from quotameter.delivery import repository as deliveries
-from quotameter.notifications import repository
+from quotameter.delivery import service as deliveries
 from quotameter.notifications.scheduler import settle_before_read
+from quotameter.notifications import service
 from quotameter.notifications.service import as_dict
 from quotameter.timeutil import to_us
 
@@ -67,7 +67,7 @@ def list_notices(
         customers.view(
             conn, svc.catalogs.current(conn), customer, to_us(svc.now())
         )  # 404 for a stranger
-        rows = repository.listing(conn, customer, after, limit)
+        rows = service.listing(conn, customer, after, limit)
         sent = deliveries.for_notices(conn, [r.id for r in rows])
     out = []
     for row in rows:

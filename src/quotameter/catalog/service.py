@@ -23,6 +23,9 @@ from quotameter.catalog.model import (
 from quotameter.errors import Conflict
 from quotameter.wording import plural
 
+LATEST_VERSION = "(SELECT max(version) FROM catalogs)"
+"""The version in force, as an SQL scalar subquery (for one-statement probes)."""
+
 
 @dataclass(frozen=True)
 class LoadedCatalog:

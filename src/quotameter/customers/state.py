@@ -12,6 +12,9 @@ _BUMP = (
     "ON CONFLICT (customer) DO UPDATE SET version = customer_state.version + 1, "
     "horizon_us = {greatest}(customer_state.horizon_us, excluded.horizon_us)"
 )
+VERSION = "(SELECT version FROM customer_state WHERE customer = :c)"
+HORIZON = "(SELECT horizon_us FROM customer_state WHERE customer = :c)"
+"""The change counter and horizon of customer `:c`, as SQL scalar subqueries."""
 _READ = text("SELECT version, horizon_us FROM customer_state WHERE customer = :c")
 _VERSIONS = text("SELECT customer, version FROM customer_state")
 

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 from sqlalchemy import Connection, Engine
@@ -187,3 +187,8 @@ def _attempt(sender: Sender | None, out: Outgoing, now: datetime) -> str | None:
         log.exception("delivery %s: unexpected error", out.id)
         return f"{type(err).__name__}: {err}"
     return None
+
+
+def for_notices(conn: Connection, notice_ids: list[int]) -> dict[int, list[Any]]:
+    """Each notice's deliveries, oldest first."""
+    return repo.for_notices(conn, notice_ids)

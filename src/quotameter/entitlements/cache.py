@@ -29,7 +29,6 @@ from quotameter.catalog.service import LoadedCatalog
 from quotameter.customers import state
 from quotameter.entitlements.model import with_usage
 from quotameter.entitlements.service import Balance, balance
-from quotameter.meters import repository as meter_store
 from quotameter.meters import service as meters
 from quotameter.meters.spans import Snapshot
 from quotameter.timeutil import to_us
@@ -115,9 +114,7 @@ class BalanceCache:
         conn: Connection, catalog: LoadedCatalog, b: Balance, at_us: int
     ) -> tuple[MeterSpec, Snapshot] | None:
         spec = catalog.spec.meters[b.meter]
-        if spec.aggregation != "duration" or not meter_store.any_open_span(
-            conn, b.meter, b.customer
-        ):
+        if spec.aggregation != "duration" or not meters.any_open_span(conn, b.meter, b.customer):
             return None
         return spec, meters.snapshot(
             conn, spec, b.meter, b.customer, to_us(b.period.start), to_us(b.period.end), at_us

@@ -16,7 +16,7 @@ from quotameter.customers.service import CustomerView
 from quotameter.entitlements import model
 from quotameter.entitlements.model import Standing
 from quotameter.errors import NotFound
-from quotameter.grants import repository as grants
+from quotameter.grants import service as grants
 from quotameter.meters import service as meters
 from quotameter.periods import Period, period_containing
 from quotameter.timeutil import to_us

@@ -54,3 +54,18 @@ def as_dict(row, currency: str) -> dict:  # type: ignore[no-untyped-def]
 def listing(conn: Connection, customer: str) -> list[Row[Any]]:
     """The customer's grants, in effective order."""
     return repository.listing(conn, customer)
+
+
+def in_force(
+    conn: Connection, customer: str, feature: str, period_start_us: int, at_us: int
+) -> tuple[Decimal, bool]:
+    """(grants bought in this period in force at `at`, whether an earlier rollover grant
+    carries into it)."""
+    return repository.in_force(conn, customer, feature, period_start_us, at_us)
+
+
+def rollover_total(
+    conn: Connection, customer: str, feature: str, period_start_us: int, at_us: int
+) -> Decimal:
+    """The rollover grants bought in the period starting at `period_start_us`, in force at `at_us`."""
+    return repository.rollover_total(conn, customer, feature, period_start_us, at_us)

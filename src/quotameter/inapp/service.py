@@ -7,15 +7,14 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from quotameter.catalog.service import CatalogCache
 from quotameter.customers import service as customers
 from quotameter.entitlements.service import balance
-from quotameter.notifications import repository as notices
+from quotameter.notifications import service as notices
 from quotameter.notifications.scheduler import settle_before_read
 from quotameter.notifications.service import as_dict
-from quotameter.store.tables import notices as notices_table
 from quotameter.timeutil import to_us
 
 BATCH = 500
@@ -28,13 +27,8 @@ def in_app(row: Any) -> bool:
 def latest_id(engine: Engine, customer: str) -> int:
     """The newest notice id of the customer: a stream opened without `Last-Event-ID` sends
     what comes after it."""
-    n = notices_table.c
     with engine.connect() as conn:
-        return int(
-            conn.execute(
-                select(func.coalesce(func.max(n.id), 0)).where(n.customer == customer)
-            ).scalar_one()
-        )
+        return notices.latest_id(conn, customer)
 
 
 def opening(

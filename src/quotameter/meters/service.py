@@ -299,3 +299,8 @@ def snapshot_usage(spec: MeterSpec, snap: Snapshot, at: int) -> Decimal:
 def clear(conn: Connection, meter: str) -> None:
     """Throw away a meter's incremental state (a meter the catalog no longer has)."""
     repo.clear_meter(conn, meter)
+
+
+def any_open_span(conn: Connection, meter: str, customer: str) -> bool:
+    """Is one of the customer's streams of this meter open (its usage moves with time)?"""
+    return repo.any_open_span(conn, meter, customer)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import orjson
-from sqlalchemy import Connection, bindparam, delete, insert, select, text, update
+from sqlalchemy import Connection, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from quotameter.notifications.watch import Watch
@@ -289,3 +289,12 @@ def advance_wakeups(conn: Connection, due: list[tuple[str, str, int]]) -> None:
             ),
             [{"c": c, "f": f, "d": d} for c, f, d in sorted(due)],
         )
+
+
+def latest_id(conn: Connection, customer: str) -> int:
+    n = notices.c
+    return int(
+        conn.execute(
+            select(func.coalesce(func.max(n.id), 0)).where(n.customer == customer)
+        ).scalar_one()
+    )

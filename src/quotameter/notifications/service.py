@@ -16,7 +16,6 @@ from sqlalchemy import Connection, Row
 
 from quotameter.catalog.model import EntitlementSpec
 from quotameter.catalog.service import LoadedCatalog
-from quotameter.customers import repository as customer_history
 from quotameter.customers import service as customers
 from quotameter.customers.service import CustomerView
 from quotameter.entitlements import model
@@ -130,7 +129,9 @@ def evaluate(
         and feature in catalog.spec.plans[next_plan].entitlements
     ):
         note("plan.upgrading", None, from_plan=view.plan_name, to_plan=next_plan)
-        customer_history.add_plan(conn, customer, next_plan, at_us, "auto_upgrade", recorded_us)
+        customers.change_plan(
+            conn, catalog, customer, next_plan, at_us, recorded_us, reason="auto_upgrade"
+        )
         after = balance(conn, catalog, customer, feature, at)
         ids.append(
             repo.record(
@@ -255,3 +256,17 @@ def record(
         payload=payload,
         recorded_us=recorded_us,
     )
+
+
+PENDING = "(SELECT count(*) FROM pending_evaluations WHERE customer = :c)"
+"""How many evaluations customer `:c` owes, as an SQL scalar subquery."""
+
+
+def is_pending(conn: Connection, customer: str) -> bool:
+    """Does the customer owe an evaluation (usage recorded since the last one)?"""
+    return repo.is_pending(conn, customer)
+
+
+def latest_id(conn: Connection, customer: str) -> int:
+    """The id of the customer's newest notice (0: none yet)."""
+    return repo.latest_id(conn, customer)
