@@ -22,7 +22,7 @@ NOW = datetime(2026, 4, 1, 12, 0, tzinfo=UTC)
 
 @pytest.fixture(autouse=True)
 def clock(monkeypatch: pytest.MonkeyPatch) -> datetime:
-    monkeypatch.setattr("quotameter.api.web.system_clock", lambda: NOW)
+    monkeypatch.setattr("quotameter.cli.system_clock", lambda: NOW)
     return NOW
 
 

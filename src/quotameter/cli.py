@@ -2,16 +2,42 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
+import orjson
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+from sqlalchemy.engine import make_url
 
+from quotameter import logs
+from quotameter.catalog import service as catalog_service
+from quotameter.catalog.model import CatalogInvalid, load_yaml
+from quotameter.catalog.service import CatalogCache, dropped_lines
+from quotameter.demo.load import STORY_DAYS, load_demo, story_clock
+from quotameter.entitlements.service import balance as read_balance
+from quotameter.errors import Invalid, QuotameterError
+from quotameter.invoices import export
+from quotameter.invoices import service as invoicing
+from quotameter.jsontext import dumps
+from quotameter.keys import service as keys
+from quotameter.keys.service import bootstrap
+from quotameter.money import amount_text
+from quotameter.serving import uvicorn_options
 from quotameter.settings import Settings
+from quotameter.store.engine import make_engine, retry_transient, unit_of_work
+from quotameter.timeutil import EPOCH, clock_from, instant, rfc3339, system_clock, to_us
+from quotameter.usage.model import WINDOWS
+from quotameter.usage.service import UsageQuery, report
+from quotameter.usecases import catalog as use_catalog
+from quotameter.usecases.record import ingest as store_events
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -71,16 +97,6 @@ def _serve(
     clock: Callable[[], datetime] | None = None,
 ) -> None:
     """Serve until stopped; `clock` (one worker only) is the app's, by default the system's."""
-    import os
-
-    import uvicorn
-
-    from quotameter import logs
-    from quotameter.api.web import system_clock
-    from quotameter.keys.service import bootstrap
-    from quotameter.serving import uvicorn_options
-    from quotameter.store.engine import unit_of_work
-    from quotameter.timeutil import to_us
 
     if clock is not None and workers != 1:
         raise ValueError("clock: worker processes read the system clock; serve one worker")
@@ -101,11 +117,15 @@ def _serve(
         f"(database: {_redact(settings.database_url)}); API docs at /docs",
         highlight=False,
     )
+    # The web stack (FastAPI, uvicorn, every router) takes about a second to import: only the
+    # commands that serve pay for it.
+    import uvicorn
+
+    from quotameter.server import create_app
+
     log_config = logs.config(settings.log_level, settings.log_format)
     options = uvicorn_options(settings)
     if workers == 1:
-        from quotameter.server import create_app
-
         uvicorn.run(create_app(settings, clock=clock), **options, log_config=log_config)
         return
     # Worker processes build their app from the environment: hand them these settings.
@@ -124,8 +144,7 @@ def _serve(
 
 def _engine(database_url: str | None) -> Engine:
     """An engine on the configured database, migrated to the newest schema."""
-    from quotameter.store.engine import make_engine
-    from quotameter.store.migrate import upgrade
+    from quotameter.store.migrate import upgrade  # Alembic: imported by the commands that open one
 
     engine = make_engine(_settings(database_url).database_url)
     upgrade(engine)
@@ -133,8 +152,6 @@ def _engine(database_url: str | None) -> Engine:
 
 
 def _redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
     return make_url(url).render_as_string(hide_password=True)
 
 
@@ -161,12 +178,6 @@ def apply(
 ) -> None:
     """Validate a catalog (YAML) and make it the one in force; nothing changes if any part is
     wrong, or if it leaves out customers with records and --prune is not given."""
-    from quotameter.api.web import system_clock
-    from quotameter.catalog import service
-    from quotameter.catalog.model import CatalogInvalid, load_yaml
-    from quotameter.store.engine import unit_of_work
-    from quotameter.timeutil import to_us
-    from quotameter.usecases import catalog as use_catalog
 
     engine = _engine(database_url)
     try:
@@ -175,7 +186,7 @@ def apply(
             applied = use_catalog.apply(
                 conn,
                 doc,
-                service.CatalogCache().current(conn),
+                catalog_service.CatalogCache().current(conn),
                 to_us(system_clock()),
                 prune=prune,
                 dry_run=dry_run,
@@ -187,7 +198,7 @@ def apply(
         for line in err.errors:
             err_console.print(f"  {line}", markup=False, highlight=False)
         raise typer.Exit(1) from None
-    except service.DropsRecordedCustomers as err:
+    except catalog_service.DropsRecordedCustomers as err:
         err_console.print(
             f"[red]{file}: the catalog was not applied: it leaves out {len(err.dropped)} customer(s) "
             "with records (--prune drops them; their records are kept):[/red]"
@@ -218,7 +229,6 @@ def apply(
 
 def _print_changes(file: Path, applied: Applied) -> None:
     """What a dry run found: each section's additions, removals and changes."""
-    from quotameter.catalog.service import dropped_lines
 
     verdict = (
         "would be refused without --prune"
@@ -262,20 +272,6 @@ def ingest(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Load events from a JSON Lines file, in batches, as POST /v1/events would take them."""
-    import orjson
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    from quotameter.api.web import system_clock
-    from quotameter.catalog.service import CatalogCache
-    from quotameter.store.engine import retry_transient, unit_of_work
-    from quotameter.timeutil import to_us
-    from quotameter.usecases.record import ingest as store_events
 
     engine = _engine(database_url)
     catalogs = CatalogCache()
@@ -348,16 +344,11 @@ def keys_create(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Make a key. It is printed this once; only its digest is stored."""
-    from quotameter.api.web import system_clock
-    from quotameter.catalog.service import CatalogCache
-    from quotameter.keys import service
-    from quotameter.store.engine import unit_of_work
-    from quotameter.timeutil import to_us
 
     engine = _engine(database_url)
     with _domain_errors(), unit_of_work(engine) as conn:
         known = CatalogCache().current(conn).spec.customers
-        view, secret = service.create(conn, role, customer, label, to_us(system_clock()), known)
+        view, secret = keys.create(conn, role, customer, label, to_us(system_clock()), known)
     console.print(
         f"{view['id']} ({view['role']}{', ' + view['customer'] if view['customer'] else ''})",
         highlight=False,
@@ -368,13 +359,9 @@ def keys_create(
 @keys_app.command("list")
 def keys_list(database_url: DatabaseOpt = None) -> None:
     """Every key, revoked ones included (never the key itself)."""
-    from rich.table import Table
-
-    from quotameter.keys import service
-    from quotameter.timeutil import rfc3339
 
     with _engine(database_url).connect() as conn:
-        rows = service.listing(conn)
+        rows = keys.listing(conn)
     table = Table(box=None)
     table.add_column("id", no_wrap=True)
     for name in ("role", "customer", "label", "created", "revoked"):
@@ -397,20 +384,15 @@ def keys_revoke(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Revoke a key: refused from now on (by other running servers within a few seconds)."""
-    from quotameter.api.web import system_clock
-    from quotameter.keys import service
-    from quotameter.store.engine import unit_of_work
-    from quotameter.timeutil import to_us
 
     with _domain_errors(), unit_of_work(_engine(database_url)) as conn:
-        service.revoke(conn, key_id, to_us(system_clock()))
+        keys.revoke(conn, key_id, to_us(system_clock()))
     console.print(f"{key_id} revoked", highlight=False)
 
 
 @contextmanager
 def _domain_errors() -> Iterator[None]:
     """A domain error ends the command with its message and exit status 1."""
-    from quotameter.errors import QuotameterError
 
     try:
         yield
@@ -427,10 +409,6 @@ def balance(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Show a customer's balance for one feature."""
-    from quotameter.api.web import instant, system_clock
-    from quotameter.catalog.service import CatalogCache
-    from quotameter.entitlements.service import balance as read_balance
-    from quotameter.timeutil import rfc3339
 
     engine = _engine(database_url)
     with _domain_errors():
@@ -461,14 +439,6 @@ def usage(
     database_url: DatabaseOpt = None,
 ) -> None:
     """Who used how much of a feature, and when (GET /v1/customers/{customer}/usage)."""
-    from rich.table import Table
-
-    from quotameter.api.web import instant, system_clock
-    from quotameter.catalog.service import CatalogCache
-    from quotameter.errors import Invalid
-    from quotameter.timeutil import EPOCH, rfc3339
-    from quotameter.usage.model import WINDOWS
-    from quotameter.usage.service import UsageQuery, report
 
     engine = _engine(database_url)
     with _domain_errors():
@@ -503,7 +473,6 @@ def usage(
 
 
 def _number(value: object) -> str:
-    from decimal import Decimal
 
     d = Decimal(str(value)).normalize()
     return f"{int(d):,}" if d == d.to_integral_value() else f"{d:,f}"
@@ -528,13 +497,6 @@ def demo(
 ) -> None:
     """Load a month of usage of eight organizations under the four reference policies into a
     fresh SQLite database, then serve it and print what to try."""
-    from rich.table import Table
-
-    from quotameter.api.web import clock_from, instant, system_clock
-    from quotameter.demo.load import STORY_DAYS, load_demo, story_clock
-    from quotameter.keys import service as keys
-    from quotameter.store.engine import unit_of_work
-    from quotameter.timeutil import to_us
 
     today = system_clock()
     with _domain_errors():
@@ -642,17 +604,6 @@ def invoices(
     database_url: DatabaseOpt = None,
 ) -> None:
     """A customer's running invoice at AT (GET /v1/customers/{customer}/invoices/upcoming)."""
-    from datetime import timedelta
-
-    from rich.table import Table
-
-    from quotameter.api.web import dumps, instant, system_clock
-    from quotameter.catalog.service import CatalogCache
-    from quotameter.errors import Invalid
-    from quotameter.invoices import export
-    from quotameter.invoices import service as invoicing
-    from quotameter.money import amount_text
-    from quotameter.timeutil import rfc3339
 
     engine = _engine(database_url)
     catalogs = CatalogCache()

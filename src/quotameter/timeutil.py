@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import re
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+
+from quotameter.errors import Invalid, shown
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Instants taken from outside end before this: a period, a time zone or a billing month added
@@ -111,3 +115,45 @@ def _days_from_civil(year: int, month: int, day: int) -> int:
     day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
     day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
     return era * 146_097 + day_of_era - 719_468
+
+
+def system_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+def clock_from(start: datetime) -> Callable[[], datetime]:
+    """A clock that reads `start` now and then moves on with the real time: a server run at
+    another instant (the demo's) still sees time pass, so its scheduler works as it would."""
+    origin = time.monotonic()
+    return lambda: start + timedelta(seconds=time.monotonic() - origin)
+
+
+def instant(value: str | None, field: str, default: datetime) -> datetime:
+    """An RFC 3339 timestamp from a query or a body, or `default` when absent; from the epoch
+    up to year 9999, so that any period around it can be computed."""
+    if value is None or value == "":
+        return default
+    try:
+        us = rfc3339_us(_plus_sign(value))
+    except ValueError as err:
+        reason = str(err)
+        raise Invalid(
+            f"{field}: {reason}" if reason == NO_OFFSET else f"{field}: {reason} ({shown(value)})"
+        ) from None
+    # Compared in microseconds: 0001-01-01T00:00:00+01:00 has no datetime in UTC at all.
+    if not 0 <= us < _LATEST_US:
+        raise Invalid(
+            f"{field}: must be on or after {EPOCH.date()} and before {LATEST.date()} (got {shown(value)})"
+        )
+    return from_us(us)
+
+
+_LATEST_US = to_us(LATEST)
+
+
+def _plus_sign(value: str) -> str:
+    """An offset's `+` left unescaped in a query string arrives as a space: put it back
+    (only there, so that a space anywhere else is still refused)."""
+    if len(value) > 6 and value[-6] == " ":
+        return f"{value[:-6]}+{value[-5:]}"
+    return value

@@ -20,9 +20,9 @@ from quotameter.store.engine import make_engine
 AT_TODAY = """
 import sys
 from datetime import datetime
-import quotameter.api.web
+import quotameter.cli
 today = datetime.fromisoformat(sys.argv[1])
-quotameter.api.web.system_clock = lambda: today
+quotameter.cli.system_clock = lambda: today
 from quotameter.cli import app
 app(sys.argv[2:], prog_name="quotameter")
 """

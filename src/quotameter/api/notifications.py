@@ -9,8 +9,8 @@ from quotameter.api.auth import reads_customer
 from quotameter.api.web import JSON, Instant, Number, PeriodOut, error_responses, services
 from quotameter.customers import service as customers
 from quotameter.delivery import service as deliveries
-from quotameter.notifications.scheduler import settle_before_read
 from quotameter.notifications import service
+from quotameter.notifications.scheduler import settle_before_read
 from quotameter.notifications.service import as_dict
 from quotameter.timeutil import to_us
 

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
-import orjson
 from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
@@ -20,26 +18,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
 from quotameter.catalog.service import CatalogCache
-from quotameter.errors import Invalid, NotFound, shown
+from quotameter.errors import NotFound
+from quotameter.jsontext import dumps as dumps
 from quotameter.store.group import GroupCommit
-from quotameter.timeutil import EPOCH, LATEST, NO_OFFSET, from_us, rfc3339, rfc3339_us, to_us
+from quotameter.timeutil import clock_from as clock_from
+from quotameter.timeutil import instant as instant
+from quotameter.timeutil import system_clock as system_clock
 
 T = TypeVar("T")
-
-
-def _default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        # An exact number in the JSON text, never squeezed through a float.
-        return orjson.Fragment(format(value, "f").encode())
-    if isinstance(value, datetime):
-        return rfc3339(value)
-    if isinstance(value, date):
-        return value.isoformat()
-    raise TypeError(f"cannot render {type(value).__name__}")
-
-
-def dumps(content: Any) -> bytes:
-    return orjson.dumps(content, default=_default, option=orjson.OPT_PASSTHROUGH_DATETIME)
 
 
 class JSON(JSONResponse):
@@ -182,17 +168,6 @@ def services(request: HTTPConnection) -> Services:
     return request.app.state.services  # type: ignore[no-any-return]
 
 
-def system_clock() -> datetime:
-    return datetime.now(UTC)
-
-
-def clock_from(start: datetime) -> Callable[[], datetime]:
-    """A clock that reads `start` now and then moves on with the real time: a server run at
-    another instant (the demo's) still sees time pass, so its scheduler works as it would."""
-    origin = time.monotonic()
-    return lambda: start + timedelta(seconds=time.monotonic() - origin)
-
-
 def _without_nul(value: str) -> str:
     if "\x00" in value:
         raise PydanticCustomError("nul_character", "must not contain NUL characters")
@@ -229,34 +204,3 @@ Number = Annotated[Decimal, WithJsonSchema({"type": "number"})]
 class PeriodOut(BaseModel):
     start: Instant
     end: Instant
-
-
-def instant(value: str | None, field: str, default: datetime) -> datetime:
-    """An RFC 3339 timestamp from a query or a body, or `default` when absent; from the epoch
-    up to year 9999, so that any period around it can be computed."""
-    if value is None or value == "":
-        return default
-    try:
-        us = rfc3339_us(_plus_sign(value))
-    except ValueError as err:
-        reason = str(err)
-        raise Invalid(
-            f"{field}: {reason}" if reason == NO_OFFSET else f"{field}: {reason} ({shown(value)})"
-        ) from None
-    # Compared in microseconds: 0001-01-01T00:00:00+01:00 has no datetime in UTC at all.
-    if not 0 <= us < _LATEST_US:
-        raise Invalid(
-            f"{field}: must be on or after {EPOCH.date()} and before {LATEST.date()} (got {shown(value)})"
-        )
-    return from_us(us)
-
-
-_LATEST_US = to_us(LATEST)
-
-
-def _plus_sign(value: str) -> str:
-    """An offset's `+` left unescaped in a query string arrives as a space: put it back
-    (only there, so that a space anywhere else is still refused)."""
-    if len(value) > 6 and value[-6] == " ":
-        return f"{value[:-6]}+{value[-5:]}"
-    return value
