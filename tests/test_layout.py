@@ -52,7 +52,6 @@ CROSSING: set[tuple[str, str]] = {
     ("invoices/repository.py", "grants"),
     ("invoices/repository.py", "plan_changes"),
     ("invoices/repository.py", "seat_changes"),
-    ("notifications/repository.py", "customer_state"),
     ("usage/repository.py", "events"),
     ("usage/repository.py", "gauge_points"),
     ("usage/repository.py", "stream_spans"),

@@ -12,7 +12,15 @@ _BUMP = (
     "ON CONFLICT (customer) DO UPDATE SET version = customer_state.version + 1, "
     "horizon_us = {greatest}(customer_state.horizon_us, excluded.horizon_us)"
 )
-VERSION = "(SELECT version FROM customer_state WHERE customer = :c)"
+
+
+def version_of(customer: str) -> str:
+    """The change counter of the customer that the SQL expression `customer` names, as an SQL
+    scalar subquery (NULL when nothing is recorded): for other domains' one-statement reads."""
+    return f"(SELECT version FROM customer_state WHERE customer = {customer})"
+
+
+VERSION = version_of(":c")
 HORIZON = "(SELECT horizon_us FROM customer_state WHERE customer = :c)"
 """The change counter and horizon of customer `:c`, as SQL scalar subqueries."""
 _READ = text("SELECT version, horizon_us FROM customer_state WHERE customer = :c")

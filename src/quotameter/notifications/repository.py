@@ -8,6 +8,7 @@ import orjson
 from sqlalchemy import Connection, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from quotameter.customers import state
 from quotameter.notifications.watch import Watch
 from quotameter.store.tables import (
     fired,
@@ -217,8 +218,8 @@ def read_watches(
 
 _WATCH_COLUMNS = (
     "SELECT w.customer, w.feature, w.meter, w.period_end_us, w.evaluated_us, w.bound, w.rate, w.goal, "
-    "w.unit_us, w.version, s.version FROM watches w "
-    "LEFT JOIN customer_state s ON s.customer = w.customer WHERE w.customer IN "
+    f"w.unit_us, w.version, {state.version_of('w.customer')} FROM watches w "
+    "WHERE w.customer IN "
 )
 _READ_WATCHES = (
     text(_WATCH_COLUMNS + "(SELECT value FROM json_each(:k))"),  # SQLite
