@@ -10,6 +10,7 @@ from quotameter.api.web import JSON, Instant, Number, PeriodOut, error_responses
 from quotameter.customers import service as customers
 from quotameter.delivery import repository as deliveries
 from quotameter.notifications import repository
+from quotameter.notifications.kinds import NoticeKind
 from quotameter.notifications.scheduler import settle_before_read
 from quotameter.notifications.service import as_dict
 from quotameter.timeutil import to_us
@@ -31,7 +32,7 @@ class DeliveryOut(BaseModel):
 
 class NoticeOut(BaseModel):
     id: int
-    type: str
+    type: NoticeKind = Field(description="what happened")
     feature: str | None
     percent: Number | None = Field(description="percent used, for thresholds")
     period: PeriodOut | None
