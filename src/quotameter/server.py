@@ -46,6 +46,7 @@ from quotameter.store.checkpoint import Checkpointer
 from quotameter.store.engine import bounded_writes, busy, make_engine, retry_after, unit_of_work
 from quotameter.store.migrate import upgrade
 from quotameter.timeutil import to_us
+from quotameter.worker import Worker
 
 log = logging.getLogger("quotameter")
 
@@ -70,22 +71,13 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        scheduler = (
-            Scheduler(engine, services.catalogs, clock, services.evaluate_soon)
-            if settings.scheduler
-            else None
-        )
-        if scheduler is not None:
-            scheduler.start()
-        finalizer = (
-            Finalizer(
-                engine, services.catalogs, clock, timedelta(seconds=settings.invoice_grace_seconds)
-            )
-            if settings.scheduler
-            else None
-        )
-        if finalizer is not None:
-            finalizer.start()
+        workers: list[Worker] = []
+        if settings.scheduler:
+            grace = timedelta(seconds=settings.invoice_grace_seconds)
+            workers.append(Scheduler(engine, services.catalogs, clock, services.evaluate_soon))
+            workers.append(Finalizer(engine, services.catalogs, clock, grace))
+        for worker in workers:
+            worker.start()
         delivery = start_delivery(settings, engine, services.catalogs, clock)
         checkpointer = Checkpointer(engine) if engine.dialect.name == "sqlite" else None
         if checkpointer is not None:
@@ -95,10 +87,8 @@ def create_app(
         try:
             yield
         finally:
-            if scheduler is not None:
-                scheduler.stop()
-            if finalizer is not None:
-                finalizer.stop()
+            for worker in workers:
+                worker.stop()
             if delivery is not None:
                 delivery.stop()
             if checkpointer is not None:

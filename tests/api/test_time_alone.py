@@ -101,3 +101,25 @@ def test_an_allowance_of_zero_blocks_when_the_period_starts(client, clock) -> No
         ("usage.threshold", "calls", "2026-04-01T00:00:00Z"),
         ("access.blocked", "calls", "2026-04-01T00:00:00Z"),
     ]
+
+
+def test_a_scheduler_pass_asks_for_the_next_one_when_the_next_wake_up_is_due(client, clock) -> None:  # type: ignore[no-untyped-def]
+    """The serving loop's pass: a tick, then the seconds until the earliest wake-up (the loop
+    waits that long, or its poll if sooner)."""
+    from quotameter.notifications.scheduler import Scheduler
+
+    assert client.put("/v1/catalog", json=CATALOG).status_code == 200
+    clock.now = T0
+    r = client.post("/v1/events", json=[event("call", "c", T0 + minutes(30)) for _ in range(10)])
+    assert r.json()["accepted"] == 10
+    services = client.app.state.services
+    scheduler = Scheduler(services.engine, services.catalogs, clock, services.evaluate_soon)
+    assert scheduler.step() == 30 * 60
+    assert scheduler.run_pass() == scheduler.interval == 2.0
+    assert kinds(client) == []
+    clock.now = T0 + minutes(45)
+    scheduler.step()
+    assert kinds(client) == [
+        ("usage.threshold", "calls", "2026-03-10T12:30:00Z"),
+        ("access.blocked", "calls", "2026-03-10T12:30:00Z"),
+    ]

@@ -31,6 +31,7 @@ from quotameter.api.web import Services, dumps, error_responses, services
 from quotameter.inapp import service
 from quotameter.inapp.hub import Hub, end_streams_when_uvicorn_stops, stopping
 from quotameter.keys.service import Principal
+from quotameter.notice_kinds import NoticeKind
 from quotameter.settings import Settings
 from quotameter.store.engine import patiently
 
@@ -48,7 +49,7 @@ _EVENT = {
         "event": {
             "type": "string",
             "description": "`state`, or the notice type",
-            "examples": ["access.blocked"],
+            "examples": [NoticeKind.ACCESS_BLOCKED.value],
         },
         "data": {
             "type": "string",

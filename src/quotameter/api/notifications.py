@@ -9,6 +9,7 @@ from quotameter.api.auth import reads_customer
 from quotameter.api.web import JSON, Instant, Number, PeriodOut, error_responses, services
 from quotameter.customers import service as customers
 from quotameter.delivery import service as deliveries
+from quotameter.notice_kinds import NoticeKind
 from quotameter.notifications import service
 from quotameter.notifications.scheduler import settle_before_read
 from quotameter.notifications.service import as_dict
@@ -31,7 +32,7 @@ class DeliveryOut(BaseModel):
 
 class NoticeOut(BaseModel):
     id: int
-    type: str
+    type: NoticeKind = Field(description="what happened")
     feature: str | None
     percent: Number | None = Field(description="percent used, for thresholds")
     period: PeriodOut | None

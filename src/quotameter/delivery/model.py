@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from quotameter.catalog.model import OveragePrice, PlanSpec
 from quotameter.decimals import EXACT
 from quotameter.money import padded, round_money
+from quotameter.notice_kinds import NoticeKind
 from quotameter.wording import plural
 
 PENDING, SENDING, DELIVERED, DEAD = "pending", "sending", "delivered", "dead"
@@ -134,39 +135,42 @@ def describe(notice: Notice, plans: dict[str, PlanSpec]) -> Description:
 
     kind = notice.type
     pct_text = number(notice.percent) if notice.percent is not None else "?"
-    if kind == "usage.threshold":
+    if kind == NoticeKind.USAGE_THRESHOLD:
         left = number(Decimal(100) - notice.percent) if notice.percent is not None else "?"
         subject = f"{who}: {pct_text} % of your {feature} allowance used ({left} % left)"
         headline = (
             f"{who} has used {number(usage)} of {number(limit)} {plural(unit, limit)} of {feature} "
             f"this period, past the {pct_text} % mark."
         )
-    elif kind == "usage.exhausted":
+    elif kind == NoticeKind.USAGE_EXHAUSTED:
         subject = f"{who}: your {feature} allowance is used up"
-        headline = f"{who} has used all {number(limit)} {plural(unit, limit)} of {feature} included this period."
-    elif kind == "access.blocked":
+        headline = (
+            f"{who} has used all {number(limit)} {plural(unit, limit)} of {feature} "
+            "included this period."
+        )
+    elif kind == NoticeKind.ACCESS_BLOCKED:
         subject = f"{who}: {feature} is blocked"
         headline = (
             f"{who} reached the limit of {number(hard if hard is not None else limit)} "
             f"{plural(unit)} of {feature}: it is disabled for every member of the organization "
             "until more is available."
         )
-    elif kind == "access.restored":
+    elif kind == NoticeKind.ACCESS_RESTORED:
         subject = f"{who}: {feature} is available again"
         headline = f"{feature} is available again for every member of {who}."
-    elif kind == "plan.upgrading":
+    elif kind == NoticeKind.PLAN_UPGRADING:
         subject = f"{who}: upgrading from {d.get('from_plan')} to {d.get('to_plan')}"
         headline = (
-            f"{who} used up its {feature} allowance and has auto-upgrade on: the subscription is moving "
-            f"from {d.get('from_plan')} to {d.get('to_plan')}."
+            f"{who} used up its {feature} allowance and has auto-upgrade on: "
+            f"the subscription is moving from {d.get('from_plan')} to {d.get('to_plan')}."
         )
-    elif kind == "plan.upgraded":
+    elif kind == NoticeKind.PLAN_UPGRADED:
         subject = f"{who}: upgraded to {d.get('to_plan')}"
         headline = (
-            f"{who} is now on the {d.get('to_plan')} plan (was {d.get('from_plan')}) and stays there; "
-            f"the new {feature} limit is {number(limit)} {plural(unit, limit)}."
+            f"{who} is now on the {d.get('to_plan')} plan (was {d.get('from_plan')}) "
+            f"and stays there; the new {feature} limit is {number(limit)} {plural(unit, limit)}."
         )
-    elif kind == "topup.applied":
+    elif kind == NoticeKind.TOPUP_APPLIED:
         subject = f"{who}: {d.get('blocks') or ''} top-up block(s) of {feature} added".replace(
             ":  ", ": "
         )
@@ -180,18 +184,26 @@ def describe(notice: Notice, plans: dict[str, PlanSpec]) -> Description:
     return Description(subject, headline, facts, advice(notice, plans))
 
 
+# The kinds of notice after which more allowance helps: advice tells how to get it.
+_SHORT_OF_ALLOWANCE = (
+    NoticeKind.USAGE_THRESHOLD,
+    NoticeKind.USAGE_EXHAUSTED,
+    NoticeKind.ACCESS_BLOCKED,
+)
+
+
 def advice(notice: Notice, plans: dict[str, PlanSpec]) -> list[str]:
     """What the customer can do: buy a block, upgrade, or wait for the reset."""
     kind = notice.type
     d = notice.details
     plan = plans.get(str(d.get("plan")))
-    if kind == "access.restored":
+    if kind == NoticeKind.ACCESS_RESTORED:
         return ["Nothing to do: usage can go on."]
-    if kind in ("plan.upgrading", "plan.upgraded"):
+    if kind in (NoticeKind.PLAN_UPGRADING, NoticeKind.PLAN_UPGRADED):
         return [
             "Nothing to do. An admin can move the subscription back to a lower plan at any time."
         ]
-    if kind not in ("usage.threshold", "usage.exhausted", "access.blocked") or plan is None:
+    if kind not in _SHORT_OF_ALLOWANCE or plan is None:
         return []
     unit = d.get("unit")
     ent = plan.entitlements.get(notice.feature or "")
@@ -200,7 +212,8 @@ def advice(notice: Notice, plans: dict[str, PlanSpec]) -> list[str]:
         t = ent.topup
         out.append(
             f"Buy a block of {number(t.block_size)} {plural(unit, t.block_size)} for "
-            f"{money(t.price, plan.currency)} {plan.currency} from the billing menu: it is added at once."
+            f"{money(t.price, plan.currency)} {plan.currency} from the billing menu: "
+            "it is added at once."
         )
     nxt = plans.get(plan.next_plan) if plan.next_plan else None
     if nxt is not None and notice.feature in nxt.entitlements:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import datetime
 
@@ -15,6 +14,7 @@ from quotameter.delivery.service import Sender, deliver_due
 from quotameter.settings import Settings
 from quotameter.store.engine import on_commit
 from quotameter.store.tables import notices
+from quotameter.worker import Worker
 
 log = logging.getLogger("quotameter.delivery")
 
@@ -62,7 +62,7 @@ def policy_from(settings: Settings) -> Policy:
     )
 
 
-class DeliveryWorker:
+class DeliveryWorker(Worker):
     """Runs `deliver_due` every `poll` seconds, and at once when woken: by a notice this
     process commits (see `start_delivery`), or by `stop`. A notice recorded by another
     process waits at most `poll` seconds, unless that process delivers it first."""
@@ -75,37 +75,16 @@ class DeliveryWorker:
         senders: list[Sender],
         policy: Policy,
         poll: float = 5.0,
+        backoff_max: float = 300.0,
     ) -> None:
+        super().__init__("delivery", poll, backoff_max=backoff_max, join_timeout=30.0, logger=log)
         self.engine, self.catalogs, self.clock = engine, catalogs, clock
-        self.senders, self.policy, self.poll = senders, policy, poll
-        self.wake = threading.Event()
-        self._stopping = False
-        self._thread: threading.Thread | None = None
+        self.senders, self.policy = senders, policy
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="quotameter-delivery", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping = True
-        self.wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        while not self._stopping:
-            self.wake.clear()
-            try:
-                deliver_due(
-                    self.engine,
-                    self.clock(),
-                    self.senders,
-                    policy=self.policy,
-                    catalogs=self.catalogs,
-                )
-            except Exception:
-                log.exception("delivery pass failed")
-            self.wake.wait(self.poll)
+    def step(self) -> None:
+        deliver_due(
+            self.engine, self.clock(), self.senders, policy=self.policy, catalogs=self.catalogs
+        )
 
 
 def start_delivery(
@@ -118,6 +97,6 @@ def start_delivery(
     worker = DeliveryWorker(
         engine, catalogs, clock, senders, policy_from(settings), settings.delivery_poll_seconds
     )
-    on_commit(engine, [notices], lambda _customers: worker.wake.set())
+    on_commit(engine, [notices], lambda _customers: worker.wake())
     worker.start()
     return worker

@@ -11,6 +11,7 @@ from decimal import Decimal, localcontext
 
 from quotameter.catalog.model import Allowance, EntitlementSpec, Notify
 from quotameter.decimals import EXACT, LARGEST
+from quotameter.notice_kinds import NoticeKind
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
@@ -120,20 +121,22 @@ class Threshold:
     """A notice level of one entitlement. `key` names it in the fired-thresholds record."""
 
     percent_used: Decimal  # where it fires, as percent of the limit used
-    kind: str  # usage.threshold | usage.exhausted
+    kind: NoticeKind  # usage.threshold | usage.exhausted
     key: str
 
 
 def thresholds(notify: Notify | None) -> list[Threshold]:
     if notify is None:
         return []
-    out = {Threshold(Decimal(p), "usage.threshold", f"used:{p}") for p in notify.percent_used}
+    out = {
+        Threshold(Decimal(p), NoticeKind.USAGE_THRESHOLD, f"used:{p}") for p in notify.percent_used
+    }
     out |= {
-        Threshold(HUNDRED - r, "usage.threshold", f"remaining:{r}")
+        Threshold(HUNDRED - r, NoticeKind.USAGE_THRESHOLD, f"remaining:{r}")
         for r in notify.percent_remaining
     }
     if notify.exhausted:
-        out.add(Threshold(HUNDRED, "usage.exhausted", "exhausted"))
+        out.add(Threshold(HUNDRED, NoticeKind.USAGE_EXHAUSTED, "exhausted"))
     return sorted(out)
 
 

@@ -11,7 +11,6 @@ still be on its way).
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -19,11 +18,12 @@ from sqlalchemy import Engine
 
 from quotameter.catalog.service import CatalogCache
 from quotameter.invoices.service import FinalizerState, finalize_due
+from quotameter.worker import Worker
 
 log = logging.getLogger("quotameter.invoices")
 
 
-class Finalizer:
+class Finalizer(Worker):
     def __init__(
         self,
         engine: Engine,
@@ -31,26 +31,11 @@ class Finalizer:
         clock: Callable[[], datetime],
         grace: timedelta,
         poll: float = 60.0,
+        backoff_max: float = 600.0,
     ) -> None:
-        self.engine, self.catalogs, self.clock, self.grace, self.poll = (
-            engine,
-            catalogs,
-            clock,
-            grace,
-            poll,
-        )
-        self._stop = threading.Event()
+        super().__init__("invoices", poll, backoff_max=backoff_max, logger=log)
+        self.engine, self.catalogs, self.clock, self.grace = engine, catalogs, clock, grace
         self.state = FinalizerState()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="quotameter-invoices", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
 
     def run_once(self) -> int:
         """One pass at the clock's now; how many invoices it finalized."""
@@ -61,10 +46,6 @@ class Finalizer:
             log.info("finalized %d invoice(s)", made)
         return made
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.run_once()
-            except Exception:
-                log.exception("invoice finalization failed")
-            self._stop.wait(self.poll)
+    def step(self) -> None:
+        """A pass of the loop (its count is logged)."""
+        self.run_once()

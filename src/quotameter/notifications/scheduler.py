@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
@@ -44,6 +43,7 @@ from quotameter.notifications.service import BLOCKED, evaluate, evaluate_all
 from quotameter.notifications.watch import Watch
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import from_us, to_us
+from quotameter.worker import Worker
 
 log = logging.getLogger("quotameter.scheduler")
 SETTLE_CHUNK = 4  # customers evaluated per transaction by `tick`
@@ -369,7 +369,7 @@ def _still_has(
     return feature in customers.view(conn, catalog, customer, at_us).plan.entitlements
 
 
-class Scheduler:
+class Scheduler(Worker):
     """The loop inside `serve`: sleeps until the next wake-up (checking at least every
     `poll` seconds for wake-ups set by other processes)."""
 
@@ -381,37 +381,24 @@ class Scheduler:
         wake: threading.Event,
         poll: float = 2.0,
         coalesce: float = 0.1,
-    ):
-        self.engine, self.catalogs, self.clock, self.poll = engine, catalogs, clock, poll
-        # After a pass, let batches gather for this long: one evaluation per customer then
+        backoff_max: float = 60.0,
+    ) -> None:
+        # `wake` is set after each committed batch: evaluate without waiting for the poll.
+        # After a pass, batches gather for `coalesce` seconds: one evaluation per customer then
         # covers all of them (a busy ingest would otherwise evaluate after every batch).
-        self.coalesce = coalesce
-        self.wake = wake  # set after each committed batch: evaluate without waiting for the poll
-        self._stopping = False
-        self._thread: threading.Thread | None = None
+        super().__init__(
+            "scheduler",
+            poll,
+            backoff_max=backoff_max,
+            coalesce=coalesce,
+            wake_event=wake,
+            logger=log,
+        )
+        self.engine, self.catalogs, self.clock = engine, catalogs, clock
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="quotameter-scheduler", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping = True
-        self.wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while not self._stopping:
-            self.wake.clear()
-            try:
-                tick(self.engine, self.catalogs, self.clock)
-                with self.engine.connect() as conn:
-                    due = repo.next_wakeup(conn)
-            except Exception:
-                log.exception("scheduler tick failed")
-                due = None
-            wait = self.poll
-            if due is not None:
-                wait = min(wait, max(0.0, (due - to_us(self.clock())) / 1e6))
-            if self.wake.wait(wait) and not self._stopping:
-                time.sleep(self.coalesce)
+    def step(self) -> float | None:
+        """A tick; the seconds until the next wake-up (none set: wait for the poll)."""
+        tick(self.engine, self.catalogs, self.clock)
+        with self.engine.connect() as conn:
+            due = repo.next_wakeup(conn)
+        return None if due is None else (due - to_us(self.clock())) / 1e6

@@ -20,6 +20,7 @@ from quotameter.customers import service as customers
 from quotameter.customers.service import CustomerView
 from quotameter.entitlements import model
 from quotameter.entitlements.service import Balance, balance, period_of
+from quotameter.notice_kinds import NoticeKind
 from quotameter.notifications import repository as repo
 from quotameter.store.engine import lock_keys
 from quotameter.timeutil import from_us, to_us
@@ -28,16 +29,19 @@ BLOCKED = "blocked"
 MAX_UPGRADES = 10  # a next_plan chain is checked for cycles, this only bounds a long ladder
 
 
-def recipients(view: CustomerView, ent: EntitlementSpec | None, kind: str) -> dict[str, object]:
+def recipients(
+    view: CustomerView, ent: EntitlementSpec | None, kind: NoticeKind
+) -> dict[str, object]:
     who = ent.notify.recipients if ent is not None and ent.notify is not None else "admins"
-    if kind in ("plan.upgrading", "plan.upgraded"):
+    if kind in (NoticeKind.PLAN_UPGRADING, NoticeKind.PLAN_UPGRADED):
         who = "owner" if view.spec.owner else "admins"
     email = _addresses(view, who)
-    if kind == "access.blocked":  # every member is stopped, so every member is told by e-mail too
+    # Every member is stopped by a block, so every member is told by e-mail too.
+    if kind == NoticeKind.ACCESS_BLOCKED:
         email = list(dict.fromkeys([*email, *view.spec.members]))
     out: dict[str, object] = {
         "email": email,
-        "in_app": kind in ("access.blocked", "access.restored"),
+        "in_app": kind in (NoticeKind.ACCESS_BLOCKED, NoticeKind.ACCESS_RESTORED),
     }
     if out["in_app"]:
         out["members"] = list(view.spec.members)  # every member learns it in-app
@@ -91,7 +95,7 @@ def evaluate(
     done = repo.fired_keys(conn, customer, feature, ps)
     ids: list[int] = []
 
-    def note(kind: str, percent: Decimal | None, **extra: object) -> None:
+    def note(kind: NoticeKind, percent: Decimal | None, **extra: object) -> None:
         ids.append(
             repo.record(
                 conn,
@@ -128,7 +132,7 @@ def evaluate(
         and depth < MAX_UPGRADES
         and feature in catalog.spec.plans[next_plan].entitlements
     ):
-        note("plan.upgrading", None, from_plan=view.plan_name, to_plan=next_plan)
+        note(NoticeKind.PLAN_UPGRADING, None, from_plan=view.plan_name, to_plan=next_plan)
         customers.change_plan(
             conn, catalog, customer, next_plan, at_us, recorded_us, reason="auto_upgrade"
         )
@@ -138,11 +142,11 @@ def evaluate(
                 conn,
                 customer=customer,
                 feature=feature,
-                type="plan.upgraded",
+                type=NoticeKind.PLAN_UPGRADED,
                 percent=None,
                 period=period,
                 at_us=at_us,
-                recipients=recipients(view, ent, "plan.upgraded"),
+                recipients=recipients(view, ent, NoticeKind.PLAN_UPGRADED),
                 payload=_payload(after, from_plan=view.plan_name, to_plan=next_plan),
                 recorded_us=recorded_us,
             )
@@ -151,13 +155,13 @@ def evaluate(
 
     if not s.has_access:
         if BLOCKED not in done and repo.fire(conn, customer, feature, ps, BLOCKED, at_us):
-            note("access.blocked", model.percent_used(s))
+            note(NoticeKind.ACCESS_BLOCKED, model.percent_used(s))
     elif (
         BLOCKED in done
         and at_us >= done[BLOCKED]
         and repo.rearm(conn, customer, feature, ps, BLOCKED)
     ):
-        note("access.restored", model.percent_used(s))
+        note(NoticeKind.ACCESS_RESTORED, model.percent_used(s))
     return ids
 
 
@@ -235,7 +239,7 @@ def record(
     *,
     customer: str,
     feature: str | None,
-    type: str,
+    type: NoticeKind,
     percent: Decimal | None,
     period: tuple[int, int] | None,
     at_us: int,

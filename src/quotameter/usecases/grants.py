@@ -16,6 +16,7 @@ from quotameter.errors import Conflict, Invalid
 from quotameter.grants import service as grants
 from quotameter.invoices.service import refuse_if_finalized
 from quotameter.money import amount_text
+from quotameter.notice_kinds import NoticeKind
 from quotameter.notifications import service as notices
 from quotameter.notifications.service import recipients
 from quotameter.periods import period_containing
@@ -88,11 +89,11 @@ def add(
             conn,
             customer=req.customer,
             feature=req.feature,
-            type="topup.applied",
+            type=NoticeKind.TOPUP_APPLIED,
             percent=None,
             period=None,
             at_us=to_us(effective),
-            recipients=recipients(view, ent, "topup.applied"),
+            recipients=recipients(view, ent, NoticeKind.TOPUP_APPLIED),
             payload={
                 "blocks": req.blocks,
                 "amount": format(amount, "f"),
