@@ -21,3 +21,7 @@ def document(conn: Connection, version: int) -> str:
 
 def add(conn: Connection, version: int, doc: str, applied_us: int) -> None:
     conn.execute(insert(catalogs).values(version=version, document=doc, applied_us=applied_us))
+
+
+def first_applied(conn: Connection) -> int | None:
+    return conn.execute(text("SELECT min(applied_us) FROM catalogs")).scalar()

@@ -117,3 +117,8 @@ def next_version(conn: Connection) -> int:
 def store(conn: Connection, version: int, catalog: Catalog, applied_us: int) -> None:
     """Store a validated catalog as `version`, in force from `applied_us`."""
     repository.add(conn, version, orjson.dumps(catalog_to_json(catalog)).decode(), applied_us)
+
+
+def first_applied_us(conn: Connection) -> int | None:
+    """When the first catalog was applied (None: none yet)."""
+    return repository.first_applied(conn)

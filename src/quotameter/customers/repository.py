@@ -10,16 +10,8 @@ from sqlalchemy import Connection, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from quotameter.customers import state
-from quotameter.store.tables import (
-    api_keys,
-    customer_settings,
-    events,
-    grants,
-    invoices,
-    notices,
-    plan_changes,
-    seat_changes,
-)
+from quotameter.store import bulk
+from quotameter.store.tables import customer_settings, plan_changes, seat_changes
 
 # Balance reads run these on every check: plain prepared text, no expression building.
 _SEATS_AT = text(
@@ -100,28 +92,46 @@ def save_settings(conn: Connection, customer: str, values: dict[str, Any]) -> No
 
 
 # What is recorded for a customer, by kind: the column naming the customer, and which rows count.
-_RECORDS = (
-    ("event", events.c.subject, ()),
-    ("key", api_keys.c.customer, (api_keys.c.revoked_us.is_(None),)),
-    ("invoice", invoices.c.customer, ()),
-    ("grant", grants.c.customer, ()),
-    ("seat change", seat_changes.c.customer, ()),
-    ("plan change", plan_changes.c.customer, ()),
-    ("notice", notices.c.customer, ()),
-    ("settings change", customer_settings.c.customer, ()),
-)
-_CHUNK = 500  # names per IN list, well within every database's limit on bound parameters
-
-
 def recorded(conn: Connection, customers: Sequence[str]) -> dict[str, dict[str, int]]:
-    """For each customer, how many of each kind of record it has (kinds with none left out):
-    events, active keys, invoices, grants, seat and plan changes, notices, settings changes."""
-    out: dict[str, dict[str, int]] = {c: {} for c in customers}
-    names = sorted(out)
-    for kind, column, where in _RECORDS:
-        for start in range(0, len(names), _CHUNK):
-            chunk = names[start : start + _CHUNK]
-            query = select(column, func.count()).where(column.in_(chunk), *where).group_by(column)
-            for customer, count in conn.execute(query):
-                out[customer][kind] = count
-    return out
+    """Per kind (seat change, plan change, settings change), how many each customer has."""
+    return {
+        "seat change": bulk.count_by(conn, seat_changes.c.customer, customers),
+        "plan change": bulk.count_by(conn, plan_changes.c.customer, customers),
+        "settings change": bulk.count_by(conn, customer_settings.c.customer, customers),
+    }
+
+
+def first_change(conn: Connection, customer: str) -> int | None:
+    """The earliest instant a seat or plan change of the customer takes effect."""
+    found = [
+        conn.execute(select(func.min(t.c.effective_us)).where(t.c.customer == customer)).scalar()
+        for t in (seat_changes, plan_changes)
+    ]
+    values = [v for v in found if v is not None]
+    return min(values) if values else None
+
+
+def last_recorded_change(conn: Connection, customer: str, lo: int, hi: int) -> int | None:
+    """When the customer's last seat or plan change effective in [lo, hi) was recorded."""
+    found = [
+        conn.execute(
+            select(func.max(t.c.recorded_us)).where(
+                t.c.customer == customer, t.c.effective_us >= lo, t.c.effective_us < hi
+            )
+        ).scalar()
+        for t in (seat_changes, plan_changes)
+    ]
+    values = [v for v in found if v is not None]
+    return max(values) if values else None
+
+
+def plan_changes_between(conn: Connection, customer: str, after_us: int, upto_us: int) -> list[Any]:
+    """Plan changes effective in (after, upto], in order."""
+    p = plan_changes.c
+    return list(
+        conn.execute(
+            select(p.plan, p.effective_us, p.reason)
+            .where(p.customer == customer, p.effective_us > after_us, p.effective_us <= upto_us)
+            .order_by(p.effective_us, p.id)
+        )
+    )

@@ -116,5 +116,20 @@ def plan_history(conn: Connection, customer: str) -> list[Row[Any]]:
 
 
 def recorded(conn: Connection, customers: Sequence[str]) -> dict[str, dict[str, int]]:
-    """For each customer, how many of each kind of record it has (kinds with none left out)."""
+    """Per kind (seat change, plan change, settings change), how many each customer has."""
     return repository.recorded(conn, customers)
+
+
+def first_change(conn: Connection, customer: str) -> int | None:
+    """The earliest instant a seat or plan change of the customer takes effect."""
+    return repository.first_change(conn, customer)
+
+
+def last_recorded_change(conn: Connection, customer: str, lo: int, hi: int) -> int | None:
+    """When the customer's last seat or plan change effective in [lo, hi) was recorded."""
+    return repository.last_recorded_change(conn, customer, lo, hi)
+
+
+def plan_changes_between(conn: Connection, customer: str, after_us: int, upto_us: int) -> list[Any]:
+    """Plan changes effective in (after, upto], in order: plan, effective_us, reason."""
+    return repository.plan_changes_between(conn, customer, after_us, upto_us)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
+from quotameter.store import bulk
 from quotameter.store.tables import events
 
 COLUMNS = ("source", "event_id", "type", "subject", "time_us", "data", "received_us")
@@ -130,3 +131,24 @@ def of_type_after(conn: Connection, type_: str, after_pk: int, limit: int) -> li
             .limit(limit)
         )
     )
+
+
+def earliest_time(conn: Connection, customer: str) -> int | None:
+    """The instant of the customer's earliest event."""
+    e = events.c
+    return conn.execute(select(func.min(e.time_us)).where(e.subject == customer)).scalar()
+
+
+def last_received(conn: Connection, customer: str, lo: int, hi: int) -> int | None:
+    """When the customer's last event stamped in [lo, hi) was received."""
+    e = events.c
+    return conn.execute(
+        select(func.max(e.received_us)).where(
+            e.subject == customer, e.time_us >= lo, e.time_us < hi
+        )
+    ).scalar()
+
+
+def count_by_customer(conn: Connection, customers: Sequence[str]) -> dict[str, int]:
+    """How many events each customer has (customers with none left out)."""
+    return bulk.count_by(conn, events.c.subject, customers)

@@ -54,3 +54,18 @@ def of_customer(conn: Connection, customer: str, type_: str, lo: int, hi: int) -
 def of_type_after(conn: Connection, type_: str, after_pk: int, limit: int) -> list[Any]:
     """Events of one type in storage order after `after_pk`."""
     return repository.of_type_after(conn, type_, after_pk, limit)
+
+
+def earliest_time(conn: Connection, customer: str) -> int | None:
+    """The instant of the customer's earliest event (None: it has none)."""
+    return repository.earliest_time(conn, customer)
+
+
+def last_received(conn: Connection, customer: str, lo: int, hi: int) -> int | None:
+    """When the customer's last event stamped in [lo, hi) was received."""
+    return repository.last_received(conn, customer, lo, hi)
+
+
+def count_by_customer(conn: Connection, customers: Sequence[str]) -> dict[str, int]:
+    """How many events each customer has (customers with none left out)."""
+    return repository.count_by_customer(conn, customers)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from quotameter.customers import state
+from quotameter.store import bulk
 from quotameter.store.tables import Decimal as DecimalColumn
 from quotameter.store.tables import grants
 
@@ -87,3 +90,41 @@ def listing(conn: Connection, customer: str) -> list:
             select(grants).where(g.customer == customer).order_by(g.effective_us, g.grant_id)
         )
     )
+
+
+def earliest(conn: Connection, customer: str) -> int | None:
+    """The earliest instant a grant of the customer takes effect."""
+    g = grants.c
+    return conn.execute(select(func.min(g.effective_us)).where(g.customer == customer)).scalar()
+
+
+def last_recorded(conn: Connection, customer: str, lo: int, hi: int) -> int | None:
+    """When the customer's last grant effective in [lo, hi) was recorded."""
+    g = grants.c
+    return conn.execute(
+        select(func.max(g.recorded_us)).where(
+            g.customer == customer, g.effective_us >= lo, g.effective_us < hi
+        )
+    ).scalar()
+
+
+def topups(conn: Connection, customer: str, start_us: int, upto_us: int) -> list[Any]:
+    """Top-ups effective in [start, upto]."""
+    g = grants.c
+    return list(
+        conn.execute(
+            select(g.grant_id, g.feature, g.blocks, g.price, g.effective_us)
+            .where(
+                g.customer == customer,
+                g.kind == "topup",
+                g.effective_us >= start_us,
+                g.effective_us <= upto_us,
+            )
+            .order_by(g.effective_us, g.grant_id)
+        )
+    )
+
+
+def count_by_customer(conn: Connection, customers: Sequence[str]) -> dict[str, int]:
+    """How many grants each customer has (customers with none left out)."""
+    return bulk.count_by(conn, grants.c.customer, customers)

@@ -3,6 +3,7 @@ unless it rolls over (then its unused part carries into the next period, once)."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -69,3 +70,23 @@ def rollover_total(
 ) -> Decimal:
     """The rollover grants bought in the period starting at `period_start_us`, in force at `at_us`."""
     return repository.rollover_total(conn, customer, feature, period_start_us, at_us)
+
+
+def earliest(conn: Connection, customer: str) -> int | None:
+    """The earliest instant a grant of the customer takes effect."""
+    return repository.earliest(conn, customer)
+
+
+def last_recorded(conn: Connection, customer: str, lo: int, hi: int) -> int | None:
+    """When the customer's last grant effective in [lo, hi) was recorded."""
+    return repository.last_recorded(conn, customer, lo, hi)
+
+
+def topups(conn: Connection, customer: str, start_us: int, upto_us: int) -> list[Any]:
+    """Top-ups effective in [start, upto]: grant_id, feature, blocks, price, effective_us."""
+    return repository.topups(conn, customer, start_us, upto_us)
+
+
+def count_by_customer(conn: Connection, customers: Sequence[str]) -> dict[str, int]:
+    """How many grants each customer has (customers with none left out)."""
+    return repository.count_by_customer(conn, customers)

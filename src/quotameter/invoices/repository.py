@@ -8,8 +8,9 @@ from typing import Any
 from sqlalchemy import Connection, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
+from quotameter.store import bulk
 from quotameter.store.engine import lock_keys
-from quotameter.store.tables import events, grants, invoices, plan_changes, seat_changes
+from quotameter.store.tables import invoices
 
 
 # On PostgreSQL a writer (events, changes) reads what is finalized and writes in the same
@@ -89,67 +90,6 @@ def finalized_through_many(conn: Connection, customers: Sequence[str] | None) ->
     return {row[0]: row[1] for row in conn.execute(query)}
 
 
-def earliest_activity(conn: Connection, customer: str) -> int | None:
-    """The earliest instant anything is recorded for the customer: an event, a seat or plan
-    change, a grant. Billing starts with the period that contains it."""
-    candidates = [
-        select(func.min(events.c.time_us)).where(events.c.subject == customer),
-        select(func.min(seat_changes.c.effective_us)).where(seat_changes.c.customer == customer),
-        select(func.min(plan_changes.c.effective_us)).where(plan_changes.c.customer == customer),
-        select(func.min(grants.c.effective_us)).where(grants.c.customer == customer),
-    ]
-    found = [conn.execute(q).scalar() for q in candidates]
-    values = [v for v in found if v is not None]
-    return min(values) if values else None
-
-
-def last_change_us(conn: Connection, customer: str, start_us: int, end_us: int) -> int | None:
-    """When anything stamped in [start, end) was last recorded for the customer: an event
-    received, a seat or plan change or a grant effective there. A period is due a grace
-    window after this (and after its end)."""
-    candidates = [
-        select(func.max(events.c.received_us)).where(
-            events.c.subject == customer, events.c.time_us >= start_us, events.c.time_us < end_us
-        ),
-        *(
-            select(func.max(t.c.recorded_us)).where(
-                t.c.customer == customer, t.c.effective_us >= start_us, t.c.effective_us < end_us
-            )
-            for t in (seat_changes, plan_changes, grants)
-        ),
-    ]
-    found = [v for v in (conn.execute(q).scalar() for q in candidates) if v is not None]
-    return max(found) if found else None
-
-
-def first_catalog_us(conn: Connection) -> int | None:
-    return conn.execute(text("SELECT min(applied_us) FROM catalogs")).scalar()
-
-
-def topups(conn: Connection, customer: str, start_us: int, upto_us: int) -> list[Any]:
-    """Top-ups effective in [start, upto]."""
-    g = grants.c
-    return list(
-        conn.execute(
-            select(g.grant_id, g.feature, g.blocks, g.price, g.effective_us)
-            .where(
-                g.customer == customer,
-                g.kind == "topup",
-                g.effective_us >= start_us,
-                g.effective_us <= upto_us,
-            )
-            .order_by(g.effective_us, g.grant_id)
-        )
-    )
-
-
-def plan_changes_between(conn: Connection, customer: str, after_us: int, upto_us: int) -> list[Any]:
-    """Plan changes effective in (after, upto], in order."""
-    p = plan_changes.c
-    return list(
-        conn.execute(
-            select(p.plan, p.effective_us, p.reason)
-            .where(p.customer == customer, p.effective_us > after_us, p.effective_us <= upto_us)
-            .order_by(p.effective_us, p.id)
-        )
-    )
+def count_by_customer(conn: Connection, customers: Sequence[str]) -> dict[str, int]:
+    """How many invoices each customer has (customers with none left out)."""
+    return bulk.count_by(conn, invoices.c.customer, customers)

@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Connection, Engine
 
+from quotameter.catalog import service as catalogs_service
 from quotameter.catalog.model import GraduatedPrice, OveragePrice, UnitPrice
 from quotameter.catalog.service import CatalogCache, LoadedCatalog
 from quotameter.customers import service as customers
@@ -36,6 +37,8 @@ from quotameter.customers.service import CustomerView
 from quotameter.decimals import canonical
 from quotameter.entitlements.service import balance
 from quotameter.errors import Conflict
+from quotameter.events import service as event_log
+from quotameter.grants import service as grants
 from quotameter.invoices import model, repository
 from quotameter.invoices.model import FeatureUsage, Line, PlanChange, Topup
 from quotameter.money import amount_text
@@ -121,7 +124,7 @@ def compute(
     lines += model.usage_lines(final.plan_name, final.plan, usage)
     topups = [
         Topup(r.grant_id, r.feature, r.blocks, canonical(Decimal(r.price)), from_us(r.effective_us))
-        for r in repository.topups(conn, customer, start_us, upto_us)
+        for r in grants.topups(conn, customer, start_us, upto_us)
         if r.price is not None and r.blocks
     ]
     lines += model.topup_lines(final.plan_name, currency, topups)
@@ -151,7 +154,7 @@ def _prorations(
     start_us, end_us = to_us(period.start), to_us(period.end)
     lines = []
     old_name, old_plan = first.plan_name, first.plan
-    for change in repository.plan_changes_between(conn, customer, start_us, upto_us):
+    for change in customers.plan_changes_between(conn, customer, start_us, upto_us):
         new_plan = catalog.spec.plans.get(change.plan)
         if new_plan is None or change.plan == old_name:
             continue
@@ -249,7 +252,7 @@ def finalize_due(
     with engine.connect() as conn:
         catalog = catalogs.current(conn)
         through = repository.finalized_through_many(conn, None)
-        first_catalog = repository.first_catalog_us(conn)
+        first_catalog = catalogs_service.first_applied_us(conn)
         versions = customer_state.versions(conn)
     created = 0
     for gone in set(state.failing) - set(catalog.spec.customers):
@@ -316,7 +319,7 @@ def _finalize_customer(
                     period = Period(t, period.end)
                 period = Period(period.start, min(period.end, current.start))
                 if after_last_change:
-                    changed_us = repository.last_change_us(
+                    changed_us = _last_change_us(
                         conn, customer, to_us(period.start), to_us(period.end)
                     )
                     if (
@@ -348,8 +351,33 @@ def _failed(
 
 
 def _billing_start(conn: Connection, customer: str, first_catalog: int | None) -> int | None:
-    earliest = repository.earliest_activity(conn, customer)
+    earliest = _earliest_activity(conn, customer)
     return earliest if earliest is not None else first_catalog
+
+
+def _earliest_activity(conn: Connection, customer: str) -> int | None:
+    """The earliest instant anything is recorded for the customer: an event, a seat or plan
+    change, a grant. Billing starts with the period that contains it."""
+    found = [
+        event_log.earliest_time(conn, customer),
+        customers.first_change(conn, customer),
+        grants.earliest(conn, customer),
+    ]
+    values = [v for v in found if v is not None]
+    return min(values) if values else None
+
+
+def _last_change_us(conn: Connection, customer: str, start_us: int, end_us: int) -> int | None:
+    """When anything stamped in [start, end) was last recorded for the customer: an event
+    received, a seat or plan change or a grant effective there. A period is due a grace
+    window after this (and after its end)."""
+    found = [
+        event_log.last_received(conn, customer, start_us, end_us),
+        customers.last_recorded_change(conn, customer, start_us, end_us),
+        grants.last_recorded(conn, customer, start_us, end_us),
+    ]
+    values = [v for v in found if v is not None]
+    return max(values) if values else None
 
 
 # --- what finalization closes ---------------------------------------------------------------
@@ -445,3 +473,8 @@ def finalized_through_many(conn: Connection, customers: Sequence[str] | None) ->
 def invoiced_periods(conn: Connection, customer: str) -> list[tuple[int, int]]:
     """The (start, end) of every period the customer has an invoice for."""
     return [(r.period_start_us, r.period_end_us) for r in repository.listing(conn, customer)]
+
+
+def count_by_customer(conn: Connection, customers: Sequence[str]) -> dict[str, int]:
+    """How many invoices each customer has (customers with none left out)."""
+    return repository.count_by_customer(conn, customers)

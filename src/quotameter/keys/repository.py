@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import Connection, Row, insert, select, update
 
+from quotameter.store import bulk
 from quotameter.store.tables import api_keys
 
 k = api_keys.c
@@ -77,3 +78,8 @@ def has_active_admin(conn: Connection) -> bool:
         conn.execute(select(k.id).where(k.role == "admin", k.revoked_us.is_(None)).limit(1)).first()
         is not None
     )
+
+
+def count_by_customer(conn: Connection, customers: Sequence[str]) -> dict[str, int]:
+    """How many active keys each customer has (customers with none left out)."""
+    return bulk.count_by(conn, api_keys.c.customer, customers, api_keys.c.revoked_us.is_(None))

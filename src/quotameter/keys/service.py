@@ -7,6 +7,7 @@ import hmac
 import secrets
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,3 +143,8 @@ class KeyCache:
     def forget(self) -> None:
         with self._lock:
             self._known.clear()
+
+
+def count_by_customer(conn: Connection, customers: Sequence[str]) -> dict[str, int]:
+    """How many active keys each customer has (customers with none left out)."""
+    return repository.count_by_customer(conn, customers)

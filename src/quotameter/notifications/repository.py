@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
 
 import orjson
@@ -10,6 +11,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from quotameter.customers import state
 from quotameter.notifications.watch import Watch
+from quotameter.store import bulk
 from quotameter.store.tables import (
     fired,
     notices,
@@ -299,3 +301,8 @@ def latest_id(conn: Connection, customer: str) -> int:
             select(func.coalesce(func.max(n.id), 0)).where(n.customer == customer)
         ).scalar_one()
     )
+
+
+def count_by_customer(conn: Connection, customers: Sequence[str]) -> dict[str, int]:
+    """How many notices each customer has (customers with none left out)."""
+    return bulk.count_by(conn, notices.c.customer, customers)

@@ -7,6 +7,7 @@ no longer reached — a grant, seat or plan change lifted the limit — is re-ar
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -274,3 +275,8 @@ def is_pending(conn: Connection, customer: str) -> bool:
 def latest_id(conn: Connection, customer: str) -> int:
     """The id of the customer's newest notice (0: none yet)."""
     return repo.latest_id(conn, customer)
+
+
+def count_by_customer(conn: Connection, customers: Sequence[str]) -> dict[str, int]:
+    """How many notices each customer has (customers with none left out)."""
+    return repo.count_by_customer(conn, customers)

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import ColumnElement, Connection, func, select
 
 
 def insert(
@@ -110,3 +110,20 @@ def _postgresql(
     conn.exec_driver_sql(
         sql.format(rows=source), tuple(list(col) for col in zip(*rows, strict=True))
     )
+
+
+_CHUNK = 500  # names per IN list, well within every database's limit on bound parameters
+
+
+def count_by(
+    conn: Connection, column: ColumnElement[Any], keys: Sequence[str], *where: ColumnElement[bool]
+) -> dict[str, int]:
+    """How many rows each of `keys` has in `column`'s table (keys with none left out)."""
+    out: dict[str, int] = {}
+    names = sorted(set(keys))
+    for start in range(0, len(names), _CHUNK):
+        chunk = names[start : start + _CHUNK]
+        query = select(column, func.count()).where(column.in_(chunk), *where).group_by(column)
+        for key, count in conn.execute(query):
+            out[key] = count
+    return out

@@ -3,12 +3,18 @@ customer evaluated again."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import Connection
 
 from quotameter.catalog import service as catalogs
 from quotameter.catalog.model import diff, validate_catalog
 from quotameter.catalog.service import Applied, DropsRecordedCustomers, LoadedCatalog
 from quotameter.customers import service as customers
+from quotameter.events import service as event_log
+from quotameter.grants import service as grants
+from quotameter.invoices import service as invoices
+from quotameter.keys import service as keys
 from quotameter.meters import service as meters
 from quotameter.notifications import service as notices
 
@@ -34,7 +40,7 @@ def apply(
     answers what applying would do (or whether it would be refused)."""
     catalog = validate_catalog(doc)
     changes = diff(previous.spec, catalog)
-    found = customers.recorded(conn, changes.customers.removed) if changes.customers.removed else {}
+    found = recorded(conn, changes.customers.removed) if changes.customers.removed else {}
     dropped = {customer: kinds for customer, kinds in found.items() if kinds}
     version = catalogs.next_version(conn)
     refused = bool(dropped) and not prune
@@ -52,3 +58,22 @@ def apply(
     # scheduler, or before its next read), which also times its wake-ups again.
     notices.mark_pending(conn, sorted(catalog.customers), applied_us)
     return applied
+
+
+def recorded(conn: Connection, names: Sequence[str]) -> dict[str, dict[str, int]]:
+    """For each customer, how many of each kind of record it has (kinds with none left out):
+    events, active keys, invoices, grants, seat and plan changes, notices, settings changes."""
+    changes = customers.recorded(conn, names)
+    counts = {
+        "event": event_log.count_by_customer(conn, names),
+        "key": keys.count_by_customer(conn, names),
+        "invoice": invoices.count_by_customer(conn, names),
+        "grant": grants.count_by_customer(conn, names),
+        "seat change": changes["seat change"],
+        "plan change": changes["plan change"],
+        "notice": notices.count_by_customer(conn, names),
+        "settings change": changes["settings change"],
+    }
+    return {
+        name: {kind: per[name] for kind, per in counts.items() if per.get(name)} for name in names
+    }
