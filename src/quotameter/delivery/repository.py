@@ -5,29 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Connection, insert, select, update
 
 from quotameter.delivery.model import DEAD, DELIVERED, PENDING, SENDING
-from quotameter.store.tables import deliveries, notices
-
-DISPATCHED = "dispatched"  # a notice whose deliveries were created
-
-
-def take_notices(conn: Connection, limit: int) -> list:
-    """Pending notices, locked until the transaction ends (PostgreSQL: others skip them;
-    SQLite: the write transaction already serializes every writer)."""
-    n = notices.c
-    q = select(notices).where(n.status == PENDING).order_by(n.id).limit(limit)
-    if conn.dialect.name == "postgresql":
-        q = q.with_for_update(skip_locked=True)
-    return list(conn.execute(q))
-
-
-def mark_dispatched(conn: Connection, ids: list[int]) -> None:
-    n = notices.c
-    if ids:
-        conn.execute(
-            update(notices)
-            .where(n.id.in_(ids), n.status == PENDING)
-            .values(status=DISPATCHED, attempts=n.attempts + 1)
-        )
+from quotameter.store.tables import deliveries
 
 
 def add(conn: Connection, rows: list[dict]) -> None:

@@ -27,6 +27,7 @@ from quotameter.catalog.model import PlanSpec
 from quotameter.catalog.service import CatalogCache, LoadedCatalog
 from quotameter.delivery import repository as repo
 from quotameter.delivery.model import PENDING, Notice, Policy, after_failure
+from quotameter.notifications import service as notices
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import from_us, to_us
 
@@ -82,7 +83,7 @@ def fan_out(
     limit: int = 200,
 ) -> int:
     """Turn up to `limit` pending notices into deliveries; how many notices were taken."""
-    rows = repo.take_notices(conn, limit)
+    rows = notices.take_unsent(conn, limit)
     out: list[dict] = []
     for row in rows:
         notice = notice_of(row, catalog)
@@ -106,7 +107,7 @@ def fan_out(
                 for target in targets
             ]
     repo.add(conn, out)
-    repo.mark_dispatched(conn, [r.id for r in rows])
+    notices.mark_dispatched(conn, [r.id for r in rows])
     return len(rows)
 
 

@@ -11,9 +11,8 @@ from sqlalchemy import Engine
 from quotameter.catalog.service import CatalogCache
 from quotameter.delivery.model import Policy
 from quotameter.delivery.service import Sender, deliver_due
+from quotameter.notifications import service as notices
 from quotameter.settings import Settings
-from quotameter.store.engine import on_commit
-from quotameter.store.tables import notices
 from quotameter.worker import Worker
 
 log = logging.getLogger("quotameter.delivery")
@@ -97,6 +96,6 @@ def start_delivery(
     worker = DeliveryWorker(
         engine, catalogs, clock, senders, policy_from(settings), settings.delivery_poll_seconds
     )
-    on_commit(engine, [notices], lambda _customers: worker.wake())
+    notices.on_commit(engine, lambda _customers: worker.wake())
     worker.start()
     return worker

@@ -23,15 +23,12 @@ import weakref
 from contextlib import suppress
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from quotameter.keys.service import revoked_among
-from quotameter.store.engine import on_commit
-from quotameter.store.tables import notices, pending_evaluations
+from quotameter.notifications import service as notices
 
 log = logging.getLogger("quotameter.inapp")
-
-_WATCHED = (notices, pending_evaluations)
 
 
 class Hub:
@@ -132,7 +129,7 @@ class Hub:
     def watch(self, engine: Engine) -> None:
         """Wake the streams of the customers whose notices or pending evaluations this
         process's transactions on `engine` commit."""
-        on_commit(engine, _WATCHED, self.wake)
+        notices.on_commit(engine, self.wake, owed=True)
 
 
 def _changes(
@@ -140,18 +137,9 @@ def _changes(
 ) -> tuple[dict[str, int], set[str], set[str]]:
     """Per customer its newest notice id, which have usage left to evaluate, and which of
     the streams' keys were revoked."""
-    n, p = notices.c, pending_evaluations.c
     with engine.connect() as conn:
-        newest = dict(
-            conn.execute(
-                select(n.customer, func.max(n.id))
-                .where(n.customer.in_(customers))
-                .group_by(n.customer)
-            ).all()
-        )
-        pending = set(
-            conn.execute(select(p.customer).where(p.customer.in_(customers)).distinct()).scalars()
-        )
+        newest = notices.newest_ids(conn, customers)
+        pending = notices.pending_among(conn, customers)
         revoked = revoked_among(conn, keys)
     return newest, pending, revoked
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from decimal import Decimal
+from typing import Any
 
 import orjson
-from sqlalchemy import Connection, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from quotameter.customers import state
 from quotameter.notifications.watch import Watch
 from quotameter.store import bulk
+from quotameter.store.engine import on_commit as store_on_commit
 from quotameter.store.tables import (
     fired,
     notices,
@@ -306,3 +308,49 @@ def latest_id(conn: Connection, customer: str) -> int:
 def count_by_customer(conn: Connection, customers: Sequence[str]) -> dict[str, int]:
     """How many notices each customer has (customers with none left out)."""
     return bulk.count_by(conn, notices.c.customer, customers)
+
+
+# The outbox: a notice is recorded `pending`, and `dispatched` once its deliveries are made.
+UNSENT, DISPATCHED = "pending", "dispatched"
+
+
+def take_unsent(conn: Connection, limit: int) -> list[Any]:
+    """Notices not dispatched yet, locked until the transaction ends (PostgreSQL: others
+    skip them; SQLite: the write transaction already serializes every writer)."""
+    n = notices.c
+    q = select(notices).where(n.status == UNSENT).order_by(n.id).limit(limit)
+    if conn.dialect.name == "postgresql":
+        q = q.with_for_update(skip_locked=True)
+    return list(conn.execute(q))
+
+
+def mark_dispatched(conn: Connection, ids: list[int]) -> None:
+    n = notices.c
+    if ids:
+        conn.execute(
+            update(notices)
+            .where(n.id.in_(ids), n.status == UNSENT)
+            .values(status=DISPATCHED, attempts=n.attempts + 1)
+        )
+
+
+def newest_ids(conn: Connection, customers: Sequence[str]) -> dict[str, int]:
+    n = notices.c
+    return dict(
+        conn.execute(
+            select(n.customer, func.max(n.id)).where(n.customer.in_(customers)).group_by(n.customer)
+        ).all()
+    )
+
+
+def pending_among(conn: Connection, customers: Sequence[str]) -> set[str]:
+    p = pending_evaluations.c
+    return set(
+        conn.execute(select(p.customer).where(p.customer.in_(customers)).distinct()).scalars()
+    )
+
+
+def on_commit(engine: Engine, callback: Callable[[set[str]], None], *, owed: bool) -> None:
+    """Call `callback` with the customers this process's committed transactions recorded
+    notices for (and, with `owed`, evaluations they now owe)."""
+    store_on_commit(engine, (notices, pending_evaluations) if owed else (notices,), callback)

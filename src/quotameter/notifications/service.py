@@ -7,13 +7,13 @@ no longer reached — a grant, seat or plan change lifted the limit — is re-ar
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Row
+from sqlalchemy import Connection, Engine, Row
 
 from quotameter.catalog.model import EntitlementSpec
 from quotameter.catalog.service import LoadedCatalog
@@ -280,3 +280,29 @@ def latest_id(conn: Connection, customer: str) -> int:
 def count_by_customer(conn: Connection, customers: Sequence[str]) -> dict[str, int]:
     """How many notices each customer has (customers with none left out)."""
     return repo.count_by_customer(conn, customers)
+
+
+def take_unsent(conn: Connection, limit: int) -> list[Row[Any]]:
+    """Up to `limit` notices not dispatched yet, oldest first, held until the transaction ends."""
+    return repo.take_unsent(conn, limit)
+
+
+def mark_dispatched(conn: Connection, ids: list[int]) -> None:
+    """These notices' deliveries are made."""
+    repo.mark_dispatched(conn, ids)
+
+
+def newest_ids(conn: Connection, customers: Sequence[str]) -> dict[str, int]:
+    """Per customer, the id of its newest notice (customers with none left out)."""
+    return repo.newest_ids(conn, customers)
+
+
+def pending_among(conn: Connection, customers: Sequence[str]) -> set[str]:
+    """Those of `customers` who owe an evaluation."""
+    return repo.pending_among(conn, customers)
+
+
+def on_commit(engine: Engine, callback: Callable[[set[str]], None], *, owed: bool = False) -> None:
+    """Call `callback` with the customers this process's committed transactions recorded
+    notices for (with `owed`, also evaluations they now owe), once visible to others."""
+    repo.on_commit(engine, callback, owed=owed)
