@@ -12,51 +12,43 @@ automatic checkpoint; a checkpoint from any of them serves all.
 from __future__ import annotations
 
 import logging
-import threading
+from typing import Any
 
 from sqlalchemy import Engine, event
+
+from quotameter.worker import Worker
 
 log = logging.getLogger("quotameter.checkpoint")
 
 
-def _no_autocheckpoint(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+def _no_autocheckpoint(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
 
 
-class Checkpointer:
+class Checkpointer(Worker):
     def __init__(self, engine: Engine, every: float = 0.2) -> None:
-        self.engine, self.every = engine, every
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        super().__init__("checkpoint", every, backoff_max=30.0, logger=log)
+        self.engine = engine
 
     def start(self) -> None:
         event.listen(self.engine, "connect", _no_autocheckpoint)
-        self.engine.dispose()  # connections opened before keep their automatic checkpoint: replace them
-        self._thread = threading.Thread(target=self._run, name="quotameter-checkpoint", daemon=True)
-        self._thread.start()
+        self.engine.dispose()  # connections opened before keep their automatic checkpoint
+        super().start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        if event.contains(
-            self.engine, "connect", _no_autocheckpoint
-        ):  # an app's lifespans may overlap
+        super().stop()
+        if event.contains(self.engine, "connect", _no_autocheckpoint):  # lifespans may overlap
             event.remove(self.engine, "connect", _no_autocheckpoint)
         self.checkpoint()  # leave the log copied back as far as it can be
+
+    def step(self) -> None:
+        self.checkpoint()
 
     def checkpoint(self) -> tuple[int, int, int]:
         """(busy, frames in the log, frames copied back), as SQLite reports them."""
         raw = self.engine.raw_connection()
         try:
-            row = raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            return tuple(row)  # type: ignore[return-value]
+            busy, frames, copied = raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            return int(busy), int(frames), int(copied)
         finally:
             raw.close()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every):
-            try:
-                self.checkpoint()
-            except Exception:
-                log.exception("checkpoint failed")
