@@ -100,7 +100,7 @@ class H11WithHeaderDeadline(_HeaderDeadline, H11Protocol):
 try:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 except ImportError:  # httptools is not installed: uvicorn's "auto" serves with h11, and so do we
-    AUTO: type[asyncio.Protocol] = H11WithHeaderDeadline
+    AUTO: type[_HeaderDeadline] = H11WithHeaderDeadline
 else:
 
     class HttpToolsWithHeaderDeadline(_HeaderDeadline, HttpToolsProtocol):

@@ -56,7 +56,7 @@ class CustomerOut(BaseModel):
     plan_changes: list[PlanChangeOut]
 
 
-_CUSTOMER = {200: {"model": CustomerOut}}
+_CUSTOMER: dict[int | str, dict[str, Any]] = {200: {"model": CustomerOut}}
 
 
 @router.get(

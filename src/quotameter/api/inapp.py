@@ -59,7 +59,7 @@ _EVENT = {
         "retry": {"type": "integer", "description": "milliseconds to wait before reconnecting"},
     },
 }
-_STREAM = {
+_STREAM: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "Server-sent events: `state`, then each notice as it is recorded.",
         "content": {"text/event-stream": {"schema": _EVENT}},

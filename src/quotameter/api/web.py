@@ -24,6 +24,7 @@ from quotameter.store.group import GroupCommit
 from quotameter.timeutil import clock_from as clock_from
 from quotameter.timeutil import instant as instant
 from quotameter.timeutil import system_clock as system_clock
+from quotameter.usecases.record import IngestResult, Prepared
 
 T = TypeVar("T")
 
@@ -117,9 +118,8 @@ class Services:
         self.catalogs = CatalogCache()
         self.max_body_bytes = max_body_bytes
         self.max_batch = max_batch
-        self.ingests: GroupCommit[Any, Any] = (
-            GroupCommit()
-        )  # batches queued for the write lock go in together
+        # Batches queued for the write lock go in together: (items, prepared) -> result.
+        self.ingests: GroupCommit[tuple[list[Any], Prepared], IngestResult] = GroupCommit()
         self.evaluate_soon = threading.Event()  # wakes this process's scheduler after a batch
         self.inline_reads = engine.dialect.name == "sqlite"
         self.probes = engine if self.inline_reads else probe_engine(engine)

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import Connection, insert, select, update
 
 from quotameter.delivery.model import DEAD, DELIVERED, PENDING, SENDING
 from quotameter.store.tables import deliveries
 
 
-def add(conn: Connection, rows: list[dict]) -> None:
+def add(conn: Connection, rows: list[dict[str, Any]]) -> None:
     if rows:
         conn.execute(insert(deliveries), rows)
 
 
-def due(conn: Connection, now_us: int, limit: int) -> list:
+def due(conn: Connection, now_us: int, limit: int) -> list[Any]:
     """Due deliveries (pending and due, or sending with an expired lease), locked until the
     transaction ends (PostgreSQL: other workers skip them)."""
     d = deliveries.c
@@ -85,10 +87,10 @@ def failed(
     return bool(result.rowcount)
 
 
-def for_notices(conn: Connection, notice_ids: list[int]) -> dict[int, list]:
+def for_notices(conn: Connection, notice_ids: list[int]) -> dict[int, list[Any]]:
     """Each notice's deliveries, oldest first."""
     d = deliveries.c
-    out: dict[int, list] = {}
+    out: dict[int, list[Any]] = {}
     if notice_ids:
         q = (
             select(d.notice_id, d.channel, d.target, d.status, d.attempts, d.last_error)

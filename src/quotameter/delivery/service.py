@@ -84,7 +84,7 @@ def fan_out(
 ) -> int:
     """Turn up to `limit` pending notices into deliveries; how many notices were taken."""
     rows = notices.take_unsent(conn, limit)
-    out: list[dict] = []
+    out: list[dict[str, Any]] = []
     for row in rows:
         notice = notice_of(row, catalog)
         for sender in senders:

@@ -82,8 +82,8 @@ def record(
     percent: Decimal | None,
     period: tuple[int, int] | None,
     at_us: int,
-    recipients: dict,
-    payload: dict,
+    recipients: dict[str, object],
+    payload: dict[str, object],
     recorded_us: int,
 ) -> int:
     return int(
@@ -109,7 +109,7 @@ def record(
     )
 
 
-def listing(conn: Connection, customer: str, after_id: int = 0, limit: int = 500) -> list:
+def listing(conn: Connection, customer: str, after_id: int = 0, limit: int = 500) -> list[Any]:
     n = notices.c
     return list(
         conn.execute(
@@ -130,7 +130,7 @@ def set_wakeup(conn: Connection, customer: str, feature: str, due_us: int | None
         )
 
 
-def due_wakeups(conn: Connection, now_us: int, limit: int = 100) -> list:
+def due_wakeups(conn: Connection, now_us: int, limit: int = 100) -> list[Any]:
     w = wakeups.c
     return list(
         conn.execute(

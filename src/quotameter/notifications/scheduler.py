@@ -28,10 +28,11 @@ from decimal import Decimal
 
 from sqlalchemy import Connection, Engine
 
-from quotameter.catalog.model import MeterSpec
+from quotameter.catalog.model import EntitlementSpec, MeterSpec
 from quotameter.catalog.service import CatalogCache, LoadedCatalog
 from quotameter.customers import service as customers
 from quotameter.customers import state as customer_state
+from quotameter.customers.service import CustomerView
 from quotameter.entitlements import model
 from quotameter.entitlements.service import balance
 from quotameter.errors import NotFound
@@ -145,8 +146,14 @@ def _due_at_start(
 
 
 def _targets(
-    conn: Connection, customer: str, feature: str, start_us: int, s: model.Standing, ent, view
-) -> list[Decimal]:  # type: ignore[no-untyped-def]
+    conn: Connection,
+    customer: str,
+    feature: str,
+    start_us: int,
+    s: model.Standing,
+    ent: EntitlementSpec,
+    view: CustomerView,
+) -> list[Decimal]:
     if s.limit is None:
         return []
     done = repo.fired_keys(conn, customer, feature, start_us)
