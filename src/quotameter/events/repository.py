@@ -28,10 +28,17 @@ def insert_new(conn: Connection, rows: Sequence[Row]) -> set[tuple[str, str]] | 
     return _insert_sqlite(conn, rows)
 
 
+def _driver(conn: Connection) -> Any:
+    """The database driver's own connection (sqlite3's or psycopg's)."""
+    driver = conn.connection.driver_connection
+    assert driver is not None  # None only once the connection is closed or invalidated
+    return driver
+
+
 def _insert_sqlite(conn: Connection, rows: Sequence[Row]) -> set[tuple[str, str]] | None:
     # The write transaction (BEGIN IMMEDIATE) holds SQLite's only write lock, so every row
     # above the current highest key is one this statement inserted.
-    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cur = _driver(conn).cursor()
     before = cur.execute("SELECT coalesce(max(pk), 0) FROM events").fetchone()[0]
     cur.executemany(
         f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?) "
@@ -50,7 +57,7 @@ def _insert_postgresql(conn: Connection, rows: Sequence[Row]) -> set[tuple[str, 
     # COPY into a per-session staging table, then one short INSERT … SELECT: far cheaper than
     # a statement with thousands of placeholders. Sorting gives every writer the same lock
     # order on the unique index, so concurrent batches cannot deadlock on shared ids.
-    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cur = _driver(conn).cursor()
     cur.execute(
         "CREATE TEMP TABLE IF NOT EXISTS events_in (source text, event_id text, type text, subject text, "
         "time_us bigint, data text, received_us bigint) ON COMMIT DELETE ROWS"

@@ -12,6 +12,7 @@ automatic checkpoint; a checkpoint from any of them serves all.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 
 from sqlalchemy import Engine, event
@@ -19,7 +20,7 @@ from sqlalchemy import Engine, event
 log = logging.getLogger("quotameter.checkpoint")
 
 
-def _no_autocheckpoint(dbapi_conn, _record) -> None:  # type: ignore[no-untyped-def]
+def _no_autocheckpoint(dbapi_conn: sqlite3.Connection, _record: object) -> None:
     dbapi_conn.execute("PRAGMA wal_autocheckpoint=0")
 
 
@@ -50,7 +51,8 @@ class Checkpointer:
         raw = self.engine.raw_connection()
         try:
             row = raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            return tuple(row)  # type: ignore[return-value]
+            busy, written, copied = row
+            return busy, written, copied
         finally:
             raw.close()
 
