@@ -277,19 +277,20 @@ def aggregate_simple(kind: str, items: Iterable[Simple]) -> Decimal:
     if kind == "count":
         return Decimal(sum(i.units for i in items))
     if kind == "sum":
-        return sum((_value(i) for i in items), ZERO)
+        return sum((simple_value(i) for i in items), ZERO)
     if kind == "max":
-        return max((_value(i) for i in items), default=ZERO)
+        return max((simple_value(i) for i in items), default=ZERO)
     if kind == "latest":
         if not items:
             return ZERO
-        return _value(max(items, key=lambda i: (i.t, i.order_key)))
+        return simple_value(max(items, key=lambda i: (i.t, i.order_key)))
     if kind == "unique_count":
         return Decimal(len({i.unique for i in items}))
     raise ValueError(f"not a simple aggregation: {kind}")
 
 
-def _value(item: Simple) -> Decimal:
+def simple_value(item: Simple) -> Decimal:
+    """The value a sum, max or latest contribution carries."""
     # Every sum, max and latest contribution carries its value (see `interpret`).
     assert item.value is not None
     return item.value
