@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, select
+from sqlalchemy import Row as SqlRow
 
 from quotameter.store.tables import events
 
@@ -113,7 +114,7 @@ def ids_stored_with(
     )
 
 
-def of_customer(conn: Connection, customer: str, type_: str, lo: int, hi: int) -> list[Any]:
+def of_customer(conn: Connection, customer: str, type_: str, lo: int, hi: int) -> list[SqlRow[Any]]:
     """One customer's events of one type stamped in [lo, hi): time_us, source, event_id, data."""
     e = events.c
     return list(
@@ -125,7 +126,7 @@ def of_customer(conn: Connection, customer: str, type_: str, lo: int, hi: int) -
     )
 
 
-def of_type_after(conn: Connection, type_: str, after_pk: int, limit: int) -> list[Any]:
+def of_type_after(conn: Connection, type_: str, after_pk: int, limit: int) -> list[SqlRow[Any]]:
     """Events of one type in storage order after `after_pk`, `limit` at most: pk, subject,
     time_us, source, event_id, data."""
     e = events.c
