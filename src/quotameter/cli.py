@@ -34,7 +34,7 @@ from quotameter.serving import uvicorn_options
 from quotameter.settings import Settings
 from quotameter.store.engine import make_engine, retry_transient, unit_of_work
 from quotameter.timeutil import EPOCH, clock_from, instant, rfc3339, system_clock, to_us
-from quotameter.usage.model import WINDOWS
+from quotameter.usage.model import is_window
 from quotameter.usage.service import UsageQuery, report
 from quotameter.usecases import catalog as use_catalog
 from quotameter.usecases.record import ingest as store_events
@@ -64,6 +64,7 @@ DatabaseOpt = Annotated[
 
 def _settings(database_url: str | None, **extra: object) -> Settings:
     values = {k: v for k, v in {"database_url": database_url, **extra}.items() if v is not None}
+    # why: the options arrive as plain objects; Settings validates each one (and says which).
     return Settings(**values)  # type: ignore[arg-type]
 
 
@@ -442,12 +443,12 @@ def usage(
 
     engine = _engine(database_url)
     with _domain_errors():
-        if window is not None and window not in WINDOWS:
+        if window is not None and not is_window(window):
             raise Invalid(f"window: must be day, hour or month (got {window!r})")
         query = UsageQuery(
             feature,
             group_by,
-            window,  # type: ignore[arg-type]
+            window,
             instant(start, "from", EPOCH) if start else None,
             instant(end, "to", EPOCH) if end else None,
         )

@@ -120,6 +120,7 @@ def create_app(
         # Every one needs a key, and any may find the database too busy (a write, or a read that
         # first settles a customer's pending evaluation).
         app.include_router(router, responses=error_responses(401, 403, 503))
+    # why: FastAPI documents replacing app.openapi as the way to extend the document.
     app.openapi = with_event_schema(one_error_shape(app.openapi))  # type: ignore[method-assign]
 
     @app.get("/healthz", tags=["health"])

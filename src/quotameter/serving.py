@@ -49,7 +49,7 @@ class _HeaderDeadline(asyncio.Protocol):
             self._partial = True
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()  # type: ignore[misc]  # both protocols have it
+        super().on_response_complete()  # type: ignore[misc]  # why: both protocols have it
         if self._answering():  # a pipelined request was waiting, whole
             self._headers_arrived()
         else:

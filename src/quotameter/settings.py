@@ -22,14 +22,14 @@ class Settings(BaseSettings):
     # json: one object per line, for log collectors; text: for people at a terminal.
     log_format: Literal["json", "text"] = "json"
     # A request body over this many bytes is refused with 413 (at once when Content-Length says so).
-    max_body_bytes: int = Field(10 * 1024 * 1024, ge=0)
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
     max_batch: int = 10_000
     # A connection whose request headers are not all in this long after it opened (or its last answer) is closed.
-    header_timeout_seconds: float = Field(10.0, gt=0)
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
     # A request body that stops arriving for this long is answered 408 and its connection closed.
-    body_timeout_seconds: float = Field(30.0, gt=0)
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
     # A key revoked through another process is refused here, and its open streams end, within this long.
-    key_cache_seconds: float = Field(5.0, gt=0)
+    key_cache_seconds: float = Field(default=5.0, gt=0)
     # Evaluate time-driven notices (open media streams) inside this process.
     scheduler: bool = True
     # Invoices are finalized this long after their period ends (in every process with the
@@ -38,7 +38,7 @@ class Settings(BaseSettings):
     # A request that would wait longer than this for the database's write lock (another
     # writer's transaction, on SQLite the whole file's) is answered 503 with Retry-After, and
     # nothing of it is stored; sent again, it counts once. Background work waits patiently.
-    write_wait_seconds: float = Field(1.0, gt=0)
+    write_wait_seconds: float = Field(default=1.0, gt=0)
     # Reuse computed balances while nothing they depend on changed (entitlements/cache.py).
     balance_cache: bool = True
     # Tune the garbage collector for a long-running server (server.tune_gc); off in tests.
@@ -71,4 +71,4 @@ class Settings(BaseSettings):
     inapp_poll_seconds: float = 1.0
     inapp_heartbeat_seconds: float = 15.0
     # A stream ends after this long; its client reconnects with Last-Event-ID and misses nothing.
-    inapp_max_stream_seconds: float = Field(3600.0, gt=0)
+    inapp_max_stream_seconds: float = Field(default=3600.0, gt=0)

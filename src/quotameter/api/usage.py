@@ -11,7 +11,7 @@ from quotameter.api.web import JSON, Services, error_responses, instant, service
 from quotameter.errors import Invalid
 from quotameter.notifications.scheduler import settle_before_read
 from quotameter.timeutil import EPOCH
-from quotameter.usage.model import WINDOWS, Window
+from quotameter.usage.model import Window, is_window
 from quotameter.usage.service import Report, UsageQuery, report
 
 router = APIRouter(tags=["usage"])
@@ -78,9 +78,9 @@ def _report(svc: Services, customer: str, query: UsageQuery) -> Report:
 def _window(value: str | None) -> Window | None:
     if not value:
         return None
-    if value not in WINDOWS:
+    if not is_window(value):
         raise Invalid(f"window: must be day, hour or month (got {value!r})")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def _instant(value: str | None, field: str) -> datetime | None:

@@ -249,7 +249,10 @@ class _Ruled(_Spec):
 
 
 def _each(
-    adapter: TypeAdapter[Any], raw: object, info: ValidationInfo, container: type[list | dict]
+    adapter: TypeAdapter[Any],
+    raw: object,
+    info: ValidationInfo,
+    container: type[list[Any] | dict[Any, Any]],
 ) -> object:
     """The items of a list (or mapping) validated one by one, BROKEN where one fails, for
     rules that look at several items; BROKEN as a whole when `raw` is not that container."""

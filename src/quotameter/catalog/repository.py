@@ -14,9 +14,10 @@ def latest_version(conn: Connection) -> int:
 
 
 def document(conn: Connection, version: int) -> str:
-    return conn.execute(
+    doc: str = conn.execute(
         select(catalogs.c.document).where(catalogs.c.version == version)
     ).scalar_one()
+    return doc
 
 
 def add(conn: Connection, version: int, doc: str, applied_us: int) -> None:

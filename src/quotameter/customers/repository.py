@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, func, insert, select, text
+from sqlalchemy import Connection, Row, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from quotameter.customers import state
@@ -52,7 +52,7 @@ def plan_at(conn: Connection, customer: str, t: int) -> str | None:
     return conn.execute(_PLAN_AT, {"c": customer, "t": t}).scalar()
 
 
-def plan_history(conn: Connection, customer: str) -> list:
+def plan_history(conn: Connection, customer: str) -> list[Row[Any]]:
     p = plan_changes.c
     return list(
         conn.execute(

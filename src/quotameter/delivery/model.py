@@ -124,9 +124,10 @@ def describe(notice: Notice, plans: dict[str, PlanSpec]) -> Description:
     if limit is not None:
         facts.append(("Limit", f"{number(limit)} {plural(unit, limit)}"))
         pct = percent_of(usage, limit) if usage is not None else None
-        if pct is not None:
+        if pct is not None and usage is not None:
+            remaining = max(limit - usage, Decimal(0))
             facts.append(("Percent used", f"{number(pct)} %"))
-            facts.append(("Remaining", f"{number(max(limit - usage, Decimal(0)))} {plural(unit)}"))  # type: ignore[operator]
+            facts.append(("Remaining", f"{number(remaining)} {plural(unit)}"))
     if hard is not None and hard != limit:
         facts.append(("Blocked at", f"{number(hard)} {plural(unit, hard)}"))
     if notice.period_end is not None:

@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 import orjson
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, Row
 
 from quotameter.catalog.model import PlanSpec
 from quotameter.catalog.service import CatalogCache, LoadedCatalog
@@ -58,7 +58,7 @@ class Sender(Protocol):
     def send(self, out: Outgoing, now: datetime) -> None: ...
 
 
-def notice_of(row, catalog: LoadedCatalog) -> Notice:  # type: ignore[no-untyped-def]
+def notice_of(row: Row[Any], catalog: LoadedCatalog) -> Notice:
     customer = catalog.spec.customers.get(row.customer)
     return Notice(
         id=row.id,

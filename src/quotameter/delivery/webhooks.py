@@ -105,8 +105,8 @@ class WebhookSender:
             "feature": notice.feature,
             "percent": None if notice.percent is None else format(notice.percent.normalize(), "f"),
             "period": None
-            if notice.period_start is None
-            else {"start": rfc3339(notice.period_start), "end": rfc3339(notice.period_end)},  # type: ignore[arg-type]
+            if notice.period_start is None or notice.period_end is None
+            else {"start": rfc3339(notice.period_start), "end": rfc3339(notice.period_end)},
             "at": rfc3339(notice.at),
             "recipients": notice.recipients,
             "details": notice.details,

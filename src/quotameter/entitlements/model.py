@@ -45,7 +45,9 @@ def included(allowance: Allowance | None, seats: int) -> Decimal | None:
         return None
     if allowance.fixed is not None:
         return allowance.fixed
-    return allowance.per_seat * seats  # type: ignore[operator]
+    # A valid allowance has exactly one of fixed and per_seat (Allowance's rules).
+    assert allowance.per_seat is not None
+    return allowance.per_seat * seats
 
 
 def hard_limit(ent: EntitlementSpec, limit: Decimal | None) -> Decimal | None:

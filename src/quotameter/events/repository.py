@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, func, select
+from sqlalchemy import Row as SqlRow
 
 from quotameter.store import bulk
 from quotameter.store.tables import events
@@ -29,10 +30,17 @@ def insert_new(conn: Connection, rows: Sequence[Row]) -> set[tuple[str, str]] | 
     return _insert_sqlite(conn, rows)
 
 
+def _driver(conn: Connection) -> Any:
+    """The database driver's own connection (sqlite3's or psycopg's)."""
+    driver = conn.connection.driver_connection
+    assert driver is not None  # None only once the connection is closed or invalidated
+    return driver
+
+
 def _insert_sqlite(conn: Connection, rows: Sequence[Row]) -> set[tuple[str, str]] | None:
     # The write transaction (BEGIN IMMEDIATE) holds SQLite's only write lock, so every row
     # above the current highest key is one this statement inserted.
-    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cur = _driver(conn).cursor()
     before = cur.execute("SELECT coalesce(max(pk), 0) FROM events").fetchone()[0]
     cur.executemany(
         f"INSERT INTO events ({', '.join(COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?) "
@@ -51,7 +59,7 @@ def _insert_postgresql(conn: Connection, rows: Sequence[Row]) -> set[tuple[str, 
     # COPY into a per-session staging table, then one short INSERT … SELECT: far cheaper than
     # a statement with thousands of placeholders. Sorting gives every writer the same lock
     # order on the unique index, so concurrent batches cannot deadlock on shared ids.
-    cur = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    cur = _driver(conn).cursor()
     cur.execute(
         "CREATE TEMP TABLE IF NOT EXISTS events_in (source text, event_id text, type text, subject text, "
         "time_us bigint, data text, received_us bigint) ON COMMIT DELETE ROWS"
@@ -107,7 +115,7 @@ def ids_stored_with(
     )
 
 
-def of_customer(conn: Connection, customer: str, type_: str, lo: int, hi: int) -> list[Any]:
+def of_customer(conn: Connection, customer: str, type_: str, lo: int, hi: int) -> list[SqlRow[Any]]:
     """One customer's events of one type stamped in [lo, hi): time_us, source, event_id, data."""
     e = events.c
     return list(
@@ -119,7 +127,7 @@ def of_customer(conn: Connection, customer: str, type_: str, lo: int, hi: int) -
     )
 
 
-def of_type_after(conn: Connection, type_: str, after_pk: int, limit: int) -> list[Any]:
+def of_type_after(conn: Connection, type_: str, after_pk: int, limit: int) -> list[SqlRow[Any]]:
     """Events of one type in storage order after `after_pk`, `limit` at most: pk, subject,
     time_us, source, event_id, data."""
     e = events.c

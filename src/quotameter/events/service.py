@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy import Row as SqlRow
 
 from quotameter.events import repository
 from quotameter.events.repository import Row
@@ -46,12 +47,12 @@ def ids_stored_with(
     return repository.ids_stored_with(conn, source, subject, type_, time_us, received_us)
 
 
-def of_customer(conn: Connection, customer: str, type_: str, lo: int, hi: int) -> list[Any]:
+def of_customer(conn: Connection, customer: str, type_: str, lo: int, hi: int) -> list[SqlRow[Any]]:
     """One customer's events of one type stamped in [lo, hi)."""
     return repository.of_customer(conn, customer, type_, lo, hi)
 
 
-def of_type_after(conn: Connection, type_: str, after_pk: int, limit: int) -> list[Any]:
+def of_type_after(conn: Connection, type_: str, after_pk: int, limit: int) -> list[SqlRow[Any]]:
     """Events of one type in storage order after `after_pk`."""
     return repository.of_type_after(conn, type_, after_pk, limit)
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, func, select, text
+from sqlalchemy import Connection, Row, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from quotameter.customers import state
@@ -15,7 +15,7 @@ from quotameter.store.tables import Decimal as DecimalColumn
 from quotameter.store.tables import grants
 
 
-def add(conn: Connection, row: dict) -> bool:
+def add(conn: Connection, row: dict[str, Any]) -> bool:
     """Insert a grant; False when its id was already used (nothing written)."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     stmt = (
@@ -30,7 +30,7 @@ def add(conn: Connection, row: dict) -> bool:
     return created
 
 
-def get(conn: Connection, customer: str, grant_id: str):  # type: ignore[no-untyped-def]
+def get(conn: Connection, customer: str, grant_id: str) -> Row[Any] | None:
     g = grants.c
     return conn.execute(
         select(grants).where(g.customer == customer, g.grant_id == grant_id)
@@ -83,7 +83,7 @@ def rollover_total(
     return Decimal(value) if value is not None else Decimal(0)
 
 
-def listing(conn: Connection, customer: str) -> list:
+def listing(conn: Connection, customer: str) -> list[Row[Any]]:
     g = grants.c
     return list(
         conn.execute(

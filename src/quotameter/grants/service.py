@@ -35,7 +35,7 @@ def get(conn: Connection, customer: str, grant_id: str) -> Any:
     return repository.get(conn, customer, grant_id)
 
 
-def as_dict(row, currency: str) -> dict:  # type: ignore[no-untyped-def]
+def as_dict(row: Row[Any], currency: str) -> dict[str, Any]:
     """A grant as the API shows it; a top-up's price is money in `currency` (the plan's)."""
     from quotameter.timeutil import from_us
 

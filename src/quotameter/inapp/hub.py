@@ -177,5 +177,5 @@ def end_streams_when_uvicorn_stops() -> None:
         end_streams(asyncio.get_running_loop())
         await original(self, sockets)
 
-    shutdown._ends_streams = True  # type: ignore[attr-defined]
-    Server.shutdown = shutdown  # type: ignore[method-assign]
+    shutdown._ends_streams = True  # type: ignore[attr-defined]  # why: a mark on a function object
+    Server.shutdown = shutdown  # type: ignore[method-assign]  # why: uvicorn has no shutdown hook

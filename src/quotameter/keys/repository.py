@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import Connection, Row, insert, select, update
 
@@ -37,22 +38,28 @@ def add_if_absent(
     conn: Connection, key_id: str, digest: str, role: str, label: str, created_us: int
 ) -> None:
     """Register a key unless its digest is known (two processes may start at the same moment)."""
+    values = {
+        "id": key_id,
+        "digest": digest,
+        "role": role,
+        "label": label,
+        "created_us": created_us,
+    }
     if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        conn.execute(postgresql_insert(api_keys).values(**values).on_conflict_do_nothing())
     else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    conn.execute(
-        dialect_insert(api_keys)
-        .values(id=key_id, digest=digest, role=role, label=label, created_us=created_us)
-        .on_conflict_do_nothing()
-    )
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        conn.execute(sqlite_insert(api_keys).values(**values).on_conflict_do_nothing())
 
 
-def by_digest(conn: Connection, digest: str) -> Row | None:
+def by_digest(conn: Connection, digest: str) -> Row[Any] | None:
     return conn.execute(select(api_keys).where(k.digest == digest)).first()
 
 
-def by_id(conn: Connection, key_id: str) -> Row | None:
+def by_id(conn: Connection, key_id: str) -> Row[Any] | None:
     return conn.execute(select(api_keys).where(k.id == key_id)).first()
 
 
@@ -69,7 +76,7 @@ def active_ids(conn: Connection, key_ids: Iterable[str]) -> set[str]:
     )
 
 
-def every(conn: Connection) -> list[Row]:
+def every(conn: Connection) -> list[Row[Any]]:
     return list(conn.execute(select(api_keys).order_by(k.created_us, k.id)))
 
 

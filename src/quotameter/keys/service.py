@@ -7,7 +7,7 @@ import hmac
 import secrets
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Container, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,7 @@ def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _view(row: Row) -> dict[str, Any]:
+def _view(row: Row[Any]) -> dict[str, Any]:
     from quotameter.timeutil import from_us
 
     return {
@@ -52,7 +52,7 @@ def create(
     customer: str | None,
     label: str | None,
     now_us: int,
-    known_customers: object,
+    known_customers: Container[str],
 ) -> tuple[dict[str, Any], str]:
     """A new key: its description, and the key itself (the only time it is ever shown)."""
     if role not in ROLES:
@@ -60,7 +60,7 @@ def create(
     if role == "customer":
         if not customer:
             raise Invalid("customer: required for a key of role 'customer'")
-        if customer not in known_customers:  # type: ignore[operator]
+        if customer not in known_customers:
             raise NotFound(f"customer: unknown customer {customer!r}")
     elif customer is not None:
         raise Invalid(
@@ -69,14 +69,21 @@ def create(
     key_id = "key_" + secrets.token_hex(8)
     secret = PREFIX + secrets.token_urlsafe(32)
     repository.add(conn, key_id, digest(secret), role, customer, label, now_us)
-    return _view(repository.by_id(conn, key_id)), secret  # type: ignore[arg-type]
+    return _view(_written(conn, key_id)), secret
 
 
 def revoke(conn: Connection, key_id: str, now_us: int) -> dict[str, Any]:
     if repository.by_id(conn, key_id) is None:
         raise NotFound(f"id: unknown key {key_id!r}")
     repository.revoke(conn, key_id, now_us)
-    return _view(repository.by_id(conn, key_id))  # type: ignore[arg-type]
+    return _view(_written(conn, key_id))
+
+
+def _written(conn: Connection, key_id: str) -> Row[Any]:
+    """A key this transaction has just added or changed."""
+    row = repository.by_id(conn, key_id)
+    assert row is not None  # written in this same transaction: it is there
+    return row
 
 
 def revoked_among(conn: Connection, key_ids: set[str]) -> set[str]:

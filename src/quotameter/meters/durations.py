@@ -20,9 +20,15 @@ from sqlalchemy import Connection
 
 from quotameter.catalog.model import MeterSpec
 from quotameter.meters import repository as repo
-from quotameter.meters.model import StreamPoint
+from quotameter.meters.model import StreamPoint, span_end
 from quotameter.meters.repository import MergeId, StreamId
-from quotameter.meters.spans import US, Span, StreamEvent, replay
+from quotameter.meters.spans import US, Action, Span, StreamEvent, replay
+
+
+def _event_action(p: StreamPoint) -> Action:
+    # Only stream events are replayed: one-event spans are kept apart (see `fold`).
+    assert p.action != "span"
+    return p.action
 
 
 def idle_us(spec: MeterSpec) -> int | None:
@@ -34,7 +40,7 @@ class _Writes:
     """What a batch changes in stream_spans, and per merge key the range [lo, hi] where its
     closed spans may have changed (an open span is not merged: it widens nothing)."""
 
-    rows: list[tuple] = field(default_factory=list)  # spans to insert (repo.span_row)
+    rows: list[repo.SpanRow] = field(default_factory=list)  # spans to insert (repo.span_row)
     doomed: list[int] = field(default_factory=list)  # ids of derived spans to delete
     continued: list[tuple[int, int | None, int]] = field(
         default_factory=list
@@ -67,7 +73,7 @@ def fold(
         for p in points:
             if p.action != "span":
                 by_stream[(meter, customer, p.stream_key)].append(p)
-            elif p.end > p.t:  # type: ignore[operator]
+            elif (stop := span_end(p)) > p.t:
                 # A one-event span stands on its own: it is stored as is, never replayed.
                 writes.rows.append(
                     repo.span_row(
@@ -75,14 +81,14 @@ def fold(
                         customer,
                         p.stream_key,
                         p.merge_key,
-                        Span(p.t, p.end, p.end),
+                        Span(p.t, stop, stop),
                         explicit=True,
                     )
-                )  # type: ignore[arg-type]
-                writes.widen((meter, customer, p.merge_key), p.t, p.end)
+                )
+                writes.widen((meter, customer, p.merge_key), p.t, stop)
     new = {
         sid: sorted(
-            (StreamEvent(p.t, p.action, p.order_key) for p in pts),  # type: ignore[arg-type]
+            (StreamEvent(p.t, _event_action(p), p.order_key) for p in pts),
             key=StreamEvent.sort_key,
         )
         for sid, pts in by_stream.items()

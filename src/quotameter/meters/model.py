@@ -11,14 +11,14 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
 from quotameter.catalog.model import DURATION_UNITS, MeterSpec
 from quotameter.errors import shown
 from quotameter.events.model import EventRejected, parse_instant
-from quotameter.meters.spans import US, Span, StreamEvent, replay, usage_us
+from quotameter.meters.spans import US, Action, Span, StreamEvent, replay, usage_us
 
 ZERO = Decimal(0)
 
@@ -73,12 +73,16 @@ class GaugeChange:
     delta: Decimal | None
 
 
+# What a stream point says: a stream event's action, or "span" for a one-event span.
+PointAction = Action | Literal["span"]
+
+
 @dataclass(slots=True)
 class StreamPoint:
     stream_key: str
     merge_key: str
     t: int
-    action: str  # start | stop | heartbeat | span
+    action: PointAction
     order_key: str
     end: int | None = None  # for a one-event span: its end (t is its start)
 
@@ -112,7 +116,9 @@ def number(data: Mapping[str, Any], prop: str) -> Decimal:
         raise EventRejected(f"data.{prop}: must be a finite number (got {raw!r})")
     if value.copy_abs() >= LARGEST:  # copy_abs: exact, where abs() could overflow the context
         raise EventRejected(f"data.{prop}: must be less than 10^15 in magnitude (got {shown(raw)})")
-    if value.as_tuple().exponent < -PLACES:  # type: ignore[operator]
+    exponent = value.as_tuple().exponent
+    assert isinstance(exponent, int)  # a finite number (checked above) has a numeric exponent
+    if exponent < -PLACES:
         value = value.quantize(
             SMALLEST
         )  # as PostgreSQL's NUMERIC(38, 12) would store it, on SQLite too
@@ -187,12 +193,12 @@ def interpret(spec: MeterSpec, ev: EventFacts) -> Contribution:
     if kind == "count":
         return Simple(ev.t, ev.order_key, units=consumed_units(ev) if ev.from_consume else 1)
     if kind in ("sum", "max", "latest"):
-        return Simple(ev.t, ev.order_key, value=number(data, spec.value_property))  # type: ignore[arg-type]
+        return Simple(ev.t, ev.order_key, value=number(data, _value_property(spec)))
     if kind == "unique_count":
-        prop = spec.value_property
-        if prop not in data or data[prop] is None:  # type: ignore[operator]
+        prop = _value_property(spec)
+        if prop not in data or data[prop] is None:
             raise EventRejected(f"data.{prop}: required by this event's meter")
-        return Simple(ev.t, ev.order_key, unique=_unique(data[prop], prop))  # type: ignore[index,arg-type]
+        return Simple(ev.t, ev.order_key, unique=_unique(data[prop], prop))
     if kind == "gauge":
         set_value = (
             number(data, spec.value_property)
@@ -213,6 +219,13 @@ def interpret(spec: MeterSpec, ev: EventFacts) -> Contribution:
     return _stream_point(spec, ev)
 
 
+def _value_property(spec: MeterSpec) -> str:
+    prop = spec.value_property
+    # A valid catalog names it for every aggregation that reads one value (MeterSpec's rules).
+    assert prop is not None
+    return prop
+
+
 def consumed_units(ev: EventFacts) -> int:
     """The units a consume's own event counts for: CONSUME_UNITS, or one when it has none
     (a consume recorded one event per unit)."""
@@ -229,7 +242,9 @@ def consumed_units(ev: EventFacts) -> int:
 
 def _stream_point(spec: MeterSpec, ev: EventFacts) -> StreamPoint:
     data = ev.data
-    key = _key(data, spec.stream_property)  # type: ignore[arg-type]
+    # A valid catalog names a duration meter's stream property (MeterSpec's rules).
+    assert spec.stream_property is not None
+    key = _key(data, spec.stream_property)
     merge_key = key
     if spec.merge_property:
         # A stream belongs to one merge key: the same stream name under two users is two streams.
@@ -262,16 +277,30 @@ def aggregate_simple(kind: str, items: Iterable[Simple]) -> Decimal:
     if kind == "count":
         return Decimal(sum(i.units for i in items))
     if kind == "sum":
-        return sum((i.value for i in items), ZERO)  # type: ignore[misc]
+        return sum((simple_value(i) for i in items), ZERO)
     if kind == "max":
-        return max((i.value for i in items), default=ZERO)  # type: ignore[type-var,arg-type]
+        return max((simple_value(i) for i in items), default=ZERO)
     if kind == "latest":
         if not items:
             return ZERO
-        return max(items, key=lambda i: (i.t, i.order_key)).value  # type: ignore[return-value]
+        return simple_value(max(items, key=lambda i: (i.t, i.order_key)))
     if kind == "unique_count":
         return Decimal(len({i.unique for i in items}))
     raise ValueError(f"not a simple aggregation: {kind}")
+
+
+def simple_value(item: Simple) -> Decimal:
+    """The value a sum, max or latest contribution carries."""
+    # Every sum, max and latest contribution carries its value (see `interpret`).
+    assert item.value is not None
+    return item.value
+
+
+def unique_value(item: Simple) -> str:
+    """The value a unique_count contribution counts."""
+    # Every unique_count contribution carries its value (see `interpret`).
+    assert item.unique is not None
+    return item.unique
 
 
 def gauge_levels(
@@ -279,7 +308,7 @@ def gauge_levels(
 ) -> list[tuple[GaugeChange, Decimal]]:
     """Each change in event order with the level right after it. A set replaces, a delta adds."""
     level = start_level
-    out = []
+    out: list[tuple[GaugeChange, Decimal]] = []
     for c in sorted(changes, key=lambda c: (c.t, c.order_key)):
         if c.set_value is not None:
             level = c.set_value
@@ -317,13 +346,21 @@ def duration_usage(
     for pts in by_stream.values():
         merge_key = pts[0].merge_key
         spans = spans_by_merge.setdefault(merge_key, [])
-        spans.extend(Span(p.t, p.end, p.end) for p in pts if p.action == "span" and p.end > p.t)  # type: ignore[operator]
-        spans.extend(
-            replay(
-                (StreamEvent(p.t, p.action, p.order_key) for p in pts if p.action != "span"), idle
-            )
-        )  # type: ignore[arg-type]
+        events: list[StreamEvent] = []
+        for p in pts:
+            if p.action != "span":
+                events.append(StreamEvent(p.t, p.action, p.order_key))
+            elif span_end(p) > p.t:
+                spans.append(Span(p.t, span_end(p), span_end(p)))
+        spans.extend(replay(events, idle))
     return duration_quantity(spans_by_merge, spec, lo, hi, at)
+
+
+def span_end(point: StreamPoint) -> int:
+    """The end of a one-event span."""
+    # A "span" point is made with its end (see `_stream_point`), and stored with it.
+    assert point.end is not None
+    return point.end
 
 
 def duration_quantity(

@@ -10,9 +10,9 @@ from itertools import groupby
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, and_, delete, func, or_, select, text
+from sqlalchemy import ColumnElement, Connection, Row, and_, delete, func, or_, select, text
 
-from quotameter.meters.model import GaugeChange, Simple, StreamPoint, latest_key
+from quotameter.meters.model import GaugeChange, Simple, StreamPoint, latest_key, unique_value
 from quotameter.meters.spans import ACTION_RANK, Span, StreamEvent, merge
 from quotameter.store import bulk
 from quotameter.store.tables import (
@@ -53,7 +53,7 @@ def bump_buckets(
 ) -> None:
     """Add the (meter, customer, kind, contributions) groups of a batch to their hour buckets,
     all customers in one statement."""
-    rows: dict[tuple[str, str, int], dict] = {}
+    rows: dict[tuple[str, str, int], dict[str, Any]] = {}
     for meter, customer, kind, items in groups:
         _fold_buckets(rows, meter, customer, kind, items)
     if not rows:
@@ -109,7 +109,7 @@ _BUCKET_TYPES = (
 
 
 def _fold_buckets(
-    rows: dict[tuple[str, str, int], dict],
+    rows: dict[tuple[str, str, int], dict[str, Any]],
     meter: str,
     customer: str,
     kind: str,
@@ -140,7 +140,7 @@ def _fold_buckets(
             row["total"] += it.value
         elif kind == "max":
             row["vmax"] = max(row["vmax"], it.value)
-        elif is_latest and key > row["latest_key"]:  # type: ignore[operator]
+        elif key is not None and key > row["latest_key"]:  # key: only for `latest`
             row["latest_key"], row["latest_value"] = key, it.value
         row["min_us"] = min(row["min_us"], it.t)
         row["max_us"] = max(row["max_us"], it.t)
@@ -149,17 +149,17 @@ def _fold_buckets(
 def add_unique(conn: Connection, groups: Iterable[tuple[str, str, Sequence[Simple]]]) -> None:
     """Record the distinct values of the (meter, customer, contributions) groups of a batch
     per hour bucket, all customers in one statement."""
-    rows: dict[tuple[str, str, int, str], dict] = {}
+    rows: dict[tuple[str, str, int, str], dict[str, Any]] = {}
     for meter, customer, items in groups:
         for it in items:
-            key = (meter, customer, it.t // HOUR_US, it.unique)
-            row = rows.get(key)  # type: ignore[arg-type]
+            key = (meter, customer, it.t // HOUR_US, unique_value(it))
+            row = rows.get(key)
             if row is None:
                 rows[key] = {
                     "meter": meter,
                     "customer": customer,
                     "bucket": key[2],
-                    "value": it.unique,  # type: ignore[index]
+                    "value": key[3],
                     "min_us": it.t,
                     "max_us": it.t,
                 }
@@ -173,14 +173,16 @@ def add_unique(conn: Connection, groups: Iterable[tuple[str, str, Sequence[Simpl
         "meter_unique_values",
         ("meter", "customer", "bucket", "value", "min_us", "max_us"),
         ("text", "text", "bigint", "text", "bigint", "bigint"),
-        [tuple(rows[k].values()) for k in sorted(rows)],  # type: ignore[type-var]
+        [tuple(rows[k].values()) for k in sorted(rows)],
         "ON CONFLICT (meter, customer, bucket, value) DO UPDATE SET "
         f"min_us = {s['least']}(meter_unique_values.min_us, excluded.min_us), "
         f"max_us = {s['greatest']}(meter_unique_values.max_us, excluded.max_us)",
     )
 
 
-def bucket_rows(conn: Connection, meter: str, customer: str, first: int, last: int) -> list:
+def bucket_rows(
+    conn: Connection, meter: str, customer: str, first: int, last: int
+) -> list[Row[Any]]:
     return list(
         conn.execute(
             select(buckets).where(
@@ -192,16 +194,20 @@ def bucket_rows(conn: Connection, meter: str, customer: str, first: int, last: i
     )
 
 
-def middle_aggregate(
-    conn: Connection, meter: str, customer: str, kind: str, first: int, last: int
-) -> Decimal | None:
-    """The aggregate over the whole buckets strictly between `first` and `last`."""
-    where = (
+def _middle(meter: str, customer: str, first: int, last: int) -> tuple[ColumnElement[bool], ...]:
+    return (
         buckets.c.meter == meter,
         buckets.c.customer == customer,
         buckets.c.bucket > first,
         buckets.c.bucket < last,
     )
+
+
+def middle_aggregate(
+    conn: Connection, meter: str, customer: str, kind: str, first: int, last: int
+) -> Decimal | None:
+    """The count, sum or max over the whole buckets strictly between `first` and `last`."""
+    where = _middle(meter, customer, first, last)
     sqlite = conn.dialect.name == "sqlite"
     if kind == "count":
         value = conn.execute(select(func.sum(buckets.c.n)).where(*where)).scalar()
@@ -212,22 +218,28 @@ def middle_aggregate(
             else func.sum(buckets.c.total)
         )
         value = conn.execute(select(col).where(*where)).scalar()
-    elif kind == "max":
+    else:
         col = (
             func.dec_maxagg(buckets.c.vmax, type_=DecimalColumn())
             if sqlite
             else func.max(buckets.c.vmax)
         )
         value = conn.execute(select(col).where(*where)).scalar()
-    else:
-        row = conn.execute(
-            select(buckets.c.latest_key, buckets.c.latest_value)
-            .where(*where)
-            .order_by(buckets.c.latest_key.desc())
-            .limit(1)
-        ).first()
-        return row  # type: ignore[return-value]
     return None if value is None else Decimal(value)
+
+
+def middle_latest(
+    conn: Connection, meter: str, customer: str, first: int, last: int
+) -> tuple[str, Decimal] | None:
+    """The (latest key, value) of the newest event in the whole buckets strictly between
+    `first` and `last`."""
+    row = conn.execute(
+        select(buckets.c.latest_key, buckets.c.latest_value)
+        .where(*_middle(meter, customer, first, last))
+        .order_by(buckets.c.latest_key.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else (row.latest_key, row.latest_value)
 
 
 def unique_count_inside(conn: Connection, meter: str, customer: str, lo: int, hi: int) -> int:
@@ -321,7 +333,7 @@ def add_gauge_changes(
             [[i, m, c, t, o] for i, ((m, c), (t, o)) in enumerate(zip(keys, firsts, strict=True))]
         )
     }
-    before = dict(
+    before: dict[int, Any] = dict(
         conn.execute(
             text(
                 f"WITH k AS MATERIALIZED ({k}) SELECT k.i, (SELECT g.level FROM gauge_points g "
@@ -339,7 +351,7 @@ def add_gauge_changes(
         ),
         param,
     )
-    updates: list[tuple] = []
+    updates: list[tuple[str, str, int, str, Decimal]] = []
     for i, rows in groupby(later, key=lambda r: r[0]):
         meter, customer = keys[i]
         new = {(c.t, c.order_key) for c in groups[keys[i]]}
@@ -356,12 +368,12 @@ def add_gauge_changes(
 
 def _relevel(
     meter: str, customer: str, before: Any, later: Iterable[Any], new: set[tuple[int, str]]
-) -> list[tuple]:
+) -> list[tuple[str, str, int, str, Decimal]]:
     """The level updates of one gauge: `later` are its points from its first new one on, in
     order; `before` the level just before them (None: nothing before)."""
     level = Decimal(before) if before is not None else Decimal(0)
     last_new = max(new)
-    updates = []
+    updates: list[tuple[str, str, int, str, Decimal]] = []
     for _, t_us, order_key, set_value, delta, old in later:
         if set_value is not None:
             level = Decimal(set_value)
@@ -562,7 +574,7 @@ def replace_spans(
     conn: Connection,
     doomed: Sequence[int],
     continued: Sequence[tuple[int, int | None, int]],
-    rows: Sequence[tuple],
+    rows: Sequence[SpanRow],
 ) -> None:
     """Delete the derived spans with these ids, set the (id, end, last) of those `continued`,
     then insert these spans (rows of `span_row`)."""
@@ -593,9 +605,13 @@ def replace_spans(
     )
 
 
+# A stream_spans row: meter, customer, stream key, merge key, start, end, last, explicit.
+SpanRow = tuple[str, str, str, str, int, int | None, int, bool]
+
+
 def span_row(
     meter: str, customer: str, stream_key: str, merge_key: str, span: Span, *, explicit: bool
-) -> tuple:
+) -> SpanRow:
     return (meter, customer, stream_key, merge_key, span.start, span.end, span.last, explicit)
 
 
@@ -625,8 +641,8 @@ def remerge(conn: Connection, windows: Mapping[MergeId, tuple[int, int]]) -> Non
         {"k": json_param([[i, *mid, *reach[i][0]] for i, mid in enumerate(ids)])},
     ):
         closed[i].append((start, end))
-    doomed: list[tuple] = []
-    fresh: list[tuple] = []
+    doomed: list[tuple[str, str, str, int]] = []
+    fresh: list[tuple[str, str, str, int, int]] = []
     for i, (meter, customer, merge_key) in enumerate(ids):
         # Only what changed is written: merged spans left as they were stay in place.
         old, new = set(reach[i][1]), set(merge(closed[i]))
@@ -690,7 +706,7 @@ def _merged_reach(
     return out
 
 
-def open_spans(conn: Connection, meter: str, customer: str, before: int) -> list:
+def open_spans(conn: Connection, meter: str, customer: str, before: int) -> list[Row[Any]]:
     s = stream_spans.c
     return list(
         conn.execute(
@@ -701,7 +717,7 @@ def open_spans(conn: Connection, meter: str, customer: str, before: int) -> list
     )
 
 
-def rounded_sql(conn: Connection, lo: int, hi: int, unit_us: int | None, mode: str):  # type: ignore[no-untyped-def]
+def rounded_sql(conn: Connection, lo: int, hi: int, unit_us: int | None, mode: str) -> str:
     """SQL for the rounded length of each merged span clipped to [lo, hi)."""
     s = _sql(conn)
     length = f"({s['least']}(end_us, {int(hi)}) - {s['greatest']}(start_us, {int(lo)}))"
@@ -731,7 +747,7 @@ def merged_total(
 
 def merged_overlapping(
     conn: Connection, meter: str, customer: str, merge_key: str, lo: int, hi: int
-) -> list:
+) -> list[Row[Any]]:
     m = merged_spans.c
     return list(
         conn.execute(
@@ -768,7 +784,7 @@ def any_open_span(conn: Connection, meter: str, customer: str) -> bool:
 
 def closed_for_snapshot(
     conn: Connection, meter: str, customer: str, lo: int, hi: int, taken: int, reach: dict[str, int]
-) -> list:
+) -> list[Row[Any]]:
     """The closed merged spans overlapping [lo, hi) that time can still change the share of:
     those ending after `taken`, and those of a merge key in `reach` ending at or after its
     earliest open start (an open stream may join them)."""

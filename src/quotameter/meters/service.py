@@ -9,18 +9,19 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
+from typing import Any, TypeGuard, TypeVar
 
 import orjson
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Row
 
 from quotameter.catalog.model import Catalog, MeterSpec
 from quotameter.events import service as event_log
+from quotameter.events.model import EventRejected
 from quotameter.meters import durations
 from quotameter.meters import repository as repo
 from quotameter.meters.model import (
     Contribution,
     EventFacts,
-    EventRejected,
     GaugeChange,
     Simple,
     StreamPoint,
@@ -30,11 +31,20 @@ from quotameter.meters.model import (
     interpret,
     latest_key,
     to_unit,
+    unique_value,
 )
 from quotameter.meters.spans import US, Snapshot, Span, clipped_length, extent, merge, round_length
 from quotameter.store.engine import lock_keys
 
 SIMPLE = ("count", "sum", "max", "latest", "unique_count")
+
+_C = TypeVar("_C", Simple, GaugeChange, StreamPoint)
+
+
+def _all(items: Sequence[Contribution], kind: type[_C]) -> TypeGuard[Sequence[_C]]:
+    """Whether every contribution is of this kind: true of all those made for one meter, since
+    `interpret` makes one kind per aggregation."""
+    return all(isinstance(i, kind) for i in items)
 
 
 def contributions(
@@ -64,13 +74,17 @@ def apply(
     for (meter, customer), items in grouped.items():
         kind = meters[meter].aggregation
         if kind == "unique_count":
-            unique.append((meter, customer, items))  # type: ignore[arg-type]
+            assert _all(items, Simple)
+            unique.append((meter, customer, items))
         elif kind in SIMPLE:
-            simple.append((meter, customer, kind, items))  # type: ignore[arg-type]
+            assert _all(items, Simple)
+            simple.append((meter, customer, kind, items))
         elif kind == "gauge":
-            gauges[(meter, customer)] = items  # type: ignore[assignment]
+            assert _all(items, GaugeChange)
+            gauges[(meter, customer)] = items
         else:
-            streams[(meter, customer)] = items  # type: ignore[assignment]
+            assert _all(items, StreamPoint)
+            streams[(meter, customer)] = items
     repo.add_unique(conn, unique)
     repo.bump_buckets(conn, simple)
     repo.add_gauge_changes(conn, gauges)
@@ -118,15 +132,16 @@ def usage_and_level(
 
 
 def _raw_simple(conn: Connection, spec: MeterSpec, customer: str, lo: int, hi: int) -> list[Simple]:
-    out = []
+    out: list[Simple] = []
     for row in event_log.of_customer(conn, customer, spec.event_type, lo, hi):
         item = _interpret_row(spec, customer, row)
         if item is not None:
+            assert isinstance(item, Simple)  # `spec` is a simple meter: see `interpret`
             out.append(item)
-    return out  # type: ignore[return-value]
+    return out
 
 
-def _interpret_row(spec: MeterSpec, customer: str, row) -> Contribution | None:  # type: ignore[no-untyped-def]
+def _interpret_row(spec: MeterSpec, customer: str, row: Row[Any]) -> Contribution | None:
     data = orjson.loads(row.data)
     if not spec.matches(data):
         return None
@@ -143,10 +158,14 @@ def _simple_read(
     kind = spec.aggregation
     first, last = lo // repo.HOUR_US, (hi - 1) // repo.HOUR_US
     partials: list[tuple[Decimal, str | None]] = []  # (value, latest key)
-    middle = repo.middle_aggregate(conn, meter, customer, kind, first, last)
-    if middle is not None:
-        # For `latest` the repository answers the (key, value) of the newest event.
-        partials.append((middle[1], middle[0]) if kind == "latest" else (middle, None))  # type: ignore[index]
+    if kind == "latest":
+        newest = repo.middle_latest(conn, meter, customer, first, last)
+        if newest is not None:
+            partials.append((newest[1], newest[0]))
+    else:
+        middle = repo.middle_aggregate(conn, meter, customer, kind, first, last)
+        if middle is not None:
+            partials.append((middle, None))
     for row in repo.bucket_rows(conn, meter, customer, first, last):
         if row.min_us >= lo and row.max_us < hi:
             value = {
@@ -163,8 +182,8 @@ def _simple_read(
                 top = max(items, key=lambda i: (i.t, i.order_key))
                 partials.append((aggregate_simple(kind, items), latest_key(top.t, top.order_key)))
     if kind == "latest":
-        partials = [p for p in partials if p[1] is not None]
-        return Decimal(max(partials, key=lambda p: p[1])[0]) if partials else Decimal(0)  # type: ignore[arg-type,return-value]
+        keyed = [(value, key) for value, key in partials if key is not None]
+        return Decimal(max(keyed, key=lambda p: p[1])[0]) if keyed else Decimal(0)
     values = [Decimal(v) for v, _ in partials]
     if kind == "max":
         return max(values, default=Decimal(0))
@@ -177,7 +196,7 @@ def _unique_read(
     inside = repo.unique_count_inside(conn, meter, customer, lo, hi)
     edge_values: set[str] = set()
     for a, b in repo.unique_edge_ranges(conn, meter, customer, lo, hi):
-        edge_values.update(i.unique for i in _raw_simple(conn, spec, customer, a, b))  # type: ignore[misc]
+        edge_values.update(unique_value(i) for i in _raw_simple(conn, spec, customer, a, b))
     extra = edge_values - repo.unique_values_inside(conn, meter, customer, lo, hi, edge_values)
     return Decimal(inside + len(extra))
 
@@ -231,13 +250,16 @@ def usage_of(spec: MeterSpec, items: Sequence[Contribution], lo: int, hi: int, a
     """The definition of a meter's quantity, over contributions held in memory."""
     kind = spec.aggregation
     if kind == "duration":
-        return duration_usage(items, spec, lo, hi, at)  # type: ignore[arg-type]
+        assert _all(items, StreamPoint)
+        return duration_usage(items, spec, lo, hi, at)
     end = min(hi, at + 1)
     if end <= lo:
         return Decimal(0)
     if kind == "gauge":
-        return gauge_usage(items, lo, end)[0]  # type: ignore[arg-type]
-    return aggregate_simple(kind, (i for i in items if lo <= i.t < end))  # type: ignore[union-attr]
+        assert _all(items, GaugeChange)
+        return gauge_usage(items, lo, end)[0]
+    assert _all(items, Simple)
+    return aggregate_simple(kind, (i for i in items if lo <= i.t < end))
 
 
 def rebuild(conn: Connection, catalog: Catalog, meter: str, chunk: int = 5000) -> int:

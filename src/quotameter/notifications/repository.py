@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from decimal import Decimal
+from types import ModuleType
 from typing import Any
 
 import orjson
@@ -23,7 +24,7 @@ from quotameter.store.tables import (
 )
 
 
-def _dialect(conn: Connection):  # type: ignore[no-untyped-def]
+def _dialect(conn: Connection) -> ModuleType:
     return postgresql if conn.dialect.name == "postgresql" else sqlite
 
 

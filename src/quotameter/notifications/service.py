@@ -208,7 +208,7 @@ def _blocked_on_record(
     return BLOCKED in repo.fired_keys(conn, view.key, feature, to_us(start))
 
 
-def as_dict(row) -> dict[str, object]:  # type: ignore[no-untyped-def]
+def as_dict(row: Row[Any]) -> dict[str, object]:
     out: dict[str, object] = {
         "id": row.id,
         "type": row.type,

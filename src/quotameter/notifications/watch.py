@@ -19,7 +19,14 @@ from dataclasses import dataclass, replace
 from decimal import ROUND_CEILING, Decimal
 
 from quotameter.catalog.model import DURATION_UNITS, MeterSpec
-from quotameter.meters.model import Contribution, GaugeChange, Simple, StreamPoint
+from quotameter.meters.model import (
+    Contribution,
+    GaugeChange,
+    Simple,
+    StreamPoint,
+    simple_value,
+    span_end,
+)
 
 # Quantities shown in a duration unit are quantized to six decimals (meters.model.to_unit):
 # a usage may read up to half of that above its exact value.
@@ -40,7 +47,7 @@ class Watch:
     def bound_at(self, t: int) -> Decimal:
         if not self.rate:
             return self.bound
-        return self.bound + Decimal(self.rate * (t - self.evaluated_us)) / Decimal(self.unit_us)  # type: ignore[arg-type]
+        return self.bound + Decimal(self.rate * (t - self.evaluated_us)) / self._unit()
 
     def reached_by(self, t: int) -> bool:
         """Whether the bound reaches the goal at or before `t` (the bound only grows)."""
@@ -54,8 +61,13 @@ class Watch:
             return self.evaluated_us
         if not self.rate:
             return None
-        gap = (self.goal - self.bound) * Decimal(self.unit_us) / Decimal(self.rate)  # type: ignore[arg-type]
+        gap = (self.goal - self.bound) * self._unit() / Decimal(self.rate)
         return self.evaluated_us + int(gap.to_integral_value(rounding=ROUND_CEILING))
+
+    def _unit(self) -> Decimal:
+        # Only the spans of a duration meter grow with time: a watch with a rate has a unit.
+        assert self.unit_us is not None
+        return Decimal(self.unit_us)
 
 
 def watchable(spec: MeterSpec) -> bool:
@@ -128,16 +140,20 @@ def _added(spec: MeterSpec, c: Contribution) -> tuple[Decimal, int] | None:
         if kind == "count":
             return Decimal(c.units), 0
         if kind == "sum":
-            return max(c.value, Decimal(0)), 0  # type: ignore[type-var,return-value]
+            return max(simple_value(c), Decimal(0)), 0
         return Decimal(1), 0  # unique_count: at most one new value
     if isinstance(c, GaugeChange):
         if c.set_value is not None:
             return None
-        return max(c.delta, Decimal(0)), 0  # type: ignore[type-var,return-value]
+        # A change that sets nothing adds a delta (meters.model.interpret wants one of them).
+        assert c.delta is not None
+        return max(c.delta, Decimal(0)), 0
     assert isinstance(c, StreamPoint)
     unit = _rounding_unit(spec)
     if c.action == "span":
-        return Decimal(c.end - c.t) / Decimal(unit_us(spec)) + unit, 0  # type: ignore[operator,arg-type]
+        us = unit_us(spec)
+        assert us is not None  # a stream point is a duration meter's
+        return Decimal(span_end(c) - c.t) / Decimal(us) + unit, 0
     if c.action == "start":  # maybe a new stream: grows from c.t >= T, rounds up once more
         return unit, 1
     return Decimal(0), 0  # a heartbeat or stop grows nothing beyond the spans already growing

@@ -96,7 +96,7 @@ def _sqlite(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         values = [
             tuple(format(v, "f") if isinstance(v, Decimal) else v for v in row) for row in rows
         ]
-        conn.exec_driver_sql(sql, values)  # type: ignore[arg-type]
+        conn.exec_driver_sql(sql, values)
 
 
 def _postgresql(

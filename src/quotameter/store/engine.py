@@ -94,8 +94,9 @@ def _prepare_sqlite(dbapi_conn: sqlite3.Connection, _record: object) -> None:
     cur.close()
     dbapi_conn.create_function("dec_add", 2, _dec_add, deterministic=True)
     dbapi_conn.create_function("dec_max", 2, _dec_max, deterministic=True)
-    dbapi_conn.create_aggregate("dec_sum", 1, _DecSum)  # type: ignore[arg-type]
-    dbapi_conn.create_aggregate("dec_maxagg", 1, _DecMax)  # type: ignore[arg-type]
+    aggregate = dbapi_conn.create_aggregate
+    aggregate("dec_sum", 1, _DecSum)  # type: ignore[arg-type]  # why: typeshed types step(int)
+    aggregate("dec_maxagg", 1, _DecMax)  # type: ignore[arg-type]  # why: typeshed types step(int)
 
 
 # SQLite has one write lock per database file, and a connection that finds it taken sleeps in

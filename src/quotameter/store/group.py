@@ -26,15 +26,24 @@ R = TypeVar("R")
 class _Slot(Generic[T, R]):
     __slots__ = ("done", "error", "item", "result", "wake")
 
+    result: R  # set by `succeed` alone: read only once done without an error
+
     def __init__(self, item: T) -> None:
         self.item = item
-        self.result: R | None = None
         self.error: BaseException | None = None
         self.done = False
         self.wake = threading.Event()  # set when done, or when this submitter is to lead
 
-    def finish(self, result: R | None = None, error: BaseException | None = None) -> None:
-        self.result, self.error, self.done = result, error, True
+    def succeed(self, result: R) -> None:
+        self.result = result
+        self._finish()
+
+    def fail(self, error: BaseException) -> None:
+        self.error = error
+        self._finish()
+
+    def _finish(self) -> None:
+        self.done = True
         self.wake.set()
 
 
@@ -70,7 +79,7 @@ class GroupCommit(Generic[T, R]):
             self._lead(write, alone)
         if slot.error is not None:
             raise slot.error
-        return slot.result  # type: ignore[return-value]  # set with done, without an error
+        return slot.result
 
     def _lead(
         self, write: Callable[[Sequence[T]], Sequence[R]], alone: Callable[[BaseException], bool]
@@ -97,10 +106,10 @@ def _write(
     except BaseException as err:
         if len(group) == 1 or not alone(err):
             for s in group:
-                s.finish(error=err)
+                s.fail(err)
             return
         for s in group:
             _write([s], write, alone)
         return
     for s, r in zip(group, results, strict=True):
-        s.finish(result=r)
+        s.succeed(r)

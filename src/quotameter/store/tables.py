@@ -8,6 +8,7 @@ stored as exact decimals (see `Decimal` below).
 from __future__ import annotations
 
 from decimal import Decimal as PyDecimal
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -24,7 +25,8 @@ from sqlalchemy import (
     UniqueConstraint,
     true,
 )
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from quotameter.decimals import canonical
 
@@ -61,21 +63,23 @@ class Decimal(TypeDecorator[PyDecimal]):
         super().__init__()
         self.bounded = bounded
 
-    def load_dialect_impl(self, dialect):  # type: ignore[no-untyped-def]
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
         if dialect.name == "sqlite":
             return dialect.type_descriptor(Text())
         if not self.bounded:
             return dialect.type_descriptor(Numeric(asdecimal=True))
         return dialect.type_descriptor(Numeric(precision=38, scale=12, asdecimal=True))
 
-    def process_bind_param(self, value, dialect):  # type: ignore[no-untyped-def]
+    def process_bind_param(
+        self, value: PyDecimal | int | str | None, dialect: Dialect
+    ) -> PyDecimal | str | None:
         if value is None:
             return None
         if dialect.name == "sqlite":
             return format(PyDecimal(value), "f")
         return PyDecimal(value)
 
-    def process_result_value(self, value, dialect):  # type: ignore[no-untyped-def]
+    def process_result_value(self, value: Any, dialect: Dialect) -> PyDecimal | None:
         if value is None:
             return None
         return canonical(PyDecimal(value))

@@ -19,13 +19,19 @@ from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime, time, timedelta
 from decimal import Decimal
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeGuard, get_args
 from zoneinfo import ZoneInfo
 
 import orjson
 
 from quotameter.catalog.model import MeterSpec
-from quotameter.meters.model import Simple, duration_quantity, to_unit
+from quotameter.meters.model import (
+    Simple,
+    duration_quantity,
+    simple_value,
+    to_unit,
+    unique_value,
+)
 from quotameter.meters.spans import US, Span, clipped_length, extent, merge, round_length
 from quotameter.periods import calendar_month
 
@@ -35,6 +41,12 @@ from quotameter.timeutil import from_us, to_us
 
 Window = Literal["hour", "day", "month"]
 WINDOWS: tuple[str, ...] = get_args(Window)
+
+
+def is_window(value: str) -> TypeGuard[Window]:
+    return value in WINDOWS
+
+
 ZERO = Decimal(0)
 
 Cell = tuple[str | None, int]  # (group, window index)
@@ -125,16 +137,17 @@ class Tally:
         self.n += item.units
         kind = self.kind
         if kind == "sum":
-            self.total += item.value  # type: ignore[operator]
+            self.total += simple_value(item)
         elif kind == "max":
-            if self.best is None or item.value > self.best:  # type: ignore[operator]
-                self.best = item.value
+            value = simple_value(item)
+            if self.best is None or value > self.best:
+                self.best = value
         elif kind == "latest":
             key = (item.t, item.order_key)
             if self.latest is None or key > self.latest[0]:
-                self.latest = (key, item.value)  # type: ignore[assignment]
+                self.latest = (key, simple_value(item))
         elif kind == "unique_count":
-            self.uniques.add(item.unique)  # type: ignore[arg-type]
+            self.uniques.add(unique_value(item))
 
     def value(self) -> Decimal:
         kind = self.kind

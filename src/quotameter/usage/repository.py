@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection, select, tuple_
+from sqlalchemy import Connection, Row, select, tuple_
 
 from quotameter.store.tables import events, gauge_points, stream_spans
 
@@ -42,7 +42,9 @@ def events_between(
             start = last
 
 
-def spans_overlapping(conn: Connection, meter: str, customer: str, lo: int, hi: int) -> list[Any]:
+def spans_overlapping(
+    conn: Connection, meter: str, customer: str, lo: int, hi: int
+) -> list[Row[Any]]:
     """Every span of the meter and customer (derived from start/stop/heartbeat, or sent whole)
     that may cover part of `[lo, hi)`: the closed ones that end after `lo` and the open ones.
     A merge key's spans are merged together, so they are all read before any is used."""

@@ -237,7 +237,8 @@ def _breakdown(
                 spec, customer, row
             )  # the same reading of an event as the meter's
             if item is not None:
-                yield (group_value(orjson.loads(row.data), group_by) if group_by else None), item  # type: ignore[misc]
+                assert isinstance(item, Simple)  # a simple meter's reading: see meters.model
+                yield (group_value(orjson.loads(row.data), group_by) if group_by else None), item
 
     return simple_breakdown(kind, contributions(), edges, MAX_ROWS)
 

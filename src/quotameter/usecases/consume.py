@@ -143,7 +143,8 @@ def _check(req: ConsumeRequest, name: str, meter: MeterSpec) -> None:
 def _event(event_id: str, meter: MeterSpec, req: ConsumeRequest) -> dict[str, object]:
     data: dict[str, object] = {key: values[0] for key, values in meter.filter.items()}
     if meter.aggregation == "sum":
-        data[meter.value_property] = format(req.amount, "f")  # type: ignore[index]
+        assert meter.value_property is not None  # a sum meter names its value (catalog rule)
+        data[meter.value_property] = format(req.amount, "f")
     else:
         data[CONSUME_UNITS] = int(req.amount)
     return {

@@ -13,6 +13,8 @@ Revises: 20261122_0007
 Create Date: 2026-12-02 09:00:00
 """
 
+from collections.abc import Callable
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -28,7 +30,7 @@ def _escaped(merge_key: str) -> str:
     return merge_key.replace("\x02", "\x02\x02").replace("\x01", "\x02\x01")
 
 
-def _rekey(encode_old, encode_new) -> None:  # type: ignore[no-untyped-def]
+def _rekey(encode_old: Callable[[str], str], encode_new: Callable[[str], str]) -> None:
     bind = op.get_bind()
     for name in TABLES:
         table = sa.table(
