@@ -201,7 +201,8 @@ def apply(
         raise typer.Exit(1) from None
     except catalog_service.DropsRecordedCustomers as err:
         err_console.print(
-            f"[red]{file}: the catalog was not applied: it leaves out {len(err.dropped)} customer(s) "
+            f"[red]{file}: the catalog was not applied: it leaves out {len(err.dropped)} "
+            "customer(s) "
             "with records (--prune drops them; their records are kept):[/red]"
         )
         for line in err.errors or []:
@@ -491,8 +492,10 @@ def demo(
         str | None,
         typer.Option(
             "--now",
-            help="RFC 3339: the demo's clock; the month is loaded up to it and the server's clock runs on "
-            "from it (default: now, or whole days earlier while a month is too young for the story)",
+            help="RFC 3339: the demo's clock; the month is loaded up to it and the server's clock "
+            "runs on "
+            "from it (default: now, or whole days earlier while a month is too young for the "
+            "story)",
         ),
     ] = None,
 ) -> None:
@@ -523,12 +526,14 @@ def demo(
     if pinned is None and start < today:
         days = round((today - start) / timedelta(days=1))
         console.print(
-            f"The demo's clock is {days} day{'s' if days > 1 else ''} back: the story needs {STORY_DAYS} days "
+            f"The demo's clock is {days} day{'s' if days > 1 else ''} back: the story needs "
+            f"{STORY_DAYS} days "
             "of every organization's period behind it; --now T picks another instant.",
             highlight=False,
         )
     table = Table(
-        title=f"{summary.events:,} events, {summary.notices} notices, up to {start:%d %b %Y %H:%M} UTC",
+        title=f"{summary.events:,} events, {summary.notices} notices, up to {start:%d %b %Y %H:%M} "
+        "UTC",
         title_justify="left",
         box=None,
     )
@@ -551,7 +556,8 @@ def demo(
             f"  open {url}/docs for every endpoint; Ctrl+C stops the demo\n", highlight=False
         )
 
-    # The server's clock runs on from the demo's: acme's meeting still crosses its next threshold live.
+    # The server's clock runs on from the demo's: acme's meeting still crosses its next threshold
+    # live.
     _serve(settings, banner=banner, clock=clock_from(start))
 
 
@@ -570,19 +576,22 @@ def _demo_tries(url: str, admin: str, acme: str, states: dict[str, str]) -> list
     ]
     if states.get("docs", "").startswith("auto-upgraded"):
         lines += [
-            "# docs' running invoice: its auto-upgrade is prorated on a line of its own (also ?format=csv):",
+            "# docs' running invoice: its auto-upgrade is prorated on a line of its own (also "
+            "?format=csv):",
             f"curl -s {a} {url}/v1/customers/docs/invoices/upcoming",
         ]
     if "bought" in states.get("kestrel", ""):
         lines += [
-            "# kestrel's notices: 85, 90 and 95 % used, then the top-up it bought the next working morning:",
+            "# kestrel's notices: 85, 90 and 95 % used, then the top-up it bought the next working "
+            "morning:",
             f"curl -s {a} {url}/v1/customers/kestrel/notifications",
         ]
     if states.get("northwind", "").startswith("blocked"):
         lines += [
             "# northwind is blocked; its notices, then a 1,000-minute block that lifts it:",
             f"curl -s {a} {url}/v1/customers/northwind/notifications",
-            f"curl -s {a} -X POST {url}/v1/customers/northwind/topups -H 'content-type: application/json' "
+            f"curl -s {a} -X POST {url}/v1/customers/northwind/topups -H 'content-type: "
+            "application/json' "
             '-d \'{"feature":"media","blocks":1,"id":"try-1"}\'',
             f"curl -s {a} -X POST {url}/v1/customers/northwind/entitlements/media/check "
             "-H 'content-type: application/json' -d '{\"amount\":30}'",

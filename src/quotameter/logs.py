@@ -29,7 +29,7 @@ class JsonFormatter(logging.Formatter):
             and isinstance(record.args, tuple)
             and len(record.args) == 5
         ):
-            out.update(zip(_ACCESS_FIELDS, record.args))
+            out.update(zip(_ACCESS_FIELDS, record.args, strict=True))
             out["msg"] = "request"
         else:
             out["msg"] = record.getMessage()

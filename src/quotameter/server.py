@@ -286,7 +286,8 @@ class CatchAll:
         if not isinstance(err, Overloaded):
             seconds = retry_after(self.write_wait)
             err = Overloaded(
-                f"database: too busy with other work; nothing was stored, send it again in {seconds} s",
+                "database: too busy with other work; nothing was stored, send it again in "
+                f"{seconds} s",
                 retry_after=seconds,
             )
         return JSON(

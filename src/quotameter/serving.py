@@ -84,7 +84,7 @@ class _HeaderDeadline(asyncio.Protocol):
         if (
             self._partial
         ):  # an idle connection is closed quietly, like uvicorn's keep-alive timeout does
-            client = "%s:%d" % self.client if self.client else "a client"
+            client = f"{self.client[0]}:{self.client[1]}" if self.client else "a client"
             log.info(
                 "closed the connection of %s: its request headers were not complete within %g s",
                 client,

@@ -24,11 +24,13 @@ class Settings(BaseSettings):
     # A request body over this many bytes is refused with 413 (at once when Content-Length says so).
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=0)
     max_batch: int = 10_000
-    # A connection whose request headers are not all in this long after it opened (or its last answer) is closed.
+    # A connection whose request headers are not all in this long after it opened (or its last
+    # answer) is closed.
     header_timeout_seconds: float = Field(default=10.0, gt=0)
     # A request body that stops arriving for this long is answered 408 and its connection closed.
     body_timeout_seconds: float = Field(default=30.0, gt=0)
-    # A key revoked through another process is refused here, and its open streams end, within this long.
+    # A key revoked through another process is refused here, and its open streams end, within this
+    # long.
     key_cache_seconds: float = Field(default=5.0, gt=0)
     # Evaluate time-driven notices (open media streams) inside this process.
     scheduler: bool = True

@@ -143,7 +143,8 @@ def instant(value: str | None, field: str, default: datetime) -> datetime:
     # Compared in microseconds: 0001-01-01T00:00:00+01:00 has no datetime in UTC at all.
     if not 0 <= us < _LATEST_US:
         raise Invalid(
-            f"{field}: must be on or after {EPOCH.date()} and before {LATEST.date()} (got {shown(value)})"
+            f"{field}: must be on or after {EPOCH.date()} and before {LATEST.date()} (got "
+            f"{shown(value)})"
         )
     return from_us(us)
 

@@ -96,7 +96,8 @@ async def admin_only(who: Principal = Depends(caller)) -> Principal:
 async def may_ingest(who: Principal = Depends(caller)) -> Principal:
     if who.role not in ("admin", "ingest"):
         raise Forbidden(
-            f"authorization: posting events needs an admin or ingest key (this key's role is {who.role!r})"
+            "authorization: posting events needs an admin or ingest key (this key's role is "
+            f"{who.role!r})"
         )
     return who
 

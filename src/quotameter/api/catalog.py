@@ -39,7 +39,8 @@ class AppliedOut(BaseModel):
     )
     changes: DiffOut = Field(description="meters, plans and customers added, removed or changed")
     dropped_with_records: dict[str, dict[str, int]] = Field(
-        description="customers left out that have records, with how many of each kind (events, keys, invoices, "
+        description="customers left out that have records, with how many of each kind (events, "
+        "keys, invoices, "
         "grants, seat_changes, plan_changes, notices, settings_changes): dropped with prune=true "
         "(their records are kept), refused (409) without"
     )

@@ -41,8 +41,10 @@ _BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "description": (
-            "One CloudEvent, or an array of them (as `application/json` too). In CloudEvents binary mode "
-            "(a `ce-specversion` header) the attributes are `ce-` headers and the body is the event's "
+            "One CloudEvent, or an array of them (as `application/json` too). In CloudEvents "
+            "binary mode "
+            "(a `ce-specversion` header) the attributes are `ce-` headers and the body is the "
+            "event's "
             "`data`, a JSON object."
         ),
         "content": {

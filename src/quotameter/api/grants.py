@@ -82,7 +82,8 @@ _GRANTED = {
     responses=_GRANTED,
 )
 def buy_topup(request: Request, customer: str, body: TopupIn) -> Any:
-    """Buy `blocks` top-up blocks: effective at once, recorded with their price; idempotent on `id`."""
+    """Buy `blocks` top-up blocks: effective at once, recorded with their price; idempotent on
+    `id`."""
     req = service.GrantRequest(customer, body.id, body.feature, "topup", blocks=body.blocks)
     return _grant(request, req, body.effective_at)
 
@@ -95,7 +96,8 @@ def buy_topup(request: Request, customer: str, body: TopupIn) -> Any:
     responses=_GRANTED,
 )
 def grant_credit(request: Request, customer: str, body: GrantIn) -> Any:
-    """An operator's credit of extra allowance; `rollover` carries its unused part into the next period once."""
+    """An operator's credit of extra allowance; `rollover` carries its unused part into the next
+    period once."""
     req = service.GrantRequest(
         customer, body.id, body.feature, "credit", amount=body.amount, rollover=body.rollover
     )

@@ -71,7 +71,8 @@ class RequestGuard:
         if declared is not None and declared > self.max_body_bytes:
             refused = JSON(
                 {
-                    "error": f"body: {declared} bytes is over the limit of {self.max_body_bytes} bytes"
+                    "error": f"body: {declared} bytes is over the limit of {self.max_body_bytes} "
+                    "bytes"
                 },
                 status_code=413,
                 headers=CLOSE,

@@ -79,7 +79,8 @@ def _answers(model: type[BaseModel], html: bool = True) -> dict[int | str, dict[
 async def upcoming_invoice(
     request: Request, customer: str, at: Instant | None = None, format: Format | None = _FORMAT
 ) -> Any:
-    """The running invoice of the billing period containing `at` (default now), priced up to `at`."""
+    """The running invoice of the billing period containing `at` (default now), priced up to
+    `at`."""
     svc = services(request)
     when = instant(at, "at", svc.now())
     invoice = await run_in_threadpool(_upcoming, svc, customer, when)

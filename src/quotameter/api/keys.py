@@ -51,7 +51,8 @@ class KeysOut(BaseModel):
     responses={201: {"model": NewKeyOut}, **error_responses(400, 404, 422)},
 )
 def create_key(body: KeyRequest, request: Request) -> Any:
-    """A new key. The answer holds the key itself: it is shown this once, and stored only as a digest."""
+    """A new key. The answer holds the key itself: it is shown this once, and stored only as a
+    digest."""
     svc = services(request)
     with unit_of_work(svc.engine) as conn:
         known = svc.catalogs.current(conn).spec.customers

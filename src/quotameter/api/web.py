@@ -60,7 +60,8 @@ _WHEN = {
     415: "The Content-Type is not one this endpoint reads.",
     422: "A field is missing, of the wrong type or out of range.",
     503: "The database is too busy with other writes (QUOTAMETER_WRITE_WAIT_SECONDS): nothing was "
-    "stored; send the same request again after `Retry-After` seconds (ids make a repeat count once).",
+    "stored; send the same request again after `Retry-After` seconds (ids make a repeat count "
+    "once).",
 }
 
 

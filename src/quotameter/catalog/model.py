@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -234,14 +235,9 @@ class _Ruled(_Spec):
                 raise
             problems = _problems_from(error, ())
             partial = cls._partial(data, {loc[0] for loc, _ in problems if loc}, info)
-            try:
+            # A value too odd for the rules: its field error says it.
+            with suppress(AttributeError, TypeError, KeyError):
                 problems += partial._problems()
-            except (
-                AttributeError,
-                TypeError,
-                KeyError,
-            ):  # a value too odd for the rules: its field error says it
-                pass
             _raise_problems(problems)
             raise
         _raise_problems(spec._problems())
@@ -612,7 +608,8 @@ class Catalog(_Spec):
     def entitlement(
         self, customer_key: str, feature: str
     ) -> tuple[CustomerSpec, PlanSpec, EntitlementSpec]:
-        """The customer, its plan and the plan's entitlement for `feature`; KeyError if any is missing."""
+        """The customer, its plan and the plan's entitlement for `feature`; KeyError if any is
+        missing."""
         customer = self.customers.get(customer_key)
         if customer is None:
             raise KeyError(f"unknown customer {customer_key!r}")
@@ -907,7 +904,7 @@ def _problems_from(error: ValidationError, prefix: Loc) -> list[Problem]:
         if item["type"] == _RULES_ERROR:
             problems += [(loc + rule_loc, reason) for rule_loc, reason in item["ctx"]["problems"]]
         elif item["type"] in ("union_tag_invalid", "union_tag_not_found"):
-            problems.append((loc + ("type",), _reason(item)))
+            problems.append(((*loc, "type"), _reason(item)))
         else:
             problems.append((loc, _reason(item)))
     return problems
@@ -1007,5 +1004,6 @@ def load_yaml(text: str) -> object:
 
 
 def catalog_to_json(catalog: Catalog) -> dict[str, Any]:
-    """The catalog as plain JSON values (Decimals as strings, dates ISO); `validate_catalog` reads it back."""
+    """The catalog as plain JSON values (Decimals as strings, dates ISO); `validate_catalog` reads
+    it back."""
     return catalog.model_dump(mode="json", exclude_none=True)

@@ -32,6 +32,7 @@ from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import from_us, to_us
 
 log = logging.getLogger("quotameter.delivery")
+DEFAULT_POLICY = Policy()
 
 
 class DeliveryFailed(Exception):
@@ -139,7 +140,7 @@ def deliver_due(
     now: datetime,
     senders: Iterable[Sender],
     *,
-    policy: Policy = Policy(),
+    policy: Policy = DEFAULT_POLICY,
     catalogs: CatalogCache | None = None,
     batch: int = 20,
 ) -> int:

@@ -1,4 +1,5 @@
-"""The balance arithmetic (included, granted, used, remaining, limits), as pure functions: no I/O, no clock.
+"""The balance arithmetic (included, granted, used, remaining, limits), as pure functions: no I/O,
+no clock.
 
 Every interface (HTTP, CLI, notices, invoices) shows numbers computed here.
 """

@@ -54,7 +54,8 @@ def _binary_event(
 ) -> dict[str, Any]:
     if media is not None and not is_json(media):
         raise UnsupportedMediaType(
-            f"Content-Type: {shown(content_type)} is not accepted as the data of a binary-mode event; "
+            f"Content-Type: {shown(content_type)} is not accepted as the data of a binary-mode "
+            "event; "
             f"the data must be JSON ({JSON} or an application/*+json type)"
         )
     event: dict[str, Any] = {}

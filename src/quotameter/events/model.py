@@ -243,7 +243,10 @@ def data_unwritable(data: Any, err: Exception) -> str:
     """Why an event's data cannot be stored as JSON, as 'field: reason'."""
     depth = _depth(data)
     if depth > MAX_DATA_DEPTH:
-        return f"data: nested {depth} levels deep, at most {MAX_DATA_DEPTH} (objects and arrays, data itself the first)"
+        return (
+            f"data: nested {depth} levels deep, at most {MAX_DATA_DEPTH} "
+            "(objects and arrays, data itself the first)"
+        )
     return f"data: cannot be written as JSON ({err})"
 
 

@@ -61,7 +61,8 @@ def _insert_postgresql(conn: Connection, rows: Sequence[Row]) -> set[tuple[str, 
     # order on the unique index, so concurrent batches cannot deadlock on shared ids.
     cur = _driver(conn).cursor()
     cur.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS events_in (source text, event_id text, type text, subject text, "
+        "CREATE TEMP TABLE IF NOT EXISTS events_in (source text, event_id text, type text, subject "
+        "text, "
         "time_us bigint, data text, received_us bigint) ON COMMIT DELETE ROWS"
     )
     with cur.copy(f"COPY events_in ({', '.join(COLUMNS)}) FROM STDIN") as copy:

@@ -64,7 +64,8 @@ _IN_FORCE = text(
 def rollover_total(
     conn: Connection, customer: str, feature: str, period_start_us: int, at_us: int
 ) -> Decimal:
-    """The rollover grants bought in the period starting at `period_start_us`, in force at `at_us`."""
+    """The rollover grants bought in the period starting at `period_start_us`, in force at
+    `at_us`."""
     g = grants.c
     amount = (
         func.dec_sum(g.amount, type_=DecimalColumn())

@@ -68,7 +68,8 @@ def in_force(
 def rollover_total(
     conn: Connection, customer: str, feature: str, period_start_us: int, at_us: int
 ) -> Decimal:
-    """The rollover grants bought in the period starting at `period_start_us`, in force at `at_us`."""
+    """The rollover grants bought in the period starting at `period_start_us`, in force at
+    `at_us`."""
     return repository.rollover_total(conn, customer, feature, period_start_us, at_us)
 
 

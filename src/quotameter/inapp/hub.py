@@ -83,10 +83,8 @@ class Hub:
                 for w, loop in streams.items()
             ]
         for w, loop in targets:
-            try:
+            with suppress(RuntimeError):  # that loop is closed: its stream is gone
                 loop.call_soon_threadsafe(w.set)
-            except RuntimeError:  # that loop is closed: its stream is gone
-                pass
 
     def _poll(self) -> None:
         """Until no stream is open: wake the streams of customers with a notice or a pending

@@ -59,7 +59,8 @@ def after(
     every_type: bool,
 ) -> tuple[list[dict[str, Any]], int, bool]:
     """The notices to send after id `last` (in-app ones, or all with `every_type`), the id
-    to continue after, and whether more are waiting past it. Usage committed meanwhile is evaluated first.
+    to continue after, and whether more are waiting past it. Usage committed meanwhile is evaluated
+    first.
 
     Ids are read in order once: the in-app notices (blocks and restores) of one customer are
     recorded under its evaluation lock, which is held until commit, so they become visible

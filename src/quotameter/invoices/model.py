@@ -178,7 +178,8 @@ def usage_lines(plan_name: str, plan: PlanSpec, usage: dict[str, FeatureUsage]) 
                 lines.append(
                     Line(
                         "overage",
-                        f"{price.feature}: {plain(u.overage)} {plural(u.unit, u.overage)} over the limit",
+                        f"{price.feature}: {plain(u.overage)} {plural(u.unit, u.overage)} over the "
+                        "limit",
                         plan_name,
                         price.feature,
                         u.overage,
@@ -263,11 +264,13 @@ def closed_reason(
     for start_us, end_us in periods:
         if start_us <= t_us < end_us:
             return (
-                f"{field}: the period {rfc3339(from_us(start_us))} … {rfc3339(from_us(end_us))} of customer "
+                f"{field}: the period {rfc3339(from_us(start_us))} … {rfc3339(from_us(end_us))} of "
+                "customer "
                 f"{customer!r} is invoiced (finalized); {what}"
             )
     return (
-        f"{field}: {rfc3339(from_us(t_us))} is before {rfc3339(from_us(through))}, up to which customer "
+        f"{field}: {rfc3339(from_us(t_us))} is before {rfc3339(from_us(through))}, up to which "
+        "customer "
         f"{customer!r} is invoiced (finalized); {what}"
     )
 

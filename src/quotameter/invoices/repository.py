@@ -25,7 +25,8 @@ def hold_open(conn: Connection, customers: Sequence[str]) -> None:
 
 
 def hold_closing(conn: Connection, customer: str) -> None:
-    """Wait for the customer's writers in flight, and keep new ones out until this transaction ends."""
+    """Wait for the customer's writers in flight, and keep new ones out until this transaction
+    ends."""
     lock_keys(conn, [f"invoice\x01{customer}"])
 
 

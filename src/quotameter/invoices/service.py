@@ -342,7 +342,8 @@ def _failed(
     state.failing[customer] = period_start
     where = "" if period_start is None else f" for the period from {period_start.isoformat()}"
     log.error(
-        "the invoice of customer %r%s could not be finalized; the other customers are, and it is tried "
+        "the invoice of customer %r%s could not be finalized; the other customers are, and it is "
+        "tried "
         "again on every pass (logged again if this changes)",
         customer,
         where,
@@ -394,7 +395,8 @@ def closed_message(conn: Connection, customer: str, t_us: int, field: str, what:
 def refuse_if_finalized(
     conn: Connection, customer: str, effective_us: int, field: str = "effective_at"
 ) -> None:
-    """A change effective inside a finalized period would change a final invoice: 409 naming `field`."""
+    """A change effective inside a finalized period would change a final invoice: 409 naming
+    `field`."""
     repository.hold_open(conn, [customer])
     through = repository.finalized_through(conn, customer)
     if through is not None and effective_us < through:

@@ -169,7 +169,8 @@ def _unique(value: Any, prop: str) -> str:
     text = orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
     if len(text) > UNIQUE_BYTES // 4 and len(text.encode()) > UNIQUE_BYTES:
         raise EventRejected(
-            f"data.{prop}: at most {UNIQUE_BYTES} bytes once written as JSON (got {len(text.encode())})"
+            f"data.{prop}: at most {UNIQUE_BYTES} bytes once written as JSON (got "
+            f"{len(text.encode())})"
         )
     return text
 
@@ -259,7 +260,8 @@ def _stream_point(spec: MeterSpec, ev: EventFacts) -> StreamPoint:
     action = data.get("action")
     if action not in ("start", "stop", "heartbeat"):
         raise EventRejected(
-            f"data.action: must be start, stop or heartbeat, or the event must carry data.start and data.end "
+            "data.action: must be start, stop or heartbeat, or the event must carry data.start "
+            "and data.end "
             f"(got {orjson.dumps(action).decode() if action is not None else 'nothing'})"
         )
     return StreamPoint(key, merge_key, ev.t, action, ev.order_key)

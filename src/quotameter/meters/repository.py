@@ -65,8 +65,10 @@ def bump_buckets(
         "n = meter_buckets.n + excluded.n, "
         f"total = {s['add'].format(a='meter_buckets.total', b='excluded.total')}, "
         f"vmax = {s['max'].format(a='meter_buckets.vmax', b='excluded.vmax')}, "
-        f"latest_value = CASE WHEN {newer} THEN excluded.latest_value ELSE meter_buckets.latest_value END, "
-        f"latest_key = CASE WHEN {newer} THEN excluded.latest_key ELSE meter_buckets.latest_key END, "
+        f"latest_value = CASE WHEN {newer} THEN excluded.latest_value ELSE "
+        "meter_buckets.latest_value END, "
+        f"latest_key = CASE WHEN {newer} THEN excluded.latest_key ELSE meter_buckets.latest_key "
+        "END, "
         f"min_us = {s['least']}(meter_buckets.min_us, excluded.min_us), "
         f"max_us = {s['greatest']}(meter_buckets.max_us, excluded.max_us)"
     )
@@ -337,7 +339,8 @@ def add_gauge_changes(
         conn.execute(
             text(
                 f"WITH k AS MATERIALIZED ({k}) SELECT k.i, (SELECT g.level FROM gauge_points g "
-                "WHERE g.meter = k.meter AND g.customer = k.customer AND (g.t_us, g.order_key) < (k.t, k.o) "
+                "WHERE g.meter = k.meter AND g.customer = k.customer AND (g.t_us, g.order_key) < "
+                "(k.t, k.o) "
                 "ORDER BY g.t_us DESC, g.order_key DESC LIMIT 1) FROM k"
             ),
             param,
@@ -345,7 +348,8 @@ def add_gauge_changes(
     )
     later = conn.execute(
         text(
-            f"WITH k AS MATERIALIZED ({k}) SELECT k.i, g.t_us, g.order_key, g.set_value, g.delta, g.level "
+            f"WITH k AS MATERIALIZED ({k}) SELECT k.i, g.t_us, g.order_key, g.set_value, g.delta, "
+            "g.level "
             "FROM k JOIN gauge_points g ON g.meter = k.meter AND g.customer = k.customer "
             "AND (g.t_us, g.order_key) >= (k.t, k.o) ORDER BY k.i, g.t_us, g.order_key"
         ),
@@ -511,9 +515,11 @@ def stream_states(
     rows = conn.execute(
         text(
             f"WITH k AS MATERIALIZED ({k}) SELECT k.i, "
-            f"EXISTS (SELECT 1 FROM stream_points p WHERE {same.format(x='p')} AND p.action != 'span' "
+            f"EXISTS (SELECT 1 FROM stream_points p WHERE {same.format(x='p')} AND p.action != "
+            "'span' "
             "AND (p.t_us, p.rank, p.order_key) >= (k.t, k.r, k.o)), "
-            f"(SELECT max(s.start_us) FROM stream_spans s WHERE {same.format(x='s')} AND NOT s.explicit "
+            f"(SELECT max(s.start_us) FROM stream_spans s WHERE {same.format(x='s')} AND NOT "
+            "s.explicit "
             "AND s.start_us < k.t), o.id, o.start_us, o.last_us "
             f"FROM k LEFT JOIN stream_spans o ON {same.format(x='o')} AND o.end_us IS NULL"
         ),
@@ -531,7 +537,8 @@ def stream_histories(
     conn: Connection, since: Mapping[StreamId, int | None]
 ) -> tuple[dict[StreamId, list[StreamEvent]], dict[StreamId, list[tuple[int, int, int | None]]]]:
     """For streams replayed from `since` (None: from their first event): their stored
-    start/stop/heartbeat events from then on, and their derived spans from then on (id, start, end)."""
+    start/stop/heartbeat events from then on, and their derived spans from then on (id, start,
+    end)."""
     actions: dict[StreamId, list[StreamEvent]] = defaultdict(list)
     spans: dict[StreamId, list[tuple[int, int, int | None]]] = defaultdict(list)
     if not since:
@@ -554,7 +561,8 @@ def stream_histories(
     for i, t_us, action, order_key in conn.execute(
         text(
             f"WITH k AS MATERIALIZED ({k}) SELECT k.i, p.t_us, p.action, p.order_key FROM k "
-            f"JOIN stream_points p ON {same.format(x='p')} AND p.t_us >= k.since WHERE p.action != 'span'"
+            f"JOIN stream_points p ON {same.format(x='p')} AND p.t_us >= k.since WHERE p.action != "
+            "'span'"
         ),
         param,
     ):
@@ -562,7 +570,8 @@ def stream_histories(
     for i, span_id, start, end in conn.execute(
         text(
             f"WITH k AS MATERIALIZED ({k}) SELECT k.i, s.id, s.start_us, s.end_us FROM k "
-            f"JOIN stream_spans s ON {same.format(x='s')} AND s.start_us >= k.since WHERE NOT s.explicit"
+            f"JOIN stream_spans s ON {same.format(x='s')} AND s.start_us >= k.since WHERE NOT "
+            "s.explicit"
         ),
         param,
     ):
@@ -634,7 +643,8 @@ def remerge(conn: Connection, windows: Mapping[MergeId, tuple[int, int]]) -> Non
     closed: dict[int, list[tuple[int, int]]] = defaultdict(list)
     for i, start, end in conn.execute(
         text(
-            f"WITH k AS MATERIALIZED ({k}) SELECT k.i, s.start_us, s.end_us FROM k JOIN stream_spans s "
+            f"WITH k AS MATERIALIZED ({k}) SELECT k.i, s.start_us, s.end_us FROM k JOIN "
+            "stream_spans s "
             "ON s.meter = k.meter AND s.customer = k.customer AND s.merge_key = k.merge_key "
             "AND s.start_us >= k.a AND s.start_us <= k.b WHERE s.end_us IS NOT NULL"
         ),
@@ -685,9 +695,11 @@ def _merged_reach(
         text(
             f"WITH k AS MATERIALIZED ({k}) "
             f"SELECT k.i, m.start_us, m.end_us FROM k JOIN merged_spans m ON {same.format(x='m')} "
-            f"AND m.start_us = (SELECT max(x.start_us) FROM merged_spans x WHERE {same.format(x='x')} "
+            "AND m.start_us = (SELECT max(x.start_us) FROM merged_spans x WHERE "
+            f"{same.format(x='x')} "
             "AND x.start_us < k.lo) "
-            f"UNION ALL SELECT k.i, m.start_us, m.end_us FROM k JOIN merged_spans m ON {same.format(x='m')} "
+            "UNION ALL SELECT k.i, m.start_us, m.end_us FROM k JOIN merged_spans m ON "
+            f"{same.format(x='m')} "
             "AND m.start_us >= k.lo AND m.start_us <= k.hi"
         ),
         {"k": json_param([[i, *mid, *windows[mid]] for i, mid in enumerate(ids)])},

@@ -222,7 +222,8 @@ def read_watches(
 
 
 _WATCH_COLUMNS = (
-    "SELECT w.customer, w.feature, w.meter, w.period_end_us, w.evaluated_us, w.bound, w.rate, w.goal, "
+    "SELECT w.customer, w.feature, w.meter, w.period_end_us, w.evaluated_us, w.bound, w.rate, "
+    "w.goal, "
     f"w.unit_us, w.version, {state.version_of('w.customer')} FROM watches w "
     "WHERE w.customer IN "
 )
@@ -291,7 +292,8 @@ def advance_wakeups(conn: Connection, due: list[tuple[str, str, int]]) -> None:
                 "INSERT INTO wakeups (customer, feature, due_us, exact) VALUES (:c, :f, :d, false) "
                 "ON CONFLICT (customer, feature) DO UPDATE SET "
                 "exact = wakeups.exact AND wakeups.due_us <= excluded.due_us, "
-                "due_us = CASE WHEN excluded.due_us < wakeups.due_us THEN excluded.due_us ELSE wakeups.due_us END"
+                "due_us = CASE WHEN excluded.due_us < wakeups.due_us THEN excluded.due_us ELSE "
+                "wakeups.due_us END"
             ),
             [{"c": c, "f": f, "d": d} for c, f, d in sorted(due)],
         )

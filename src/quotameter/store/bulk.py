@@ -42,7 +42,8 @@ def insert(
     else:
         _postgresql(
             conn,
-            f"INSERT INTO {table} ({names}) SELECT {_cols(len(columns))} FROM {{rows}} {on_conflict}",
+            f"INSERT INTO {table} ({names}) SELECT {_cols(len(columns))} FROM {{rows}} "
+            f"{on_conflict}",
             types,
             rows,
         )

@@ -131,7 +131,8 @@ def report(
         edges = window_edges(query.window, lo, shown_end, view.spec.timezone, MAX_WINDOWS)
     except TooMany:
         raise Invalid(
-            f"window: {query.window} windows from {rfc3339(from_us(lo))} to {rfc3339(from_us(shown_end))} "
+            f"window: {query.window} windows from {rfc3339(from_us(lo))} to "
+            f"{rfc3339(from_us(shown_end))} "
             f"are more than {MAX_WINDOWS} (93 days of hours); narrow from/to or use a longer window"
         ) from None
     try:
@@ -141,7 +142,8 @@ def report(
     except TooMany:
         raise Invalid(
             f"group_by: more than {MAX_ROWS} rows of {query.group_by!r}"
-            f"{f' per {query.window}' if query.window else ''}; narrow from/to or use a longer window"
+            f"{f' per {query.window}' if query.window else ''}; narrow from/to or use a longer "
+            "window"
         ) from None
     return Report(
         customer,

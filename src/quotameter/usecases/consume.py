@@ -134,7 +134,8 @@ def _check(req: ConsumeRequest, name: str, meter: MeterSpec) -> None:
             raise Invalid(f"amount: meter {name!r} counts whole events (got {req.amount})")
         if req.amount > MAX_CONSUME_UNITS:
             raise Invalid(
-                f"amount: at most {MAX_CONSUME_UNITS} units of meter {name!r} per consume (got {req.amount})"
+                f"amount: at most {MAX_CONSUME_UNITS} units of meter {name!r} per consume (got "
+                f"{req.amount})"
             )
     elif req.amount >= LARGEST:
         raise Invalid(f"amount: must be less than 10^15 (got {req.amount})")
@@ -170,8 +171,10 @@ def _repeat(
     recorded = _recorded_amount(conn, req, meter, event_id, earlier)
     if recorded != req.amount:
         raise Conflict(
-            f"id: {req.id!r} already recorded a consumption of {model.fmt(recorded)} of {req.feature!r} "
-            f"for customer {req.customer!r} (asked: {model.fmt(req.amount)}); a repeat must ask the "
+            f"id: {req.id!r} already recorded a consumption of {model.fmt(recorded)} of "
+            f"{req.feature!r} "
+            f"for customer {req.customer!r} (asked: {model.fmt(req.amount)}); a repeat must ask "
+            "the "
             "same amount, another consumption needs another id"
         )
     return Consumption(

@@ -38,7 +38,8 @@ def add(
     refuse_if_finalized(conn, req.customer, to_us(effective))
     if ent.allowance is None:
         raise Invalid(
-            f"feature: {req.feature!r} is unlimited on plan {view.plan_name!r}; there is nothing to add to"
+            f"feature: {req.feature!r} is unlimited on plan {view.plan_name!r}; there is nothing "
+            "to add to"
         )
     price: Decimal | None = None
     if req.kind == "topup":
