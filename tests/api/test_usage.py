@@ -454,7 +454,7 @@ def test_managed_media_level_per_day_counts_the_level_carried_in(api) -> None:  
 
 
 def test_events_are_paged_without_splitting_an_instant(api, app) -> None:  # type: ignore[no-untyped-def]
-    from quotameter.usage.repository import events_between
+    from quotameter.events.service import events_between
 
     stamps = ["2026-03-02T10:00:00Z"] * 3 + ["2026-03-02T11:00:00Z"] + ["2026-03-02T12:00:00Z"] * 4
     post(api, [event("session.created", "docs", at(t), n=n) for n, t in enumerate(stamps)])

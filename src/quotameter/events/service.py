@@ -6,7 +6,7 @@ Checking a batch and folding it into meters is the record-usage use case
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Connection
@@ -70,3 +70,11 @@ def last_received(conn: Connection, customer: str, lo: int, hi: int) -> int | No
 def count_by_customer(conn: Connection, customers: Sequence[str]) -> dict[str, int]:
     """How many events each customer has (customers with none left out)."""
     return repository.count_by_customer(conn, customers)
+
+
+def events_between(
+    conn: Connection, customer: str, type_: str, lo: int, hi: int, page: int = repository.PAGE
+) -> Iterator[Any]:
+    """The customer's events of one type stamped in `[lo, hi)`, in time order, read a page at
+    a time (the events of one instant never split between pages)."""
+    return repository.events_between(conn, customer, type_, lo, hi, page)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import groupby
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, Row, and_, delete, func, or_, select, text
+from sqlalchemy import ColumnElement, Connection, Row, and_, delete, func, or_, select, text, tuple_
 
 from quotameter.meters.model import GaugeChange, Simple, StreamPoint, latest_key, unique_value
 from quotameter.meters.spans import ACTION_RANK, Span, StreamEvent, merge
@@ -816,3 +816,53 @@ def closed_for_snapshot(
             )
         )
     )
+
+
+PAGE = 5_000
+
+
+def spans_overlapping(
+    conn: Connection, meter: str, customer: str, lo: int, hi: int
+) -> list[Row[Any]]:
+    """Every span of the meter and customer (derived from start/stop/heartbeat, or sent whole)
+    that may cover part of `[lo, hi)`: the closed ones that end after `lo` and the open ones.
+    A merge key's spans are merged together, so they are all read before any is used."""
+    s = stream_spans.c
+    columns = select(s.merge_key, s.start_us, s.end_us, s.last_us).where(
+        s.meter == meter, s.customer == customer, s.start_us < hi
+    )
+    closed = conn.execute(columns.where(s.end_us > lo)).all()
+    return [*closed, *conn.execute(columns.where(s.end_us.is_(None)))]
+
+
+def gauge_level_before(conn: Connection, meter: str, customer: str, instant: int) -> Decimal:
+    g = gauge_points.c
+    level = conn.execute(
+        select(g.level)
+        .where(g.meter == meter, g.customer == customer, g.t_us < instant)
+        .order_by(g.t_us.desc(), g.order_key.desc())
+        .limit(1)
+    ).scalar()
+    return Decimal(level) if level is not None else Decimal(0)
+
+
+def gauge_levels_between(
+    conn: Connection, meter: str, customer: str, lo: int, hi: int, page: int = PAGE
+) -> Iterator[tuple[int, Decimal]]:
+    """(instant, level after it) of every change in `[lo, hi)`, in event order."""
+    g = gauge_points.c
+    query = (
+        select(g.t_us, g.order_key, g.level)
+        .where(g.meter == meter, g.customer == customer, g.t_us >= lo, g.t_us < hi)
+        .order_by(g.t_us, g.order_key)
+        .limit(page)
+    )
+    after: tuple[int, str] | None = None
+    while True:
+        q = query if after is None else query.where(tuple_(g.t_us, g.order_key) > tuple_(*after))
+        rows = conn.execute(q).all()
+        for row in rows:
+            yield row.t_us, Decimal(row.level)
+        if len(rows) < page:
+            return
+        after = (rows[-1].t_us, rows[-1].order_key)

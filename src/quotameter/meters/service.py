@@ -7,7 +7,7 @@ raw events alone. They must always agree (see tests/meters/test_incremental.py).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, TypeGuard, TypeVar
 
@@ -134,14 +134,14 @@ def usage_and_level(
 def _raw_simple(conn: Connection, spec: MeterSpec, customer: str, lo: int, hi: int) -> list[Simple]:
     out: list[Simple] = []
     for row in event_log.of_customer(conn, customer, spec.event_type, lo, hi):
-        item = _interpret_row(spec, customer, row)
+        item = interpret_row(spec, customer, row)
         if item is not None:
             assert isinstance(item, Simple)  # `spec` is a simple meter: see `interpret`
             out.append(item)
     return out
 
 
-def _interpret_row(spec: MeterSpec, customer: str, row: Row[Any]) -> Contribution | None:
+def interpret_row(spec: MeterSpec, customer: str, row: Row[Any]) -> Contribution | None:
     data = orjson.loads(row.data)
     if not spec.matches(data):
         return None
@@ -235,7 +235,7 @@ def _duration_read(
 
 def raw_contributions(conn: Connection, spec: MeterSpec, customer: str) -> list[Contribution]:
     rows = event_log.of_customer(conn, customer, spec.event_type, 0, 2**63 - 1)
-    return [c for row in rows if (c := _interpret_row(spec, customer, row)) is not None]
+    return [c for row in rows if (c := interpret_row(spec, customer, row)) is not None]
 
 
 def recompute_usage(
@@ -274,7 +274,7 @@ def rebuild(conn: Connection, catalog: Catalog, meter: str, chunk: int = 5000) -
         after = rows[-1].pk
         grouped: dict[tuple[str, str], list[Contribution]] = defaultdict(list)
         for row in rows:
-            if (c := _interpret_row(spec, row.subject, row)) is not None:
+            if (c := interpret_row(spec, row.subject, row)) is not None:
                 grouped[(meter, row.subject)].append(c)
                 count += 1
         apply(conn, {meter: spec}, grouped)
@@ -326,3 +326,23 @@ def clear(conn: Connection, meter: str) -> None:
 def any_open_span(conn: Connection, meter: str, customer: str) -> bool:
     """Is one of the customer's streams of this meter open (its usage moves with time)?"""
     return repo.any_open_span(conn, meter, customer)
+
+
+def spans_overlapping(
+    conn: Connection, meter: str, customer: str, lo: int, hi: int
+) -> list[Row[Any]]:
+    """Every span of the meter and customer that may cover part of `[lo, hi)` (the closed ones
+    ending after `lo`, and the open ones): merge_key, start_us, end_us, last_us."""
+    return repo.spans_overlapping(conn, meter, customer, lo, hi)
+
+
+def gauge_level_before(conn: Connection, meter: str, customer: str, instant: int) -> Decimal:
+    """The gauge's level just before `instant` (0 before its first change)."""
+    return repo.gauge_level_before(conn, meter, customer, instant)
+
+
+def gauge_levels_between(
+    conn: Connection, meter: str, customer: str, lo: int, hi: int
+) -> Iterator[tuple[int, Decimal]]:
+    """(instant, level after it) of every change in `[lo, hi)`, in event order, paged."""
+    return repo.gauge_levels_between(conn, meter, customer, lo, hi)

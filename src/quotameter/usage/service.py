@@ -36,11 +36,12 @@ from quotameter.customers import service as customers
 from quotameter.customers.service import CustomerView
 from quotameter.entitlements.service import entitlement_of, period_of
 from quotameter.errors import Invalid
+from quotameter.events import service as event_log
+from quotameter.meters import service as meters
 from quotameter.meters.model import Simple
-from quotameter.meters.service import SIMPLE, _interpret_row
+from quotameter.meters.service import SIMPLE, interpret_row
 from quotameter.meters.spans import Span
 from quotameter.timeutil import EPOCH, from_us, rfc3339, to_us
-from quotameter.usage import repository as repo
 from quotameter.usage.model import (
     ZERO,
     Cell,
@@ -221,23 +222,21 @@ def _breakdown(
     kind = spec.aggregation
     if kind == "duration":
         spans: dict[str, list[Span]] = defaultdict(list)
-        for row in repo.spans_overlapping(conn, meter, customer, lo, edges[-1]):
+        for row in meters.spans_overlapping(conn, meter, customer, lo, edges[-1]):
             spans[row.merge_key].append(Span(row.start_us, row.end_us, row.last_us))
         return duration_breakdown(spans, spec, edges, now_us, group_by is not None, MAX_ROWS)
     if kind == "gauge":
         highs = gauge_windows(
-            repo.gauge_level_before(conn, meter, customer, lo),
-            repo.gauge_levels_between(conn, meter, customer, lo, end),
+            meters.gauge_level_before(conn, meter, customer, lo),
+            meters.gauge_levels_between(conn, meter, customer, lo, end),
             edges,
         )
         return {(None, i): high for i, high in enumerate(highs)}, max(highs)
     assert kind in SIMPLE
 
     def contributions() -> Iterator[tuple[str | None, Simple]]:
-        for row in repo.events_between(conn, customer, spec.event_type, lo, end):
-            item = _interpret_row(
-                spec, customer, row
-            )  # the same reading of an event as the meter's
+        for row in event_log.events_between(conn, customer, spec.event_type, lo, end):
+            item = interpret_row(spec, customer, row)  # the same reading of an event as the meter's
             if item is not None:
                 assert isinstance(item, Simple)  # a simple meter's reading: see meters.model
                 yield (group_value(orjson.loads(row.data), group_by) if group_by else None), item
