@@ -295,7 +295,7 @@ def alternating(
     whose load drifts (other processes) then weighs on both alike, and the ratio holds."""
     runs = [Run() for _ in kinds]
     for _ in range(max(1, round(seconds))):
-        for run, requests in zip(runs, kinds):
+        for run, requests in zip(runs, kinds, strict=True):
             part = closed_loop(port, requests, clients, 1.0)
             run.seconds += part.seconds
             run.latencies += part.latencies
@@ -479,7 +479,7 @@ def report(
             f"  {'endpoint':14} {'sent/s':>8} {'answered/s':>10} {'errors':>6} {'p50 ms':>8} {'p90 ms':>8} "
             f"{'p99 ms':>8} {'max ms':>8} {'late p99':>8} {'client CPU':>10}"
         )
-        for name, run in zip(("check", "GET /healthz"), loops):
+        for name, run in zip(("check", "GET /healthz"), loops, strict=True):
             print(
                 f"  {name:14} {run.sent_rate:8,.0f} {run.rate:10,.0f} {len(run.errors):6} "
                 + " ".join(f"{pct(run.latencies, p):8.2f}" for p in (50, 90, 99, 100))
@@ -492,7 +492,7 @@ def report(
     client = "wrk, 2 threads" if args.client == "wrk" else "asyncio raw-socket client"
     print(f"\nclosed loop, {args.clients} connections, {args.seconds:.0f} s each ({client}):")
     print(f"  {'endpoint':22} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
-    for name, run in zip(("check", "GET /healthz"), tput):
+    for name, run in zip(("check", "GET /healthz"), tput, strict=True):
         print(f"  {name:22} {run.rate:8,.0f} {run.ms(50):8.2f} {run.ms(99):8.2f}")
     ratio = tput[0].rate / tput[1].rate
     print(

@@ -393,7 +393,7 @@ def make_feed(
                     orjson.dumps(ev["data"]).decode(),
                     end,
                 )
-                for ev, (t, *_) in zip(chunk, live.events[b0 : b0 + batch])
+                for ev, (t, *_) in zip(chunk, live.events[b0 : b0 + batch], strict=True)
             ]
         )
         sizes.append(len(chunk))
@@ -647,7 +647,8 @@ def report(
     for row in (head, *lines):
         print(
             "  ".join(
-                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
             )
         )
     print()

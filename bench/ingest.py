@@ -463,7 +463,7 @@ def post_all(
 
 def check_answers(result: PostResult, sizes: Sequence[int]) -> list[str]:
     problems = []
-    for i, (answer, size) in enumerate(zip(result.answers, sizes)):
+    for i, (answer, size) in enumerate(zip(result.answers, sizes, strict=True)):
         if answer is None or isinstance(answer, str):
             problems.append(f"batch {i}: {answer or 'no answer'}")
             continue
@@ -700,7 +700,8 @@ def report(
     for row in (head, *lines):
         print(
             "  ".join(
-                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
             )
         )
     print()

@@ -57,7 +57,7 @@ def test_a_bad_event_is_reported_by_index_and_the_good_ones_are_kept(api) -> Non
 
 def test_a_repeat_is_a_duplicate_counted_once(api) -> None:  # type: ignore[no-untyped-def]
     batch = [event("session.created", "docs", WHEN) for _ in range(4)]
-    first = api.post("/v1/events", json=batch + [batch[0]]).json()
+    first = api.post("/v1/events", json=[*batch, batch[0]]).json()
     assert (first["accepted"], first["duplicates"]) == (4, 1)
     again = api.post("/v1/events", json=batch).json()
     assert (again["accepted"], again["duplicates"], again["rejected"]) == (0, 4, [])

@@ -205,7 +205,7 @@ def test_managed_media_is_billed_on_the_maximum_of_the_cycle(api) -> None:  # ty
 def test_coediting_sessions_are_counted_per_calendar_month(api) -> None:  # type: ignore[no-untyped-def]
     post(
         api,
-        [event("session.created", "docs", at("2026-03-0%dT10:00:00Z" % d)) for d in range(1, 6)],
+        [event("session.created", "docs", at(f"2026-03-0{d}T10:00:00Z")) for d in range(1, 6)],
     )
     post(api, [event("session.created", "docs", at("2026-04-01T00:00:00Z"))])
     assert usage(api, "docs", "sessions", at("2026-03-31T23:59:59Z")) == 5

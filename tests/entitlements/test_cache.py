@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 
 import pytest
@@ -96,10 +97,8 @@ def _reset(engine: Engine) -> catalogs.LoadedCatalog:
 def test_cached_balance_equals_fresh(engine: Engine, ops) -> None:  # type: ignore[no-untyped-def]
     catalog = _reset(engine)
     cache = BalanceCache()
-    n = 0
-    for kind, arg, m in ops:
+    for n, (kind, arg, m) in enumerate(ops, start=1):
         when = BASE + timedelta(minutes=m)
-        n += 1
         with unit_of_work(engine) as conn:
             if kind == "calls":
                 ingest(
@@ -144,7 +143,7 @@ def test_cached_balance_equals_fresh(engine: Engine, ops) -> None:  # type: igno
                     recorded_us=to_us(when),
                 )
             elif kind == "topup":
-                try:
+                with contextlib.suppress(Exception):
                     use_grants.add(
                         conn,
                         catalog,
@@ -152,8 +151,6 @@ def test_cached_balance_equals_fresh(engine: Engine, ops) -> None:  # type: igno
                         when,
                         to_us(when),
                     )
-                except Exception:
-                    pass
             elif kind == "plan":
                 customers.change_plan(conn, catalog, "c", arg, to_us(when), to_us(when))
         if kind == "read":
