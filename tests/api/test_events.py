@@ -347,7 +347,8 @@ def test_data_nested_too_deep_is_refused_by_index_and_the_batch_kept(api) -> Non
         )
         return envelope.replace(b'"DATA"', nested(depth))
 
-    # 1,022 levels of data is as deep as a batch body may nest at all (1,024 with the array and the event).
+    # 1,022 levels of data is as deep as a batch body may nest at all (1,024 with the array
+    # and the event).
     batch = [
         orjson.dumps(event("session.created", "docs", WHEN)),
         deep(254),
@@ -368,7 +369,8 @@ def test_data_nested_too_deep_is_refused_by_index_and_the_batch_kept(api) -> Non
         "rejected": [
             {
                 "index": i,
-                "error": f"data: nested {depth} levels deep, at most 254 (objects and arrays, data itself the first)",
+                "error": f"data: nested {depth} levels deep, at most 254 "
+                "(objects and arrays, data itself the first)",
             }
             for i, depth in ((2, 255), (3, 1022), (4, 600))
         ],

@@ -156,8 +156,8 @@ def test_cached_balance_equals_fresh(engine: Engine, ops) -> None:  # type: igno
         if kind == "read":
             with engine.connect() as conn:
                 cached = cache.balance(conn, catalog, "c", arg, when)
-                # Later instants of the same writes: from the entry, open streams moved by time alone
-                # (past the idle timeout too), as a fresh computation moves them.
+                # Later instants of the same writes: from the entry, open streams moved by
+                # time alone (past the idle timeout too), as a fresh computation moves them.
                 later = [
                     cache.balance(conn, catalog, "c", arg, when + timedelta(minutes=k))
                     for k in (7, 31)
@@ -191,7 +191,8 @@ def test_a_balance_with_open_streams_moves_with_time_from_its_entry(
     engine: Engine, ops, first, later
 ) -> None:  # type: ignore[no-untyped-def]
     """Read after the last event, then later with nothing written: every later read is a hit
-    (no recomputation), and equals a fresh computation, idle timeouts and the month's end included."""
+    (no recomputation), and equals a fresh computation, idle timeouts and the month's end
+    included."""
     catalog = _reset(engine)
     cache = BalanceCache()
     when = BASE
