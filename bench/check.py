@@ -1,7 +1,10 @@
-"""Entitlement checks over HTTP: latency at a fixed arrival rate, and throughput against a trivial endpoint.
+"""Entitlement checks over HTTP: latency at a fixed arrival rate, and throughput against a
+trivial endpoint.
 
     .venv/bin/python bench/check.py [--db sqlite|postgresql] [--open-loop 1000] [--seconds 10]
-    .venv/bin/python bench/check.py --database URL [--now 2026-11-20T15:00:00Z]   # e.g. a feed.py --keep database
+    .venv/bin/python bench/check.py --database URL [--now 2026-11-20T15:00:00Z]
+
+(URL: any database, e.g. one that feed.py --keep left behind.)
 
 One real server process (bench/ingest.py's launcher). By default it serves a fresh
 database with the demo catalog and a month of usage for a pooled-media organization
@@ -295,7 +298,7 @@ def alternating(
     whose load drifts (other processes) then weighs on both alike, and the ratio holds."""
     runs = [Run() for _ in kinds]
     for _ in range(max(1, round(seconds))):
-        for run, requests in zip(runs, kinds):
+        for run, requests in zip(runs, kinds, strict=True):
             part = closed_loop(port, requests, clients, 1.0)
             run.seconds += part.seconds
             run.latencies += part.latencies
@@ -467,19 +470,20 @@ def report(
     where = args.database or f"a fresh {args.db} database with a month of demo usage"
     clock = f"clock pinned at {args.now.isoformat()}" if args.now else "real clock"
     print(
-        f"\nquotameter check: 1 server process on {where} ({clock}); {n_targets} customer/feature checks, "
-        f"amounts {', '.join(map(str, AMOUNTS))}; 2 CPUs shared by client and server\n"
+        f"\nquotameter check: 1 server process on {where} ({clock}); {n_targets} customer/feature "
+        f"checks, amounts {', '.join(map(str, AMOUNTS))}; 2 CPUs shared by client and server\n"
     )
     if loops:
         print(
-            f"open loop, {args.open_loop:,.0f} req/s scheduled for {args.seconds:.0f} s each (asyncio raw-socket "
-            "client); latency from the scheduled send:"
+            f"open loop, {args.open_loop:,.0f} req/s scheduled for {args.seconds:.0f} s each "
+            "(asyncio raw-socket client); latency from the scheduled send:"
         )
         print(
-            f"  {'endpoint':14} {'sent/s':>8} {'answered/s':>10} {'errors':>6} {'p50 ms':>8} {'p90 ms':>8} "
+            f"  {'endpoint':14} {'sent/s':>8} {'answered/s':>10} {'errors':>6} {'p50 ms':>8} "
+            f"{'p90 ms':>8} "
             f"{'p99 ms':>8} {'max ms':>8} {'late p99':>8} {'client CPU':>10}"
         )
-        for name, run in zip(("check", "GET /healthz"), loops):
+        for name, run in zip(("check", "GET /healthz"), loops, strict=True):
             print(
                 f"  {name:14} {run.sent_rate:8,.0f} {run.rate:10,.0f} {len(run.errors):6} "
                 + " ".join(f"{pct(run.latencies, p):8.2f}" for p in (50, 90, 99, 100))
@@ -492,11 +496,12 @@ def report(
     client = "wrk, 2 threads" if args.client == "wrk" else "asyncio raw-socket client"
     print(f"\nclosed loop, {args.clients} connections, {args.seconds:.0f} s each ({client}):")
     print(f"  {'endpoint':22} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8}")
-    for name, run in zip(("check", "GET /healthz"), tput):
+    for name, run in zip(("check", "GET /healthz"), tput, strict=True):
         print(f"  {name:22} {run.rate:8,.0f} {run.ms(50):8.2f} {run.ms(99):8.2f}")
     ratio = tput[0].rate / tput[1].rate
     print(
-        f"one client: check p50 {pct(single[0].latencies, 50):.2f} ms ({single[0].rate:,.0f} req/s), "
+        f"one client: check p50 {pct(single[0].latencies, 50):.2f} ms ({single[0].rate:,.0f} "
+        "req/s), "
         f"/healthz p50 {pct(single[1].latencies, 50):.2f} ms ({single[1].rate:,.0f} req/s)"
     )
     print("\ntargets:")
@@ -509,7 +514,8 @@ def report(
             f"(p99 {p99:.2f} ms, answered {loop_run.rate:,.0f} req/s)"
         )
     print(
-        f"  sustained check >= {TARGET_RATIO} x /healthz: {verdict(ratio >= TARGET_RATIO)} ({ratio:.2f})"
+        f"  sustained check >= {TARGET_RATIO} x /healthz: {verdict(ratio >= TARGET_RATIO)} "
+        f"({ratio:.2f})"
     )
     errors = [e for run in (*loops, *tput, *single) for e in run.errors]
     if errors:

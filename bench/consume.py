@@ -91,8 +91,8 @@ def run(kind: str, amount: int, repeat: int) -> None:
     best_one, best_many = min(one), min(many)
     print(
         f"{kind:<10} consume of {amount:,}: {best_many * 1000:9.1f} ms   "
-        f"consume of 1 (baseline): {best_one * 1000:7.1f} ms   ratio {best_many / best_one:8.1f}x   "
-        f"(fastest of {repeat})"
+        f"consume of 1 (baseline): {best_one * 1000:7.1f} ms   ratio {best_many / best_one:8.1f}x "
+        f"  (fastest of {repeat})"
     )
 
 

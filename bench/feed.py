@@ -393,7 +393,7 @@ def make_feed(
                     orjson.dumps(ev["data"]).decode(),
                     end,
                 )
-                for ev, (t, *_) in zip(chunk, live.events[b0 : b0 + batch])
+                for ev, (t, *_) in zip(chunk, live.events[b0 : b0 + batch], strict=True)
             ]
         )
         sizes.append(len(chunk))
@@ -600,15 +600,19 @@ def report(
             types[ev["type"]] = types.get(ev["type"], 0) + 1
     print()
     print(
-        f"quotameter live feed: {feed.work.n:,} events over the 3 h before {rfc3339(feed.now)} ({args.feed}), "
-        f"{len(feed.orgs):,} organizations ({', '.join(f'{p} {k}' for p, k in policies.items() if k)})"
+        f"quotameter live feed: {feed.work.n:,} events over the 3 h before {rfc3339(feed.now)} "
+        f"({args.feed}), "
+        f"{len(feed.orgs):,} organizations "
+        f"({', '.join(f'{p} {k}' for p, k in policies.items() if k)})"
     )
     print(
-        f"events: {', '.join(f'{t} {k:,}' for t, k in sorted(types.items()))}; batches of {args.batch}, "
+        f"events: {', '.join(f'{t} {k:,}' for t, k in sorted(types.items()))}; batches of "
+        f"{args.batch}, "
         f"{args.clients} producers in time order; allowances: {allowances(feed, policies)}"
     )
     print(
-        f"server: 1 uvicorn process (loop={opts['loop']}, http={opts['http']}), clock follows the feed, scheduler on; "
+        f"server: 1 uvicorn process (loop={opts['loop']}, http={opts['http']}), clock follows the "
+        "feed, scheduler on; "
         f"{os.cpu_count()} CPUs shared; load average before: {' '.join(f'{x:.2f}' for x in load)}"
     )
     print()
@@ -647,19 +651,23 @@ def report(
     for row in (head, *lines):
         print(
             "  ".join(
-                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
             )
         )
     print()
     for o in outcomes:
         print(
-            f"{o.database} history {o.history:,}: HTTP {o.http_seconds:.1f} s wall, server CPU {o.server_cpu:.1f} s "
-            f"({o.server_cpu / o.n * 1e6:,.0f} us/event), client CPU {o.client_cpu:.1f} s; raw {o.raw_seconds:.2f} s "
+            f"{o.database} history {o.history:,}: HTTP {o.http_seconds:.1f} s wall, server CPU "
+            f"{o.server_cpu:.1f} s "
+            f"({o.server_cpu / o.n * 1e6:,.0f} us/event), client CPU {o.client_cpu:.1f} s; raw "
+            f"{o.raw_seconds:.2f} s "
             f"via {o.raw_method}; history stored in {o.history_seconds:.1f} s (untimed), "
             f"{o.notices_before} notices before the feed"
         )
         print(
-            f"  notices during the feed: {', '.join(f'{t} {k}' for t, k in sorted(o.notices.items())) or 'none'}"
+            "  notices during the feed: "
+            f"{', '.join(f'{t} {k}' for t, k in sorted(o.notices.items())) or 'none'}"
         )
         if o.kept:
             print(f"  database kept: {o.kept}")
@@ -671,7 +679,8 @@ def report(
             a, b = runs[0], runs[-1]
             print(
                 f"{db}: per-event cost with history {b.history:,} / with {a.history:,}: "
-                f"{b.http_seconds / a.http_seconds:.2f} (wall), {b.server_cpu / a.server_cpu:.2f} (server CPU)"
+                f"{b.http_seconds / a.http_seconds:.2f} (wall), {b.server_cpu / a.server_cpu:.2f} "
+                "(server CPU)"
             )
     for o in outcomes:
         for p in o.problems[:12]:
@@ -749,7 +758,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="quotameter-feed-") as tmp:
         for history in histories:
             print(
-                f"generating {args.events:,} events (+{history:,} history) for {args.orgs:,} organizations …",
+                f"generating {args.events:,} events (+{history:,} history) for {args.orgs:,} "
+                "organizations …",
                 file=sys.stderr,
                 flush=True,
             )

@@ -1,6 +1,7 @@
 """Ingest throughput: count events over HTTP against a raw insert of the same rows.
 
-    .venv/bin/python bench/ingest.py [--db sqlite|postgresql|both] [--events N] [--batch B] [--clients C]
+    .venv/bin/python bench/ingest.py [--db sqlite|postgresql|both] [--events N] [--batch B]
+        [--clients C]
 
 For each database, one run first inserts the rows of N `session.created` CloudEvents
 straight into a fresh database of that kind, with quotameter's schema, through the same
@@ -219,7 +220,8 @@ def raw_insert(kind: str, url: str, work: Workload, pg_method: str) -> tuple[flo
                 with conn.cursor() as cur:
                     cur.executemany(sql, rows)
                 conn.commit()
-            how = f"psycopg executemany INSERT{' (pipeline mode)' if psycopg.Pipeline.is_supported() else ''}"
+            pipeline = " (pipeline mode)" if psycopg.Pipeline.is_supported() else ""
+            how = f"psycopg executemany INSERT{pipeline}"
         return time.perf_counter() - t0, f"{how}, psycopg {psycopg.__version__}"
     finally:
         raw.close()
@@ -463,7 +465,7 @@ def post_all(
 
 def check_answers(result: PostResult, sizes: Sequence[int]) -> list[str]:
     problems = []
-    for i, (answer, size) in enumerate(zip(result.answers, sizes)):
+    for i, (answer, size) in enumerate(zip(result.answers, sizes, strict=True)):
         if answer is None or isinstance(answer, str):
             problems.append(f"batch {i}: {answer or 'no answer'}")
             continue
@@ -475,14 +477,17 @@ def check_answers(result: PostResult, sizes: Sequence[int]) -> list[str]:
         if got.get("accepted") != size or got.get("duplicates") != 0 or got.get("rejected"):
             rejected = got.get("rejected") or []
             problems.append(
-                f"batch {i}: accepted {got.get('accepted')} of {size}, duplicates {got.get('duplicates')}, "
-                f"{len(rejected)} rejected{' (first: ' + str(rejected[0]) + ')' if rejected else ''}"
+                f"batch {i}: accepted {got.get('accepted')} of {size}, duplicates "
+                f"{got.get('duplicates')}, "
+                f"{len(rejected)} "
+                f"rejected{' (first: ' + str(rejected[0]) + ')' if rejected else ''}"
             )
     return problems
 
 
 def counted_sessions(base: str, work: Workload) -> int:
-    """The balance endpoint's usage summed over customers and over every period the window touches."""
+    """The balance endpoint's usage summed over customers and over every period the window
+    touches."""
     total = 0
     with httpx.Client(base_url=base, timeout=60, headers=AUTH) as client:
         for customer in CUSTOMERS:
@@ -603,7 +608,8 @@ def measure_http(
             counted = counted_sessions(server.base, work)
             if counted != work.n:
                 problems.append(
-                    f"HTTP: the balances of {', '.join(CUSTOMERS)} sum to {counted}, expected {work.n}"
+                    f"HTTP: the balances of {', '.join(CUSTOMERS)} sum to {counted}, expected "
+                    f"{work.n}"
                 )
             out.http_runs.append((posted.seconds, server_cpu, posted.client_cpu))
         except Exception as err:
@@ -657,11 +663,13 @@ def report(
     opts = _server_options()
     print()
     print(
-        f"quotameter ingest: {work.n:,} distinct {EVENT_TYPE} events (count meter), {len(CUSTOMERS)} customers, "
+        f"quotameter ingest: {work.n:,} distinct {EVENT_TYPE} events (count meter), "
+        f"{len(CUSTOMERS)} customers, "
         f"times over {WINDOW.days} days, sent in {args.order} order"
     )
     print(
-        f"server: 1 uvicorn process (loop={opts['loop']}, http={opts['http']}); client: {args.clients} threads, "
+        f"server: 1 uvicorn process (loop={opts['loop']}, http={opts['http']}); client: "
+        f"{args.clients} threads, "
         f"http.client keep-alive, bodies pre-serialized; {os.cpu_count()} CPUs shared by both"
     )
     print(
@@ -700,7 +708,8 @@ def report(
     for row in (head, *lines):
         print(
             "  ".join(
-                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
             )
         )
     print()
@@ -758,7 +767,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--pg-raw",
         choices=("executemany", "copy"),
         default="executemany",
-        help="how the PostgreSQL baseline inserts (default executemany, the server's statement form)",
+        help=(
+            "how the PostgreSQL baseline inserts (default executemany, the server's statement form)"
+        ),
     )
     parser.add_argument(
         "--repeat",

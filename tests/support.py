@@ -46,7 +46,8 @@ def fresh_catalog(engine: Any, catalog: dict[str, Any]) -> None:
 
 
 def ingest_batches(engine: Any, loaded: Any, batches: Sequence[list[dict[str, Any]]]) -> None:
-    """Ingest each batch in its own transaction (received at 0); none of their events may be refused."""
+    """Ingest each batch in its own transaction (received at 0); none of their events may be
+    refused."""
     from quotameter.store.engine import unit_of_work
     from quotameter.usecases.record import ingest
 

@@ -7,8 +7,7 @@ import random
 import sys
 from pathlib import Path
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-sys.path.insert(0, str(BENCH))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 import feed
 from quotameter.meters.spans import Span, usage_us

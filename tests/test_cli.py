@@ -1,4 +1,5 @@
-"""The `quotameter` command against a real SQLite file: apply, ingest, balance, keys, usage, invoices."""
+"""The `quotameter` command against a real SQLite file: apply, ingest, balance, keys, usage,
+invoices."""
 
 from __future__ import annotations
 
@@ -172,7 +173,8 @@ def test_invoices_table_json_csv_and_finalize_due(db: str, tmp_path: Path) -> No
     assert orjson.loads(out.output)["total"] == "399.00"
     out = runner.invoke(app, ["invoices", "studio", *when, "--format", "csv"])
     assert out.output.splitlines()[-1].endswith(",total,total,,,,399.00")
-    # the run's clock is 1 April: February's cycle and its grace day are over, so --finalize-due freezes it
+    # the run's clock is 1 April: February's cycle and its grace day are over, so
+    # --finalize-due freezes it
     out = runner.invoke(app, ["invoices", "studio", *when, "--format", "json", "--finalize-due"])
     assert out.exit_code == 0 and orjson.loads(out.output.splitlines()[-1])["status"] == "finalized"
     assert (

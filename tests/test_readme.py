@@ -46,7 +46,8 @@ def test_the_demo_table_in_the_readme_is_what_its_pinned_run_prints(tmp_path: Pa
         r"`quotameter demo --now (\S+) --no-serve`[^`]*```\n(.*?)```", section.group(1), re.S
     )
     assert sample, (
-        "README: the demo's sample table does not follow the `quotameter demo --now … --no-serve` it is from"
+        "README: the demo's sample table does not follow the `quotameter demo --now … --no-serve` "
+        "it is from"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("QUOTAMETER_")}
     env["COLUMNS"] = "240"  # a terminal wide enough for one line per organization

@@ -307,8 +307,8 @@ def test_a_catalog_that_leaves_out_customers_with_records_is_refused_naming_each
     r = client.put("/v1/catalog", json={})
     assert r.status_code == 409, r.text
     assert r.json() == {
-        "error": "customers: the catalog leaves out 4 customer(s) with recorded data; apply it with prune to drop "
-        "them (their records are kept)",
+        "error": "customers: the catalog leaves out 4 customer(s) with recorded data; "
+        "apply it with prune to drop them (their records are kept)",
         "errors": [
             "customers.acme: has 1 invoice, 1 grant, 1 notice",
             "customers.callco: has 2 events, 1 invoice",

@@ -35,7 +35,8 @@ BINARY = {
 }
 ACCEPTED = (
     "application/json, application/cloudevents+json or application/cloudevents-batch+json (UTF-8), "
-    "or CloudEvents binary mode: ce-* headers with JSON data (application/json or an application/*+json type)"
+    "or CloudEvents binary mode: ce-* headers with JSON data (application/json or an "
+    "application/*+json type)"
 )
 
 
@@ -232,7 +233,8 @@ def test_events_built_with_the_cloudevents_sdk_are_recorded_in_every_mode(
             "rejected": [],
         }
         assert send(to_structured_event(sdk_event("sdk-2", plan="paid")))["accepted"] == 1
-        # The SDK has no batch format: the batch is a JSON array of structured events (HTTP binding, 3.3).
+        # The SDK has no batch format: the batch is a JSON array of structured events
+        # (HTTP binding, 3.3).
         batch = (
             b"[" + b",".join(JSONFormat().write(sdk_event(f"sdk-{i}")) for i in (3, 4, 1)) + b"]"
         )

@@ -342,7 +342,8 @@ def test_the_same_id_with_another_amount_is_a_conflict_naming_the_first(client, 
         409,
         {
             "error": (
-                "id: 'order-7' already recorded a consumption of 2 of 'calls' for customer 'c' (asked: 5); "
+                "id: 'order-7' already recorded a consumption of 2 of 'calls' for customer 'c' "
+                "(asked: 5); "
                 "a repeat must ask the same amount, another consumption needs another id"
             )
         },
@@ -380,7 +381,8 @@ def test_a_consume_in_an_invoiced_period_is_a_conflict_naming_at(client, clock) 
         409,
         {
             "error": (
-                "at: the period 2026-03-01T00:00:00Z … 2026-04-01T00:00:00Z of customer 'c' is invoiced (finalized); "
+                "at: the period 2026-03-01T00:00:00Z … 2026-04-01T00:00:00Z of customer 'c' is "
+                "invoiced (finalized); "
                 "a change effective there can no longer be recorded"
             )
         },
@@ -420,7 +422,8 @@ def test_consume_evaluates_waiting_usage_now_not_at_its_own_instant(client) -> N
 
 
 def test_consumes_recorded_one_event_per_unit_keep_counting_and_answering(client, clock) -> None:  # type: ignore[no-untyped-def]
-    """Databases written before one event per consumption hold `{id}`, `{id}#2`, … stored together."""
+    """Databases written before one event per consumption hold `{id}`, `{id}#2`, … stored
+    together."""
     client.put("/v1/catalog", json=CATALOG)
     svc = client.app.state.services
 
@@ -458,7 +461,8 @@ def test_consumes_recorded_one_event_per_unit_keep_counting_and_answering(client
     assert (r.status_code, r.json()["error"]) == (
         409,
         (
-            "id: 'order-7#2' is taken by unit 2 of the consumption 'order-7' of 'calls' for customer 'c', "
+            "id: 'order-7#2' is taken by unit 2 of the consumption 'order-7' of 'calls' for "
+            "customer 'c', "
             "recorded one event per unit; another consumption needs another id"
         ),
     )

@@ -57,7 +57,7 @@ def test_a_bad_event_is_reported_by_index_and_the_good_ones_are_kept(api) -> Non
 
 def test_a_repeat_is_a_duplicate_counted_once(api) -> None:  # type: ignore[no-untyped-def]
     batch = [event("session.created", "docs", WHEN) for _ in range(4)]
-    first = api.post("/v1/events", json=batch + [batch[0]]).json()
+    first = api.post("/v1/events", json=[*batch, batch[0]]).json()
     assert (first["accepted"], first["duplicates"]) == (4, 1)
     again = api.post("/v1/events", json=batch).json()
     assert (again["accepted"], again["duplicates"], again["rejected"]) == (0, 4, [])
@@ -347,7 +347,8 @@ def test_data_nested_too_deep_is_refused_by_index_and_the_batch_kept(api) -> Non
         )
         return envelope.replace(b'"DATA"', nested(depth))
 
-    # 1,022 levels of data is as deep as a batch body may nest at all (1,024 with the array and the event).
+    # 1,022 levels of data is as deep as a batch body may nest at all (1,024 with the array
+    # and the event).
     batch = [
         orjson.dumps(event("session.created", "docs", WHEN)),
         deep(254),
@@ -368,7 +369,8 @@ def test_data_nested_too_deep_is_refused_by_index_and_the_batch_kept(api) -> Non
         "rejected": [
             {
                 "index": i,
-                "error": f"data: nested {depth} levels deep, at most 254 (objects and arrays, data itself the first)",
+                "error": f"data: nested {depth} levels deep, at most 254 "
+                "(objects and arrays, data itself the first)",
             }
             for i, depth in ((2, 255), (3, 1022), (4, 600))
         ],

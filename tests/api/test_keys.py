@@ -67,7 +67,8 @@ def calls(customer: str) -> list[tuple[str, str, str, Any]]:
         ),
         ("grants.get", "GET", f"/v1/customers/{customer}/grants", None),
         ("notifications", "GET", f"/v1/customers/{customer}/notifications", None),
-        # max_seconds=0: the stream sends what is waiting and ends, so that a test client can read it whole.
+        # max_seconds=0: the stream sends what is waiting and ends, so that a test client
+        # can read it whole.
         (
             "notifications.stream",
             "GET",

@@ -70,7 +70,8 @@ def test_a_body_is_cut_off_as_soon_as_it_passes_the_limit_on_every_route_that_ta
     for method, path in operations(small):
         if method not in WRITES:
             continue
-        # Chunked, so no length is announced: 600 bytes, then 600 more, then more that is never asked for.
+        # Chunked, so no length is announced: 600 bytes, then 600 more, then more that is
+        # never asked for.
         got = asgi_call(
             small,
             method.upper(),

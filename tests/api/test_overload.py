@@ -255,7 +255,8 @@ def test_a_consume_of_half_a_million_units_of_a_limited_count_meter_is_one_row(
 
 
 def test_catalogs_applied_at_once_each_get_their_version(db_url: str, clock: Any) -> None:
-    """Each numbers its version after the last; at once, two used to take the same (a 500 on PostgreSQL)."""
+    """Each numbers its version after the last; at once, two used to take the same (a 500 on
+    PostgreSQL)."""
     with serving(db_url, clock, HELD) as client:  # patient enough never to be refused here
         _apply_at_once(client)
 

@@ -1,4 +1,5 @@
-"""Plan changes that take a feature away, or make it unlimited, while something still refers to it."""
+"""Plan changes that take a feature away, or make it unlimited, while something still refers
+to it."""
 
 from __future__ import annotations
 

@@ -172,7 +172,8 @@ def test_open_stream_accrues_to_the_instant_asked_about(api, clock) -> None:  # 
 
 
 def test_span_across_month_end_is_split_and_each_part_rounded(api) -> None:  # type: ignore[no-untyped-def]
-    # 23:59:30 → 00:00:45: 30 s in March (1 minute) and 45 s in April (1 minute), not 2 minutes together
+    # 23:59:30 → 00:00:45: 30 s in March (1 minute) and 45 s in April (1 minute), not 2
+    # minutes together
     start, end = at("2026-03-31T23:59:30Z"), at("2026-04-01T00:00:45Z")
     post(api, stream("media.activity", "acme", start, end, user="u1", stream="u1/mic", kind="mic"))
     assert usage(api, "acme", "media", at("2026-03-31T23:59:59Z")) == 1
@@ -205,7 +206,7 @@ def test_managed_media_is_billed_on_the_maximum_of_the_cycle(api) -> None:  # ty
 def test_coediting_sessions_are_counted_per_calendar_month(api) -> None:  # type: ignore[no-untyped-def]
     post(
         api,
-        [event("session.created", "docs", at("2026-03-0%dT10:00:00Z" % d)) for d in range(1, 6)],
+        [event("session.created", "docs", at(f"2026-03-0{d}T10:00:00Z")) for d in range(1, 6)],
     )
     post(api, [event("session.created", "docs", at("2026-04-01T00:00:00Z"))])
     assert usage(api, "docs", "sessions", at("2026-03-31T23:59:59Z")) == 5

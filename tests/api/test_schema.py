@@ -99,7 +99,8 @@ def flatmap_path_parameters(_context: Any, path_parameters: dict[str, Any] | Non
 
 @schema.hook
 def flatmap_case(_context: Any, case: Any) -> Any:
-    """About half the time, a body names a real plan, customer, and feature of the path's customer."""
+    """About half the time, a body names a real plan, customer, and feature of the path's
+    customer."""
     if not isinstance(case.body, dict) or not {"plan", "customer", "feature"} & case.body.keys():
         return st.just(case)
     own = dict(OWN_FEATURES).get((case.path_parameters or {}).get("customer"))
@@ -156,7 +157,8 @@ def test_the_document_declares_one_error_shape(tmp_path: Path) -> None:
 def test_a_server_error_is_logged_with_its_trace_and_answered_without_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # tests/api/test_events.py checks the answer to a failing write; this is a failing read, and the log.
+    # tests/api/test_events.py checks the answer to a failing write; this is a failing read,
+    # and the log.
     from quotameter.api import entitlements as api
 
     def boom(*_args: Any) -> None:

@@ -87,7 +87,8 @@ def two_users_two_days(client) -> None:  # type: ignore[no-untyped-def]
     post(
         client,
         [
-            # 2 March: ana's mic and camera overlap: 09:00:00–09:20:10 merged = 21 minutes; a 20 s screen share = 1.
+            # 2 March: ana's mic and camera overlap: 09:00:00–09:20:10 merged = 21
+            # minutes; a 20 s screen share = 1.
             *media(
                 "ana@acme.example",
                 "mic",
@@ -116,7 +117,8 @@ def two_users_two_days(client) -> None:  # type: ignore[no-untyped-def]
             *media(
                 "bob@acme.example", "speaker", D2 + timedelta(hours=10), D2 + timedelta(hours=12)
             ),
-            # 3 March: ana 30 minutes; bob's mic hands over to his camera without a gap: one 3-minute span.
+            # 3 March: ana 30 minutes; bob's mic hands over to his camera without a
+            # gap: one 3-minute span.
             *media(
                 "ana@acme.example",
                 "camera",
@@ -373,7 +375,8 @@ def test_streaming_minutes_per_participant_stream(api) -> None:  # type: ignore[
 
 
 def test_spans_sent_whole_and_late_count_where_they_lie(api, clock) -> None:  # type: ignore[no-untyped-def]
-    # A span sent as one event (sent later, stamped now) counts on the day it covers, like in the balance.
+    # A span sent as one event (sent later, stamped now) counts on the day it covers, like in
+    # the balance.
     post(
         api,
         [
@@ -510,7 +513,8 @@ def test_a_customer_key_reads_its_own_usage_only(api) -> None:  # type: ignore[n
             "acme",
             {"feature": "media", "from": "2026-03-11T00:00:00Z"},
             422,
-            "from: 2026-03-11T00:00:00Z is after now (2026-03-10T12:00:00Z); usage is known up to now",
+            "from: 2026-03-11T00:00:00Z is after now (2026-03-10T12:00:00Z); usage is known up to "
+            "now",
         ),
         (
             "acme",
@@ -534,7 +538,8 @@ def test_a_customer_key_reads_its_own_usage_only(api) -> None:  # type: ignore[n
             "acme",
             {"feature": "media", "window": "hour", "from": "2025-12-01T00:00:00Z"},
             422,
-            "window: hour windows from 2025-12-01T00:00:00Z to 2026-03-10T12:00:00Z are more than 2232 (93 days of hours); "
+            "window: hour windows from 2025-12-01T00:00:00Z to 2026-03-10T12:00:00Z are more than "
+            "2232 (93 days of hours); "
             "narrow from/to or use a longer window",
         ),
         ("acme", {}, 422, "feature: required, a feature of plan 'basic' (it has: media)"),
@@ -548,21 +553,24 @@ def test_a_customer_key_reads_its_own_usage_only(api) -> None:  # type: ignore[n
             "acme",
             {"feature": "media", "group_by": "kind"},
             422,
-            "group_by: meter 'media_minutes' merges the spans of each 'user' before rounding, so its usage is grouped "
+            "group_by: meter 'media_minutes' merges the spans of each 'user' before rounding, so "
+            "its usage is grouped "
             "by 'user' only (got 'kind')",
         ),
         (
             "callco",
             {"feature": "audio_connector", "group_by": "connection"},
             422,
-            "group_by: meter 'streaming_minutes' rounds the spans of each 'stream_id', so its usage is grouped "
+            "group_by: meter 'streaming_minutes' rounds the spans of each 'stream_id', so its "
+            "usage is grouped "
             "by 'stream_id' only (got 'connection')",
         ),
         (
             "studio",
             {"feature": "managed_media", "group_by": "workspace"},
             422,
-            "group_by: meter 'managed_media_hours' is a gauge, one level for the whole customer; it cannot be grouped "
+            "group_by: meter 'managed_media_hours' is a gauge, one level for the whole customer; "
+            "it cannot be grouped "
             "(got 'workspace')",
         ),
         ("nobody", {"feature": "media"}, 404, "customer: unknown customer 'nobody'"),

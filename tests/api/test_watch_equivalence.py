@@ -2,9 +2,10 @@
 
 A random feed of several customers (media streams opened, kept alive, stopped, explicit
 spans, counted events, gauge deltas; some a little late or stamped ahead) is ingested in
-batches, the scheduler ticking after each, then time runs on (at times into a new period). The notices recorded (kind,
-feature, level, instant) must equal those of evaluating every touched customer after every
-batch, the behaviour before watches. Runs on SQLite and PostgreSQL.
+batches, the scheduler ticking after each, then time runs on (at times into a new period).
+The notices recorded (kind, feature, level, instant) must equal those of evaluating every
+touched customer after every batch, the behaviour before watches. Runs on SQLite and
+PostgreSQL.
 """
 
 from __future__ import annotations

@@ -104,7 +104,9 @@ function handle(type, notice) {
   last.textContent = type;
 }
 (async () => {
-  const r = await fetch("/v1/customers/acme/notifications/stream", {headers: {Authorization: "Bearer " + key}});
+  const r = await fetch("/v1/customers/acme/notifications/stream", {
+    headers: {Authorization: "Bearer " + key},
+  });
   const reader = r.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
   for (;;) {

@@ -285,7 +285,8 @@ def test_every_independent_mistake_is_reported_with_its_path() -> None:
     }
 
     assert errors_of(doc) == [
-        "meters.m1.aggregation: must be one of count, sum, max, latest, unique_count, gauge, duration (got 'avg')",
+        "meters.m1.aggregation: must be one of count, sum, max, latest, unique_count, gauge, "
+        "duration (got 'avg')",
         "meters.x.value_property: required for aggregation 'sum'",
         "plans.basic.entitlements.media.meter: unknown meter 'x2'",
         "plans.pro.prices[1].feature: unknown feature 'foo' (plan pro has: managed_media)",
@@ -383,7 +384,8 @@ def test_entitlement_rules() -> None:
         "plans.p.entitlements.extras.notify: needs an allowance",
         "plans.p.entitlements.extras.topup: needs an allowance",
         "plans.p.entitlements.mixed.slack: only allowed with enforcement 'soft' (got 'hard')",
-        "plans.p.entitlements.mixed.overage_limit: only allowed with enforcement 'overage' (got 'hard')",
+        "plans.p.entitlements.mixed.overage_limit: only allowed with enforcement 'overage' (got "
+        "'hard')",
         "plans.p.entitlements.both.allowance: needs exactly one of fixed, per_seat",
     ]
 
@@ -427,7 +429,8 @@ def test_price_errors_point_into_the_price_list() -> None:
 
     assert errors_of(doc) == [
         "plans.p.prices[0].amount: must be >= 0 (got '-1')",
-        "plans.p.prices[1].type: must be one of flat, per_seat, unit, overage, graduated, package (got 'bulk')",
+        "plans.p.prices[1].type: must be one of flat, per_seat, unit, overage, graduated, package "
+        "(got 'bulk')",
         "plans.p.prices[2].tiers[0].up_to: only the last tier may be unbounded",
         "plans.p.prices[3].tiers[1].up_to: must be greater than the previous tier's 5",
         "plans.q.prices[0].feature: feature 'f' has no topup to sell as a package",
@@ -503,7 +506,8 @@ def test_yaml_syntax_error_names_line_and_column() -> None:
 def test_yaml_dates_and_floats_become_dates_and_exact_decimals() -> None:
     doc = load_yaml(
         "meters: {m: {event_type: e, aggregation: count}}\n"
-        "plans: {p: {entitlements: {f: {meter: m, allowance: {fixed: 1}, enforcement: soft, slack: 0.1}}}}\n"
+        "plans: {p: {entitlements: {f: {meter: m, allowance: {fixed: 1}, "
+        "enforcement: soft, slack: 0.1}}}}\n"
         "customers: {c: {plan: p, billing_anchor: 2026-01-31}}\n"
     )
     catalog = validate_catalog(doc)

@@ -123,7 +123,8 @@ def test_volume_tells_the_owner_at_90_percent_once(demo, deliver, clock) -> None
     text = mails[0].part("plain")
     assert "studio has used 23 of 25 hours of managed_media this period" in text
     assert "Use beyond the limit is billed at 20.00 USD per hour." in text
-    # the billing cycle from the 15th, at midnight in New York (04:00 UTC: daylight saving time began on 8 March)
+    # the billing cycle from the 15th, at midnight in New York (04:00 UTC: daylight saving
+    # time began on 8 March)
     assert "the allowance resets on 2026-03-15 00:00 America/New_York" in text
     [notice] = demo.get("/v1/customers/studio/notifications").json()["notifications"]
     assert notice["status"] == "dispatched"

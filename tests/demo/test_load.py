@@ -169,7 +169,7 @@ def test_the_month_is_the_same_for_the_same_seed_and_now() -> None:
 
 def test_every_event_is_in_its_customers_current_period() -> None:
     """Also early in a month, when most organizations have hardly begun theirs."""
-    for now in (NOW, datetime(2026, 4, 1, 2, 0, tzinfo=timezone.utc)):
+    for now in (NOW, datetime(2026, 4, 1, 2, 0, tzinfo=UTC)):
         starts = {}
         for key, spec in CATALOG.customers.items():
             kind = next(iter(CATALOG.plans[spec.plan].entitlements.values())).period
@@ -177,7 +177,7 @@ def test_every_event_is_in_its_customers_current_period() -> None:
                 period_containing(kind, now, tz=spec.timezone, anchor=spec.billing_anchor).start
             )
         planned = month(now)
-        for ev, t in zip(planned.events, planned.times):
+        for ev, t in zip(planned.events, planned.times, strict=True):
             assert starts[ev["subject"]] <= t <= to_us(now), ev
         assert all(starts[op.customer] <= op.at_us <= to_us(now) for op in planned.operations)
         assert all(starts[customer] < at <= to_us(now) for at, customer in planned.checks)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import timedelta
 
 import pytest
@@ -96,10 +97,8 @@ def _reset(engine: Engine) -> catalogs.LoadedCatalog:
 def test_cached_balance_equals_fresh(engine: Engine, ops) -> None:  # type: ignore[no-untyped-def]
     catalog = _reset(engine)
     cache = BalanceCache()
-    n = 0
-    for kind, arg, m in ops:
+    for n, (kind, arg, m) in enumerate(ops, start=1):
         when = BASE + timedelta(minutes=m)
-        n += 1
         with unit_of_work(engine) as conn:
             if kind == "calls":
                 ingest(
@@ -144,7 +143,7 @@ def test_cached_balance_equals_fresh(engine: Engine, ops) -> None:  # type: igno
                     recorded_us=to_us(when),
                 )
             elif kind == "topup":
-                try:
+                with contextlib.suppress(Exception):
                     use_grants.add(
                         conn,
                         catalog,
@@ -152,15 +151,13 @@ def test_cached_balance_equals_fresh(engine: Engine, ops) -> None:  # type: igno
                         when,
                         to_us(when),
                     )
-                except Exception:
-                    pass
             elif kind == "plan":
                 customers.change_plan(conn, catalog, "c", arg, to_us(when), to_us(when))
         if kind == "read":
             with engine.connect() as conn:
                 cached = cache.balance(conn, catalog, "c", arg, when)
-                # Later instants of the same writes: from the entry, open streams moved by time alone
-                # (past the idle timeout too), as a fresh computation moves them.
+                # Later instants of the same writes: from the entry, open streams moved by
+                # time alone (past the idle timeout too), as a fresh computation moves them.
                 later = [
                     cache.balance(conn, catalog, "c", arg, when + timedelta(minutes=k))
                     for k in (7, 31)
@@ -194,7 +191,8 @@ def test_a_balance_with_open_streams_moves_with_time_from_its_entry(
     engine: Engine, ops, first, later
 ) -> None:  # type: ignore[no-untyped-def]
     """Read after the last event, then later with nothing written: every later read is a hit
-    (no recomputation), and equals a fresh computation, idle timeouts and the month's end included."""
+    (no recomputation), and equals a fresh computation, idle timeouts and the month's end
+    included."""
     catalog = _reset(engine)
     cache = BalanceCache()
     when = BASE

@@ -115,9 +115,8 @@ def test_tier_slices_add_up_to_the_usage(
     assert sum(slices, D(0)) == usage
     assert all(s >= 0 for s in slices)
     below = D(0)
-    for tier, qty in zip(
-        ladder[:-1], slices[:-1]
-    ):  # every tier but the last holds at most its width
+    # Every tier but the last holds at most its width.
+    for tier, qty in zip(ladder[:-1], slices[:-1], strict=True):
         assert qty <= tier.up_to - below  # type: ignore[operator]
         below = tier.up_to  # type: ignore[assignment]
 

@@ -113,7 +113,8 @@ def other_event(draw: st.DrawFn, customer: str) -> dict[str, Any]:
 
 @st.composite
 def toggle(draw: st.DrawFn, customer: str) -> list[dict[str, Any]]:
-    """One stream switched on, maybe kept alive, maybe switched off: overlapping its member's others."""
+    """One stream switched on, maybe kept alive, maybe switched off: overlapping its member's
+    others."""
     user = draw(st.sampled_from(["u1", "u2"]))
     stream = f"{user}/{draw(st.sampled_from(['mic', 'cam', 'screen']))}/{draw(st.integers(0, 1))}"
     m, length = draw(minute), draw(st.integers(0, 60))

@@ -137,7 +137,9 @@ def scenario(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[list[dict[str,
     repeats = draw(st.lists(st.sampled_from(events), max_size=10))
     arrival = draw(st.permutations(events + repeats))
     cuts = sorted(draw(st.lists(st.integers(0, len(arrival)), max_size=5)))
-    batches = [arrival[a:b] for a, b in zip([0, *cuts], [*cuts, len(arrival)]) if b > a]
+    batches = [
+        arrival[a:b] for a, b in zip([0, *cuts], [*cuts, len(arrival)], strict=True) if b > a
+    ]
     return events, batches
 
 
@@ -249,7 +251,9 @@ def consume_scenario(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[list[d
     repeats = draw(st.lists(st.sampled_from(events), max_size=8))
     arrival = draw(st.permutations(events + repeats))
     cuts = sorted(draw(st.lists(st.integers(0, len(arrival)), max_size=4)))
-    return events, [arrival[a:b] for a, b in zip([0, *cuts], [*cuts, len(arrival)]) if b > a]
+    return events, [
+        arrival[a:b] for a, b in zip([0, *cuts], [*cuts, len(arrival)], strict=True) if b > a
+    ]
 
 
 def _counted(events: list[dict[str, Any]], cust: str, lo: int, hi: int) -> int:

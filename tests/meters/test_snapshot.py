@@ -40,7 +40,9 @@ def media_scenario(draw: st.DrawFn) -> tuple[list, list]:
         ev.update(specversion="1.0", id=f"e{i}", source="s", subject="c1")
     arrival = draw(st.permutations(events))
     cuts = sorted(draw(st.lists(st.integers(0, len(arrival)), max_size=4)))
-    return events, [arrival[a:b] for a, b in zip([0, *cuts], [*cuts, len(arrival)]) if b > a]
+    return events, [
+        arrival[a:b] for a, b in zip([0, *cuts], [*cuts, len(arrival)], strict=True) if b > a
+    ]
 
 
 DURATIONS = [name for name, spec in SPEC.meters.items() if spec.aggregation == "duration"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 from datetime import UTC, date, datetime, timedelta, timezone
+from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -339,7 +340,7 @@ def test_every_cycle_start_through_midnight_dst_changes(tz: str) -> None:
         periods = periods_between(
             "billing_cycle", utc(2000, 1, 1), utc(2030, 1, 1), tz=tz, anchor=anchor
         )
-        for earlier, later in zip(periods, periods[1:]):
+        for earlier, later in pairwise(periods):
             assert earlier.end == later.start
         for period in periods:
             assert_starts_at_local_midnight(period, anchor_day, zone)
@@ -377,5 +378,5 @@ def test_periods_between_covers_the_range_contiguously(
         return
     assert periods[0].contains(start)
     assert periods[-1].contains(end - MICROSECOND)
-    assert all(earlier.end == later.start for earlier, later in zip(periods, periods[1:]))
+    assert all(earlier.end == later.start for earlier, later in pairwise(periods))
     assert periods == [period_containing(kind, p.start, tz=tz, anchor=anchor) for p in periods]

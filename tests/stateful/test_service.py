@@ -834,7 +834,8 @@ class ServiceMachine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def read_usage(self, data: st.DataObject) -> None:
-        """The usage report of a feature over its current period: its total is the balance's usage."""
+        """The usage report of a feature over its current period: its total is the balance's
+        usage."""
         customer = data.draw(st.sampled_from(CUSTOMERS), label="customer")
         _, plan = self.model.plan_at(customer, to_us(self.now))
         feature = data.draw(st.sampled_from(sorted(plan.entitlements)), label="feature")
@@ -932,7 +933,8 @@ class ServiceMachine(RuleBasedStateMachine):
         stored = [(r.source, r.event_id) for r in rows]
         assert len(stored) == len(set(stored)) and set(stored) == set(self.model.events), (
             f"stored {len(stored)} events; acknowledged {len(self.model.events)}; "
-            f"missing {set(self.model.events) - set(stored)}; extra {set(stored) - set(self.model.events)}"
+            f"missing {set(self.model.events) - set(stored)}; extra "
+            f"{set(stored) - set(self.model.events)}"
         )
 
     def _check_notices(self, customer: str) -> None:

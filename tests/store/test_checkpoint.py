@@ -1,4 +1,5 @@
-"""SQLite: serve copies the write-ahead log back on a thread of its own, not in a writer's commit."""
+"""SQLite: serve copies the write-ahead log back on a thread of its own, not in a writer's
+commit."""
 
 from __future__ import annotations
 
