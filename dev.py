@@ -4,7 +4,8 @@
 Creates .venv next to this file on first use, installs the package into it (with the test
 tools for `test`, and Debian's Chromium for the browser tests where it may), and runs the
 command: `demo` and `serve` in the current directory (where their SQLite file goes), `test`
-in the repository. Safe to run again: installing is skipped when up to date.
+in the repository, after the gates (ruff check, ruff format --check, mypy, lint-imports).
+Safe to run again: installing is skipped when up to date.
 """
 
 from __future__ import annotations
@@ -62,6 +63,26 @@ def _chromium() -> None:
             return
 
 
+# The checks of the house, run before the tests: lint, format, types, and the import layering
+# (api -> use cases -> domains -> store, no circle; the contracts are in pyproject.toml).
+GATES = (
+    ("ruff", "check", "."),
+    ("ruff", "format", "--check", "."),
+    ("mypy",),
+    ("lint-imports",),
+)
+
+
+def _gates() -> int:
+    for gate in GATES:
+        print(f"dev.py: {' '.join(gate)}", flush=True)
+        code = subprocess.call([str(BIN / gate[0]), *gate[1:]], cwd=ROOT)
+        if code:
+            print(f"dev.py: `{' '.join(gate)}` failed; fix it before the tests run", flush=True)
+            return code
+    return 0
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"serve", "test", "demo"}:
         print(__doc__)
@@ -69,6 +90,8 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     if command == "test":
         _install("[test]")
+        if code := _gates():
+            return code
         _chromium()
         return subprocess.call([str(BIN / "python"), "-m", "pytest", *rest], cwd=ROOT)
     _install("")
