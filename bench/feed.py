@@ -45,6 +45,8 @@ import httpx
 import orjson
 from sqlalchemy import create_engine, text
 
+from quotameter.context import Context
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from ingest import (
@@ -448,7 +450,7 @@ def prepare_database(url: str, feed: Feed) -> float:
         @retry_transient
         def store(items: list[dict]) -> None:
             with unit_of_work(engine) as conn:
-                result = store_events(conn, catalogs.current(conn), items, received)
+                result = store_events(Context(conn, catalogs.current(conn)), items, received)
             if result.accepted != len(items) or result.rejected:
                 raise RuntimeError(
                     f"history: {result.accepted} of {len(items)} accepted, "

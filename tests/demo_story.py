@@ -15,6 +15,7 @@ from decimal import Decimal
 from sqlalchemy import Engine, func, select
 
 from quotameter.catalog.service import CatalogCache
+from quotameter.context import Context
 from quotameter.demo.load import SHOWN
 from quotameter.entitlements.service import balance
 from quotameter.meters import repository as meter_state
@@ -39,7 +40,7 @@ STATES = {
 def standings(engine: Engine, at: datetime) -> dict[tuple[str, str], dict[str, object]]:
     with engine.connect() as conn:
         catalog = CatalogCache().current(conn)
-        return {(c, f): balance(conn, catalog, c, f, at).as_dict() for c, f in SHOWN}
+        return {(c, f): balance(Context(conn, catalog), c, f, at).as_dict() for c, f in SHOWN}
 
 
 def recorded(engine: Engine, customer: str) -> list[dict[str, object]]:

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from quotameter.context import Context
+
 _ids = itertools.count(1)
 
 # The admin key every test app and test server is started with (QUOTAMETER_ADMIN_KEY).
@@ -53,7 +55,7 @@ def ingest_batches(engine: Any, loaded: Any, batches: Sequence[list[dict[str, An
 
     for batch in batches:
         with unit_of_work(engine) as conn:
-            assert ingest(conn, loaded, batch, received_us=0).rejected == []
+            assert ingest(Context(conn, loaded), batch, received_us=0).rejected == []
 
 
 def at(text: str) -> datetime:

@@ -21,6 +21,7 @@ from quotameter import logs
 from quotameter.catalog import service as catalog_service
 from quotameter.catalog.model import CatalogInvalid, load_yaml
 from quotameter.catalog.service import CatalogCache, dropped_lines
+from quotameter.context import Context
 from quotameter.demo.load import STORY_DAYS, load_demo, story_clock
 from quotameter.entitlements.service import balance as read_balance
 from quotameter.errors import Invalid, QuotameterError
@@ -284,7 +285,9 @@ def ingest(
     def flush(lines: list[int], items: list[object]) -> None:
         nonlocal accepted, duplicates
         with unit_of_work(engine) as conn:
-            result = store_events(conn, catalogs.current(conn), items, to_us(system_clock()))
+            result = store_events(
+                Context(conn, catalogs.current(conn)), items, to_us(system_clock())
+            )
         accepted += result.accepted
         duplicates += result.duplicates
         rejected.extend((lines[r["index"]], r["error"]) for r in result.rejected)
@@ -416,7 +419,7 @@ def balance(
     with _domain_errors():
         when: datetime = instant(at, "at", system_clock())
         with engine.connect() as conn:
-            b = read_balance(conn, CatalogCache().current(conn), customer, feature, when)
+            b = read_balance(Context(conn, CatalogCache().current(conn)), customer, feature, when)
     console.print(
         f"{b.customer} / {b.feature}: [bold]{b.usage}[/bold] {b.unit} "
         f"in {rfc3339(b.period.start)} … {rfc3339(b.period.end)}",
@@ -454,7 +457,9 @@ def usage(
             instant(end, "to", EPOCH) if end else None,
         )
         with engine.connect() as conn:
-            result = report(conn, CatalogCache().current(conn), customer, query, system_clock())
+            result = report(
+                Context(conn, CatalogCache().current(conn)), customer, query, system_clock()
+            )
     table = Table(
         box=None,
         title=f"{customer} / {feature}: {_number(result.total)} {result.unit} "
@@ -635,7 +640,7 @@ def invoices(
                     highlight=False,
                 )
         with engine.connect() as conn:
-            inv = invoicing.upcoming(conn, catalogs.current(conn), customer, when)
+            inv = invoicing.upcoming(Context(conn, catalogs.current(conn)), customer, when)
     if output == "json":
         console.print(dumps(inv.as_dict()).decode(), highlight=False, markup=False)
     elif output == "csv":

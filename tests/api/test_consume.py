@@ -14,6 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import select, text
 
+from quotameter.context import Context
 from quotameter.invoices.service import finalize_due
 from quotameter.meters import service as meters
 from quotameter.meters.model import CONSUME_SOURCE
@@ -444,8 +445,7 @@ def test_consumes_recorded_one_event_per_unit_keep_counting_and_answering(client
             catalog = svc.catalogs.current(conn)
             assert (
                 store(
-                    conn,
-                    catalog,
+                    Context(conn, catalog),
                     prepare(catalog, units(request_id, amount), to_us(clock()), consume=True),
                 ).accepted
                 == amount
@@ -514,7 +514,7 @@ def test_a_repeat_racing_under_another_meters_lock_is_answered_as_a_duplicate(
     )
     with unit_of_work(svc.engine) as conn:
         req = ConsumeRequest("c", "tasks", "r", Decimal(4), at("2026-03-02T00:00:00Z"))
-        first = use_case(conn, svc.catalogs.current(conn), req, to_us(clock()), clock)
+        first = use_case(Context(conn, svc.catalogs.current(conn)), req, to_us(clock()), clock)
         assert (first.allowed, first.duplicate) == (True, False)
         repeat.start()
         with svc.engine.connect() as watcher:  # until the repeat waits for this transaction

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 
+from quotameter.context import Context
 from quotameter.invoices.service import finalize_due
 from quotameter.store.engine import make_engine, unit_of_work
 from quotameter.timeutil import to_us
@@ -275,7 +276,7 @@ def test_finalization_waits_for_a_writer_in_flight_and_bills_what_it_stored(demo
     )
     try:
         with unit_of_work(writer) as conn:
-            result = ingest(conn, svc.catalogs.current(conn), late, to_us(APRIL_2))
+            result = ingest(Context(conn, svc.catalogs.current(conn)), late, to_us(APRIL_2))
             assert result.accepted == 2
             finalizing.start()
             finalizing.join(timeout=1.0)

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, select
 
 from quotameter.catalog import service as catalogs
+from quotameter.context import Context
 from quotameter.notifications import scheduler
 from quotameter.notifications import watch as watching
 from quotameter.store.engine import unit_of_work
@@ -153,7 +154,10 @@ def _run(engine: Engine, steps, skipping: bool, monkeypatch) -> list[tuple]:  # 
             )
         if events:
             with unit_of_work(engine) as conn:
-                assert ingest(conn, cache.current(conn), events, to_us(clock.now)).rejected == []
+                assert (
+                    ingest(Context(conn, cache.current(conn)), events, to_us(clock.now)).rejected
+                    == []
+                )
         scheduler.tick(engine, cache, clock)
     for _ in range(3):  # time alone: streams left open cross levels
         clock.now += timedelta(minutes=17)

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from quotameter.catalog.service import CatalogCache
+from quotameter.context import Context
 from quotameter.delivery.model import Policy
 from quotameter.delivery.service import claim, deliver_due, fan_out
 from quotameter.delivery.webhooks import WebhookSender, WebhookVerificationError, verify
@@ -158,7 +159,7 @@ def test_a_restart_mid_delivery_delivers_what_was_pending(db_url, engine, clock,
     sender = WebhookSender([receiver.url + "/hook"], SECRET)
     # The first process fans out and claims, then dies before sending: its lease stays.
     with unit_of_work(engine) as conn:
-        assert fan_out(conn, CatalogCache().current(conn), to_us(clock()), [sender]) == 1
+        assert fan_out(Context(conn, CatalogCache().current(conn)), to_us(clock()), [sender]) == 1
     with unit_of_work(engine) as conn:
         assert len(claim(conn, to_us(clock()), POLICY, 10)) == 1
     second = record(engine, clock)  # recorded, never fanned out by the first process
@@ -189,7 +190,7 @@ def test_a_lease_that_runs_out_after_the_last_attempt_is_dead(engine, clock, rec
     sender = WebhookSender([receiver.url + "/hook"], SECRET)
     one = Policy(max_attempts=1, lease_us=60_000_000)
     with unit_of_work(engine) as conn:
-        fan_out(conn, CatalogCache().current(conn), to_us(clock()), [sender])
+        fan_out(Context(conn, CatalogCache().current(conn)), to_us(clock()), [sender])
     with unit_of_work(engine) as conn:
         claim(conn, to_us(clock()), one, 10)  # and the process died
     clock.advance(minutes=1)

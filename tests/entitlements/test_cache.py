@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine
 
 from quotameter.catalog import service as catalogs
+from quotameter.context import Context
 from quotameter.customers import service as customers
 from quotameter.entitlements.cache import BalanceCache
 from quotameter.entitlements.service import balance
@@ -102,8 +103,7 @@ def test_cached_balance_equals_fresh(engine: Engine, ops) -> None:  # type: igno
         with unit_of_work(engine) as conn:
             if kind == "calls":
                 ingest(
-                    conn,
-                    catalog,
+                    Context(conn, catalog),
                     [
                         {
                             "id": f"{n}.{k}",
@@ -118,8 +118,7 @@ def test_cached_balance_equals_fresh(engine: Engine, ops) -> None:  # type: igno
                 )
             elif kind == "stream":
                 ingest(
-                    conn,
-                    catalog,
+                    Context(conn, catalog),
                     [
                         {
                             "id": str(n),
@@ -134,8 +133,7 @@ def test_cached_balance_equals_fresh(engine: Engine, ops) -> None:  # type: igno
                 )
             elif kind == "seats":
                 customers.change(
-                    conn,
-                    catalog,
+                    Context(conn, catalog),
                     "c",
                     seats=arg,
                     settings={},
@@ -145,14 +143,13 @@ def test_cached_balance_equals_fresh(engine: Engine, ops) -> None:  # type: igno
             elif kind == "topup":
                 with contextlib.suppress(Exception):
                     use_grants.add(
-                        conn,
-                        catalog,
+                        Context(conn, catalog),
                         grants.GrantRequest("c", f"g{n}", "calls", "topup", blocks=arg),
                         when,
                         to_us(when),
                     )
             elif kind == "plan":
-                customers.change_plan(conn, catalog, "c", arg, to_us(when), to_us(when))
+                customers.change_plan(Context(conn, catalog), "c", arg, to_us(when), to_us(when))
         if kind == "read":
             with engine.connect() as conn:
                 cached = cache.balance(conn, catalog, "c", arg, when)
@@ -163,9 +160,10 @@ def test_cached_balance_equals_fresh(engine: Engine, ops) -> None:  # type: igno
                     for k in (7, 31)
                 ]
             with engine.connect() as conn:
-                assert cached == balance(conn, catalog, "c", arg, when)
+                assert cached == balance(Context(conn, catalog), "c", arg, when)
                 assert later == [
-                    balance(conn, catalog, "c", arg, when + timedelta(minutes=k)) for k in (7, 31)
+                    balance(Context(conn, catalog), "c", arg, when + timedelta(minutes=k))
+                    for k in (7, 31)
                 ]
 
 
@@ -200,8 +198,7 @@ def test_a_balance_with_open_streams_moves_with_time_from_its_entry(
         for n, (stream, action, gap) in enumerate(ops):
             when += timedelta(minutes=gap)
             ingest(
-                conn,
-                catalog,
+                Context(conn, catalog),
                 [
                     {
                         "id": str(n),
@@ -222,7 +219,7 @@ def test_a_balance_with_open_streams_moves_with_time_from_its_entry(
             for k in sorted(later):
                 at_k = t + timedelta(minutes=k)
                 cached = cache.balance(conn, catalog, "c", feature, at_k)
-                assert cached == balance(conn, catalog, "c", feature, at_k)
+                assert cached == balance(Context(conn, catalog), "c", feature, at_k)
             if (
                 t.month == (t + timedelta(minutes=max(later))).month
             ):  # a new period is computed afresh

@@ -21,6 +21,7 @@ from sqlalchemy import Engine, event
 
 from quotameter.catalog import service as catalogs
 from quotameter.catalog.model import validate_catalog
+from quotameter.context import Context
 from quotameter.meters import service as meters
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import to_us
@@ -275,7 +276,7 @@ def test_statements_per_batch_do_not_grow_with_customers(engine: Engine) -> None
         for batch in (0, 1):
             events = _feed(customers, batch)
             with unit_of_work(engine) as conn, _counted(engine) as seen:
-                result = ingest(conn, loaded, events, received_us=batch)
+                result = ingest(Context(conn, loaded), events, received_us=batch)
             assert result.rejected == [] and result.accepted == EVENTS
         counts[customers] = len(seen)
     assert abs(counts[100] - counts[10]) <= 2, counts
@@ -353,7 +354,7 @@ def test_merged_spans_across_batches(engine: Engine, case: str) -> None:
             n += 1
             events.append(_toggle(n, m, stream, action))
         with unit_of_work(engine) as conn:
-            assert ingest(conn, loaded, events, received_us=0).rejected == []
+            assert ingest(Context(conn, loaded), events, received_us=0).rejected == []
     at_us = to_us(BASE + timedelta(days=1))
     with engine.connect() as conn:
         spec = SPEC.meters["talk"]

@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 
 from quotameter.catalog import service as catalogs
 from quotameter.catalog.model import validate_catalog
+from quotameter.context import Context
 from quotameter.meters import service as meters
 from quotameter.meters.model import CONSUME_SOURCE, CONSUME_UNITS, MAX_CONSUME_UNITS, EventFacts
 from quotameter.store.engine import unit_of_work
@@ -279,7 +280,7 @@ def test_consumes_of_large_amounts_count_as_their_units(engine: Engine, data, pr
     loaded = catalogs.LoadedCatalog(1, SPEC)
     for batch in batches:
         with unit_of_work(engine) as conn:
-            result = store(conn, loaded, prepare(loaded, batch, 0, consume=True))
+            result = store(Context(conn, loaded), prepare(loaded, batch, 0, consume=True))
         assert result.rejected == []
     instants = [to_us(BASE + timedelta(minutes=m, microseconds=u)) for m, u in probe]
     instants.append(to_us(BASE + timedelta(days=2)))

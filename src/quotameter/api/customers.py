@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from quotameter.api.auth import admin_only, reads_customer
 from quotameter.api.web import JSON, Instant, error_responses, instant, services
+from quotameter.context import Context
 from quotameter.customers import service
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import from_us, to_us
@@ -70,8 +71,9 @@ def get_customer(request: Request, customer: str, at: Instant | None = None) -> 
     when = instant(at, "at", svc.now())
     with svc.engine.connect() as conn:
         catalog = svc.catalogs.current(conn)
-        view = service.view(conn, catalog, customer, to_us(when))
-        seats = service.seats_at(conn, catalog, customer, to_us(when))
+        ctx = Context(conn, catalog)
+        view = service.view(ctx, customer, to_us(when))
+        seats = service.seats_at(ctx, customer, to_us(when))
         history = service.plan_history(conn, customer)
     return JSON(
         {
@@ -108,8 +110,7 @@ def patch_customer(request: Request, customer: str, body: CustomerPatch) -> Any:
     with unit_of_work(svc.engine) as conn:
         catalog = svc.catalogs.current(conn)
         use_customers.change(
-            conn,
-            catalog,
+            Context(conn, catalog),
             customer,
             seats=body.seats,
             settings=settings,
@@ -132,5 +133,5 @@ def change_subscription(request: Request, customer: str, body: SubscriptionIn) -
     when = instant(body.effective_at, "effective_at", now)
     with unit_of_work(svc.engine) as conn:
         catalog = svc.catalogs.current(conn)
-        use_customers.change_plan(conn, catalog, customer, body.plan, when, now)
+        use_customers.change_plan(Context(conn, catalog), customer, body.plan, when, now)
     return get_customer(request, customer)

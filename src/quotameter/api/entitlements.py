@@ -23,6 +23,7 @@ from quotameter.api.web import (
     read,
     services,
 )
+from quotameter.context import Context
 from quotameter.entitlements import model
 from quotameter.entitlements.service import Balance
 from quotameter.store.engine import retry_transient, unit_of_work
@@ -185,4 +186,4 @@ def _consume(svc: Services, customer: str, feature: str, body: ConsumeIn) -> Con
             svc.now()
         )  # read inside the transaction: no later-stamped consumption is committed yet
         req = ConsumeRequest(customer, feature, body.id, body.amount, instant(body.at, "at", now))
-        return consume(conn, svc.catalogs.current(conn), req, to_us(now), svc.now)
+        return consume(Context(conn, svc.catalogs.current(conn)), req, to_us(now), svc.now)

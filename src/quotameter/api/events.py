@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from quotameter.api.auth import may_ingest
 from quotameter.api.web import JSON, Services, error_responses, inline_schema, services
+from quotameter.context import Context
 from quotameter.errors import Overloaded, PayloadTooLarge
 from quotameter.events.binding import BATCH, STRUCTURED, events_of
 from quotameter.events.binding import JSON as JSON_TYPE
@@ -144,5 +145,5 @@ def _store_group(svc: Services, group: Sequence[tuple[list[Any], Prepared]]) -> 
                 prepared.catalog_version != in_force.version
             ):  # a catalog was applied meanwhile: check again
                 prepared = prepare(in_force, items, prepared.received_us)
-            results.append(store(conn, in_force, prepared))
+            results.append(store(Context(conn, in_force), prepared))
         return results

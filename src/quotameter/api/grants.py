@@ -16,6 +16,7 @@ from quotameter.api.web import (
     instant,
     services,
 )
+from quotameter.context import Context
 from quotameter.customers import service as customers
 from quotameter.errors import NotFound
 from quotameter.grants import service
@@ -116,7 +117,7 @@ def list_grants(request: Request, customer: str) -> Any:
         catalog = svc.catalogs.current(conn)
         if customer not in catalog.spec.customers:
             raise NotFound(f"customer: unknown customer {customer!r}")
-        currency = customers.view(conn, catalog, customer, to_us(svc.now())).plan.currency
+        currency = customers.view(Context(conn, catalog), customer, to_us(svc.now())).plan.currency
         return JSON(
             {"grants": [service.as_dict(r, currency) for r in service.listing(conn, customer)]}
         )
@@ -128,7 +129,8 @@ def _grant(request: Request, req: service.GrantRequest, effective_at: str | None
     when = instant(effective_at, "effective_at", now)
     with unit_of_work(svc.engine) as conn:
         catalog = svc.catalogs.current(conn)
-        grant, created = use_grants.add(conn, catalog, req, when, to_us(now))
+        ctx = Context(conn, catalog)
+        grant, created = use_grants.add(ctx, req, when, to_us(now))
         if created:
-            use_customers.after_change(conn, catalog, req.customer, when, now)
+            use_customers.after_change(ctx, req.customer, when, now)
     return JSON({**grant, "created": created}, status_code=201 if created else 200)

@@ -18,6 +18,7 @@ from quotameter.api.web import (
     instant,
     services,
 )
+from quotameter.context import Context
 from quotameter.invoices import export, service
 from quotameter.invoices.service import Invoice
 from quotameter.notifications.scheduler import settle_before_read
@@ -92,7 +93,7 @@ def _upcoming(svc: Services, customer: str, when: Any) -> Invoice:
         svc.engine, svc.catalogs, customer, svc.now
     )  # an auto-upgrade owed changes the plan
     with svc.engine.connect() as conn:
-        return service.upcoming(conn, svc.catalogs.current(conn), customer, when)
+        return service.upcoming(Context(conn, svc.catalogs.current(conn)), customer, when)
 
 
 @router.get(
@@ -107,7 +108,7 @@ def list_invoices(
     """The finalized invoices, oldest first (CSV: every line of every invoice)."""
     svc = services(request)
     with svc.engine.connect() as conn:
-        found = service.listing(conn, svc.catalogs.current(conn), customer)
+        found = service.listing(Context(conn, svc.catalogs.current(conn)), customer)
     if _format(request, format) == "csv":
         return _csv(found)
     return JSON({"invoices": [inv.as_dict() for inv in found]})
@@ -150,7 +151,7 @@ def get_invoice(
 def _get(request: Request, customer: str, invoice_id: int) -> Invoice:
     svc = services(request)
     with svc.engine.connect() as conn:
-        return service.get(conn, svc.catalogs.current(conn), customer, invoice_id)
+        return service.get(Context(conn, svc.catalogs.current(conn)), customer, invoice_id)
 
 
 def _format(request: Request, asked: str | None) -> str:

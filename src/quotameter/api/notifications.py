@@ -7,6 +7,7 @@ from pydantic import BaseModel, Field
 
 from quotameter.api.auth import reads_customer
 from quotameter.api.web import JSON, Instant, Number, PeriodOut, error_responses, services
+from quotameter.context import Context
 from quotameter.customers import service as customers
 from quotameter.delivery import service as deliveries
 from quotameter.notice_kinds import NoticeKind
@@ -66,7 +67,7 @@ def list_notices(
     settle_before_read(svc.engine, svc.catalogs, customer, svc.now)
     with svc.engine.connect() as conn:
         customers.view(
-            conn, svc.catalogs.current(conn), customer, to_us(svc.now())
+            Context(conn, svc.catalogs.current(conn)), customer, to_us(svc.now())
         )  # 404 for a stranger
         rows = service.listing(conn, customer, after, limit)
         sent = deliveries.for_notices(conn, [r.id for r in rows])

@@ -8,6 +8,7 @@ from starlette.concurrency import run_in_threadpool
 
 from quotameter.api.auth import reads_customer
 from quotameter.api.web import JSON, Services, error_responses, instant, services
+from quotameter.context import Context
 from quotameter.errors import Invalid
 from quotameter.notifications.scheduler import settle_before_read
 from quotameter.timeutil import EPOCH
@@ -72,7 +73,7 @@ def _report(svc: Services, customer: str, query: UsageQuery) -> Report:
             # One snapshot for every page: spans replaced by a concurrent late event are
             # neither counted twice nor missed. (SQLite's transactions are serializable.)
             conn.execution_options(isolation_level="REPEATABLE READ")
-        return report(conn, svc.catalogs.current(conn), customer, query, now)
+        return report(Context(conn, svc.catalogs.current(conn)), customer, query, now)
 
 
 def _window(value: str | None) -> Window | None:

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, Row
 
 from quotameter.catalog.model import CustomerSpec, PlanSpec
 from quotameter.catalog.service import LoadedCatalog
+from quotameter.context import Context
 from quotameter.customers import repository
 from quotameter.errors import Invalid, NotFound
 
@@ -23,7 +24,8 @@ class CustomerView:
     plan: PlanSpec
 
 
-def view(conn: Connection, catalog: LoadedCatalog, customer: str, at_us: int) -> CustomerView:
+def view(ctx: Context, customer: str, at_us: int) -> CustomerView:
+    conn, catalog = ctx.conn, ctx.catalog
     spec = catalog.spec.customers.get(customer)
     if spec is None:
         raise NotFound(f"customer: unknown customer {customer!r}")
@@ -37,16 +39,16 @@ def view(conn: Connection, catalog: LoadedCatalog, customer: str, at_us: int) ->
     return CustomerView(customer, spec, plan_name, plan)
 
 
-def seats_at(conn: Connection, catalog: LoadedCatalog, customer: str, at_us: int) -> int:
+def seats_at(ctx: Context, customer: str, at_us: int) -> int:
+    conn, catalog = ctx.conn, ctx.catalog
     found = repository.seats_at(conn, customer, at_us)
     return catalog.spec.customers[customer].seats if found is None else found
 
 
-def highest_seats(
-    conn: Connection, catalog: LoadedCatalog, customer: str, start_us: int, at_us: int
-) -> int:
+def highest_seats(ctx: Context, customer: str, start_us: int, at_us: int) -> int:
     """The highest paid-seat count from the period's start up to `at`."""
-    first = seats_at(conn, catalog, customer, start_us)
+    conn = ctx.conn
+    first = seats_at(ctx, customer, start_us)
     later = repository.max_seats_between(conn, customer, start_us, at_us)
     return first if later is None else max(first, later)
 
@@ -72,8 +74,7 @@ def check_plan(catalog: LoadedCatalog, customer: str, plan: str) -> None:
 
 
 def change(
-    conn: Connection,
-    catalog: LoadedCatalog,
+    ctx: Context,
     customer: str,
     *,
     seats: int | None,
@@ -83,6 +84,7 @@ def change(
 ) -> None:
     """Seat changes are kept as history; contact settings and auto_upgrade are current values.
     (Refusing a change inside a finalized period is the caller's: usecases.customers.)"""
+    conn, catalog = ctx.conn, ctx.catalog
     spec = require(catalog, customer)
     if seats is not None:
         repository.add_seats(conn, customer, seats, effective_us, recorded_us)
@@ -97,8 +99,7 @@ def change(
 
 
 def change_plan(
-    conn: Connection,
-    catalog: LoadedCatalog,
+    ctx: Context,
     customer: str,
     plan: str,
     effective_us: int,
@@ -106,6 +107,7 @@ def change_plan(
     reason: str = "manual",
 ) -> None:
     """Record a move to `plan` from `effective_us` (checked: a known customer and plan)."""
+    conn, catalog = ctx.conn, ctx.catalog
     check_plan(catalog, customer, plan)
     repository.add_plan(conn, customer, plan, effective_us, reason, recorded_us)
 

@@ -25,6 +25,7 @@ from sqlalchemy import Connection, Engine, Row
 
 from quotameter.catalog.model import PlanSpec
 from quotameter.catalog.service import CatalogCache, LoadedCatalog
+from quotameter.context import Context
 from quotameter.delivery import repository as repo
 from quotameter.delivery.model import PENDING, Notice, Policy, after_failure
 from quotameter.notifications import service as notices
@@ -77,13 +78,13 @@ def notice_of(row: Row[Any], catalog: LoadedCatalog) -> Notice:
 
 
 def fan_out(
-    conn: Connection,
-    catalog: LoadedCatalog,
+    ctx: Context,
     now_us: int,
     senders: Sequence[Sender],
     limit: int = 200,
 ) -> int:
     """Turn up to `limit` pending notices into deliveries; how many notices were taken."""
+    conn, catalog = ctx.conn, ctx.catalog
     rows = notices.take_unsent(conn, limit)
     out: list[dict[str, Any]] = []
     for row in rows:
@@ -152,7 +153,7 @@ def deliver_due(
     now_us = to_us(now)
     while True:
         with unit_of_work(engine) as conn:
-            taken = fan_out(conn, catalogs.current(conn), now_us, senders)
+            taken = fan_out(Context(conn, catalogs.current(conn)), now_us, senders)
         if taken == 0:
             break
     attempted = 0

@@ -20,10 +20,11 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Engine
 
 from quotameter.catalog.model import validate_catalog
-from quotameter.catalog.service import CatalogCache, LoadedCatalog
+from quotameter.catalog.service import CatalogCache
+from quotameter.context import Context
 from quotameter.customers import service as customers
 from quotameter.demo.month import (
     CustomerChange,
@@ -119,14 +120,16 @@ def load_demo(engine: Engine, now: datetime, seed: int = 7) -> DemoSummary:
             with unit_of_work(engine) as conn:
                 catalog = catalogs.current(conn)
                 for customer in names:
-                    evaluate_all(conn, catalog, customer, from_us(at_us), at_us)
+                    evaluate_all(Context(conn, catalog), customer, from_us(at_us), at_us)
     # Evaluates what the last evenings left (every customer is pending since the ingest)
     # and schedules the crossings that the streams still open at `now` will make.
     scheduler.tick(engine, catalogs, lambda: now)
 
     with engine.connect() as conn:
         catalog = catalogs.current(conn)
-        rows = [_state(conn, catalog, customer, feature, now) for customer, feature in SHOWN]
+        rows = [
+            _state(Context(conn, catalog), customer, feature, now) for customer, feature in SHOWN
+        ]
         recorded = sum(
             len(notifications.listing(conn, customer, limit=100_000)) for customer, _ in SHOWN
         )
@@ -154,7 +157,9 @@ def _ingest(
     accepted = 0
     for k in range(0, len(events), BATCH):
         with unit_of_work(engine) as conn:
-            result = ingest(conn, catalogs.current(conn), events[k : k + BATCH], received_us)
+            result = ingest(
+                Context(conn, catalogs.current(conn)), events[k : k + BATCH], received_us
+            )
         if result.rejected:  # the generator's mistake, never the data's
             raise RuntimeError(f"demo events rejected: {result.rejected[:3]}")
         accepted += result.accepted
@@ -169,10 +174,10 @@ def _apply(engine: Engine, catalogs: CatalogCache, op: Operation) -> None:
     at = from_us(op.at_us)
     with unit_of_work(engine) as conn:
         catalog = catalogs.current(conn)
+        ctx = Context(conn, catalog)
         if isinstance(op, CustomerChange):
             customers.change(
-                conn,
-                catalog,
+                ctx,
                 op.customer,
                 seats=op.seats,
                 settings={"members": list(op.members)} if op.members else {},
@@ -183,19 +188,18 @@ def _apply(engine: Engine, catalogs: CatalogCache, op: Operation) -> None:
             req = grants.GrantRequest(
                 op.customer, op.grant_id, op.feature, op.kind, amount=op.amount, blocks=op.blocks
             )
-            _grant, created = use_grants.add(conn, catalog, req, at, op.at_us)
+            _grant, created = use_grants.add(ctx, req, at, op.at_us)
             if not created:
                 return  # loaded before
-        evaluate_all(conn, catalog, op.customer, at, op.at_us)
+        evaluate_all(ctx, op.customer, at, op.at_us)
 
 
 # --- the summary --------------------------------------------------------------------------
 
 
-def _state(
-    conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, now: datetime
-) -> OrgState:
-    b = balance(conn, catalog, customer, feature, now)
+def _state(ctx: Context, customer: str, feature: str, now: datetime) -> OrgState:
+    conn, catalog = ctx.conn, ctx.catalog
+    b = balance(ctx, customer, feature, now)
     upgrades = [h for h in customers.plan_history(conn, customer) if h.reason == "auto_upgrade"]
     extras = [
         g

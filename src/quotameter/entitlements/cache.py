@@ -26,6 +26,7 @@ from sqlalchemy import Connection
 
 from quotameter.catalog.model import MeterSpec
 from quotameter.catalog.service import LoadedCatalog
+from quotameter.context import Context
 from quotameter.customers import state
 from quotameter.entitlements.model import with_usage
 from quotameter.entitlements.service import Balance, balance
@@ -75,7 +76,7 @@ class BalanceCache:
         hit = self.lookup(customer, feature, at, catalog.version, version)
         if hit is not None:
             return hit
-        fresh = balance(conn, catalog, customer, feature, at)
+        fresh = balance(Context(conn, catalog), customer, feature, at)
         if horizon <= at_us:
             key = (customer, feature)
             entry = _Entry(
@@ -84,7 +85,7 @@ class BalanceCache:
                 at_us,
                 to_us(fresh.period.end),
                 fresh,
-                self._growing(conn, catalog, fresh, at_us),
+                self._growing(Context(conn, catalog), fresh, at_us),
             )
             with self._lock:
                 self._entries[key] = entry
@@ -110,9 +111,8 @@ class BalanceCache:
         return None
 
     @staticmethod
-    def _growing(
-        conn: Connection, catalog: LoadedCatalog, b: Balance, at_us: int
-    ) -> tuple[MeterSpec, Snapshot] | None:
+    def _growing(ctx: Context, b: Balance, at_us: int) -> tuple[MeterSpec, Snapshot] | None:
+        conn, catalog = ctx.conn, ctx.catalog
         spec = catalog.spec.meters[b.meter]
         if spec.aggregation != "duration" or not meters.any_open_span(conn, b.meter, b.customer):
             return None

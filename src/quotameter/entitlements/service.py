@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import Connection
-
 from quotameter.catalog.model import EntitlementSpec, MeterSpec
 from quotameter.catalog.service import LoadedCatalog
+from quotameter.context import Context
 from quotameter.customers import service as customers
 from quotameter.customers.service import CustomerView
 from quotameter.entitlements import model
@@ -85,8 +84,7 @@ def period_of(view: CustomerView, ent: EntitlementSpec, at: datetime) -> Period:
 
 
 def balance(
-    conn: Connection,
-    catalog: LoadedCatalog,
+    ctx: Context,
     customer: str,
     feature: str,
     at: datetime,
@@ -95,8 +93,9 @@ def balance(
 ) -> Balance:
     """The standing at `at`. With `whole_period`, usage counts every event recorded for the
     period, also those timestamped after `at`: what enforcement must compare against."""
+    conn, catalog = ctx.conn, ctx.catalog
     at_us = to_us(at)
-    view = customers.view(conn, catalog, customer, at_us)
+    view = customers.view(ctx, customer, at_us)
     ent = entitlement_of(view, feature)
     meter = catalog.spec.meters[ent.meter]
     period = period_of(view, ent, at)
@@ -104,13 +103,9 @@ def balance(
     usage, level = meters.usage_and_level(
         conn, meter, ent.meter, customer, start_us, end_us, end_us - 1 if whole_period else at_us
     )
-    seats = (
-        customers.highest_seats(conn, catalog, customer, start_us, at_us) if _per_seat(ent) else 0
-    )
+    seats = customers.highest_seats(ctx, customer, start_us, at_us) if _per_seat(ent) else 0
     granted = (
-        granted_in(conn, catalog, customer, feature, ent, period, at_us)
-        if ent.allowance
-        else Decimal(0)
+        granted_in(ctx, customer, feature, ent, period, at_us) if ent.allowance else Decimal(0)
     )
     standing = model.standing(ent, usage, level, seats, granted)
     return Balance(
@@ -123,8 +118,7 @@ def _per_seat(ent: EntitlementSpec) -> bool:
 
 
 def granted_in(
-    conn: Connection,
-    catalog: LoadedCatalog,
+    ctx: Context,
     customer: str,
     feature: str,
     ent: EntitlementSpec,
@@ -133,6 +127,7 @@ def granted_in(
 ) -> Decimal:
     """Grants in force: those of this period, plus the unused part of the previous period's
     rollover grants (carried once: what they carry in does not roll again)."""
+    conn = ctx.conn
     start_us = to_us(period.start)
     bought, carried = grants.in_force(conn, customer, feature, start_us, at_us)
     if not carried:
@@ -142,12 +137,12 @@ def granted_in(
         conn,
         customer,
         feature,
-        _previous_start(conn, catalog, customer, feature, previous_end),
+        _previous_start(ctx, customer, feature, previous_end),
         to_us(previous_end),
     )
     if rollover == 0:
         return bought
-    before = balance(conn, catalog, customer, feature, previous_end).standing
+    before = balance(ctx, customer, feature, previous_end).standing
     if (
         before.limit is None
     ):  # the period ended unlimited (a plan change): none of the grants was used
@@ -156,10 +151,8 @@ def granted_in(
     return bought + min(rollover, unused)
 
 
-def _previous_start(
-    conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, at: datetime
-) -> int:
-    view = customers.view(conn, catalog, customer, to_us(at))
+def _previous_start(ctx: Context, customer: str, feature: str, at: datetime) -> int:
+    view = customers.view(ctx, customer, to_us(at))
     ent = view.plan.entitlements.get(feature)
     if ent is None:
         return -1

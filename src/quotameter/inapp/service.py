@@ -10,6 +10,7 @@ import orjson
 from sqlalchemy import Engine
 
 from quotameter.catalog.service import CatalogCache
+from quotameter.context import Context
 from quotameter.customers import service as customers
 from quotameter.entitlements.service import balance
 from quotameter.notifications import service as notices
@@ -40,11 +41,10 @@ def opening(
     now = clock()
     with engine.connect() as conn:
         catalog = catalogs.current(conn)
-        view = customers.view(conn, catalog, customer, to_us(now))
+        ctx = Context(conn, catalog)
+        view = customers.view(ctx, customer, to_us(now))
         features = {
-            feature: {
-                "has_access": balance(conn, catalog, customer, feature, now).standing.has_access
-            }
+            feature: {"has_access": balance(ctx, customer, feature, now).standing.has_access}
             for feature in sorted(view.plan.entitlements)
         }
     return {"customer": customer, "plan": view.plan_name, "at": now, "features": features}

@@ -31,6 +31,7 @@ from sqlalchemy import Connection, Engine
 from quotameter.catalog import service as catalogs_service
 from quotameter.catalog.model import GraduatedPrice, OveragePrice, UnitPrice
 from quotameter.catalog.service import CatalogCache, LoadedCatalog
+from quotameter.context import Context
 from quotameter.customers import service as customers
 from quotameter.customers import state as customer_state
 from quotameter.customers.service import CustomerView
@@ -96,30 +97,29 @@ def billing_period(view: CustomerView, at: datetime) -> Period:
     )
 
 
-def period_at(conn: Connection, catalog: LoadedCatalog, customer: str, at: datetime) -> Period:
-    return billing_period(customers.view(conn, catalog, customer, to_us(at)), at)
+def period_at(ctx: Context, customer: str, at: datetime) -> Period:
+    return billing_period(customers.view(ctx, customer, to_us(at)), at)
 
 
-def compute(
-    conn: Connection, catalog: LoadedCatalog, customer: str, period: Period, upto: datetime
-) -> Invoice:
+def compute(ctx: Context, customer: str, period: Period, upto: datetime) -> Invoice:
     """The invoice of `period` with everything up to `upto` (inclusive, within the period)."""
+    conn = ctx.conn
     start_us, end_us = to_us(period.start), to_us(period.end)
     upto_us = min(to_us(upto), end_us - 1)
     upto = from_us(upto_us)
-    first = customers.view(conn, catalog, customer, start_us)
-    final = customers.view(conn, catalog, customer, upto_us)
+    first = customers.view(ctx, customer, start_us)
+    final = customers.view(ctx, customer, upto_us)
     currency = final.plan.currency
-    seats = customers.highest_seats(conn, catalog, customer, start_us, upto_us)
+    seats = customers.highest_seats(ctx, customer, start_us, upto_us)
     lines = model.fee_lines(first.plan_name, first.plan, seats)
-    lines += _prorations(conn, catalog, customer, first, period, upto_us, seats, currency)
+    lines += _prorations(ctx, customer, first, period, upto_us, seats, currency)
     usage: dict[str, FeatureUsage] = {}
     for price in final.plan.prices:
         if (
             isinstance(price, (UnitPrice, OveragePrice, GraduatedPrice))
             and price.feature not in usage
         ):
-            b = balance(conn, catalog, customer, price.feature, upto)
+            b = balance(ctx, customer, price.feature, upto)
             usage[price.feature] = FeatureUsage(price.feature, b.unit, b.usage, b.standing.overage)
     lines += model.usage_lines(final.plan_name, final.plan, usage)
     topups = [
@@ -142,8 +142,7 @@ def compute(
 
 
 def _prorations(
-    conn: Connection,
-    catalog: LoadedCatalog,
+    ctx: Context,
     customer: str,
     first: CustomerView,
     period: Period,
@@ -151,6 +150,7 @@ def _prorations(
     seats: int,
     currency: str,
 ) -> list[Line]:
+    conn, catalog = ctx.conn, ctx.catalog
     start_us, end_us = to_us(period.start), to_us(period.end)
     lines = []
     old_name, old_plan = first.plan_name, first.plan
@@ -171,22 +171,22 @@ def _prorations(
     return lines
 
 
-def upcoming(conn: Connection, catalog: LoadedCatalog, customer: str, at: datetime) -> Invoice:
+def upcoming(ctx: Context, customer: str, at: datetime) -> Invoice:
     """The invoice of the period containing `at`, as it stands at `at` (the finalized one
     when that period is already finalized)."""
-    period = period_at(conn, catalog, customer, at)
+    conn = ctx.conn
+    period = period_at(ctx, customer, at)
     stored = repository.for_period(conn, customer, to_us(period.start))
     if stored is not None:
         return from_row(stored)
-    return compute(conn, catalog, customer, period, at)
+    return compute(ctx, customer, period, at)
 
 
-def finalize(
-    conn: Connection, catalog: LoadedCatalog, customer: str, period: Period, now: datetime
-) -> int | None:
+def finalize(ctx: Context, customer: str, period: Period, now: datetime) -> int | None:
     """Freeze the invoice of `period`; its id, or None if it was finalized already."""
+    conn = ctx.conn
     repository.hold_closing(conn, customer)
-    invoice = compute(conn, catalog, customer, period, period.end - ONE_US)
+    invoice = compute(ctx, customer, period, period.end - ONE_US)
     return repository.add(
         conn,
         {
@@ -299,7 +299,7 @@ def _finalize_customer(
     more is due, or None when periods are left for the next call)."""
     try:
         with engine.connect() as conn:
-            current = period_at(conn, catalog, customer, now - grace)  # not due yet
+            current = period_at(Context(conn, catalog), customer, now - grace)  # not due yet
             start_us = (
                 last_end if last_end is not None else _billing_start(conn, customer, first_catalog)
             )
@@ -312,7 +312,7 @@ def _finalize_customer(
             return created, current.end + grace
         try:
             with unit_of_work(engine) as conn:
-                period = period_at(conn, catalog, customer, t)
+                period = period_at(Context(conn, catalog), customer, t)
                 if (
                     last_end is not None and period.start < t
                 ):  # the billing rule changed: no overlap
@@ -326,7 +326,7 @@ def _finalize_customer(
                         changed_us is not None and from_us(changed_us) + grace > now
                     ):  # more may follow
                         return created, from_us(changed_us) + grace
-                if finalize(conn, catalog, customer, period, now) is not None:
+                if finalize(Context(conn, catalog), customer, period, now) is not None:
                     created += 1
         except Exception as err:
             raise _PeriodFailed(t) from err
@@ -447,18 +447,20 @@ def from_row(row: Any) -> Invoice:
     )
 
 
-def get(conn: Connection, catalog: LoadedCatalog, customer: str, invoice_id: int) -> Invoice:
+def get(ctx: Context, customer: str, invoice_id: int) -> Invoice:
+    conn = ctx.conn
     from quotameter.errors import NotFound
 
-    customers.view(conn, catalog, customer, 0)  # 404 for an unknown customer
+    customers.view(ctx, customer, 0)  # 404 for an unknown customer
     row = repository.get(conn, customer, invoice_id)
     if row is None:
         raise NotFound(f"invoice: customer {customer!r} has no finalized invoice {invoice_id}")
     return from_row(row)
 
 
-def listing(conn: Connection, catalog: LoadedCatalog, customer: str) -> list[Invoice]:
-    customers.view(conn, catalog, customer, 0)
+def listing(ctx: Context, customer: str) -> list[Invoice]:
+    conn = ctx.conn
+    customers.view(ctx, customer, 0)
     return [from_row(row) for row in repository.listing(conn, customer)]
 
 

@@ -30,6 +30,7 @@ from sqlalchemy import Connection, Engine
 
 from quotameter.catalog.model import EntitlementSpec, MeterSpec
 from quotameter.catalog.service import CatalogCache, LoadedCatalog
+from quotameter.context import Context
 from quotameter.customers import service as customers
 from quotameter.customers import state as customer_state
 from quotameter.customers.service import CustomerView
@@ -50,13 +51,12 @@ log = logging.getLogger("quotameter.scheduler")
 SETTLE_CHUNK = 4  # customers evaluated per transaction by `tick`
 
 
-def _crossing(
-    conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, now: datetime
-) -> tuple[int | None, Watch]:
+def _crossing(ctx: Context, customer: str, feature: str, now: datetime) -> tuple[int | None, Watch]:
     """The next instant time alone brings the feature to a level not yet fired (or the next
     period's start, to look again then), and the watch that bounds its usage from `now` on."""
+    conn, catalog = ctx.conn, ctx.catalog
     now_us = to_us(now)
-    b = balance(conn, catalog, customer, feature, now)
+    b = balance(ctx, customer, feature, now)
     view, ent = b.view, b.entitlement
     meter = catalog.spec.meters[ent.meter]
     s = b.standing
@@ -76,9 +76,7 @@ def _crossing(
         watch = _watch(meter, ent.meter, end_us, now_us, s.usage, rate, goal)
     last = end_us - 1
     if usage(last) <= s.usage:  # nothing open, nothing stamped ahead in this period
-        return (
-            end_us if _due_at_start(conn, catalog, customer, feature, b.period.end) else None
-        ), watch
+        return (end_us if _due_at_start(ctx, customer, feature, b.period.end) else None), watch
     if goal is None or usage(last) < goal:
         return end_us, watch  # open streams run into the next period: look again when it starts
     lo, hi = now_us, last  # usage(lo) < goal <= usage(hi)
@@ -129,15 +127,14 @@ def _usage_from(
     return (lambda t: meters.usage(conn, spec, meter, customer, lo, hi, t)), 0
 
 
-def _due_at_start(
-    conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, start: datetime
-) -> bool:
+def _due_at_start(ctx: Context, customer: str, feature: str, start: datetime) -> bool:
     """Whether the period starting at `start` needs an evaluation when it starts: something of
     the customer is stamped there or later, or its standing starts at a level not yet fired."""
+    conn = ctx.conn
     if customer_state.read(conn, customer)[1] >= to_us(start):
         return True
     try:
-        b = balance(conn, catalog, customer, feature, start)
+        b = balance(ctx, customer, feature, start)
     except NotFound:  # the plan in force then has no such feature
         return False
     s = b.standing
@@ -169,19 +166,17 @@ def _targets(
     return out
 
 
-def refresh(
-    conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, now: datetime
-) -> int | None:
+def refresh(ctx: Context, customer: str, feature: str, now: datetime) -> int | None:
     """Set the feature's wake-up and rewrite its watch, from an exact evaluation at `now`."""
+    conn = ctx.conn
     version = customer_state.read(conn, customer)[0]
-    due = _refresh(conn, catalog, customer, feature, now, version, whole=False)
+    due = _refresh(ctx, customer, feature, now, version, whole=False)
     _recheck(conn, customer, version, to_us(now))
     return due
 
 
 def _refresh(
-    conn: Connection,
-    catalog: LoadedCatalog,
+    ctx: Context,
     customer: str,
     feature: str,
     now: datetime,
@@ -194,7 +189,8 @@ def _refresh(
     rate, so each batch of theirs is evaluated exactly. Unless the customer's watches are
     being written `whole`, only an existing watch is rewritten: one feature's watch alone
     would make the customer's other meters look unwatched."""
-    due, watch = _crossing(conn, catalog, customer, feature, now)
+    conn = ctx.conn
+    due, watch = _crossing(ctx, customer, feature, now)
     repo.set_wakeup(conn, customer, feature, due)
     if customer_state.read(conn, customer)[1] > to_us(now):
         repo.drop_watches(conn, customer)
@@ -211,23 +207,21 @@ def _recheck(conn: Connection, customer: str, version: int, now_us: int) -> None
         repo.mark_pending(conn, [customer], now_us)
 
 
-def refresh_meters(
-    conn: Connection, catalog: LoadedCatalog, customer: str, meter_names: set[str], now: datetime
-) -> None:
+def refresh_meters(ctx: Context, customer: str, meter_names: set[str], now: datetime) -> None:
     """Refresh every limited feature of the customer's plan: its watches are then whole (a
     meter without a watch is on no limited feature of the customer)."""
+    conn = ctx.conn
     version = customer_state.read(conn, customer)[0]
-    view = customers.view(conn, catalog, customer, to_us(now))
+    view = customers.view(ctx, customer, to_us(now))
     repo.drop_watches(conn, customer)
     for feature, ent in view.plan.entitlements.items():
         if ent.meter in meter_names and ent.allowance is not None:
-            _refresh(conn, catalog, customer, feature, now, version, whole=True)
+            _refresh(ctx, customer, feature, now, version, whole=True)
     _recheck(conn, customer, version, to_us(now))
 
 
 def note_batch(
-    conn: Connection,
-    catalog: LoadedCatalog,
+    ctx: Context,
     grouped: Mapping[tuple[str, str], Sequence[Contribution]],
     touched: Sequence[str],
     received_us: int,
@@ -240,6 +234,7 @@ def note_batch(
     A watch is widened only if it accounts for every change of the customer before this batch
     (`watch.follows`): writes serialize on the customer's change counter row, and a watch
     carries the counter read before the usage it was computed from."""
+    conn, catalog = ctx.conn, ctx.catalog
     names = sorted(set(touched))
     held, counters = repo.read_watches(conn, names)
     by_customer: dict[str, list[tuple[str, Sequence[Contribution]]]] = defaultdict(list)
@@ -291,8 +286,7 @@ def _widened(
 
 
 def settle(
-    conn: Connection,
-    catalog: LoadedCatalog,
+    ctx: Context,
     customer: str | None,
     clock: Callable[[], datetime],
     limit: int = 200,
@@ -303,14 +297,15 @@ def settle(
     was committed with its events, so their instants are behind that reading. An instant
     taken before waiting for the claim could precede the last event of another process,
     and its notices (the block, say) would then never be recorded."""
+    conn, catalog = ctx.conn, ctx.catalog
     names = repo.take_pending(conn, customer, limit)
     if not names:
         return 0
     now = clock()
     for name in names:
         if name in catalog.spec.customers:
-            evaluate_all(conn, catalog, name, now, to_us(now))
-            refresh_meters(conn, catalog, name, set(catalog.spec.meters), now)
+            evaluate_all(ctx, name, now, to_us(now))
+            refresh_meters(ctx, name, set(catalog.spec.meters), now)
     return len(names)
 
 
@@ -324,7 +319,7 @@ def settle_before_read(
         if not repo.is_pending(conn, customer):
             return
     with unit_of_work(engine) as conn:
-        settle(conn, catalogs.current(conn), customer, clock)
+        settle(Context(conn, catalogs.current(conn)), customer, clock)
 
 
 def tick(
@@ -336,7 +331,7 @@ def tick(
     while True:
         # A few customers per transaction: the write lock (SQLite) is never held for long.
         with unit_of_work(engine) as conn:
-            settled = settle(conn, catalogs.current(conn), None, clock, limit=SETTLE_CHUNK)
+            settled = settle(Context(conn, catalogs.current(conn)), None, clock, limit=SETTLE_CHUNK)
         if not settled:
             break
         ran += settled
@@ -344,36 +339,36 @@ def tick(
     while ran < limit:
         with unit_of_work(engine) as conn:
             catalog = catalogs.current(conn)
+            ctx = Context(conn, catalog)
             due = repo.due_wakeups(conn, to_us(now), limit=1)
             if not due:
                 return ran
             w = due[0]
             at = from_us(w.due_us)
-            if not _still_has(conn, catalog, w.customer, w.feature, w.due_us):
+            if not _still_has(ctx, w.customer, w.feature, w.due_us):
                 repo.set_wakeup(conn, w.customer, w.feature, None)
             elif (
                 not w.exact
             ):  # a bound's instant: nothing crossed before it; find the exact crossing
-                refresh(conn, catalog, w.customer, w.feature, at)
-            elif evaluate(conn, catalog, w.customer, w.feature, at, to_us(now)):
+                refresh(ctx, w.customer, w.feature, at)
+            elif evaluate(ctx, w.customer, w.feature, at, to_us(now)):
                 # What it recorded may be an auto-upgrade: the plan, and every feature's watch
                 # with it, may have changed.
-                refresh_meters(conn, catalog, w.customer, set(catalog.spec.meters), at)
+                refresh_meters(ctx, w.customer, set(catalog.spec.meters), at)
             else:
-                refresh(conn, catalog, w.customer, w.feature, at)
+                refresh(ctx, w.customer, w.feature, at)
             ran += 1
     return ran
 
 
-def _still_has(
-    conn: Connection, catalog: LoadedCatalog, customer: str, feature: str, at_us: int
-) -> bool:
+def _still_has(ctx: Context, customer: str, feature: str, at_us: int) -> bool:
     """Whether a wake-up still concerns a feature of the customer: a plan change (or a new
     catalog) since it was set may have taken the feature away, and a wake-up left due would
     stop every pass at it, holding back all the wake-ups due after it."""
+    catalog = ctx.catalog
     if customer not in catalog.spec.customers:
         return False
-    return feature in customers.view(conn, catalog, customer, at_us).plan.entitlements
+    return feature in customers.view(ctx, customer, at_us).plan.entitlements
 
 
 class Scheduler(Worker):

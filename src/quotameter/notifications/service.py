@@ -16,7 +16,7 @@ import orjson
 from sqlalchemy import Connection, Engine, Row
 
 from quotameter.catalog.model import EntitlementSpec
-from quotameter.catalog.service import LoadedCatalog
+from quotameter.context import Context
 from quotameter.customers import service as customers
 from quotameter.customers.service import CustomerView
 from quotameter.entitlements import model
@@ -71,8 +71,7 @@ def _payload(b: Balance, **extra: object) -> dict[str, object]:
 
 
 def evaluate(
-    conn: Connection,
-    catalog: LoadedCatalog,
+    ctx: Context,
     customer: str,
     feature: str,
     at: datetime,
@@ -86,8 +85,9 @@ def evaluate(
     everything below is read after the lock: an evaluator in another process that read
     the balance before a concurrent consume committed would otherwise find a level fired
     that its stale usage had not reached, re-arm it, and have it recorded twice."""
+    conn, catalog = ctx.conn, ctx.catalog
     lock_keys(conn, [f"notify\x01{customer}"])
-    b = balance(conn, catalog, customer, feature, at)
+    b = balance(ctx, customer, feature, at)
     at_us = to_us(at)
     view, ent = b.view, b.entitlement
     period = (to_us(b.period.start), to_us(b.period.end))
@@ -134,10 +134,8 @@ def evaluate(
         and feature in catalog.spec.plans[next_plan].entitlements
     ):
         note(NoticeKind.PLAN_UPGRADING, None, from_plan=view.plan_name, to_plan=next_plan)
-        customers.change_plan(
-            conn, catalog, customer, next_plan, at_us, recorded_us, reason="auto_upgrade"
-        )
-        after = balance(conn, catalog, customer, feature, at)
+        customers.change_plan(ctx, customer, next_plan, at_us, recorded_us, reason="auto_upgrade")
+        after = balance(ctx, customer, feature, at)
         ids.append(
             repo.record(
                 conn,
@@ -152,7 +150,7 @@ def evaluate(
                 recorded_us=recorded_us,
             )
         )
-        return ids + evaluate(conn, catalog, customer, feature, at, recorded_us, depth + 1)
+        return ids + evaluate(ctx, customer, feature, at, recorded_us, depth + 1)
 
     if not s.has_access:
         if BLOCKED not in done and repo.fire(conn, customer, feature, ps, BLOCKED, at_us):
@@ -167,24 +165,22 @@ def evaluate(
 
 
 def evaluate_all(
-    conn: Connection,
-    catalog: LoadedCatalog,
+    ctx: Context,
     customer: str,
     at: datetime,
     recorded_us: int,
     meters: set[str] | None = None,
 ) -> list[int]:
     """Evaluate every feature of the customer's plan (or those backed by `meters`)."""
+    conn = ctx.conn
     ids: list[int] = []
-    for feature in sorted(customers.view(conn, catalog, customer, to_us(at)).plan.entitlements):
-        view = customers.view(
-            conn, catalog, customer, to_us(at)
-        )  # an auto-upgrade may have moved it
+    for feature in sorted(customers.view(ctx, customer, to_us(at)).plan.entitlements):
+        view = customers.view(ctx, customer, to_us(at))  # an auto-upgrade may have moved it
         ent = view.plan.entitlements.get(feature)
         if ent is None or (meters is not None and ent.meter not in meters):
             continue
         if _watched(ent, view) or _blocked_on_record(conn, view, ent, feature, at):
-            ids += evaluate(conn, catalog, customer, feature, at, recorded_us)
+            ids += evaluate(ctx, customer, feature, at, recorded_us)
     return ids
 
 

@@ -31,7 +31,7 @@ import orjson
 from sqlalchemy import Connection
 
 from quotameter.catalog.model import EntitlementSpec, MeterSpec
-from quotameter.catalog.service import LoadedCatalog
+from quotameter.context import Context
 from quotameter.customers import service as customers
 from quotameter.customers.service import CustomerView
 from quotameter.entitlements.service import entitlement_of, period_of
@@ -107,14 +107,13 @@ class Report:
         }
 
 
-def report(
-    conn: Connection, catalog: LoadedCatalog, customer: str, query: UsageQuery, now: datetime
-) -> Report:
+def report(ctx: Context, customer: str, query: UsageQuery, now: datetime) -> Report:
     """The feature of the customer's current plan, broken down over `[from, to)`; `to` is cut
     at `now` (open streams accrue up to now; events stamped at `now` count, as in the balance).
     Defaults: `to` now, `from` the start of the feature's period that holds `to`."""
+    conn, catalog = ctx.conn, ctx.catalog
     now_us = to_us(now)
-    view = customers.view(conn, catalog, customer, now_us)
+    view = customers.view(ctx, customer, now_us)
     if not query.feature:
         features = ", ".join(sorted(view.plan.entitlements)) or "none"
         raise Invalid(

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, Engine, text
 
 from quotameter.catalog import service as catalogs
 from quotameter.catalog.service import CatalogCache
+from quotameter.context import Context
 from quotameter.customers import state
 from quotameter.entitlements.cache import BalanceCache
 from quotameter.entitlements.service import Balance, balance
@@ -61,5 +62,5 @@ def compute(
     """The balance at `when`, through the cache when there is one (which keeps it)."""
     catalog = catalog_cache.current(conn)
     if cache is None:
-        return balance(conn, catalog, customer, feature, when)
+        return balance(Context(conn, catalog), customer, feature, when)
     return cache.balance(conn, catalog, customer, feature, when)

@@ -35,7 +35,7 @@ import orjson
 from sqlalchemy import Connection
 
 from quotameter.catalog.model import MeterSpec
-from quotameter.catalog.service import LoadedCatalog
+from quotameter.context import Context
 from quotameter.customers import service as customers
 from quotameter.entitlements import model
 from quotameter.entitlements.service import Balance, balance, meter_of
@@ -71,8 +71,7 @@ class Consumption:
 
 
 def consume(
-    conn: Connection,
-    catalog: LoadedCatalog,
+    ctx: Context,
     req: ConsumeRequest,
     recorded_us: int,
     clock: Callable[[], datetime],
@@ -81,8 +80,9 @@ def consume(
     customer and meter are serialized (SQLite: the write transaction; PostgreSQL: an advisory
     lock), so the check always sees every earlier consumption and a hard limit is never
     overshot. Idempotent on the request (see the module's docstring)."""
+    conn, catalog = ctx.conn, ctx.catalog
     at_us = to_us(req.at)
-    view = customers.view(conn, catalog, req.customer, at_us)
+    view = customers.view(ctx, req.customer, at_us)
     ent, meter = meter_of(catalog, view, req.feature)
     _check(req, ent.meter, meter)
     # The invoice lock first (store takes it again), as every writer does: taken after the
@@ -91,31 +91,35 @@ def consume(
     lock_keys(conn, [f"consume\x01{req.customer}\x01{ent.meter}"])
     # An auto-upgrade owed to earlier usage happens first. Evaluated now, not at `at`: the
     # usage waiting to be evaluated is today's, whatever instant this consumption names.
-    settle(conn, catalog, req.customer, clock)
+    settle(ctx, req.customer, clock)
     event_id = f"{req.customer}/{req.feature}/{req.id}"
     if (earlier := event_store.stored(conn, CONSUME_SOURCE, event_id)) is not None:
-        return _repeat(conn, catalog, req, meter, event_id, earlier)
+        return _repeat(ctx, req, meter, event_id, earlier)
     refuse_if_finalized(conn, req.customer, at_us, field="at")
     # Every consumption recorded before this lock was taken counts, whatever its timestamp.
-    before = balance(conn, catalog, req.customer, req.feature, req.at, whole_period=True)
+    before = balance(ctx, req.customer, req.feature, req.at, whole_period=True)
     allowed, reason = model.allows(before.standing, req.amount)
     if not allowed:
         return Consumption(False, reason, False, before)
     event = _event(event_id, meter, req)
-    result = store(conn, catalog, prepare(catalog, [event], recorded_us, consume=True))
+    result = store(ctx, prepare(catalog, [event], recorded_us, consume=True))
     if result.rejected:
         raise Invalid(f"amount: could not be recorded ({result.rejected[0]['error']})")
     if not result.accepted:
         # Recorded meanwhile by a consume of the same id that held another meter's lock (the
         # feature's meter differs between the two instants): the insert waited for it.
         return _repeat(
-            conn, catalog, req, meter, event_id, event_store.stored(conn, CONSUME_SOURCE, event_id)
+            ctx,
+            req,
+            meter,
+            event_id,
+            event_store.stored(conn, CONSUME_SOURCE, event_id),
         )
     return Consumption(
         True,
         reason,
         False,
-        balance(conn, catalog, req.customer, req.feature, req.at, whole_period=True),
+        balance(ctx, req.customer, req.feature, req.at, whole_period=True),
     )
 
 
@@ -160,14 +164,14 @@ def _event(event_id: str, meter: MeterSpec, req: ConsumeRequest) -> dict[str, ob
 
 
 def _repeat(
-    conn: Connection,
-    catalog: LoadedCatalog,
+    ctx: Context,
     req: ConsumeRequest,
     meter: MeterSpec,
     event_id: str,
     earlier: Any,
 ) -> Consumption:
     """The answer to an id recorded before: a duplicate when the amount is the same."""
+    conn = ctx.conn
     recorded = _recorded_amount(conn, req, meter, event_id, earlier)
     if recorded != req.amount:
         raise Conflict(
@@ -181,7 +185,7 @@ def _repeat(
         True,
         "already recorded",
         True,
-        balance(conn, catalog, req.customer, req.feature, req.at, whole_period=True),
+        balance(ctx, req.customer, req.feature, req.at, whole_period=True),
     )
 
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Connection
-
-from quotameter.catalog.service import LoadedCatalog
+from quotameter.context import Context
 from quotameter.customers import service as customers
 from quotameter.invoices.service import refuse_if_finalized
 from quotameter.notifications import scheduler
@@ -16,8 +14,7 @@ from quotameter.timeutil import to_us
 
 
 def change(
-    conn: Connection,
-    catalog: LoadedCatalog,
+    ctx: Context,
     customer: str,
     *,
     seats: int | None,
@@ -26,39 +23,38 @@ def change(
     now: datetime,
 ) -> None:
     """Seats (history, from `effective`), contact settings and auto_upgrade (current values)."""
+    conn, catalog = ctx.conn, ctx.catalog
     customers.require(catalog, customer)
     if seats is not None:
         refuse_if_finalized(conn, customer, to_us(effective))
     customers.change(
-        conn,
-        catalog,
+        ctx,
         customer,
         seats=seats,
         settings=settings,
         effective_us=to_us(effective),
         recorded_us=to_us(now),
     )
-    after_change(conn, catalog, customer, effective, now)
+    after_change(ctx, customer, effective, now)
 
 
 def change_plan(
-    conn: Connection,
-    catalog: LoadedCatalog,
+    ctx: Context,
     customer: str,
     plan: str,
     effective: datetime,
     now: datetime,
 ) -> None:
     """Move to another plan from `effective`; the period's usage carries over."""
+    conn, catalog = ctx.conn, ctx.catalog
     customers.check_plan(catalog, customer, plan)
     refuse_if_finalized(conn, customer, to_us(effective))
-    customers.change_plan(conn, catalog, customer, plan, to_us(effective), to_us(now))
-    after_change(conn, catalog, customer, effective, now)
+    customers.change_plan(ctx, customer, plan, to_us(effective), to_us(now))
+    after_change(ctx, customer, effective, now)
 
 
-def after_change(
-    conn: Connection, catalog: LoadedCatalog, customer: str, when: datetime, now: datetime
-) -> None:
+def after_change(ctx: Context, customer: str, when: datetime, now: datetime) -> None:
     """A limit may have moved: record what that means now, and when time will cross next."""
-    evaluate_all(conn, catalog, customer, max(when, now), to_us(now))
-    scheduler.refresh_meters(conn, catalog, customer, set(catalog.spec.meters), max(when, now))
+    catalog = ctx.catalog
+    evaluate_all(ctx, customer, max(when, now), to_us(now))
+    scheduler.refresh_meters(ctx, customer, set(catalog.spec.meters), max(when, now))

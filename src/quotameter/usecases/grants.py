@@ -7,9 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Connection
-
-from quotameter.catalog.service import LoadedCatalog
+from quotameter.context import Context
 from quotameter.customers import service as customers
 from quotameter.entitlements.service import entitlement_of, period_of
 from quotameter.errors import Conflict, Invalid
@@ -24,8 +22,7 @@ from quotameter.timeutil import to_us
 
 
 def add(
-    conn: Connection,
-    catalog: LoadedCatalog,
+    ctx: Context,
     req: grants.GrantRequest,
     effective: datetime,
     recorded_us: int,
@@ -33,7 +30,8 @@ def add(
     """Record a grant; (the grant, created). Repeating an id returns the first grant.
 
     A new top-up also records its `topup.applied` notice, in the same transaction."""
-    view = customers.view(conn, catalog, req.customer, to_us(effective))
+    conn = ctx.conn
+    view = customers.view(ctx, req.customer, to_us(effective))
     ent = entitlement_of(view, req.feature)
     refuse_if_finalized(conn, req.customer, to_us(effective))
     if ent.allowance is None:

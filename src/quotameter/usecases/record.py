@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection
 
 from quotameter.catalog.service import LoadedCatalog
+from quotameter.context import Context
 from quotameter.customers import state as customer_state
 from quotameter.events import service as event_log
 from quotameter.events.model import EventRejected, data_unwritable, fields_of, plain_fields
@@ -142,9 +142,10 @@ def prepare(
     )
 
 
-def _without_invoiced(conn: Connection, catalog: LoadedCatalog, prepared: Prepared) -> Prepared:
+def _without_invoiced(ctx: Context, prepared: Prepared) -> Prepared:
     """The batch without the events stamped inside a finalized invoice's period, each
     reported by its index; one query per batch, and none of this work when nothing is closed."""
+    conn = ctx.conn
     invoices.hold_open(conn, list(prepared.earliest))
     through = invoices.finalized_through_many(conn, list(prepared.earliest))
     closed = {c for c, first in prepared.earliest.items() if c in through and first < through[c]}
@@ -207,8 +208,9 @@ def _without_invoiced(conn: Connection, catalog: LoadedCatalog, prepared: Prepar
     )
 
 
-def store(conn: Connection, catalog: LoadedCatalog, prepared: Prepared) -> IngestResult:
-    prepared = _without_invoiced(conn, catalog, prepared)
+def store(ctx: Context, prepared: Prepared) -> IngestResult:
+    conn, catalog = ctx.conn, ctx.catalog
+    prepared = _without_invoiced(ctx, prepared)
     new = event_log.insert_new(conn, prepared.rows)
     if new is None:  # every row was new
         grouped, touched = prepared.grouped, list(prepared.horizons)
@@ -224,14 +226,13 @@ def store(conn: Connection, catalog: LoadedCatalog, prepared: Prepared) -> Inges
     meters.apply(conn, catalog.spec.meters, grouped)
     customer_state.bump(conn, [(c, prepared.horizons[c]) for c in touched])
     # Notices are evaluated after the commit, once for many batches (see notifications.scheduler).
-    scheduler.note_batch(conn, catalog, grouped, touched, prepared.received_us)
+    scheduler.note_batch(ctx, grouped, touched, prepared.received_us)
     return IngestResult(
         accepted, prepared.repeats + len(prepared.rows) - accepted, prepared.rejected
     )
 
 
-def ingest(
-    conn: Connection, catalog: LoadedCatalog, items: list[Any], received_us: int
-) -> IngestResult:
+def ingest(ctx: Context, items: list[Any], received_us: int) -> IngestResult:
     """Prepare and store in one go (the write transaction is the caller's)."""
-    return store(conn, catalog, prepare(catalog, items, received_us))
+    catalog = ctx.catalog
+    return store(ctx, prepare(catalog, items, received_us))
