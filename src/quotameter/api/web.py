@@ -18,8 +18,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
 from quotameter.catalog.service import CatalogCache
+from quotameter.entitlements.cache import BalanceCache
 from quotameter.errors import NotFound
 from quotameter.jsontext import dumps as dumps
+from quotameter.keys.service import KeyCache
 from quotameter.store.group import GroupCommit
 from quotameter.timeutil import clock_from as clock_from
 from quotameter.timeutil import instant as instant
@@ -112,9 +114,6 @@ class Services:
         balance_cache: bool = True,
         key_cache_seconds: float = 5.0,
     ) -> None:
-        from quotameter.entitlements.cache import BalanceCache
-        from quotameter.keys.service import KeyCache
-
         self.engine = engine
         self.clock = clock
         self.catalogs = CatalogCache()

@@ -9,8 +9,10 @@ from datetime import datetime
 from sqlalchemy import Engine
 
 from quotameter.catalog.service import CatalogCache
+from quotameter.delivery.emails import EmailSender
 from quotameter.delivery.model import Policy
 from quotameter.delivery.service import Sender, deliver_due
+from quotameter.delivery.webhooks import WebhookSender
 from quotameter.notifications import service as notices
 from quotameter.settings import Settings
 from quotameter.worker import Worker
@@ -20,9 +22,6 @@ log = logging.getLogger("quotameter.delivery")
 
 def senders_from(settings: Settings) -> list[Sender]:
     """The channels the settings configure (none: nothing to deliver)."""
-    from quotameter.delivery.emails import EmailSender
-    from quotameter.delivery.webhooks import WebhookSender
-
     out: list[Sender] = []
     if settings.smtp_host:
         out.append(

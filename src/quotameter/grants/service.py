@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Row
 
 from quotameter.grants import repository
 from quotameter.money import amount_text
+from quotameter.timeutil import from_us
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,6 @@ def get(conn: Connection, customer: str, grant_id: str) -> Any:
 
 def as_dict(row: Row[Any], currency: str) -> dict[str, Any]:
     """A grant as the API shows it; a top-up's price is money in `currency` (the plan's)."""
-    from quotameter.timeutil import from_us
-
     return {
         "id": row.grant_id,
         "feature": row.feature,

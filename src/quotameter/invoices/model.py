@@ -36,6 +36,7 @@ from quotameter.catalog.model import (
 )
 from quotameter.decimals import canonical, exact
 from quotameter.money import amount_text, padded, price_text, round_money
+from quotameter.timeutil import from_us, rfc3339
 from quotameter.wording import plural
 
 ZERO = Decimal(0)
@@ -259,8 +260,6 @@ def closed_reason(
 ) -> str:
     """Why something at `t_us` is refused: the finalized period it falls in (or, before the
     first invoice, the instant up to which the customer is invoiced)."""
-    from quotameter.timeutil import from_us, rfc3339
-
     for start_us, end_us in periods:
         if start_us <= t_us < end_us:
             return (

@@ -37,7 +37,7 @@ from quotameter.customers import state as customer_state
 from quotameter.customers.service import CustomerView
 from quotameter.decimals import canonical
 from quotameter.entitlements.service import balance
-from quotameter.errors import Conflict
+from quotameter.errors import Conflict, NotFound
 from quotameter.events import service as event_log
 from quotameter.grants import service as grants
 from quotameter.invoices import model, repository
@@ -449,8 +449,6 @@ def from_row(row: Any) -> Invoice:
 
 def get(ctx: Context, customer: str, invoice_id: int) -> Invoice:
     conn = ctx.conn
-    from quotameter.errors import NotFound
-
     customers.view(ctx, customer, 0)  # 404 for an unknown customer
     row = repository.get(conn, customer, invoice_id)
     if row is None:

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Engine, Row
 
 from quotameter.errors import Invalid, NotFound
 from quotameter.keys import repository
+from quotameter.timeutil import from_us
 
 ROLES = ("admin", "ingest", "customer")
 PREFIX = "qm_"
@@ -34,8 +35,6 @@ def digest(secret: str) -> str:
 
 
 def _view(row: Row[Any]) -> dict[str, Any]:
-    from quotameter.timeutil import from_us
-
     return {
         "id": row.id,
         "role": row.role,

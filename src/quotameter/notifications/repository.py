@@ -144,8 +144,6 @@ def due_wakeups(conn: Connection, now_us: int, limit: int = 100) -> list[Any]:
 
 
 def next_wakeup(conn: Connection) -> int | None:
-    from sqlalchemy import func
-
     return conn.execute(select(func.min(wakeups.c.due_us))).scalar()
 
 
