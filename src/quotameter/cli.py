@@ -39,11 +39,13 @@ from quotameter.usage.model import is_window
 from quotameter.usage.service import UsageQuery, report
 from quotameter.usecases import catalog as use_catalog
 from quotameter.usecases.record import ingest as store_events
+from quotameter.wording import plural
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
     from quotameter.catalog.service import Applied
+    from quotameter.entitlements.service import Balance
 
 app = typer.Typer(
     help="Meter real-time media usage, enforce allowances live, bill it exactly.",
@@ -97,13 +99,15 @@ def _serve(
     workers: int = 1,
     banner: Callable[[], None] | None = None,
     clock: Callable[[], datetime] | None = None,
+    announce: bool = True,
 ) -> None:
-    """Serve until stopped; `clock` (one worker only) is the app's, by default the system's."""
+    """Serve until stopped; `clock` (one worker only) is the app's, by default the system's;
+    `announce` off: the caller has already said which database this is."""
 
     if clock is not None and workers != 1:
         raise ValueError("clock: worker processes read the system clock; serve one worker")
     clock = clock or system_clock
-    engine = _engine(settings.database_url)
+    engine = _engine(settings.database_url, announce=announce)
     with unit_of_work(engine) as conn:
         admin = settings.admin_key.get_secret_value() if settings.admin_key else None
         made = bootstrap(conn, admin, to_us(clock()))
@@ -116,7 +120,7 @@ def _serve(
         banner()
     console.print(
         f"quotameter listening on [bold]http://{settings.host}:{settings.port}[/bold] "
-        f"(database: {_redact(settings.database_url)}); API docs at /docs",
+        f"(database: {_where(settings.database_url)}); API docs at /docs",
         highlight=False,
     )
     # The web stack (FastAPI, uvicorn, every router) takes about a second to import: only the
@@ -144,17 +148,67 @@ def _serve(
     )
 
 
-def _engine(database_url: str | None) -> Engine:
-    """An engine on the configured database, migrated to the newest schema."""
+def _engine(database_url: str | None, *, announce: bool = True, made_here: bool = False) -> Engine:
+    """An engine on the configured database, migrated to the newest schema.
+
+    With `announce`, it says on stderr (so that what the command prints on stdout stays clean)
+    which database it opened and, when that is a SQLite file that was not there before, that
+    it was made empty and how to open another; `made_here` says the command makes that file on
+    purpose (the demo), which needs no such word."""
     from quotameter.store.migrate import upgrade  # Alembic: imported by the commands that open one
 
-    engine = make_engine(_settings(database_url).database_url)
+    url = _settings(database_url).database_url
+    file = _sqlite_file(url)
+    new = file is not None and not file.exists()
+    if announce:
+        err_console.print(f"database: {_where(url)}", markup=False, highlight=False)
+    engine = make_engine(url)
     upgrade(engine)
+    if announce and new and not made_here:
+        assert file is not None  # `new` says so
+        err_console.print(_new_file_note(file), style="yellow", markup=False, highlight=False)
     return engine
 
 
 def _redact(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL opens, as an absolute path; None for anything else (PostgreSQL,
+    an in-memory database, a `file:` URI)."""
+    parsed = make_url(url)
+    name = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not name or name == ":memory:":
+        return None
+    if name.startswith("file:") or "uri" in parsed.query:
+        return None
+    return Path(name).resolve()
+
+
+def _where(url: str) -> str:
+    """The database URL as people need to see it: a SQLite file by its absolute path (a
+    relative one depends on the directory the command ran from), a password hidden."""
+    file = _sqlite_file(url)
+    if file is not None:
+        return make_url(url).set(database=str(file)).render_as_string(hide_password=True)
+    return _redact(url)
+
+
+DEMO_DATABASE = "quotameter-demo.sqlite3"
+
+
+def _new_file_note(file: Path) -> str:
+    """What to say when a command made a new, empty SQLite file, and where the data the user
+    probably meant may be."""
+    note = (
+        f"database: {file} did not exist; a new, empty database was made there. "
+        "To open another, pass --database-url or set QUOTAMETER_DATABASE_URL"
+    )
+    demo = file.parent / DEMO_DATABASE
+    if file.name != DEMO_DATABASE and demo.exists():
+        return f"{note} (the demo's is --database-url sqlite:///{demo})."
+    return f"{note}."
 
 
 @app.command()
@@ -195,16 +249,16 @@ def apply(
             )
     except CatalogInvalid as err:
         err_console.print(
-            f"[red]{file}: the catalog was not applied; {len(err.errors)} error(s):[/red]"
+            f"[red]{file}: the catalog was not applied; {_count(len(err.errors), 'error')}:[/red]"
         )
         for line in err.errors:
             err_console.print(f"  {line}", markup=False, highlight=False)
         raise typer.Exit(1) from None
     except catalog_service.DropsRecordedCustomers as err:
         err_console.print(
-            f"[red]{file}: the catalog was not applied: it leaves out {len(err.dropped)} "
-            "customer(s) "
-            "with records (--prune drops them; their records are kept):[/red]"
+            f"[red]{file}: the catalog was not applied: it leaves out "
+            f"{_count(len(err.dropped), 'customer')} with records (--prune drops them; their "
+            "records are kept):[/red]"
         )
         for line in err.errors or []:
             err_console.print(f"  {line}", markup=False, highlight=False)
@@ -301,7 +355,10 @@ def ingest(
     )
     with (
         file.open("rb") as handle,
-        Progress(*columns, console=err_console, transient=True) as progress,
+        # A bar only for a terminal: piped, it would leave nothing but an empty line.
+        Progress(
+            *columns, console=err_console, transient=True, disable=not err_console.is_terminal
+        ) as progress,
     ):
         task = progress.add_task(f"ingesting {file.name} (bytes)", total=total)
         lines: list[int] = []
@@ -323,14 +380,15 @@ def ingest(
             flush(lines, items)
     rejected.sort()
     console.print(
-        f"{file}: [green]{accepted} accepted[/green], {duplicates} duplicates, "
-        f"[{'red' if rejected else 'green'}]{len(rejected)} rejected[/]",
+        f"{file}: [green]{_number(accepted)} accepted[/green], "
+        f"{_count(duplicates, 'duplicate')}, "
+        f"[{'red' if rejected else 'green'}]{_number(len(rejected))} rejected[/]",
         highlight=False,
     )
     for number, reason in rejected[:50]:
         console.print(f"  line {number}: {reason}", markup=False, highlight=False)
     if len(rejected) > 50:
-        console.print(f"  … and {len(rejected) - 50} more", highlight=False)
+        console.print(f"  … and {_number(len(rejected) - 50)} more", highlight=False)
     if rejected:
         raise typer.Exit(1)
 
@@ -411,20 +469,58 @@ def balance(
     customer: str,
     feature: str,
     at: Annotated[str | None, typer.Option(help="RFC 3339 instant (default: now)")] = None,
+    output: Annotated[
+        str, typer.Option("--format", help="text, or json as GET …/entitlements/{feature} answers")
+    ] = "text",
     database_url: DatabaseOpt = None,
 ) -> None:
-    """Show a customer's balance for one feature."""
+    """Show a customer's balance for one feature (GET /v1/customers/{customer}/entitlements/
+    {feature})."""
 
     engine = _engine(database_url)
     with _domain_errors():
+        if output not in ("text", "json"):
+            raise Invalid(f"format: must be text or json (got {output!r})")
         when: datetime = instant(at, "at", system_clock())
         with engine.connect() as conn:
             b = read_balance(Context(conn, CatalogCache().current(conn)), customer, feature, when)
-    console.print(
-        f"{b.customer} / {b.feature}: [bold]{b.usage}[/bold] {b.unit} "
-        f"in {rfc3339(b.period.start)} … {rfc3339(b.period.end)}",
-        highlight=False,
-    )
+    if output == "json":
+        console.print(dumps(b.as_dict()).decode(), highlight=False, markup=False)
+        return
+    for line in _balance_lines(b):
+        console.print(line, markup=False, highlight=False)
+
+
+def _balance_lines(b: Balance) -> list[str]:
+    """The whole balance for people: each figure with its unit, and what a missing one means
+    (no allowance, never blocked)."""
+    s = b.standing
+
+    def amount(value: Decimal | None, missing: str) -> str:
+        return missing if value is None else _count(value, b.unit)
+
+    rows = [
+        ("plan", b.plan),
+        ("meter", b.meter),
+        ("period", f"{rfc3339(b.period.start)} … {rfc3339(b.period.end)}"),
+        ("usage", _count(s.usage, b.unit) + (" (the period's highest level)" if s.gauge else "")),
+    ]
+    if s.level is not None:
+        rows.append(("level", f"{_count(s.level, b.unit)} now"))
+    rows += [
+        ("included", amount(s.included, "unlimited")),
+        ("granted", _count(s.granted, b.unit)),
+        ("limit", amount(s.limit, "none")),
+        ("remaining", amount(s.remaining, "unlimited")),
+        ("overage", _count(s.overage, b.unit)),
+        ("hard limit", amount(s.hard_limit, "none (never blocked)")),
+        ("has access", "yes" if s.has_access else "no (blocked)"),
+    ]
+    width = max(len(name) for name, _ in rows)
+    return [
+        f"{b.customer} / {b.feature} at {rfc3339(b.at)}",
+        *(f"  {name.ljust(width)}  {value}" for name, value in rows),
+    ]
 
 
 @app.command()
@@ -462,7 +558,7 @@ def usage(
             )
     table = Table(
         box=None,
-        title=f"{customer} / {feature}: {_number(result.total)} {result.unit} "
+        title=f"{customer} / {feature}: {_count(result.total, result.unit)} "
         f"from {rfc3339(result.start)} to {rfc3339(result.end)}",
         title_justify="left",
     )
@@ -470,7 +566,7 @@ def usage(
         table.add_column(group_by, overflow="fold")
     if window:
         table.add_column(window, no_wrap=True)
-    table.add_column(result.unit, justify="right")
+    table.add_column(plural(result.unit), justify="right")
     for row in result.rows:
         cells = ([row.group or "(none)"] if group_by else []) + (
             [rfc3339(row.start)] if window else []
@@ -479,16 +575,21 @@ def usage(
     console.print(table)
 
 
-def _number(value: object) -> str:
-
+def _number(value: Decimal | int | str) -> str:
+    """A number as people read it: 4526 -> "4,526", 30.250 -> "30.25"; exact, never a float."""
     d = Decimal(str(value)).normalize()
     return f"{int(d):,}" if d == d.to_integral_value() else f"{d:,f}"
+
+
+def _count(value: Decimal | int | str, unit: str) -> str:
+    """A count with its unit: "1 duplicate", "2 duplicates", "4,533 minutes", "30.25 hours"."""
+    return f"{_number(value)} {plural(unit, value)}"
 
 
 @app.command()
 def demo(
     database: Annotated[Path, typer.Option(help="the SQLite file to (re)create")] = Path(
-        "quotameter-demo.sqlite3"
+        DEMO_DATABASE
     ),
     host: Annotated[str | None, typer.Option(envvar="QUOTAMETER_HOST")] = None,
     port: Annotated[int | None, typer.Option(envvar="QUOTAMETER_PORT")] = None,
@@ -514,7 +615,7 @@ def demo(
     for suffix in ("", "-wal", "-shm"):  # a fresh month every time
         Path(f"{database}{suffix}").unlink(missing_ok=True)
     settings = _settings(f"sqlite:///{database}", host=host, port=port, log_format="text")
-    engine = _engine(settings.database_url)
+    engine = _engine(settings.database_url, made_here=True)
     with console.status("loading a month of usage of eight organizations…"):
         summary = load_demo(engine, start)
     with unit_of_work(engine) as conn:
@@ -531,14 +632,14 @@ def demo(
     if pinned is None and start < today:
         days = round((today - start) / timedelta(days=1))
         console.print(
-            f"The demo's clock is {days} day{'s' if days > 1 else ''} back: the story needs "
-            f"{STORY_DAYS} days "
-            "of every organization's period behind it; --now T picks another instant.",
+            f"The demo's clock is {_count(days, 'day')} back: the story needs "
+            f"{_count(STORY_DAYS, 'day')} of every organization's period behind it; --now T "
+            "picks another instant.",
             highlight=False,
         )
     table = Table(
-        title=f"{summary.events:,} events, {summary.notices} notices, up to {start:%d %b %Y %H:%M} "
-        "UTC",
+        title=f"{_count(summary.events, 'event')}, {_count(summary.notices, 'notice')}, "
+        f"up to {start:%d %b %Y %H:%M} UTC",
         title_justify="left",
         box=None,
     )
@@ -563,7 +664,7 @@ def demo(
 
     # The server's clock runs on from the demo's: acme's meeting still crosses its next threshold
     # live.
-    _serve(settings, banner=banner, clock=clock_from(start))
+    _serve(settings, banner=banner, clock=clock_from(start), announce=False)
 
 
 def _demo_tries(url: str, admin: str, acme: str, states: dict[str, str]) -> list[str]:
@@ -633,7 +734,7 @@ def invoices(
             state = invoicing.FinalizerState()
             made = invoicing.finalize_due(engine, catalogs, now, grace, state)
             failed = state.failing
-            err_console.print(f"{made} invoice(s) finalized", highlight=False)
+            err_console.print(f"{_count(made, 'invoice')} finalized", highlight=False)
             for name in sorted(failed):  # each logged above with its reason
                 err_console.print(
                     f"[red]customer {name!r}: not finalized (see the error above)[/red]",
