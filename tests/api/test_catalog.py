@@ -82,7 +82,10 @@ def test_cli_apply_and_balance(tmp_path: Path, db_url: str) -> None:
         cli, ["balance", "acme", "media", "--at", "2026-03-05T00:00:00Z", "--database-url", db_url]
     )
     assert result.exit_code == 0, result.output
-    assert "acme / media: 0 minute in 2026-03-01T00:00:00Z … 2026-04-01T00:00:00Z" in result.output
+    assert (
+        "  period      2026-03-01T00:00:00Z … 2026-04-01T00:00:00Z\n  usage       0 minutes\n"
+        in result.output
+    )
 
 
 def test_names_end_where_the_text_ends_and_addresses_hold_no_control_character(client) -> None:  # type: ignore[no-untyped-def]
@@ -425,7 +428,7 @@ def test_cli_apply_refuses_to_leave_out_customers_with_records_and_tells_in_a_dr
 
     refused = runner.invoke(cli, ["apply", str(empty), "--database-url", db_url])
     assert refused.exit_code == 1
-    assert "the catalog was not applied: it leaves out 1 customer(s) with records" in refused.output
+    assert "the catalog was not applied: it leaves out 1 customer with records" in refused.output
     assert "  customers.docs: has 1 event" in refused.output
 
     ok = runner.invoke(cli, ["apply", str(empty), "--prune", "--dry-run", "--database-url", db_url])
