@@ -71,6 +71,15 @@ class BalanceOut(BaseModel):
     level: Number | None = Field(default=None, description="gauges only: the level now")
 
 
+class BalancesOut(BaseModel):
+    """Every feature of the customer's plan at `at`, sorted by feature."""
+
+    customer: str
+    plan: str = Field(description="the plan in force at `at`")
+    at: Instant
+    entitlements: list[BalanceOut]
+
+
 class CheckOut(BalanceOut):
     allowed: bool
     reason: str
@@ -86,6 +95,27 @@ class ConsumeRefusedOut(ConsumeOut):
     error: str = Field(
         description="`amount: ` and the reason, as every error names its field",
         examples=["amount: 30 more would exceed the limit of 5000 (12 left)"],
+    )
+
+
+@router.get(
+    "/v1/customers/{customer}/entitlements",
+    response_class=JSON,
+    dependencies=[Depends(reads_customer)],
+    responses={200: {"model": BalancesOut}, **error_responses(404, 422)},
+)
+async def get_balances(request: Request, customer: str, at: Instant | None = None) -> Any:
+    """Every balance of the customer's plan at `at` (default: now), sorted by feature."""
+    svc = services(request)
+    when = instant(at, "at", svc.now())
+    plan, found = await _read_balances(svc, customer, when)
+    return JSON(
+        {
+            "customer": customer,
+            "plan": plan,
+            "at": when,
+            "entitlements": [b.as_dict() for b in found],
+        }
     )
 
 
@@ -140,6 +170,18 @@ async def _settle(svc: Services, customer: str) -> None:
 def _pending(svc: Services, customer: str) -> bool:
     with svc.engine.connect() as conn:
         return balances.pending(conn, customer)
+
+
+async def _read_balances(svc: Services, customer: str, when: datetime) -> tuple[str, list[Balance]]:
+    """Each balance the way `_read_balance` reads one: settled first when an evaluation is
+    owed, then through the cache (its freshness read per feature: one query on a hit)."""
+    await _settle(svc, customer)
+    return await read(svc, _compute_balances, svc, customer, when)
+
+
+def _compute_balances(svc: Services, customer: str, when: datetime) -> tuple[str, list[Balance]]:
+    with svc.engine.connect() as conn:
+        return balances.compute_all(conn, svc.catalogs, svc.balances, customer, when)
 
 
 def _compute_balance(svc: Services, customer: str, feature: str, when: datetime) -> Balance:

@@ -14,14 +14,20 @@ from quotameter.api.web import (
     Number,
     PeriodOut,
     Services,
+    cursor_query,
+    cursor_text,
+    cursor_value,
     error_responses,
     instant,
+    limit_query,
     services,
 )
 from quotameter.context import Context
+from quotameter.errors import Invalid, shown
 from quotameter.invoices import export, service
 from quotameter.invoices.service import Invoice
 from quotameter.notifications.scheduler import settle_before_read
+from quotameter.timeutil import to_us
 
 router = APIRouter(tags=["invoices"])
 
@@ -62,6 +68,16 @@ class InvoiceOut(BaseModel):
 
 class InvoicesOut(BaseModel):
     invoices: list[InvoiceOut]
+    next_cursor: str | None = Field(
+        default=None,
+        description="with `limit` or `cursor`: the `cursor` of the next page, null on the last "
+        "(absent when the whole list was asked for)",
+    )
+
+
+# --- paging ---------------------------------------------------------------------------------
+
+_INVOICES = "invoices"  # the kind of the invoices' cursors: the period start of the last
 
 
 def _answers(model: type[BaseModel], html: bool = True) -> dict[int | str, dict[str, Any]]:
@@ -103,23 +119,45 @@ def _upcoming(svc: Services, customer: str, when: Any) -> Invoice:
     responses=_answers(InvoicesOut, html=False),
 )
 def list_invoices(
-    request: Request, customer: str, format: Literal["json", "csv"] | None = _FORMAT
+    request: Request,
+    customer: str,
+    format: Literal["json", "csv"] | None = _FORMAT,
+    limit: int | None = limit_query(None, "at most this many invoices (default: all)"),
+    cursor: str | None = cursor_query("the invoices"),
 ) -> Any:
-    """The finalized invoices, oldest first (CSV: every line of every invoice)."""
+    """The finalized invoices, oldest first (CSV: every line of every invoice). With `limit`
+    or `cursor`, one page: `next_cursor` goes on (CSV: the `Next-Cursor` header)."""
     svc = services(request)
+    after = None if cursor is None else cursor_value(_INVOICES, cursor)
     with svc.engine.connect() as conn:
-        found = service.listing(Context(conn, svc.catalogs.current(conn)), customer)
+        ctx = Context(conn, svc.catalogs.current(conn))
+        found = service.listing(ctx, customer, after, None if limit is None else limit + 1)
+    paged = limit is not None or cursor is not None
+    next_cursor = None
+    if limit is not None and len(found) > limit:
+        found = found[:limit]
+        next_cursor = cursor_text(_INVOICES, to_us(found[-1].period.start))
     if _format(request, format) == "csv":
-        return _csv(found)
-    return JSON({"invoices": [inv.as_dict() for inv in found]})
+        answer = _csv(found)
+        if next_cursor is not None:
+            answer.headers["Next-Cursor"] = next_cursor
+        return answer
+    body: dict[str, Any] = {"invoices": [inv.as_dict() for inv in found]}
+    if paged:
+        body["next_cursor"] = next_cursor
+    return JSON(body)
 
 
-_ID = Path(ge=1, le=2**63 - 1, description="the invoice's id")
+_INVOICE = Path(
+    description="the invoice's id (all digits) or its number (`{customer}-{YYYYMMDD}`)",
+    examples=["kestrel-20261201"],
+)
+_MAX_ID = 2**63 - 1
 
 
 # Response (no media type of its own), so that the errors are declared as JSON like everywhere else.
 @router.get(
-    "/v1/customers/{customer}/invoices/{invoice_id}.html",
+    "/v1/customers/{customer}/invoices/{invoice}.html",
     response_class=Response,
     dependencies=[Depends(reads_customer)],
     responses={
@@ -130,28 +168,37 @@ _ID = Path(ge=1, le=2**63 - 1, description="the invoice's id")
         **error_responses(404, 422),
     },
 )
-def invoice_page(request: Request, customer: str, invoice_id: int = _ID) -> Any:
-    """A finalized invoice as a printable HTML page."""
-    return HTMLResponse(export.to_html(_get(request, customer, invoice_id)))
+def invoice_page(request: Request, customer: str, invoice: str = _INVOICE) -> Any:
+    """A finalized invoice, by id or number, as a printable HTML page."""
+    return HTMLResponse(export.to_html(_get(request, customer, invoice)))
 
 
 @router.get(
-    "/v1/customers/{customer}/invoices/{invoice_id}",
+    "/v1/customers/{customer}/invoices/{invoice}",
     response_class=JSON,
     dependencies=[Depends(reads_customer)],
     responses=_answers(InvoiceOut),
 )
 def get_invoice(
-    request: Request, customer: str, invoice_id: int = _ID, format: Format | None = _FORMAT
+    request: Request, customer: str, invoice: str = _INVOICE, format: Format | None = _FORMAT
 ) -> Any:
-    """One finalized invoice."""
-    return _render(request, [_get(request, customer, invoice_id)], format, single=True)
+    """One finalized invoice, by id or number."""
+    return _render(request, [_get(request, customer, invoice)], format, single=True)
 
 
-def _get(request: Request, customer: str, invoice_id: int) -> Invoice:
+def _get(request: Request, customer: str, invoice: str) -> Invoice:
+    """An all-digits `invoice` is an id; anything else is a number."""
+    invoice_id = None
+    if invoice.isascii() and invoice.isdigit():
+        invoice_id = int(invoice)
+        if not 1 <= invoice_id <= _MAX_ID:
+            raise Invalid(f"invoice: an id is from 1 to {_MAX_ID} (got {shown(invoice)})")
     svc = services(request)
     with svc.engine.connect() as conn:
-        return service.get(Context(conn, svc.catalogs.current(conn)), customer, invoice_id)
+        ctx = Context(conn, svc.catalogs.current(conn))
+        if invoice_id is not None:
+            return service.get(ctx, customer, invoice_id)
+        return service.by_number(ctx, customer, invoice)
 
 
 def _format(request: Request, asked: str | None) -> str:

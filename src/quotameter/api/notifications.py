@@ -6,10 +6,22 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from quotameter.api.auth import reads_customer
-from quotameter.api.web import JSON, Instant, Number, PeriodOut, error_responses, services
+from quotameter.api.web import (
+    JSON,
+    Instant,
+    Number,
+    PeriodOut,
+    cursor_query,
+    cursor_text,
+    cursor_value,
+    error_responses,
+    limit_query,
+    services,
+)
 from quotameter.context import Context
 from quotameter.customers import service as customers
 from quotameter.delivery import service as deliveries
+from quotameter.errors import Invalid
 from quotameter.notice_kinds import NoticeKind
 from quotameter.notifications import service
 from quotameter.notifications.scheduler import settle_before_read
@@ -48,6 +60,10 @@ class NoticeOut(BaseModel):
 
 class NoticesOut(BaseModel):
     notifications: list[NoticeOut]
+    next_cursor: str | None = Field(description="the `cursor` of the next page; null on the last")
+
+
+_NOTICES = "notifications"  # the kind of the notices' cursors: the id of the last
 
 
 @router.get(
@@ -59,17 +75,28 @@ class NoticesOut(BaseModel):
 def list_notices(
     request: Request,
     customer: str,
-    after: int = Query(0, ge=0, le=2**63 - 1),
-    limit: int = Query(500, ge=1, le=1000),
+    after: int | None = Query(
+        None, ge=0, le=2**63 - 1, description="a notice id: the notices after it"
+    ),
+    limit: int = limit_query(500, "at most this many notices"),
+    cursor: str | None = cursor_query("the notices"),
 ) -> Any:
-    """Notices recorded for a customer, oldest first; `after` an id to page on."""
+    """Notices recorded for a customer, oldest first, a page at a time: `next_cursor` goes on
+    (or `after`, the id of the last notice seen)."""
+    if cursor is not None and after is not None:
+        raise Invalid("cursor: give either cursor or after, not both")
+    first = cursor_value(_NOTICES, cursor) if cursor is not None else (after or 0)
     svc = services(request)
     settle_before_read(svc.engine, svc.catalogs, customer, svc.now)
     with svc.engine.connect() as conn:
         customers.view(
             Context(conn, svc.catalogs.current(conn)), customer, to_us(svc.now())
         )  # 404 for a stranger
-        rows = service.listing(conn, customer, after, limit)
+        rows = service.listing(conn, customer, first, limit + 1)
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            next_cursor = cursor_text(_NOTICES, rows[-1].id)
         sent = deliveries.for_notices(conn, [r.id for r in rows])
     out = []
     for row in rows:
@@ -79,4 +106,4 @@ def list_notices(
             for d in sent.get(row.id, [])
         ]
         out.append(notice)
-    return JSON({"notifications": out})
+    return JSON({"notifications": out, "next_cursor": next_cursor})

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import re
 import threading
 from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Request
+from fastapi import Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
@@ -19,7 +21,7 @@ from starlette.requests import HTTPConnection
 
 from quotameter.catalog.service import CatalogCache
 from quotameter.entitlements.cache import BalanceCache
-from quotameter.errors import NotFound
+from quotameter.errors import Invalid, NotFound, shown
 from quotameter.jsontext import dumps as dumps
 from quotameter.keys.service import KeyCache
 from quotameter.store.group import GroupCommit
@@ -206,3 +208,37 @@ Number = Annotated[Decimal, WithJsonSchema({"type": "number"})]
 class PeriodOut(BaseModel):
     start: Instant
     end: Instant
+
+
+# --- paging ---------------------------------------------------------------------------------
+
+
+def cursor_text(kind: str, value: int) -> str:
+    """An opaque cursor: where a listing of `kind` goes on after (URL-safe base64)."""
+    raw = f"{kind}:{value}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def cursor_value(kind: str, cursor: str) -> int:
+    """The value of a cursor `cursor_text(kind, …)` gave; 422 naming `cursor` for any other."""
+    if re.fullmatch(r"[A-Za-z0-9_-]+", cursor):
+        try:
+            raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+            raw = ""
+        prefix, _, value = raw.partition(":")
+        if prefix == kind and re.fullmatch(r"-?[0-9]{1,19}", value) and abs(int(value)) < 2**63:
+            return int(value)
+    raise Invalid(f"cursor: not a cursor this listing gave ({shown(cursor)})")
+
+
+def cursor_query(what: str) -> Any:
+    return Query(
+        None,
+        max_length=200,
+        description=f"the `next_cursor` of the previous page: {what} after it",
+    )
+
+
+def limit_query(default: int | None, description: str) -> Any:
+    return Query(default, ge=1, le=1000, description=description)

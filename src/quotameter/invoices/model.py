@@ -16,14 +16,17 @@ Rules (the choices made where the product contract leaves room):
   the period carries over a plan change, so one plan prices all of it.
 - Top-ups are billed at the price recorded when each was bought, one `package` line per
   purchase, whatever the plan says now; a `package` price entry adds nothing on top.
+- An invoice's number is `{customer}-{YYYYMMDD}`: the date its period starts on in the
+  customer's own zone (Tokyo's December invoice is `…-20261201`, not the UTC date before).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo
 
 from quotameter.catalog.model import (
     FlatPrice,
@@ -283,3 +286,23 @@ def plain(value: Decimal | None) -> str:
     if value is None:
         return ""
     return format(canonical(value), "f")
+
+
+def number(customer: str, period_start: datetime, tz: str) -> str:
+    """The invoice number: the customer, and the date its period starts on in zone `tz`."""
+    return f"{customer}-{period_start.astimezone(ZoneInfo(tz)):%Y%m%d}"
+
+
+def number_date(customer: str, number: str) -> date | None:
+    """The date an invoice number of `customer` names, or None when it is not one of its
+    numbers (another customer's, or not a number at all)."""
+    prefix = f"{customer}-"
+    digits = number[len(prefix) :]
+    if not number.startswith(prefix) or len(digits) != 8 or not digits.isascii():
+        return None
+    if not digits.isdigit():
+        return None
+    try:
+        return date(int(digits[:4]), int(digits[4:6]), int(digits[6:]))
+    except ValueError:
+        return None

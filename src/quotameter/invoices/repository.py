@@ -65,10 +65,26 @@ def containing(conn: Connection, customer: str, t_us: int) -> Any:
     ).first()
 
 
-def listing(conn: Connection, customer: str) -> list[Any]:
+def listing(
+    conn: Connection, customer: str, after_start_us: int | None = None, limit: int | None = None
+) -> list[Any]:
+    """The customer's invoices by period start: after `after_start_us`, at most `limit`."""
+    i = invoices.c
+    query = select(invoices).where(i.customer == customer)
+    if after_start_us is not None:
+        query = query.where(i.period_start_us > after_start_us)
+    return list(conn.execute(query.order_by(i.period_start_us).limit(limit)))
+
+
+def starting_between(conn: Connection, customer: str, lo_us: int, hi_us: int) -> list[Any]:
+    """The customer's invoices whose period starts in [lo_us, hi_us), by period start."""
     i = invoices.c
     return list(
-        conn.execute(select(invoices).where(i.customer == customer).order_by(i.period_start_us))
+        conn.execute(
+            select(invoices)
+            .where(i.customer == customer, i.period_start_us >= lo_us, i.period_start_us < hi_us)
+            .order_by(i.period_start_us)
+        )
     )
 
 

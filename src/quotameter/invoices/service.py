@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -67,10 +67,11 @@ class Invoice:
     lines: list[Line]
     total: Decimal
     at: datetime  # upcoming: the instant it runs to; finalized: when it was finalized
+    timezone: str = "UTC"  # the customer's zone, which dates its number
 
     @property
     def number(self) -> str:
-        return f"{self.customer}-{self.period.start.strftime('%Y%m%d')}"
+        return model.number(self.customer, self.period.start, self.timezone)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -138,6 +139,7 @@ def compute(ctx: Context, customer: str, period: Period, upto: datetime) -> Invo
         lines,
         model.total(lines),
         upto,
+        final.spec.timezone,
     )
 
 
@@ -175,10 +177,11 @@ def upcoming(ctx: Context, customer: str, at: datetime) -> Invoice:
     """The invoice of the period containing `at`, as it stands at `at` (the finalized one
     when that period is already finalized)."""
     conn = ctx.conn
-    period = period_at(ctx, customer, at)
+    view = customers.view(ctx, customer, to_us(at))
+    period = billing_period(view, at)
     stored = repository.for_period(conn, customer, to_us(period.start))
     if stored is not None:
-        return from_row(stored)
+        return from_row(stored, view.spec.timezone)
     return compute(ctx, customer, period, at)
 
 
@@ -420,7 +423,8 @@ def _line_json(line: Line, currency: str) -> dict[str, Any]:
     return out
 
 
-def from_row(row: Any) -> Invoice:
+def from_row(row: Any, timezone: str) -> Invoice:
+    """A stored invoice; `timezone` is the customer's, which dates its number."""
     lines = [
         Line(
             d["kind"],
@@ -444,22 +448,53 @@ def from_row(row: Any) -> Invoice:
         lines,
         total,
         from_us(row.finalized_us),
+        timezone,
     )
 
 
 def get(ctx: Context, customer: str, invoice_id: int) -> Invoice:
     conn = ctx.conn
-    customers.view(ctx, customer, 0)  # 404 for an unknown customer
+    view = customers.view(ctx, customer, 0)  # 404 for an unknown customer
     row = repository.get(conn, customer, invoice_id)
     if row is None:
         raise NotFound(f"invoice: customer {customer!r} has no finalized invoice {invoice_id}")
-    return from_row(row)
+    return from_row(row, view.spec.timezone)
 
 
-def listing(ctx: Context, customer: str) -> list[Invoice]:
+# The local date of a period's start is within a day of its UTC date: finalized invoices
+# starting this close to the date a number names are read, and the one numbered so kept.
+_NUMBER_WINDOW = timedelta(days=2)
+
+
+def by_number(ctx: Context, customer: str, number: str) -> Invoice:
+    """The finalized invoice of `customer` numbered `number` (a number of another customer
+    is not found)."""
+    view = customers.view(ctx, customer, 0)  # 404 for an unknown customer
+    day = model.number_date(customer, number)
+    if day is not None:
+        midnight = datetime.combine(day, time(), tzinfo=UTC)
+        rows = repository.starting_between(
+            ctx.conn,
+            customer,
+            to_us(midnight - _NUMBER_WINDOW),
+            to_us(midnight + _NUMBER_WINDOW),
+        )
+        for row in rows:
+            invoice = from_row(row, view.spec.timezone)
+            if invoice.number == number:
+                return invoice
+    raise NotFound(f"invoice: customer {customer!r} has no finalized invoice numbered {number!r}")
+
+
+def listing(
+    ctx: Context, customer: str, after_start_us: int | None = None, limit: int | None = None
+) -> list[Invoice]:
+    """The customer's finalized invoices, oldest first: those whose period starts after
+    `after_start_us` (all without it), at most `limit` (all without it)."""
     conn = ctx.conn
-    customers.view(ctx, customer, 0)
-    return [from_row(row) for row in repository.listing(conn, customer)]
+    view = customers.view(ctx, customer, 0)  # 404 for an unknown customer
+    rows = repository.listing(conn, customer, after_start_us, limit)
+    return [from_row(row, view.spec.timezone) for row in rows]
 
 
 def hold_open(conn: Connection, customers: Sequence[str]) -> None:

@@ -17,11 +17,13 @@ from sqlalchemy import Connection, Engine, text
 from quotameter.catalog import service as catalogs
 from quotameter.catalog.service import CatalogCache
 from quotameter.context import Context
+from quotameter.customers import service as customers
 from quotameter.customers import state
 from quotameter.entitlements.cache import BalanceCache
 from quotameter.entitlements.service import Balance, balance
 from quotameter.notifications import scheduler
 from quotameter.notifications import service as notices
+from quotameter.timeutil import to_us
 
 FRESHNESS = text(
     f"SELECT {catalogs.LATEST_VERSION} AS catalog_version, {state.VERSION} AS version, "
@@ -64,3 +66,20 @@ def compute(
     if cache is None:
         return balance(Context(conn, catalog), customer, feature, when)
     return cache.balance(conn, catalog, customer, feature, when)
+
+
+def compute_all(
+    conn: Connection,
+    catalog_cache: CatalogCache,
+    cache: BalanceCache | None,
+    customer: str,
+    when: datetime,
+) -> tuple[str, list[Balance]]:
+    """The plan in force at `when` and every balance of it, by feature (NotFound: a stranger)."""
+    catalog = catalog_cache.current(conn)
+    view = customers.view(Context(conn, catalog), customer, to_us(when))
+    found = [
+        compute(conn, catalog_cache, cache, customer, feature, when)
+        for feature in sorted(view.plan.entitlements)
+    ]
+    return view.plan_name, found
