@@ -18,7 +18,8 @@ def test_serve_prints_where_it_listens_and_answers(tmp_path: Path) -> None:
     try:
         output = server.wait_ready()
         assert f"quotameter listening on http://127.0.0.1:{server.port}" in output, output
-        assert "sqlite:///quotameter.sqlite3" in output
+        # The default database, by the absolute path of the file it opened in the working directory.
+        assert f"sqlite:///{tmp_path / 'quotameter.sqlite3'}" in output, output
         assert httpx.get(f"{server.url}/healthz").json() == {"status": "ok"}
         assert (
             tmp_path / "quotameter.sqlite3"
