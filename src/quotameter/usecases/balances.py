@@ -62,10 +62,7 @@ def compute(
     when: datetime,
 ) -> Balance:
     """The balance at `when`, through the cache when there is one (which keeps it)."""
-    catalog = catalog_cache.current(conn)
-    if cache is None:
-        return balance(Context(conn, catalog), customer, feature, when)
-    return cache.balance(conn, catalog, customer, feature, when)
+    return _compute(Context(conn, catalog_cache.current(conn)), cache, customer, feature, when)
 
 
 def compute_all(
@@ -75,11 +72,19 @@ def compute_all(
     customer: str,
     when: datetime,
 ) -> tuple[str, list[Balance]]:
-    """The plan in force at `when` and every balance of it, by feature (NotFound: a stranger)."""
-    catalog = catalog_cache.current(conn)
-    view = customers.view(Context(conn, catalog), customer, to_us(when))
+    """The plan in force at `when` and every balance of it, by feature (NotFound: a stranger).
+    The catalog in force is read once for them all."""
+    ctx = Context(conn, catalog_cache.current(conn))
+    view = customers.view(ctx, customer, to_us(when))
     found = [
-        compute(conn, catalog_cache, cache, customer, feature, when)
-        for feature in sorted(view.plan.entitlements)
+        _compute(ctx, cache, customer, feature, when) for feature in sorted(view.plan.entitlements)
     ]
     return view.plan_name, found
+
+
+def _compute(
+    ctx: Context, cache: BalanceCache | None, customer: str, feature: str, when: datetime
+) -> Balance:
+    if cache is None:
+        return balance(ctx, customer, feature, when)
+    return cache.balance(ctx.conn, ctx.catalog, customer, feature, when)
