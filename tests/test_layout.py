@@ -34,6 +34,9 @@ OWNER = {
     "api_keys": "keys",
     "invoices": "invoices",
     "deliveries": "delivery",
+    "signups": "catalog",
+    "standings": "notifications",
+    "console_secrets": "keys",
 }
 
 _SQL_TABLE = re.compile(r"\b(?:FROM|JOIN|INTO|UPDATE)\s+([a-z_]+)", re.IGNORECASE)

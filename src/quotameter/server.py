@@ -36,6 +36,7 @@ from quotameter.api.web import (
     no_nul_in_path,
     system_clock,
 )
+from quotameter.console.pages import install as install_console
 from quotameter.delivery.worker import start_delivery
 from quotameter.errors import Overloaded, QuotameterError
 from quotameter.invoices.finalizer import Finalizer
@@ -122,6 +123,8 @@ def create_app(
         app.include_router(router, responses=error_responses(401, 403, 503))
     # why: FastAPI documents replacing app.openapi as the way to extend the document.
     app.openapi = with_event_schema(one_error_shape(app.openapi))  # type: ignore[method-assign]
+
+    install_console(app, settings)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, str]:

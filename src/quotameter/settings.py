@@ -74,3 +74,8 @@ class Settings(BaseSettings):
     inapp_heartbeat_seconds: float = 15.0
     # A stream ends after this long; its client reconnects with Last-Event-ID and misses nothing.
     inapp_max_stream_seconds: float = Field(default=3600.0, gt=0)
+    # --- the console (console/): pages signed in with an API key ---
+    # Signs the session cookie; without one, a random secret is made once and kept in the
+    # database, shared by every process.
+    console_secret: SecretStr | None = None
+    console_session_hours: float = Field(default=12.0, gt=0)  # a session's lifetime

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Connection, Row, insert, select, update
 
 from quotameter.store import bulk
-from quotameter.store.tables import api_keys
+from quotameter.store.tables import api_keys, console_secrets
 
 k = api_keys.c
 
@@ -53,6 +53,24 @@ def add_if_absent(
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
         conn.execute(sqlite_insert(api_keys).values(**values).on_conflict_do_nothing())
+
+
+def secret(conn: Connection, name: str, candidate: str) -> str:
+    """The stored secret `name`, stored as `candidate` first if there is none (several
+    processes may start at the same moment: the first one's stays)."""
+    values = {"name": name, "value": candidate}
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        conn.execute(postgresql_insert(console_secrets).values(**values).on_conflict_do_nothing())
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        conn.execute(sqlite_insert(console_secrets).values(**values).on_conflict_do_nothing())
+    value: str = conn.execute(
+        select(console_secrets.c.value).where(console_secrets.c.name == name)
+    ).scalar_one()
+    return value
 
 
 def by_digest(conn: Connection, digest: str) -> Row[Any] | None:

@@ -30,6 +30,10 @@ class Principal:
     customer: str | None
 
 
+def _principal(row: Row[Any]) -> Principal:
+    return Principal(row.id, row.role, row.customer)
+
+
 def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
@@ -119,6 +123,12 @@ def bootstrap(conn: Connection, admin_key: str | None, now_us: int) -> str | Non
     return secret
 
 
+def console_secret(conn: Connection) -> str:
+    """The secret that signs console sessions when none is configured: made at random once,
+    kept in the database so that every process and every restart shares it."""
+    return repository.secret(conn, "console_session", secrets.token_urlsafe(48))
+
+
 class KeyCache:
     """Keys verified by this process, remembered for a few seconds so a busy endpoint does not
     read the key table on every request. A key revoked here is forgotten at once; a key
@@ -127,6 +137,7 @@ class KeyCache:
     def __init__(self, ttl: float = 5.0) -> None:
         self.ttl = ttl
         self._known: dict[str, tuple[Principal | None, float]] = {}
+        self._by_id: dict[str, tuple[Principal | None, float]] = {}
         self._lock = threading.Lock()
 
     def verify(self, engine: Engine, presented: str) -> Principal | None:
@@ -139,16 +150,33 @@ class KeyCache:
             row = repository.by_digest(conn, wanted)
         found = None
         if row is not None and row.revoked_us is None and hmac.compare_digest(row.digest, wanted):
-            found = Principal(row.id, row.role, row.customer)
+            found = _principal(row)
         with self._lock:
             if len(self._known) > 10_000:  # a flood of made-up keys must not grow this forever
                 self._known.clear()
             self._known[wanted] = (found, now + self.ttl)
         return found
 
+    def by_id(self, engine: Engine, key_id: str) -> Principal | None:
+        """The holder of an active key known by its id (a console session keeps only the id),
+        remembered like `verify`'s answers: a key revoked elsewhere ends within `ttl`."""
+        hit = self._by_id.get(key_id)
+        now = time.monotonic()
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        with engine.connect() as conn:
+            row = repository.by_id(conn, key_id)
+        found = None if row is None or row.revoked_us is not None else _principal(row)
+        with self._lock:
+            if len(self._by_id) > 10_000:
+                self._by_id.clear()
+            self._by_id[key_id] = (found, now + self.ttl)
+        return found
+
     def forget(self) -> None:
         with self._lock:
             self._known.clear()
+            self._by_id.clear()
 
 
 def count_by_customer(conn: Connection, customers: Sequence[str]) -> dict[str, int]:

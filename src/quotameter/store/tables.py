@@ -425,3 +425,43 @@ deliveries = Table(
     Index("ix_deliveries_due", "status", "next_attempt_us"),
     Index("ix_deliveries_notice_id", "notice_id"),
 )
+
+# --- customers signed up through the API, standings, console sessions ----------------------
+
+# Customers created by `POST /v1/customers` rather than declared in a catalog document: they
+# are carried into every catalog applied later that does not declare them itself.
+signups = Table(
+    "signups",
+    metadata,
+    Column("customer", String(256), primary_key=True),
+    Column("created_us", BigInteger, nullable=False),
+)
+
+# Per customer and limited feature, where its last exact evaluation of notices found it:
+# what the operators' list of customers filters and sorts on, in one query.
+standings = Table(
+    "standings",
+    metadata,
+    Column("customer", String(256), nullable=False),
+    Column("feature", String(128), nullable=False),
+    Column("period_start_us", BigInteger, nullable=False),
+    Column("period_end_us", BigInteger, nullable=False),
+    Column("usage", Decimal, nullable=False),
+    Column("limit", Decimal, nullable=True),
+    Column("percent", Decimal, nullable=True),
+    Column("near", Boolean, nullable=False),  # the first notify level is passed
+    Column("blocked", Boolean, nullable=False),
+    Column("overage", Boolean, nullable=False),
+    Column("since_us", BigInteger, nullable=True),  # blocked or in overage since
+    Column("evaluated_us", BigInteger, nullable=False),
+    PrimaryKeyConstraint("customer", "feature"),
+    Index("ix_standings_percent", "percent"),
+)
+
+# The console's signing secret when none is configured: made once, shared by every process.
+console_secrets = Table(
+    "console_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(128), nullable=False),
+)

@@ -1,0 +1,1 @@
+// quotameter console: what plain pages cannot do alone. No framework, no build step.
