@@ -7,6 +7,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import HTMLResponse
 
 from quotameter.api.web import Services, services
+from quotameter.console import actions
 from quotameter.console.web import Session, render, signed_in, visible
 from quotameter.entitlements.service import Balance
 from quotameter.usecases import balances
@@ -26,7 +27,12 @@ async def organization_page(
     return render(
         request,
         "organization.html",
-        {"customer": customer, "plan": plan, "balances": [b.as_dict() for b in found]},
+        {
+            "customer": customer,
+            "plan": plan,
+            "balances": [b.as_dict() for b in found],
+            "actions": actions.panel(request, customer, session) if session.admin else {},
+        },
         session,
     )
 

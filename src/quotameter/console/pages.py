@@ -10,7 +10,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from quotameter.api.web import services
-from quotameter.console import customers, organization
+from quotameter.console import actions, customers, live, organization
 from quotameter.console.web import (
     COOKIE,
     PRE_COOKIE,
@@ -42,7 +42,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         with unit_of_work(app.state.services.engine) as conn:
             secret = keys.console_secret(conn)
     app.state.console_sessions = Sessions(secret, settings.console_session_hours)
-    for part in (router, customers.router, organization.router):
+    for part in (router, customers.router, organization.router, actions.router, live.router):
         app.include_router(part)
     app.mount(
         "/console/static",
