@@ -311,3 +311,25 @@ def buy_media_block(url: str) -> None:
         json={"feature": "media", "blocks": 1, "id": "t-1"},
     )
     assert r.status_code == 201, r.text
+
+
+# --- the console on the demo's data (fixtures in tests/browser/conftest.py) ----------------
+
+DEMO_NOW = datetime(2026, 11, 20, 15, 0, tzinfo=UTC)  # the README's pinned demo run
+
+
+@dataclass
+class DemoConsole:
+    url: str  # the served console and API
+    app: Any
+    clock: Any  # the server's clock (a tests' Clock, pinned at DEMO_NOW)
+    admin_key: str
+    keys: dict[str, str]  # customer -> a customer key of it, for every demo organization
+
+
+def sign_in_page(page: Any, url: str, key: str) -> None:
+    """Sign in through the form, as a person does."""
+    page.goto(f"{url}/")
+    page.get_by_label("API key").fill(key)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{url}/console/**")
