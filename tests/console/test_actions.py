@@ -254,6 +254,8 @@ def test_a_customer_key_cannot_act_and_a_post_without_the_token_is_refused(
     assert forged.status_code == 403
     assert grants(client) == []
     assert browser.post(f"{PAGE}/actions/refund", data=hidden).status_code == 404
+    opened = browser.get(f"{PAGE}/actions/topup")  # a review's address, opened as a page
+    assert opened.status_code == 303 and opened.headers["location"] == PAGE
     unknown = browser.post("/console/customers/nobody/actions/topup", data={**hidden, **data})
     assert unknown.status_code == 404
 

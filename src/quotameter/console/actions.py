@@ -136,6 +136,13 @@ async def act(
     return await run_in_threadpool(_answer, request, svc, session, customer, asked, confirmed)
 
 
+@router.get("/console/customers/{customer}/actions/{kind}", dependencies=[Depends(admin)])
+def act_again(customer: str, kind: str) -> Response:
+    """A review page's address opened again (a bookmark, a reload as GET): back to the page,
+    where the forms are; an action is only ever posted."""
+    return redirect(f"/console/customers/{quote(customer, safe='')}")
+
+
 def _answer(
     request: Request,
     svc: Services,
