@@ -114,8 +114,9 @@ def bar_svg(geometry: Bar, label: str) -> Markup:
         parts.append(
             f'<rect class="seg-{seg.kind}" x="{x0}" y="{y}" width="{x1 - x0}" height="{h}"/>'
         )
+    edge = Decimal(2)  # a mark at either end stays whole inside the bar
     for mark in geometry.marks:
-        x = geometry.x(mark.at)
+        x = min(max(geometry.x(mark.at), edge), WIDTH - edge)
         parts.append(
             f'<line class="mark-{mark.kind}" x1="{x}" y1="0" x2="{x}" y2="{BAR_HEIGHT}" '
             f'vector-effect="non-scaling-stroke"><title>{escape(mark.label)}</title></line>'

@@ -317,8 +317,12 @@ def _days(report: usage.Report, b: Balance, zone: str) -> dict[str, Any]:
     titles = [f"{r['day']}: {r['usage']}" for r in rows]
     what = "highest level" if b.standing.level is not None else "usage"
     label = f"{b.feature}: {what} by day, {day(b.period.start, zone)} to {day(report.end, zone)}"
+    highest = max((r.usage for r in report.rows), default=None)
     return {
         "rows": rows,
+        "first": rows[0]["day"] if rows else None,
+        "last": rows[-1]["day"] if rows else None,
+        "highest": None if highest is None else quantity(highest, b.unit),
         "chart": charts.columns_svg(charts.columns([r.usage for r in report.rows], titles), label),
         "label": label,
     }
