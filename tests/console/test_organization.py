@@ -185,6 +185,41 @@ def test_studios_managed_volume_in_overage_this_period(demo: Any, browser: Any) 
     assert "Total so far $399.00" in invoices  # 299 flat + 5 h × $20 overage
 
 
+def test_a_top_up_shows_in_the_bar_the_history_and_the_forecast(demo: Any, browser: Any) -> None:
+    r = demo.post("/v1/customers/acme/topups", json={"feature": "media", "blocks": 1, "id": "t-1"})
+    assert r.status_code == 201, r.text
+    html = page_of(browser, make_key(demo, "customer", "acme")[1], "/console/customers/acme")
+    card = section(html, "feature-media")
+    words = text_of(card)
+    assert "490 of 1,500 minutes" in words and 'class="seg-granted"' in card
+    assert "top-ups and credits 1,000 minutes" in words
+    assert "State Comfortably under the limit" in words
+    # 1,010 more at 490 per 228 hours: 469.96 hours on, early on the 30th
+    assert "Forecast runs out around 30 Mar 2026" in words
+    history = text_of(section(html, "history"))
+    assert "media: 1 top-up block bought, 1,000 more, for $5.00" in history
+
+
+def test_notices_in_words() -> None:
+    from quotameter.console.organization import describe
+
+    def notice(kind: str, **details: Any) -> dict[str, Any]:
+        return {"type": kind, "feature": "sessions", "percent": None, "details": details}
+
+    upgrading = notice("plan.upgrading", from_plan="sessions_100k", to_plan="sessions_200k")
+    assert describe(upgrading) == "sessions used up: upgrading from sessions_100k to sessions_200k"
+    upgraded = notice("plan.upgraded", from_plan="sessions_100k", to_plan="sessions_200k")
+    assert describe(upgraded) == "upgraded to sessions_200k (was sessions_100k)"
+    assert describe(notice("access.restored")) == "sessions: available again"
+    threshold = {
+        **notice("usage.threshold", usage="90000", limit="100000", unit="session"),
+        "percent": Decimal(90),
+    }
+    assert describe(threshold) == (
+        "sessions: 90 % of the allowance used (90,000 of 100,000 sessions)"
+    )
+
+
 def test_another_organizations_page_and_invoices_are_not_found_for_a_customer_key(
     demo: Any, browser: Any
 ) -> None:

@@ -56,6 +56,7 @@ class Read:
     now: datetime
     plan: str
     zone: str
+    currency: str  # the plan's, which prices top-ups
     balances: list[Balance]
     members: dict[str, usage.Report]  # feature -> the period's usage per member
     days: dict[str, usage.Report]  # feature -> the period's usage per day
@@ -86,7 +87,7 @@ async def organization_page(
             "balances": [b.as_dict() for b in found.balances],
             "cards": [_card(found, b, members) for b in found.balances],
             "members_order": members,
-            "history": [_history_item(n, found.zone) for n in reversed(found.notices)][
+            "history": [_history_item(n, zone, found.currency) for n in reversed(found.notices)][
                 :NOTICES_SHOWN
             ],
             "notices_total": len(found.notices),
@@ -145,7 +146,7 @@ def _read(svc: Services, customer: str) -> Read:
             conn.execution_options(isolation_level="REPEATABLE READ")
         plan, found = balances.compute_all(conn, svc.catalogs, svc.balances, customer, now)
         ctx = Context(conn, svc.catalogs.current(conn))
-        zone = found[0].view.spec.timezone if found else _zone(ctx, customer, now)
+        view = customers.view(ctx, customer, to_us(now))
         members: dict[str, usage.Report] = {}
         days: dict[str, usage.Report] = {}
         for b in found:
@@ -158,11 +159,18 @@ def _read(svc: Services, customer: str) -> Read:
         recorded = _notices(conn, customer)
         upcoming = invoices.upcoming(ctx, customer, now)
         past = invoices.listing(ctx, customer)
-    return Read(now, plan, zone, found, members, days, recorded, upcoming, past)
-
-
-def _zone(ctx: Context, customer: str, now: datetime) -> str:
-    return customers.view(ctx, customer, to_us(now)).spec.timezone
+    return Read(
+        now,
+        plan,
+        view.spec.timezone,
+        view.plan.currency,
+        found,
+        members,
+        days,
+        recorded,
+        upcoming,
+        past,
+    )
 
 
 def _notices(conn: Any, customer: str) -> list[dict[str, Any]]:
@@ -331,12 +339,12 @@ def _days(report: usage.Report, b: Balance, zone: str) -> dict[str, Any]:
 # --- the history ------------------------------------------------------------------------------
 
 
-def _history_item(n: dict[str, Any], zone: str) -> dict[str, str]:
-    return {"when": moment(n["at"], zone), "kind": str(n["type"]), "text": describe(n)}
+def _history_item(n: dict[str, Any], zone: str, currency: str) -> dict[str, str]:
+    return {"when": moment(n["at"], zone), "kind": str(n["type"]), "text": describe(n, currency)}
 
 
-def describe(n: dict[str, Any]) -> str:
-    """A notice in words, as the timeline shows it."""
+def describe(n: dict[str, Any], currency: str = "USD") -> str:
+    """A notice in words, as the timeline shows it (a top-up's price in `currency`)."""
     kind, feature, d = n["type"], n["feature"] or "", n["details"]
     unit = d.get("unit")
     if kind == NoticeKind.USAGE_THRESHOLD:
@@ -354,7 +362,8 @@ def describe(n: dict[str, Any]) -> str:
     if kind == NoticeKind.TOPUP_APPLIED:
         blocks = d.get("blocks")
         what = f"{blocks} top-up block{'s' if blocks != 1 else ''}" if blocks else "a top-up"
-        return f"{feature}: {what} bought, {number(d.get('amount'))} more, for {d.get('price')}"
+        price = money(d.get("price"), currency)
+        return f"{feature}: {what} bought, {number(d.get('amount'))} more, for {price}"
     if kind == NoticeKind.PLAN_UPGRADING:
         return f"{feature} used up: upgrading from {d.get('from_plan')} to {d.get('to_plan')}"
     if kind == NoticeKind.PLAN_UPGRADED:
