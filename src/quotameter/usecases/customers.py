@@ -1,16 +1,30 @@
-"""Change a customer: seats, settings or plan, refused inside a finalized period, then the
-customer evaluated again where a limit may have moved."""
+"""Customers: change one (seats, settings or plan, refused inside a finalized period, then the
+customer evaluated again where a limit may have moved), sign one up, and the operators' list
+of every customer with its state."""
 
 from __future__ import annotations
 
+import base64
+from bisect import bisect_right
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
+from typing import Any
 
+import orjson
+from sqlalchemy import Connection, Row
+
+from quotameter.catalog import service as catalogs
+from quotameter.catalog.service import LoadedCatalog
 from quotameter.context import Context
 from quotameter.customers import service as customers
+from quotameter.errors import Invalid, shown
 from quotameter.invoices.service import refuse_if_finalized
 from quotameter.notifications import scheduler
-from quotameter.notifications.service import evaluate_all
-from quotameter.timeutil import to_us
+from quotameter.notifications.service import evaluate_all, mark_pending, standings_in_force
+from quotameter.timeutil import from_us, to_us
 
 
 def change(
@@ -58,3 +72,245 @@ def after_change(ctx: Context, customer: str, when: datetime, now: datetime) -> 
     catalog = ctx.catalog
     evaluate_all(ctx, customer, max(when, now), to_us(now))
     scheduler.refresh_meters(ctx, customer, set(catalog.spec.meters), max(when, now))
+
+
+# --- signing up ------------------------------------------------------------------------------
+
+
+def sign_up(
+    conn: Connection,
+    current: LoadedCatalog,
+    name: str,
+    fields: Mapping[str, object],
+    effective: datetime,
+    now: datetime,
+) -> LoadedCatalog:
+    """Create customer `name` (`fields`: plan, seats, timezone, billing_anchor, admins, owner,
+    members, auto_upgrade): a new catalog version, the catalog in force plus the customer,
+    and the name listed as signed up (kept by every later catalog apply), created at
+    `effective`; then the customer is marked for evaluation. The caller holds the catalog lock
+    (`lock_keys(conn, ["catalog"])`) and read `current` after taking it. Invalid naming the
+    field; Conflict when the name is declared or signed up already."""
+    spec = catalogs.check_customer(current.spec, name, fields)
+    loaded = catalogs.sign_up(conn, current.spec, name, spec, to_us(effective), to_us(now))
+    mark_pending(conn, [name], to_us(now))
+    return loaded
+
+
+# --- the operators' list -----------------------------------------------------------------------
+
+STATES = ("blocked", "overage", "near_limit", "ok", "unlimited")
+FILTERS = ("blocked", "near_limit", "overage", "unlimited")
+SORTS = ("name", "percent")
+DEFAULT_LIMIT, MAX_LIMIT = 50, 500
+_CURSOR = "customers"
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerRow:
+    """One customer as the list shows it: its state, and its most-used feature."""
+
+    key: str
+    plan: str
+    state: str  # blocked > overage > near_limit > ok; unlimited: no feature with an allowance
+    feature: str | None  # the most-used feature (highest percent of its limit)
+    percent: Decimal | None
+    usage: Decimal | None
+    limit: Decimal | None
+    unit: str | None
+    since: datetime | None  # blocked (or in overage) since
+    evaluated_at: datetime | None  # when the most-used feature's numbers were true
+    near: bool  # some feature passed its first notice level
+    overage: bool  # some feature is in overage
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "key": self.key,
+            "plan": self.plan,
+            "state": self.state,
+            "feature": self.feature,
+            "percent": self.percent,
+            "usage": self.usage,
+            "limit": self.limit,
+            "unit": self.unit,
+            "since": self.since,
+            "evaluated_at": self.evaluated_at,
+        }
+
+    def matches(self, state: str | None) -> bool:
+        if state is None:
+            return True
+        if state == "near_limit":
+            return self.near
+        if state == "overage":
+            return self.overage
+        return self.state == state
+
+
+@dataclass(frozen=True)
+class Overview:
+    rows: list[CustomerRow]
+    next_cursor: str | None  # the page after this one; None on the last
+    previous_cursor: str | None  # the page before (None with `has_previous`: the first page)
+    has_previous: bool
+    total: int  # customers matching the filters, on every page
+
+
+def overview(
+    ctx: Context,
+    now: datetime,
+    state: str | None = None,
+    q: str | None = None,
+    sort: str = "name",
+    limit: int = DEFAULT_LIMIT,
+    cursor: str | None = None,
+) -> Overview:
+    """A page of the customers, each with its state and its most-used feature, as their last
+    evaluations found them. The customers and their plans come from the catalog in memory and
+    the plan changes on record (one query); the standings of every customer from one query:
+    a page costs the same few statements whatever the number of customers.
+
+    A standing counts when its feature is in the customer's plan in force at `now`, with an
+    allowance, and its period has not ended at `now`. `state` keeps the customers with that
+    condition on some feature (a blocked customer also matches near_limit when it passed its
+    first notice level, and overage when some feature is in overage); `q` a case-insensitive
+    part of the key; `sort` by name, or by percent (highest first, ties by name, customers
+    without one last)."""
+    _check(state, sort, limit)
+    after = None if cursor is None else _decode(cursor, sort)
+    now_us = to_us(now)
+    catalog = ctx.catalog.spec
+    needle = q.casefold() if q else None
+    plans = customers.plans_at(ctx, now_us)
+    held: dict[str, list[Row[Any]]] = defaultdict(list)
+    for standing in standings_in_force(ctx.conn, now_us):
+        held[standing.customer].append(standing)
+    rows = [
+        _row(ctx.catalog, key, plans[key], held.get(key, ()))
+        for key in catalog.customers
+        if needle is None or needle in key.casefold()
+    ]
+    rows = [row for row in rows if row.matches(state)]
+    keys = sorted((_sort_key(row, sort), row) for row in rows)
+    order = [k for k, _ in keys]
+    start = 0 if after is None else bisect_right(order, after)
+    page = [row for _, row in keys[start : start + limit]]
+    end = start + len(page)
+    before = max(0, start - limit)
+    return Overview(
+        rows=page,
+        next_cursor=_encode(order[end - 1], sort) if end < len(order) and page else None,
+        previous_cursor=_encode(order[before - 1], sort) if before > 0 else None,
+        has_previous=start > 0,
+        total=len(order),
+    )
+
+
+def _check(state: str | None, sort: str, limit: int) -> None:
+    if state is not None and state not in FILTERS:
+        raise Invalid(f"state: must be one of {', '.join(FILTERS)} (got {shown(state)})")
+    if sort not in SORTS:
+        raise Invalid(f"sort: must be one of {', '.join(SORTS)} (got {shown(sort)})")
+    if not 1 <= limit <= MAX_LIMIT:
+        raise Invalid(f"limit: must be from 1 to {MAX_LIMIT} (got {limit})")
+
+
+def _row(loaded: LoadedCatalog, key: str, plan_name: str, held: Sequence[Row[Any]]) -> CustomerRow:
+    catalog = loaded.spec
+    plan = catalog.plans[plan_name]
+    limited = {f: e for f, e in plan.entitlements.items() if e.allowance is not None}
+    counted = [s for s in held if s.feature in limited]
+    top = min(counted, key=_most_used, default=None)
+    blocked = [s for s in counted if s.blocked]
+    over = [s for s in counted if s.overage]
+    near = any(s.near for s in counted)
+    if not limited:
+        state = "unlimited"
+    elif blocked:
+        state = "blocked"
+    elif over:
+        state = "overage"
+    elif near:
+        state = "near_limit"
+    else:
+        state = "ok"
+    troubled = blocked if state == "blocked" else over if state == "overage" else []
+    since = min((s.since_us for s in troubled if s.since_us is not None), default=None)
+    return CustomerRow(
+        key=key,
+        plan=plan_name,
+        state=state,
+        feature=None if top is None else top.feature,
+        percent=None if top is None else top.percent,
+        usage=None if top is None else top.usage,
+        limit=None if top is None else top.limit,
+        unit=None if top is None else catalog.meters[limited[top.feature].meter].unit,
+        since=None if since is None else from_us(since),
+        evaluated_at=None if top is None else from_us(top.evaluated_us),
+        near=near,
+        overage=bool(over),
+    )
+
+
+def _most_used(s: Row[Any]) -> tuple[bool, Decimal, str]:
+    return (s.percent is None, -(s.percent or Decimal(0)), s.feature)
+
+
+# A row's place in the list: by name, or by percent (highest first; none last), then name.
+SortKey = tuple[int, Decimal, str]
+_ZERO = Decimal(0)
+
+
+def _sort_key(row: CustomerRow, sort: str) -> SortKey:
+    if sort == "name":
+        return (0, _ZERO, row.key)
+    if row.percent is None:
+        return (1, _ZERO, row.key)
+    return (0, -row.percent, row.key)
+
+
+def _encode(key: SortKey, sort: str) -> str:
+    """An opaque cursor: the sort and the place of the last row shown (URL-safe base64)."""
+    if sort == "name":
+        body: list[object] = ["name", key[-1]]
+    else:
+        percent = None if key[0] else str(-key[1])
+        body = ["percent", percent, key[-1]]
+    return base64.urlsafe_b64encode(orjson.dumps(body)).decode().rstrip("=")
+
+
+def _decode(cursor: str, sort: str) -> SortKey:
+    """The place a cursor of `_encode` names; Invalid naming `cursor` for any other, or for
+    one of the list in another order."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        body = orjson.loads(raw)
+    except (ValueError, orjson.JSONDecodeError):
+        body = None
+    if isinstance(body, list) and body and body[0] != sort and body[0] in SORTS:
+        raise Invalid(f"cursor: a cursor of the list sorted by {body[0]}, not by {sort}")
+    if (
+        sort == "name"
+        and isinstance(body, list)
+        and len(body) == 2
+        and body[0] == "name"
+        and isinstance(body[1], str)
+    ):
+        return (0, _ZERO, body[1])
+    if (
+        sort == "percent"
+        and isinstance(body, list)
+        and len(body) == 3
+        and body[0] == "percent"
+        and isinstance(body[2], str)
+    ):
+        if body[1] is None:
+            return (1, _ZERO, body[2])
+        if isinstance(body[1], str):
+            try:
+                percent = Decimal(body[1])
+            except ArithmeticError:
+                percent = Decimal("NaN")
+            if percent.is_finite():
+                return (0, -percent, body[2])
+    raise Invalid(f"cursor: not a cursor this listing gave ({shown(cursor)})")
