@@ -183,28 +183,32 @@ def test_an_apply_removing_a_signed_up_customers_plan_is_refused(api: Any) -> No
     assert api.put("/v1/catalog", json={**CATALOG, **declared}).status_code == 200
 
 
+def _sign_up_at_once(url: str, name: str) -> list[int]:
+    """Two clients post the same sign-up at the same moment; their statuses."""
+    start = threading.Barrier(2)
+    answers: list[int] = []
+
+    def sign_up() -> None:
+        with httpx.Client(base_url=url, headers=ADMIN, timeout=30) as http:
+            start.wait()
+            r = http.post("/v1/customers", json={"name": name, "plan": "basic"})
+            answers.append(r.status_code)
+
+    threads = [threading.Thread(target=sign_up) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return answers
+
+
 def test_two_sign_ups_of_one_name_at_once_make_one_customer(db_url: str, clock: Any) -> None:
     clock.now = T0
     with running(db_url, clock) as (_, _, url):
         with httpx.Client(base_url=url, headers=ADMIN, timeout=30) as http:
             assert http.put("/v1/catalog", json=CATALOG).status_code == 200
         for round_ in range(3):
-            name = f"twin{round_}"
-            start = threading.Barrier(2)
-            answers: list[int] = []
-
-            def sign_up(name: str = name, start: threading.Barrier = start) -> None:
-                with httpx.Client(base_url=url, headers=ADMIN, timeout=30) as http:
-                    start.wait()
-                    answers.append(
-                        http.post("/v1/customers", json={"name": name, "plan": "basic"}).status_code
-                    )
-
-            threads = [threading.Thread(target=sign_up) for _ in range(2)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            answers = _sign_up_at_once(url, f"twin{round_}")
             assert sorted(answers) == [201, 409], answers
         with httpx.Client(base_url=url, headers=ADMIN, timeout=30) as http:
             customers = http.get("/v1/catalog").json()["customers"]

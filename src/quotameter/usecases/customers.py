@@ -256,17 +256,20 @@ def _most_used(s: Row[Any]) -> tuple[bool, Decimal, str]:
     return (s.percent is None, -(s.percent or Decimal(0)), s.feature)
 
 
-# A row's place in the list: by name, or by percent (highest first; none last), then name.
-SortKey = tuple[int, Decimal, str]
+# A row's place in the list: by name, or by percent (highest first; none last), then by
+# name (in any case: "acme" before "Beta" before "cobalt"; the key itself breaks a tie).
+SortKey = tuple[int, Decimal, str, str]
 _ZERO = Decimal(0)
 
 
+def _place(key: str, percent: Decimal | None = _ZERO) -> SortKey:
+    if percent is None:
+        return (1, _ZERO, key.casefold(), key)
+    return (0, -percent, key.casefold(), key)
+
+
 def _sort_key(row: CustomerRow, sort: str) -> SortKey:
-    if sort == "name":
-        return (0, _ZERO, row.key)
-    if row.percent is None:
-        return (1, _ZERO, row.key)
-    return (0, -row.percent, row.key)
+    return _place(row.key) if sort == "name" else _place(row.key, row.percent)
 
 
 def _encode(key: SortKey, sort: str) -> str:
@@ -296,7 +299,7 @@ def _decode(cursor: str, sort: str) -> SortKey:
         and body[0] == "name"
         and isinstance(body[1], str)
     ):
-        return (0, _ZERO, body[1])
+        return _place(body[1])
     if (
         sort == "percent"
         and isinstance(body, list)
@@ -305,12 +308,12 @@ def _decode(cursor: str, sort: str) -> SortKey:
         and isinstance(body[2], str)
     ):
         if body[1] is None:
-            return (1, _ZERO, body[2])
+            return _place(body[2], None)
         if isinstance(body[1], str):
             try:
                 percent = Decimal(body[1])
             except ArithmeticError:
                 percent = Decimal("NaN")
             if percent.is_finite():
-                return (0, -percent, body[2])
+                return _place(body[2], percent)
     raise Invalid(f"cursor: not a cursor this listing gave ({shown(cursor)})")
