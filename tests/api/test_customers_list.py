@@ -24,7 +24,12 @@ STORAGE = {
 }
 CATALOG: dict[str, Any] = {
     "meters": {
-        "mb": {"event_type": "upload", "aggregation": "sum", "value_property": "mb", "unit": "MB"},
+        "mb": {
+            "event_type": "upload",
+            "aggregation": "sum",
+            "value_property": "mb",
+            "unit": "megabyte",
+        },
         "calls": {"event_type": "call", "aggregation": "count", "unit": "call"},
     },
     "plans": {
@@ -108,7 +113,7 @@ def test_each_customer_has_its_state_and_most_used_feature(api: Any) -> None:
         "percent": 100,
         "usage": 100,
         "limit": 100,
-        "unit": "MB",
+        "unit": "megabyte",
         "since": "2026-03-10T12:00:00Z",
         "evaluated_at": "2026-03-10T12:00:00Z",
     }
@@ -116,9 +121,9 @@ def test_each_customer_has_its_state_and_most_used_feature(api: Any) -> None:
         k: (r["state"], r["feature"], r["percent"], r["unit"], r["since"]) for k, r in rows.items()
     }
     assert summary == {
-        "blocked-co": ("blocked", "storage", 100, "MB", "2026-03-10T12:00:00Z"),
-        "over-co": ("overage", "storage", 120, "MB", "2026-03-10T12:00:00Z"),
-        "near-co": ("near_limit", "storage", 85, "MB", None),
+        "blocked-co": ("blocked", "storage", 100, "megabyte", "2026-03-10T12:00:00Z"),
+        "over-co": ("overage", "storage", 120, "megabyte", "2026-03-10T12:00:00Z"),
+        "near-co": ("near_limit", "storage", 85, "megabyte", None),
         "ok-co": ("ok", "calls", 30, "call", None),
         "OK-Two": ("ok", "calls", 0, "call", None),  # a tie: the feature first by name
         "free-co": ("unlimited", None, None, None, None),
