@@ -5,19 +5,12 @@ from __future__ import annotations
 
 import html
 import re
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from support import ADMIN_KEY, event
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "api"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from test_customers_list import (  # noqa: E402
+from api.test_customers_list import (
     CATALOG,
     HOUR,
     T0,
@@ -26,7 +19,8 @@ from test_customers_list import (  # noqa: E402
     settle,
     stand_every_customer,
 )
-from test_signin import make_key, sign_in  # noqa: E402
+from console.test_signin import make_key, sign_in
+from support import ADMIN_KEY, event
 
 
 @pytest.fixture
@@ -100,7 +94,8 @@ def test_state_filters_search_and_sort(browser: Any) -> None:
     filters = dict(
         (label, html.unescape(url))
         for url, label in re.findall(
-            r'<a href="([^"]+)"(?: aria-current="page")?>(?:<strong>)?([A-Z][a-z ]+)(?:</strong>)?</a>',
+            r'<a href="([^"]+)"(?: aria-current="page")?>'
+            r"(?:<strong>)?([A-Z][a-z ]+)(?:</strong>)?</a>",
             text,
         )
     )
