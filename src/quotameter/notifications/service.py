@@ -286,12 +286,14 @@ def latest_id(conn: Connection, customer: str) -> int:
     return repo.latest_id(conn, customer)
 
 
-def standings_in_force(conn: Connection, now_us: int) -> list[Row[Any]]:
-    """Where the last exact evaluation found each limited feature of every customer, for the
-    periods not ended at `now_us` (one query, whatever the number of customers): customer,
-    feature, period_start_us, period_end_us, usage, limit, percent, near, blocked, overage,
-    since_us, evaluated_us."""
-    return repo.standings_in_force(conn, now_us)
+def standings_in_force(
+    conn: Connection, now_us: int, customers: Sequence[str] | None = None
+) -> list[tuple[Any, ...]]:
+    """Where the last exact evaluation found each limited feature of every customer (or of
+    these `customers`), for the periods not ended at `now_us`, in one query: tuples of
+    customer, feature, percent, near, blocked, overage, since_us, evaluated_us, usage, limit
+    (the decimals exact but not in canonical form: `decimals.canonical` before showing them)."""
+    return repo.standings_in_force(conn, now_us, customers)
 
 
 def count_by_customer(conn: Connection, customers: Sequence[str]) -> dict[str, int]:

@@ -14,12 +14,14 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Row
+from sqlalchemy import Connection
 
 from quotameter.catalog import service as catalogs
+from quotameter.catalog.model import Catalog, PlanSpec
 from quotameter.catalog.service import LoadedCatalog
 from quotameter.context import Context
 from quotameter.customers import service as customers
+from quotameter.decimals import canonical
 from quotameter.errors import Invalid, shown
 from quotameter.invoices.service import refuse_if_finalized
 from quotameter.notifications import scheduler
@@ -137,15 +139,6 @@ class CustomerRow:
             "evaluated_at": self.evaluated_at,
         }
 
-    def matches(self, state: str | None) -> bool:
-        if state is None:
-            return True
-        if state == "near_limit":
-            return self.near
-        if state == "overage":
-            return self.overage
-        return self.state == state
-
 
 @dataclass(frozen=True)
 class Overview:
@@ -182,28 +175,148 @@ def overview(
     catalog = ctx.catalog.spec
     needle = q.casefold() if q else None
     plans = customers.plans_at(ctx, now_us)
-    held: dict[str, list[Row[Any]]] = defaultdict(list)
-    for standing in standings_in_force(ctx.conn, now_us):
-        held[standing.customer].append(standing)
-    rows = [
-        _row(ctx.catalog, key, plans[key], held.get(key, ()))
-        for key in catalog.customers
-        if needle is None or needle in key.casefold()
-    ]
-    rows = [row for row in rows if row.matches(state)]
-    keys = sorted((_sort_key(row, sort), row) for row in rows)
-    order = [k for k, _ in keys]
-    start = 0 if after is None else bisect_right(order, after)
-    page = [row for _, row in keys[start : start + limit]]
-    end = start + len(page)
-    before = max(0, start - limit)
+    limited = {name: _limited(plan) for name, plan in catalog.plans.items()}
+    keys = [key for key in catalog.customers if needle is None or needle in key.casefold()]
+    if state is None and sort == "name":
+        # The page is known from the names alone: only its customers' standings are read.
+        order = sorted(_place(key) for key in keys)
+        first, end = _window(order, after, limit)
+        names = [place[-1] for place in order[first:end]]
+        held = _by_customer(standings_in_force(ctx.conn, now_us, names))
+        chosen = [(k, plans[k], _summary(held.get(k, ()), limited[plans[k]])) for k in names]
+    else:
+        held = _by_customer(standings_in_force(ctx.conn, now_us))
+        found = []
+        for key in keys:
+            plan = plans[key]
+            summary = _summary(held.get(key, ()), limited[plan])
+            if _matches(summary, state):
+                found.append((_sort_key(key, summary, sort), key, plan, summary))
+        found.sort()
+        order = [item[0] for item in found]
+        first, end = _window(order, after, limit)
+        chosen = [(key, plan, summary) for _, key, plan, summary in found[first:end]]
+    before = max(0, first - limit)
     return Overview(
-        rows=page,
-        next_cursor=_encode(order[end - 1], sort) if end < len(order) and page else None,
+        rows=[_row(catalog, key, plan, limited[plan], s) for key, plan, s in chosen],
+        next_cursor=_encode(order[end - 1], sort) if end < len(order) and chosen else None,
         previous_cursor=_encode(order[before - 1], sort) if before > 0 else None,
-        has_previous=start > 0,
+        has_previous=first > 0,
         total=len(order),
     )
+
+
+def _window(order: list[SortKey], after: SortKey | None, limit: int) -> tuple[int, int]:
+    """Where the page starts and ends in `order`: after the cursor's place, `limit` long."""
+    first = 0 if after is None else bisect_right(order, after)
+    return first, min(len(order), first + limit)
+
+
+def _by_customer(standings: list[tuple[Any, ...]]) -> dict[str, list[tuple[Any, ...]]]:
+    held: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+    for standing in standings:
+        held[standing[_CUSTOMER]].append(standing)
+    return held
+
+
+# The columns of a standing as `standings_in_force` reads them.
+_CUSTOMER, _FEATURE, _PERCENT, _NEAR, _BLOCKED, _OVERAGE, _SINCE, _EVALUATED, _USAGE, _LIMIT = (
+    range(10)
+)
+
+
+def _limited(plan: PlanSpec) -> dict[str, str]:
+    """The plan's features with an allowance, each with its meter."""
+    return {f: e.meter for f, e in plan.entitlements.items() if e.allowance is not None}
+
+
+@dataclass(frozen=True, slots=True)
+class _Summary:
+    state: str
+    near: bool
+    overage: bool
+    top: tuple[Any, ...] | None  # the most-used feature's standing
+    since_us: int | None
+
+
+_UNLIMITED = _Summary("unlimited", False, False, None, None)
+_UNSEEN = _Summary("ok", False, False, None, None)
+
+
+def _summary(held: Sequence[tuple[Any, ...]], limited: dict[str, str]) -> _Summary:
+    """A customer's state from the standings that count: of a feature of its plan in force
+    with an allowance (`limited`). One pass: this runs for every customer of a filtered or
+    percent-sorted list."""
+    if not limited:
+        return _UNLIMITED
+    top: tuple[Any, ...] | None = None
+    near = blocked = over = overage = False
+    blocked_since: int | None = None
+    over_since: int | None = None
+    for s in held:
+        if s[_FEATURE] not in limited:
+            continue
+        if top is None or _most_used(s) < _most_used(top):
+            top = s
+        near = near or bool(s[_NEAR])
+        if s[_BLOCKED]:
+            blocked = True
+            blocked_since = _earliest(blocked_since, s[_SINCE])
+        if s[_OVERAGE]:
+            overage = True
+            if not s[_BLOCKED]:
+                over = True
+                over_since = _earliest(over_since, s[_SINCE])
+    if top is None:
+        return _UNSEEN
+    if blocked:
+        return _Summary("blocked", near, overage, top, blocked_since)
+    if over:
+        return _Summary("overage", near, overage, top, over_since)
+    return _Summary("near_limit" if near else "ok", near, overage, top, None)
+
+
+def _earliest(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _matches(summary: _Summary, state: str | None) -> bool:
+    if state is None:
+        return True
+    if state == "near_limit":
+        return summary.near
+    if state == "overage":
+        return summary.overage
+    return summary.state == state
+
+
+def _row(
+    catalog: Catalog, key: str, plan: str, limited: dict[str, str], summary: _Summary
+) -> CustomerRow:
+    top = summary.top
+    return CustomerRow(
+        key=key,
+        plan=plan,
+        state=summary.state,
+        feature=None if top is None else top[_FEATURE],
+        percent=_tidy(None if top is None else top[_PERCENT]),
+        usage=_tidy(None if top is None else top[_USAGE]),
+        limit=_tidy(None if top is None else top[_LIMIT]),
+        unit=None if top is None else catalog.meters[limited[top[_FEATURE]]].unit,
+        since=None if summary.since_us is None else from_us(summary.since_us),
+        evaluated_at=None if top is None else from_us(top[_EVALUATED]),
+        near=summary.near,
+        overage=summary.overage,
+    )
+
+
+def _tidy(value: Decimal | None) -> Decimal | None:
+    return None if value is None else canonical(value)
+
+
+def _most_used(s: tuple[Any, ...]) -> tuple[bool, Decimal, str]:
+    percent = s[_PERCENT]
+    return (percent is None, -(percent or _ZERO), s[_FEATURE])
 
 
 def _check(state: str | None, sort: str, limit: int) -> None:
@@ -213,47 +326,6 @@ def _check(state: str | None, sort: str, limit: int) -> None:
         raise Invalid(f"sort: must be one of {', '.join(SORTS)} (got {shown(sort)})")
     if not 1 <= limit <= MAX_LIMIT:
         raise Invalid(f"limit: must be from 1 to {MAX_LIMIT} (got {limit})")
-
-
-def _row(loaded: LoadedCatalog, key: str, plan_name: str, held: Sequence[Row[Any]]) -> CustomerRow:
-    catalog = loaded.spec
-    plan = catalog.plans[plan_name]
-    limited = {f: e for f, e in plan.entitlements.items() if e.allowance is not None}
-    counted = [s for s in held if s.feature in limited]
-    top = min(counted, key=_most_used, default=None)
-    blocked = [s for s in counted if s.blocked]
-    over = [s for s in counted if s.overage]
-    near = any(s.near for s in counted)
-    if not limited:
-        state = "unlimited"
-    elif blocked:
-        state = "blocked"
-    elif over:
-        state = "overage"
-    elif near:
-        state = "near_limit"
-    else:
-        state = "ok"
-    troubled = blocked if state == "blocked" else over if state == "overage" else []
-    since = min((s.since_us for s in troubled if s.since_us is not None), default=None)
-    return CustomerRow(
-        key=key,
-        plan=plan_name,
-        state=state,
-        feature=None if top is None else top.feature,
-        percent=None if top is None else top.percent,
-        usage=None if top is None else top.usage,
-        limit=None if top is None else top.limit,
-        unit=None if top is None else catalog.meters[limited[top.feature].meter].unit,
-        since=None if since is None else from_us(since),
-        evaluated_at=None if top is None else from_us(top.evaluated_us),
-        near=near,
-        overage=bool(over),
-    )
-
-
-def _most_used(s: Row[Any]) -> tuple[bool, Decimal, str]:
-    return (s.percent is None, -(s.percent or Decimal(0)), s.feature)
 
 
 # A row's place in the list: by name, or by percent (highest first; none last), then by
@@ -268,8 +340,10 @@ def _place(key: str, percent: Decimal | None = _ZERO) -> SortKey:
     return (0, -percent, key.casefold(), key)
 
 
-def _sort_key(row: CustomerRow, sort: str) -> SortKey:
-    return _place(row.key) if sort == "name" else _place(row.key, row.percent)
+def _sort_key(key: str, summary: _Summary, sort: str) -> SortKey:
+    if sort == "name":
+        return _place(key)
+    return _place(key, None if summary.top is None else summary.top[_PERCENT])
 
 
 def _encode(key: SortKey, sort: str) -> str:
