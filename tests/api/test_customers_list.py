@@ -234,6 +234,29 @@ def test_a_bad_value_is_a_422_naming_it(api: Any, params: dict[str, Any], messag
     assert r.json()["error"].startswith(message), r.json()
 
 
+def test_pages_go_on_with_the_longest_keys(client: Any, clock: Any) -> None:
+    clock.now = T0
+    names = [f"{letter * 127}x" for letter in "abc"]
+    doc = {**CATALOG, "customers": {name: {"plan": "over"} for name in names}}
+    assert client.put("/v1/catalog", json=doc).status_code == 200
+    events = [event("upload", name, T0 - HOUR, mb=123456.78 + i) for i, name in enumerate(names)]
+    assert client.post("/v1/events", json=events).json()["accepted"] == 3
+    settle(client, clock)
+    for sort in ("name", "percent"):
+        seen, cursor = [], None
+        while True:
+            params: dict[str, Any] = {"sort": sort, "limit": 1}
+            if cursor:
+                params["cursor"] = cursor
+            r = client.get("/v1/customers", params=params)
+            assert r.status_code == 200, r.text
+            seen += [row["key"] for row in r.json()["customers"]]
+            cursor = r.json()["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == (names if sort == "name" else names[::-1])
+
+
 def test_a_cursor_of_another_sort_is_refused(api: Any) -> None:
     cursor = api.get("/v1/customers", params={"limit": 1}).json()["next_cursor"]
     r = api.get("/v1/customers", params={"cursor": cursor, "sort": "percent"})

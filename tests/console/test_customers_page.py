@@ -84,7 +84,8 @@ def test_the_table_shows_each_customer_with_its_state_in_words(browser: Any) -> 
         "over-co": "Overage",
     }
     assert '<a href="/console/customers/blocked-co">blocked-co</a>' in text
-    assert "100\u00a0%" in text and "100 megabytes of 100 megabytes" in text  # the most used, in words
+    # The most used, in words.
+    assert "100\u00a0%" in text and "100 megabytes of 100 megabytes" in text
     assert '<div class="scroll">' in text  # a phone scrolls the table, not the page
     assert 'style="' not in text  # the CSP allows no style attribute
 

@@ -12,7 +12,6 @@ from quotameter.api.web import (
     Instant,
     Number,
     Text,
-    cursor_query,
     error_responses,
     instant,
     services,
@@ -143,7 +142,11 @@ def list_customers(
         le=use_customers.MAX_LIMIT,
         description="at most this many customers",
     ),
-    cursor: str | None = cursor_query("the customers"),
+    cursor: str | None = Query(
+        None,
+        max_length=400,  # the place of the last customer: its key (128) and its percent
+        description="the `next_cursor` of the previous page: the customers after it",
+    ),
 ) -> Any:
     """Every customer with its state and its most-used feature, as the last evaluation of each
     found them, a page at a time (admin keys)."""

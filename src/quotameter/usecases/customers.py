@@ -351,7 +351,7 @@ def _encode(key: SortKey, sort: str) -> str:
     if sort == "name":
         body: list[object] = ["name", key[-1]]
     else:
-        percent = None if key[0] else str(-key[1])
+        percent = None if key[0] else str(canonical(-key[1]))
         body = ["percent", percent, key[-1]]
     return base64.urlsafe_b64encode(orjson.dumps(body)).decode().rstrip("=")
 
