@@ -160,8 +160,9 @@ def overview(
 ) -> Overview:
     """A page of the customers, each with its state and its most-used feature, as their last
     evaluations found them. The customers and their plans come from the catalog in memory and
-    the plan changes on record (one query); the standings of every customer from one query:
-    a page costs the same few statements whatever the number of customers.
+    the plan changes on record (one query), the standings from one query (by name without a
+    state filter, those of the page's customers only; otherwise every customer's): a page
+    costs the same few statements whatever the number of customers.
 
     A standing counts when its feature is in the customer's plan in force at `now`, with an
     allowance, and its period has not ended at `now`. `state` keeps the customers with that
