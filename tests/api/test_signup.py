@@ -213,3 +213,30 @@ def test_two_sign_ups_of_one_name_at_once_make_one_customer(db_url: str, clock: 
         with httpx.Client(base_url=url, headers=ADMIN, timeout=30) as http:
             customers = http.get("/v1/catalog").json()["customers"]
             assert sorted(customers) == ["acme", "twin0", "twin1", "twin2"]
+
+
+def test_a_signed_up_customer_is_billed_from_the_period_it_signed_up_in(
+    client: Any, clock: Any
+) -> None:
+    from datetime import timedelta
+
+    from quotameter.invoices.service import finalize_due
+
+    priced = {**CATALOG, "plans": {**CATALOG["plans"]}}
+    priced["plans"]["pro"] = {
+        **CATALOG["plans"]["pro"],
+        "prices": [{"type": "flat", "amount": "299.00"}],
+    }
+    clock.now = at("2026-01-05T09:00:00Z")  # the first catalog
+    assert client.put("/v1/catalog", json=priced).status_code == 200
+    clock.now = at("2026-06-10T09:00:00Z")
+    made = client.post("/v1/customers", json={"name": "late", "plan": "pro"})
+    assert made.status_code == 201, made.text
+    svc = client.app.state.services
+    finalize_due(svc.engine, svc.catalogs, at("2026-08-02T12:00:00Z"), timedelta(days=1))
+    invoices = client.get("/v1/customers/late/invoices").json()["invoices"]
+    # June (signed up on the 10th) and July: nothing for January to May
+    assert [(i["number"], i["total"]) for i in invoices] == [
+        ("late-20260601", "299.00"),
+        ("late-20260701", "299.00"),
+    ]
