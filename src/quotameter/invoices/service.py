@@ -30,7 +30,6 @@ from sqlalchemy import Connection, Engine
 
 from quotameter.catalog import service as catalogs_service
 from quotameter.catalog.model import GraduatedPrice, OveragePrice, UnitPrice
-from quotameter.catalog import service as catalog_service
 from quotameter.catalog.service import CatalogCache, LoadedCatalog
 from quotameter.context import Context
 from quotameter.customers import service as customers
