@@ -174,7 +174,7 @@ def at_the_bounds(seats: int) -> dict:  # type: ignore[type-arg]
                             {"unit_price": TOP},
                         ],
                     },
-                    {"type": "package", "feature": "bytes"},
+                    {"type": "topup", "feature": "bytes"},
                 ],
             }
         },

@@ -40,7 +40,10 @@ _FORMAT = Query(
 
 
 class LineOut(BaseModel):
-    kind: str = Field(description="flat, per_seat, unit, overage, graduated, package or proration")
+    kind: str = Field(
+        description="flat, per_seat, unit, overage, graduated, volume, package, topup, "
+        "proration or minimum"
+    )
     description: str
     plan: str
     feature: str | None

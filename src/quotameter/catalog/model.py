@@ -55,6 +55,7 @@ __all__ = [
     "FlatPrice",
     "GraduatedPrice",
     "MeterSpec",
+    "MinimumPrice",
     "Notify",
     "OveragePrice",
     "PackagePrice",
@@ -64,7 +65,9 @@ __all__ = [
     "Rounding",
     "Tier",
     "Topup",
+    "TopupPrice",
     "UnitPrice",
+    "VolumePrice",
     "catalog_to_json",
     "diff",
     "load_yaml",
@@ -468,10 +471,12 @@ class OveragePrice(_Spec):
 class Tier(_Spec):
     up_to: PositiveQuantity | None = None
     unit_price: Money
+    flat_amount: Money | None = None  # charged once when usage reaches the tier
 
 
-class GraduatedPrice(_Ruled):
-    type: Literal["graduated"]
+class _Tiered(_Ruled):
+    """Tiers in ascending `up_to` (each "up to and including"); only the last unbounded."""
+
     feature: str
     tiers: list[Tier] = Field(min_length=1)
 
@@ -501,19 +506,70 @@ class GraduatedPrice(_Ruled):
         return problems
 
 
+class GraduatedPrice(_Tiered):
+    """Each tier prices the slice of usage that falls in it (plus its flat amount, if any,
+    once usage reaches it)."""
+
+    type: Literal["graduated"]
+
+
+class VolumePrice(_Tiered):
+    """Every unit at the price of the tier the total lands in (plus that tier's flat amount)."""
+
+    type: Literal["volume"]
+
+
 _TIER: TypeAdapter[Tier] = TypeAdapter(Tier)
 
 
 class PackagePrice(_Spec):
+    """ceil(max(0, usage − free_units) / package_size) × amount: usage sold in packages."""
+
     type: Literal["package"]
+    feature: str
+    package_size: PositiveQuantity
+    amount: Money
+    free_units: Quantity = Decimal(0)
+
+
+class TopupPrice(_Spec):
+    """The top-up blocks of `feature` bought in the period, each at its purchase price."""
+
+    type: Literal["topup"]
     feature: str
 
 
+class MinimumPrice(_Spec):
+    """A minimum spend: when the period's other lines come to less, a line makes up the rest."""
+
+    type: Literal["minimum"]
+    amount: Money
+
+
 Price = Annotated[
-    FlatPrice | PerSeatPrice | UnitPrice | OveragePrice | GraduatedPrice | PackagePrice,
+    FlatPrice
+    | PerSeatPrice
+    | UnitPrice
+    | OveragePrice
+    | GraduatedPrice
+    | VolumePrice
+    | PackagePrice
+    | TopupPrice
+    | MinimumPrice,
     Field(discriminator="type"),
 ]
-PRICE_TYPES = ("flat", "per_seat", "unit", "overage", "graduated", "package")
+PRICE_TYPES = (
+    "flat",
+    "per_seat",
+    "unit",
+    "overage",
+    "graduated",
+    "volume",
+    "package",
+    "topup",
+    "minimum",
+)
+UNPRICED_FEATURE = ("flat", "per_seat", "minimum")  # price types that name no feature
 
 
 # --- plans, customers, catalog --------------------------------------------------------
@@ -547,11 +603,15 @@ class PlanSpec(_Ruled):
         digits = minor_digits(self.currency)
         charged: list[tuple[Loc, Decimal]] = []
         if self.prices is not BROKEN:
-            charged += [
-                (("prices", index, "amount"), price.amount)
-                for index, price in enumerate(self.prices)
-                if isinstance(price, (FlatPrice, PerSeatPrice))
-            ]
+            for index, price in enumerate(self.prices):
+                if isinstance(price, (FlatPrice, PerSeatPrice, PackagePrice, MinimumPrice)):
+                    charged.append((("prices", index, "amount"), price.amount))
+                elif isinstance(price, (GraduatedPrice, VolumePrice)):
+                    charged += [
+                        (("prices", index, "tiers", k, "flat_amount"), tier.flat_amount)
+                        for k, tier in enumerate(price.tiers)
+                        if tier is not BROKEN and tier.flat_amount is not None
+                    ]
         if self.entitlements is not BROKEN:
             charged += [
                 (("entitlements", feature, "topup", "price"), spec.topup.price)
@@ -749,12 +809,12 @@ def _plan_reference_problems(
     features = ", ".join(sorted(plan.features)) or "no features"
     for index, kind, feature in plan.priced:
         loc: Loc = ("plans", name, "prices", index, "feature")
-        if kind in ("flat", "per_seat") or kind not in PRICE_TYPES:
+        if kind in UNPRICED_FEATURE or kind not in PRICE_TYPES:
             continue
         if feature not in plan.features:
             problems.append((loc, f"unknown feature {feature!r} (plan {name} has: {features})"))
-        elif kind == "package" and feature not in plan.topups:
-            problems.append((loc, f"feature {feature!r} has no topup to sell as a package"))
+        elif kind == "topup" and feature not in plan.topups:
+            problems.append((loc, f"feature {feature!r} has no topup to sell"))
     if plan.next_plan == name:
         problems.append((("plans", name, "next_plan"), "a plan cannot be its own next_plan"))
     elif plan.next_plan is not None and plan_names is not None and plan.next_plan not in plan_names:

@@ -29,7 +29,13 @@ import orjson
 from sqlalchemy import Connection, Engine
 
 from quotameter.catalog import service as catalogs_service
-from quotameter.catalog.model import GraduatedPrice, OveragePrice, UnitPrice
+from quotameter.catalog.model import (
+    GraduatedPrice,
+    OveragePrice,
+    PackagePrice,
+    UnitPrice,
+    VolumePrice,
+)
 from quotameter.catalog.service import CatalogCache, LoadedCatalog
 from quotameter.context import Context
 from quotameter.customers import service as customers
@@ -88,6 +94,9 @@ class Invoice:
         }
 
 
+USAGE_PRICES = (UnitPrice, OveragePrice, GraduatedPrice, VolumePrice, PackagePrice)
+
+
 def billing_period(view: CustomerView, at: datetime) -> Period:
     cycle = any(ent.period == "billing_cycle" for ent in view.plan.entitlements.values())
     return period_containing(
@@ -116,10 +125,7 @@ def compute(ctx: Context, customer: str, period: Period, upto: datetime) -> Invo
     lines += _prorations(ctx, customer, first, period, upto_us, seats, currency)
     usage: dict[str, FeatureUsage] = {}
     for price in final.plan.prices:
-        if (
-            isinstance(price, (UnitPrice, OveragePrice, GraduatedPrice))
-            and price.feature not in usage
-        ):
+        if isinstance(price, USAGE_PRICES) and price.feature not in usage:
             b = balance(ctx, customer, price.feature, upto)
             usage[price.feature] = FeatureUsage(price.feature, b.unit, b.usage, b.standing.overage)
     lines += model.usage_lines(final.plan_name, final.plan, usage)
@@ -129,6 +135,9 @@ def compute(ctx: Context, customer: str, period: Period, upto: datetime) -> Invo
         if r.price is not None and r.blocks
     ]
     lines += model.topup_lines(final.plan_name, currency, topups)
+    floor = model.minimum_line(final.plan_name, final.plan, lines)
+    if floor is not None:
+        lines.append(floor)
     return Invoice(
         None,
         customer,
