@@ -717,6 +717,14 @@ def invoices(
             help="first finalize every invoice whose period ended more than the grace window ago",
         ),
     ] = False,
+    plan: Annotated[
+        str | None,
+        typer.Option(
+            "--plan",
+            help="what if: price the period so far on this plan instead (same events, seats, "
+            "grants); nothing is stored",
+        ),
+    ] = None,
     database_url: DatabaseOpt = None,
 ) -> None:
     """A customer's running invoice at AT (GET /v1/customers/{customer}/invoices/upcoming)."""
@@ -741,7 +749,11 @@ def invoices(
                     highlight=False,
                 )
         with engine.connect() as conn:
-            inv = invoicing.upcoming(Context(conn, catalogs.current(conn)), customer, when)
+            ctx = Context(conn, catalogs.current(conn))
+            if plan:
+                inv = invoicing.what_if(ctx, customer, plan, when)
+            else:
+                inv = invoicing.upcoming(ctx, customer, when)
     if output == "json":
         console.print(dumps(inv.as_dict()).decode(), highlight=False, markup=False)
     elif output == "csv":
@@ -749,7 +761,8 @@ def invoices(
     else:
         table = Table(
             box=None,
-            title=f"{inv.number} ({inv.status}) for {inv.customer}, plan {inv.plan}: "
+            title=f"{inv.number} ({'what if' if inv.hypothetical else inv.status}) for "
+            f"{inv.customer}, plan {inv.plan}: "
             f"{rfc3339(inv.period.start)} … {rfc3339(inv.period.end)}",
             title_justify="left",
         )

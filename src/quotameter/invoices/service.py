@@ -74,6 +74,7 @@ class Invoice:
     total: Decimal
     at: datetime  # upcoming: the instant it runs to; finalized: when it was finalized
     timezone: str = "UTC"  # the customer's zone, which dates its number
+    hypothetical: bool = False  # priced on another plan than the customer's (what if)
 
     @property
     def number(self) -> str:
@@ -91,6 +92,7 @@ class Invoice:
             "lines": [line.as_dict(self.currency) for line in self.lines],
             "total": amount_text(self.total, self.currency),
             "at": self.at,
+            "hypothetical": self.hypothetical,
         }
 
 
@@ -149,6 +151,7 @@ def compute(ctx: Context, customer: str, period: Period, upto: datetime) -> Invo
         model.total(lines),
         upto,
         final.spec.timezone,
+        hypothetical=customer in ctx.pretend,
     )
 
 
@@ -163,7 +166,9 @@ def _prorations(
 ) -> list[Line]:
     conn, catalog = ctx.conn, ctx.catalog
     start_us, end_us = to_us(period.start), to_us(period.end)
-    lines = []
+    lines: list[Line] = []
+    if customer in ctx.pretend:  # one plan for the whole period: nothing to prorate
+        return lines
     old_name, old_plan = first.plan_name, first.plan
     for change in customers.plan_changes_between(conn, customer, start_us, upto_us):
         new_plan = catalog.spec.plans.get(change.plan)
@@ -192,6 +197,15 @@ def upcoming(ctx: Context, customer: str, at: datetime) -> Invoice:
     if stored is not None:
         return from_row(stored, view.spec.timezone)
     return compute(ctx, customer, period, at)
+
+
+def what_if(ctx: Context, customer: str, plan: str, at: datetime) -> Invoice:
+    """The period containing `at` priced up to `at` as if the customer had been on `plan` all
+    along: the same events, seats and grants; marked hypothetical, stored nowhere."""
+    customers.check_plan(ctx.catalog, customer, plan)
+    pretend = Context(ctx.conn, ctx.catalog, {**ctx.pretend, customer: plan})
+    view = customers.view(pretend, customer, to_us(at))
+    return compute(pretend, customer, billing_period(view, at), at)
 
 
 def finalize(ctx: Context, customer: str, period: Period, now: datetime) -> int | None:
