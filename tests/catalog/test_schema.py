@@ -1,12 +1,14 @@
-"""The catalog's JSON Schema and its reference page: both current, the schema valid, and every
-example of docs/catalog.md accepted by the schema and by the service alike."""
+"""The catalog's JSON Schema and its reference page: both current, the schema valid, every
+example of docs/catalog.md accepted by the schema and by the service alike, and the amounts the
+page states what invoices charge."""
 
 from __future__ import annotations
 
 import copy
 import json
 import re
-from datetime import date
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,13 @@ from quotameter.catalog.schema import (
     field_tables,
     main,
     schema_text,
+)
+from quotameter.invoices.model import (
+    FeatureUsage,
+    PlanChange,
+    plan_fee,
+    proration_line,
+    usage_lines,
 )
 from support import demo_catalog
 
@@ -334,3 +343,50 @@ def test_every_link_of_the_reference_leads_somewhere() -> None:
         target = REFERENCE if not page else (DOCS / page).read_text(encoding="utf-8")
         if anchor:
             assert anchor in anchors(target), link
+
+
+def reference_plans() -> dict[str, Any]:
+    """Every plan of the examples of docs/catalog.md, by name, as the service reads it."""
+    plans: dict[str, Any] = {}
+    for _, body in blocks("yaml"):
+        plans.update(validate_catalog(yaml.safe_load(body)).plans)
+    return plans
+
+
+@pytest.mark.parametrize(
+    ("plan", "feature", "used", "overage", "stated"),
+    [
+        ("graduated", "api_calls", "15", "0", "97.50"),
+        ("volume", "api_calls", "15", "0", "90.00"),
+        ("per_hundred", "api_calls", "1050", "0", "55.00"),
+        ("hundred_free", "api_calls", "1550", "0", "20.00"),
+        ("connector", "audio_connector", "57", "0", "0.29"),
+        ("pro", "managed_media", "30", "5", "100.00"),
+    ],
+)
+def test_the_amounts_the_reference_states_are_what_invoices_charge(
+    plan: str, feature: str, used: str, overage: str, stated: str
+) -> None:
+    assert f"**{stated}**" in REFERENCE
+    usage = {feature: FeatureUsage(feature, "unit", Decimal(used), Decimal(overage))}
+    lines = usage_lines(plan, reference_plans()[plan], usage)
+    assert str(sum(line.amount for line in lines)) == stated
+
+
+def test_the_fees_the_reference_states() -> None:
+    plans = reference_plans()
+    assert str(plan_fee(plans["pro"], 0)) == "299.00"
+    assert "299.00 + (30 − 25) × 20.00 = 299.00 + **100.00** overage\n  = 399.00" in REFERENCE
+    assert str(plan_fee(plans["starter"], 0)) == "19.00"
+
+
+def test_the_auto_upgrade_proration_the_reference_states() -> None:
+    plans = reference_plans()
+    change = PlanChange(
+        datetime(2026, 3, 11, tzinfo=UTC), "sessions_100k", "sessions_200k", "auto", Decimal(2) / 3
+    )
+    old, new = plan_fee(plans["sessions_100k"], 0), plan_fee(plans["sessions_200k"], 0)
+    line = proration_line(change, old, new, "USD")
+    assert line is not None and str(line.amount) == "266.67"
+    assert str(old + line.amount) == "766.67"
+    assert "**266.67**, 766.67 in all" in REFERENCE
