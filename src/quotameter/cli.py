@@ -630,6 +630,10 @@ def demo(
         acme = keys.create(conn, "customer", "acme", "demo: acme's app", to_us(start), known)[1]
     engine.dispose()
 
+    url = f"http://{settings.host}:{settings.port}"
+    console.print(_console_line(url, None if serve else database, settings), highlight=False)
+    console.print(f"admin key: {admin}", highlight=False)
+    console.print(f"acme's customer key: {acme}", highlight=False)
     if pinned is None and start < today:
         days = round((today - start) / timedelta(days=1))
         console.print(
@@ -649,23 +653,37 @@ def demo(
     for row in summary.table():
         table.add_row(*row)
     console.print(table)
-    console.print(f"admin key: {admin}", highlight=False)
-    console.print(f"acme's customer key: {acme}", highlight=False)
     if not serve:
         return
-    url = f"http://{settings.host}:{settings.port}"
 
     def banner() -> None:
         console.print("\n[bold]Try[/bold] (in another shell):", highlight=False)
         for line in _demo_tries(url, admin, acme, shown):
             console.print(f"  {line}", markup=False, highlight=False)
         console.print(
-            f"  open {url}/docs for every endpoint; Ctrl+C stops the demo\n", highlight=False
+            f"  open {url}/ for the console, {url}/docs for every endpoint; "
+            "Ctrl+C stops the demo\n",
+            highlight=False,
         )
 
     # The server's clock runs on from the demo's: acme's meeting still crosses its next threshold
     # live.
     _serve(settings, banner=banner, clock=clock_from(start), announce=False)
+
+
+def _console_line(url: str, unserved: Path | None, settings: Settings) -> str:
+    """The demo's first line: where its console is and which key signs in as whom. With
+    --no-serve (`unserved`: the database loaded) nothing is served: it says so, and which
+    command would serve that database at that URL."""
+    who = "sign in with the admin key, or with acme's key to see acme as its admin"
+    if unserved is None:
+        return f"Console: {url}/ — {who}"
+    serve = f"quotameter serve --database-url sqlite:///{unserved}"
+    if settings.host != Settings.model_fields["host"].default:
+        serve += f" --host {settings.host}"
+    if settings.port != Settings.model_fields["port"].default:
+        serve += f" --port {settings.port}"
+    return f"Console: not served (--no-serve); `{serve}` would serve it at {url}/ — {who}"
 
 
 def _demo_tries(url: str, admin: str, acme: str, states: dict[str, str]) -> list[str]:

@@ -67,7 +67,11 @@ def test_the_command_moves_its_clock_back_says_so_and_tells_the_story(
 ) -> None:
     out = run_demo(tmp_path, today, zone, "--no-serve")
     now = shown.replace(tzinfo=UTC)
-    assert f"The demo's clock is {moved}" in out and "--now" in out, out
+    lines = out.splitlines()
+    # The console (not served here: the command that would serve it), the keys, then the clock.
+    assert lines[0].startswith("Console: not served (--no-serve); `quotameter serve"), out
+    assert lines[1].startswith("admin key: qm_") and lines[2].startswith("acme's customer key:")
+    assert lines[3].startswith(f"The demo's clock is {moved}") and "--now" in lines[3], out
     assert f"up to {now:%d %b %Y %H:%M} UTC" in out, out
     assert_the_printout_tells_it(printed_states(out))
 
@@ -76,3 +80,24 @@ def test_the_command_moves_its_clock_back_says_so_and_tells_the_story(
         assert_the_story_holds(engine, now)
     finally:
         engine.dispose()
+
+
+def test_not_served_it_names_the_command_that_serves_its_database_where_it_was_asked(
+    tmp_path: Path,
+) -> None:
+    out = run_demo(
+        tmp_path,
+        datetime(2026, 11, 20, 15, 0, tzinfo=UTC),
+        "UTC",
+        "--no-serve",
+        "--database",
+        "other.sqlite3",
+        "--port",
+        "9123",
+    )
+    assert out.splitlines()[0] == (
+        "Console: not served (--no-serve); `quotameter serve --database-url "
+        "sqlite:///other.sqlite3 --port 9123` would serve it at http://127.0.0.1:9123/ — sign in "
+        "with the admin key, or with acme's key to see acme as its admin"
+    ), out
+    assert (tmp_path / "other.sqlite3").exists()

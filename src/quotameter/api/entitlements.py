@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -50,6 +50,19 @@ class ConsumeIn(CheckIn):
     )
 
 
+class ForecastOut(BaseModel):
+    """When the allowance (`limit`) runs out at this period's pace so far: pace = usage / time
+    since the period's start, and it runs out at `at + (limit − usage) / pace`."""
+
+    method: Literal["period_pace"]
+    runs_out_at: Instant | None = Field(
+        description="to the second; null without a limit, for a gauge, before any usage, or "
+        "when it would be at or after the period's end; `at` once exhausted"
+    )
+    this_period: bool = Field(description="`runs_out_at` falls before the period's end")
+    exhausted: bool = Field(description="usage has reached the limit already")
+
+
 class BalanceOut(BaseModel):
     """A feature's standing for the period that contains `at`; `null` limits mean unlimited."""
 
@@ -68,6 +81,7 @@ class BalanceOut(BaseModel):
     has_access: bool
     period: PeriodOut
     at: Instant
+    forecast: ForecastOut
     level: Number | None = Field(default=None, description="gauges only: the level now")
 
 

@@ -52,6 +52,18 @@ def plan_at(conn: Connection, customer: str, t: int) -> str | None:
     return conn.execute(_PLAN_AT, {"c": customer, "t": t}).scalar()
 
 
+_PLANS_AT = text(
+    "SELECT customer, plan FROM plan_changes WHERE effective_us <= :t "
+    "ORDER BY customer, effective_us, id"
+)
+
+
+def plans_at(conn: Connection, t: int) -> dict[str, str]:
+    """Every customer's recorded plan in force at `t` (customers with none left out), in one
+    query: the last of each customer's rows in order wins."""
+    return {row.customer: row.plan for row in conn.execute(_PLANS_AT, {"t": t})}
+
+
 def plan_history(conn: Connection, customer: str) -> list[Row[Any]]:
     p = plan_changes.c
     return list(

@@ -39,6 +39,18 @@ def view(ctx: Context, customer: str, at_us: int) -> CustomerView:
     return CustomerView(customer, spec, plan_name, plan)
 
 
+def plans_at(ctx: Context, at_us: int) -> dict[str, str]:
+    """The plan in force at `at_us` of every customer of the catalog, in one query: the last
+    recorded change, else the catalog's (as `view` resolves one customer)."""
+    catalog = ctx.catalog.spec
+    recorded = repository.plans_at(ctx.conn, at_us)
+    out = {}
+    for key, spec in catalog.customers.items():
+        plan = recorded.get(key)
+        out[key] = plan if plan is not None and plan in catalog.plans else spec.plan
+    return out
+
+
 def seats_at(ctx: Context, customer: str, at_us: int) -> int:
     conn, catalog = ctx.conn, ctx.catalog
     found = repository.seats_at(conn, customer, at_us)

@@ -1,5 +1,5 @@
-"""The balance arithmetic (included, granted, used, remaining, limits), as pure functions: no I/O,
-no clock.
+"""The balance arithmetic (included, granted, used, remaining, limits, the forecast), as pure
+functions: no I/O, no clock.
 
 Every interface (HTTP, CLI, notices, invoices) shows numbers computed here.
 """
@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import Decimal, localcontext
+from datetime import datetime
+from decimal import ROUND_CEILING, Decimal, localcontext
 
 from quotameter.catalog.model import Allowance, EntitlementSpec, Notify
 from quotameter.decimals import EXACT, LARGEST
 from quotameter.notice_kinds import NoticeKind
+from quotameter.timeutil import from_us, to_us
 
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
@@ -175,3 +177,57 @@ def percent_used(s: Standing) -> Decimal | None:
         return None
     with localcontext(EXACT):
         return min((s.usage * HUNDRED / s.limit).quantize(HUNDREDTH), LARGEST - HUNDREDTH)
+
+
+# --- forecast ---------------------------------------------------------------------------------
+
+FORECAST_METHOD = "period_pace"
+
+
+@dataclass(frozen=True, slots=True)
+class Forecast:
+    """When the allowance runs out at the period's pace so far (see `forecast`)."""
+
+    runs_out_at: datetime | None  # None: not this period, or nothing to forecast
+    this_period: bool  # runs_out_at falls before the period's end
+    exhausted: bool  # usage has already reached the limit: runs_out_at is the instant asked
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "method": FORECAST_METHOD,
+            "runs_out_at": self.runs_out_at,
+            "this_period": self.this_period,
+            "exhausted": self.exhausted,
+        }
+
+
+NO_FORECAST = Forecast(None, False, False)
+_ONE_SECOND_US = 1_000_000
+
+
+def forecast(s: Standing, start: datetime, end: datetime, at: datetime) -> Forecast:
+    """When `s.limit` runs out if usage goes on at the period's pace so far.
+
+    pace = usage / (at − start); it runs out at `at + (limit − usage) / pace`, rounded up to
+    the whole second. Nothing to forecast (None, not this period) without a limit, for a
+    gauge (a level rises and falls: it has no pace), before any usage or at the period's very
+    start; a moment at or after the period's `end` is "not this period" (None). Usage already
+    at or over the limit is `exhausted`: it ran out by `at`, which is the answer.
+    """
+    if s.limit is None:
+        return NO_FORECAST
+    if s.usage >= s.limit:
+        return Forecast(at, True, True)
+    if s.gauge or s.usage <= 0:
+        return NO_FORECAST
+    at_us = to_us(at)
+    elapsed_us = at_us - to_us(start)
+    if elapsed_us <= 0:
+        return NO_FORECAST
+    with localcontext(EXACT):
+        left_us = int(((s.limit - s.usage) * elapsed_us / s.usage).to_integral_value(ROUND_CEILING))
+    # to the whole second, rounded up: usage reaches the limit then, not before
+    runs_out_us = -(-(at_us + left_us) // _ONE_SECOND_US) * _ONE_SECOND_US
+    if runs_out_us >= to_us(end):
+        return NO_FORECAST
+    return Forecast(from_us(runs_out_us), True, False)

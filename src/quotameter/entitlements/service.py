@@ -44,6 +44,11 @@ class Balance:
     def level(self) -> Decimal | None:
         return self.standing.level
 
+    @property
+    def forecast(self) -> model.Forecast:
+        """When the limit runs out at this period's pace so far (`model.forecast`)."""
+        return model.forecast(self.standing, self.period.start, self.period.end, self.at)
+
     def as_dict(self) -> dict[str, object]:
         s = self.standing
         out: dict[str, object] = {
@@ -62,6 +67,7 @@ class Balance:
             "has_access": s.has_access,
             "period": {"start": self.period.start, "end": self.period.end},
             "at": self.at,
+            "forecast": self.forecast.as_dict(),
         }
         if s.level is not None:
             out["level"] = s.level

@@ -378,8 +378,13 @@ def _failed(
 
 
 def _billing_start(conn: Connection, customer: str, first_catalog: int | None) -> int | None:
+    """Billing starts with the period of the customer's first recorded activity; without any,
+    with the period it signed up in (`POST /v1/customers`), else the first catalog's."""
     earliest = _earliest_activity(conn, customer)
-    return earliest if earliest is not None else first_catalog
+    if earliest is not None:
+        return earliest
+    signed_up = catalogs_service.created_us(conn, customer)
+    return signed_up if signed_up is not None else first_catalog
 
 
 def _earliest_activity(conn: Connection, customer: str) -> int | None:

@@ -152,6 +152,19 @@ def evaluate(
         )
         return ids + evaluate(ctx, customer, feature, at, recorded_us, depth + 1)
 
+    repo.put_standing(
+        conn,
+        customer,
+        feature,
+        period=period,
+        usage=s.usage,
+        limit=s.limit,
+        percent=model.percent_used(s),
+        near=bool(levels) and bool(model.reached(s, levels[:1])),
+        blocked=not s.has_access,
+        overage=s.overage > 0,
+        evaluated_us=at_us,
+    )
     if not s.has_access:
         if BLOCKED not in done and repo.fire(conn, customer, feature, ps, BLOCKED, at_us):
             note(NoticeKind.ACCESS_BLOCKED, model.percent_used(s))
@@ -271,6 +284,16 @@ def is_pending(conn: Connection, customer: str) -> bool:
 def latest_id(conn: Connection, customer: str) -> int:
     """The id of the customer's newest notice (0: none yet)."""
     return repo.latest_id(conn, customer)
+
+
+def standings_in_force(
+    conn: Connection, now_us: int, customers: Sequence[str] | None = None
+) -> list[tuple[Any, ...]]:
+    """Where the last exact evaluation found each limited feature of every customer (or of
+    these `customers`), for the periods not ended at `now_us`, in one query: tuples of
+    customer, feature, percent, near, blocked, overage, since_us, evaluated_us, usage, limit
+    (the decimals exact but not in canonical form: `decimals.canonical` before showing them)."""
+    return repo.standings_in_force(conn, now_us, customers)
 
 
 def count_by_customer(conn: Connection, customers: Sequence[str]) -> dict[str, int]:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from sqlalchemy import Connection
 
 from quotameter.catalog import service as catalogs
-from quotameter.catalog.model import diff, validate_catalog
+from quotameter.catalog.model import CatalogInvalid, diff, validate_catalog
 from quotameter.catalog.service import Applied, DropsRecordedCustomers, LoadedCatalog
 from quotameter.customers import service as customers
 from quotameter.events import service as event_log
@@ -17,6 +17,7 @@ from quotameter.invoices import service as invoices
 from quotameter.keys import service as keys
 from quotameter.meters import service as meters
 from quotameter.notifications import service as notices
+from quotameter.store.engine import lock_keys
 
 __all__ = ["Applied", "DropsRecordedCustomers", "apply"]
 
@@ -37,8 +38,20 @@ def apply(
     seat or plan changes, notices, settings) is refused unless `prune`: then they are dropped
     from the catalog, and their records are kept (adding one back resumes with them). A
     customer with nothing recorded is dropped without asking. `dry_run` stores nothing and
-    answers what applying would do (or whether it would be refused)."""
-    catalog = validate_catalog(doc)
+    answers what applying would do (or whether it would be refused).
+
+    Customers signed up through the API (`POST /v1/customers`) are kept: each one the
+    document does not declare is carried into it as the catalog in force has it (a
+    declaration in the document wins). A carried customer whose plan the document removes
+    makes it invalid (`customers.<name>.plan`)."""
+    lock_keys(conn, ["catalog"])  # applies and sign-ups take turns (reentrant: a caller's too)
+    doc, carried = catalogs.with_signups(
+        doc, catalogs.in_force(conn, previous), catalogs.signed_up(conn)
+    )
+    try:
+        catalog = validate_catalog(doc)
+    except CatalogInvalid as err:
+        raise CatalogInvalid(catalogs.carried_reason(err.errors, carried)) from None
     changes = diff(previous.spec, catalog)
     found = recorded(conn, changes.customers.removed) if changes.customers.removed else {}
     dropped = {customer: kinds for customer, kinds in found.items() if kinds}
