@@ -38,6 +38,7 @@ from quotameter.timeutil import EPOCH, clock_from, instant, rfc3339, system_cloc
 from quotameter.usage.model import is_window
 from quotameter.usage.service import UsageQuery, report
 from quotameter.usecases import catalog as use_catalog
+from quotameter.usecases import simulate as simulation
 from quotameter.usecases.record import ingest as store_events
 from quotameter.wording import plural
 
@@ -735,6 +736,14 @@ def invoices(
             help="first finalize every invoice whose period ended more than the grace window ago",
         ),
     ] = False,
+    plan: Annotated[
+        str | None,
+        typer.Option(
+            "--plan",
+            help="what if: price the period so far on this plan instead (same events, seats, "
+            "grants); nothing is stored",
+        ),
+    ] = None,
     database_url: DatabaseOpt = None,
 ) -> None:
     """A customer's running invoice at AT (GET /v1/customers/{customer}/invoices/upcoming)."""
@@ -759,7 +768,11 @@ def invoices(
                     highlight=False,
                 )
         with engine.connect() as conn:
-            inv = invoicing.upcoming(Context(conn, catalogs.current(conn)), customer, when)
+            ctx = Context(conn, catalogs.current(conn))
+            if plan:
+                inv = invoicing.what_if(ctx, customer, plan, when)
+            else:
+                inv = invoicing.upcoming(ctx, customer, when)
     if output == "json":
         console.print(dumps(inv.as_dict()).decode(), highlight=False, markup=False)
     elif output == "csv":
@@ -767,7 +780,8 @@ def invoices(
     else:
         table = Table(
             box=None,
-            title=f"{inv.number} ({inv.status}) for {inv.customer}, plan {inv.plan}: "
+            title=f"{inv.number} ({'what if' if inv.hypothetical else inv.status}) for "
+            f"{inv.customer}, plan {inv.plan}: "
             f"{rfc3339(inv.period.start)} … {rfc3339(inv.period.end)}",
             title_justify="left",
         )
@@ -789,6 +803,121 @@ def invoices(
         console.print(table)
     if failed:  # what could be shown is shown; the status says not everything was finalized
         raise typer.Exit(1)
+
+
+@app.command()
+def simulate(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    start: Annotated[
+        str | None,
+        typer.Option(
+            "--from", help="RFC 3339 (default: the start of each customer's current period)"
+        ),
+    ] = None,
+    end: Annotated[str | None, typer.Option("--to", help="RFC 3339 (default: now)")] = None,
+    output: Annotated[str, typer.Option("--format", help="table, json or csv")] = "table",
+    database_url: DatabaseOpt = None,
+) -> None:
+    """What a candidate catalog (YAML) would have done with the recorded events, next to the
+    catalog in force: usage, overage, blocks and invoices per customer, and the change in
+    revenue. Nothing is applied or stored."""
+    engine = _engine(database_url)
+    try:
+        with _domain_errors():
+            if output not in ("table", "json", "csv"):
+                raise Invalid(f"format: must be table, json or csv (got {output!r})")
+            now = system_clock()
+            lo = instant(start, "from", now) if start else None
+            hi = instant(end, "to", now) if end else None
+            doc = load_yaml(file.read_text())
+            with Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                console=err_console,
+                transient=True,
+                disable=not err_console.is_terminal,
+            ) as bar:
+                task = bar.add_task("pricing customers under both catalogs", total=None)
+                found = simulation.simulate(
+                    engine,
+                    doc,
+                    now,
+                    lo,
+                    hi,
+                    lambda done, of: bar.update(task, completed=done, total=of),
+                )
+    except CatalogInvalid as err:
+        err_console.print(f"[red]{file}: not a valid catalog[/red]", highlight=False)
+        for line in err.errors:
+            err_console.print(f"  {line}", highlight=False, markup=False)
+        raise typer.Exit(1) from None
+    if output == "json":
+        console.print(dumps(found.as_dict()).decode(), highlight=False, markup=False)
+    elif output == "csv":
+        console.print(found.to_csv(), end="", highlight=False, markup=False)
+    else:
+        _simulation_table(found)
+
+
+def _simulation_table(found: simulation.Simulation) -> None:
+    span = f"{rfc3339(found.start)} … " if found.start else "each customer's current period to "
+    table = Table(
+        box=None,
+        title=f"old catalog → candidate, {span}{rfc3339(found.end)}",
+        title_justify="left",
+    )
+    for column in ("customer", "plan", "feature", "usage", "overage", "blocked"):
+        table.add_column(column, overflow="fold")
+    for column in ("invoices", "change"):
+        table.add_column(column, justify="right")
+    for result in found.customers:
+        old, new = result.old, result.new
+        for k, (feature, a, b) in enumerate(result.features() or [("", None, None)]):
+            first = k == 0
+            table.add_row(
+                result.customer if first else "",
+                _pair(old.plan if old else None, new.plan if new else None) if first else "",
+                feature,
+                _pair(
+                    _count(a.usage, a.unit) if a else None, _count(b.usage, b.unit) if b else None
+                ),
+                _pair(_number(a.overage) if a else None, _number(b.overage) if b else None),
+                _pair(_when(a), _when(b)),
+                _pair(
+                    _money(old.total, old.currency) if old else None,
+                    _money(new.total, new.currency) if new else None,
+                )
+                if first
+                else "",
+                _signed(result.change, result.currency) if first else "",
+            )
+    console.print(table)
+    for currency, (before, after) in sorted(found.totals().items()):
+        console.print(
+            f"revenue: {_money(before, currency)} → {_money(after, currency)} "
+            f"({_signed(after - before, currency)})",
+            highlight=False,
+        )
+
+
+def _pair(old: str | None, new: str | None) -> str:
+    old, new = old or "—", new or "—"
+    return old if old == new else f"{old} → {new}"
+
+
+def _when(outcome: simulation.FeatureOutcome | None) -> str | None:
+    if outcome is None:
+        return None
+    return "no" if outcome.blocked_at is None else rfc3339(outcome.blocked_at)
+
+
+def _money(value: Decimal, currency: str) -> str:
+    return f"{amount_text(value, currency)} {currency}"
+
+
+def _signed(value: Decimal, currency: str) -> str:
+    return ("+" if value > 0 else "") + _money(value, currency)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -8,7 +8,8 @@ one instant (`at`, `now`), which is what keeps time an argument everywhere.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from sqlalchemy import Connection
 
@@ -19,3 +20,6 @@ from quotameter.catalog.service import LoadedCatalog
 class Context:
     conn: Connection
     catalog: LoadedCatalog
+    # What if: customer -> a plan it is priced on for the whole of time, whatever its
+    # recorded plan changes say (a hypothetical invoice; nothing is written).
+    pretend: Mapping[str, str] = field(default_factory=dict)

@@ -174,7 +174,7 @@ def at_the_bounds(seats: int) -> dict:  # type: ignore[type-arg]
                             {"unit_price": TOP},
                         ],
                     },
-                    {"type": "package", "feature": "bytes"},
+                    {"type": "topup", "feature": "bytes"},
                 ],
             }
         },
@@ -436,3 +436,24 @@ def test_cli_apply_refuses_to_leave_out_customers_with_records_and_tells_in_a_dr
     pruned = runner.invoke(cli, ["apply", str(empty), "--prune", "--database-url", db_url])
     assert pruned.exit_code == 0, pruned.output
     assert "catalog version 2 applied; dropped with their records kept: docs" in pruned.output
+
+
+def test_the_catalog_schema_is_served_to_any_valid_key(client) -> None:  # type: ignore[no-untyped-def]
+    from quotameter.catalog.schema import catalog_schema
+
+    secret = demo_catalog(**{"hidden-customer-7": {"plan": "basic", "owner": "x@hidden.example"}})
+    assert client.put("/v1/catalog", json=secret).status_code == 200
+    ingest = client.post("/v1/keys", json={"role": "ingest"}).json()["key"]
+    customer = client.post("/v1/keys", json={"role": "customer", "customer": "acme"}).json()["key"]
+    for key in (None, ingest, customer):  # None: the client's admin key
+        headers = {} if key is None else {"Authorization": f"Bearer {key}"}
+        r = client.get("/v1/catalog/schema", headers=headers)
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == "application/schema+json"
+        assert r.json() == catalog_schema()
+        assert r.json()["$id"] == "https://quotameter.dev/catalog.schema.json"
+        # The format only: nothing of this service's own catalog.
+        assert "hidden" not in r.text
+    r = client.get("/v1/catalog/schema", headers={"Authorization": ""})
+    assert r.status_code == 401
+    assert r.json()["error"].startswith("authorization: ")

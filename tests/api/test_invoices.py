@@ -124,7 +124,7 @@ def test_two_topup_blocks_at_5(demo) -> None:  # type: ignore[no-untyped-def]
     )
     assert r.status_code == 201, r.text
     inv = upcoming(demo, "acme")
-    assert lines(inv) == [("package", "10.00")]
+    assert lines(inv) == [("topup", "10.00")]
     assert inv["lines"][0]["unit_price"] == "5.00" and inv["total"] == "10.00"
 
 

@@ -249,7 +249,7 @@ def test_round_trip_keeps_every_price_type() -> None:
                         "feature": "f",
                         "tiers": [{"up_to": 10, "unit_price": 1}, {"unit_price": 0}],
                     },
-                    {"type": "package", "feature": "f"},
+                    {"type": "topup", "feature": "f"},
                 ],
             }
         },
@@ -422,18 +422,18 @@ def test_price_errors_point_into_the_price_list() -> None:
             },
             "q": {
                 "entitlements": {"f": {"meter": "m", "allowance": {"fixed": 1}}},
-                "prices": [{"type": "package", "feature": "f"}],
+                "prices": [{"type": "topup", "feature": "f"}],
             },
         },
     }
 
     assert errors_of(doc) == [
         "plans.p.prices[0].amount: must be >= 0 (got '-1')",
-        "plans.p.prices[1].type: must be one of flat, per_seat, unit, overage, graduated, package "
-        "(got 'bulk')",
+        "plans.p.prices[1].type: must be one of flat, per_seat, unit, overage, graduated, volume, "
+        "package, topup, minimum (got 'bulk')",
         "plans.p.prices[2].tiers[0].up_to: only the last tier may be unbounded",
         "plans.p.prices[3].tiers[1].up_to: must be greater than the previous tier's 5",
-        "plans.q.prices[0].feature: feature 'f' has no topup to sell as a package",
+        "plans.q.prices[0].feature: feature 'f' has no topup to sell",
     ]
 
 

@@ -44,7 +44,7 @@ def test_rounding_is_half_up_to_the_minor_unit() -> None:
 def test_two_topup_blocks_cost_their_recorded_price() -> None:
     [line] = model.topup_lines("basic", "USD", [Topup("t1", "media", 2, D("10.00"), WHEN)])
     assert (line.kind, line.quantity, line.unit_price, line.amount) == (
-        "package",
+        "topup",
         D(2),
         D("5.00"),
         D("10.00"),

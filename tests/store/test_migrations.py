@@ -60,3 +60,41 @@ def test_stream_keys_joined_ambiguously_are_re_encoded_and_the_others_kept(engin
             map(tuple, conn.execute(select(stream_points.c.merge_key, stream_points.c.stream_key)))
         ) == sorted(rows)
     _migrate(engine, "head")
+
+
+def test_stored_catalogs_selling_top_ups_as_package_now_say_topup(engine: Engine) -> None:
+    import orjson
+
+    from quotameter.catalog.service import CatalogCache
+    from quotameter.store.tables import catalogs
+
+    _migrate(engine, "20261203_0012", down=True)
+    old = {
+        "meters": {"m": {"event_type": "x", "aggregation": "count"}},
+        "plans": {
+            "p": {
+                "entitlements": {
+                    "f": {
+                        "meter": "m",
+                        "allowance": {"fixed": 10},
+                        "topup": {"block_size": 5, "price": "1.00"},
+                    }
+                },
+                "prices": [{"type": "flat", "amount": "3.00"}, {"type": "package", "feature": "f"}],
+            }
+        },
+        "customers": {},
+    }
+    with engine.begin() as conn:
+        conn.execute(
+            insert(catalogs).values(version=1, document=orjson.dumps(old).decode(), applied_us=1)
+        )
+    _migrate(engine, "head")
+    with engine.connect() as conn:
+        loaded = CatalogCache().current(conn)
+    assert [p.type for p in loaded.spec.plans["p"].prices] == ["flat", "topup"]
+    _migrate(engine, "20261203_0012", down=True)
+    with engine.connect() as conn:
+        document = conn.execute(select(catalogs.c.document)).scalar_one()
+    assert orjson.loads(document)["plans"]["p"]["prices"][1] == {"type": "package", "feature": "f"}
+    _migrate(engine, "head")

@@ -7,10 +7,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from quotameter.api.auth import admin_only
+from quotameter.api.auth import admin_only, caller
 from quotameter.api.web import JSON, error_responses, inline_schema, json_body, services
 from quotameter.catalog import service
 from quotameter.catalog.model import Catalog, CatalogInvalid, catalog_to_json
+from quotameter.catalog.schema import catalog_schema
 from quotameter.errors import BadRequest, Invalid
 from quotameter.store.engine import lock_keys, unit_of_work
 from quotameter.timeutil import to_us
@@ -132,3 +133,38 @@ def get_catalog(request: Request) -> Any:
     with svc.engine.connect() as conn:
         loaded = svc.catalogs.current(conn)
     return JSON({"version": loaded.version, **catalog_to_json(loaded.spec)})
+
+
+class SchemaJSON(JSON):
+    media_type = "application/schema+json"
+
+
+# The errors of an endpoint answering SchemaJSON: still `application/json`, in the one shape
+# (a `model` would take the endpoint's media type).
+_JSON_ERRORS = {
+    status: {
+        "description": answer["description"],
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+    }
+    for status, answer in error_responses(401, 403, 503).items()
+}
+
+
+@router.get(
+    "/v1/catalog/schema",
+    response_class=SchemaJSON,
+    dependencies=[Depends(caller)],
+    responses={
+        200: {
+            "description": "the catalog's JSON Schema (draft 2020-12)",
+            "content": {SchemaJSON.media_type: {"schema": {"type": "object"}}},
+        },
+        **_JSON_ERRORS,
+    },
+)
+def get_catalog_schema() -> Any:
+    """The JSON Schema of a catalog document, as in docs/catalog.schema.json, for editors and
+    tools that check a catalog before applying it. Any valid key may read it (admin, ingest
+    or customer): it describes the format only and says nothing about meters, plans or
+    customers."""
+    return SchemaJSON(catalog_schema())

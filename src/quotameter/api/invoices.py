@@ -40,7 +40,10 @@ _FORMAT = Query(
 
 
 class LineOut(BaseModel):
-    kind: str = Field(description="flat, per_seat, unit, overage, graduated, package or proration")
+    kind: str = Field(
+        description="flat, per_seat, unit, overage, graduated, volume, package, topup, "
+        "proration or minimum"
+    )
     description: str
     plan: str
     feature: str | None
@@ -63,6 +66,9 @@ class InvoiceOut(BaseModel):
     total: str = Field(description="the sum of the lines", examples=["766.67"])
     at: Instant = Field(
         description="upcoming: the instant it runs to; finalized: when it was finalized"
+    )
+    hypothetical: bool = Field(
+        default=False, description="priced on another plan than the customer's (`?plan=`)"
     )
 
 
@@ -94,22 +100,33 @@ def _answers(model: type[BaseModel], html: bool = True) -> dict[int | str, dict[
     responses=_answers(InvoiceOut),
 )
 async def upcoming_invoice(
-    request: Request, customer: str, at: Instant | None = None, format: Format | None = _FORMAT
+    request: Request,
+    customer: str,
+    at: Instant | None = None,
+    format: Format | None = _FORMAT,
+    plan: str | None = Query(
+        None,
+        description="what if: price the period so far on this plan instead, with the same "
+        "events, seats and grants (the answer says `hypothetical: true`)",
+    ),
 ) -> Any:
     """The running invoice of the billing period containing `at` (default now), priced up to
     `at`."""
     svc = services(request)
     when = instant(at, "at", svc.now())
-    invoice = await run_in_threadpool(_upcoming, svc, customer, when)
+    invoice = await run_in_threadpool(_upcoming, svc, customer, when, plan or None)
     return _render(request, [invoice], format, single=True)
 
 
-def _upcoming(svc: Services, customer: str, when: Any) -> Invoice:
+def _upcoming(svc: Services, customer: str, when: Any, plan: str | None = None) -> Invoice:
     settle_before_read(
         svc.engine, svc.catalogs, customer, svc.now
     )  # an auto-upgrade owed changes the plan
     with svc.engine.connect() as conn:
-        return service.upcoming(Context(conn, svc.catalogs.current(conn)), customer, when)
+        ctx = Context(conn, svc.catalogs.current(conn))
+        if plan is not None:
+            return service.what_if(ctx, customer, plan, when)
+        return service.upcoming(ctx, customer, when)
 
 
 @router.get(

@@ -55,6 +55,7 @@ __all__ = [
     "FlatPrice",
     "GraduatedPrice",
     "MeterSpec",
+    "MinimumPrice",
     "Notify",
     "OveragePrice",
     "PackagePrice",
@@ -64,7 +65,9 @@ __all__ = [
     "Rounding",
     "Tier",
     "Topup",
+    "TopupPrice",
     "UnitPrice",
+    "VolumePrice",
     "catalog_to_json",
     "diff",
     "load_yaml",
@@ -288,8 +291,18 @@ DURATION_UNITS = {
 
 
 class Rounding(_Spec):
-    unit_seconds: Seconds = Field(gt=0)
-    mode: Literal["ceil", "floor", "nearest"] = "ceil"
+    """How a duration meter rounds each span (after merging spans that touch)."""
+
+    unit_seconds: Seconds = Field(
+        gt=0,
+        description="the rounding step, in seconds (60: whole minutes); at most a year",
+        examples=[60],
+    )
+    mode: Literal["ceil", "floor", "nearest"] = Field(
+        default="ceil",
+        description="ceil (up), floor (down) or nearest (half up) to a whole step",
+        examples=["ceil"],
+    )
 
 
 def _check_event_type(value: str) -> str:
@@ -300,16 +313,67 @@ def _check_event_type(value: str) -> str:
 
 
 class MeterSpec(_Ruled):
-    event_type: Annotated[str, AfterValidator(_check_event_type)] = Field(min_length=1)
-    aggregation: Aggregation
-    value_property: str | None = None
-    delta_property: str | None = None
-    stream_property: str | None = None
-    merge_property: str | None = None
-    filter: dict[str, list[FilterValue]] = {}
-    rounding: Rounding | None = None
-    idle_timeout: Seconds | None = Field(default=None, gt=0)
-    unit: str = Field(default="unit", min_length=1)
+    """What to count: the events of one type, aggregated into usage."""
+
+    event_type: Annotated[str, AfterValidator(_check_event_type)] = Field(
+        min_length=1,
+        description="the `type` of the events counted (no control characters)",
+        examples=["media.activity"],
+    )
+    aggregation: Aggregation = Field(
+        description="how events become usage: count (events), sum, max or latest (of "
+        "value_property), unique_count (distinct values of value_property), gauge (a level set "
+        "by value_property or changed by delta_property; usage is the period's highest level), "
+        "duration (time streams are open, keyed by stream_property)",
+        examples=["duration"],
+    )
+    value_property: str | None = Field(
+        default=None,
+        description="the `data` property holding the value: required for sum, max, latest and "
+        "unique_count; for a gauge, an absolute reading of the level",
+        examples=["bytes"],
+    )
+    delta_property: str | None = Field(
+        default=None,
+        description="gauge only: the `data` property holding a change of the level (+ or -)",
+        examples=["hours_delta"],
+    )
+    stream_property: str | None = Field(
+        default=None,
+        description="duration only, required: the `data` property naming a stream",
+        examples=["stream"],
+    )
+    merge_property: str | None = Field(
+        default=None,
+        description="duration only: the `data` property whose streams are merged (time "
+        "counted once while any of them is open), e.g. per user",
+        examples=["user"],
+    )
+    filter: dict[str, list[FilterValue]] = Field(
+        default={},
+        description="only events whose `data` has each property with one of its listed "
+        "values (strings, numbers, booleans; one value stands for a list of one)",
+        examples=[{"kind": ["mic", "camera", "screen"]}],
+    )
+    rounding: Rounding | None = Field(
+        default=None,
+        description="duration only: how each span is rounded (none: six decimals kept)",
+        examples=[{"unit_seconds": 60, "mode": "ceil"}],
+    )
+    idle_timeout: Seconds | None = Field(
+        default=None,
+        gt=0,
+        description="duration only, in seconds: a stream with no event for this long is "
+        "closed at its last event",
+        examples=[300],
+    )
+    unit: str = Field(
+        default="unit",
+        min_length=1,
+        description="the unit usage is counted in, as shown to people; a duration meter's "
+        "is seconds, minutes or hours: s, second, seconds, min, minute, minutes, h, hour, hours",
+        examples=["minute"],
+    )
 
     @field_validator("filter", mode="before")
     @classmethod
@@ -369,8 +433,19 @@ def _same_value(actual: object, allowed: object) -> bool:
 
 
 class Allowance(_Ruled):
-    fixed: Quantity | None = None
-    per_seat: Quantity | None = None
+    """How much may be used in a period: exactly one of `fixed` and `per_seat`."""
+
+    fixed: Quantity | None = Field(
+        default=None,
+        description="a fixed allowance per period, in the meter's unit",
+        examples=[25],
+    )
+    per_seat: Quantity | None = Field(
+        default=None,
+        description="an allowance per seat and period, in the meter's unit: × the period's "
+        "highest seat count",
+        examples=[500],
+    )
 
     def _problems(self) -> list[Problem]:
         if (self.fixed is None) == (self.per_seat is None):
@@ -379,10 +454,29 @@ class Allowance(_Ruled):
 
 
 class Notify(_Spec):
-    percent_used: list[Annotated[Integer, Field(ge=1, le=100)]] = []
-    percent_remaining: list[Annotated[Integer, Field(ge=0, le=99)]] = []
-    exhausted: bool = False
-    recipients: Recipients = "admins"
+    """Which notices an entitlement sends, once per period each, and to whom."""
+
+    percent_used: list[Annotated[Integer, Field(ge=1, le=100)]] = Field(
+        default=[],
+        description="notices when usage reaches these percents of the limit (1 to 100)",
+        examples=[[85, 90, 95]],
+    )
+    percent_remaining: list[Annotated[Integer, Field(ge=0, le=99)]] = Field(
+        default=[],
+        description="notices when only these percents of the limit remain (0 to 99)",
+        examples=[[10, 1]],
+    )
+    exhausted: bool = Field(
+        default=False,
+        description="a notice when usage reaches the limit",
+        examples=[True],
+    )
+    recipients: Recipients = Field(
+        default="admins",
+        description="who gets the e-mails: admins, owner or members (owner falls back to "
+        "admins and vice versa)",
+        examples=["owner"],
+    )
 
     @field_validator("percent_used", "percent_remaining")
     @classmethod
@@ -391,20 +485,61 @@ class Notify(_Spec):
 
 
 class Topup(_Spec):
-    block_size: PositiveQuantity
-    price: Money
+    """Blocks of extra allowance a customer may buy for the current period."""
+
+    block_size: PositiveQuantity = Field(
+        description="what one block adds, in the meter's unit (> 0)",
+        examples=[1000],
+    )
+    price: Money = Field(
+        description="what one block costs, in the plan's currency (at most its decimal places)",
+        examples=["5.00"],
+    )
 
 
 class EntitlementSpec(_Ruled):
-    meter: str
-    allowance: Allowance | None = None
-    period: Period = "calendar_month"
+    """What a plan lets a customer use of one feature: a meter, an allowance and a limit."""
+
+    meter: str = Field(description="the meter that counts this feature", examples=["media_minutes"])
+    allowance: Allowance | None = Field(
+        default=None,
+        description="how much may be used per period; none: unlimited (enforcement none)",
+        examples=[{"per_seat": 500}],
+    )
+    period: Period = Field(
+        default="calendar_month",
+        description="calendar_month (in the customer's time zone) or billing_cycle (from its "
+        "billing_anchor)",
+        examples=["billing_cycle"],
+    )
     # Always set after validation: absent means "hard" with an allowance, "none" without.
-    enforcement: Enforcement
-    slack: Quantity | None = None
-    overage_limit: Quantity | None = None
-    notify: Notify | None = None
-    topup: Topup | None = None
+    enforcement: Enforcement = Field(
+        description="what happens at the limit: hard (blocked), soft (blocked past the limit "
+        "plus slack), overage (billed past it, blocked past overage_limit if set), none; "
+        "absent: hard with an allowance, none without",
+        examples=["hard"],
+    )
+    slack: Quantity | None = Field(
+        default=None,
+        description="soft only: the share of the limit allowed past it (0.05: 5 %); 0 when absent",
+        examples=[0.05],
+    )
+    overage_limit: Quantity | None = Field(
+        default=None,
+        description="overage only: how much may be used past the limit (the allowance plus "
+        "grants), in the meter's unit; absent: never blocked",
+        examples=[15],
+    )
+    notify: Notify | None = Field(
+        default=None,
+        description="the notices to send (needs an allowance)",
+        examples=[{"percent_used": [90], "exhausted": True, "recipients": "owner"}],
+    )
+    topup: Topup | None = Field(
+        default=None,
+        description="blocks a customer may buy (needs an allowance)",
+        examples=[{"block_size": 1000, "price": "5.00"}],
+    )
 
     @classmethod
     def _prepare(cls, data: Any) -> Any:
@@ -444,36 +579,95 @@ class EntitlementSpec(_Ruled):
 
 
 class FlatPrice(_Spec):
-    type: Literal["flat"]
-    amount: Money
+    """A fixed fee per period."""
+
+    type: Literal["flat"] = Field(description="this price's type", examples=["flat"])
+    amount: Money = Field(
+        description="the fee per period, in the plan's currency (at most its decimal places)",
+        examples=["299.00"],
+    )
 
 
 class PerSeatPrice(_Spec):
-    type: Literal["per_seat"]
-    amount: Money
+    """A fee per seat and period, for the period's highest seat count."""
+
+    type: Literal["per_seat"] = Field(description="this price's type", examples=["per_seat"])
+    amount: Money = Field(
+        description="the fee per seat and period, in the plan's currency (at most its decimal "
+        "places)",
+        examples=["12.00"],
+    )
 
 
 class UnitPrice(_Spec):
-    type: Literal["unit"]
-    feature: str
-    unit_price: Money
+    """Every unit used, at one price."""
+
+    type: Literal["unit"] = Field(description="this price's type", examples=["unit"])
+    feature: str = Field(
+        description="the plan's feature (an entitlements key) whose usage is priced",
+        examples=["audio_connector"],
+    )
+    unit_price: Money = Field(
+        description="the price of one unit of the meter, in the plan's currency (may be finer "
+        "than a cent)",
+        examples=["0.005"],
+    )
 
 
 class OveragePrice(_Spec):
-    type: Literal["overage"]
-    feature: str
-    unit_price: Money
+    """Every unit used past the feature's allowance, at one price."""
+
+    type: Literal["overage"] = Field(description="this price's type", examples=["overage"])
+    feature: str = Field(
+        description="the plan's feature (an entitlements key) whose usage is priced",
+        examples=["managed_media"],
+    )
+    unit_price: Money = Field(
+        description="the price of one unit past the allowance, in the plan's currency",
+        examples=["20.00"],
+    )
 
 
 class Tier(_Spec):
-    up_to: PositiveQuantity | None = None
-    unit_price: Money
+    """One tier of a graduated or volume price."""
+
+    up_to: PositiveQuantity | None = Field(
+        default=None,
+        description="the tier's last unit (up to and including), ascending; absent: unbounded "
+        "(the last tier only)",
+        examples=[5],
+    )
+    unit_price: Money = Field(
+        description="the price of one unit in this tier, in the plan's currency",
+        examples=["7.00"],
+    )
+    # charged once when usage reaches the tier
+    flat_amount: Money | None = Field(
+        default=None,
+        description="a fee charged once when usage reaches this tier (at most the currency's "
+        "decimal places)",
+        examples=["10.00"],
+    )
 
 
-class GraduatedPrice(_Ruled):
-    type: Literal["graduated"]
-    feature: str
-    tiers: list[Tier] = Field(min_length=1)
+class _Tiered(_Ruled):
+    """Tiers in ascending `up_to` (each "up to and including"); only the last unbounded."""
+
+    feature: str = Field(
+        description="the plan's feature (an entitlements key) whose usage is priced",
+        examples=["api_calls"],
+    )
+    tiers: list[Tier] = Field(
+        min_length=1,
+        description="at least one tier, in ascending up_to; only the last may be unbounded",
+        examples=[
+            [
+                {"up_to": 5, "unit_price": "7.00"},
+                {"up_to": 10, "unit_price": "6.50"},
+                {"unit_price": "6.00"},
+            ]
+        ],
+    )
 
     @classmethod
     def _partial(
@@ -501,19 +695,90 @@ class GraduatedPrice(_Ruled):
         return problems
 
 
+class GraduatedPrice(_Tiered):
+    """Each tier prices the slice of usage that falls in it (plus its flat amount, if any,
+    once usage reaches it)."""
+
+    type: Literal["graduated"] = Field(description="this price's type", examples=["graduated"])
+
+
+class VolumePrice(_Tiered):
+    """Every unit at the price of the tier the total lands in (plus that tier's flat amount)."""
+
+    type: Literal["volume"] = Field(description="this price's type", examples=["volume"])
+
+
 _TIER: TypeAdapter[Tier] = TypeAdapter(Tier)
 
 
 class PackagePrice(_Spec):
-    type: Literal["package"]
-    feature: str
+    """ceil(max(0, usage − free_units) / package_size) × amount: usage sold in packages."""
+
+    type: Literal["package"] = Field(description="this price's type", examples=["package"])
+    feature: str = Field(
+        description="the plan's feature (an entitlements key) whose usage is priced",
+        examples=["api_calls"],
+    )
+    package_size: PositiveQuantity = Field(
+        description="the units in one package (> 0); a package started is a package sold",
+        examples=[100],
+    )
+    amount: Money = Field(
+        description="the price of one package, in the plan's currency (at most its decimal places)",
+        examples=["5.00"],
+    )
+    free_units: Quantity = Field(
+        default=Decimal(0),
+        description="units free of charge before the first package",
+        examples=[100],
+    )
+
+
+class TopupPrice(_Spec):
+    """The top-up blocks of `feature` bought in the period, each at its purchase price."""
+
+    type: Literal["topup"] = Field(description="this price's type", examples=["topup"])
+    feature: str = Field(
+        description="the plan's feature whose entitlement has a topup",
+        examples=["media"],
+    )
+
+
+class MinimumPrice(_Spec):
+    """A minimum spend: when the period's other lines come to less, a line makes up the rest."""
+
+    type: Literal["minimum"] = Field(description="this price's type", examples=["minimum"])
+    amount: Money = Field(
+        description="the least the period's invoice comes to, in the plan's currency (at most "
+        "its decimal places)",
+        examples=["49.00"],
+    )
 
 
 Price = Annotated[
-    FlatPrice | PerSeatPrice | UnitPrice | OveragePrice | GraduatedPrice | PackagePrice,
+    FlatPrice
+    | PerSeatPrice
+    | UnitPrice
+    | OveragePrice
+    | GraduatedPrice
+    | VolumePrice
+    | PackagePrice
+    | TopupPrice
+    | MinimumPrice,
     Field(discriminator="type"),
 ]
-PRICE_TYPES = ("flat", "per_seat", "unit", "overage", "graduated", "package")
+PRICE_TYPES = (
+    "flat",
+    "per_seat",
+    "unit",
+    "overage",
+    "graduated",
+    "volume",
+    "package",
+    "topup",
+    "minimum",
+)
+UNPRICED_FEATURE = ("flat", "per_seat", "minimum")  # price types that name no feature
 
 
 # --- plans, customers, catalog --------------------------------------------------------
@@ -524,10 +789,30 @@ _ENTITLEMENT: TypeAdapter[EntitlementSpec] = TypeAdapter(EntitlementSpec)
 
 
 class PlanSpec(_Ruled):
-    entitlements: dict[Name, EntitlementSpec] = {}
-    prices: list[Price] = []
-    next_plan: str | None = None
-    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    """What a customer on this plan may use, and what it pays."""
+
+    entitlements: dict[Name, EntitlementSpec] = Field(
+        default={},
+        description="by feature name: what may be used of it",
+        examples=[{"media": {"meter": "media_minutes", "allowance": {"per_seat": 500}}}],
+    )
+    prices: list[Price] = Field(
+        default=[],
+        description="the invoice's lines, each by its type: flat, per_seat, unit, overage, "
+        "graduated, volume, package, topup, minimum",
+        examples=[[{"type": "flat", "amount": "299.00"}]],
+    )
+    next_plan: str | None = Field(
+        default=None,
+        description="the plan a customer with auto_upgrade moves to when it reaches a limit",
+        examples=["sessions_200k"],
+    )
+    currency: str = Field(
+        default="USD",
+        pattern=r"^[A-Z]{3}$",
+        description="the ISO 4217 code of the plan's amounts",
+        examples=["EUR"],
+    )
 
     @classmethod
     def _partial(
@@ -547,11 +832,15 @@ class PlanSpec(_Ruled):
         digits = minor_digits(self.currency)
         charged: list[tuple[Loc, Decimal]] = []
         if self.prices is not BROKEN:
-            charged += [
-                (("prices", index, "amount"), price.amount)
-                for index, price in enumerate(self.prices)
-                if isinstance(price, (FlatPrice, PerSeatPrice))
-            ]
+            for index, price in enumerate(self.prices):
+                if isinstance(price, (FlatPrice, PerSeatPrice, PackagePrice, MinimumPrice)):
+                    charged.append((("prices", index, "amount"), price.amount))
+                elif isinstance(price, (GraduatedPrice, VolumePrice)):
+                    charged += [
+                        (("prices", index, "tiers", k, "flat_amount"), tier.flat_amount)
+                        for k, tier in enumerate(price.tiers)
+                        if tier is not BROKEN and tier.flat_amount is not None
+                    ]
         if self.entitlements is not BROKEN:
             charged += [
                 (("entitlements", feature, "topup", "price"), spec.topup.price)
@@ -571,14 +860,46 @@ class PlanSpec(_Ruled):
 
 
 class CustomerSpec(_Spec):
-    plan: str
-    seats: Annotated[Integer, _at_most(MAX_SEATS)] = Field(default=0, ge=0)
-    admins: list[Email] = []
-    owner: Email | None = None
-    members: list[Email] = []
-    timezone: str = "UTC"
-    billing_anchor: date | None = None
-    auto_upgrade: bool = False
+    """A customer, its starting plan and seats (later changes go through the API)."""
+
+    plan: str = Field(description="the plan the customer starts on", examples=["basic"])
+    seats: Annotated[Integer, _at_most(MAX_SEATS)] = Field(
+        default=0,
+        ge=0,
+        description="the seats it starts with (0 to 1,000,000,000), for per_seat allowances "
+        "and prices",
+        examples=[10],
+    )
+    admins: list[Email] = Field(
+        default=[],
+        description="e-mail addresses of its administrators",
+        examples=[["ops@acme.example"]],
+    )
+    owner: Email | None = Field(
+        default=None,
+        description="the e-mail address of its owner",
+        examples=["owner@studio.example"],
+    )
+    members: list[Email] = Field(
+        default=[],
+        description="e-mail addresses of its members (told when access is blocked)",
+        examples=[["ana@acme.example"]],
+    )
+    timezone: str = Field(
+        default="UTC",
+        description="an IANA time zone: where its calendar months start",
+        examples=["Europe/Paris"],
+    )
+    billing_anchor: date | None = Field(
+        default=None,
+        description="the date its billing cycles start from (YYYY-MM-DD); absent: the 1st",
+        examples=["2026-01-15"],
+    )
+    auto_upgrade: bool = Field(
+        default=False,
+        description="move to the plan's next_plan when a limit is reached",
+        examples=[True],
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -591,9 +912,23 @@ class CustomerSpec(_Spec):
 
 
 class Catalog(_Spec):
-    meters: dict[Name, MeterSpec] = {}
-    plans: dict[Name, PlanSpec] = {}
-    customers: dict[Name, CustomerSpec] = {}
+    """Meters, plans and customers: the whole configuration, applied at once."""
+
+    meters: dict[Name, MeterSpec] = Field(
+        default={},
+        description="by meter name: what to count",
+        examples=[{"sessions": {"event_type": "session.created", "aggregation": "count"}}],
+    )
+    plans: dict[Name, PlanSpec] = Field(
+        default={},
+        description="by plan name: entitlements and prices",
+        examples=[{"free": {"entitlements": {}}}],
+    )
+    customers: dict[Name, CustomerSpec] = Field(
+        default={},
+        description="by customer key: plan, seats and people",
+        examples=[{"acme": {"plan": "free"}}],
+    )
 
     @model_validator(mode="after")
     def _check_references(self) -> Catalog:
@@ -749,12 +1084,12 @@ def _plan_reference_problems(
     features = ", ".join(sorted(plan.features)) or "no features"
     for index, kind, feature in plan.priced:
         loc: Loc = ("plans", name, "prices", index, "feature")
-        if kind in ("flat", "per_seat") or kind not in PRICE_TYPES:
+        if kind in UNPRICED_FEATURE or kind not in PRICE_TYPES:
             continue
         if feature not in plan.features:
             problems.append((loc, f"unknown feature {feature!r} (plan {name} has: {features})"))
-        elif kind == "package" and feature not in plan.topups:
-            problems.append((loc, f"feature {feature!r} has no topup to sell as a package"))
+        elif kind == "topup" and feature not in plan.topups:
+            problems.append((loc, f"feature {feature!r} has no topup to sell"))
     if plan.next_plan == name:
         problems.append((("plans", name, "next_plan"), "a plan cannot be its own next_plan"))
     elif plan.next_plan is not None and plan_names is not None and plan.next_plan not in plan_names:

@@ -32,7 +32,7 @@ def view(ctx: Context, customer: str, at_us: int) -> CustomerView:
     overrides = repository.settings(conn, customer)
     if overrides:
         spec = spec.model_copy(update=overrides)
-    plan_name = repository.plan_at(conn, customer, at_us) or spec.plan
+    plan_name = ctx.pretend.get(customer) or repository.plan_at(conn, customer, at_us) or spec.plan
     plan = catalog.spec.plans.get(plan_name)
     if plan is None:  # the plan was removed from the catalog since: fall back to the catalog's
         plan_name, plan = spec.plan, catalog.spec.plans[spec.plan]

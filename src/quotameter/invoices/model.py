@@ -11,11 +11,18 @@ Rules (the choices made where the product contract leaves room):
 - A plan change inside the period is its own `proration` line: (new fee − old fee) ×
   the fraction of the period left at the change (a downgrade gives a credit). The fee of a
   plan is its flat amounts plus its per-seat amounts × the billed seats.
-- Usage prices (`unit`, `overage`, `graduated`) come from the plan in force at the end of
-  what is billed (the period's last instant, or `at` for the running invoice): usage of
-  the period carries over a plan change, so one plan prices all of it.
-- Top-ups are billed at the price recorded when each was bought, one `package` line per
-  purchase, whatever the plan says now; a `package` price entry adds nothing on top.
+- Usage prices (`unit`, `overage`, `graduated`, `volume`, `package`) come from the plan in
+  force at the end of what is billed (the period's last instant, or `at` for the running
+  invoice): usage of the period carries over a plan change, so one plan prices all of it.
+  A gauge's usage is its period maximum. No usage, no line: a tier's `flat_amount` is
+  charged once usage reaches that tier (a first tier's flat amount needs some usage).
+- `graduated`: each tier prices its own slice; `volume`: every unit at the tier the total
+  lands in ("up to and including" `up_to`, as Stripe's tiers). `package`:
+  ceil(max(0, usage − free_units) / package_size) packages × amount.
+- Top-ups are billed at the price recorded when each was bought, one `topup` line per
+  purchase, whatever the plan says now; a `topup` price entry adds nothing on top.
+- `minimum` (of the plan in force at the end of what is billed): when the other lines come
+  to less than its amount, one `minimum` line adds the difference.
 - An invoice's number is `{customer}-{YYYYMMDD}`: the date its period starts on in the
   customer's own zone (Tokyo's December invoice is `…-20261201`, not the UTC date before).
 """
@@ -31,11 +38,14 @@ from zoneinfo import ZoneInfo
 from quotameter.catalog.model import (
     FlatPrice,
     GraduatedPrice,
+    MinimumPrice,
     OveragePrice,
+    PackagePrice,
     PerSeatPrice,
     PlanSpec,
     Tier,
     UnitPrice,
+    VolumePrice,
 )
 from quotameter.decimals import canonical, exact
 from quotameter.money import amount_text, padded, price_text, round_money
@@ -47,7 +57,8 @@ ZERO = Decimal(0)
 
 @dataclass(frozen=True, slots=True)
 class Line:
-    kind: str  # flat | per_seat | unit | overage | graduated | package | proration
+    # flat | per_seat | unit | overage | graduated | volume | package | topup | proration | minimum
+    kind: str
     description: str
     plan: str
     feature: str | None
@@ -192,36 +203,144 @@ def usage_lines(plan_name: str, plan: PlanSpec, usage: dict[str, FeatureUsage]) 
                     )
                 )
         elif isinstance(price, GraduatedPrice) and price.feature in usage:
-            u = usage[price.feature]
-            below = ZERO
-            for tier, qty in zip(price.tiers, tier_quantities(price.tiers, u.usage), strict=True):
-                if qty > 0:
-                    span = (
-                        f"{plain(below)}–{plain(tier.up_to)}"
-                        if tier.up_to is not None
-                        else f"over {plain(below)}"
-                    )
-                    lines.append(
-                        Line(
-                            "graduated",
-                            f"{price.feature}: {plain(qty)} {plural(u.unit, qty)} in tier {span}",
-                            plan_name,
-                            price.feature,
-                            qty,
-                            tier.unit_price,
-                            round_money(qty * tier.unit_price, cur),
-                        )
-                    )
-                if tier.up_to is not None:
-                    below = tier.up_to
+            lines += _graduated(plan_name, cur, price, usage[price.feature])
+        elif isinstance(price, VolumePrice) and price.feature in usage:
+            lines += _volume(plan_name, cur, price, usage[price.feature])
+        elif isinstance(price, PackagePrice) and price.feature in usage:
+            line = _package(plan_name, cur, price, usage[price.feature])
+            if line is not None:
+                lines.append(line)
     return lines
+
+
+def _span(below: Decimal, tier: Tier) -> str:
+    if tier.up_to is None:
+        return f"over {plain(below)}"
+    return f"{plain(below)}–{plain(tier.up_to)}"
+
+
+def _flat_line(
+    kind: str, plan_name: str, cur: str, feature: str, span: str, tier: Tier
+) -> list[Line]:
+    if not tier.flat_amount:
+        return []
+    return [
+        Line(
+            kind,
+            f"{feature}: flat fee of tier {span}",
+            plan_name,
+            feature,
+            Decimal(1),
+            tier.flat_amount,
+            round_money(tier.flat_amount, cur),
+        )
+    ]
+
+
+def _graduated(plan_name: str, cur: str, price: GraduatedPrice, u: FeatureUsage) -> list[Line]:
+    lines: list[Line] = []
+    below = ZERO
+    for tier, qty in zip(price.tiers, tier_quantities(price.tiers, u.usage), strict=True):
+        if qty > 0:
+            span = _span(below, tier)
+            lines.append(
+                Line(
+                    "graduated",
+                    f"{price.feature}: {plain(qty)} {plural(u.unit, qty)} in tier {span}",
+                    plan_name,
+                    price.feature,
+                    qty,
+                    tier.unit_price,
+                    round_money(qty * tier.unit_price, cur),
+                )
+            )
+            lines += _flat_line("graduated", plan_name, cur, price.feature, span, tier)
+        if tier.up_to is not None:
+            below = tier.up_to
+    return lines
+
+
+@exact
+def volume_tier(tiers: Sequence[Tier], usage: Decimal) -> tuple[int, Decimal]:
+    """The index of the tier `usage` lands in (up to and including `up_to`; beyond the last
+    bounded tier, the last), and the tier's lower end."""
+    below = ZERO
+    for index, tier in enumerate(tiers):
+        if tier.up_to is None or usage <= tier.up_to or index == len(tiers) - 1:
+            return index, below
+        below = tier.up_to
+    raise AssertionError("a price has at least one tier")  # the catalog requires one
+
+
+def _volume(plan_name: str, cur: str, price: VolumePrice, u: FeatureUsage) -> list[Line]:
+    if u.usage <= 0:
+        return []
+    index, below = volume_tier(price.tiers, u.usage)
+    tier = price.tiers[index]
+    span = _span(below, tier)
+    return [
+        Line(
+            "volume",
+            f"{price.feature}: {plain(u.usage)} {plural(u.unit, u.usage)} at tier {span}",
+            plan_name,
+            price.feature,
+            u.usage,
+            tier.unit_price,
+            round_money(u.usage * tier.unit_price, cur),
+        ),
+        *_flat_line("volume", plan_name, cur, price.feature, span, tier),
+    ]
+
+
+@exact
+def packages(price: PackagePrice, usage: Decimal) -> int:
+    """How many packages `usage` takes: ceil(max(0, usage − free) / size)."""
+    billable = max(ZERO, usage - price.free_units)
+    whole, rest = divmod(billable, price.package_size)
+    return int(whole) + (1 if rest else 0)
+
+
+def _package(plan_name: str, cur: str, price: PackagePrice, u: FeatureUsage) -> Line | None:
+    n = packages(price, u.usage)
+    if n == 0:
+        return None
+    free = f", {plain(price.free_units)} free" if price.free_units else ""
+    return Line(
+        "package",
+        f"{price.feature}: {plain(u.usage)} {plural(u.unit, u.usage)}{free}, {n} "
+        f"{plural('package', n)} of {plain(price.package_size)}",
+        plan_name,
+        price.feature,
+        Decimal(n),
+        price.amount,
+        round_money(price.amount * n, cur),
+    )
+
+
+@exact
+def minimum_line(plan_name: str, plan: PlanSpec, lines: Sequence[Line]) -> Line | None:
+    """The line that brings the period up to the plan's minimum spend, if it falls short."""
+    floor = sum((p.amount for p in plan.prices if isinstance(p, MinimumPrice)), ZERO)
+    short = floor - total(lines)
+    if floor == 0 or short <= 0:
+        return None
+    cur = plan.currency
+    return Line(
+        "minimum",
+        f"minimum spend of plan {plan_name}: {amount_text(floor, cur)} {cur}",
+        plan_name,
+        None,
+        Decimal(1),
+        short,
+        round_money(short, cur),
+    )
 
 
 @exact
 def topup_lines(plan_name: str, currency: str, topups: Iterable[Topup]) -> list[Line]:
     return [
         Line(
-            "package",
+            "topup",
             f"{t.feature}: {t.blocks} top-up block(s) ({t.grant_id})",
             plan_name,
             t.feature,

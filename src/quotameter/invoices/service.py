@@ -29,7 +29,13 @@ import orjson
 from sqlalchemy import Connection, Engine
 
 from quotameter.catalog import service as catalogs_service
-from quotameter.catalog.model import GraduatedPrice, OveragePrice, UnitPrice
+from quotameter.catalog.model import (
+    GraduatedPrice,
+    OveragePrice,
+    PackagePrice,
+    UnitPrice,
+    VolumePrice,
+)
 from quotameter.catalog.service import CatalogCache, LoadedCatalog
 from quotameter.context import Context
 from quotameter.customers import service as customers
@@ -68,6 +74,7 @@ class Invoice:
     total: Decimal
     at: datetime  # upcoming: the instant it runs to; finalized: when it was finalized
     timezone: str = "UTC"  # the customer's zone, which dates its number
+    hypothetical: bool = False  # priced on another plan than the customer's (what if)
 
     @property
     def number(self) -> str:
@@ -85,7 +92,11 @@ class Invoice:
             "lines": [line.as_dict(self.currency) for line in self.lines],
             "total": amount_text(self.total, self.currency),
             "at": self.at,
+            "hypothetical": self.hypothetical,
         }
+
+
+USAGE_PRICES = (UnitPrice, OveragePrice, GraduatedPrice, VolumePrice, PackagePrice)
 
 
 def billing_period(view: CustomerView, at: datetime) -> Period:
@@ -116,10 +127,7 @@ def compute(ctx: Context, customer: str, period: Period, upto: datetime) -> Invo
     lines += _prorations(ctx, customer, first, period, upto_us, seats, currency)
     usage: dict[str, FeatureUsage] = {}
     for price in final.plan.prices:
-        if (
-            isinstance(price, (UnitPrice, OveragePrice, GraduatedPrice))
-            and price.feature not in usage
-        ):
+        if isinstance(price, USAGE_PRICES) and price.feature not in usage:
             b = balance(ctx, customer, price.feature, upto)
             usage[price.feature] = FeatureUsage(price.feature, b.unit, b.usage, b.standing.overage)
     lines += model.usage_lines(final.plan_name, final.plan, usage)
@@ -129,6 +137,9 @@ def compute(ctx: Context, customer: str, period: Period, upto: datetime) -> Invo
         if r.price is not None and r.blocks
     ]
     lines += model.topup_lines(final.plan_name, currency, topups)
+    floor = model.minimum_line(final.plan_name, final.plan, lines)
+    if floor is not None:
+        lines.append(floor)
     return Invoice(
         None,
         customer,
@@ -140,6 +151,7 @@ def compute(ctx: Context, customer: str, period: Period, upto: datetime) -> Invo
         model.total(lines),
         upto,
         final.spec.timezone,
+        hypothetical=customer in ctx.pretend,
     )
 
 
@@ -154,7 +166,9 @@ def _prorations(
 ) -> list[Line]:
     conn, catalog = ctx.conn, ctx.catalog
     start_us, end_us = to_us(period.start), to_us(period.end)
-    lines = []
+    lines: list[Line] = []
+    if customer in ctx.pretend:  # one plan for the whole period: nothing to prorate
+        return lines
     old_name, old_plan = first.plan_name, first.plan
     for change in customers.plan_changes_between(conn, customer, start_us, upto_us):
         new_plan = catalog.spec.plans.get(change.plan)
@@ -183,6 +197,15 @@ def upcoming(ctx: Context, customer: str, at: datetime) -> Invoice:
     if stored is not None:
         return from_row(stored, view.spec.timezone)
     return compute(ctx, customer, period, at)
+
+
+def what_if(ctx: Context, customer: str, plan: str, at: datetime) -> Invoice:
+    """The period containing `at` priced up to `at` as if the customer had been on `plan` all
+    along: the same events, seats and grants; marked hypothetical, stored nowhere."""
+    customers.check_plan(ctx.catalog, customer, plan)
+    pretend = Context(ctx.conn, ctx.catalog, {**ctx.pretend, customer: plan})
+    view = customers.view(pretend, customer, to_us(at))
+    return compute(pretend, customer, billing_period(view, at), at)
 
 
 def finalize(ctx: Context, customer: str, period: Period, now: datetime) -> int | None:
