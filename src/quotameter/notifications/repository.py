@@ -11,9 +11,7 @@ import orjson
 from sqlalchemy import (
     Connection,
     Engine,
-    and_,
     bindparam,
-    case,
     delete,
     func,
     insert,
@@ -392,55 +390,58 @@ def put_standing(
     from this evaluation when it starts, cleared when it ends. An evaluation of an earlier
     instant than the one on record (another process asked about a moment before) changes
     nothing."""
-    stmt = (
-        _dialect(conn)
-        .insert(standings)
-        .values(
-            customer=customer,
-            feature=feature,
-            period_start_us=period[0],
-            period_end_us=period[1],
-            usage=usage,
-            limit=limit,
-            percent=percent,
-            near=near,
-            blocked=blocked,
-            overage=overage,
-            since_us=evaluated_us if blocked or overage else None,
-            evaluated_us=evaluated_us,
-        )
-    )
-    new, old = stmt.excluded, standings.c
-    since = case(
-        (new.since_us.is_(None), None),
-        (
-            and_(
-                old.since_us.is_not(None),
-                old.blocked == new.blocked,
-                old.period_start_us == new.period_start_us,
-            ),
-            old.since_us,
-        ),
-        else_=new.since_us,
-    )
     conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["customer", "feature"],
-            set_={
-                "period_start_us": new.period_start_us,
-                "period_end_us": new.period_end_us,
-                "usage": new.usage,
-                "limit": new.limit,
-                "percent": new.percent,
-                "near": new.near,
-                "blocked": new.blocked,
-                "overage": new.overage,
-                "since_us": since,
-                "evaluated_us": new.evaluated_us,
-            },
-            where=old.evaluated_us <= new.evaluated_us,
-        )
+        _PUT_STANDING,
+        {
+            "customer": customer,
+            "feature": feature,
+            "period_start_us": period[0],
+            "period_end_us": period[1],
+            "usage": usage,
+            "limit": limit,
+            "percent": percent,
+            "near": near,
+            "blocked": blocked,
+            "overage": overage,
+            "since_us": evaluated_us if blocked or overage else None,
+            "evaluated_us": evaluated_us,
+        },
     )
+
+
+# One statement text for both dialects, built once: this runs at every exact evaluation of
+# notices (on the ingest path), and building the same upsert as a Core construct on every
+# call cost about 0.5 ms each, more than the write itself.
+_PUT_STANDING = text(
+    """
+    INSERT INTO standings (customer, feature, period_start_us, period_end_us, usage, "limit",
+                           percent, near, blocked, overage, since_us, evaluated_us)
+    VALUES (:customer, :feature, :period_start_us, :period_end_us, :usage, :limit,
+            :percent, :near, :blocked, :overage, :since_us, :evaluated_us)
+    ON CONFLICT (customer, feature) DO UPDATE SET
+        period_start_us = excluded.period_start_us,
+        period_end_us = excluded.period_end_us,
+        usage = excluded.usage,
+        "limit" = excluded."limit",
+        percent = excluded.percent,
+        near = excluded.near,
+        blocked = excluded.blocked,
+        overage = excluded.overage,
+        since_us = CASE
+            WHEN excluded.since_us IS NULL THEN NULL
+            WHEN standings.since_us IS NOT NULL
+                 AND standings.blocked = excluded.blocked
+                 AND standings.period_start_us = excluded.period_start_us
+            THEN standings.since_us
+            ELSE excluded.since_us
+        END,
+        evaluated_us = excluded.evaluated_us
+    WHERE standings.evaluated_us <= excluded.evaluated_us
+    """
+).bindparams(
+    *(bindparam(name, type_=standings.c[name].type) for name in ("usage", "limit", "percent")),
+    *(bindparam(name, type_=standings.c[name].type) for name in ("near", "blocked", "overage")),
+)
 
 
 # Read for every customer at once: the decimals are left as the driver gives them (SQLite:
