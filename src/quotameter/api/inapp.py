@@ -96,11 +96,25 @@ async def stream_notices(
     ),
 ) -> StreamingResponse:
     """The customer's in-app notices as server-sent events, the moment they are recorded."""
+    last = last_event_id if last_event_id is not None else after
+    return await respond(request, customer, who.key_id, last, every, max_seconds, "no-cache")
+
+
+async def respond(
+    request: Request,
+    customer: str,
+    key_id: str,
+    last: int | None,
+    every: bool,
+    max_seconds: float | None,
+    cache_control: str,
+) -> StreamingResponse:
+    """A customer's stream of notices after `last` (None: after the newest now), for the
+    holder of `key_id` (it ends when that key is revoked): the API's, and the console's."""
     svc = services(request)
     state = await run_in_threadpool(
         service.opening, svc.engine, svc.catalogs, customer, svc.now
     )  # 404 for a stranger
-    last = last_event_id if last_event_id is not None else after
     if last is None:
         last = await run_in_threadpool(service.latest_id, svc.engine, customer)
     settings: Settings = getattr(request.app.state, "settings", None) or Settings()
@@ -108,7 +122,7 @@ async def stream_notices(
         stream.Source(svc.engine, svc.catalogs, svc.now),
         _hub(request),
         customer,
-        who.key_id,
+        key_id,
         last,
         every,
         state,
@@ -118,7 +132,7 @@ async def stream_notices(
     return StreamingResponse(
         events,
         media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        headers={"Cache-Control": cache_control, "X-Accel-Buffering": "no"},
     )
 
 

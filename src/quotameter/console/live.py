@@ -13,13 +13,11 @@ is sent to the sign-in page (an EventSource then stops). `?max_seconds=` ends it
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
+from quotameter.api import inapp
 from quotameter.api.web import services
 from quotameter.console.web import Session, signed_in, visible
-from quotameter.inapp import service, stream
-from quotameter.settings import Settings
 
 router = APIRouter(include_in_schema=False)
 
@@ -39,27 +37,14 @@ async def live(
     with svc.engine.connect() as conn:
         known = customer in svc.catalogs.current(conn).spec.customers
     visible(session, customer, known)
-    state = await run_in_threadpool(service.opening, svc.engine, svc.catalogs, customer, svc.now)
-    last = _resumed(last_event_id)
-    if last is None:
-        last = await run_in_threadpool(service.latest_id, svc.engine, customer)
-    settings: Settings = getattr(request.app.state, "settings", None) or Settings()
-    hub = stream.hub_of(request.app.state, svc.engine, settings, svc.keys.ttl)
-    events = stream.events(
-        stream.Source(svc.engine, svc.catalogs, svc.now),
-        hub,
+    return await inapp.respond(
+        request,
         customer,
         session.principal.key_id,
-        last,
+        _resumed(last_event_id),
         False,
-        state,
-        settings,
         max_seconds,
-    )
-    return StreamingResponse(
-        events,
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        "no-store",
     )
 
 
