@@ -126,9 +126,7 @@ async def act(
     form = await request.form()
     check_csrf(form, session.csrf)
     svc = services(request)
-    with svc.engine.connect() as conn:
-        known = customer in svc.catalogs.current(conn).spec.customers
-    visible(session, customer, known)
+    visible(request, session, customer)
     if kind not in TITLES:
         raise PageError(404, f"No action {kind!r} here: {', '.join(TITLES)}.")
     asked = _asked(kind, form)

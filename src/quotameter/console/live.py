@@ -16,7 +16,6 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.responses import StreamingResponse
 
 from quotameter.api import inapp
-from quotameter.api.web import services
 from quotameter.console.web import Session, signed_in, visible
 
 router = APIRouter(include_in_schema=False)
@@ -33,10 +32,7 @@ async def live(
     max_seconds: float | None = Query(None, ge=0, le=86_400),
 ) -> StreamingResponse:
     """The customer's in-app notices as server-sent events, for the page's banner."""
-    svc = services(request)
-    with svc.engine.connect() as conn:
-        known = customer in svc.catalogs.current(conn).spec.customers
-    visible(session, customer, known)
+    visible(request, session, customer)
     return await inapp.respond(
         request,
         customer,

@@ -70,9 +70,7 @@ async def organization_page(
     request: Request, customer: str, members: str = "usage", session: Session = Depends(signed_in)
 ) -> HTMLResponse:
     svc = services(request)
-    with svc.engine.connect() as conn:
-        known = customer in svc.catalogs.current(conn).spec.customers
-    visible(session, customer, known)
+    visible(request, session, customer)
     if members not in MEMBER_ORDERS:
         raise PageError(422, f"members: sort by usage or name (got {members[:40]!r})")
     found = await run_in_threadpool(_read, svc, customer)
@@ -106,9 +104,7 @@ async def invoice_page(
 ) -> HTMLResponse:
     """A finalized invoice's printable page (the API's `.html`), on the console's session."""
     svc = services(request)
-    with svc.engine.connect() as conn:
-        known = customer in svc.catalogs.current(conn).spec.customers
-    visible(session, customer, known)
+    visible(request, session, customer)
     invoice = await run_in_threadpool(_invoice, svc, customer, number)
     return HTMLResponse(export.to_html(invoice), headers=INVOICE_HEADERS)
 

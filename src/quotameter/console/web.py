@@ -130,10 +130,15 @@ async def admin(request: Request) -> Session:
     return session
 
 
-def visible(session: Session, customer: str, known: bool) -> None:
-    """A customer's page: 404 when it does not exist or is not this session's to see."""
-    if not known or not session.sees(customer):
-        raise PageError(404, f"No customer {customer!r} here.")
+def visible(request: Request, session: Session, customer: str) -> None:
+    """A customer's page: 404 when it is not this session's to see, or does not exist in the
+    catalog in force (the same answer, so a customer key learns nothing of others)."""
+    if session.sees(customer):
+        svc = services(request)
+        with svc.engine.connect() as conn:
+            if customer in svc.catalogs.current(conn).spec.customers:
+                return
+    raise PageError(404, f"No customer {customer!r} here.")
 
 
 def check_csrf(form: FormData, expected: str) -> None:

@@ -7,7 +7,7 @@ import hmac
 import secrets
 import threading
 import time
-from collections.abc import Container, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -142,35 +142,42 @@ class KeyCache:
 
     def verify(self, engine: Engine, presented: str) -> Principal | None:
         wanted = digest(presented)
-        hit = self._known.get(wanted)
-        now = time.monotonic()
-        if hit is not None and hit[1] > now:
-            return hit[0]
-        with engine.connect() as conn:
+
+        def look(conn: Connection) -> Principal | None:
             row = repository.by_digest(conn, wanted)
-        found = None
-        if row is not None and row.revoked_us is None and hmac.compare_digest(row.digest, wanted):
-            found = _principal(row)
-        with self._lock:
-            if len(self._known) > 10_000:  # a flood of made-up keys must not grow this forever
-                self._known.clear()
-            self._known[wanted] = (found, now + self.ttl)
-        return found
+            if row is None or row.revoked_us is not None:
+                return None
+            return _principal(row) if hmac.compare_digest(row.digest, wanted) else None
+
+        return self._remembered(self._known, wanted, engine, look)
 
     def by_id(self, engine: Engine, key_id: str) -> Principal | None:
         """The holder of an active key known by its id (a console session keeps only the id),
         remembered like `verify`'s answers: a key revoked elsewhere ends within `ttl`."""
-        hit = self._by_id.get(key_id)
+
+        def look(conn: Connection) -> Principal | None:
+            row = repository.by_id(conn, key_id)
+            return None if row is None or row.revoked_us is not None else _principal(row)
+
+        return self._remembered(self._by_id, key_id, engine, look)
+
+    def _remembered(
+        self,
+        known: dict[str, tuple[Principal | None, float]],
+        key: str,
+        engine: Engine,
+        look: Callable[[Connection], Principal | None],
+    ) -> Principal | None:
+        hit = known.get(key)
         now = time.monotonic()
         if hit is not None and hit[1] > now:
             return hit[0]
         with engine.connect() as conn:
-            row = repository.by_id(conn, key_id)
-        found = None if row is None or row.revoked_us is not None else _principal(row)
+            found = look(conn)
         with self._lock:
-            if len(self._by_id) > 10_000:
-                self._by_id.clear()
-            self._by_id[key_id] = (found, now + self.ttl)
+            if len(known) > 10_000:  # a flood of made-up keys must not grow this forever
+                known.clear()
+            known[key] = (found, now + self.ttl)
         return found
 
     def forget(self) -> None:
