@@ -18,6 +18,7 @@ from quotameter import __version__
 from quotameter.api.auth import KeyFirst
 from quotameter.api.catalog import router as catalog_router
 from quotameter.api.customers import router as customers_router
+from quotameter.api.entitlements import CheckFromCache
 from quotameter.api.entitlements import router as entitlements_router
 from quotameter.api.events import router as events_router
 from quotameter.api.events import with_event_schema
@@ -172,7 +173,9 @@ def create_app(
 
     # Each added around the previous: BoundedWrites (how long a request's writes may wait) around
     # CatchAll (a JSON 503 for a busy database, a JSON 500 for any other error) around KeyFirst
-    # (401 before anything of the body is read) around RequestGuard (the body's size and pauses).
+    # (401 before anything of the body is read) around RequestGuard (the body's size and pauses)
+    # around CheckFromCache (a check with a cached balance, answered without the router).
+    app.add_middleware(CheckFromCache)
     app.add_middleware(
         RequestGuard,
         max_body_bytes=settings.max_body_bytes,

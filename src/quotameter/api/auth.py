@@ -59,7 +59,7 @@ class KeyFirst:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and _route_path(scope).startswith(API):
+        if scope["type"] == "http" and route_path(scope).startswith(API):
             conn = HTTPConnection(scope)
             try:
                 conn.state.principal = identify(conn)
@@ -72,7 +72,8 @@ class KeyFirst:
         await self.app(scope, receive, send)
 
 
-def _route_path(scope: Scope) -> str:
+def route_path(scope: Scope) -> str:
+    """The request's path below the application's root path."""
     path: str = scope["path"]
     root: str = scope.get("root_path", "")
     return path[len(root) :] if root and path.startswith(root) else path
@@ -102,8 +103,19 @@ async def may_ingest(who: Principal = Depends(caller)) -> Principal:
     return who
 
 
+def may_read(who: Principal, customer: str) -> bool:
+    """Whether the key may read this customer: an admin key, or the customer's own key."""
+    return who.role == "admin" or (who.role == "customer" and who.customer == customer)
+
+
+def principal_of(scope: Scope) -> Principal | None:
+    """The holder of the key `KeyFirst` found for this request, if it checked one."""
+    found: Principal | None = scope.get("state", {}).get("principal")
+    return found
+
+
 async def reads_customer(customer: str, who: Principal = Depends(caller)) -> Principal:
-    if who.role == "admin" or (who.role == "customer" and who.customer == customer):
+    if may_read(who, customer):
         return who
     if who.role == "customer":
         raise Forbidden(f"customer: this key reads customer {who.customer!r} only")
