@@ -24,7 +24,6 @@ from quotameter.api.web import (
     Text,
     error_responses,
     instant,
-    probe,
     read,
     services,
 )
@@ -184,8 +183,7 @@ async def _read_balance(svc: Services, customer: str, feature: str, at: str | No
 def _cached_balance(svc: Services, customer: str, feature: str, when: datetime) -> Balance | None:
     if svc.balances is None:
         return None
-    found = probe(svc, balances.FRESHNESS, {"c": customer})
-    return balances.cached(found, svc.balances, customer, feature, when)
+    return balances.cached(svc.probes, svc.balances, customer, feature, when)
 
 
 _CHECK = re.compile(

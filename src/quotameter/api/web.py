@@ -15,7 +15,6 @@ from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 from sqlalchemy import Engine, create_engine
-from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
@@ -150,21 +149,9 @@ def probe_engine(engine: Engine) -> Engine:
     """For the one-statement probe of a cached balance on PostgreSQL, answered on the event
     loop: autocommit (READ COMMITTED gives each statement its own snapshot anyway, so a
     transaction adds only its BEGIN and ROLLBACK round trips) and no ping at checkout; a
-    connection found dead is replaced by `probe` instead. Check: 1,200 -> 1,760 req/s."""
+    connection found dead is replaced by `store.engine.one_row` instead.
+    Check: 1,200 -> 1,760 req/s."""
     return create_engine(engine.url, pool_size=2, max_overflow=14, isolation_level="AUTOCOMMIT")
-
-
-def probe(svc: Services, statement: Any, params: dict[str, Any]) -> Any:
-    """The one row of a one-statement read on `svc.probes`, tried once more on a fresh
-    connection if the first was dead (the database restarted since it was pooled)."""
-    try:
-        with svc.probes.connect() as conn:
-            return conn.execute(statement, params).one()
-    except DBAPIError as err:
-        if not err.connection_invalidated:
-            raise
-    with svc.probes.connect() as conn:
-        return conn.execute(statement, params).one()
 
 
 def services(request: HTTPConnection) -> Services:

@@ -8,14 +8,14 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event, text
+from sqlalchemy import Connection, Engine, Table, TextClause, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
@@ -217,6 +217,44 @@ def patiently(fn: Callable[..., T], *args: Any) -> T:
         return fn(*args)
     finally:
         write_wait.reset(token)
+
+
+# Per statement and dialect: its SQL in the driver's parameter style, and the order of its
+# parameters where that style is positional.
+_DRIVER_SQL: dict[tuple[int, str], tuple[str, list[str] | None]] = {}
+
+
+def one_row(engine: Engine, statement: TextClause, params: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The one row of a one-statement read, on the driver's own cursor and outside any
+    transaction (a single statement reads one snapshot anyway): for a read asked on every
+    request, SQLAlchemy's connection, transaction and result objects cost more than the
+    query. A pooled connection found dead (the database restarted) is replaced, and the
+    read asked once more."""
+    key = (id(statement), engine.dialect.name)
+    found = _DRIVER_SQL.get(key)
+    if found is None:
+        compiled = statement.compile(dialect=engine.dialect)
+        found = _DRIVER_SQL[key] = (str(compiled), compiled.positiontup)
+    sql, order = found
+    args = params if order is None else tuple(params[name] for name in order)
+    for attempt in (1, 2):
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute(sql, args)
+            row = cursor.fetchone()
+            cursor.close()
+        except engine.dialect.loaded_dbapi.Error as err:
+            if attempt == 1 and engine.dialect.is_disconnect(err, raw.dbapi_connection, None):
+                raw.invalidate(err)
+                continue
+            raw.close()
+            raise
+        raw.close()
+        if row is None:
+            raise LookupError(f"no row from {sql}")
+        return tuple(row)
+    raise AssertionError("unreachable: the second attempt returns or raises")
 
 
 def make_engine(url: str | None = None) -> Engine:

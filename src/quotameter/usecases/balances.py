@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
@@ -23,22 +22,26 @@ from quotameter.entitlements.cache import BalanceCache
 from quotameter.entitlements.service import Balance, balance
 from quotameter.notifications import scheduler
 from quotameter.notifications import service as notices
+from quotameter.store.engine import one_row
 from quotameter.timeutil import to_us
 
 FRESHNESS = text(
     f"SELECT {catalogs.LATEST_VERSION} AS catalog_version, {state.VERSION} AS version, "
-    f"{state.HORIZON} AS horizon, {notices.PENDING} AS pending"
+    f"{notices.PENDING} AS pending"
 )
 """One row: what a cached balance of customer `:c` must still match (see `cached`)."""
 
 
 def cached(
-    found: Any, cache: BalanceCache, customer: str, feature: str, when: datetime
+    engine: Engine, cache: BalanceCache, customer: str, feature: str, when: datetime
 ) -> Balance | None:
-    """The cached balance if the FRESHNESS row `found` says it is still current."""
-    if found.pending:
+    """The cached balance if it is still current: one read (FRESHNESS), on the driver's
+    cursor (`store.engine.one_row`); None when the customer owes an evaluation, or anything
+    the balance depends on changed since it was cached."""
+    catalog_version, version, owed = one_row(engine, FRESHNESS, {"c": customer})
+    if owed:
         return None
-    return cache.lookup(customer, feature, when, found.catalog_version or 0, found.version or 0)
+    return cache.lookup(customer, feature, when, catalog_version or 0, version or 0)
 
 
 def pending(conn: Connection, customer: str) -> bool:
