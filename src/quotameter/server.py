@@ -86,17 +86,17 @@ def create_app(
             checkpointer.start()
         if settings.tune_gc:
             tune_gc()
+        await services.reads.open()
         try:
             yield
         finally:
+            await services.reads.close()
             for worker in workers:
                 worker.stop()
             if delivery is not None:
                 delivery.stop()
             if checkpointer is not None:
                 checkpointer.stop()
-            if services.probes is not engine:
-                services.probes.dispose()
 
     app = FastAPI(
         title="quotameter",

@@ -173,17 +173,20 @@ async def _read_balance(svc: Services, customer: str, feature: str, at: str | No
     """A cache hit costs one query and is answered on the event loop (on PostgreSQL too: a
     threadpool hop costs more than the round trip); anything else is computed by `read`."""
     when = instant(at, "at", svc.now())
-    hit = _cached_balance(svc, customer, feature, when)
+    hit = await _cached_balance(svc, customer, feature, when)
     if hit is not None:
         return hit
     await _settle(svc, customer)
     return await read(svc, _compute_balance, svc, customer, feature, when)
 
 
-def _cached_balance(svc: Services, customer: str, feature: str, when: datetime) -> Balance | None:
+async def _cached_balance(
+    svc: Services, customer: str, feature: str, when: datetime
+) -> Balance | None:
     if svc.balances is None:
         return None
-    return balances.cached(svc.probes, svc.balances, customer, feature, when)
+    found = await svc.reads.one_row(balances.FRESHNESS, {"c": customer})
+    return balances.cached(found, svc.balances, customer, feature, when)
 
 
 _CHECK = re.compile(
@@ -225,7 +228,7 @@ class CheckFromCache:
         except HTTPException as err:  # the guard's: the route answers it, as for any body
             await self.app(scope, _replay(read_so_far, receive, err), send)
             return
-        answer = _answer_from_cache(
+        answer = await _answer_from_cache(
             services(HTTPConnection(scope)), found["customer"], found["feature"], read_so_far
         )
         if answer is None:
@@ -234,7 +237,7 @@ class CheckFromCache:
         await answer(scope, receive, send)
 
 
-def _answer_from_cache(
+async def _answer_from_cache(
     svc: Services, customer: str, feature: str, messages: list[Message]
 ) -> JSON | None:
     """The route's answer if the body is valid and the balance cached; else None."""
@@ -242,7 +245,7 @@ def _answer_from_cache(
         return None
     try:
         body = CheckIn.model_validate_json(b"".join(m.get("body", b"") for m in messages))
-        b = _cached_balance(svc, customer, feature, instant(body.at, "at", svc.now()))
+        b = await _cached_balance(svc, customer, feature, instant(body.at, "at", svc.now()))
     except (ValidationError, QuotameterError):
         return None
     return None if b is None else _check_answer(b, body.amount)

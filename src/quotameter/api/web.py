@@ -14,7 +14,7 @@ from fastapi import Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
@@ -24,6 +24,7 @@ from quotameter.errors import Invalid, NotFound, shown
 from quotameter.jsontext import dumps as dumps
 from quotameter.keys.service import KeyCache
 from quotameter.store.group import GroupCommit
+from quotameter.store.reads import loop_reads
 from quotameter.timeutil import clock_from as clock_from
 from quotameter.timeutil import instant as instant
 from quotameter.timeutil import system_clock as system_clock
@@ -124,7 +125,7 @@ class Services:
         self.ingests: GroupCommit[tuple[list[Any], Prepared], IngestResult] = GroupCommit()
         self.evaluate_soon = threading.Event()  # wakes this process's scheduler after a batch
         self.inline_reads = engine.dialect.name == "sqlite"
-        self.probes = engine if self.inline_reads else probe_engine(engine)
+        self.reads = loop_reads(engine)  # one-statement reads on the event loop
         self.balances = BalanceCache() if balance_cache else None
         self.keys = KeyCache(key_cache_seconds)
         self.generated_admin_key: str | None = (
@@ -143,15 +144,6 @@ async def read(svc: Services, fn: Callable[..., T], *args: Any) -> T:
     if svc.inline_reads:
         return fn(*args)
     return await run_in_threadpool(fn, *args)
-
-
-def probe_engine(engine: Engine) -> Engine:
-    """For the one-statement probe of a cached balance on PostgreSQL, answered on the event
-    loop: autocommit (READ COMMITTED gives each statement its own snapshot anyway, so a
-    transaction adds only its BEGIN and ROLLBACK round trips) and no ping at checkout; a
-    connection found dead is replaced by `store.engine.one_row` instead.
-    Check: 1,200 -> 1,760 req/s."""
-    return create_engine(engine.url, pool_size=2, max_overflow=14, isolation_level="AUTOCOMMIT")
 
 
 def services(request: HTTPConnection) -> Services:

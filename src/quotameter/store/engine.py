@@ -224,18 +224,24 @@ def patiently(fn: Callable[..., T], *args: Any) -> T:
 _DRIVER_SQL: dict[tuple[int, str], tuple[str, list[str] | None]] = {}
 
 
+def driver_sql(engine: Engine, statement: TextClause) -> tuple[str, list[str] | None]:
+    """The statement's SQL in the driver's parameter style, and the order of its parameters
+    where that style is positional (None: they go by name); compiled once per dialect."""
+    key = (id(statement), engine.dialect.name)
+    found = _DRIVER_SQL.get(key)
+    if found is None:
+        compiled = statement.compile(dialect=engine.dialect)
+        found = _DRIVER_SQL[key] = (str(compiled), compiled.positiontup)
+    return found
+
+
 def one_row(engine: Engine, statement: TextClause, params: Mapping[str, Any]) -> tuple[Any, ...]:
     """The one row of a one-statement read, on the driver's own cursor and outside any
     transaction (a single statement reads one snapshot anyway): for a read asked on every
     request, SQLAlchemy's connection, transaction and result objects cost more than the
     query. A pooled connection found dead (the database restarted) is replaced, and the
     read asked once more."""
-    key = (id(statement), engine.dialect.name)
-    found = _DRIVER_SQL.get(key)
-    if found is None:
-        compiled = statement.compile(dialect=engine.dialect)
-        found = _DRIVER_SQL[key] = (str(compiled), compiled.positiontup)
-    sql, order = found
+    sql, order = driver_sql(engine, statement)
     args = params if order is None else tuple(params[name] for name in order)
     for attempt in (1, 2):
         raw = engine.raw_connection()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Connection, Engine, text
 
@@ -22,7 +23,6 @@ from quotameter.entitlements.cache import BalanceCache
 from quotameter.entitlements.service import Balance, balance
 from quotameter.notifications import scheduler
 from quotameter.notifications import service as notices
-from quotameter.store.engine import one_row
 from quotameter.timeutil import to_us
 
 FRESHNESS = text(
@@ -33,12 +33,11 @@ FRESHNESS = text(
 
 
 def cached(
-    engine: Engine, cache: BalanceCache, customer: str, feature: str, when: datetime
+    found: tuple[Any, ...], cache: BalanceCache, customer: str, feature: str, when: datetime
 ) -> Balance | None:
-    """The cached balance if it is still current: one read (FRESHNESS), on the driver's
-    cursor (`store.engine.one_row`); None when the customer owes an evaluation, or anything
-    the balance depends on changed since it was cached."""
-    catalog_version, version, owed = one_row(engine, FRESHNESS, {"c": customer})
+    """The cached balance if the FRESHNESS row `found` says it is still current; None when
+    the customer owes an evaluation, or anything the balance depends on changed since."""
+    catalog_version, version, owed = found
     if owed:
         return None
     return cache.lookup(customer, feature, when, catalog_version or 0, version or 0)
