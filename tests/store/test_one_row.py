@@ -1,11 +1,16 @@
-"""`one_row`: a one-statement read on the driver's cursor, in either database's parameter style."""
+"""`one_row` and the event loop's reads: one-statement reads in either database's parameter
+style, outside any transaction."""
 
 from __future__ import annotations
+
+import asyncio
 
 import pytest
 from sqlalchemy import Engine, text
 
+from quotameter.errors import Overloaded
 from quotameter.store.engine import one_row, unit_of_work
+from quotameter.store.reads import PostgresReads, loop_reads
 
 PAIR = text("SELECT :b AS b, :a AS a, :a || :b AS both")
 WATERMARK = text("SELECT count(*) FROM events WHERE subject = :s")
@@ -32,3 +37,32 @@ def test_it_reads_what_is_committed_outside_any_transaction(engine: Engine) -> N
 def test_no_row_is_an_error_not_a_none(engine: Engine) -> None:
     with pytest.raises(LookupError):
         one_row(engine, text("SELECT 1 FROM events WHERE 1 = 0"), {})
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_loop_reads_on_postgresql_answer_on_the_loop_and_refuse_when_every_connection_is_busy(
+    engine: Engine,
+) -> None:
+    reads = PostgresReads(engine, max_size=1, wait=0.05)
+
+    async def scenario() -> None:
+        await reads.open()
+        try:
+            assert await reads.one_row(PAIR, {"a": "x", "b": "y"}) == ("y", "x", "xy")
+            async with reads.pool.connection():  # the only connection, held elsewhere
+                with pytest.raises(Overloaded) as refused:
+                    await reads.one_row(PAIR, {"a": "x", "b": "y"})
+            assert refused.value.retry_after == 1
+            assert await reads.one_row(WATERMARK, {"s": "acme"}) == (0,)
+        finally:
+            await reads.close()
+
+    asyncio.run(scenario())
+
+
+def test_loop_reads_on_sqlite_are_the_drivers_one_row(db_url: str, engine: Engine) -> None:
+    reads = loop_reads(engine)
+    if engine.dialect.name != "sqlite":
+        assert isinstance(reads, PostgresReads)
+        return
+    assert asyncio.run(reads.one_row(PAIR, {"a": "1", "b": "2"})) == ("2", "1", "12")

@@ -53,14 +53,14 @@ class PostgresReads:
     snapshot anyway, so a transaction would add only its BEGIN and ROLLBACK round trips). It
     opens with the application's lifespan, on the loop that uses it."""
 
-    def __init__(self, engine: Engine, max_size: int = 16) -> None:
-        self.engine = engine
+    def __init__(self, engine: Engine, max_size: int = 16, wait: float = WAIT_SECONDS) -> None:
+        self.engine, self.wait = engine, wait
         url = engine.url.set(drivername="postgresql")
         self.pool = AsyncConnectionPool(
             url.render_as_string(hide_password=False),
-            min_size=2,
+            min_size=min(2, max_size),
             max_size=max_size,
-            timeout=WAIT_SECONDS,
+            timeout=wait,
             kwargs={"autocommit": True},
             open=False,
             name="quotameter-loop-reads",
@@ -83,7 +83,7 @@ class PostgresReads:
                     row = await cursor.fetchone()
             except PoolTimeout:
                 raise Overloaded(
-                    f"database: every connection busy for {WAIT_SECONDS:g} s; send it again",
+                    f"database: every connection busy for {self.wait:g} s; send it again",
                     retry_after=1,
                 ) from None
             except psycopg.OperationalError:
