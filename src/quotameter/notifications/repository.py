@@ -160,8 +160,14 @@ def next_wakeup(conn: Connection) -> int | None:
 
 def mark_pending(conn: Connection, customers: list[str], since_us: int) -> None:
     if customers:
-        stmt = _dialect(conn).insert(pending_evaluations).on_conflict_do_nothing()
-        conn.execute(stmt, [{"customer": c, "since_us": since_us} for c in sorted(customers)])
+        conn.execute(_MARK_PENDING, [{"c": c, "s": since_us} for c in sorted(customers)])
+
+
+# Prepared once: marking pending runs inside every batch's write transaction.
+_MARK_PENDING = text(
+    "INSERT INTO pending_evaluations (customer, since_us) VALUES (:c, :s) "
+    "ON CONFLICT (customer) DO NOTHING"
+)
 
 
 def is_pending(conn: Connection, customer: str) -> bool:
@@ -260,22 +266,27 @@ def put_watch(conn: Connection, customer: str, feature: str, watch: Watch, *, in
         )
 
 
-def widen_watches(conn: Connection, rows: list[tuple[str, str, Watch]]) -> None:
-    """Store the bounds a batch raised (one statement for the batch)."""
+def widen_watches(conn: Connection, rows: list[tuple[str, str, Watch, int]]) -> None:
+    """Store the bounds a batch raised, each with the customer's change counter it accounts
+    for (one statement for the batch)."""
     if rows:
-        w = watches.c
         conn.execute(
-            update(watches)
-            .where(w.customer == bindparam("k_c"), w.feature == bindparam("k_f"))
-            .values(bound=bindparam("bound"), rate=bindparam("rate"), version=bindparam("version")),
+            _WIDEN,
             [
-                {"k_c": c, "k_f": f, "bound": x.bound, "rate": x.rate, "version": x.version}
-                for c, f, x in sorted(rows, key=_key)
+                {"c": c, "f": f, "bound": w.bound, "rate": w.rate, "version": version}
+                for c, f, w, version in sorted(rows, key=_key)
             ],
         )
 
 
-def _key(row: tuple[str, str, Watch]) -> tuple[str, str]:
+# Prepared once, like the other statements below that run inside every batch.
+_WIDEN = text(
+    "UPDATE watches SET bound = :bound, rate = :rate, version = :version "
+    "WHERE customer = :c AND feature = :f"
+).bindparams(bindparam("bound", type_=watches.c.bound.type))
+
+
+def _key(row: tuple[str, str, Watch, int]) -> tuple[str, str]:
     return row[0], row[1]
 
 
@@ -296,16 +307,16 @@ def advance_wakeups(conn: Connection, due: list[tuple[str, str, int]]) -> None:
     """Bring wake-ups forward to these instants (never later than they are); one brought
     forward is no longer an exact crossing."""
     if due:
-        conn.execute(
-            text(
-                "INSERT INTO wakeups (customer, feature, due_us, exact) VALUES (:c, :f, :d, false) "
-                "ON CONFLICT (customer, feature) DO UPDATE SET "
-                "exact = wakeups.exact AND wakeups.due_us <= excluded.due_us, "
-                "due_us = CASE WHEN excluded.due_us < wakeups.due_us THEN excluded.due_us ELSE "
-                "wakeups.due_us END"
-            ),
-            [{"c": c, "f": f, "d": d} for c, f, d in sorted(due)],
-        )
+        conn.execute(_ADVANCE, [{"c": c, "f": f, "d": d} for c, f, d in sorted(due)])
+
+
+_ADVANCE = text(
+    "INSERT INTO wakeups (customer, feature, due_us, exact) VALUES (:c, :f, :d, false) "
+    "ON CONFLICT (customer, feature) DO UPDATE SET "
+    "exact = wakeups.exact AND wakeups.due_us <= excluded.due_us, "
+    "due_us = CASE WHEN excluded.due_us < wakeups.due_us THEN excluded.due_us ELSE "
+    "wakeups.due_us END"
+)
 
 
 def latest_id(conn: Connection, customer: str) -> int:

@@ -35,7 +35,7 @@ from quotameter.customers import service as customers
 from quotameter.customers import state as customer_state
 from quotameter.customers.service import CustomerView
 from quotameter.entitlements import model
-from quotameter.entitlements.service import balance
+from quotameter.entitlements.service import balance, period_of
 from quotameter.errors import NotFound
 from quotameter.meters import service as meters
 from quotameter.meters.model import Contribution
@@ -209,15 +209,45 @@ def _recheck(conn: Connection, customer: str, version: int, now_us: int) -> None
 
 def refresh_meters(ctx: Context, customer: str, meter_names: set[str], now: datetime) -> None:
     """Refresh every limited feature of the customer's plan: its watches are then whole (a
-    meter without a watch is on no limited feature of the customer)."""
+    meter without a watch is on no feature of the customer). An unlimited feature has a
+    watch too, with no goal and no usage read: without one, a customer whose features are all
+    unlimited would have no watch and every batch of theirs would be evaluated exactly."""
     conn = ctx.conn
     version = customer_state.read(conn, customer)[0]
     view = customers.view(ctx, customer, to_us(now))
     repo.drop_watches(conn, customer)
     for feature, ent in view.plan.entitlements.items():
-        if ent.meter in meter_names and ent.allowance is not None:
+        if ent.meter not in meter_names:
+            continue
+        if ent.allowance is None:
+            _unlimited(ctx, customer, feature, ent, view, now, version)
+        else:
             _refresh(ctx, customer, feature, now, version, whole=True)
     _recheck(conn, customer, version, to_us(now))
+
+
+def _unlimited(
+    ctx: Context,
+    customer: str,
+    feature: str,
+    ent: EntitlementSpec,
+    view: CustomerView,
+    now: datetime,
+    version: int,
+) -> None:
+    """An unlimited feature's watch: no level to reach, in this period or any other (a new
+    period still brings an exact evaluation, as for every watch)."""
+    conn = ctx.conn
+    repo.set_wakeup(conn, customer, feature, None)
+    if customer_state.read(conn, customer)[1] > to_us(now):
+        repo.drop_watches(conn, customer)
+        return
+    spec = ctx.catalog.spec.meters[ent.meter]
+    end_us = to_us(period_of(view, ent, now).end)
+    watch = Watch(
+        ent.meter, end_us, to_us(now), Decimal(0), 0, None, watching.unit_us(spec), version
+    )
+    repo.put_watch(conn, customer, feature, watch, insert=True)
 
 
 def note_batch(
@@ -241,7 +271,7 @@ def note_batch(
     for (meter, customer), items in grouped.items():
         by_customer[customer].append((meter, items))
     pending: list[str] = []
-    widened: list[tuple[str, str, Watch]] = []
+    widened: list[tuple[str, str, Watch, int]] = []
     for customer in names:
         version = counters.get(customer, 0)
         new = _widened(
@@ -250,11 +280,11 @@ def note_batch(
         if new is None:
             pending.append(customer)
         else:
-            widened += [(customer, feature, w) for feature, w in new.items()]
+            widened += [(customer, feature, w, version) for feature, w in new.items()]
     repo.mark_pending(conn, pending, received_us)
     repo.widen_watches(conn, widened)
     repo.advance_wakeups(
-        conn, [(c, f, due) for c, f, w in widened if (due := w.due_us()) is not None]
+        conn, [(c, f, due) for c, f, w, _ in widened if (due := w.due_us()) is not None]
     )
 
 
@@ -265,22 +295,26 @@ def _widened(
     received_us: int,
     version: int,
 ) -> dict[str, Watch] | None:
-    """Every watch of the customer, widened by the batch; None if it must be evaluated exactly."""
+    """Every watch of the customer, widened by the batch (each to be stored with the change
+    counter `version`); None if the customer must be evaluated exactly."""
     if not watching.follows(list(watches.values()), version):
         return None
-    out = {feature: replace(w, version=version) for feature, w in watches.items()}
+    out = dict(watches)
     for meter, items in contributions:
-        for feature, w in out.items():
+        for feature, w in watches.items():
             if w.meter != meter:
                 continue
-            new = watching.batch_increase(catalog.spec.meters[meter], w, items, received_us)
+            new = watching.widen(catalog.spec.meters[meter], out[feature], items, received_us)
             if new is None:
                 return None
             out[feature] = new
     # Any feature, touched by the batch or not: an evaluation now would see what time alone
     # brought it to (a stream's growth that its idle timeout may later take back included),
     # or a new period (which may start past a level).
-    if any(w.reached_by(received_us) or received_us >= w.period_end_us for w in out.values()):
+    if any(
+        w.reached_by(max(received_us, w.evaluated_us)) or received_us >= w.period_end_us
+        for w in out.values()
+    ):
         return None
     return out
 
