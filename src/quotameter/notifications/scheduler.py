@@ -169,8 +169,8 @@ def _targets(
 def refresh(ctx: Context, customer: str, feature: str, now: datetime) -> int | None:
     """Set the feature's wake-up and rewrite its watch, from an exact evaluation at `now`."""
     conn = ctx.conn
-    version = customer_state.read(conn, customer)[0]
-    due = _refresh(ctx, customer, feature, now, version, whole=False)
+    version, horizon = customer_state.read(conn, customer)
+    due = _refresh(ctx, customer, feature, now, version, horizon, whole=False)
     _recheck(conn, customer, version, to_us(now))
     return due
 
@@ -181,18 +181,20 @@ def _refresh(
     feature: str,
     now: datetime,
     version: int,
+    horizon: int,
     *,
     whole: bool,
 ) -> int | None:
-    """`refresh`, given the customer's change counter read before any usage. A customer with
-    anything stamped after `now` keeps no watch: what is stamped ahead grows usage at no
-    rate, so each batch of theirs is evaluated exactly. Unless the customer's watches are
-    being written `whole`, only an existing watch is rewritten: one feature's watch alone
-    would make the customer's other meters look unwatched."""
+    """`refresh`, given the customer's change counter and horizon read before any usage (a
+    write since moves the counter, and `_recheck` then has the customer evaluated again). A
+    customer with anything stamped after `now` keeps no watch: what is stamped ahead grows
+    usage at no rate, so each batch of theirs is evaluated exactly. Unless the customer's
+    watches are being written `whole`, only an existing watch is rewritten: one feature's
+    watch alone would make the customer's other meters look unwatched."""
     conn = ctx.conn
     due, watch = _crossing(ctx, customer, feature, now)
     repo.set_wakeup(conn, customer, feature, due)
-    if customer_state.read(conn, customer)[1] > to_us(now):
+    if horizon > to_us(now):
         repo.drop_watches(conn, customer)
     else:
         repo.put_watch(conn, customer, feature, replace(watch, version=version), insert=whole)
@@ -213,16 +215,16 @@ def refresh_meters(ctx: Context, customer: str, meter_names: set[str], now: date
     watch too, with no goal and no usage read: without one, a customer whose features are all
     unlimited would have no watch and every batch of theirs would be evaluated exactly."""
     conn = ctx.conn
-    version = customer_state.read(conn, customer)[0]
+    version, horizon = customer_state.read(conn, customer)
     view = customers.view(ctx, customer, to_us(now))
     repo.drop_watches(conn, customer)
     for feature, ent in view.plan.entitlements.items():
         if ent.meter not in meter_names:
             continue
         if ent.allowance is None:
-            _unlimited(ctx, customer, feature, ent, view, now, version)
+            _unlimited(ctx, customer, feature, ent, view, now, version, horizon)
         else:
-            _refresh(ctx, customer, feature, now, version, whole=True)
+            _refresh(ctx, customer, feature, now, version, horizon, whole=True)
     _recheck(conn, customer, version, to_us(now))
 
 
@@ -234,12 +236,13 @@ def _unlimited(
     view: CustomerView,
     now: datetime,
     version: int,
+    horizon: int,
 ) -> None:
     """An unlimited feature's watch: no level to reach, in this period or any other (a new
     period still brings an exact evaluation, as for every watch)."""
     conn = ctx.conn
     repo.set_wakeup(conn, customer, feature, None)
-    if customer_state.read(conn, customer)[1] > to_us(now):
+    if horizon > to_us(now):
         repo.drop_watches(conn, customer)
         return
     spec = ctx.catalog.spec.meters[ent.meter]
