@@ -43,13 +43,16 @@ def fired_keys(
     conn: Connection, customer: str, feature: str, period_start_us: int
 ) -> dict[str, int]:
     """The levels fired in the period, each with the instant it fired at."""
-    f = fired.c
-    rows = conn.execute(
-        select(f.key, f.at_us).where(
-            f.customer == customer, f.feature == feature, f.period_start_us == period_start_us
-        )
-    )
+    rows = conn.execute(_FIRED_KEYS, {"c": customer, "f": feature, "p": period_start_us})
     return {key: at_us for key, at_us in rows}
+
+
+# The statements of an exact evaluation are prepared once: built as query constructs at every
+# call, compiling them cost more than running them.
+_FIRED_KEYS = text(
+    "SELECT key, at_us FROM fired_thresholds "
+    "WHERE customer = :c AND feature = :f AND period_start_us = :p"
+)
 
 
 def fire(
@@ -134,12 +137,17 @@ def listing(conn: Connection, customer: str, after_id: int = 0, limit: int = 500
 
 
 def set_wakeup(conn: Connection, customer: str, feature: str, due_us: int | None) -> None:
-    w = wakeups.c
-    conn.execute(delete(wakeups).where(w.customer == customer, w.feature == feature))
-    if due_us is not None:
-        conn.execute(
-            insert(wakeups).values(customer=customer, feature=feature, due_us=due_us, exact=True)
-        )
+    if due_us is None:
+        conn.execute(_DROP_WAKEUP, {"c": customer, "f": feature})
+    else:
+        conn.execute(_SET_WAKEUP, {"c": customer, "f": feature, "d": due_us})
+
+
+_DROP_WAKEUP = text("DELETE FROM wakeups WHERE customer = :c AND feature = :f")
+_SET_WAKEUP = text(
+    "INSERT INTO wakeups (customer, feature, due_us, exact) VALUES (:c, :f, :d, true) "
+    "ON CONFLICT (customer, feature) DO UPDATE SET due_us = excluded.due_us, exact = true"
+)
 
 
 def due_wakeups(conn: Connection, now_us: int, limit: int = 100) -> list[Any]:
@@ -160,8 +168,14 @@ def next_wakeup(conn: Connection) -> int | None:
 
 def mark_pending(conn: Connection, customers: list[str], since_us: int) -> None:
     if customers:
-        stmt = _dialect(conn).insert(pending_evaluations).on_conflict_do_nothing()
-        conn.execute(stmt, [{"customer": c, "since_us": since_us} for c in sorted(customers)])
+        conn.execute(_MARK_PENDING, [{"c": c, "s": since_us} for c in sorted(customers)])
+
+
+# Prepared once: marking pending runs inside every batch's write transaction.
+_MARK_PENDING = text(
+    "INSERT INTO pending_evaluations (customer, since_us) VALUES (:c, :s) "
+    "ON CONFLICT (customer) DO NOTHING"
+)
 
 
 def is_pending(conn: Connection, customer: str) -> bool:
@@ -243,39 +257,52 @@ _READ_WATCHES = (
 
 
 def drop_watches(conn: Connection, customer: str) -> None:
-    conn.execute(delete(watches).where(watches.c.customer == customer))
+    conn.execute(_DROP_WATCHES, {"c": customer})
+
+
+_DROP_WATCHES = text("DELETE FROM watches WHERE customer = :c")
 
 
 def put_watch(conn: Connection, customer: str, feature: str, watch: Watch, *, insert: bool) -> None:
     """Rewrite the feature's watch; with `insert`, write it also where there was none."""
-    w = watches.c
-    done = conn.execute(
-        update(watches)
-        .where(w.customer == customer, w.feature == feature)
-        .values(**_watch_values(watch))
-    ).rowcount
-    if insert and not done:
-        conn.execute(
-            watches.insert().values(customer=customer, feature=feature, **_watch_values(watch))
-        )
+    values = {"customer": customer, "feature": feature, **_watch_values(watch)}
+    conn.execute(_UPSERT_WATCH if insert else _UPDATE_WATCH, values)
 
 
-def widen_watches(conn: Connection, rows: list[tuple[str, str, Watch]]) -> None:
-    """Store the bounds a batch raised (one statement for the batch)."""
+_WATCH_FIELDS = ("meter", "period_end_us", "evaluated_us", "bound", "rate", "goal", "unit_us")
+_WATCH_SET = ", ".join(f"{name} = :{name}" for name in (*_WATCH_FIELDS, "version"))
+_WATCH_DECIMALS = [bindparam(name, type_=watches.c[name].type) for name in ("bound", "goal")]
+_UPDATE_WATCH = text(
+    f"UPDATE watches SET {_WATCH_SET} WHERE customer = :customer AND feature = :feature"
+).bindparams(*_WATCH_DECIMALS)
+_UPSERT_WATCH = text(
+    f"INSERT INTO watches (customer, feature, {', '.join(_WATCH_FIELDS)}, version) "
+    f"VALUES (:customer, :feature, {', '.join(':' + n for n in _WATCH_FIELDS)}, :version) "
+    f"ON CONFLICT (customer, feature) DO UPDATE SET {_WATCH_SET}"
+).bindparams(*_WATCH_DECIMALS)
+
+
+def widen_watches(conn: Connection, rows: list[tuple[str, str, Watch, int]]) -> None:
+    """Store the bounds a batch raised, each with the customer's change counter it accounts
+    for (one statement for the batch)."""
     if rows:
-        w = watches.c
         conn.execute(
-            update(watches)
-            .where(w.customer == bindparam("k_c"), w.feature == bindparam("k_f"))
-            .values(bound=bindparam("bound"), rate=bindparam("rate"), version=bindparam("version")),
+            _WIDEN,
             [
-                {"k_c": c, "k_f": f, "bound": x.bound, "rate": x.rate, "version": x.version}
-                for c, f, x in sorted(rows, key=_key)
+                {"c": c, "f": f, "bound": w.bound, "rate": w.rate, "version": version}
+                for c, f, w, version in sorted(rows, key=_key)
             ],
         )
 
 
-def _key(row: tuple[str, str, Watch]) -> tuple[str, str]:
+# Prepared once, like the other statements below that run inside every batch.
+_WIDEN = text(
+    "UPDATE watches SET bound = :bound, rate = :rate, version = :version "
+    "WHERE customer = :c AND feature = :f"
+).bindparams(bindparam("bound", type_=watches.c.bound.type))
+
+
+def _key(row: tuple[str, str, Watch, int]) -> tuple[str, str]:
     return row[0], row[1]
 
 
@@ -296,16 +323,16 @@ def advance_wakeups(conn: Connection, due: list[tuple[str, str, int]]) -> None:
     """Bring wake-ups forward to these instants (never later than they are); one brought
     forward is no longer an exact crossing."""
     if due:
-        conn.execute(
-            text(
-                "INSERT INTO wakeups (customer, feature, due_us, exact) VALUES (:c, :f, :d, false) "
-                "ON CONFLICT (customer, feature) DO UPDATE SET "
-                "exact = wakeups.exact AND wakeups.due_us <= excluded.due_us, "
-                "due_us = CASE WHEN excluded.due_us < wakeups.due_us THEN excluded.due_us ELSE "
-                "wakeups.due_us END"
-            ),
-            [{"c": c, "f": f, "d": d} for c, f, d in sorted(due)],
-        )
+        conn.execute(_ADVANCE, [{"c": c, "f": f, "d": d} for c, f, d in sorted(due)])
+
+
+_ADVANCE = text(
+    "INSERT INTO wakeups (customer, feature, due_us, exact) VALUES (:c, :f, :d, false) "
+    "ON CONFLICT (customer, feature) DO UPDATE SET "
+    "exact = wakeups.exact AND wakeups.due_us <= excluded.due_us, "
+    "due_us = CASE WHEN excluded.due_us < wakeups.due_us THEN excluded.due_us ELSE "
+    "wakeups.due_us END"
+)
 
 
 def latest_id(conn: Connection, customer: str) -> int:

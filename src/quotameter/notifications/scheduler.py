@@ -35,7 +35,7 @@ from quotameter.customers import service as customers
 from quotameter.customers import state as customer_state
 from quotameter.customers.service import CustomerView
 from quotameter.entitlements import model
-from quotameter.entitlements.service import balance
+from quotameter.entitlements.service import balance, period_of
 from quotameter.errors import NotFound
 from quotameter.meters import service as meters
 from quotameter.meters.model import Contribution
@@ -169,8 +169,8 @@ def _targets(
 def refresh(ctx: Context, customer: str, feature: str, now: datetime) -> int | None:
     """Set the feature's wake-up and rewrite its watch, from an exact evaluation at `now`."""
     conn = ctx.conn
-    version = customer_state.read(conn, customer)[0]
-    due = _refresh(ctx, customer, feature, now, version, whole=False)
+    version, horizon = customer_state.read(conn, customer)
+    due = _refresh(ctx, customer, feature, now, version, horizon, whole=False)
     _recheck(conn, customer, version, to_us(now))
     return due
 
@@ -181,18 +181,20 @@ def _refresh(
     feature: str,
     now: datetime,
     version: int,
+    horizon: int,
     *,
     whole: bool,
 ) -> int | None:
-    """`refresh`, given the customer's change counter read before any usage. A customer with
-    anything stamped after `now` keeps no watch: what is stamped ahead grows usage at no
-    rate, so each batch of theirs is evaluated exactly. Unless the customer's watches are
-    being written `whole`, only an existing watch is rewritten: one feature's watch alone
-    would make the customer's other meters look unwatched."""
+    """`refresh`, given the customer's change counter and horizon read before any usage (a
+    write since moves the counter, and `_recheck` then has the customer evaluated again). A
+    customer with anything stamped after `now` keeps no watch: what is stamped ahead grows
+    usage at no rate, so each batch of theirs is evaluated exactly. Unless the customer's
+    watches are being written `whole`, only an existing watch is rewritten: one feature's
+    watch alone would make the customer's other meters look unwatched."""
     conn = ctx.conn
     due, watch = _crossing(ctx, customer, feature, now)
     repo.set_wakeup(conn, customer, feature, due)
-    if customer_state.read(conn, customer)[1] > to_us(now):
+    if horizon > to_us(now):
         repo.drop_watches(conn, customer)
     else:
         repo.put_watch(conn, customer, feature, replace(watch, version=version), insert=whole)
@@ -209,15 +211,46 @@ def _recheck(conn: Connection, customer: str, version: int, now_us: int) -> None
 
 def refresh_meters(ctx: Context, customer: str, meter_names: set[str], now: datetime) -> None:
     """Refresh every limited feature of the customer's plan: its watches are then whole (a
-    meter without a watch is on no limited feature of the customer)."""
+    meter without a watch is on no feature of the customer). An unlimited feature has a
+    watch too, with no goal and no usage read: without one, a customer whose features are all
+    unlimited would have no watch and every batch of theirs would be evaluated exactly."""
     conn = ctx.conn
-    version = customer_state.read(conn, customer)[0]
+    version, horizon = customer_state.read(conn, customer)
     view = customers.view(ctx, customer, to_us(now))
     repo.drop_watches(conn, customer)
     for feature, ent in view.plan.entitlements.items():
-        if ent.meter in meter_names and ent.allowance is not None:
-            _refresh(ctx, customer, feature, now, version, whole=True)
+        if ent.meter not in meter_names:
+            continue
+        if ent.allowance is None:
+            _unlimited(ctx, customer, feature, ent, view, now, version, horizon)
+        else:
+            _refresh(ctx, customer, feature, now, version, horizon, whole=True)
     _recheck(conn, customer, version, to_us(now))
+
+
+def _unlimited(
+    ctx: Context,
+    customer: str,
+    feature: str,
+    ent: EntitlementSpec,
+    view: CustomerView,
+    now: datetime,
+    version: int,
+    horizon: int,
+) -> None:
+    """An unlimited feature's watch: no level to reach, in this period or any other (a new
+    period still brings an exact evaluation, as for every watch)."""
+    conn = ctx.conn
+    repo.set_wakeup(conn, customer, feature, None)
+    if horizon > to_us(now):
+        repo.drop_watches(conn, customer)
+        return
+    spec = ctx.catalog.spec.meters[ent.meter]
+    end_us = to_us(period_of(view, ent, now).end)
+    watch = Watch(
+        ent.meter, end_us, to_us(now), Decimal(0), 0, None, watching.unit_us(spec), version
+    )
+    repo.put_watch(conn, customer, feature, watch, insert=True)
 
 
 def note_batch(
@@ -241,7 +274,7 @@ def note_batch(
     for (meter, customer), items in grouped.items():
         by_customer[customer].append((meter, items))
     pending: list[str] = []
-    widened: list[tuple[str, str, Watch]] = []
+    widened: list[tuple[str, str, Watch, int]] = []
     for customer in names:
         version = counters.get(customer, 0)
         new = _widened(
@@ -250,11 +283,11 @@ def note_batch(
         if new is None:
             pending.append(customer)
         else:
-            widened += [(customer, feature, w) for feature, w in new.items()]
+            widened += [(customer, feature, w, version) for feature, w in new.items()]
     repo.mark_pending(conn, pending, received_us)
     repo.widen_watches(conn, widened)
     repo.advance_wakeups(
-        conn, [(c, f, due) for c, f, w in widened if (due := w.due_us()) is not None]
+        conn, [(c, f, due) for c, f, w, _ in widened if (due := w.due_us()) is not None]
     )
 
 
@@ -265,22 +298,26 @@ def _widened(
     received_us: int,
     version: int,
 ) -> dict[str, Watch] | None:
-    """Every watch of the customer, widened by the batch; None if it must be evaluated exactly."""
+    """Every watch of the customer, widened by the batch (each to be stored with the change
+    counter `version`); None if the customer must be evaluated exactly."""
     if not watching.follows(list(watches.values()), version):
         return None
-    out = {feature: replace(w, version=version) for feature, w in watches.items()}
+    out = dict(watches)
     for meter, items in contributions:
-        for feature, w in out.items():
+        for feature, w in watches.items():
             if w.meter != meter:
                 continue
-            new = watching.batch_increase(catalog.spec.meters[meter], w, items, received_us)
+            new = watching.widen(catalog.spec.meters[meter], out[feature], items, received_us)
             if new is None:
                 return None
             out[feature] = new
     # Any feature, touched by the batch or not: an evaluation now would see what time alone
     # brought it to (a stream's growth that its idle timeout may later take back included),
     # or a new period (which may start past a level).
-    if any(w.reached_by(received_us) or received_us >= w.period_end_us for w in out.values()):
+    if any(
+        w.reached_by(max(received_us, w.evaluated_us)) or received_us >= w.period_end_us
+        for w in out.values()
+    ):
         return None
     return out
 

@@ -187,13 +187,16 @@ def evaluate_all(
     """Evaluate every feature of the customer's plan (or those backed by `meters`)."""
     conn = ctx.conn
     ids: list[int] = []
-    for feature in sorted(customers.view(ctx, customer, to_us(at)).plan.entitlements):
-        view = customers.view(ctx, customer, to_us(at))  # an auto-upgrade may have moved it
+    view = customers.view(ctx, customer, to_us(at))
+    for feature in sorted(view.plan.entitlements):
         ent = view.plan.entitlements.get(feature)
         if ent is None or (meters is not None and ent.meter not in meters):
             continue
         if _watched(ent, view) or _blocked_on_record(conn, view, ent, feature, at):
-            ids += evaluate(ctx, customer, feature, at, recorded_us)
+            recorded = evaluate(ctx, customer, feature, at, recorded_us)
+            if recorded:  # an auto-upgrade among them may have moved the plan
+                view = customers.view(ctx, customer, to_us(at))
+            ids += recorded
     return ids
 
 

@@ -8,8 +8,8 @@ usage (`goal`). A batch of new events only adds to the bound what it can add at 
 instant up to now, nothing can have been crossed and the customer need not be evaluated.
 
 The invariant: usage(t) <= bound + rate * (t - T) (in the meter's unit) for every t in
-[T, period end) while no event stamped before T or after its arrival comes in. A bound is
-only ever early (too high), never late.
+[T, period end) while no event stamped after its arrival, and no media stream's event stamped
+before T, comes in (`widen`). A bound is only ever early (too high), never late.
 """
 
 from __future__ import annotations
@@ -43,6 +43,20 @@ class Watch:
     goal: Decimal | None  # the next level's usage; None: none left in this period
     unit_us: int | None  # microseconds per unit (duration meters), else None
     version: int = 0  # the customer's change counter (customers.state) the bound accounts for
+
+    def widened(self, bound: Decimal, rate: int) -> Watch:
+        """This watch with another bound and rate. Built directly: a batch builds one per
+        watch it widens, and `dataclasses.replace` costs several times more."""
+        return Watch(
+            self.meter,
+            self.period_end_us,
+            self.evaluated_us,
+            bound,
+            rate,
+            self.goal,
+            self.unit_us,
+            self.version,
+        )
 
     def bound_at(self, t: int) -> Decimal:
         if not self.rate:
@@ -123,7 +137,29 @@ def batch_increase(
             return None
         bound += added[0]
         rate += added[1]
-    return replace(watch, bound=bound, rate=rate)
+    return watch.widened(bound, rate)
+
+
+def widen(
+    spec: MeterSpec, watch: Watch, items: Sequence[Contribution], received_us: int
+) -> Watch | None:
+    """`batch_increase`, also for a batch committed after T with events stamped before it (a
+    live feed's batch in flight while the customer was evaluated). A count, sum, unique value
+    or gauge delta adds the same whenever it is stamped, so one stamped before T is bounded
+    as if stamped at T, and a batch received before T as if received then. A media stream's
+    event stamped before T is not: it may reopen or extend spans the evaluation saw closed."""
+    t = watch.evaluated_us
+    if received_us >= t and all(c.t >= t for c in items):
+        return batch_increase(spec, watch, items, received_us)
+    if any(c.t > received_us for c in items):
+        return None  # stamped ahead of its arrival
+    return batch_increase(spec, watch, [_no_earlier(c, t) for c in items], max(received_us, t))
+
+
+def _no_earlier(c: Contribution, t: int) -> Contribution:
+    if c.t >= t or isinstance(c, StreamPoint):
+        return c
+    return replace(c, t=t)
 
 
 def follows(watches: Sequence[Watch], version: int) -> bool:
