@@ -50,7 +50,8 @@ def idle_us(spec: MeterSpec) -> int | None:
 @dataclass(slots=True)
 class _Writes:
     """What a batch changes in stream_spans, and per merge key the range [lo, hi] where its
-    closed spans may have changed (an open span or a mark is not merged: it widens nothing)."""
+    closed spans may have changed (an open span or a mark is not merged: it widens nothing),
+    the closed spans it adds, and whether it removes or shortens any."""
 
     rows: list[repo.SpanRow] = field(default_factory=list)  # spans to insert (repo.span_row)
     doomed: list[int] = field(default_factory=list)  # ids of derived spans to delete
@@ -58,11 +59,25 @@ class _Writes:
         default_factory=list
     )  # (id, end, last) to set
     windows: dict[MergeId, tuple[int, int]] = field(default_factory=dict)
+    added: dict[MergeId, list[tuple[int, int]]] = field(default_factory=lambda: defaultdict(list))
+    removed: set[MergeId] = field(default_factory=set)
 
-    def widen(self, key: MergeId, start: int, end: int | None) -> None:
-        if end is not None and end > start:
-            lo, hi = self.windows.get(key, (start, end))
-            self.windows[key] = (min(lo, start), max(hi, end))
+    def widen(self, key: MergeId, start: int, end: int | None) -> bool:
+        if end is None or end <= start:
+            return False
+        lo, hi = self.windows.get(key, (start, end))
+        self.windows[key] = (min(lo, start), max(hi, end))
+        return True
+
+    def grow(self, key: MergeId, start: int, end: int | None) -> None:
+        """A closed span is added to the merge key (an open one or a mark changes nothing)."""
+        if end is not None and self.widen(key, start, end):
+            self.added[key].append((start, end))
+
+    def shrink(self, key: MergeId, start: int, end: int | None) -> None:
+        """A closed span of the merge key is deleted."""
+        if self.widen(key, start, end):
+            self.removed.add(key)
 
     def add(self, sid: StreamId, merge_key: str, spans: Sequence[Span]) -> None:
         meter, customer, stream_key = sid
@@ -70,7 +85,7 @@ class _Writes:
             self.rows.append(
                 repo.span_row(meter, customer, stream_key, merge_key, sp, explicit=False)
             )
-            self.widen((meter, customer, merge_key), sp.start, sp.end)
+            self.grow((meter, customer, merge_key), sp.start, sp.end)
 
 
 def fold(
@@ -98,7 +113,7 @@ def fold(
                         explicit=True,
                     )
                 )
-                writes.widen((meter, customer, p.merge_key), p.t, stop)
+                writes.grow((meter, customer, p.merge_key), p.t, stop)
     new = {
         sid: sorted(
             (StreamEvent(p.t, _event_action(p), p.order_key) for p in pts),
@@ -113,14 +128,16 @@ def fold(
         for sid, evs in new.items()
         if (row := latest.get(sid)) is not None and row.last >= evs[0].t
     }
-    history = repo.spans_since(conn, late)
+    history = repo.spans_since(
+        conn, {sid: (t, _closed_before(t, meters[sid[0]])) for sid, t in late.items()}
+    )
     stored = _stored_events(conn, meters, {sid: history[sid][0] for sid in late})
     for sid, evs in new.items():
         merge_key, idle = by_stream[sid][0].merge_key, idle_us(meters[sid[0]])
         if sid in late:
             for span_id, start, end in history[sid][1]:
                 writes.doomed.append(span_id)
-                writes.widen((sid[0], sid[1], merge_key), start, end)
+                writes.shrink((sid[0], sid[1], merge_key), start, end)
             # The batch's own events are in the log too: each event is replayed once.
             events = list({e.order_key: e for e in (*stored[sid], *evs)}.values())
             tail = max(e.t for e in events)
@@ -128,7 +145,17 @@ def fold(
         else:
             _carry_on(writes, sid, merge_key, latest.get(sid), evs, idle)
     repo.replace_spans(conn, writes.doomed, writes.continued, writes.rows)
-    repo.remerge(conn, writes.windows)
+    repo.remerge(conn, writes.windows, writes.added, writes.removed)
+
+
+def _closed_before(t: int, spec: MeterSpec) -> int:
+    """Where to replay a stream from when no span of it began before `t`, its earliest new
+    event: its stored events before then made no span (each start was closed at once by the
+    idle timeout, each stop or heartbeat found it closed), and new events from `t` on can
+    only keep alive a start less than an idle timeout before `t`. The stream is closed, or
+    as good as closed (idle), just before the instant returned."""
+    idle = idle_us(spec)
+    return t if idle is None else t - idle
 
 
 def _stored_events(
@@ -176,7 +203,7 @@ def _carry_on(
     if row is not None and open_span is not None:
         if spans and spans[0].start == row.start:
             writes.continued.append((row.id, spans[0].end, spans[0].last))
-            writes.widen((sid[0], sid[1], merge_key), spans[0].start, spans[0].end)
+            writes.grow((sid[0], sid[1], merge_key), spans[0].start, spans[0].end)
             writes.add(sid, merge_key, spans[1:])
             return
         writes.doomed.append(row.id)

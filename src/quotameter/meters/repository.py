@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import groupby
@@ -425,7 +425,6 @@ def gauge_read(
 
 StreamId = tuple[str, str, str]  # (meter, customer, stream_key)
 MergeId = tuple[str, str, str]  # (meter, customer, merge_key)
-NO_SINCE = -(2**63 - 1)  # "since the beginning": below every instant, a BIGINT literal on both
 
 
 def json_rows(conn: Connection, *columns: tuple[str, str]) -> str:
@@ -490,17 +489,23 @@ def latest_rows(conn: Connection, streams: Sequence[StreamId]) -> dict[StreamId,
 
 
 def spans_since(
-    conn: Connection, before: Mapping[StreamId, int]
+    conn: Connection, before: Mapping[StreamId, tuple[int, int]]
 ) -> dict[StreamId, tuple[int, list[tuple[int, int, int | None]]]]:
-    """For streams to replay because of an event at `before[stream]`: the start of the last
-    span that began before then (NO_SINCE if none: the stream was closed just before it, a
-    known state to replay from), and the derived rows from then on (id, start, end)."""
+    """For streams to replay, given (t, otherwise) each: the start of the stream's last span
+    that began before t (`otherwise` if none), the instant to replay it from; and its
+    derived rows from then on and its marks (id, start, end), which the replay replaces."""
     out: dict[StreamId, tuple[int, list[tuple[int, int, int | None]]]] = {}
     if not before:
         return out
     ids = list(before)
     k = json_rows(
-        conn, ("i", "int"), ("meter", "text"), ("customer", "text"), ("sk", "text"), ("t", "int")
+        conn,
+        ("i", "int"),
+        ("meter", "text"),
+        ("customer", "text"),
+        ("sk", "text"),
+        ("t", "int"),
+        ("otherwise", "int"),
     )
     same = "{x}.meter = {k}.meter AND {x}.customer = {k}.customer AND {x}.stream_key = {k}.sk"
     rows = conn.execute(
@@ -508,11 +513,12 @@ def spans_since(
             f"WITH k AS MATERIALIZED ({k}), b AS MATERIALIZED (SELECT k.i, k.meter, k.customer, "
             "k.sk, COALESCE((SELECT max(x.start_us) FROM stream_spans x WHERE "
             f"{same.format(x='x', k='k')} AND NOT x.explicit AND x.start_us < k.t "
-            f"AND (x.end_us IS NULL OR x.end_us > x.start_us)), {NO_SINCE}) AS since FROM k) "
+            "AND (x.end_us IS NULL OR x.end_us > x.start_us)), k.otherwise) AS since FROM k) "
             "SELECT b.i, b.since, s.id, s.start_us, s.end_us FROM b LEFT JOIN stream_spans s ON "
-            f"{same.format(x='s', k='b')} AND NOT s.explicit AND s.start_us >= b.since"
+            f"{same.format(x='s', k='b')} AND NOT s.explicit "
+            "AND (s.start_us >= b.since OR s.end_us = s.start_us)"
         ),
-        {"k": json_param([[i, *sid, before[sid]] for i, sid in enumerate(ids)])},
+        {"k": json_param([[i, *sid, *before[sid]] for i, sid in enumerate(ids)])},
     )
     for i, since, span_id, start, end in rows:
         found = out.setdefault(ids[i], (since, []))
@@ -566,33 +572,47 @@ def span_row(
     return (meter, customer, stream_key, merge_key, span.start, span.end, span.last, explicit)
 
 
-def remerge(conn: Connection, windows: Mapping[MergeId, tuple[int, int]]) -> None:
+def remerge(
+    conn: Connection,
+    windows: Mapping[MergeId, tuple[int, int]],
+    added: Mapping[MergeId, Sequence[tuple[int, int]]],
+    removed: Collection[MergeId],
+) -> None:
     """Rebuild the merged (closed) spans of each merge key wherever its [lo, hi] may have
-    changed, for all merge keys of a batch at once (the stream spans are already written)."""
+    changed, for all merge keys of a batch at once (the stream spans are already written).
+    Where the batch only `added` closed spans, their union with the merged spans they reach
+    is the new one; only a merge key with spans `removed` (or shortened) reads its closed
+    stream spans again."""
     if not windows:
         return
     ids = sorted(windows)
     reach = _merged_reach(conn, ids, windows)
-    k = json_rows(
-        conn,
-        ("i", "int"),
-        ("meter", "text"),
-        ("customer", "text"),
-        ("merge_key", "text"),
-        ("a", "int"),
-        ("b", "int"),
-    )
-    closed: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    for i, start, end in conn.execute(
-        text(
-            f"WITH k AS MATERIALIZED ({k}) SELECT k.i, s.start_us, s.end_us FROM k JOIN "
-            "stream_spans s "
-            "ON s.meter = k.meter AND s.customer = k.customer AND s.merge_key = k.merge_key "
-            "AND s.start_us >= k.a AND s.start_us <= k.b WHERE s.end_us > s.start_us"
-        ),
-        {"k": json_param([[i, *mid, *reach[i][0]] for i, mid in enumerate(ids)])},
-    ):
-        closed[i].append((start, end))
+    closed: dict[int, list[tuple[int, int]]] = {
+        i: [*reach[i][1], *added.get(mid, ())] for i, mid in enumerate(ids) if mid not in removed
+    }
+    reread = [i for i, mid in enumerate(ids) if mid in removed]
+    if reread:
+        for i in reread:
+            closed[i] = []
+        k = json_rows(
+            conn,
+            ("i", "int"),
+            ("meter", "text"),
+            ("customer", "text"),
+            ("merge_key", "text"),
+            ("a", "int"),
+            ("b", "int"),
+        )
+        for i, start, end in conn.execute(
+            text(
+                f"WITH k AS MATERIALIZED ({k}) SELECT k.i, s.start_us, s.end_us FROM k JOIN "
+                "stream_spans s "
+                "ON s.meter = k.meter AND s.customer = k.customer AND s.merge_key = k.merge_key "
+                "AND s.start_us >= k.a AND s.start_us <= k.b WHERE s.end_us > s.start_us"
+            ),
+            {"k": json_param([[i, *ids[i], *reach[i][0]] for i in reread])},
+        ):
+            closed[i].append((start, end))
     doomed: list[tuple[str, str, str, int]] = []
     fresh: list[tuple[str, str, str, int, int]] = []
     for i, (meter, customer, merge_key) in enumerate(ids):
