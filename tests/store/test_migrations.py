@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import command
 from sqlalchemy import Engine, insert, select
 
 from quotameter.meters.model import stream_key
 from quotameter.store.migrate import config
-from quotameter.store.tables import stream_points, stream_spans
+from quotameter.store.tables import stream_spans
+
+# A table of the versions before 20261203_0014 (which takes its instants, then drops it).
+stream_points = sa.table(
+    "stream_points",
+    *(
+        sa.column(name, type_)
+        for name, type_ in (
+            ("meter", sa.String),
+            ("customer", sa.String),
+            ("stream_key", sa.String),
+            ("merge_key", sa.String),
+            ("t_us", sa.BigInteger),
+            ("rank", sa.Integer),
+            ("order_key", sa.String),
+            ("action", sa.String),
+        )
+    ),
+)
 
 
 def _migrate(engine: Engine, revision: str, down: bool = False) -> None:
@@ -41,7 +60,7 @@ def test_stream_keys_joined_ambiguously_are_re_encoded_and_the_others_kept(engin
                     **point, start_us=1, end_us=None, last_us=1, explicit=False
                 )
             )
-    _migrate(engine, "head")
+    _migrate(engine, "20261203_0013")
     expected = [
         ("x\x01y", stream_key("x\x01y", "z")),
         ("x", stream_key("x", "y\x01z")),
@@ -97,4 +116,57 @@ def test_stored_catalogs_selling_top_ups_as_package_now_say_topup(engine: Engine
     with engine.connect() as conn:
         document = conn.execute(select(catalogs.c.document)).scalar_one()
     assert orjson.loads(document)["plans"]["p"]["prices"][1] == {"type": "package", "feature": "f"}
+    _migrate(engine, "head")
+
+
+def test_dropping_stream_points_keeps_each_streams_latest_instant(engine: Engine) -> None:
+    _migrate(engine, "20261203_0013", down=True)
+    point = {"meter": "m", "customer": "c", "merge_key": "u"}
+    points = [  # (stream, t, action): "closed" has a heartbeat after its stop, "lone" no span
+        ("closed", 1, "start"),
+        ("closed", 5, "stop"),
+        ("closed", 9, "heartbeat"),
+        ("open", 2, "start"),
+        ("open", 7, "heartbeat"),
+        ("lone", 3, "stop"),
+        ("lone", 4, "heartbeat"),
+    ]
+    spans = [  # (stream, start, end, last, explicit)
+        ("closed", 1, 5, 5, False),
+        ("open", 2, None, 7, False),
+        ("sent", 1, 3, 3, True),
+    ]
+    with engine.begin() as conn:
+        for i, (key, t, action) in enumerate(points):
+            conn.execute(
+                insert(stream_points).values(
+                    **point, stream_key=key, t_us=t, rank=0, order_key=f"e{i}", action=action
+                )
+            )
+        for key, start, end, last, explicit in spans:
+            conn.execute(
+                insert(stream_spans).values(
+                    **point,
+                    stream_key=key,
+                    start_us=start,
+                    end_us=end,
+                    last_us=last,
+                    explicit=explicit,
+                )
+            )
+    _migrate(engine, "head")
+    s = stream_spans.c
+    with engine.connect() as conn:
+        stored = conn.execute(select(s.stream_key, s.start_us, s.end_us, s.last_us)).all()
+    assert sorted(map(tuple, stored)) == [
+        ("closed", 1, 5, 9),
+        ("lone", 4, 4, 4),
+        ("open", 2, None, 7),
+        ("sent", 1, 3, 3),
+    ]
+    _migrate(engine, "20261203_0013", down=True)
+    with engine.connect() as conn:
+        assert conn.execute(select(stream_points.c.t_us)).all() == []
+        keys = conn.execute(select(s.stream_key)).scalars().all()
+    assert sorted(keys) == ["closed", "open", "sent"]  # the mark is gone with what it stood for
     _migrate(engine, "head")

@@ -220,6 +220,19 @@ def interpret(spec: MeterSpec, ev: EventFacts) -> Contribution:
     return _stream_point(spec, ev)
 
 
+def interpret_row(spec: MeterSpec, customer: str, row: Any) -> Contribution | None:
+    """What a stored event (time_us, source, event_id, data) contributes to the meter now:
+    the same reading as at ingest, so recomputations and replays agree with the state."""
+    data = orjson.loads(row.data)
+    if not spec.matches(data):
+        return None
+    facts = EventFacts(customer, row.time_us, f"{row.source}\x01{row.event_id}", data)
+    try:
+        return interpret(spec, facts)
+    except EventRejected:
+        return None  # stored under an older definition of the meter: it does not count now
+
+
 def _value_property(spec: MeterSpec) -> str:
     prop = spec.value_property
     # A valid catalog names it for every aggregation that reads one value (MeterSpec's rules).

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from itertools import groupby
@@ -12,8 +12,8 @@ from typing import Any
 import orjson
 from sqlalchemy import ColumnElement, Connection, Row, and_, delete, func, or_, select, text, tuple_
 
-from quotameter.meters.model import GaugeChange, Simple, StreamPoint, latest_key, unique_value
-from quotameter.meters.spans import ACTION_RANK, Span, StreamEvent, merge
+from quotameter.meters.model import GaugeChange, Simple, latest_key, unique_value
+from quotameter.meters.spans import Span, merge
 from quotameter.store import bulk
 from quotameter.store.tables import (
     DERIVED_TABLES,
@@ -425,7 +425,6 @@ def gauge_read(
 
 StreamId = tuple[str, str, str]  # (meter, customer, stream_key)
 MergeId = tuple[str, str, str]  # (meter, customer, merge_key)
-NO_SINCE = -(2**63)  # "since the beginning": below every instant
 
 
 def json_rows(conn: Connection, *columns: tuple[str, str]) -> str:
@@ -451,132 +450,81 @@ def json_param(rows: Sequence[Sequence[Any]]) -> str:
     return orjson.dumps(rows).decode()
 
 
-def add_stream_points(conn: Connection, points: Iterable[tuple[str, str, StreamPoint]]) -> None:
-    """Store the (meter, customer, point)s of a batch, one statement."""
-    bulk.insert(
-        conn,
-        "stream_points",
-        (
-            "meter",
-            "customer",
-            "stream_key",
-            "merge_key",
-            "t_us",
-            "rank",
-            "order_key",
-            "action",
-            "end_us",
-        ),
-        ("text", "text", "text", "text", "bigint", "integer", "text", "text", "bigint"),
-        [
-            (
-                meter,
-                customer,
-                p.stream_key,
-                p.merge_key,
-                p.t,
-                ACTION_RANK[p.action],
-                p.order_key,
-                p.action,
-                p.end,
-            )
-            for meter, customer, p in points
-        ],
-    )
-
-
 @dataclass(frozen=True, slots=True)
-class StreamState:
-    late: bool  # a stored start/stop/heartbeat sorts at or after the earliest new one
-    since: int | None  # the start of the stream's last derived span that began before it
-    open_id: int | None  # the stream's open derived span, if any
-    open_span: Span | None
+class LatestRow:
+    """A stream's derived row of the latest start: its open span, its last closed span, or a
+    mark (a closed row of no length, start = end) standing for a stream none of whose
+    events made a span since. Its `last` is the instant of the stream's latest start, stop or
+    heartbeat stored: every other one lies at or before it."""
+
+    id: int
+    start: int
+    end: int | None
+    last: int
+
+    @property
+    def is_open(self) -> bool:
+        return self.end is None
+
+    @property
+    def is_mark(self) -> bool:
+        return self.end == self.start
 
 
-def stream_states(
-    conn: Connection, firsts: Mapping[StreamId, tuple[int, int, str]]
-) -> dict[StreamId, StreamState]:
-    """What the batch must know of each stream before folding its new events, given the
-    order position (t, rank, order_key) of its earliest new start/stop/heartbeat."""
-    if not firsts:
+def latest_rows(conn: Connection, streams: Sequence[StreamId]) -> dict[StreamId, LatestRow]:
+    """The latest derived row of each stream that has one, one query for a whole batch."""
+    if not streams:
         return {}
-    ids = list(firsts)
-    k = json_rows(
-        conn,
-        ("i", "int"),
-        ("meter", "text"),
-        ("customer", "text"),
-        ("stream_key", "text"),
-        ("t", "int"),
-        ("r", "int"),
-        ("o", "ordered"),
-    )
-    same = "{x}.meter = k.meter AND {x}.customer = k.customer AND {x}.stream_key = k.stream_key"
+    k = json_rows(conn, ("i", "int"), ("meter", "text"), ("customer", "text"), ("sk", "text"))
     rows = conn.execute(
         text(
-            f"WITH k AS MATERIALIZED ({k}) SELECT k.i, "
-            f"EXISTS (SELECT 1 FROM stream_points p WHERE {same.format(x='p')} AND p.action != "
-            "'span' "
-            "AND (p.t_us, p.rank, p.order_key) >= (k.t, k.r, k.o)), "
-            f"(SELECT max(s.start_us) FROM stream_spans s WHERE {same.format(x='s')} AND NOT "
-            "s.explicit "
-            "AND s.start_us < k.t), o.id, o.start_us, o.last_us "
-            f"FROM k LEFT JOIN stream_spans o ON {same.format(x='o')} AND o.end_us IS NULL"
+            f"WITH k AS MATERIALIZED ({k}) SELECT k.i, s.id, s.start_us, s.end_us, s.last_us "
+            "FROM k JOIN stream_spans s ON s.id = (SELECT x.id FROM stream_spans x WHERE "
+            "x.meter = k.meter AND x.customer = k.customer AND x.stream_key = k.sk AND NOT "
+            "x.explicit ORDER BY x.start_us DESC LIMIT 1)"
         ),
-        {"k": json_param([[i, *sid, *firsts[sid]] for i, sid in enumerate(ids)])},
+        {"k": json_param([[i, *sid] for i, sid in enumerate(streams)])},
     )
-    return {
-        ids[i]: StreamState(
-            bool(late), since, open_id, None if open_id is None else Span(start, None, last)
-        )
-        for i, late, since, open_id, start, last in rows
-    }
+    return {streams[i]: LatestRow(id_, start, end, last) for i, id_, start, end, last in rows}
 
 
-def stream_histories(
-    conn: Connection, since: Mapping[StreamId, int | None]
-) -> tuple[dict[StreamId, list[StreamEvent]], dict[StreamId, list[tuple[int, int, int | None]]]]:
-    """For streams replayed from `since` (None: from their first event): their stored
-    start/stop/heartbeat events from then on, and their derived spans from then on (id, start,
-    end)."""
-    actions: dict[StreamId, list[StreamEvent]] = defaultdict(list)
-    spans: dict[StreamId, list[tuple[int, int, int | None]]] = defaultdict(list)
-    if not since:
-        return actions, spans
-    ids = list(since)
+def spans_since(
+    conn: Connection, before: Mapping[StreamId, tuple[int, int]]
+) -> dict[StreamId, tuple[int, list[tuple[int, int, int | None]]]]:
+    """For streams to replay, given (t, otherwise) each: the start of the stream's last span
+    that began before t (`otherwise` if none), the instant to replay it from; and its
+    derived rows from then on and its marks (id, start, end), which the replay replaces."""
+    out: dict[StreamId, tuple[int, list[tuple[int, int, int | None]]]] = {}
+    if not before:
+        return out
+    ids = list(before)
     k = json_rows(
         conn,
         ("i", "int"),
         ("meter", "text"),
         ("customer", "text"),
-        ("stream_key", "text"),
-        ("since", "int"),
+        ("sk", "text"),
+        ("t", "int"),
+        ("otherwise", "int"),
     )
-    param = {
-        "k": json_param(
-            [[i, *sid, NO_SINCE if since[sid] is None else since[sid]] for i, sid in enumerate(ids)]
-        )
-    }
-    same = "{x}.meter = k.meter AND {x}.customer = k.customer AND {x}.stream_key = k.stream_key"
-    for i, t_us, action, order_key in conn.execute(
+    same = "{x}.meter = {k}.meter AND {x}.customer = {k}.customer AND {x}.stream_key = {k}.sk"
+    rows = conn.execute(
         text(
-            f"WITH k AS MATERIALIZED ({k}) SELECT k.i, p.t_us, p.action, p.order_key FROM k "
-            f"JOIN stream_points p ON {same.format(x='p')} AND p.t_us >= k.since WHERE p.action != "
-            "'span'"
+            f"WITH k AS MATERIALIZED ({k}), b AS MATERIALIZED (SELECT k.i, k.meter, k.customer, "
+            "k.sk, COALESCE((SELECT max(x.start_us) FROM stream_spans x WHERE "
+            f"{same.format(x='x', k='k')} AND NOT x.explicit AND x.start_us < k.t "
+            "AND (x.end_us IS NULL OR x.end_us > x.start_us)), k.otherwise) AS since FROM k) "
+            "SELECT b.i, b.since, s.id, s.start_us, s.end_us FROM b LEFT JOIN stream_spans s ON "
+            f"{same.format(x='s', k='b')} AND NOT s.explicit "
+            "AND (s.start_us >= b.since OR s.end_us = s.start_us)"
         ),
-        param,
-    ):
-        actions[ids[i]].append(StreamEvent(t_us, action, order_key))
-    for i, span_id, start, end in conn.execute(
-        text(
-            f"WITH k AS MATERIALIZED ({k}) SELECT k.i, s.id, s.start_us, s.end_us FROM k "
-            f"JOIN stream_spans s ON {same.format(x='s')} AND s.start_us >= k.since WHERE NOT "
-            "s.explicit"
-        ),
-        param,
-    ):
-        spans[ids[i]].append((span_id, start, end))
-    return actions, spans
+        {"k": json_param([[i, *sid, *before[sid]] for i, sid in enumerate(ids)])},
+    )
+    for i, since, span_id, start, end in rows:
+        found = out.setdefault(ids[i], (since, []))
+        if span_id is not None:
+            found[1].append((span_id, start, end))
+    return out
 
 
 def replace_spans(
@@ -624,33 +572,47 @@ def span_row(
     return (meter, customer, stream_key, merge_key, span.start, span.end, span.last, explicit)
 
 
-def remerge(conn: Connection, windows: Mapping[MergeId, tuple[int, int]]) -> None:
+def remerge(
+    conn: Connection,
+    windows: Mapping[MergeId, tuple[int, int]],
+    added: Mapping[MergeId, Sequence[tuple[int, int]]],
+    removed: Collection[MergeId],
+) -> None:
     """Rebuild the merged (closed) spans of each merge key wherever its [lo, hi] may have
-    changed, for all merge keys of a batch at once (the stream spans are already written)."""
+    changed, for all merge keys of a batch at once (the stream spans are already written).
+    Where the batch only `added` closed spans, their union with the merged spans they reach
+    is the new one; only a merge key with spans `removed` (or shortened) reads its closed
+    stream spans again."""
     if not windows:
         return
     ids = sorted(windows)
     reach = _merged_reach(conn, ids, windows)
-    k = json_rows(
-        conn,
-        ("i", "int"),
-        ("meter", "text"),
-        ("customer", "text"),
-        ("merge_key", "text"),
-        ("a", "int"),
-        ("b", "int"),
-    )
-    closed: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    for i, start, end in conn.execute(
-        text(
-            f"WITH k AS MATERIALIZED ({k}) SELECT k.i, s.start_us, s.end_us FROM k JOIN "
-            "stream_spans s "
-            "ON s.meter = k.meter AND s.customer = k.customer AND s.merge_key = k.merge_key "
-            "AND s.start_us >= k.a AND s.start_us <= k.b WHERE s.end_us IS NOT NULL"
-        ),
-        {"k": json_param([[i, *mid, *reach[i][0]] for i, mid in enumerate(ids)])},
-    ):
-        closed[i].append((start, end))
+    closed: dict[int, list[tuple[int, int]]] = {
+        i: [*reach[i][1], *added.get(mid, ())] for i, mid in enumerate(ids) if mid not in removed
+    }
+    reread = [i for i, mid in enumerate(ids) if mid in removed]
+    if reread:
+        for i in reread:
+            closed[i] = []
+        k = json_rows(
+            conn,
+            ("i", "int"),
+            ("meter", "text"),
+            ("customer", "text"),
+            ("merge_key", "text"),
+            ("a", "int"),
+            ("b", "int"),
+        )
+        for i, start, end in conn.execute(
+            text(
+                f"WITH k AS MATERIALIZED ({k}) SELECT k.i, s.start_us, s.end_us FROM k JOIN "
+                "stream_spans s "
+                "ON s.meter = k.meter AND s.customer = k.customer AND s.merge_key = k.merge_key "
+                "AND s.start_us >= k.a AND s.start_us <= k.b WHERE s.end_us > s.start_us"
+            ),
+            {"k": json_param([[i, *ids[i], *reach[i][0]] for i in reread])},
+        ):
+            closed[i].append((start, end))
     doomed: list[tuple[str, str, str, int]] = []
     fresh: list[tuple[str, str, str, int, int]] = []
     for i, (meter, customer, merge_key) in enumerate(ids):
@@ -831,7 +793,7 @@ def spans_overlapping(
     columns = select(s.merge_key, s.start_us, s.end_us, s.last_us).where(
         s.meter == meter, s.customer == customer, s.start_us < hi
     )
-    closed = conn.execute(columns.where(s.end_us > lo)).all()
+    closed = conn.execute(columns.where(s.end_us > lo, s.end_us > s.start_us)).all()
     return [*closed, *conn.execute(columns.where(s.end_us.is_(None)))]
 
 

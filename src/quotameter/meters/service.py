@@ -11,12 +11,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, TypeGuard, TypeVar
 
-import orjson
 from sqlalchemy import Connection, Row
 
 from quotameter.catalog.model import Catalog, MeterSpec
 from quotameter.events import service as event_log
-from quotameter.events.model import EventRejected
 from quotameter.meters import durations
 from quotameter.meters import repository as repo
 from quotameter.meters.model import (
@@ -32,6 +30,9 @@ from quotameter.meters.model import (
     latest_key,
     to_unit,
     unique_value,
+)
+from quotameter.meters.model import (
+    interpret_row as interpret_row,  # the reading of a stored event, for other domains
 )
 from quotameter.meters.spans import US, Snapshot, Span, clipped_length, extent, merge, round_length
 from quotameter.store.engine import lock_keys
@@ -139,17 +140,6 @@ def _raw_simple(conn: Connection, spec: MeterSpec, customer: str, lo: int, hi: i
             assert isinstance(item, Simple)  # `spec` is a simple meter: see `interpret`
             out.append(item)
     return out
-
-
-def interpret_row(spec: MeterSpec, customer: str, row: Row[Any]) -> Contribution | None:
-    data = orjson.loads(row.data)
-    if not spec.matches(data):
-        return None
-    facts = EventFacts(customer, row.time_us, f"{row.source}\x01{row.event_id}", data)
-    try:
-        return interpret(spec, facts)
-    except EventRejected:
-        return None  # stored under an older definition of the meter: it does not count now
 
 
 def _simple_read(

@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
     true,
 )
 from sqlalchemy.engine import Dialect
@@ -154,25 +155,10 @@ gauge_points = Table(
     PrimaryKeyConstraint("meter", "customer", "t_us", "order_key"),
 )
 
-# The events of duration meters, projected onto their stream.
-stream_points = Table(
-    "stream_points",
-    metadata,
-    Column("meter", String(128), nullable=False),
-    Column("customer", String(256), nullable=False),
-    Column(
-        "stream_key", String(1024), nullable=False
-    ),  # merge key (escaped), U+0001, stream: see meters.model.stream_key
-    Column("merge_key", String(512), nullable=False),
-    Column("t_us", BigInteger, nullable=False),
-    Column("rank", Integer, nullable=False),
-    Column("order_key", _ordered(1100), nullable=False),
-    Column("action", String(16), nullable=False),
-    Column("end_us", BigInteger, nullable=True),
-    PrimaryKeyConstraint("meter", "customer", "stream_key", "t_us", "rank", "order_key"),
-)
-
-# Spans derived from stream_points. end_us NULL = still open; last_us = its last event.
+# Spans replayed from the start/stop/heartbeat events of each stream, and spans sent whole
+# (explicit). end_us NULL = still open; last_us = its last event, and on a stream's latest
+# derived row the stream's latest event; a derived row with end_us = start_us is a mark of
+# no length that only keeps that instant (see meters.repository.LatestRow).
 stream_spans = Table(
     "stream_spans",
     metadata,
@@ -191,7 +177,14 @@ stream_spans = Table(
     Column("explicit", Boolean, nullable=False),
     Index("ix_stream_spans_stream", "meter", "customer", "stream_key", "start_us"),
     Index("ix_stream_spans_merge", "meter", "customer", "merge_key", "start_us"),
-    Index("ix_stream_spans_open", "meter", "customer", "end_us"),
+    # Open spans only: inserting a closed span or closing one costs no entry here.
+    Index(
+        "ix_stream_spans_open",
+        "meter",
+        "customer",
+        sqlite_where=text("end_us IS NULL"),
+        postgresql_where=text("end_us IS NULL"),
+    ),
 )
 
 # Unions of the closed spans of one merge key (a user): what gets rounded.
@@ -205,9 +198,10 @@ merged_spans = Table(
     Column("end_us", BigInteger, nullable=False),
     PrimaryKeyConstraint("meter", "customer", "merge_key", "start_us"),
     Index("ix_merged_spans_end", "meter", "customer", "end_us"),
+    sqlite_with_rowid=False,  # the key is the table: one B-tree less to write per span
 )
 
-DERIVED_TABLES = (buckets, unique_values, gauge_points, stream_points, stream_spans, merged_spans)
+DERIVED_TABLES = (buckets, unique_values, gauge_points, stream_spans, merged_spans)
 
 # --- customers over time, grants, notices (entitlements) ---------------------------------
 
