@@ -17,7 +17,6 @@ OWNER = {
     "buckets": "meters",
     "unique_values": "meters",
     "gauge_points": "meters",
-    "stream_points": "meters",
     "stream_spans": "meters",
     "merged_spans": "meters",
     "stream_states": "meters",

@@ -313,10 +313,10 @@ wakeups = Table(
     Index("ix_wakeups_due", "due_us"),
 )
 
-# Per customer and limited feature, what the last exact evaluation leaves to bound usage
-# cheaply until the next (see notifications.watch). Rows are written for every limited
-# feature of the customer's plan together: a customer with rows and none for a meter has no
-# limited feature on it. No row: every batch of the customer is evaluated exactly.
+# Per customer and feature, what the last exact evaluation leaves to bound usage cheaply
+# until the next (see notifications.watch); an unlimited feature's has no goal. Rows are
+# written for every feature of the customer's plan together: a customer with rows and none
+# for a meter has no feature on it. No row: every batch of the customer is evaluated exactly.
 watches = Table(
     "watches",
     metadata,
