@@ -49,7 +49,8 @@ def test_loop_reads_on_postgresql_answer_on_the_loop_and_refuse_when_every_conne
         await reads.open()
         try:
             assert await reads.one_row(PAIR, {"a": "x", "b": "y"}) == ("y", "x", "xy")
-            async with reads.pool.connection():  # the only connection, held elsewhere
+            pool = reads.pools[asyncio.get_running_loop()]
+            async with pool.connection():  # the only connection, held elsewhere
                 with pytest.raises(Overloaded) as refused:
                     await reads.one_row(PAIR, {"a": "x", "b": "y"})
             assert refused.value.retry_after == 1

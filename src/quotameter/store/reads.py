@@ -11,6 +11,7 @@ freshness read): they must never hold the loop for longer than their own work.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -49,36 +50,51 @@ class SqliteReads:
 
 
 class PostgresReads:
-    """A pool of autocommit asyncio connections (READ COMMITTED gives each statement its own
-    snapshot anyway, so a transaction would add only its BEGIN and ROLLBACK round trips). It
-    opens with the application's lifespan, on the loop that uses it."""
+    """Pools of autocommit asyncio connections (READ COMMITTED gives each statement its own
+    snapshot anyway, so a transaction would add only its BEGIN and ROLLBACK round trips), one
+    per event loop: an asyncio connection belongs to the loop it was made on. A lifespan opens
+    its loop's pool and closes it; a loop that asks without one (an app served without its
+    lifespan) gets its pool at its first read."""
 
     def __init__(self, engine: Engine, max_size: int = 16, wait: float = WAIT_SECONDS) -> None:
-        self.engine, self.wait = engine, wait
-        url = engine.url.set(drivername="postgresql")
-        self.pool = AsyncConnectionPool(
-            url.render_as_string(hide_password=False),
-            min_size=min(2, max_size),
-            max_size=max_size,
-            timeout=wait,
-            kwargs={"autocommit": True},
-            open=False,
-            name="quotameter-loop-reads",
+        self.engine, self.max_size, self.wait = engine, max_size, wait
+        self.conninfo = engine.url.set(drivername="postgresql").render_as_string(
+            hide_password=False
         )
+        self.pools: dict[asyncio.AbstractEventLoop, AsyncConnectionPool] = {}
 
     async def open(self) -> None:
-        await self.pool.open()
+        await self._pool()
 
     async def close(self) -> None:
-        await self.pool.close()
+        pool = self.pools.pop(asyncio.get_running_loop(), None)
+        if pool is not None:
+            await pool.close()
+
+    async def _pool(self) -> AsyncConnectionPool:
+        loop = asyncio.get_running_loop()
+        pool = self.pools.get(loop)
+        if pool is None:
+            pool = self.pools[loop] = AsyncConnectionPool(
+                self.conninfo,
+                min_size=min(2, self.max_size),
+                max_size=self.max_size,
+                timeout=self.wait,
+                kwargs={"autocommit": True},
+                open=False,
+                name="quotameter-loop-reads",
+            )
+            await pool.open()
+        return pool
 
     async def one_row(self, statement: TextClause, params: Mapping[str, Any]) -> tuple[Any, ...]:
         """Asked once more if the connection turned out dead (the database restarted since it
         was pooled, or a proxy cut it), after the pool has dropped every dead connection."""
         sql, _ = driver_sql(self.engine, statement)
+        pool = await self._pool()
         for attempt in (1, 2):
             try:
-                async with self.pool.connection() as conn:
+                async with pool.connection() as conn:
                     cursor = await conn.execute(sql, params)
                     row = await cursor.fetchone()
             except PoolTimeout:
@@ -89,7 +105,7 @@ class PostgresReads:
             except psycopg.OperationalError:
                 if attempt == 2:
                     raise
-                await self.pool.check()  # the others were likely cut too: drop every dead one
+                await pool.check()  # the others were likely cut too: drop every dead one
                 continue
             if row is None:
                 raise LookupError(f"no row from {sql}")
