@@ -4,6 +4,9 @@ style, outside any transaction."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import Engine, text
@@ -12,8 +15,16 @@ from quotameter.errors import Overloaded
 from quotameter.store.engine import one_row, unit_of_work
 from quotameter.store.reads import PostgresReads, loop_reads
 
+T = TypeVar("T")
+
 PAIR = text("SELECT :b AS b, :a AS a, :a || :b AS both")
 WATERMARK = text("SELECT count(*) FROM events WHERE subject = :s")
+
+
+def on_a_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run it on a new event loop in a thread of its own, whatever this thread has."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def test_named_parameters_reach_their_places_in_either_style(engine: Engine) -> None:
@@ -58,7 +69,7 @@ def test_loop_reads_on_postgresql_answer_on_the_loop_and_refuse_when_every_conne
         finally:
             await reads.close()
 
-    asyncio.run(scenario())
+    on_a_loop(scenario())
 
 
 def test_loop_reads_on_sqlite_are_the_drivers_one_row(db_url: str, engine: Engine) -> None:
@@ -66,4 +77,4 @@ def test_loop_reads_on_sqlite_are_the_drivers_one_row(db_url: str, engine: Engin
     if engine.dialect.name != "sqlite":
         assert isinstance(reads, PostgresReads)
         return
-    assert asyncio.run(reads.one_row(PAIR, {"a": "1", "b": "2"})) == ("2", "1", "12")
+    assert on_a_loop(reads.one_row(PAIR, {"a": "1", "b": "2"})) == ("2", "1", "12")
