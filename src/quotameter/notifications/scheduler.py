@@ -76,7 +76,9 @@ def _crossing(ctx: Context, customer: str, feature: str, now: datetime) -> tuple
     else:
         watch = _watch(meter, ent.meter, end_us, now_us, s.usage, rate, goal)
     last = end_us - 1
-    if usage(last) <= s.usage:  # nothing open, nothing stamped ahead in this period
+    # Nothing open, nothing stamped ahead in this period. At its last instant usage can no
+    # longer move within it, whatever is open: the next period is looked at when it starts.
+    if now_us < last and usage(last) <= s.usage:
         return (end_us if _due_at_start(ctx, customer, feature, b.period.end) else None), watch
     if goal is None or usage(last) < goal:
         return end_us, watch  # open streams run into the next period: look again when it starts
