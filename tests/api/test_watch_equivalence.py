@@ -15,7 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, select
 
@@ -118,12 +118,33 @@ feed = st.lists(
 )
 
 
-def _run(engine: Engine, steps, skipping: bool, monkeypatch) -> list[tuple]:  # type: ignore[no-untyped-def]
+def _unrounded(catalog: dict[str, Any]) -> dict[str, Any]:
+    """The catalog with media counted to the microsecond: a watch's bound then has no rounding
+    slack, so the instant it reaches a level can be the very instant usage does."""
+    media = {k: v for k, v in catalog["meters"]["media"].items() if k != "rounding"}
+    return {**catalog, "meters": {**catalog["meters"], "media": {**media, "unit": "second"}}}
+
+
+# Two cases where the bound has no slack to spare. Two streams opened at the instant of an
+# exact evaluation: the bound reaches 50 % at the very microsecond usage does. A stream opened
+# when every level of the period is told: it runs into the next period, which has its own.
+OVER_MONTH_END = 22 * 24 * 3600
+
+
+def _start(customer: str, user: str) -> tuple[str, tuple[str, int, dict[str, Any]]]:
+    return customer, ("m", 0, {"user": user, "stream": f"{user}/mic", "action": "start"})
+
+
+def _span(customer: str, seconds: int) -> tuple[str, tuple[str, int, dict[str, Any]]]:
+    return customer, ("m", 0, {"user": "u1", "stream": "u1/mic", "length": seconds})
+
+
+def _run(engine: Engine, steps, skipping: bool, monkeypatch, catalog=CATALOG) -> list[tuple]:  # type: ignore[no-untyped-def]
     with unit_of_work(engine) as conn:
         for table in reversed(metadata.sorted_tables):
             if table.name != "alembic_version":
                 conn.execute(delete(table))
-        apply_catalog(conn, CATALOG, catalogs.EMPTY, 0)
+        apply_catalog(conn, catalog, catalogs.EMPTY, 0)
     if not skipping:  # the behaviour before watches: every touched customer is evaluated
         monkeypatch.setattr(watching, "follows", lambda watches, version: False)
     cache, clock = catalogs.CatalogCache(), Clock()
@@ -184,3 +205,21 @@ def _run(engine: Engine, steps, skipping: bool, monkeypatch) -> list[tuple]:  # 
 @given(steps=feed)
 def test_skipping_by_watches_records_the_same_notices(engine: Engine, steps, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     assert _run(engine, steps, True, monkeypatch) == _run(engine, steps, False, monkeypatch)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
+@settings(
+    max_examples=int(os.environ.get("QUOTAMETER_PROPERTY_EXAMPLES", "70")) // 2,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(steps=feed)
+@example(steps=[(0, [_start("c", "u1")]), (0, [_start("c", "u2")])])
+@example(steps=[(0, [_span("a", 384)]), (246, [_start("a", "u1")]), (OVER_MONTH_END, [])])
+def test_skipping_records_the_same_notices_when_usage_is_not_rounded(
+    engine: Engine, steps, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    catalog = _unrounded(CATALOG)
+    assert _run(engine, steps, True, monkeypatch, catalog) == _run(
+        engine, steps, False, monkeypatch, catalog
+    )

@@ -167,3 +167,20 @@ def test_the_due_instant_is_when_the_bound_reaches_the_goal() -> None:
     assert due == T + MIN // 2
     assert w.reached_by(due) and not w.reached_by(due - 1)
     assert Watch("n", HI, T, Decimal(1), 0, Decimal(2), None).due_us() is None
+
+
+def test_a_wakeup_is_the_last_instant_before_the_bound_reaches_the_goal() -> None:
+    """With no rounding slack, usage may reach the goal at the very instant the bound does:
+    a look there would find the level reached, not crossed."""
+    w = Watch("media", HI, T, Decimal(10), 2, Decimal(11), MIN)
+    assert w.wakeup_us() == T + MIN // 2 - 1
+    assert not w.reached_by(T + MIN // 2 - 1)
+
+
+def test_growth_past_the_period_wakes_at_its_end() -> None:
+    """Spans growing into the next period: it is looked at when it starts, whether or not a
+    level is left in this one."""
+    assert Watch("media", HI, T, Decimal(10), 1, None, MIN).wakeup_us() == HI
+    assert Watch("media", HI, T, Decimal(10), 1, Decimal(10**9), MIN).wakeup_us() == HI
+    assert Watch("media", HI, T, Decimal(10), 0, None, MIN).wakeup_us() is None
+    assert Watch("n", HI, T, Decimal(1), 0, Decimal(2), None).wakeup_us() is None

@@ -13,7 +13,8 @@ with that exact instant.
 Customers touched by a batch are evaluated only when the batch may have brought them to a
 level: each exact evaluation leaves a watch per feature (notifications.watch), which a batch
 widens by what it can add at most (`note_batch`); a watch reaching its goal by time alone
-brings the feature's wake-up forward to that instant.
+brings the feature's wake-up forward to the instant before (`Watch.wakeup_us`), and one whose
+spans grow into the next period brings it to the period's end.
 """
 
 from __future__ import annotations
@@ -75,7 +76,9 @@ def _crossing(ctx: Context, customer: str, feature: str, now: datetime) -> tuple
     else:
         watch = _watch(meter, ent.meter, end_us, now_us, s.usage, rate, goal)
     last = end_us - 1
-    if usage(last) <= s.usage:  # nothing open, nothing stamped ahead in this period
+    # Nothing open, nothing stamped ahead in this period. At its last instant usage can no
+    # longer move within it, whatever is open: the next period is looked at when it starts.
+    if now_us < last and usage(last) <= s.usage:
         return (end_us if _due_at_start(ctx, customer, feature, b.period.end) else None), watch
     if goal is None or usage(last) < goal:
         return end_us, watch  # open streams run into the next period: look again when it starts
@@ -261,8 +264,8 @@ def note_batch(
 ) -> None:
     """After a batch is stored (its customers' change counters bumped): mark for exact
     evaluation the customers it may have brought to a level, or whose growth it cannot bound,
-    and widen the watches of the others, bringing their wake-ups forward to when the bound
-    could reach the goal by time alone. Two reads and up to three writes for the batch.
+    and widen the watches of the others, bringing their wake-ups forward to when time alone
+    calls for a look (`Watch.wakeup_us`). Two reads and up to three writes for the batch.
 
     A watch is widened only if it accounts for every change of the customer before this batch
     (`watch.follows`): writes serialize on the customer's change counter row, and a watch
@@ -287,7 +290,7 @@ def note_batch(
     repo.mark_pending(conn, pending, received_us)
     repo.widen_watches(conn, widened)
     repo.advance_wakeups(
-        conn, [(c, f, due) for c, f, w, _ in widened if (due := w.due_us()) is not None]
+        conn, [(c, f, due) for c, f, w, _ in widened if (due := w.wakeup_us()) is not None]
     )
 
 
@@ -386,7 +389,7 @@ def tick(
                 repo.set_wakeup(conn, w.customer, w.feature, None)
             elif (
                 not w.exact
-            ):  # a bound's instant: nothing crossed before it; find the exact crossing
+            ):  # a bound's instant: nothing reached at or before it; find the exact crossing
                 refresh(ctx, w.customer, w.feature, at)
             elif evaluate(ctx, w.customer, w.feature, at, to_us(now)):
                 # What it recorded may be an auto-upgrade: the plan, and every feature's watch

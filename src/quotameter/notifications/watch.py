@@ -78,6 +78,21 @@ class Watch:
         gap = (self.goal - self.bound) * self._unit() / Decimal(self.rate)
         return self.evaluated_us + int(gap.to_integral_value(rounding=ROUND_CEILING))
 
+    def wakeup_us(self) -> int | None:
+        """When time alone calls for a look at the feature (None: never). Before the goal:
+        the last instant the bound is still below it, so nothing is reached there or before,
+        and the look finds the exact crossing; with no rounding slack usage may reach the
+        goal at the very instant the bound does, where a look would find it already reached
+        and never record it. At the period's end when the bound stays below the goal until
+        then (or there is none) while spans grow: they run into the next period, where a
+        look finds when they cross its levels."""
+        due = self.due_us()
+        if not self.rate or due == self.evaluated_us:
+            return due
+        if due is None or due >= self.period_end_us:
+            return self.period_end_us
+        return due - 1
+
     def _unit(self) -> Decimal:
         # Only the spans of a duration meter grow with time: a watch with a rate has a unit.
         assert self.unit_us is not None
