@@ -72,7 +72,7 @@ def _crossing(ctx: Context, customer: str, feature: str, now: datetime) -> tuple
     ):
         # A level reached but not fired (nothing evaluated it), or a block a falling level
         # may lift: every batch is evaluated exactly.
-        watch = Watch(ent.meter, end_us, now_us, Decimal(0), 0, Decimal(0), None)
+        watch = Watch(ent.meter, end_us, now_us, Decimal(0), 0, Decimal(0), watching.unit_us(meter))
     else:
         watch = _watch(meter, ent.meter, end_us, now_us, s.usage, rate, goal)
     last = end_us - 1
