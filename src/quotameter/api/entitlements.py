@@ -240,14 +240,16 @@ class CheckFromCache:
 async def _answer_from_cache(
     svc: Services, customer: str, feature: str, messages: list[Message]
 ) -> JSON | None:
-    """The route's answer if the body is valid and the balance cached; else None."""
+    """The route's answer if the body is valid and the balance cached; else None. (A read the
+    database is too busy for is answered 503 here, as the route would after the same wait.)"""
     if not messages or messages[-1]["type"] != "http.request":
         return None
     try:
         body = CheckIn.model_validate_json(b"".join(m.get("body", b"") for m in messages))
-        b = await _cached_balance(svc, customer, feature, instant(body.at, "at", svc.now()))
+        when = instant(body.at, "at", svc.now())
     except (ValidationError, QuotameterError):
         return None
+    b = await _cached_balance(svc, customer, feature, when)
     return None if b is None else _check_answer(b, body.amount)
 
 
