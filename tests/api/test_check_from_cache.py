@@ -106,7 +106,8 @@ def test_a_body_the_route_refuses_is_refused_the_same_when_cached(
 
 
 def test_an_unknown_feature_or_customer_is_the_routes_404(api) -> None:  # type: ignore[no-untyped-def]
-    assert api.post(CHECK.format(customer="acme", feature="media"), json={"amount": 1})
+    cached = api.post(CHECK.format(customer="acme", feature="media"), json={"amount": 1})
+    assert cached.status_code == 200
     r = api.post(CHECK.format(customer="acme", feature="nope"), json={"amount": 1})
     assert r.status_code == 404 and r.json()["error"].startswith("feature: ")
     r = api.post(CHECK.format(customer="nobody", feature="media"), json={"amount": 1})
