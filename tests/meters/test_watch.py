@@ -1,8 +1,9 @@
 """The bound a watch keeps is never below the real usage (notifications.watch).
 
-For random stream histories up to the evaluation instant T and a random batch after it, the
-watch written at T and widened by the batch must bound the usage recomputed from every
-event, at every instant from the batch's arrival on (time alone moving). Pure: no database.
+For random stream histories up to the evaluation instant T and a random batch after it (or,
+for a live feed's batches in flight, with events stamped before T too), the watch written at
+T and widened by the batch must bound the usage recomputed from every event, at every
+instant from the batch's arrival on (time alone moving). Pure: no database.
 """
 
 from __future__ import annotations
@@ -95,13 +96,28 @@ def open_streams(points: list[StreamPoint], idle: int | None) -> int:
 @settings(max_examples=400, deadline=None)
 @given(meter=st.sampled_from(["media", "raw", "hours"]), data=st.data())
 def test_a_widened_watch_bounds_stream_usage(meter: str, data: st.DataObject) -> None:
+    _bounded(meter, data, T)
+
+
+@settings(max_examples=600, deadline=None)
+@given(meter=st.sampled_from(["media", "raw", "hours"]), data=st.data())
+def test_stream_events_stamped_before_the_evaluation_widen_a_bound_that_holds(
+    meter: str, data: st.DataObject
+) -> None:
+    # Events a moment before T (as a live feed's batches in flight have) or long before it.
+    _bounded(meter, data, data.draw(st.sampled_from([T - 2 * MIN, T - MIN // 2, LO])))
+
+
+def _bounded(meter: str, data: st.DataObject, earliest: int) -> None:
+    """A watch written at T from the events stamped up to T, widened by a batch stamped from
+    `earliest` up to its arrival, bounds the usage of all of them from its arrival on."""
     spec = SPEC.meters[meter]
     before = data.draw(st.lists(point(LO, T), max_size=12))
     before = [
         p for p in before if p.action != "span" or p.end <= T
     ]  # ends after T: stamped ahead, no watch
     received = T + data.draw(instant)
-    batch = data.draw(st.lists(point(T, received), max_size=8))
+    batch = data.draw(st.lists(point(earliest, received), max_size=8))
     batch = [
         p
         if p.action != "span"
@@ -114,7 +130,7 @@ def test_a_widened_watch_bounds_stream_usage(meter: str, data: st.DataObject) ->
     w = Watch(
         meter, HI, T, usage_t + watching.slack(spec, rate), rate, None, watching.unit_us(spec)
     )
-    widened = watching.batch_increase(spec, w, batch, received)
+    widened = watching.widen(spec, w, batch, received)
     assert widened is not None
     for t in [
         received,

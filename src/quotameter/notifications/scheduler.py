@@ -23,7 +23,7 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -36,7 +36,7 @@ from quotameter.customers import service as customers
 from quotameter.customers import state as customer_state
 from quotameter.customers.service import CustomerView
 from quotameter.entitlements import model
-from quotameter.entitlements.service import balance, period_of
+from quotameter.entitlements.service import Balance, balance, period_of
 from quotameter.errors import NotFound
 from quotameter.meters import service as meters
 from quotameter.meters.model import Contribution
@@ -52,12 +52,15 @@ log = logging.getLogger("quotameter.scheduler")
 SETTLE_CHUNK = 4  # customers evaluated per transaction by `tick`
 
 
-def _crossing(ctx: Context, customer: str, feature: str, now: datetime) -> tuple[int | None, Watch]:
+def _crossing(
+    ctx: Context, customer: str, feature: str, now: datetime, known: Balance | None = None
+) -> tuple[int | None, Watch]:
     """The next instant time alone brings the feature to a level not yet fired (or the next
-    period's start, to look again then), and the watch that bounds its usage from `now` on."""
+    period's start, to look again then), and the watch that bounds its usage from `now` on.
+    `known`: the feature's balance at `now`, if read already."""
     conn, catalog = ctx.conn, ctx.catalog
     now_us = to_us(now)
-    b = balance(ctx, customer, feature, now)
+    b = known if known is not None else balance(ctx, customer, feature, now)
     view, ent = b.view, b.entitlement
     meter = catalog.spec.meters[ent.meter]
     s = b.standing
@@ -187,6 +190,7 @@ def _refresh(
     horizon: int,
     *,
     whole: bool,
+    known: Balance | None = None,
 ) -> int | None:
     """`refresh`, given the customer's change counter and horizon read before any usage (a
     write since moves the counter, and `_recheck` then has the customer evaluated again). A
@@ -195,7 +199,7 @@ def _refresh(
     watches are being written `whole`, only an existing watch is rewritten: one feature's
     watch alone would make the customer's other meters look unwatched."""
     conn = ctx.conn
-    due, watch = _crossing(ctx, customer, feature, now)
+    due, watch = _crossing(ctx, customer, feature, now, known)
     repo.set_wakeup(conn, customer, feature, due)
     if horizon > to_us(now):
         repo.drop_watches(conn, customer)
@@ -212,13 +216,36 @@ def _recheck(conn: Connection, customer: str, version: int, now_us: int) -> None
         repo.mark_pending(conn, [customer], now_us)
 
 
-def refresh_meters(ctx: Context, customer: str, meter_names: set[str], now: datetime) -> None:
+@dataclass(frozen=True, slots=True)
+class Evaluated:
+    """What an exact evaluation of a customer at one instant read: the customer's change
+    counter and horizon, read before anything else, and the balances it read after them."""
+
+    version: int
+    horizon: int
+    balances: dict[str, Balance]
+
+
+def refresh_meters(
+    ctx: Context,
+    customer: str,
+    meter_names: set[str],
+    now: datetime,
+    evaluated: Evaluated | None = None,
+) -> None:
     """Refresh every limited feature of the customer's plan: its watches are then whole (a
     meter without a watch is on no feature of the customer). An unlimited feature has a
     watch too, with no goal and no usage read: without one, a customer whose features are all
-    unlimited would have no watch and every batch of theirs would be evaluated exactly."""
+    unlimited would have no watch and every batch of theirs would be evaluated exactly.
+
+    `evaluated`: an evaluation at `now` that recorded nothing, whose balances are taken as
+    they are (the watches then carry the counter read before them)."""
     conn = ctx.conn
-    version, horizon = customer_state.read(conn, customer)
+    if evaluated is None:
+        version, horizon = customer_state.read(conn, customer)
+        known: dict[str, Balance] = {}
+    else:
+        version, horizon, known = evaluated.version, evaluated.horizon, evaluated.balances
     view = customers.view(ctx, customer, to_us(now))
     repo.drop_watches(conn, customer)
     for feature, ent in view.plan.entitlements.items():
@@ -227,7 +254,9 @@ def refresh_meters(ctx: Context, customer: str, meter_names: set[str], now: date
         if ent.allowance is None:
             _unlimited(ctx, customer, feature, ent, view, now, version, horizon)
         else:
-            _refresh(ctx, customer, feature, now, version, horizon, whole=True)
+            _refresh(
+                ctx, customer, feature, now, version, horizon, whole=True, known=known.get(feature)
+            )
     _recheck(conn, customer, version, to_us(now))
 
 
@@ -344,8 +373,15 @@ def settle(
     now = clock()
     for name in names:
         if name in catalog.spec.customers:
-            evaluate_all(ctx, name, now, to_us(now))
-            refresh_meters(ctx, name, set(catalog.spec.meters), now)
+            # The counter first: a batch committed while the balances are read (PostgreSQL)
+            # moves it past the watches' version, and the customer is evaluated again.
+            version, horizon = customer_state.read(conn, name)
+            balances: dict[str, Balance] = {}
+            if evaluate_all(ctx, name, now, to_us(now), balances=balances):
+                refresh_meters(ctx, name, set(catalog.spec.meters), now)  # the plan may differ
+            else:
+                evaluated = Evaluated(version, horizon, balances)
+                refresh_meters(ctx, name, set(catalog.spec.meters), now, evaluated)
     return len(names)
 
 

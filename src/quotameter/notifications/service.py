@@ -77,8 +77,10 @@ def evaluate(
     at: datetime,
     recorded_us: int,
     depth: int = 0,
+    balances: dict[str, Balance] | None = None,
 ) -> list[int]:
-    """Record the notices a feature's standing at `at` calls for; their ids.
+    """Record the notices a feature's standing at `at` calls for; their ids. The balance it
+    read is left in `balances` (by feature), when given.
 
     Evaluations of one customer are serialized (SQLite: the write transaction; PostgreSQL:
     an advisory lock taken here, after any other lock of the transaction, so no cycle), and
@@ -88,6 +90,8 @@ def evaluate(
     conn, catalog = ctx.conn, ctx.catalog
     lock_keys(conn, [f"notify\x01{customer}"])
     b = balance(ctx, customer, feature, at)
+    if balances is not None:
+        balances[feature] = b
     at_us = to_us(at)
     view, ent = b.view, b.entitlement
     period = (to_us(b.period.start), to_us(b.period.end))
@@ -183,8 +187,10 @@ def evaluate_all(
     at: datetime,
     recorded_us: int,
     meters: set[str] | None = None,
+    balances: dict[str, Balance] | None = None,
 ) -> list[int]:
-    """Evaluate every feature of the customer's plan (or those backed by `meters`)."""
+    """Evaluate every feature of the customer's plan (or those backed by `meters`); the
+    balances read are left in `balances` (by feature), when given."""
     conn = ctx.conn
     ids: list[int] = []
     view = customers.view(ctx, customer, to_us(at))
@@ -193,7 +199,7 @@ def evaluate_all(
         if ent is None or (meters is not None and ent.meter not in meters):
             continue
         if _watched(ent, view) or _blocked_on_record(conn, view, ent, feature, at):
-            recorded = evaluate(ctx, customer, feature, at, recorded_us)
+            recorded = evaluate(ctx, customer, feature, at, recorded_us, balances=balances)
             if recorded:  # an auto-upgrade among them may have moved the plan
                 view = customers.view(ctx, customer, to_us(at))
             ids += recorded

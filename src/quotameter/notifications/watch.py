@@ -8,8 +8,8 @@ usage (`goal`). A batch of new events only adds to the bound what it can add at 
 instant up to now, nothing can have been crossed and the customer need not be evaluated.
 
 The invariant: usage(t) <= bound + rate * (t - T) (in the meter's unit) for every t in
-[T, period end) while no event stamped after its arrival, and no media stream's event stamped
-before T, comes in (`widen`). A bound is only ever early (too high), never late.
+[T, period end) while no event stamped after its arrival comes in (`widen`). A bound is only
+ever early (too high), never late.
 """
 
 from __future__ import annotations
@@ -139,15 +139,17 @@ def batch_increase(
     spec: MeterSpec, watch: Watch, items: Sequence[Contribution], received_us: int
 ) -> Watch | None:
     """The watch with a batch's contributions added to its bound (and rate); None when the
-    batch cannot be bounded cheaply: an event stamped before T or after its arrival, or in
-    another period, or a contribution whose effect is unbounded (a gauge `set`)."""
+    batch cannot be bounded cheaply: an event stamped after its arrival, a count, sum, unique
+    value or gauge change stamped before T (`widen` moves those to T), a batch for another
+    period, or a contribution whose effect is unbounded (a gauge `set`)."""
+    t0 = watch.evaluated_us
     if not watchable(spec) or received_us >= watch.period_end_us:
         return None
     bound, rate = watch.bound, watch.rate
     for c in items:
-        if not watch.evaluated_us <= c.t <= received_us:
+        if c.t > received_us or (c.t < t0 and not isinstance(c, StreamPoint)):
             return None
-        added = _added(spec, c)
+        added = _added(spec, c, t0)
         if added is None:
             return None
         bound += added[0]
@@ -162,7 +164,7 @@ def widen(
     live feed's batch in flight while the customer was evaluated). A count, sum, unique value
     or gauge delta adds the same whenever it is stamped, so one stamped before T is bounded
     as if stamped at T, and a batch received before T as if received then. A media stream's
-    event stamped before T is not: it may reopen or extend spans the evaluation saw closed."""
+    event stamped before T is bounded by what it can change from its instant on (`_added`)."""
     t = watch.evaluated_us
     if received_us >= t and all(c.t >= t for c in items):
         return batch_increase(spec, watch, items, received_us)
@@ -184,8 +186,9 @@ def follows(watches: Sequence[Watch], version: int) -> bool:
     return bool(watches) and all(w.version == version - 1 for w in watches)
 
 
-def _added(spec: MeterSpec, c: Contribution) -> tuple[Decimal, int] | None:
-    """(what the contribution adds to the bound at most, growing spans it adds)."""
+def _added(spec: MeterSpec, c: Contribution, t0: int) -> tuple[Decimal, int] | None:
+    """(what the contribution adds to the bound at most, growing spans it adds), for a watch
+    evaluated at `t0`."""
     kind = spec.aggregation
     if isinstance(c, Simple):
         if kind == "count":
@@ -201,10 +204,19 @@ def _added(spec: MeterSpec, c: Contribution) -> tuple[Decimal, int] | None:
         return max(c.delta, Decimal(0)), 0
     assert isinstance(c, StreamPoint)
     unit = _rounding_unit(spec)
-    if c.action == "span":
-        us = unit_us(spec)
-        assert us is not None  # a stream point is a duration meter's
+    us = unit_us(spec)
+    assert us is not None  # a stream point is a duration meter's
+    if c.action == "span":  # one interval more: its length, rounded up once more
         return Decimal(span_end(c) - c.t) / Decimal(us) + unit, 0
-    if c.action == "start":  # maybe a new stream: grows from c.t >= T, rounds up once more
-        return unit, 1
-    return Decimal(0), 0  # a heartbeat or stop grows nothing beyond the spans already growing
+    if c.t >= t0:
+        if c.action == "start":  # maybe a new stream: grows from c.t >= T, rounds up once more
+            return unit, 1
+        return Decimal(0), 0  # a heartbeat or stop grows nothing beyond the spans already growing
+    # Stamped before T: the stream's spans change from c.t on only, by one interval (its
+    # replay differs from c.t until the next stored start or stop sets the same state again).
+    if c.action == "stop":
+        # It only takes time away; cutting a merged span in two rounds up once more.
+        return unit, 0
+    # A start or heartbeat may add [c.t, T), then grow as one more open stream, and round
+    # up once more.
+    return Decimal(t0 - c.t) / Decimal(us) + unit, 1
