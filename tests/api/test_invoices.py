@@ -584,3 +584,25 @@ def test_money_has_its_currency_places_in_json_csv_and_html(client, clock) -> No
             f"/v1/customers/{customer}/invoices/{final['id']}", params={"format": "csv"}
         ).text
         assert csv.splitlines()[-1].endswith(f",total,total,,,,{figures[-1]}")
+
+
+def test_billing_starts_with_a_grant_or_a_plan_change_before_any_event(client, clock) -> None:  # type: ignore[no-untyped-def]
+    """The catalog is applied on March 10; a grant effective in February and a plan change
+    effective in January, for customers with no event, make those months billable: the
+    finalizer's pass finds where each customer's billing starts, all customers at once."""
+    assert client.put("/v1/catalog", json=demo_catalog()).status_code == 200
+    grant = {"feature": "media", "amount": 100, "id": "g1", "effective_at": "2026-02-15T00:00:00Z"}
+    assert client.post("/v1/customers/acme/grants", json=grant).status_code in (200, 201)
+    change = {"plan": "unlimited", "effective_at": "2026-01-20T00:00:00Z"}
+    assert client.post("/v1/customers/studio/subscription", json=change).status_code == 200
+    clock.advance(days=1, minutes=1)
+    passes = finalizer(client, clock)
+    assert passes.run_once() == 3  # acme: February; studio: January and February
+
+    def periods(customer: str) -> list[str]:
+        invoices = client.get(f"/v1/customers/{customer}/invoices").json()["invoices"]
+        return sorted(i["period"]["start"] for i in invoices)
+
+    assert periods("acme") == ["2026-02-01T00:00:00Z"]
+    assert periods("studio") == ["2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z"]
+    assert periods("docs") == periods("callco") == []

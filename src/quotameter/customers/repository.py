@@ -113,14 +113,14 @@ def recorded(conn: Connection, customers: Sequence[str]) -> dict[str, dict[str, 
     }
 
 
-def first_change(conn: Connection, customer: str) -> int | None:
-    """The earliest instant a seat or plan change of the customer takes effect."""
-    found = [
-        conn.execute(select(func.min(t.c.effective_us)).where(t.c.customer == customer)).scalar()
-        for t in (seat_changes, plan_changes)
-    ]
-    values = [v for v in found if v is not None]
-    return min(values) if values else None
+def first_changes(conn: Connection, customers: Sequence[str]) -> dict[str, int]:
+    """Per customer, the earliest instant a seat or plan change of it takes effect (customers
+    with none left out)."""
+    out: dict[str, int] = {}
+    for t in (seat_changes, plan_changes):
+        for customer, first in bulk.min_by(conn, t.c.customer, t.c.effective_us, customers).items():
+            out[customer] = min(first, out.get(customer, first))
+    return out
 
 
 def last_recorded_change(conn: Connection, customer: str, lo: int, hi: int) -> int | None:

@@ -134,9 +134,10 @@ def recorded(conn: Connection, customers: Sequence[str]) -> dict[str, dict[str, 
     return repository.recorded(conn, customers)
 
 
-def first_change(conn: Connection, customer: str) -> int | None:
-    """The earliest instant a seat or plan change of the customer takes effect."""
-    return repository.first_change(conn, customer)
+def first_changes(conn: Connection, customers: Sequence[str]) -> dict[str, int]:
+    """Per customer, the earliest instant a seat or plan change of it takes effect (customers
+    with none left out)."""
+    return repository.first_changes(conn, customers)
 
 
 def last_recorded_change(conn: Connection, customer: str, lo: int, hi: int) -> int | None:

@@ -57,9 +57,9 @@ def of_type_after(conn: Connection, type_: str, after_pk: int, limit: int) -> li
     return repository.of_type_after(conn, type_, after_pk, limit)
 
 
-def earliest_time(conn: Connection, customer: str) -> int | None:
-    """The instant of the customer's earliest event (None: it has none)."""
-    return repository.earliest_time(conn, customer)
+def earliest_times(conn: Connection, customers: Sequence[str]) -> dict[str, int]:
+    """Per customer, the instant of its earliest event (customers with none left out)."""
+    return repository.earliest_times(conn, customers)
 
 
 def last_received(conn: Connection, customer: str, lo: int, hi: int) -> int | None:

@@ -93,10 +93,10 @@ def listing(conn: Connection, customer: str) -> list[Row[Any]]:
     )
 
 
-def earliest(conn: Connection, customer: str) -> int | None:
-    """The earliest instant a grant of the customer takes effect."""
-    g = grants.c
-    return conn.execute(select(func.min(g.effective_us)).where(g.customer == customer)).scalar()
+def earliest(conn: Connection, customers: Sequence[str]) -> dict[str, int]:
+    """Per customer, the earliest instant a grant of it takes effect (customers with none left
+    out)."""
+    return bulk.min_by(conn, grants.c.customer, grants.c.effective_us, customers)
 
 
 def last_recorded(conn: Connection, customer: str, lo: int, hi: int) -> int | None:

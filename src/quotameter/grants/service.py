@@ -72,9 +72,10 @@ def rollover_total(
     return repository.rollover_total(conn, customer, feature, period_start_us, at_us)
 
 
-def earliest(conn: Connection, customer: str) -> int | None:
-    """The earliest instant a grant of the customer takes effect."""
-    return repository.earliest(conn, customer)
+def earliest(conn: Connection, customers: Sequence[str]) -> dict[str, int]:
+    """Per customer, the earliest instant a grant of it takes effect (customers with none left
+    out)."""
+    return repository.earliest(conn, customers)
 
 
 def last_recorded(conn: Connection, customer: str, lo: int, hi: int) -> int | None:

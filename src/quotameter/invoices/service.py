@@ -283,11 +283,16 @@ def finalize_due(
     created = 0
     for gone in set(state.failing) - set(catalog.spec.customers):
         del state.failing[gone]
-    for customer in sorted(catalog.spec.customers):
-        stamp = (catalog.version, versions.get(customer, 0))
-        quiet = state.quiet.get(customer)
-        if quiet is not None and quiet[:2] == stamp and now < quiet[2]:
-            continue
+    stamps = {c: (catalog.version, versions.get(c, 0)) for c in catalog.spec.customers}
+    due = [
+        c
+        for c in sorted(catalog.spec.customers)
+        if (quiet := state.quiet.get(c)) is None or quiet[:2] != stamps[c] or now >= quiet[2]
+    ]
+    with engine.connect() as conn:
+        starts = _billing_starts(conn, [c for c in due if c not in through], first_catalog)
+    for customer in due:
+        stamp = stamps[customer]
         try:
             made, quiet_until = _finalize_customer(
                 engine,
@@ -296,7 +301,7 @@ def finalize_due(
                 now,
                 grace,
                 through.get(customer),
-                first_catalog,
+                starts.get(customer),
                 after_last_change,
             )
         except _PeriodFailed as failed:
@@ -318,20 +323,19 @@ def _finalize_customer(
     now: datetime,
     grace: timedelta,
     last_end: int | None,
-    first_catalog: int | None,
+    billing_start: int | None,
     after_last_change: bool,
 ) -> tuple[int, datetime | None]:
-    """Finalize the customer's due periods: (how many, the instant before which nothing
-    more is due, or None when periods are left for the next call)."""
+    """Finalize the customer's due periods, from the end of its last finalized one, or
+    without any from `billing_start`: (how many, the instant before which nothing more is
+    due, or None when periods are left for the next call)."""
     try:
         with engine.connect() as conn:
             current = period_at(Context(conn, catalog), customer, now - grace)  # not due yet
-            start_us = (
-                last_end if last_end is not None else _billing_start(conn, customer, first_catalog)
-            )
     except Exception as err:
         raise _PeriodFailed(None) from err
     created = 0
+    start_us = last_end if last_end is not None else billing_start
     t = None if start_us is None else from_us(start_us)
     for _ in range(MAX_PERIODS_PER_CALL):
         if t is None or t >= current.start:
@@ -377,26 +381,26 @@ def _failed(
     )
 
 
-def _billing_start(conn: Connection, customer: str, first_catalog: int | None) -> int | None:
-    """Billing starts with the period of the customer's first recorded activity; without any,
-    with the period it signed up in (`POST /v1/customers`), else the first catalog's."""
-    earliest = _earliest_activity(conn, customer)
-    if earliest is not None:
-        return earliest
-    signed_up = catalogs_service.created_us(conn, customer)
-    return signed_up if signed_up is not None else first_catalog
-
-
-def _earliest_activity(conn: Connection, customer: str) -> int | None:
-    """The earliest instant anything is recorded for the customer: an event, a seat or plan
-    change, a grant. Billing starts with the period that contains it."""
+def _billing_starts(
+    conn: Connection, names: Sequence[str], first_catalog: int | None
+) -> dict[str, int | None]:
+    """Per customer, where billing starts: with the period of its first recorded activity (an
+    event, a seat or plan change, a grant); without any, with the period it signed up in
+    (`POST /v1/customers`), else the first catalog's. A few statements for all of them."""
     found = [
-        event_log.earliest_time(conn, customer),
-        customers.first_change(conn, customer),
-        grants.earliest(conn, customer),
+        event_log.earliest_times(conn, names),
+        customers.first_changes(conn, names),
+        grants.earliest(conn, names),
     ]
-    values = [v for v in found if v is not None]
-    return min(values) if values else None
+    out: dict[str, int | None] = {}
+    for customer in names:
+        values = [f[customer] for f in found if customer in f]
+        if values:
+            out[customer] = min(values)
+        else:
+            signed_up = catalogs_service.created_us(conn, customer)
+            out[customer] = signed_up if signed_up is not None else first_catalog
+    return out
 
 
 def _last_change_us(conn: Connection, customer: str, start_us: int, end_us: int) -> int | None:

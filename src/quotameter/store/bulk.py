@@ -120,11 +120,28 @@ def count_by(
     conn: Connection, column: ColumnElement[Any], keys: Sequence[str], *where: ColumnElement[bool]
 ) -> dict[str, int]:
     """How many rows each of `keys` has in `column`'s table (keys with none left out)."""
-    out: dict[str, int] = {}
+    return _per_key(conn, column, func.count(), keys, *where)
+
+
+def min_by(
+    conn: Connection, column: ColumnElement[Any], value: ColumnElement[Any], keys: Sequence[str]
+) -> dict[str, Any]:
+    """The smallest `value` of each of `keys` in `column`'s table (keys with none left out)."""
+    return _per_key(conn, column, func.min(value), keys)
+
+
+def _per_key(
+    conn: Connection,
+    column: ColumnElement[Any],
+    aggregate: ColumnElement[Any],
+    keys: Sequence[str],
+    *where: ColumnElement[bool],
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     names = sorted(set(keys))
     for start in range(0, len(names), _CHUNK):
         chunk = names[start : start + _CHUNK]
-        query = select(column, func.count()).where(column.in_(chunk), *where).group_by(column)
-        for key, count in conn.execute(query):
-            out[key] = count
+        query = select(column, aggregate).where(column.in_(chunk), *where).group_by(column)
+        for key, found in conn.execute(query):
+            out[key] = found
     return out
