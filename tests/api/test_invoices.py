@@ -606,3 +606,39 @@ def test_billing_starts_with_a_grant_or_a_plan_change_before_any_event(client, c
     assert periods("acme") == ["2026-02-01T00:00:00Z"]
     assert periods("studio") == ["2026-01-01T00:00:00Z", "2026-02-01T00:00:00Z"]
     assert periods("docs") == periods("callco") == []
+
+
+def test_a_billing_start_read_by_the_pass_is_read_again_before_anything_is_finalized(
+    client, clock
+) -> None:  # type: ignore[no-untyped-def]
+    """The finalizer's pass reads every customer's billing start at once; an event stamped
+    earlier that comes in before the customer's turn must not leave its month unbilled, out
+    of reach behind the first finalized one."""
+    from datetime import timedelta
+
+    from quotameter.invoices.service import _finalize_customer
+
+    assert client.put("/v1/catalog", json=demo_catalog()).status_code == 200
+    # What the pass read: callco had nothing recorded, so billing starts with the catalog.
+    as_read = to_us(clock())
+    clock.advance(days=25)  # April 4: March is due
+    svc = client.app.state.services
+    late = stream(
+        "connector.stream",
+        "callco",
+        at("2026-02-20T10:00:00Z"),
+        at("2026-02-20T10:20:00Z"),
+        stream_id="c1",
+    )
+    assert client.post("/v1/events", json=late).json()["accepted"] == 2
+    with svc.engine.connect() as conn:
+        catalog = svc.catalogs.current(conn)
+    made, _ = _finalize_customer(
+        svc.engine, catalog, "callco", clock(), timedelta(days=1), None, as_read, None, False
+    )
+    invoices = client.get("/v1/customers/callco/invoices").json()["invoices"]
+    assert made == 2
+    assert sorted(i["period"]["start"] for i in invoices) == [
+        "2026-02-01T00:00:00Z",
+        "2026-03-01T00:00:00Z",
+    ]

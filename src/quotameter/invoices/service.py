@@ -302,6 +302,7 @@ def finalize_due(
                 grace,
                 through.get(customer),
                 starts.get(customer),
+                first_catalog,
                 after_last_change,
             )
         except _PeriodFailed as failed:
@@ -324,18 +325,24 @@ def _finalize_customer(
     grace: timedelta,
     last_end: int | None,
     billing_start: int | None,
+    first_catalog: int | None,
     after_last_change: bool,
 ) -> tuple[int, datetime | None]:
     """Finalize the customer's due periods, from the end of its last finalized one, or
-    without any from `billing_start`: (how many, the instant before which nothing more is
-    due, or None when periods are left for the next call)."""
+    without any from where its billing starts (`billing_start`, as the pass read it for all
+    customers): (how many, the instant before which nothing more is due, or None when
+    periods are left for the next call)."""
     try:
         with engine.connect() as conn:
             current = period_at(Context(conn, catalog), customer, now - grace)  # not due yet
+            start_us = last_end if last_end is not None else billing_start
+            if last_end is None and start_us is not None and start_us < to_us(current.start):
+                # Something is due: read it again, as an event stamped earlier may have come
+                # in since the pass read it (the first period finalized must be the first).
+                start_us = _billing_starts(conn, [customer], first_catalog)[customer]
     except Exception as err:
         raise _PeriodFailed(None) from err
     created = 0
-    start_us = last_end if last_end is not None else billing_start
     t = None if start_us is None else from_us(start_us)
     for _ in range(MAX_PERIODS_PER_CALL):
         if t is None or t >= current.start:
