@@ -409,6 +409,16 @@ def finalizer(client, clock):  # type: ignore[no-untyped-def]
     return Finalizer(svc.engine, svc.catalogs, clock, timedelta(days=1))
 
 
+# A 20-minute call of callco's on February 20: a month before the catalog is applied.
+FEBRUARY_CALL = stream(
+    "connector.stream",
+    "callco",
+    at("2026-02-20T10:00:00Z"),
+    at("2026-02-20T10:20:00Z"),
+    stream_id="c1",
+)
+
+
 def test_a_late_event_for_a_past_month_is_invoiced_a_grace_window_after_it(client, clock) -> None:  # type: ignore[no-untyped-def]
     """The catalog is applied on March 10, so nothing is due before April; then events
     stamped in February arrive, in two batches: February is billable now, and is finalized
@@ -417,14 +427,7 @@ def test_a_late_event_for_a_past_month_is_invoiced_a_grace_window_after_it(clien
     passes = finalizer(client, clock)
     assert passes.run_once() == 0
     clock.advance(minutes=1)
-    late = stream(
-        "connector.stream",
-        "callco",
-        at("2026-02-20T10:00:00Z"),
-        at("2026-02-20T10:20:00Z"),
-        stream_id="c1",
-    )
-    assert client.post("/v1/events", json=late).json()["accepted"] == 2
+    assert client.post("/v1/events", json=FEBRUARY_CALL).json()["accepted"] == 2
     clock.advance(minutes=1)
     assert passes.run_once() == 0  # more may follow: the next batch of a backfill
     more = stream(
@@ -623,14 +626,7 @@ def test_a_billing_start_read_by_the_pass_is_read_again_before_anything_is_final
     as_read = to_us(clock())
     clock.advance(days=25)  # April 4: March is due
     svc = client.app.state.services
-    late = stream(
-        "connector.stream",
-        "callco",
-        at("2026-02-20T10:00:00Z"),
-        at("2026-02-20T10:20:00Z"),
-        stream_id="c1",
-    )
-    assert client.post("/v1/events", json=late).json()["accepted"] == 2
+    assert client.post("/v1/events", json=FEBRUARY_CALL).json()["accepted"] == 2
     with svc.engine.connect() as conn:
         catalog = svc.catalogs.current(conn)
     made, _ = _finalize_customer(
