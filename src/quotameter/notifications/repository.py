@@ -167,15 +167,16 @@ def next_wakeup(conn: Connection) -> int | None:
 
 
 def mark_pending(conn: Connection, customers: list[str], since_us: int) -> None:
-    if customers:
-        conn.execute(_MARK_PENDING, [{"c": c, "s": since_us} for c in sorted(customers)])
-
-
-# Prepared once: marking pending runs inside every batch's write transaction.
-_MARK_PENDING = text(
-    "INSERT INTO pending_evaluations (customer, since_us) VALUES (:c, :s) "
-    "ON CONFLICT (customer) DO NOTHING"
-)
+    """Mark these customers for an exact evaluation (one statement; a mark already there is
+    kept with its instant)."""
+    bulk.insert(
+        conn,
+        "pending_evaluations",
+        ("customer", "since_us"),
+        ("text", "bigint"),
+        [(c, since_us) for c in sorted(set(customers))],
+        "ON CONFLICT (customer) DO NOTHING",
+    )
 
 
 def is_pending(conn: Connection, customer: str) -> bool:
@@ -285,21 +286,14 @@ _UPSERT_WATCH = text(
 def widen_watches(conn: Connection, rows: list[tuple[str, str, Watch, int]]) -> None:
     """Store the bounds a batch raised, each with the customer's change counter it accounts
     for (one statement for the batch)."""
-    if rows:
-        conn.execute(
-            _WIDEN,
-            [
-                {"c": c, "f": f, "bound": w.bound, "rate": w.rate, "version": version}
-                for c, f, w, version in sorted(rows, key=_key)
-            ],
-        )
-
-
-# Prepared once, like the other statements below that run inside every batch.
-_WIDEN = text(
-    "UPDATE watches SET bound = :bound, rate = :rate, version = :version "
-    "WHERE customer = :c AND feature = :f"
-).bindparams(bindparam("bound", type_=watches.c.bound.type))
+    bulk.update(
+        conn,
+        "watches",
+        ("customer", "feature"),
+        ("bound", "rate", "version"),
+        ("text", "text", "numeric", "integer", "bigint"),
+        [(c, f, w.bound, w.rate, version) for c, f, w, version in sorted(rows, key=_key)],
+    )
 
 
 def _key(row: tuple[str, str, Watch, int]) -> tuple[str, str]:
@@ -321,18 +315,18 @@ def _watch_values(watch: Watch) -> dict[str, object]:
 
 def advance_wakeups(conn: Connection, due: list[tuple[str, str, int]]) -> None:
     """Bring wake-ups forward to these instants (never later than they are); one brought
-    forward is no longer an exact crossing."""
-    if due:
-        conn.execute(_ADVANCE, [{"c": c, "f": f, "d": d} for c, f, d in sorted(due)])
-
-
-_ADVANCE = text(
-    "INSERT INTO wakeups (customer, feature, due_us, exact) VALUES (:c, :f, :d, false) "
-    "ON CONFLICT (customer, feature) DO UPDATE SET "
-    "exact = wakeups.exact AND wakeups.due_us <= excluded.due_us, "
-    "due_us = CASE WHEN excluded.due_us < wakeups.due_us THEN excluded.due_us ELSE "
-    "wakeups.due_us END"
-)
+    forward is no longer an exact crossing. One statement for a batch's (distinct) features."""
+    bulk.insert(
+        conn,
+        "wakeups",
+        ("customer", "feature", "due_us", "exact"),
+        ("text", "text", "bigint", "boolean"),
+        [(c, f, d, False) for c, f, d in sorted(due)],
+        "ON CONFLICT (customer, feature) DO UPDATE SET "
+        "exact = wakeups.exact AND wakeups.due_us <= excluded.due_us, "
+        "due_us = CASE WHEN excluded.due_us < wakeups.due_us THEN excluded.due_us ELSE "
+        "wakeups.due_us END",
+    )
 
 
 def latest_id(conn: Connection, customer: str) -> int:
