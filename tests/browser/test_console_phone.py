@@ -98,7 +98,11 @@ def test_the_skip_link_labels_focus_and_the_headers_contrast(
                 ").textContent"
             )
         )
-        assert page.evaluate("document.activeElement.id") == "key"
+        # The key field has the focus on arrival: the browser applies `autofocus` at its next
+        # rendering update, which may come just after the page's load event.
+        page.wait_for_function(
+            "document.activeElement && document.activeElement.id === 'key'", timeout=5000
+        )
         assert_focus_ring(page, "#key")
         key.fill(demo_console.admin_key)
         page.keyboard.press("Enter")
