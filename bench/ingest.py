@@ -546,6 +546,7 @@ def sampled(pid: int, py_spy: str | None, out: Path) -> Iterator[None]:
             "--rate",
             "250",
             "--nonblocking",
+            *(["--idle"] if os.environ.get("PY_SPY_IDLE") else []),
             "--format",
             "raw",
             "--output",

@@ -636,6 +636,38 @@ def remerge(
     )
 
 
+def reach_sql(k: str, postgresql: bool) -> str:
+    """The merged spans a re-merge reaches, per merge key of the rows `k`: the one starting
+    last before lo, and those starting in [lo, hi], each read along the primary key (meter,
+    customer, merge key, start).
+
+    PostgreSQL is asked for that order, so that its plan does not depend on the table's
+    statistics: without them (a new database, or one autovacuum has not analyzed yet) the
+    join form was planned on the (meter, customer, end) index, filtering every merged span of
+    the customer, a cost that grew with the period's history. SQLite has no LATERAL, and
+    picks the primary key for the join form by itself."""
+    same = "{x}.meter = k.meter AND {x}.customer = k.customer AND {x}.merge_key = k.merge_key"
+    if postgresql:
+        lateral = (
+            "SELECT k.i, m.start_us, m.end_us FROM k CROSS JOIN LATERAL (SELECT x.start_us, "
+            f"x.end_us FROM merged_spans x WHERE {same.format(x='x')} AND {{where}}) m"
+        )
+        return (
+            f"WITH k AS MATERIALIZED ({k}) "
+            + lateral.format(where="x.start_us < k.lo ORDER BY x.start_us DESC LIMIT 1")
+            + " UNION ALL "
+            + lateral.format(where="x.start_us >= k.lo AND x.start_us <= k.hi ORDER BY x.start_us")
+        )
+    return (
+        f"WITH k AS MATERIALIZED ({k}) "
+        f"SELECT k.i, m.start_us, m.end_us FROM k JOIN merged_spans m ON {same.format(x='m')} "
+        f"AND m.start_us = (SELECT max(x.start_us) FROM merged_spans x WHERE {same.format(x='x')} "
+        "AND x.start_us < k.lo) "
+        f"UNION ALL SELECT k.i, m.start_us, m.end_us FROM k JOIN merged_spans m ON "
+        f"{same.format(x='m')} AND m.start_us >= k.lo AND m.start_us <= k.hi"
+    )
+
+
 def _merged_reach(
     conn: Connection, ids: Sequence[MergeId], windows: Mapping[MergeId, tuple[int, int]]
 ) -> list[tuple[tuple[int, int], list[tuple[int, int]]]]:
@@ -651,19 +683,9 @@ def _merged_reach(
         ("lo", "int"),
         ("hi", "int"),
     )
-    same = "{x}.meter = k.meter AND {x}.customer = k.customer AND {x}.merge_key = k.merge_key"
     found: dict[int, list[tuple[int, int]]] = defaultdict(list)
     for i, start, end in conn.execute(
-        text(
-            f"WITH k AS MATERIALIZED ({k}) "
-            f"SELECT k.i, m.start_us, m.end_us FROM k JOIN merged_spans m ON {same.format(x='m')} "
-            "AND m.start_us = (SELECT max(x.start_us) FROM merged_spans x WHERE "
-            f"{same.format(x='x')} "
-            "AND x.start_us < k.lo) "
-            "UNION ALL SELECT k.i, m.start_us, m.end_us FROM k JOIN merged_spans m ON "
-            f"{same.format(x='m')} "
-            "AND m.start_us >= k.lo AND m.start_us <= k.hi"
-        ),
+        text(reach_sql(k, conn.dialect.name == "postgresql")),
         {"k": json_param([[i, *mid, *windows[mid]] for i, mid in enumerate(ids)])},
     ):
         found[i].append((start, end))
