@@ -349,9 +349,16 @@ def add_gauge_changes(
     later = conn.execute(
         text(
             f"WITH k AS MATERIALIZED ({k}) SELECT k.i, g.t_us, g.order_key, g.set_value, g.delta, "
-            "g.level "
-            "FROM k JOIN gauge_points g ON g.meter = k.meter AND g.customer = k.customer "
-            "AND (g.t_us, g.order_key) >= (k.t, k.o) ORDER BY k.i, g.t_us, g.order_key"
+            "g.level FROM k "
+            + join_each(
+                conn,
+                "g.t_us, g.order_key, g.set_value, g.delta, g.level",
+                "gauge_points g",
+                "g.meter = k.meter AND g.customer = k.customer "
+                "AND (g.t_us, g.order_key) >= (k.t, k.o)",
+                "g.t_us, g.order_key",
+            )
+            + " ORDER BY k.i, g.t_us, g.order_key"
         ),
         param,
     )
@@ -488,6 +495,26 @@ def latest_rows(conn: Connection, streams: Sequence[StreamId]) -> dict[StreamId,
     return {streams[i]: LatestRow(id_, start, end, last) for i, id_, start, end, last in rows}
 
 
+def join_each(
+    conn: Connection, columns: str, table: str, on: str, order: str, *, left: bool = False
+) -> str:
+    """A join of each row of the query so far to the rows of `table` (with its alias) meeting
+    `on`, which names the alias's `columns`.
+
+    PostgreSQL is asked for them one outer row at a time, in `order` (a LATERAL subquery): a
+    plan that does not depend on the tables' statistics, along the index that gives that
+    order. Without statistics (a new database, or one autovacuum has not analyzed yet) the
+    join form could be planned as a hash join over the whole table, or along an index that
+    shares only its first columns with the one meant: a read that grew with the history
+    stored. SQLite has no LATERAL, and plans the join form one outer row at a time, along the
+    index that serves the most of `on`."""
+    alias = table.split()[-1]
+    if conn.dialect.name == "postgresql":
+        lateral = f"LATERAL (SELECT {columns} FROM {table} WHERE {on} ORDER BY {order}) {alias}"
+        return f"LEFT JOIN {lateral} ON true" if left else f"CROSS JOIN {lateral}"
+    return f"{'LEFT ' if left else ''}JOIN {table} ON {on}"
+
+
 def spans_since(
     conn: Connection, before: Mapping[StreamId, tuple[int, int]]
 ) -> dict[StreamId, tuple[int, list[tuple[int, int, int | None]]]]:
@@ -508,15 +535,20 @@ def spans_since(
         ("otherwise", "int"),
     )
     same = "{x}.meter = {k}.meter AND {x}.customer = {k}.customer AND {x}.stream_key = {k}.sk"
+    replaced = (
+        f"{same.format(x='s', k='b')} AND NOT s.explicit "
+        "AND (s.start_us >= b.since OR s.end_us = s.start_us)"
+    )
+    rows_of_streams = join_each(
+        conn, "s.id, s.start_us, s.end_us", "stream_spans s", replaced, "s.start_us", left=True
+    )
     rows = conn.execute(
         text(
             f"WITH k AS MATERIALIZED ({k}), b AS MATERIALIZED (SELECT k.i, k.meter, k.customer, "
             "k.sk, COALESCE((SELECT max(x.start_us) FROM stream_spans x WHERE "
             f"{same.format(x='x', k='k')} AND NOT x.explicit AND x.start_us < k.t "
             "AND (x.end_us IS NULL OR x.end_us > x.start_us)), k.otherwise) AS since FROM k) "
-            "SELECT b.i, b.since, s.id, s.start_us, s.end_us FROM b LEFT JOIN stream_spans s ON "
-            f"{same.format(x='s', k='b')} AND NOT s.explicit "
-            "AND (s.start_us >= b.since OR s.end_us = s.start_us)"
+            f"SELECT b.i, b.since, s.id, s.start_us, s.end_us FROM b {rows_of_streams}"
         ),
         {"k": json_param([[i, *sid, *before[sid]] for i, sid in enumerate(ids)])},
     )
@@ -605,10 +637,15 @@ def remerge(
         )
         for i, start, end in conn.execute(
             text(
-                f"WITH k AS MATERIALIZED ({k}) SELECT k.i, s.start_us, s.end_us FROM k JOIN "
-                "stream_spans s "
-                "ON s.meter = k.meter AND s.customer = k.customer AND s.merge_key = k.merge_key "
-                "AND s.start_us >= k.a AND s.start_us <= k.b WHERE s.end_us > s.start_us"
+                f"WITH k AS MATERIALIZED ({k}) SELECT k.i, s.start_us, s.end_us FROM k "
+                + join_each(
+                    conn,
+                    "s.start_us, s.end_us",
+                    "stream_spans s",
+                    "s.merge_key = k.merge_key AND s.meter = k.meter AND s.customer = k.customer "
+                    "AND s.start_us >= k.a AND s.start_us <= k.b AND s.end_us > s.start_us",
+                    "s.start_us",
+                )
             ),
             {"k": json_param([[i, *ids[i], *reach[i][0]] for i in reread])},
         ):
@@ -636,16 +673,13 @@ def remerge(
     )
 
 
-def reach_sql(k: str, postgresql: bool) -> str:
+def _reach_sql(k: str, postgresql: bool) -> str:
     """The merged spans a re-merge reaches, per merge key of the rows `k`: the one starting
     last before lo, and those starting in [lo, hi], each read along the primary key (meter,
-    customer, merge key, start).
-
-    PostgreSQL is asked for that order, so that its plan does not depend on the table's
-    statistics: without them (a new database, or one autovacuum has not analyzed yet) the
-    join form was planned on the (meter, customer, end) index, filtering every merged span of
-    the customer, a cost that grew with the period's history. SQLite has no LATERAL, and
-    picks the primary key for the join form by itself."""
+    customer, merge key, start). On PostgreSQL one merge key at a time, in that order, for a
+    plan that does not depend on the statistics (see `join_each`): the join form was planned
+    without them on the (meter, customer, end) index, filtering every merged span of the
+    customer."""
     same = "{x}.meter = k.meter AND {x}.customer = k.customer AND {x}.merge_key = k.merge_key"
     if postgresql:
         lateral = (
@@ -685,7 +719,7 @@ def _merged_reach(
     )
     found: dict[int, list[tuple[int, int]]] = defaultdict(list)
     for i, start, end in conn.execute(
-        text(reach_sql(k, conn.dialect.name == "postgresql")),
+        text(_reach_sql(k, conn.dialect.name == "postgresql")),
         {"k": json_param([[i, *mid, *windows[mid]] for i, mid in enumerate(ids)])},
     ):
         found[i].append((start, end))

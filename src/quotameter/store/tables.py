@@ -176,7 +176,9 @@ stream_spans = Table(
     Column("last_us", BigInteger, nullable=False),
     Column("explicit", Boolean, nullable=False),
     Index("ix_stream_spans_stream", "meter", "customer", "stream_key", "start_us"),
-    Index("ix_stream_spans_merge", "meter", "customer", "merge_key", "start_us"),
+    # Led by the merge key: a read of one stream (which names no merge key) cannot take it
+    # for the stream index, whatever the statistics.
+    Index("ix_stream_spans_merge_key", "merge_key", "meter", "customer", "start_us"),
     # Open spans only: inserting a closed span or closing one costs no entry here.
     Index(
         "ix_stream_spans_open",
