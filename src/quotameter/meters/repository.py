@@ -10,7 +10,19 @@ from itertools import groupby
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, Connection, Row, and_, delete, func, or_, select, text, tuple_
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Row,
+    and_,
+    delete,
+    func,
+    or_,
+    select,
+    text,
+    tuple_,
+    union_all,
+)
 
 from quotameter.meters.model import GaugeChange, Simple, latest_key, unique_value
 from quotameter.meters.spans import Span, merge
@@ -778,18 +790,24 @@ def merged_total(
 def merged_overlapping(
     conn: Connection, meter: str, customer: str, merge_key: str, lo: int, hi: int
 ) -> list[Row[Any]]:
+    """The merged spans of the merge key that touch [lo, hi] (end >= lo, start <= hi).
+
+    A merge key's merged spans never overlap, so these are the one starting last before lo
+    (if it reaches lo) and those starting in [lo, hi]: two seeks along the primary key. A
+    filter on end >= lo and start <= hi would read, along that key, every merged span of
+    the merge key that starts before hi: its whole history."""
     m = merged_spans.c
-    return list(
-        conn.execute(
-            select(m.start_us, m.end_us).where(
-                m.meter == meter,
-                m.customer == customer,
-                m.merge_key == merge_key,
-                m.end_us >= lo,
-                m.start_us <= hi,
-            )
-        )
+    same = (m.meter == meter, m.customer == customer, m.merge_key == merge_key)
+    before = (
+        select(m.start_us)
+        .where(*same, m.start_us < lo)
+        .order_by(m.start_us.desc())
+        .limit(1)
+        .scalar_subquery()
     )
+    reaching = select(m.start_us, m.end_us).where(*same, m.start_us == before, m.end_us >= lo)
+    inside = select(m.start_us, m.end_us).where(*same, m.start_us >= lo, m.start_us <= hi)
+    return list(conn.execute(union_all(reaching, inside)))
 
 
 def clear_meter(conn: Connection, meter: str, customer: str | None = None) -> None:
