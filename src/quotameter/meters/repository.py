@@ -685,7 +685,7 @@ def remerge(
     )
 
 
-def _reach_sql(k: str, postgresql: bool) -> str:
+def _reach_sql(conn: Connection, k: str) -> str:
     """The merged spans a re-merge reaches, per merge key of the rows `k`: the one starting
     last before lo, and those starting in [lo, hi], each read along the primary key (meter,
     customer, merge key, start). On PostgreSQL one merge key at a time, in that order, for a
@@ -693,25 +693,25 @@ def _reach_sql(k: str, postgresql: bool) -> str:
     without them on the (meter, customer, end) index, filtering every merged span of the
     customer."""
     same = "{x}.meter = k.meter AND {x}.customer = k.customer AND {x}.merge_key = k.merge_key"
-    if postgresql:
-        lateral = (
-            "SELECT k.i, m.start_us, m.end_us FROM k CROSS JOIN LATERAL (SELECT x.start_us, "
-            f"x.end_us FROM merged_spans x WHERE {same.format(x='x')} AND {{where}}) m"
+    if conn.dialect.name == "postgresql":
+        before = (
+            "CROSS JOIN LATERAL (SELECT x.start_us, x.end_us FROM merged_spans x WHERE "
+            f"{same.format(x='x')} AND x.start_us < k.lo ORDER BY x.start_us DESC LIMIT 1) m"
         )
-        return (
-            f"WITH k AS MATERIALIZED ({k}) "
-            + lateral.format(where="x.start_us < k.lo ORDER BY x.start_us DESC LIMIT 1")
-            + " UNION ALL "
-            + lateral.format(where="x.start_us >= k.lo AND x.start_us <= k.hi ORDER BY x.start_us")
+    else:
+        before = (
+            f"JOIN merged_spans m ON {same.format(x='m')} AND m.start_us = (SELECT "
+            f"max(x.start_us) FROM merged_spans x WHERE {same.format(x='x')} AND x.start_us < k.lo)"
         )
-    return (
-        f"WITH k AS MATERIALIZED ({k}) "
-        f"SELECT k.i, m.start_us, m.end_us FROM k JOIN merged_spans m ON {same.format(x='m')} "
-        f"AND m.start_us = (SELECT max(x.start_us) FROM merged_spans x WHERE {same.format(x='x')} "
-        "AND x.start_us < k.lo) "
-        f"UNION ALL SELECT k.i, m.start_us, m.end_us FROM k JOIN merged_spans m ON "
-        f"{same.format(x='m')} AND m.start_us >= k.lo AND m.start_us <= k.hi"
+    inside = join_each(
+        conn,
+        "m.start_us, m.end_us",
+        "merged_spans m",
+        f"{same.format(x='m')} AND m.start_us >= k.lo AND m.start_us <= k.hi",
+        "m.start_us",
     )
+    rows = "SELECT k.i, m.start_us, m.end_us FROM k"
+    return f"WITH k AS MATERIALIZED ({k}) {rows} {before} UNION ALL {rows} {inside}"
 
 
 def _merged_reach(
@@ -731,7 +731,7 @@ def _merged_reach(
     )
     found: dict[int, list[tuple[int, int]]] = defaultdict(list)
     for i, start, end in conn.execute(
-        text(_reach_sql(k, conn.dialect.name == "postgresql")),
+        text(_reach_sql(conn, k)),
         {"k": json_param([[i, *mid, *windows[mid]] for i, mid in enumerate(ids)])},
     ):
         found[i].append((start, end))
