@@ -24,6 +24,19 @@ from quotameter.store.tables import merged_spans
 spans = st.lists(st.tuples(st.integers(1, 20), st.integers(1, 20)), max_size=12)
 
 
+def _store(engine: Engine, rows: list[tuple[str, int, int]]) -> None:
+    """Replace every merged span with these (user, start, end) of meter m, customer acme."""
+    with unit_of_work(engine) as conn:
+        conn.execute(delete(merged_spans))
+        bulk.insert(
+            conn,
+            "merged_spans",
+            ("meter", "customer", "merge_key", "start_us", "end_us"),
+            ("text", "text", "text", "bigint", "bigint"),
+            [("m", "acme", user, start, end) for user, start, end in rows],
+        )
+
+
 def _laid_out(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
     out, t = [], -100
     for gap, length in pairs:
@@ -42,18 +55,8 @@ def _laid_out(pairs: list[tuple[int, int]]) -> list[tuple[int, int]]:
 def test_the_merged_spans_touching_a_window_are_those_the_filter_finds(
     engine: Engine, pairs: list[tuple[int, int]], lo: int, width: int
 ) -> None:
-    stored = _laid_out(pairs)
-    hi = lo + width
-    with unit_of_work(engine) as conn:
-        conn.execute(delete(merged_spans))
-        bulk.insert(
-            conn,
-            "merged_spans",
-            ("meter", "customer", "merge_key", "start_us", "end_us"),
-            ("text", "text", "text", "bigint", "bigint"),
-            [("m", "acme", "u", s, e) for s, e in stored]
-            + [("m", "acme", "v", s - 1, e + 1) for s, e in stored],  # another user's
-        )
+    stored, hi = _laid_out(pairs), lo + width
+    _store(engine, [("u", s, e) for s, e in stored] + [("v", s - 1, e + 1) for s, e in stored])
     with engine.connect() as conn:
         found = sorted(tuple(r) for r in repo.merged_overlapping(conn, "m", "acme", "u", lo, hi))
     assert found == [(s, e) for s, e in stored if e >= lo and s <= hi]
@@ -62,15 +65,7 @@ def test_the_merged_spans_touching_a_window_are_those_the_filter_finds(
 def _steps(engine: Engine, old: int) -> int:
     """SQLite's virtual machine steps (in hundreds) for one read, with `old` merged spans of
     the user before the window."""
-    with unit_of_work(engine) as conn:
-        conn.execute(delete(merged_spans))
-        bulk.insert(
-            conn,
-            "merged_spans",
-            ("meter", "customer", "merge_key", "start_us", "end_us"),
-            ("text", "text", "text", "bigint", "bigint"),
-            [("m", "acme", "u", 10 * n - 10 * old, 10 * n - 10 * old + 5) for n in range(old + 5)],
-        )
+    _store(engine, [("u", 10 * n - 10 * old, 10 * n - 10 * old + 5) for n in range(old + 5)])
     steps = 0
 
     def count() -> int:

@@ -21,6 +21,7 @@ from sqlalchemy import Connection, Engine, event, text
 
 from quotameter.meters import repository as repo
 from quotameter.meters.model import GaugeChange
+from quotameter.meters.spans import Span
 from quotameter.store import bulk
 from quotameter.store.engine import unit_of_work
 
@@ -89,30 +90,18 @@ def _merged(conn: Connection) -> None:
 
 
 def _streams(conn: Connection) -> None:
-    bulk.insert(
+    repo.replace_spans(
         conn,
-        "stream_spans",
-        (
-            "meter",
-            "customer",
-            "stream_key",
-            "merge_key",
-            "start_us",
-            "end_us",
-            "last_us",
-            "explicit",
-        ),
-        ("text", "text", "text", "text", "bigint", "bigint", "bigint", "boolean"),
+        (),
+        (),
         [
-            (
+            repo.span_row(
                 "media",
                 "acme",
                 f"{key}\x01mic",
                 key,
-                2 * n * MINUTE,
-                (2 * n + 1) * MINUTE,
-                (2 * n + 1) * MINUTE,
-                False,
+                Span(2 * n * MINUTE, (2 * n + 1) * MINUTE, (2 * n + 1) * MINUTE),
+                explicit=False,
             )
             for key in KEYS
             for n in range(SPANS)
