@@ -127,8 +127,9 @@ def create_app(
 
     install_console(app, settings)
 
+    # On the event loop: a liveness probe answers while every worker thread is busy writing.
     @app.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, str]:
+    async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.exception_handler(QuotameterError)

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
+import anyio
 import psycopg
 import pytest
 from fastapi.testclient import TestClient
@@ -274,3 +275,25 @@ def _apply_at_once(client: TestClient) -> None:
 
     with ThreadPoolExecutor(4) as pool:
         assert sorted(pool.map(apply, range(4))) == [2, 3, 4, 5]
+
+
+def test_the_liveness_probe_answers_while_every_worker_thread_is_busy(client: TestClient) -> None:
+    """`/healthz`, and the check every request passes first, run on the event loop: requests
+    that write hold worker threads (here the only one), and a probe that waited for one would
+    report a busy server as dead."""
+    portal = client.portal
+    assert portal is not None
+    release = threading.Event()
+
+    def one_worker_thread() -> None:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = 1
+
+    portal.call(one_worker_thread)
+    busy = portal.start_task_soon(anyio.to_thread.run_sync, release.wait, HELD)
+    try:
+        started = time.monotonic()
+        assert client.get("/healthz").json() == {"status": "ok"}
+        assert time.monotonic() - started < HELD / 2
+    finally:
+        release.set()
+        busy.result()
