@@ -1,12 +1,13 @@
-"""The reads of a batch's streams and merge keys go along the right index, whatever the statistics.
+"""A batch's reads per stream, merge key and gauge go along their index, whatever the statistics.
 
-A batch reads back, for the streams and merge keys it touches, a few rows each: a stream's
-spans from where a late event replays it, the merged spans a re-merge reaches. Read any
-other way (every span of the customer, filtered one by one), such a read costs more with
-every span of the period already stored. PostgreSQL picks its plans from the tables'
-statistics, which a new database (or one that autovacuum has not analyzed yet) lacks: each
-of these reads must go along its index with statistics and without. The statements are
-caught as the repository runs them, and explained. Runs on SQLite and PostgreSQL.
+A batch reads back, for the streams, merge keys and gauges it touches, a few rows each: a
+stream's latest span and its spans from where a late event replays it, the merged spans and
+stream spans a re-merge reaches, a gauge's points after a late change. Read any other way
+(every row of the customer, filtered one by one), such a read costs more with every row of
+the period already stored. PostgreSQL picks its plans from the tables' statistics, which a
+new database (or one that autovacuum has not analyzed yet) lacks: each of these reads must
+go along its index with statistics and without. The statements are caught as the
+repository runs them, and explained. Runs on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
