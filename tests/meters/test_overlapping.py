@@ -4,8 +4,9 @@ A duration read merges each user's open streams with the closed merged spans the
 Those are the merged spans with end >= lo and start <= hi; read as that filter along the
 (meter, customer, user, start) key, the read went through every merged span of the user
 that starts before hi, months of them. It is two seeks now: the span starting last before
-lo, and those starting in [lo, hi]. Here it must return exactly what the filter returns,
-and on SQLite each read must be bounded on both sides. Runs on SQLite and PostgreSQL.
+lo, and those starting in [lo, hi]. Here it must return exactly what the filter returns
+(SQLite and PostgreSQL), and on SQLite its cost, counted in the virtual machine's steps,
+must not grow with the spans of the user before the window.
 """
 
 from __future__ import annotations
