@@ -21,7 +21,6 @@ from sqlalchemy import (
     select,
     text,
     tuple_,
-    union_all,
 )
 
 from quotameter.meters.model import GaugeChange, Simple, latest_key, unique_value
@@ -362,7 +361,7 @@ def add_gauge_changes(
         text(
             f"WITH k AS MATERIALIZED ({k}) SELECT k.i, g.t_us, g.order_key, g.set_value, g.delta, "
             "g.level FROM k "
-            + join_each(
+            + _join_each(
                 conn,
                 "g.t_us, g.order_key, g.set_value, g.delta, g.level",
                 "gauge_points g",
@@ -507,7 +506,7 @@ def latest_rows(conn: Connection, streams: Sequence[StreamId]) -> dict[StreamId,
     return {streams[i]: LatestRow(id_, start, end, last) for i, id_, start, end, last in rows}
 
 
-def join_each(
+def _join_each(
     conn: Connection, columns: str, table: str, on: str, order: str, *, left: bool = False
 ) -> str:
     """A join of each row of the query so far to the rows of `table` (with its alias) meeting
@@ -551,7 +550,7 @@ def spans_since(
         f"{same.format(x='s', k='b')} AND NOT s.explicit "
         "AND (s.start_us >= b.since OR s.end_us = s.start_us)"
     )
-    rows_of_streams = join_each(
+    rows_of_streams = _join_each(
         conn, "s.id, s.start_us, s.end_us", "stream_spans s", replaced, "s.start_us", left=True
     )
     rows = conn.execute(
@@ -650,7 +649,7 @@ def remerge(
         for i, start, end in conn.execute(
             text(
                 f"WITH k AS MATERIALIZED ({k}) SELECT k.i, s.start_us, s.end_us FROM k "
-                + join_each(
+                + _join_each(
                     conn,
                     "s.start_us, s.end_us",
                     "stream_spans s",
@@ -689,7 +688,7 @@ def _reach_sql(conn: Connection, k: str) -> str:
     """The merged spans a re-merge reaches, per merge key of the rows `k`: the one starting
     last before lo, and those starting in [lo, hi], each read along the primary key (meter,
     customer, merge key, start). On PostgreSQL one merge key at a time, in that order, for a
-    plan that does not depend on the statistics (see `join_each`): the join form was planned
+    plan that does not depend on the statistics (see `_join_each`): the join form was planned
     without them on the (meter, customer, end) index, filtering every merged span of the
     customer."""
     same = "{x}.meter = k.meter AND {x}.customer = k.customer AND {x}.merge_key = k.merge_key"
@@ -703,7 +702,7 @@ def _reach_sql(conn: Connection, k: str) -> str:
             f"JOIN merged_spans m ON {same.format(x='m')} AND m.start_us = (SELECT "
             f"max(x.start_us) FROM merged_spans x WHERE {same.format(x='x')} AND x.start_us < k.lo)"
         )
-    inside = join_each(
+    inside = _join_each(
         conn,
         "m.start_us, m.end_us",
         "merged_spans m",
@@ -789,25 +788,13 @@ def merged_total(
 
 def merged_overlapping(
     conn: Connection, meter: str, customer: str, merge_key: str, lo: int, hi: int
-) -> list[Row[Any]]:
-    """The merged spans of the merge key that touch [lo, hi] (end >= lo, start <= hi).
-
-    A merge key's merged spans never overlap, so these are the one starting last before lo
-    (if it reaches lo) and those starting in [lo, hi]: two seeks along the primary key. A
-    filter on end >= lo and start <= hi would read, along that key, every merged span of
-    the merge key that starts before hi: its whole history."""
-    m = merged_spans.c
-    same = (m.meter == meter, m.customer == customer, m.merge_key == merge_key)
-    before = (
-        select(m.start_us)
-        .where(*same, m.start_us < lo)
-        .order_by(m.start_us.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    reaching = select(m.start_us, m.end_us).where(*same, m.start_us == before, m.end_us >= lo)
-    inside = select(m.start_us, m.end_us).where(*same, m.start_us >= lo, m.start_us <= hi)
-    return list(conn.execute(union_all(reaching, inside)))
+) -> list[tuple[int, int]]:
+    """The (start, end) of the merged spans of the merge key that touch [lo, hi] (end >= lo,
+    start <= hi): what a re-merge of that window reaches (`_merged_reach`), two seeks along
+    the primary key. A filter on end >= lo and start <= hi would read, along that key, every
+    merged span of the merge key that starts before hi: its whole history."""
+    mid = (meter, customer, merge_key)
+    return _merged_reach(conn, [mid], {mid: (lo, hi)})[0][1]
 
 
 def clear_meter(conn: Connection, meter: str, customer: str | None = None) -> None:

@@ -207,12 +207,9 @@ def _duration_read(
             extents[row.merge_key].append(iv)
     # Open streams join the closed merged spans they touch: re-merge just those.
     for merge_key, ivs in extents.items():
-        closed = [
-            (r.start_us, r.end_us)
-            for r in repo.merged_overlapping(
-                conn, meter, customer, merge_key, min(s for s, _ in ivs), max(e for _, e in ivs)
-            )
-        ]
+        closed = repo.merged_overlapping(
+            conn, meter, customer, merge_key, min(s for s, _ in ivs), max(e for _, e in ivs)
+        )
         total -= sum(round_length(clipped_length(c, lo, h), unit, mode) for c in closed)
         total += sum(
             round_length(clipped_length(m, lo, h), unit, mode) for m in merge([*ivs, *closed])
