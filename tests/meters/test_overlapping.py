@@ -14,7 +14,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, delete
+from sqlalchemy import Engine, delete, event
 
 from quotameter.meters import repository as repo
 from quotameter.store import bulk
@@ -89,3 +89,41 @@ def _steps(engine: Engine, old: int) -> int:
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_the_read_does_not_grow_with_the_users_history(engine: Engine) -> None:
     assert _steps(engine, 20_000) <= _steps(engine, 10) + 2
+
+
+def _rounded(length: int, unit: int, mode: str) -> int:
+    if mode == "ceil":
+        return -(-length // unit) * unit
+    if mode == "floor":
+        return length // unit * unit
+    return (length + unit // 2) // unit * unit
+
+
+@pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
+@pytest.mark.parametrize("mode", ["ceil", "floor", "half_up"])
+def test_the_rounded_total_of_any_window_is_one_statement_and_exact(
+    engine: Engine, mode: str
+) -> None:
+    """An open period's total is read at a new instant on every evaluation: the instants are
+    bound, so every window runs the same prepared statement (written into the text, each
+    window was a statement to compile and prepare again), and the sums stay exact."""
+    stored = [(0, 7), (10, 25), (30, 31), (40, 100)]
+    _store(engine, [("u", s, e) for s, e in stored])
+    statements: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *_: object) -> None:
+        if "merged_spans" in statement:
+            statements.append(statement)
+
+    windows = [(0, 100), (5, 35), (12, 41), (-3, 1_000), (26, 29)]
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        with engine.connect() as conn:
+            totals = [repo.merged_total(conn, "m", "acme", lo, hi, 4, mode) for lo, hi in windows]
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    assert totals == [
+        sum(_rounded(min(e, hi) - max(s, lo), 4, mode) for s, e in stored if e > lo and s < hi)
+        for lo, hi in windows
+    ]
+    assert len(set(statements)) == 1

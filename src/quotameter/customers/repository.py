@@ -18,23 +18,33 @@ _SEATS_AT = text(
     "SELECT seats FROM seat_changes WHERE customer = :c AND effective_us <= :t "
     "ORDER BY effective_us DESC, id DESC LIMIT 1"
 )
-_MAX_SEATS = text(
-    "SELECT max(seats) FROM seat_changes WHERE customer = :c AND effective_us > :a "
-    "AND effective_us <= :b"
-)
-_PLAN_AT = text(
-    "SELECT plan FROM plan_changes WHERE customer = :c AND effective_us <= :t "
-    "ORDER BY effective_us DESC, id DESC LIMIT 1"
-)
 _SETTINGS = text("SELECT settings FROM customer_settings WHERE customer = :c")
+# A view of the customer (settings and plan) and its highest seat count in a period are
+# read on every evaluation: one round trip each.
+_VIEW_AT = text(
+    "SELECT (SELECT settings FROM customer_settings WHERE customer = :c), "
+    "(SELECT plan FROM plan_changes WHERE customer = :c AND effective_us <= :t "
+    "ORDER BY effective_us DESC, id DESC LIMIT 1)"
+)
+_SEATS_THROUGH = text(
+    "SELECT (SELECT seats FROM seat_changes WHERE customer = :c AND effective_us <= :a "
+    "ORDER BY effective_us DESC, id DESC LIMIT 1), "
+    "(SELECT max(seats) FROM seat_changes WHERE customer = :c AND effective_us > :a "
+    "AND effective_us <= :b)"
+)
 
 
 def seats_at(conn: Connection, customer: str, t: int) -> int | None:
     return conn.execute(_SEATS_AT, {"c": customer, "t": t}).scalar()
 
 
-def max_seats_between(conn: Connection, customer: str, after: int, upto: int) -> int | None:
-    return conn.execute(_MAX_SEATS, {"c": customer, "a": after, "b": upto}).scalar()
+def seats_through(
+    conn: Connection, customer: str, start: int, upto: int
+) -> tuple[int | None, int | None]:
+    """The recorded seat count in force at `start` and the highest recorded after it up to
+    `upto` (None where nothing is recorded), in one query."""
+    row = conn.execute(_SEATS_THROUGH, {"c": customer, "a": start, "b": upto}).one()
+    return row[0], row[1]
 
 
 def add_seats(
@@ -46,10 +56,6 @@ def add_seats(
         )
     )
     state.bump(conn, [(customer, effective_us)])
-
-
-def plan_at(conn: Connection, customer: str, t: int) -> str | None:
-    return conn.execute(_PLAN_AT, {"c": customer, "t": t}).scalar()
 
 
 _PLANS_AT = text(
@@ -93,6 +99,15 @@ def add_plan(
 def settings(conn: Connection, customer: str) -> dict[str, Any]:
     raw = conn.execute(_SETTINGS, {"c": customer}).scalar()
     return orjson.loads(raw) if raw else {}
+
+
+def settings_and_plan_at(
+    conn: Connection, customer: str, t: int
+) -> tuple[dict[str, Any], str | None]:
+    """The customer's recorded settings and the recorded plan in force at `t` (None if none),
+    in one query."""
+    raw, plan = conn.execute(_VIEW_AT, {"c": customer, "t": t}).one()
+    return (orjson.loads(raw) if raw else {}), plan
 
 
 def save_settings(conn: Connection, customer: str, values: dict[str, Any]) -> None:

@@ -29,10 +29,14 @@ def view(ctx: Context, customer: str, at_us: int) -> CustomerView:
     spec = catalog.spec.customers.get(customer)
     if spec is None:
         raise NotFound(f"customer: unknown customer {customer!r}")
-    overrides = repository.settings(conn, customer)
+    pretend = ctx.pretend.get(customer)
+    if pretend is None:
+        overrides, recorded = repository.settings_and_plan_at(conn, customer, at_us)
+    else:
+        overrides, recorded = repository.settings(conn, customer), None
     if overrides:
         spec = spec.model_copy(update=overrides)
-    plan_name = ctx.pretend.get(customer) or repository.plan_at(conn, customer, at_us) or spec.plan
+    plan_name = pretend or recorded or spec.plan
     plan = catalog.spec.plans.get(plan_name)
     if plan is None:  # the plan was removed from the catalog since: fall back to the catalog's
         plan_name, plan = spec.plan, catalog.spec.plans[spec.plan]
@@ -59,9 +63,8 @@ def seats_at(ctx: Context, customer: str, at_us: int) -> int:
 
 def highest_seats(ctx: Context, customer: str, start_us: int, at_us: int) -> int:
     """The highest paid-seat count from the period's start up to `at`."""
-    conn = ctx.conn
-    first = seats_at(ctx, customer, start_us)
-    later = repository.max_seats_between(conn, customer, start_us, at_us)
+    recorded, later = repository.seats_through(ctx.conn, customer, start_us, at_us)
+    first = ctx.catalog.spec.customers[customer].seats if recorded is None else recorded
     return first if later is None else max(first, later)
 
 

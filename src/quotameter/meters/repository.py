@@ -758,10 +758,12 @@ def open_spans(conn: Connection, meter: str, customer: str, before: int) -> list
     )
 
 
-def rounded_sql(conn: Connection, lo: int, hi: int, unit_us: int | None, mode: str) -> str:
-    """SQL for the rounded length of each merged span clipped to [lo, hi)."""
+def _rounded_sql(conn: Connection, unit_us: int | None, mode: str) -> str:
+    """SQL for the rounded length of each merged span clipped to [:lo, :hi). The instants are
+    bound, not written in: the text is the same for every window, so it is compiled and
+    prepared once (an instant written in made every read of an open period a new statement)."""
     s = _sql(conn)
-    length = f"({s['least']}(end_us, {int(hi)}) - {s['greatest']}(start_us, {int(lo)}))"
+    length = f"({s['least']}(end_us, :hi) - {s['greatest']}(start_us, :lo))"
     if unit_us is None:
         return length
     u = int(unit_us)
@@ -775,7 +777,7 @@ def rounded_sql(conn: Connection, lo: int, hi: int, unit_us: int | None, mode: s
 def merged_total(
     conn: Connection, meter: str, customer: str, lo: int, hi: int, unit_us: int | None, mode: str
 ) -> int:
-    expr = rounded_sql(conn, lo, hi, unit_us, mode)
+    expr = _rounded_sql(conn, unit_us, mode)
     total = conn.execute(
         text(
             f"SELECT SUM({expr}) FROM merged_spans "
