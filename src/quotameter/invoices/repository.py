@@ -98,13 +98,20 @@ def finalized_through(conn: Connection, customer: str) -> int | None:
 
 def finalized_through_many(conn: Connection, customers: Sequence[str] | None) -> dict[str, int]:
     """`finalized_through` of several customers (None: all) in one query."""
-    i = invoices.c
-    query = select(i.customer, func.max(i.period_end_us)).group_by(i.customer)
-    if customers is not None:
-        if not customers:
-            return {}
-        query = query.where(i.customer.in_(sorted(set(customers))))
-    return {row[0]: row[1] for row in conn.execute(query)}
+    if customers is None:
+        i = invoices.c
+        query = select(i.customer, func.max(i.period_end_us)).group_by(i.customer)
+        return {row[0]: row[1] for row in conn.execute(query)}
+    if not customers:
+        return {}
+    rows = conn.execute(
+        text(
+            "SELECT customer, max(period_end_us) FROM invoices "
+            f"WHERE customer IN ({bulk.names(conn, 'c')}) GROUP BY customer"
+        ),
+        {"c": bulk.as_names(customers)},
+    )
+    return {row[0]: row[1] for row in rows}
 
 
 def count_by_customer(conn: Connection, customers: Sequence[str]) -> dict[str, int]:

@@ -215,8 +215,7 @@ def read_watches(
     if not customers:
         return out, counters
     rows = conn.execute(
-        _READ_WATCHES[conn.dialect.name == "postgresql"],
-        {"k": orjson.dumps(sorted(set(customers))).decode()},
+        text(f"{_WATCH_COLUMNS}({bulk.names(conn, 'k')})"), {"k": bulk.as_names(customers)}
     )
     for (
         customer,
@@ -251,10 +250,6 @@ _WATCH_COLUMNS = (
     f"w.unit_us, w.version, {state.version_of('w.customer')} FROM watches w "
     "WHERE w.customer IN "
 )
-_READ_WATCHES = (
-    text(_WATCH_COLUMNS + "(SELECT value FROM json_each(:k))"),  # SQLite
-    text(_WATCH_COLUMNS + "(SELECT jsonb_array_elements_text(CAST(:k AS jsonb)))"),
-)  # PostgreSQL
 
 
 def drop_watches(conn: Connection, customer: str) -> None:

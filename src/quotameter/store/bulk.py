@@ -16,10 +16,11 @@ integer, boolean, numeric); decimals are kept as text on SQLite (see store.table
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from sqlalchemy import ColumnElement, Connection, func, select
 
 
@@ -111,6 +112,20 @@ def _postgresql(
     conn.exec_driver_sql(
         sql.format(rows=source), tuple(list(col) for col in zip(*rows, strict=True))
     )
+
+
+def names(conn: Connection, param: str) -> str:
+    """SQL for the set of names given as one parameter `:param`, a JSON array (`as_names`):
+    `column IN (…)` with it is one statement text whatever the number of names, compiled and
+    prepared once, where an IN list of bound values is a new statement for every length."""
+    if conn.dialect.name == "sqlite":
+        return f"SELECT value FROM json_each(:{param})"
+    return f"SELECT jsonb_array_elements_text(CAST(:{param} AS jsonb))"
+
+
+def as_names(keys: Iterable[str]) -> str:
+    """The value of a `names` parameter: the distinct keys, sorted."""
+    return orjson.dumps(sorted(set(keys))).decode()
 
 
 _CHUNK = 500  # names per IN list, well within every database's limit on bound parameters
