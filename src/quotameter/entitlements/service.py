@@ -96,12 +96,16 @@ def balance(
     at: datetime,
     *,
     whole_period: bool = False,
+    view: CustomerView | None = None,
 ) -> Balance:
     """The standing at `at`. With `whole_period`, usage counts every event recorded for the
-    period, also those timestamped after `at`: what enforcement must compare against."""
+    period, also those timestamped after `at`: what enforcement must compare against.
+    `view`: the customer's view at `at`, when the caller read it already in this transaction
+    (and after any lock the balance must be read after)."""
     conn, catalog = ctx.conn, ctx.catalog
     at_us = to_us(at)
-    view = customers.view(ctx, customer, at_us)
+    if view is None:
+        view = customers.view(ctx, customer, at_us)
     ent = entitlement_of(view, feature)
     meter = catalog.spec.meters[ent.meter]
     period = period_of(view, ent, at)

@@ -53,14 +53,21 @@ SETTLE_CHUNK = 4  # customers evaluated per transaction by `tick`
 
 
 def _crossing(
-    ctx: Context, customer: str, feature: str, now: datetime, known: Balance | None = None
+    ctx: Context,
+    customer: str,
+    feature: str,
+    now: datetime,
+    horizon: int,
+    known: Balance | None = None,
+    view: CustomerView | None = None,
 ) -> tuple[int | None, Watch]:
     """The next instant time alone brings the feature to a level not yet fired (or the next
     period's start, to look again then), and the watch that bounds its usage from `now` on.
-    `known`: the feature's balance at `now`, if read already."""
+    `horizon`: the customer's, read before any usage; `known`: the feature's balance at
+    `now`, if read already, else `view`: the customer's view at `now`, if read already."""
     conn, catalog = ctx.conn, ctx.catalog
     now_us = to_us(now)
-    b = known if known is not None else balance(ctx, customer, feature, now)
+    b = known if known is not None else balance(ctx, customer, feature, now, view=view)
     view, ent = b.view, b.entitlement
     meter = catalog.spec.meters[ent.meter]
     s = b.standing
@@ -82,7 +89,8 @@ def _crossing(
     # Nothing open, nothing stamped ahead in this period. At its last instant usage can no
     # longer move within it, whatever is open: the next period is looked at when it starts.
     if now_us < last and usage(last) <= s.usage:
-        return (end_us if _due_at_start(ctx, customer, feature, b.period.end) else None), watch
+        due = _due_at_start(ctx, customer, feature, b.period.end, horizon)
+        return (end_us if due else None), watch
     if goal is None or usage(last) < goal:
         return end_us, watch  # open streams run into the next period: look again when it starts
     lo, hi = now_us, last  # usage(lo) < goal <= usage(hi)
@@ -133,11 +141,13 @@ def _usage_from(
     return (lambda t: meters.usage(conn, spec, meter, customer, lo, hi, t)), 0
 
 
-def _due_at_start(ctx: Context, customer: str, feature: str, start: datetime) -> bool:
+def _due_at_start(ctx: Context, customer: str, feature: str, start: datetime, horizon: int) -> bool:
     """Whether the period starting at `start` needs an evaluation when it starts: something of
-    the customer is stamped there or later, or its standing starts at a level not yet fired."""
+    the customer is stamped there or later (its `horizon` reaches it: one stamped there since
+    the horizon was read moves the change counter, and the customer is evaluated again), or
+    its standing starts at a level not yet fired."""
     conn = ctx.conn
-    if customer_state.read(conn, customer)[1] >= to_us(start):
+    if horizon >= to_us(start):
         return True
     try:
         b = balance(ctx, customer, feature, start)
@@ -191,6 +201,7 @@ def _refresh(
     *,
     whole: bool,
     known: Balance | None = None,
+    view: CustomerView | None = None,
 ) -> int | None:
     """`refresh`, given the customer's change counter and horizon read before any usage (a
     write since moves the counter, and `_recheck` then has the customer evaluated again). A
@@ -199,7 +210,7 @@ def _refresh(
     watches are being written `whole`, only an existing watch is rewritten: one feature's
     watch alone would make the customer's other meters look unwatched."""
     conn = ctx.conn
-    due, watch = _crossing(ctx, customer, feature, now, known)
+    due, watch = _crossing(ctx, customer, feature, now, horizon, known, view)
     repo.set_wakeup(conn, customer, feature, due)
     if horizon > to_us(now):
         repo.drop_watches(conn, customer)
@@ -246,7 +257,8 @@ def refresh_meters(
         known: dict[str, Balance] = {}
     else:
         version, horizon, known = evaluated.version, evaluated.horizon, evaluated.balances
-    view = customers.view(ctx, customer, to_us(now))
+    # The balances of an evaluation at `now` that recorded nothing carry the view they read.
+    view = next(iter(known.values())).view if known else customers.view(ctx, customer, to_us(now))
     repo.drop_watches(conn, customer)
     for feature, ent in view.plan.entitlements.items():
         if ent.meter not in meter_names:
@@ -255,7 +267,15 @@ def refresh_meters(
             _unlimited(ctx, customer, feature, ent, view, now, version, horizon)
         else:
             _refresh(
-                ctx, customer, feature, now, version, horizon, whole=True, known=known.get(feature)
+                ctx,
+                customer,
+                feature,
+                now,
+                version,
+                horizon,
+                whole=True,
+                known=known.get(feature),
+                view=view,
             )
     _recheck(conn, customer, version, to_us(now))
 

@@ -78,9 +78,11 @@ def evaluate(
     recorded_us: int,
     depth: int = 0,
     balances: dict[str, Balance] | None = None,
+    view: CustomerView | None = None,
 ) -> list[int]:
     """Record the notices a feature's standing at `at` calls for; their ids. The balance it
-    read is left in `balances` (by feature), when given.
+    read is left in `balances` (by feature), when given. `view`: the customer's view at `at`,
+    when the caller read it already, after taking this customer's lock (`lock`).
 
     Evaluations of one customer are serialized (SQLite: the write transaction; PostgreSQL:
     an advisory lock taken here, after any other lock of the transaction, so no cycle), and
@@ -88,8 +90,9 @@ def evaluate(
     the balance before a concurrent consume committed would otherwise find a level fired
     that its stale usage had not reached, re-arm it, and have it recorded twice."""
     conn, catalog = ctx.conn, ctx.catalog
-    lock_keys(conn, [f"notify\x01{customer}"])
-    b = balance(ctx, customer, feature, at)
+    if view is None:  # a caller that passes its view holds the lock already
+        lock(conn, customer)
+    b = balance(ctx, customer, feature, at, view=view)
     if balances is not None:
         balances[feature] = b
     at_us = to_us(at)
@@ -181,6 +184,11 @@ def evaluate(
     return ids
 
 
+def lock(conn: Connection, customer: str) -> None:
+    """Serialize the evaluations of this customer (see `evaluate`)."""
+    lock_keys(conn, [f"notify\x01{customer}"])
+
+
 def evaluate_all(
     ctx: Context,
     customer: str,
@@ -193,13 +201,16 @@ def evaluate_all(
     balances read are left in `balances` (by feature), when given."""
     conn = ctx.conn
     ids: list[int] = []
+    lock(conn, customer)  # first: the view read here is then the one each evaluation uses
     view = customers.view(ctx, customer, to_us(at))
     for feature in sorted(view.plan.entitlements):
         ent = view.plan.entitlements.get(feature)
         if ent is None or (meters is not None and ent.meter not in meters):
             continue
         if _watched(ent, view) or _blocked_on_record(conn, view, ent, feature, at):
-            recorded = evaluate(ctx, customer, feature, at, recorded_us, balances=balances)
+            recorded = evaluate(
+                ctx, customer, feature, at, recorded_us, balances=balances, view=view
+            )
             if recorded:  # an auto-upgrade among them may have moved the plan
                 view = customers.view(ctx, customer, to_us(at))
             ids += recorded
