@@ -4,6 +4,7 @@ of pooled media minutes is the metering arithmetic's (meters.spans)."""
 from __future__ import annotations
 
 import random
+import re
 import sys
 from pathlib import Path
 
@@ -36,6 +37,9 @@ def test_a_toy_feed_runs_valid(capsys) -> None:
     )
     out = capsys.readouterr().out
     assert "INVALID" not in out and " ok" in out
+    # The evaluations owed at the end are timed and counted in a second rate.
+    assert "+evals ev/s" in out
+    assert re.search(r"evaluations: \d+ customers owed one .* all evaluated [\d.]+ s later", out)
 
 
 def test_producers_retry_a_503_after_its_retry_after() -> None:
