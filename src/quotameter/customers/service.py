@@ -56,16 +56,19 @@ def plans_at(ctx: Context, at_us: int) -> dict[str, str]:
 
 
 def seats_at(ctx: Context, customer: str, at_us: int) -> int:
-    conn, catalog = ctx.conn, ctx.catalog
-    found = repository.seats_at(conn, customer, at_us)
-    return catalog.spec.customers[customer].seats if found is None else found
+    return _or_catalog(ctx, customer, repository.seats_at(ctx.conn, customer, at_us))
 
 
 def highest_seats(ctx: Context, customer: str, start_us: int, at_us: int) -> int:
     """The highest paid-seat count from the period's start up to `at`."""
     recorded, later = repository.seats_through(ctx.conn, customer, start_us, at_us)
-    first = ctx.catalog.spec.customers[customer].seats if recorded is None else recorded
+    first = _or_catalog(ctx, customer, recorded)
     return first if later is None else max(first, later)
+
+
+def _or_catalog(ctx: Context, customer: str, recorded: int | None) -> int:
+    """A recorded seat count, else the catalog's."""
+    return ctx.catalog.spec.customers[customer].seats if recorded is None else recorded
 
 
 SETTINGS = ("admins", "owner", "members", "auto_upgrade")
