@@ -22,6 +22,25 @@ ADMIN_KEY = "qm_test_admin_key_for_the_suite_only"
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 
 
+@contextmanager
+def statements(engine: Any) -> Iterator[list[str]]:
+    """The SQL statements the driver runs on `engine` inside the block, in order (a
+    transaction's BEGIN, which SQLite's connections send themselves, left out)."""
+    from sqlalchemy import event
+
+    seen: list[str] = []
+
+    def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement != "BEGIN":
+            seen.append(statement)
+
+    event.listen(engine, "before_cursor_execute", note)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", note)
+
+
 def demo_catalog(**extra_customers: dict[str, Any]) -> dict[str, Any]:
     doc = yaml.safe_load(files("quotameter.demo").joinpath("catalog.yaml").read_text())
     doc["customers"].update(extra_customers)

@@ -3,15 +3,12 @@ search, sort, paging, and a constant number of statements per page (both databas
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import event as sa_event
 
-from support import at, event
+from support import at, event, statements
 
 T0 = at("2026-03-10T12:00:00Z")
 HOUR = at("2026-03-10T13:00:00Z") - T0
@@ -267,20 +264,6 @@ def test_a_cursor_of_another_sort_is_refused(api: Any) -> None:
 # --- a page costs the same statements at 10 customers as at 300 --------------------------------
 
 
-@contextmanager
-def counting(engine: Any) -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
-
-    sa_event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        sa_event.remove(engine, "before_cursor_execute", count)
-
-
 def many(n: int) -> dict[str, Any]:
     customers = {f"c{i:04d}": {"plan": "hard" if i % 3 else "over"} for i in range(n)}
     return {**CATALOG, "customers": customers}
@@ -319,10 +302,10 @@ def statements_per_page(api: Any, n: int) -> dict[str, int]:
     out = {}
     for params in ({}, {"sort": "percent", "state": "near_limit"}, {"q": "c00", "limit": 500}):
         assert api.get("/v1/customers", params=params).status_code == 200  # warm
-        with counting(engine) as statements:
+        with statements(engine) as seen:
             r = api.get("/v1/customers", params=params)
         assert r.status_code == 200 and r.json()["customers"]
-        out[str(params)] = len(statements)
+        out[str(params)] = len(seen)
     return out
 
 

@@ -8,18 +8,15 @@ and it must give what the recorded history says at every instant.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import pytest
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 
 from quotameter.catalog import service as catalogs
 from quotameter.catalog.model import validate_catalog
 from quotameter.context import Context
 from quotameter.customers import service as customers
 from quotameter.store.engine import unit_of_work
-from support import fresh_catalog
+from support import fresh_catalog, statements
 
 CATALOG = {
     "meters": {"calls": {"event_type": "call", "aggregation": "count"}},
@@ -29,21 +26,6 @@ CATALOG = {
     },
     "customers": {"c": {"plan": "small", "seats": 2}, "d": {"plan": "small", "seats": 4}},
 }
-
-
-@contextmanager
-def _statements(engine: Engine) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def note(conn: object, cursor: object, statement: str, *_: object) -> None:
-        if statement != "BEGIN":
-            seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", note)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", note)
 
 
 @pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
@@ -67,7 +49,7 @@ def test_a_view_and_the_highest_seats_are_one_statement_each_at_every_instant(
     expected_plan = {0: "small", 149: "small", 150: "large", 10_000: "large"}
     # (start, at) -> the highest count in force from start up to at
     expected_seats = {(0, 99): 2, (0, 100): 6, (150, 300): 6, (200, 300): 3, (250, 260): 3}
-    with engine.connect() as conn, _statements(engine) as seen:
+    with engine.connect() as conn, statements(engine) as seen:
         ctx = Context(conn, catalog)
         for at_us, plan in expected_plan.items():
             del seen[:]

@@ -8,11 +8,12 @@ planned again on each batch; as one array parameter it is a single statement.
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import Engine, delete, event, insert
+from sqlalchemy import Engine, delete, insert
 
 from quotameter.invoices import repository as repo
 from quotameter.store.engine import unit_of_work
 from quotameter.store.tables import invoices
+from support import statements
 
 
 @pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
@@ -37,21 +38,11 @@ def test_the_finalized_ends_of_any_set_of_customers_are_one_statement(engine: En
                 for end in customer_ends
             ],
         )
-    statements: list[str] = []
-
-    def seen(conn: object, cursor: object, statement: str, *_: object) -> None:
-        if "invoices" in statement:
-            statements.append(statement)
-
     asked = [[f"c{n:03}" for n in range(k)] for k in (1, 2, 7, 40)] + [["c004", "c004", "x'y"]]
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
-        with engine.connect() as conn:
-            found = [repo.finalized_through_many(conn, names) for names in asked]
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
+    with engine.connect() as conn, statements(engine) as seen:
+        found = [repo.finalized_through_many(conn, names) for names in asked]
     assert found == [{c: max(ends[c]) for c in names if c in ends} for names in asked]
-    assert len(set(statements)) == 1
+    assert len(set(seen)) == 1 and len(seen) == len(asked)
     with engine.connect() as conn:
         assert repo.finalized_through_many(conn, []) == {}
         assert repo.finalized_through_many(conn, None) == {c: max(e) for c, e in ends.items()}

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 
 from quotameter.catalog import service as catalogs
 from quotameter.catalog.model import validate_catalog
@@ -27,7 +25,7 @@ from quotameter.meters import service as meters
 from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import to_us
 from quotameter.usecases.record import ingest
-from support import at, fresh_catalog, ingest_batches, iso
+from support import at, fresh_catalog, ingest_batches, iso, statements
 
 BASE = at("2026-03-31T22:00:00Z")  # the month boundary is 2 hours in
 CUSTOMERS = [f"org{i}" for i in range(100)]
@@ -254,20 +252,6 @@ def _feed(customers: int, batch: int) -> list[dict[str, Any]]:
     return out
 
 
-@contextmanager
-def _counted(engine: Engine) -> Iterator[list[str]]:
-    seen: list[str] = []
-
-    def count(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
-        seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
-
-
 @pytest.mark.parametrize("db_url", ["sqlite", "postgresql"], indirect=True)
 def test_statements_per_batch_do_not_grow_with_customers(engine: Engine) -> None:
     """Except one read of the event log per customer with a late stream (its replay), which
@@ -278,7 +262,7 @@ def test_statements_per_batch_do_not_grow_with_customers(engine: Engine) -> None
         _reset(engine)
         for batch in (0, 1):
             events = _feed(customers, batch)
-            with unit_of_work(engine) as conn, _counted(engine) as seen:
+            with unit_of_work(engine) as conn, statements(engine) as seen:
                 result = ingest(Context(conn, loaded), events, received_us=batch)
             assert result.rejected == [] and result.accepted == EVENTS
             replays = [s for s in seen if _REPLAY_READ.search(s)]

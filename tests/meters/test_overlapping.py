@@ -14,12 +14,13 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, delete, event
+from sqlalchemy import Engine, delete
 
 from quotameter.meters import repository as repo
 from quotameter.store import bulk
 from quotameter.store.engine import unit_of_work
 from quotameter.store.tables import merged_spans
+from support import statements
 
 # Disjoint spans of one user (gaps of at least 1): (gap before, length) pairs.
 spans = st.lists(st.tuples(st.integers(1, 20), st.integers(1, 20)), max_size=12)
@@ -109,21 +110,11 @@ def test_the_rounded_total_of_any_window_is_one_statement_and_exact(
     window was a statement to compile and prepare again), and the sums stay exact."""
     stored = [(0, 7), (10, 25), (30, 31), (40, 100)]
     _store(engine, [("u", s, e) for s, e in stored])
-    statements: list[str] = []
-
-    def seen(conn: object, cursor: object, statement: str, *_: object) -> None:
-        if "merged_spans" in statement:
-            statements.append(statement)
-
     windows = [(0, 100), (5, 35), (12, 41), (-3, 1_000), (26, 29)]
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
-        with engine.connect() as conn:
-            totals = [repo.merged_total(conn, "m", "acme", lo, hi, 4, mode) for lo, hi in windows]
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
+    with engine.connect() as conn, statements(engine) as seen:
+        totals = [repo.merged_total(conn, "m", "acme", lo, hi, 4, mode) for lo, hi in windows]
     assert totals == [
         sum(_rounded(min(e, hi) - max(s, lo), 4, mode) for s, e in stored if e > lo and s < hi)
         for lo, hi in windows
     ]
-    assert len(set(statements)) == 1
+    assert len(set(seen)) == 1 and len(seen) == len(windows)

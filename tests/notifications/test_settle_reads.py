@@ -15,7 +15,7 @@ from collections import Counter
 from datetime import datetime
 
 import pytest
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine
 
 from quotameter.catalog import service as catalogs
 from quotameter.context import Context
@@ -24,7 +24,7 @@ from quotameter.store.engine import unit_of_work
 from quotameter.timeutil import to_us
 from quotameter.usecases.catalog import apply as apply_catalog
 from quotameter.usecases.record import ingest
-from support import at, iso
+from support import at, iso, statements
 
 NOW = at("2026-04-15T12:00:00Z")
 CATALOG = {
@@ -102,16 +102,12 @@ def test_settling_a_customer_reads_its_view_and_counter_once_for_each_use(
         ctx = Context(conn, cache.current(conn))
         assert ingest(ctx, events, to_us(NOW)).rejected == []
         scheduler.note_batch(ctx, {}, ["c"], to_us(NOW))  # no watch yet: marked pending
-    reads: Counter[str] = Counter()
-
-    def seen(conn: object, cursor: object, statement: str, *_: object) -> None:
-        for table in ("customer_settings", "customer_state"):
-            if statement.lstrip().upper().startswith("SELECT") and f"FROM {table} " in statement:
-                reads[table] += 1
-
-    event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with statements(engine) as seen:
         assert scheduler.tick(engine, cache, lambda: NOW) == 1
-    finally:
-        event.remove(engine, "before_cursor_execute", seen)
+    reads = Counter(
+        table
+        for statement in seen
+        for table in ("customer_settings", "customer_state")
+        if statement.lstrip().upper().startswith("SELECT") and f"FROM {table} " in statement
+    )
     assert dict(reads) == {"customer_settings": views, "customer_state": counters}
