@@ -104,3 +104,19 @@ def test_a_deadlock_raised_by_the_driver_itself_is_retried() -> None:
         return "done"
 
     assert flaky() == "done" and len(calls) == 3
+
+
+def test_a_sqlite_connection_is_durable_and_keeps_a_large_page_cache(tmp_path: Path) -> None:
+    """WAL with a sync at every commit, and room for the pages of a large period's indexes
+    (SQLite's own default, 2 MiB, makes a write's cost grow with the history stored)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'pragmas.sqlite3'}")
+    try:
+        with engine.connect() as conn:
+            read = {
+                name: conn.exec_driver_sql(f"PRAGMA {name}").scalar_one()
+                for name in ("journal_mode", "synchronous", "cache_size")
+            }
+        # synchronous 2 is FULL; a negative cache size is in KiB: 64 MiB
+        assert read == {"journal_mode": "wal", "synchronous": 2, "cache_size": -64 * 1024}
+    finally:
+        engine.dispose()

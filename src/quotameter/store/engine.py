@@ -81,6 +81,9 @@ class _DecMax:
         return None if self.best is None else format(self.best, "f")
 
 
+SQLITE_CACHE_KIB = 64 * 1024
+
+
 def _prepare_sqlite(dbapi_conn: sqlite3.Connection, _record: object) -> None:
     # pysqlite's own transaction handling would open a DEFERRED transaction and could then
     # fail to upgrade it to a write lock; we issue BEGIN IMMEDIATE ourselves instead.
@@ -91,6 +94,10 @@ def _prepare_sqlite(dbapi_conn: sqlite3.Connection, _record: object) -> None:
     cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA busy_timeout=30000")
     cur.execute("PRAGMA foreign_keys=ON")
+    # Pages kept per connection. SQLite's default (2 MiB) holds only the top of a period's
+    # event and span indexes: each write then reads their lower pages again, and a batch's
+    # cost grows with the history stored. Filled only as pages are read.
+    cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cur.close()
     dbapi_conn.create_function("dec_add", 2, _dec_add, deterministic=True)
     dbapi_conn.create_function("dec_max", 2, _dec_max, deterministic=True)
