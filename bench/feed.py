@@ -32,6 +32,7 @@ import os
 import random
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ from typing import Any
 
 import httpx
 import orjson
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, make_url, text
 
 from quotameter.context import Context
 
@@ -435,6 +436,40 @@ class Outcome:
     cpu_caught_up: float = float("nan")  # server CPU of the feed and of that catch-up
     problems: list[str] = field(default_factory=list)
     kept: str = ""
+    largest_log: int | None = None  # SQLite: the write-ahead log's largest size during the feed
+
+
+class LogWatch:
+    """The largest size of a SQLite database's write-ahead log while the block runs (sampled
+    every 50 ms on a thread of the bench's own)."""
+
+    def __init__(self, url: str) -> None:
+        database = make_url(url).database
+        self.path = Path(f"{database}-wal") if database else None
+        self.largest = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _size(self) -> int:
+        try:
+            return self.path.stat().st_size if self.path else 0
+        except FileNotFoundError:
+            return 0
+
+    def _watch(self) -> None:
+        while not self._done.wait(0.05):
+            self.largest = max(self.largest, self._size())
+
+    def __enter__(self) -> LogWatch:
+        if self.path is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._done.set()
+        if self.path is not None:
+            self._thread.join()
+            self.largest = max(self.largest, self._size())
 
 
 def prepare_database(url: str, feed: Feed) -> float:
@@ -553,7 +588,7 @@ def measure(
             feed_lo = to_us(feed.now - FEED_SPAN)
             print(f"[{kind}] HTTP feed: {feed.work.n:,} events …", file=sys.stderr, flush=True)
             stacks = (args.profile or workdir) / f"server-feed-{kind}-h{out.history}.stacks.txt"
-            with sampled(server.proc.pid, py_spy, stacks):
+            with sampled(server.proc.pid, py_spy, stacks), LogWatch(url) as wal:
                 cpu0 = server.cpu_seconds()
                 posted = post_all(
                     server.port,
@@ -570,6 +605,8 @@ def measure(
                     out.problems.append("the feed's notices were not evaluated within 300 s")
                 out.catch_up_seconds = time.monotonic() - answered
                 out.cpu_caught_up = server.cpu_seconds() - cpu0
+            if kind == "sqlite":
+                out.largest_log = wal.largest
             out.http_seconds, out.client_cpu = posted.seconds, posted.client_cpu
             out.latencies, out.retries_503 = posted.latencies, posted.retries_503
             out.problems += check_answers(posted, feed.work.sizes)
@@ -686,6 +723,8 @@ def report(
             f"{o.n / (o.http_seconds + o.catch_up_seconds):,.0f} ev/s and server CPU "
             f"{o.cpu_caught_up:.1f} s ({o.cpu_caught_up / o.n * 1e6:,.0f} us/event)"
         )
+        if o.largest_log is not None:
+            print(f"  write-ahead log: at most {o.largest_log / 2**20:,.1f} MiB during the feed")
         print(
             "  notices during the feed: "
             f"{', '.join(f'{t} {k}' for t, k in sorted(o.notices.items())) or 'none'}"

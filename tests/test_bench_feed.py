@@ -40,6 +40,8 @@ def test_a_toy_feed_runs_valid(capsys) -> None:
     # The evaluations owed at the end are timed and counted in a second rate.
     assert "+evals ev/s" in out
     assert re.search(r"evaluations: \d+ customers owed one .* all evaluated [\d.]+ s later", out)
+    # So is the largest size the SQLite write-ahead log reached.
+    assert re.search(r"write-ahead log: at most [\d.,]+ MiB during the feed", out)
 
 
 def test_producers_retry_a_503_after_its_retry_after() -> None:

@@ -114,9 +114,14 @@ def test_a_sqlite_connection_is_durable_and_keeps_a_large_page_cache(tmp_path: P
         with engine.connect() as conn:
             read = {
                 name: conn.exec_driver_sql(f"PRAGMA {name}").scalar_one()
-                for name in ("journal_mode", "synchronous", "cache_size")
+                for name in ("journal_mode", "synchronous", "cache_size", "journal_size_limit")
             }
         # synchronous 2 is FULL; a negative cache size is in KiB: 64 MiB
-        assert read == {"journal_mode": "wal", "synchronous": 2, "cache_size": -64 * 1024}
+        assert read == {
+            "journal_mode": "wal",
+            "synchronous": 2,
+            "cache_size": -64 * 1024,
+            "journal_size_limit": 64 * 1024 * 1024,  # a log started over is cut back to 64 MiB
+        }
     finally:
         engine.dispose()

@@ -3,6 +3,7 @@ commit."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from sqlalchemy import text
@@ -41,3 +42,47 @@ def test_writers_no_longer_checkpoint_and_the_checkpointer_copies_the_log_back(
     engine.dispose()
     with engine.connect() as conn:  # connections opened after it stopped checkpoint as usual
         assert conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == 1000
+
+
+def test_the_log_stays_bounded_while_reads_and_writes_never_pause(tmp_path: Path) -> None:
+    """Under a steady feed a passive checkpoint never finds the log all copied back (a write
+    lands while it copies, a read holds an older snapshot), and SQLite then never starts the
+    log over: it grows by every page ever written. Past a bound the checkpointer holds this
+    process's writers back, copies the rest and has the log started over."""
+    path = tmp_path / "busy.sqlite3"
+    wal = Path(f"{path}-wal")
+    engine = make_engine(f"sqlite:///{path}")
+    with unit_of_work(engine) as conn:
+        conn.execute(text("CREATE TABLE t (x TEXT)"))
+    checkpointer = Checkpointer(engine, every=3600, restart_frames=256)  # 1 MiB of 4 KiB pages
+    checkpointer.start()
+    writes = 120
+    written = threading.Event()
+    largest = 0
+
+    def write() -> None:
+        for _ in range(writes):  # 80 pages each: 40 MB in all
+            with unit_of_work(engine) as conn:
+                conn.execute(text("INSERT INTO t VALUES (:x)"), [{"x": "y" * 4000}] * 80)
+        written.set()
+
+    def read() -> None:
+        while not written.is_set():
+            with engine.connect() as conn:
+                conn.execute(text("SELECT count(*) FROM t")).scalar_one()
+
+    threads = [threading.Thread(target=write), threading.Thread(target=read)]
+    try:
+        for thread in threads:
+            thread.start()
+        while not written.is_set():
+            checkpointer.checkpoint()
+            largest = max(largest, wal.stat().st_size if wal.exists() else 0)
+        for thread in threads:
+            thread.join()
+    finally:
+        checkpointer.stop()
+        engine.dispose()
+    assert largest < 8 * 1024 * 1024, f"the log grew to {largest / 2**20:.1f} MiB"
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM t")).scalar() == writes * 80

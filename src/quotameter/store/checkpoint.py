@@ -7,18 +7,30 @@ checkpoint off on its connections and runs a passive checkpoint (it never waits 
 or a reader, and copies what no reader still needs) every `every` seconds on another thread,
 where it overlaps the writers' work. Other processes on the same file (the CLI) keep the
 automatic checkpoint; a checkpoint from any of them serves all.
+
+SQLite starts the log over only when a writer begins with all of it copied back and no
+reader still on it. Under a steady feed a passive checkpoint never gets there (a commit lands
+while it copies, a read holds an older snapshot), and the log would grow by every page ever
+written: gigabytes a day. Past `restart_frames` the checkpointer therefore holds this
+process's writers back for a moment, copies the rest and waits (at most `restart_wait`
+seconds, else it tries again at its next step) for the readers to leave the log, so that the
+next writer starts it over.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from sqlalchemy import Engine, event
 
+from quotameter.store.engine import writers_held
 from quotameter.worker import Worker
 
 log = logging.getLogger("quotameter.checkpoint")
+
+RESTART_FRAMES = 16_384  # 64 MiB of 4 KiB pages
 
 
 def _no_autocheckpoint(dbapi_conn: Any, _record: Any) -> None:
@@ -26,9 +38,17 @@ def _no_autocheckpoint(dbapi_conn: Any, _record: Any) -> None:
 
 
 class Checkpointer(Worker):
-    def __init__(self, engine: Engine, every: float = 0.2) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        every: float = 0.2,
+        restart_frames: int = RESTART_FRAMES,
+        restart_wait: float = 0.1,
+    ) -> None:
         super().__init__("checkpoint", every, backoff_max=30.0, logger=log)
         self.engine = engine
+        self.restart_frames = restart_frames
+        self.restart_wait = restart_wait
 
     def start(self) -> None:
         event.listen(self.engine, "connect", _no_autocheckpoint)
@@ -48,7 +68,24 @@ class Checkpointer(Worker):
         """(busy, frames in the log, frames copied back), as SQLite reports them."""
         raw = self.engine.raw_connection()
         try:
-            busy, frames, copied = raw.cursor().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            cur = raw.cursor()
+            busy, frames, copied = cur.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if frames > self.restart_frames:
+                busy, frames, copied = self._restart(cur)
             return int(busy), int(frames), int(copied)
         finally:
             raw.close()
+
+    def _restart(self, cur: Any) -> tuple[int, int, int]:
+        """A checkpoint that leaves the log to be started over, with this process's writers
+        held back (the passive one just before copied most of it)."""
+        with writers_held(self.engine):
+            own = cur.execute("PRAGMA busy_timeout").fetchone()[0]
+            cur.execute(f"PRAGMA busy_timeout={math.ceil(self.restart_wait * 1000)}")
+            try:
+                busy, frames, copied = cur.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+            finally:
+                cur.execute(f"PRAGMA busy_timeout={own}")
+        if busy:
+            log.debug("log not started over: readers stayed on it", extra={"frames": frames})
+        return busy, frames, copied

@@ -82,6 +82,7 @@ class _DecMax:
 
 
 SQLITE_CACHE_KIB = 64 * 1024
+SQLITE_LOG_KEPT_BYTES = 64 * 1024 * 1024
 
 
 def _prepare_sqlite(dbapi_conn: sqlite3.Connection, _record: object) -> None:
@@ -98,6 +99,8 @@ def _prepare_sqlite(dbapi_conn: sqlite3.Connection, _record: object) -> None:
     # event and span indexes: each write then reads their lower pages again, and a batch's
     # cost grows with the history stored. Filled only as pages are read.
     cur.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+    # A log started over is cut back to this size (it keeps its largest size otherwise).
+    cur.execute(f"PRAGMA journal_size_limit={SQLITE_LOG_KEPT_BYTES}")
     cur.close()
     dbapi_conn.create_function("dec_add", 2, _dec_add, deterministic=True)
     dbapi_conn.create_function("dec_max", 2, _dec_max, deterministic=True)
@@ -113,6 +116,14 @@ def _prepare_sqlite(dbapi_conn: sqlite3.Connection, _record: object) -> None:
 # pooled connection, so waiting writers never hold the connections that reads need. Other
 # processes still meet the busy handler.
 _WRITE_TURNS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def writers_held(engine: Engine) -> Iterator[None]:
+    """This process's writers wait for their turn while the block runs (SQLite; on PostgreSQL
+    nothing is held)."""
+    with _write_turn(engine, time.monotonic() + PATIENT_SECONDS, None):
+        yield
 
 
 @contextmanager
