@@ -86,3 +86,42 @@ def test_the_log_stays_bounded_while_reads_and_writes_never_pause(tmp_path: Path
     assert largest < 8 * 1024 * 1024, f"the log grew to {largest / 2**20:.1f} MiB"
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM t")).scalar() == writes * 80
+
+
+def test_a_reader_that_stays_on_the_log_holds_writers_back_once_per_doubling(
+    tmp_path: Path,
+) -> None:
+    """Starting the log over waits for readers; one that stays (a long report) is tried again
+    only once the log has doubled, so the writers are not held back at every step."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'long.sqlite3'}")
+    with unit_of_work(engine) as conn:
+        conn.execute(text("CREATE TABLE t (x TEXT)"))
+    # restart_wait=0: a reader on the log makes the try give up at once
+    checkpointer = Checkpointer(engine, every=3600, restart_frames=64, restart_wait=0)
+    checkpointer.start()
+
+    def write(pages: int) -> None:
+        with unit_of_work(engine) as conn:
+            conn.execute(text("INSERT INTO t VALUES (:x)"), [{"x": "y" * 4000}] * pages)
+
+    try:
+        write(100)
+        with engine.connect() as reader:
+            reader.execute(text("SELECT count(*) FROM t")).scalar_one()  # holds its snapshot
+            write(100)
+            busy, frames, _ = checkpointer.checkpoint()
+            assert busy and frames > 200
+            assert checkpointer.restart_past == 2 * frames  # tried, held off: wait for twice
+            write(10)
+            busy, more, _ = checkpointer.checkpoint()
+            assert frames < more < 2 * frames
+            assert checkpointer.restart_past == 2 * frames  # not tried again
+        write(frames)  # the reader is gone; the log passes twice its size
+        busy, _, _ = checkpointer.checkpoint()
+        assert not busy and checkpointer.restart_past == 64
+        write(1)
+        _, frames, _ = checkpointer.checkpoint()
+        assert frames < 10  # the writer started the log over
+    finally:
+        checkpointer.stop()
+        engine.dispose()

@@ -13,8 +13,9 @@ reader still on it. Under a steady feed a passive checkpoint never gets there (a
 while it copies, a read holds an older snapshot), and the log would grow by every page ever
 written: gigabytes a day. Past `restart_frames` the checkpointer therefore holds this
 process's writers back for a moment, copies the rest and waits (at most `restart_wait`
-seconds, else it tries again at its next step) for the readers to leave the log, so that the
-next writer starts it over.
+seconds) for the readers to leave the log, so that the next writer starts it over. When a
+reader stays on the log (a long report), the next try waits until the log has doubled: a
+long read costs the writers one short pause per doubling, not one every step.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class Checkpointer(Worker):
         self.engine = engine
         self.restart_frames = restart_frames
         self.restart_wait = restart_wait
+        self.restart_past = restart_frames  # doubled by each try that readers held off
 
     def start(self) -> None:
         event.listen(self.engine, "connect", _no_autocheckpoint)
@@ -70,8 +72,9 @@ class Checkpointer(Worker):
         try:
             cur = raw.cursor()
             busy, frames, copied = cur.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            if frames > self.restart_frames:
+            if frames > self.restart_past:
                 busy, frames, copied = self._restart(cur)
+                self.restart_past = 2 * frames if busy else self.restart_frames
             return int(busy), int(frames), int(copied)
         finally:
             raw.close()
