@@ -26,12 +26,12 @@ from typing import Any
 
 from sqlalchemy import Engine, event
 
-from quotameter.store.engine import writers_held
+from quotameter.store.engine import SQLITE_LOG_KEPT_BYTES, writers_held
 from quotameter.worker import Worker
 
 log = logging.getLogger("quotameter.checkpoint")
 
-RESTART_FRAMES = 16_384  # 64 MiB of 4 KiB pages
+RESTART_FRAMES = SQLITE_LOG_KEPT_BYTES // 4096  # frames of SQLite's 4 KiB pages: 16,384
 
 
 def _no_autocheckpoint(dbapi_conn: Any, _record: Any) -> None:

@@ -82,6 +82,8 @@ class _DecMax:
 
 
 SQLITE_CACHE_KIB = 64 * 1024
+# The write-ahead log's bound: serve's checkpointer has it started over past this size
+# (store.checkpoint), and a log started over is cut back to it.
 SQLITE_LOG_KEPT_BYTES = 64 * 1024 * 1024
 
 
