@@ -333,6 +333,27 @@ def test_balance_as_json_is_what_the_api_answers(db: str, tmp_path: Path) -> Non
         served.state.services.engine.dispose()
 
 
+def test_balance_settles_what_the_customer_owes_first_as_the_api_does(
+    db: str, tmp_path: Path
+) -> None:
+    """Usage ingested since the last evaluation may have crossed an auto-upgrade: the balance
+    is read after it is evaluated, so the command shows the plan the API would."""
+    small = demo_catalog()
+    small["plans"]["sessions_100k"]["entitlements"]["sessions"]["allowance"] = {"fixed": 3}
+    catalog = tmp_path / "small.yaml"
+    catalog.write_text(yaml.safe_dump(small))
+    assert runner.invoke(app, ["apply", str(catalog)]).exit_code == 0
+    _ingest(
+        tmp_path,
+        [event("session.created", "docs", f"2026-04-01T0{h}:00:00Z") for h in range(5)],
+    )
+    result = runner.invoke(app, ["balance", "docs", "sessions", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    answer = orjson.loads(result.stdout)
+    assert answer["plan"] == "sessions_200k"  # past 3 sessions: moved up
+    assert answer["usage"] == 5
+
+
 def test_a_command_says_which_database_it_opened_and_when_it_made_a_new_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -37,6 +37,7 @@ from quotameter.store.engine import make_engine, retry_transient, unit_of_work
 from quotameter.timeutil import EPOCH, clock_from, instant, rfc3339, system_clock, to_us
 from quotameter.usage.model import is_window
 from quotameter.usage.service import UsageQuery, report
+from quotameter.usecases import balances
 from quotameter.usecases import catalog as use_catalog
 from quotameter.usecases import simulate as simulation
 from quotameter.usecases.record import ingest as store_events
@@ -483,8 +484,12 @@ def balance(
         if output not in ("text", "json"):
             raise Invalid(f"format: must be text or json (got {output!r})")
         when: datetime = instant(at, "at", system_clock())
+        catalogs = CatalogCache()
+        # As the API: usage recorded since the customer's last evaluation is evaluated first
+        # (it may have moved the customer up a plan). One lookup when nothing is owed.
+        balances.settle(engine, catalogs, customer, system_clock)
         with engine.connect() as conn:
-            b = read_balance(Context(conn, CatalogCache().current(conn)), customer, feature, when)
+            b = read_balance(Context(conn, catalogs.current(conn)), customer, feature, when)
     if output == "json":
         console.print(dumps(b.as_dict()).decode(), highlight=False, markup=False)
         return
