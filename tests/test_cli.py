@@ -333,25 +333,44 @@ def test_balance_as_json_is_what_the_api_answers(db: str, tmp_path: Path) -> Non
         served.state.services.engine.dispose()
 
 
-def test_balance_settles_what_the_customer_owes_first_as_the_api_does(
-    db: str, tmp_path: Path
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["balance", "docs", "sessions", "--format", "json"],
+        ["invoices", "docs", "--format", "json"],
+        ["usage", "docs", "sessions"],
+    ],
+    ids=["balance", "invoices", "usage"],
+)
+def test_a_read_settles_what_the_customer_owes_first_as_the_api_does(
+    db: str, tmp_path: Path, command: list[str]
 ) -> None:
-    """Usage ingested since the last evaluation may have crossed an auto-upgrade: the balance
-    is read after it is evaluated, so the command shows the plan the API would."""
+    """Usage ingested since the customer's last evaluation may have crossed an auto-upgrade:
+    the command makes that evaluation before it reads, so it shows the plan the API would."""
+    from sqlalchemy import create_engine
+
+    from quotameter.customers.service import plan_history
+
     small = demo_catalog()
     small["plans"]["sessions_100k"]["entitlements"]["sessions"]["allowance"] = {"fixed": 3}
     catalog = tmp_path / "small.yaml"
     catalog.write_text(yaml.safe_dump(small))
     assert runner.invoke(app, ["apply", str(catalog)]).exit_code == 0
-    _ingest(
+    _ingest(  # `ingest` stores only: the customer owes an evaluation
         tmp_path,
         [event("session.created", "docs", f"2026-04-01T0{h}:00:00Z") for h in range(5)],
     )
-    result = runner.invoke(app, ["balance", "docs", "sessions", "--format", "json"])
+    result = runner.invoke(app, command)
     assert result.exit_code == 0, result.output
-    answer = orjson.loads(result.stdout)
-    assert answer["plan"] == "sessions_200k"  # past 3 sessions: moved up
-    assert answer["usage"] == 5
+    engine = create_engine(db)
+    try:
+        with engine.connect() as conn:
+            moved = [(h.plan, h.reason) for h in plan_history(conn, "docs")][-1]
+    finally:
+        engine.dispose()
+    assert moved == ("sessions_200k", "auto_upgrade")  # past 3 sessions: moved up
+    if "--format" in command:
+        assert orjson.loads(result.stdout)["plan"] == "sessions_200k"
 
 
 def test_a_command_says_which_database_it_opened_and_when_it_made_a_new_one(

@@ -466,6 +466,13 @@ def _domain_errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
+def _settle(engine: Engine, catalogs: CatalogCache, customer: str) -> None:
+    """As the API does before it reads a customer's balance, usage or invoice: an evaluation
+    the customer owes (usage since its last one may have moved it up a plan) is made first, a
+    short write; one lookup when nothing is owed."""
+    balances.settle(engine, catalogs, customer, system_clock)
+
+
 @app.command()
 def balance(
     customer: str,
@@ -485,9 +492,7 @@ def balance(
             raise Invalid(f"format: must be text or json (got {output!r})")
         when: datetime = instant(at, "at", system_clock())
         catalogs = CatalogCache()
-        # As the API: usage recorded since the customer's last evaluation is evaluated first
-        # (it may have moved the customer up a plan). One lookup when nothing is owed.
-        balances.settle(engine, catalogs, customer, system_clock)
+        _settle(engine, catalogs, customer)
         with engine.connect() as conn:
             b = read_balance(Context(conn, catalogs.current(conn)), customer, feature, when)
     if output == "json":
@@ -558,9 +563,11 @@ def usage(
             instant(start, "from", EPOCH) if start else None,
             instant(end, "to", EPOCH) if end else None,
         )
+        catalogs = CatalogCache()
+        _settle(engine, catalogs, customer)
         with engine.connect() as conn:
             result = report(
-                Context(conn, CatalogCache().current(conn)), customer, query, system_clock()
+                Context(conn, catalogs.current(conn)), customer, query, system_clock()
             )
     table = Table(
         box=None,
@@ -772,6 +779,7 @@ def invoices(
                     f"[red]customer {name!r}: not finalized (see the error above)[/red]",
                     highlight=False,
                 )
+        _settle(engine, catalogs, customer)
         with engine.connect() as conn:
             ctx = Context(conn, catalogs.current(conn))
             if plan:
