@@ -566,9 +566,7 @@ def usage(
         catalogs = CatalogCache()
         _settle(engine, catalogs, customer)
         with engine.connect() as conn:
-            result = report(
-                Context(conn, catalogs.current(conn)), customer, query, system_clock()
-            )
+            result = report(Context(conn, catalogs.current(conn)), customer, query, system_clock())
     table = Table(
         box=None,
         title=f"{customer} / {feature}: {_count(result.total, result.unit)} "
